@@ -1,0 +1,27 @@
+#![forbid(unsafe_code)]
+//! Vigil's Merkle-anchored append-only audit log.
+//!
+//! - [`hash`]: RFC 6962 leaf/node hashing.
+//! - [`tree`] / [`proof`]: tree building, proof generation and verification.
+//! - [`leaf`]: what each leaf commits to.
+//! - [`note`] / [`checkpoint`]: C2SP signed notes and checkpoints.
+//! - [`tile`]: C2SP tlog-tiles paths and entry bundles.
+//! - [`store`]: the durable RocksDB log.
+
+pub mod checkpoint;
+pub mod hash;
+pub mod leaf;
+pub mod note;
+pub mod proof;
+pub mod store;
+pub mod tile;
+pub mod tree;
+
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use hash::{empty_root, leaf_hash, node_hash, Hash};
+pub use leaf::{body_commitment, LeafError, LeafRecord};
+pub use note::{open_note, sign_note, NoteError, NoteSigner, NoteVerifier};
+pub use proof::{verify_consistency, verify_inclusion, ProofError};
+pub use store::{Appended, NewEntry, Store, StoreError};
+pub use tile::{TileError, TilePath, TILE_WIDTH};
+pub use tree::{Frontier, MemoryTree, NodeSource, TreeError};

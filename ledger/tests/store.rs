@@ -1,0 +1,341 @@
+//! The RocksDB store: appends, dedup, durability across reopen, proofs,
+//! tiles and checkpoints.
+
+use std::sync::Arc;
+
+use vigil_ledger::checkpoint::Checkpoint;
+use vigil_ledger::hash::leaf_hash;
+use vigil_ledger::leaf::{body_commitment, LeafRecord};
+use vigil_ledger::note::{open_note, sign_note, NoteVerifier};
+use vigil_ledger::proof::{verify_consistency, verify_inclusion};
+use vigil_ledger::tile::decode_entry_bundle;
+use vigil_ledger::tree::root_from_leaf_hashes;
+use vigil_ledger::{Appended, NewEntry, Store, StoreError};
+
+fn entry(n: u32) -> NewEntry {
+    let mut id = [0u8; 16];
+    id[12..].copy_from_slice(&n.to_be_bytes());
+    NewEntry {
+        event_id: id,
+        time_unix_nanos: i64::from(n) * 1000,
+        kind: "test.event".into(),
+        body: format!("body {n}").into_bytes(),
+    }
+}
+
+fn fill(store: &Store, from: u32, to: u32) {
+    let res = store.append_batch((from..to).map(entry).collect()).unwrap();
+    assert!(res.iter().all(|a| !a.duplicate));
+}
+
+fn leaf_hashes(store: &Store) -> Vec<[u8; 32]> {
+    (0..store.size())
+        .map(|i| leaf_hash(&store.leaf(i).unwrap().unwrap()))
+        .collect()
+}
+
+#[test]
+fn store_is_send_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Store>();
+}
+
+#[test]
+fn append_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!(store.size(), 0);
+    assert_eq!(store.root(), vigil_ledger::empty_root());
+    assert_eq!(store.append_batch(vec![]).unwrap(), vec![]);
+
+    let res = store
+        .append_batch(vec![entry(0), entry(1), entry(2)])
+        .unwrap();
+    assert_eq!(
+        res.iter().map(|a| a.index).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(store.size(), 3);
+    for i in 0..3u32 {
+        let rec = LeafRecord::decode(&store.leaf(u64::from(i)).unwrap().unwrap()).unwrap();
+        let e = entry(i);
+        assert_eq!(rec.event_id, e.event_id);
+        assert_eq!(rec.time_unix_nanos, e.time_unix_nanos);
+        assert_eq!(rec.kind, e.kind);
+        let (salt, body) = store.body(u64::from(i)).unwrap().unwrap();
+        assert_eq!(body, e.body);
+        assert_eq!(rec.commitment, body_commitment(&salt, &body));
+        assert_eq!(store.index_of(&e.event_id).unwrap(), Some(u64::from(i)));
+    }
+    let (s0, _) = store.body(0).unwrap().unwrap();
+    let (s1, _) = store.body(1).unwrap().unwrap();
+    assert_ne!(s0, s1, "salts must be fresh per entry");
+    assert_eq!(store.leaf(3).unwrap(), None);
+    assert_eq!(store.body(3).unwrap(), None);
+    assert_eq!(store.index_of(&[9; 16]).unwrap(), None);
+    assert_eq!(store.root(), root_from_leaf_hashes(&leaf_hashes(&store)));
+    assert!(matches!(store.node(0, 3), Err(StoreError::NotFound(_))));
+
+    let too_long = NewEntry {
+        kind: "k".repeat(65),
+        ..entry(10)
+    };
+    assert!(store.append_batch(vec![entry(11), too_long]).is_err());
+    assert_eq!(store.size(), 3, "a rejected batch appends nothing");
+    assert_eq!(store.index_of(&entry(11).event_id).unwrap(), None);
+}
+
+#[test]
+fn dedup_across_and_within_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    store.append_batch(vec![entry(0), entry(1)]).unwrap();
+    let root = store.root();
+    // Across batches: nothing new is written.
+    let res = store.append_batch(vec![entry(1)]).unwrap();
+    assert_eq!(
+        res,
+        vec![Appended {
+            index: 1,
+            duplicate: true
+        }]
+    );
+    assert_eq!((store.size(), store.root()), (2, root));
+    // Within a batch, mixed with new and old ids.
+    let res = store
+        .append_batch(vec![entry(5), entry(0), entry(5), entry(6)])
+        .unwrap();
+    assert_eq!(
+        res,
+        vec![
+            Appended {
+                index: 2,
+                duplicate: false
+            },
+            Appended {
+                index: 0,
+                duplicate: true
+            },
+            Appended {
+                index: 2,
+                duplicate: true
+            },
+            Appended {
+                index: 3,
+                duplicate: false
+            },
+        ]
+    );
+    assert_eq!(store.size(), 4);
+}
+
+#[test]
+fn reopen_keeps_size_root_and_continues() {
+    let dir = tempfile::tempdir().unwrap();
+    let (size, root) = {
+        let store = Store::open(dir.path()).unwrap();
+        for b in 0..10 {
+            fill(&store, b * 13, b * 13 + 13);
+        }
+        (store.size(), store.root())
+    };
+    let store = Store::open(dir.path()).unwrap();
+    assert_eq!((store.size(), store.root()), (size, root));
+    assert_eq!(store.head(), (size, root));
+    // Dedup survives reopen; appending continues the same tree.
+    assert!(store.append_batch(vec![entry(3)]).unwrap()[0].duplicate);
+    fill(&store, 1000, 1007);
+    assert_eq!(store.size(), size + 7);
+    assert_eq!(store.root(), root_from_leaf_hashes(&leaf_hashes(&store)));
+    verify_consistency(
+        size,
+        store.size(),
+        &store.consistency_proof(size, store.size()).unwrap(),
+        &root,
+        &store.root(),
+    )
+    .unwrap();
+}
+
+#[test]
+fn proofs_from_store_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut roots = vec![store.root()];
+    for n in 0..70u32 {
+        fill(&store, n, n + 1);
+        roots.push(store.root());
+    }
+    let leaves = leaf_hashes(&store);
+    for size in 1..=70u64 {
+        assert_eq!(store.root_at(size).unwrap(), roots[size as usize]);
+        for index in 0..size {
+            let p = store.inclusion_proof(index, size).unwrap();
+            verify_inclusion(
+                &leaves[index as usize],
+                index,
+                size,
+                &p,
+                &roots[size as usize],
+            )
+            .unwrap();
+        }
+        for size1 in 1..=size {
+            let p = store.consistency_proof(size1, size).unwrap();
+            verify_consistency(
+                size1,
+                size,
+                &p,
+                &roots[size1 as usize],
+                &roots[size as usize],
+            )
+            .unwrap();
+        }
+    }
+    assert!(matches!(
+        store.inclusion_proof(70, 70),
+        Err(StoreError::OutOfRange { .. })
+    ));
+    assert!(matches!(
+        store.inclusion_proof(0, 71),
+        Err(StoreError::OutOfRange { .. })
+    ));
+    assert!(store.consistency_proof(0, 5).is_err());
+    assert!(store.consistency_proof(6, 5).is_err());
+    assert!(store.root_at(71).is_err());
+}
+
+#[test]
+fn tiles_and_bundles_match_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    fill(&store, 0, 600);
+    let leaves = leaf_hashes(&store);
+
+    let full = store.tile(0, 1, 256).unwrap();
+    assert_eq!(full.len(), 256 * 32);
+    for (i, h) in full.chunks(32).enumerate() {
+        assert_eq!(h, leaves[256 + i]);
+    }
+    let partial = store.tile(0, 2, 600 - 512).unwrap();
+    assert_eq!(partial.chunks(32).last().unwrap(), leaves[599]);
+    assert!(store.tile(0, 2, 89).is_err());
+    assert!(store.tile(0, 2, 0).is_err());
+    assert!(store.tile(0, 2, 257).is_err());
+    assert!(store.tile(8, 0, 1).is_err());
+    for level in 0..=7 {
+        assert!(store.tile(level, u64::MAX, 256).is_err());
+        assert!(store.tile(level, u64::MAX / 256, 1).is_err());
+    }
+    assert!(store.entry_bundle(u64::MAX, 256).is_err());
+
+    // Level-1 tile: roots of full level-0 tiles.
+    let l1 = store.tile(1, 0, 2).unwrap();
+    assert_eq!(&l1[..32], root_from_leaf_hashes(&leaves[..256]));
+    assert_eq!(&l1[32..], root_from_leaf_hashes(&leaves[256..512]));
+    assert!(store.tile(1, 0, 3).is_err());
+
+    let bundle = decode_entry_bundle(&store.entry_bundle(2, 88).unwrap()).unwrap();
+    assert_eq!(bundle.len(), 88);
+    for (i, e) in bundle.iter().enumerate() {
+        assert_eq!(e, &store.leaf(512 + i as u64).unwrap().unwrap());
+    }
+    let bundle = decode_entry_bundle(&store.entry_bundle(0, 256).unwrap()).unwrap();
+    assert_eq!(leaf_hash(&bundle[255]), leaves[255]);
+    assert!(store.entry_bundle(2, 89).is_err());
+    assert!(store.entry_bundle(3, 1).is_err());
+}
+
+#[test]
+fn checkpoints_and_signer_persist() {
+    let dir = tempfile::tempdir().unwrap();
+    let vkey;
+    {
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.checkpoint().unwrap(), None);
+        fill(&store, 0, 5);
+        let signer = store.get_or_create_signer("vigil.test/log").unwrap();
+        vkey = signer.verifier_key_text();
+        let (size, root) = store.head();
+        let cp = Checkpoint {
+            origin: "vigil.test/log".into(),
+            size,
+            root,
+        };
+        let note = sign_note(&cp.to_text(), &signer).unwrap();
+        store.put_checkpoint(&note).unwrap();
+
+        // A checkpoint that does not match the log is refused.
+        let bogus = Checkpoint {
+            root: [0; 32],
+            ..cp.clone()
+        };
+        assert!(store
+            .put_checkpoint(&sign_note(&bogus.to_text(), &signer).unwrap())
+            .is_err());
+        let future = Checkpoint {
+            size: 6,
+            ..cp.clone()
+        };
+        assert!(store
+            .put_checkpoint(&sign_note(&future.to_text(), &signer).unwrap())
+            .is_err());
+        // An older one is refused as stale.
+        let old = Checkpoint {
+            size: 3,
+            root: store.root_at(3).unwrap(),
+            ..cp
+        };
+        assert!(matches!(
+            store.put_checkpoint(&sign_note(&old.to_text(), &signer).unwrap()),
+            Err(StoreError::StaleCheckpoint {
+                stored: 5,
+                offered: 3
+            })
+        ));
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let signer = store.get_or_create_signer("vigil.test/log").unwrap();
+    assert_eq!(signer.verifier_key_text(), vkey, "signer key is persistent");
+    let note = store.checkpoint().unwrap().unwrap();
+    let text = open_note(&note, &NoteVerifier::from_vkey_text(&vkey).unwrap()).unwrap();
+    let cp = Checkpoint::parse(&text).unwrap();
+    assert_eq!((cp.size, cp.root), store.head());
+}
+
+#[test]
+fn concurrent_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                for b in 0..10u32 {
+                    // Overlapping ids across threads exercise dedup under contention.
+                    let base = (t % 2) * 1000 + b * 5;
+                    store
+                        .append_batch((base..base + 5).map(entry).collect())
+                        .unwrap();
+                    let size = store.size();
+                    assert!(store.root_at(size).is_ok());
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.size(), 100);
+    assert_eq!(store.root(), root_from_leaf_hashes(&leaf_hashes(&store)));
+    let mut ids: Vec<_> = (0..100)
+        .map(|i| {
+            LeafRecord::decode(&store.leaf(i).unwrap().unwrap())
+                .unwrap()
+                .event_id
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 100);
+}
