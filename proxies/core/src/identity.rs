@@ -1,0 +1,222 @@
+//! Verifying who a client is.
+//!
+//! At this stage identities are a static list from the config: a name, an
+//! Argon2id hash of its secret (never the secret itself) and its groups. OIDC
+//! access tokens arrive through the same [`VerifiedIdentity`] later, so the
+//! rest of the gateway does not care how an identity was proven.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use serde::Deserialize;
+
+/// Issuer recorded on events for identities from the static list.
+pub const STATIC_ISSUER: &str = "vigil:static";
+
+/// An identity that has proven itself. It carries no secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedIdentity {
+    pub subject: String,
+    pub issuer: String,
+    pub groups: Vec<String>,
+    pub auth_method: String,
+}
+
+impl VerifiedIdentity {
+    /// The identity as it rides on every event.
+    pub fn to_event_identity(&self) -> vigil_proto::events::Identity {
+        vigil_proto::events::Identity {
+            subject: self.subject.clone(),
+            issuer: self.issuer.clone(),
+            groups: self.groups.clone(),
+            client_id: String::new(),
+            token_id: String::new(),
+            auth_method: self.auth_method.clone(),
+        }
+    }
+}
+
+/// One entry of the static identity list, as written in the config.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticIdentity {
+    /// The user name the client presents.
+    pub name: String,
+    /// Argon2id PHC string (`vigil hash-password` makes one).
+    pub password_hash: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Accept this identity only from loopback clients (the dev identity is).
+    #[serde(default)]
+    pub loopback_only: bool,
+}
+
+/// Why a client was not let in. The `Display` text is safe to show the client:
+/// it never says whether the user exists or which part was wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("password authentication failed for user \"{0}\"")]
+    BadCredentials(String),
+    #[error("identity \"{0}\" may only connect from the local machine")]
+    LoopbackOnly(String),
+}
+
+/// Why the static identity list is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityConfigError {
+    #[error("identity \"{name}\": password_hash is not an Argon2 PHC string ({detail})")]
+    BadHash { name: String, detail: String },
+    #[error("identity \"{0}\" is listed twice")]
+    Duplicate(String),
+    #[error("identity with an empty name")]
+    EmptyName,
+}
+
+/// The static identity list, checked once at start.
+#[derive(Clone, Debug, Default)]
+pub struct StaticIdentities {
+    entries: Vec<StaticIdentity>,
+}
+
+impl StaticIdentities {
+    /// Checks every entry (names unique and non-empty, hashes parse) so that a
+    /// typo in the config fails at start, not at a client's first login.
+    pub fn new(entries: Vec<StaticIdentity>) -> Result<Self, IdentityConfigError> {
+        let mut seen = std::collections::HashSet::new();
+        for entry in &entries {
+            if entry.name.is_empty() {
+                return Err(IdentityConfigError::EmptyName);
+            }
+            if !seen.insert(entry.name.clone()) {
+                return Err(IdentityConfigError::Duplicate(entry.name.clone()));
+            }
+            PasswordHash::new(&entry.password_hash).map_err(|e| IdentityConfigError::BadHash {
+                name: entry.name.clone(),
+                detail: e.to_string(),
+            })?;
+        }
+        Ok(Self { entries })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Verifies `password` for `user`. Unknown users cost the same hash work as
+    /// known ones, so response time does not reveal which names exist.
+    pub fn verify(
+        &self,
+        user: &str,
+        password: &[u8],
+        peer_is_loopback: bool,
+    ) -> Result<VerifiedIdentity, AuthError> {
+        let entry = self.entries.iter().find(|e| e.name == user);
+        let hash_text = entry.map_or(DUMMY_HASH, |e| e.password_hash.as_str());
+        let hash = PasswordHash::new(hash_text)
+            .map_err(|_| AuthError::BadCredentials(user.to_string()))?;
+        let matches = Argon2::default().verify_password(password, &hash).is_ok();
+        match entry {
+            Some(e) if matches => {
+                if e.loopback_only && !peer_is_loopback {
+                    return Err(AuthError::LoopbackOnly(user.to_string()));
+                }
+                Ok(VerifiedIdentity {
+                    subject: e.name.clone(),
+                    issuer: STATIC_ISSUER.to_string(),
+                    groups: e.groups.clone(),
+                    auth_method: "password".to_string(),
+                })
+            }
+            _ => Err(AuthError::BadCredentials(user.to_string())),
+        }
+    }
+}
+
+/// Argon2id hash of a random secret nobody knows: verified against when the
+/// user does not exist, to keep timing uniform.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$9m1cN0m6bw8Vx3Sm4O5E7QyYp9m0Ai5o3mMVxTvYxGc";
+
+/// Hashes a secret for the config (Argon2id, default parameters, random salt).
+pub fn hash_password(secret: &[u8]) -> String {
+    let salt = SaltString::generate(&mut argon2::password_hash::rand_core::OsRng);
+    Argon2::default()
+        .hash_password(secret, &salt)
+        .expect("argon2 with default parameters accepts any secret")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list() -> StaticIdentities {
+        StaticIdentities::new(vec![
+            StaticIdentity {
+                name: "agent".into(),
+                password_hash: hash_password(b"s3cret"),
+                groups: vec!["agents".into()],
+                loopback_only: false,
+            },
+            StaticIdentity {
+                name: "dev".into(),
+                password_hash: hash_password(b"dev"),
+                groups: vec![],
+                loopback_only: true,
+            },
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn right_password_gives_identity_with_groups() {
+        let id = list().verify("agent", b"s3cret", false).unwrap();
+        assert_eq!(id.subject, "agent");
+        assert_eq!(id.issuer, STATIC_ISSUER);
+        assert_eq!(id.groups, vec!["agents".to_string()]);
+    }
+
+    #[test]
+    fn wrong_password_unknown_user_and_remote_dev_are_refused() {
+        let ids = list();
+        assert_eq!(
+            ids.verify("agent", b"wrong", true),
+            Err(AuthError::BadCredentials("agent".into()))
+        );
+        assert_eq!(
+            ids.verify("nobody", b"s3cret", true),
+            Err(AuthError::BadCredentials("nobody".into()))
+        );
+        assert_eq!(
+            ids.verify("dev", b"dev", false),
+            Err(AuthError::LoopbackOnly("dev".into()))
+        );
+        assert!(ids.verify("dev", b"dev", true).is_ok());
+    }
+
+    #[test]
+    fn config_errors_are_caught_at_start() {
+        let bad = StaticIdentity {
+            name: "x".into(),
+            password_hash: "plaintext".into(),
+            groups: vec![],
+            loopback_only: false,
+        };
+        assert!(matches!(
+            StaticIdentities::new(vec![bad.clone()]),
+            Err(IdentityConfigError::BadHash { .. })
+        ));
+        let good = StaticIdentity {
+            password_hash: hash_password(b"a"),
+            ..bad
+        };
+        assert!(matches!(
+            StaticIdentities::new(vec![good.clone(), good]),
+            Err(IdentityConfigError::Duplicate(_))
+        ));
+    }
+
+    #[test]
+    fn dummy_hash_parses() {
+        assert!(PasswordHash::new(DUMMY_HASH).is_ok());
+    }
+}

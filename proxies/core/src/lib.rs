@@ -1,0 +1,18 @@
+//! What every Vigil proxy shares, whatever protocol it speaks:
+//!
+//! - [`identity`]: turning what a client presents into a verified [`identity::VerifiedIdentity`];
+//! - [`session`]: the per-connection context that stamps every event with
+//!   session id, sequence number, identity and connection name;
+//! - [`sink`]: the [`sink::EventSink`] trait through which proxies record events.
+//!
+//! This crate does no I/O and depends on no async runtime, so that the rules it
+//! holds can be tested (and fuzzed) without sockets.
+#![forbid(unsafe_code)]
+
+pub mod identity;
+pub mod session;
+pub mod sink;
+
+pub use identity::{AuthError, StaticIdentities, StaticIdentity, VerifiedIdentity};
+pub use session::SessionContext;
+pub use sink::{EventSink, SinkError};
