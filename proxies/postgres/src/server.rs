@@ -1,0 +1,474 @@
+//! Accepting clients: the startup handshake, client authentication, the
+//! upstream login with the gateway's own credential, then the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use vigil_proto::events::{event::Kind, SessionClosed, SessionOpened};
+use vigil_proxy_core::{EventSink, SessionContext, StaticIdentities, VerifiedIdentity};
+
+use crate::codec::{self, AuthRequest, Frame, StartupPacket};
+use crate::relay;
+use crate::upstream_auth::{md5_password, ScramClient, UpstreamAuthError};
+
+/// How long a client may take to send its startup packet and password.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Where the proxy logs in, and as whom. The password never reaches clients.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// The gateway's password for `user` (None for trust authentication).
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Pin every session to this database; by default the client's choice.
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+/// One PostgreSQL listener of the gateway.
+#[derive(Clone, Debug)]
+pub struct ProxyConfig {
+    /// The connection's name, recorded on every event ("ehr-primary").
+    pub name: String,
+    pub upstream: UpstreamConfig,
+    /// Accept passwords in cleartext from non-loopback clients. Off by default:
+    /// until TLS to clients exists, remote clients are refused.
+    pub allow_remote_plaintext: bool,
+}
+
+/// The PostgreSQL proxy: shared by every connection it accepts.
+pub struct PostgresProxy {
+    config: ProxyConfig,
+    identities: Arc<StaticIdentities>,
+    sink: Arc<dyn EventSink>,
+}
+
+/// Why a session ended before the relay started. The text goes to the client.
+#[derive(Debug, thiserror::Error)]
+enum HandshakeError {
+    #[error("{0}")]
+    Protocol(#[from] codec::CodecError),
+    #[error("connection closed during startup")]
+    Closed,
+    #[error("i/o error during startup: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out waiting for the client")]
+    Timeout,
+}
+
+impl PostgresProxy {
+    pub fn new(
+        config: ProxyConfig,
+        identities: Arc<StaticIdentities>,
+        sink: Arc<dyn EventSink>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            identities,
+            sink,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Accepts clients until the listener fails; each runs in its own task, and
+    /// nothing one client sends can stop the others.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let proxy = self.clone();
+            tokio::spawn(async move {
+                proxy.handle_client(stream, peer).await;
+            });
+        }
+    }
+
+    async fn handle_client(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr) {
+        let mut buf = BytesMut::with_capacity(8192);
+        let startup =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_startup(&mut client, &mut buf))
+                .await
+                .unwrap_or(Err(HandshakeError::Timeout))
+            {
+                Ok(Some(params)) => params,
+                Ok(None) => return, // CancelRequest or a probe: nothing to answer.
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "refused client: bad startup");
+                    send_fatal(&mut client, "08P01", &format!("invalid startup: {e}")).await;
+                    return;
+                }
+            };
+
+        let identity = match self
+            .authenticate(&mut client, &mut buf, &startup, peer)
+            .await
+        {
+            Some(identity) => identity,
+            None => return,
+        };
+
+        let session = Arc::new(SessionContext::new(&self.config.name, &identity));
+        let database = self
+            .config
+            .upstream
+            .database
+            .clone()
+            .or_else(|| startup.param("database").map(str::to_string))
+            .unwrap_or_else(|| self.config.upstream.user.clone());
+        let opened = session.event(Kind::SessionOpened(SessionOpened {
+            client_addr: peer.to_string(),
+            protocol: "postgres".into(),
+            database: database.clone(),
+            client_user: identity.subject.clone(),
+            upstream_user: self.config.upstream.user.clone(),
+            application_name: startup.param("application_name").unwrap_or("").into(),
+            tls: false,
+        }));
+        if let Err(e) = self.sink.record(opened).await {
+            tracing::error!(session = %session.session_id(), error = %e, "cannot record session start; refusing session");
+            send_fatal(
+                &mut client,
+                "57P03",
+                &format!("Vigil cannot record this session: {e}"),
+            )
+            .await;
+            return;
+        }
+        tracing::info!(session = %session.session_id(), subject = %identity.subject, %peer, "session opened");
+
+        let started = std::time::Instant::now();
+        let reason = match self.connect_upstream(&startup, &database).await {
+            Ok((upstream, greeting)) => {
+                if let Err(e) = client.write_all(&greeting).await {
+                    format!("client_disconnected: {e}")
+                } else {
+                    relay::run(client, buf, upstream, session.clone(), self.sink.clone()).await
+                }
+            }
+            Err(e) => {
+                tracing::warn!(session = %session.session_id(), error = %e, "upstream login failed");
+                send_fatal(
+                    &mut client,
+                    "08006",
+                    &format!(
+                        "Vigil could not reach the upstream database \"{}\": {e}",
+                        self.config.name
+                    ),
+                )
+                .await;
+                format!("upstream_unavailable: {e}")
+            }
+        };
+        let closed = session.event(Kind::SessionClosed(SessionClosed {
+            reason: reason.clone(),
+            statements: session.statements(),
+            duration_micros: started.elapsed().as_micros() as u64,
+        }));
+        if let Err(e) = self.sink.record(closed).await {
+            tracing::error!(session = %session.session_id(), error = %e, "cannot record session end");
+        }
+        tracing::info!(session = %session.session_id(), %reason, "session closed");
+    }
+
+    /// Asks for the password and checks it. On failure the client has been
+    /// told why, and `None` comes back.
+    async fn authenticate(
+        &self,
+        client: &mut TcpStream,
+        buf: &mut BytesMut,
+        startup: &StartupPacket,
+        peer: SocketAddr,
+    ) -> Option<VerifiedIdentity> {
+        let Some(user) = startup.param("user").map(str::to_string) else {
+            send_fatal(
+                client,
+                "28000",
+                "no PostgreSQL user name specified in startup packet",
+            )
+            .await;
+            return None;
+        };
+        if let Some(v) = startup.param("replication") {
+            if !matches!(v, "false" | "off" | "no" | "0") {
+                send_fatal(
+                    client,
+                    "42501",
+                    "Vigil does not relay replication connections",
+                )
+                .await;
+                return None;
+            }
+        }
+        let loopback = peer.ip().is_loopback();
+        if !loopback && !self.config.allow_remote_plaintext {
+            send_fatal(
+                client,
+                "28000",
+                "Vigil refuses passwords over an unencrypted connection from a remote address",
+            )
+            .await;
+            return None;
+        }
+        if client
+            .write_all(&codec::auth_cleartext_request())
+            .await
+            .is_err()
+        {
+            return None;
+        }
+        let password = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(client, buf)).await
+        {
+            Ok(Ok(Some(frame))) if frame.tag == b'p' => match codec::parse_password(frame.body()) {
+                Ok(p) => p,
+                Err(e) => {
+                    send_fatal(client, "08P01", &e.to_string()).await;
+                    return None;
+                }
+            },
+            Ok(Ok(Some(_))) => {
+                send_fatal(client, "08P01", "expected a password message").await;
+                return None;
+            }
+            // psql hangs up here once to ask the user for a password: not an error.
+            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return None,
+        };
+        let identities = self.identities.clone();
+        let user_for_check = user.clone();
+        let verdict = tokio::task::spawn_blocking(move || {
+            identities.verify(&user_for_check, &password, loopback)
+        })
+        .await;
+        match verdict {
+            Ok(Ok(identity)) => Some(identity),
+            Ok(Err(e)) => {
+                tracing::info!(%peer, %user, "authentication failed");
+                send_fatal(client, "28P01", &e.to_string()).await;
+                None
+            }
+            Err(_) => {
+                send_fatal(
+                    client,
+                    "XX000",
+                    "internal error while checking the password",
+                )
+                .await;
+                None
+            }
+        }
+    }
+
+    /// Logs in upstream and returns the stream with the messages the client
+    /// should see to finish its own startup (AuthenticationOk, ParameterStatus,
+    /// our BackendKeyData, ReadyForQuery).
+    async fn connect_upstream(
+        &self,
+        startup: &StartupPacket,
+        database: &str,
+    ) -> Result<(TcpStream, Bytes), UpstreamError> {
+        let cfg = &self.config.upstream;
+        let addr = format!("{}:{}", cfg.host, cfg.port);
+        let mut upstream = tokio::time::timeout(
+            Duration::from_millis(cfg.connect_timeout_ms),
+            TcpStream::connect(&addr),
+        )
+        .await
+        .map_err(|_| UpstreamError::Timeout)??;
+        let _ = upstream.set_nodelay(true);
+
+        let mut params = vec![
+            ("user".to_string(), cfg.user.clone()),
+            ("database".to_string(), database.to_string()),
+        ];
+        if let StartupPacket::Startup {
+            params: client_params,
+        } = startup
+        {
+            params.extend(
+                client_params
+                    .iter()
+                    .filter(|(k, _)| !matches!(k.as_str(), "user" | "database" | "replication"))
+                    .cloned(),
+            );
+        }
+        upstream.write_all(&codec::startup_message(&params)).await?;
+
+        let mut buf = BytesMut::with_capacity(8192);
+        let mut scram: Option<ScramClient> = None;
+        let mut greeting = BytesMut::new();
+        greeting.extend_from_slice(&codec::auth_ok());
+        loop {
+            let frame = tokio::time::timeout(
+                Duration::from_millis(cfg.connect_timeout_ms),
+                read_frame(&mut upstream, &mut buf),
+            )
+            .await
+            .map_err(|_| UpstreamError::Timeout)??
+            .ok_or(UpstreamError::Closed)?;
+            match frame.tag {
+                b'R' => {
+                    let reply = match codec::parse_auth_request(frame.body())? {
+                        AuthRequest::Ok => continue,
+                        AuthRequest::CleartextPassword => {
+                            codec::password_message(self.password()?.as_bytes())
+                        }
+                        AuthRequest::Md5Password { salt } => codec::password_message(
+                            md5_password(&cfg.user, self.password()?, salt).as_bytes(),
+                        ),
+                        AuthRequest::Sasl { mechanisms } => {
+                            if !mechanisms.iter().any(|m| m == ScramClient::MECHANISM) {
+                                return Err(UpstreamAuthError::NoSupportedMechanism(
+                                    mechanisms.join(", "),
+                                )
+                                .into());
+                            }
+                            let client = ScramClient::new(self.password()?);
+                            let msg = codec::sasl_initial_response(
+                                ScramClient::MECHANISM,
+                                &client.client_first(),
+                            );
+                            scram = Some(client);
+                            msg
+                        }
+                        AuthRequest::SaslContinue { data } => {
+                            let client = scram.as_mut().ok_or(
+                                UpstreamAuthError::MalformedScram("unexpected SASL continue"),
+                            )?;
+                            codec::sasl_response(&client.client_final(&data)?)
+                        }
+                        AuthRequest::SaslFinal { data } => {
+                            scram
+                                .as_ref()
+                                .ok_or(UpstreamAuthError::MalformedScram("unexpected SASL final"))?
+                                .verify_server_final(&data)?;
+                            continue;
+                        }
+                        AuthRequest::Other(code) => {
+                            return Err(UpstreamAuthError::Unsupported(code).into())
+                        }
+                    };
+                    upstream.write_all(&reply).await?;
+                }
+                b'E' => {
+                    let fields = codec::parse_error_fields(frame.body())?;
+                    return Err(UpstreamError::Refused {
+                        code: fields.code,
+                        message: fields.message,
+                    });
+                }
+                b'K' => {
+                    // Clients get a key of the proxy's own: the upstream's key
+                    // would let them cancel queries behind the gateway's back.
+                    let (pid, key) = (rand::random::<i32>().abs(), rand::random::<i32>());
+                    greeting.extend_from_slice(&codec::backend_key_data(pid, key));
+                }
+                b'Z' => {
+                    greeting.extend_from_slice(&frame.raw);
+                    return Ok((upstream, greeting.freeze()));
+                }
+                // ParameterStatus, NoticeResponse and the like go to the client as they are.
+                _ => greeting.extend_from_slice(&frame.raw),
+            }
+        }
+    }
+
+    fn password(&self) -> Result<&str, UpstreamAuthError> {
+        self.config
+            .upstream
+            .password
+            .as_deref()
+            .ok_or(UpstreamAuthError::PasswordRequired)
+    }
+}
+
+/// Why the upstream login failed. Shown to the client: holds no credential.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("connection timed out")]
+    Timeout,
+    #[error("the server closed the connection during login")]
+    Closed,
+    #[error("the server sent an invalid message: {0}")]
+    Protocol(#[from] codec::CodecError),
+    #[error("{0}")]
+    Auth(#[from] UpstreamAuthError),
+    #[error("the server refused the gateway's login ({code}: {message})")]
+    Refused { code: String, message: String },
+}
+
+/// Reads until a StartupMessage arrives, declining SSL and GSS encryption on
+/// the way. `Ok(None)`: a CancelRequest (handled by PostgreSQL's convention of
+/// closing without an answer).
+async fn read_startup(
+    client: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<StartupPacket>, HandshakeError> {
+    loop {
+        if let Some(packet) = codec::decode_startup(buf)? {
+            match packet {
+                StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
+                    // 'N': not supported; libpq then continues in plaintext
+                    // (or gives up, when the client demands encryption).
+                    client.write_all(b"N").await?;
+                }
+                StartupPacket::Cancel { .. } => return Ok(None),
+                startup @ StartupPacket::Startup { .. } => return Ok(Some(startup)),
+            }
+            continue;
+        }
+        if client.read_buf(buf).await? == 0 {
+            return Err(HandshakeError::Closed);
+        }
+    }
+}
+
+/// Reads one typed message; `Ok(None)` when the peer closed cleanly.
+pub(crate) async fn read_frame(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+) -> Result<Option<Frame>, std::io::Error> {
+    loop {
+        match codec::decode_frame(buf) {
+            Ok(Some(frame)) => return Ok(Some(frame)),
+            Ok(None) => {}
+            Err(e) => return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, e)),
+        }
+        if stream.read_buf(buf).await? == 0 {
+            return Ok(None);
+        }
+    }
+}
+
+async fn send_fatal(client: &mut TcpStream, code: &str, message: &str) {
+    let _ = client
+        .write_all(&codec::error_response("FATAL", code, message))
+        .await;
+    let _ = client.shutdown().await;
+}

@@ -1,0 +1,356 @@
+//! Pairs each statement a client runs with the result the server reports.
+//!
+//! PostgreSQL answers strictly in order, so a FIFO of outstanding runs is
+//! enough: the frontend side pushes a run for every `Query` and `Execute` (and
+//! a marker for every `Sync`), and the backend side completes the run at the
+//! front as results arrive. Pure bookkeeping: no I/O, no clock but the
+//! `Instant` a run started, so it can be tested message by message.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::codec::{BindParam, ErrorFields};
+
+/// A statement the server has finished with, ready to become a Response event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    pub statement_seq: u64,
+    pub tags: Vec<String>,
+    pub rows: u64,
+    pub error: Option<ErrorFields>,
+    pub duration: Duration,
+    /// The server skipped it (an earlier message of the same pipeline failed).
+    pub not_executed: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    /// A simple-protocol `Query`: may hold several statements, ends at ReadyForQuery.
+    Query,
+    /// An extended-protocol `Execute`: ends at CommandComplete, EmptyQuery,
+    /// PortalSuspended or ErrorResponse.
+    Execute,
+}
+
+#[derive(Debug)]
+struct Run {
+    kind: RunKind,
+    statement_seq: u64,
+    started: Instant,
+    tags: Vec<String>,
+    rows: u64,
+    error: Option<ErrorFields>,
+}
+
+impl Run {
+    fn complete(self, not_executed: bool) -> Completed {
+        Completed {
+            statement_seq: self.statement_seq,
+            tags: self.tags,
+            rows: self.rows,
+            error: self.error,
+            duration: self.started.elapsed(),
+            not_executed,
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Outstanding {
+    Run(Run),
+    Sync,
+}
+
+/// What a bound portal will run: its statement text and parameters.
+#[derive(Debug, Clone)]
+pub struct PortalInfo {
+    pub statement_name: String,
+    pub query: Arc<str>,
+    pub params: Vec<BindParam>,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracker {
+    statements: HashMap<String, Arc<str>>,
+    portals: HashMap<String, PortalInfo>,
+    outstanding: VecDeque<Outstanding>,
+    /// The error that aborted the current extended-protocol cycle, if any.
+    cycle_error: Option<ErrorFields>,
+}
+
+impl Tracker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    // ---- frontend side ----
+
+    /// A `Parse`: remember the text of the (named or unnamed) statement.
+    pub fn on_parse(&mut self, statement: String, query: String) {
+        self.statements.insert(statement, Arc::from(query));
+    }
+
+    /// A `Bind`: remember what the portal will run.
+    pub fn on_bind(&mut self, portal: String, statement: String, params: Vec<BindParam>) {
+        let query = self
+            .statements
+            .get(&statement)
+            .cloned()
+            .unwrap_or_else(|| Arc::from(""));
+        self.portals.insert(
+            portal,
+            PortalInfo {
+                statement_name: statement,
+                query,
+                params,
+            },
+        );
+    }
+
+    /// A `Close` of a statement or portal.
+    pub fn on_close(&mut self, is_portal: bool, name: &str) {
+        if is_portal {
+            self.portals.remove(name);
+        } else {
+            self.statements.remove(name);
+        }
+    }
+
+    /// What an `Execute` of `portal` will run (`None` for a portal never bound:
+    /// the server will refuse it, and the run records that error).
+    pub fn portal(&self, portal: &str) -> Option<&PortalInfo> {
+        self.portals.get(portal)
+    }
+
+    /// A `Query` the proxy is about to forward.
+    pub fn push_query(&mut self, statement_seq: u64) {
+        self.push_run(RunKind::Query, statement_seq);
+    }
+
+    /// An `Execute` the proxy is about to forward.
+    pub fn push_execute(&mut self, statement_seq: u64) {
+        self.push_run(RunKind::Execute, statement_seq);
+    }
+
+    /// A `Sync`: the server will answer with ReadyForQuery.
+    pub fn push_sync(&mut self) {
+        self.outstanding.push_back(Outstanding::Sync);
+    }
+
+    fn push_run(&mut self, kind: RunKind, statement_seq: u64) {
+        self.outstanding.push_back(Outstanding::Run(Run {
+            kind,
+            statement_seq,
+            started: Instant::now(),
+            tags: Vec::new(),
+            rows: 0,
+            error: None,
+        }));
+    }
+
+    // ---- backend side ----
+
+    fn front_run(&mut self) -> Option<&mut Run> {
+        match self.outstanding.front_mut() {
+            Some(Outstanding::Run(run)) => Some(run),
+            _ => None,
+        }
+    }
+
+    fn pop_run(&mut self) -> Option<Run> {
+        match self.outstanding.pop_front() {
+            Some(Outstanding::Run(run)) => Some(run),
+            Some(other) => {
+                self.outstanding.push_front(other);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// A `DataRow`.
+    pub fn on_data_row(&mut self) {
+        if let Some(run) = self.front_run() {
+            run.rows += 1;
+        }
+    }
+
+    /// A `CommandComplete` with its tag.
+    pub fn on_command_complete(&mut self, tag: String) -> Option<Completed> {
+        let run = self.front_run()?;
+        // COPY and other commands report rows only in the tag.
+        if let Some(n) = crate::codec::rows_in_tag(&tag) {
+            if run.rows == 0 || tag.starts_with("COPY") {
+                run.rows = run.rows.max(n);
+            }
+        }
+        run.tags.push(tag);
+        if run.kind == RunKind::Execute {
+            return self.pop_run().map(|r| r.complete(false));
+        }
+        None
+    }
+
+    /// An `EmptyQueryResponse` or `PortalSuspended`: ends an Execute.
+    pub fn on_execute_end(&mut self) -> Option<Completed> {
+        if self.front_run()?.kind == RunKind::Execute {
+            return self.pop_run().map(|r| r.complete(false));
+        }
+        None
+    }
+
+    /// An `ErrorResponse`.
+    pub fn on_error(&mut self, error: ErrorFields) -> Option<Completed> {
+        self.cycle_error = Some(error.clone());
+        let run = self.front_run()?;
+        run.error = Some(error);
+        if run.kind == RunKind::Execute {
+            return self.pop_run().map(|r| r.complete(false));
+        }
+        None
+    }
+
+    /// A `ReadyForQuery`: ends a Query, or the extended cycle up to its Sync.
+    /// Executes still outstanding before that Sync were skipped by the server.
+    pub fn on_ready_for_query(&mut self) -> Vec<Completed> {
+        let mut done = Vec::new();
+        let cycle_error = self.cycle_error.take();
+        if let Some(Outstanding::Run(run)) = self.outstanding.front() {
+            if run.kind == RunKind::Query {
+                if let Some(run) = self.pop_run() {
+                    done.push(run.complete(false));
+                }
+                return done;
+            }
+        }
+        while let Some(item) = self.outstanding.pop_front() {
+            match item {
+                Outstanding::Sync => break,
+                Outstanding::Run(mut run) => {
+                    run.error = run.error.or_else(|| cycle_error.clone());
+                    done.push(run.complete(true));
+                }
+            }
+        }
+        // The unnamed portal does not survive the end of a transaction cycle;
+        // named ones live until Close, which the client sends.
+        self.portals.remove("");
+        done
+    }
+
+    /// Runs the server never answered (the session ended mid-statement).
+    pub fn drain_unfinished(&mut self) -> Vec<Completed> {
+        let mut done = Vec::new();
+        while let Some(item) = self.outstanding.pop_front() {
+            if let Outstanding::Run(run) = item {
+                done.push(run.complete(true));
+            }
+        }
+        done
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(code: &str) -> ErrorFields {
+        ErrorFields {
+            severity: "ERROR".into(),
+            code: code.into(),
+            message: "boom".into(),
+        }
+    }
+
+    #[test]
+    fn simple_query_with_two_statements_is_one_completion_at_ready() {
+        let mut t = Tracker::new();
+        t.push_query(0);
+        t.on_data_row();
+        assert_eq!(t.on_command_complete("SELECT 1".into()), None);
+        assert_eq!(t.on_command_complete("INSERT 0 2".into()), None);
+        let done = t.on_ready_for_query();
+        assert_eq!(done.len(), 1);
+        assert_eq!(done[0].statement_seq, 0);
+        assert_eq!(done[0].tags, vec!["SELECT 1", "INSERT 0 2"]);
+        assert!(!done[0].not_executed);
+    }
+
+    #[test]
+    fn pipelined_executes_complete_in_order() {
+        let mut t = Tracker::new();
+        t.on_parse("s1".into(), "select $1".into());
+        t.on_bind("".into(), "s1".into(), vec![]);
+        assert_eq!(&*t.portal("").unwrap().query, "select $1");
+        t.push_execute(0);
+        t.push_execute(1);
+        t.push_sync();
+        t.on_data_row();
+        t.on_data_row();
+        let a = t.on_command_complete("SELECT 2".into()).unwrap();
+        assert_eq!((a.statement_seq, a.rows), (0, 2));
+        let b = t.on_command_complete("SELECT 0".into()).unwrap();
+        assert_eq!((b.statement_seq, b.rows), (1, 0));
+        assert!(t.on_ready_for_query().is_empty());
+    }
+
+    #[test]
+    fn error_in_pipeline_marks_the_rest_as_not_executed() {
+        let mut t = Tracker::new();
+        t.push_execute(0);
+        t.push_execute(1);
+        t.push_sync();
+        t.push_execute(2);
+        t.push_sync();
+        let failed = t.on_error(err("42P01")).unwrap();
+        assert_eq!(failed.statement_seq, 0);
+        assert_eq!(failed.error.as_ref().unwrap().code, "42P01");
+        let skipped = t.on_ready_for_query();
+        assert_eq!(skipped.len(), 1);
+        assert_eq!(skipped[0].statement_seq, 1);
+        assert!(skipped[0].not_executed);
+        // The next cycle starts clean.
+        let ok = t.on_command_complete("SELECT 0".into()).unwrap();
+        assert_eq!(ok.statement_seq, 2);
+        assert!(ok.error.is_none());
+        assert!(t.on_ready_for_query().is_empty());
+    }
+
+    #[test]
+    fn query_error_is_reported_at_ready() {
+        let mut t = Tracker::new();
+        t.push_query(7);
+        assert_eq!(t.on_error(err("42601")), None);
+        let done = t.on_ready_for_query();
+        assert_eq!(done[0].error.as_ref().unwrap().code, "42601");
+        assert!(!done[0].not_executed);
+    }
+
+    #[test]
+    fn messages_without_outstanding_runs_are_ignored() {
+        let mut t = Tracker::new();
+        t.on_data_row();
+        assert_eq!(t.on_command_complete("SELECT 1".into()), None);
+        assert_eq!(t.on_execute_end(), None);
+        assert_eq!(t.on_error(err("XX000")), None);
+        assert!(t.on_ready_for_query().is_empty());
+    }
+
+    #[test]
+    fn copy_rows_come_from_the_tag() {
+        let mut t = Tracker::new();
+        t.push_query(0);
+        t.on_command_complete("COPY 42".into());
+        assert_eq!(t.on_ready_for_query()[0].rows, 42);
+    }
+
+    #[test]
+    fn unfinished_runs_are_drained_when_the_session_ends() {
+        let mut t = Tracker::new();
+        t.push_query(3);
+        let d = t.drain_unfinished();
+        assert_eq!(d.len(), 1);
+        assert!(d[0].not_executed);
+    }
+}
