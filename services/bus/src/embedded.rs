@@ -1,0 +1,148 @@
+//! The embedded in-process bus: a bounded channel from every proxy session to
+//! the ledger's appender, with a per-event acknowledgement.
+
+use tokio::sync::{mpsc, oneshot};
+use vigil_proto::events::Event;
+use vigil_proxy_core::sink::{EventSink, RecordFuture, SinkError};
+
+/// One event on its way to the ledger. Dropping it unacknowledged tells the
+/// publisher the event was not recorded.
+#[derive(Debug)]
+pub struct Delivery {
+    pub event: Event,
+    ack: oneshot::Sender<Result<(), SinkError>>,
+}
+
+impl Delivery {
+    /// Tells the publisher whether the event is durably recorded.
+    pub fn ack(self, result: Result<(), SinkError>) {
+        let _ = self.ack.send(result);
+    }
+}
+
+/// The publishing side; cheap to clone, shared by all sessions.
+#[derive(Clone, Debug)]
+pub struct EmbeddedBus {
+    tx: mpsc::Sender<Delivery>,
+}
+
+/// The consuming side, owned by the ledger's appender.
+#[derive(Debug)]
+pub struct EmbeddedSubscriber {
+    rx: mpsc::Receiver<Delivery>,
+}
+
+/// A bus holding at most `capacity` unacknowledged-and-unread events; past
+/// that, publishers wait (backpressure instead of unbounded memory).
+pub fn embedded(capacity: usize) -> (EmbeddedBus, EmbeddedSubscriber) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (EmbeddedBus { tx }, EmbeddedSubscriber { rx })
+}
+
+impl EventSink for EmbeddedBus {
+    fn record(&self, event: Event) -> RecordFuture {
+        let (ack, done) = oneshot::channel();
+        let delivery = Delivery { event, ack };
+        // Enqueue now, while the caller still holds its place in line, so that
+        // a session's events reach the ledger in the order they were made.
+        let queued = match self.tx.try_send(delivery) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(delivery)) => Some(delivery),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Box::pin(async {
+                    Err(SinkError::Unavailable("the ledger has stopped".into()))
+                })
+            }
+        };
+        let tx = self.tx.clone();
+        Box::pin(async move {
+            if let Some(delivery) = queued {
+                tx.send(delivery)
+                    .await
+                    .map_err(|_| SinkError::Unavailable("the ledger has stopped".into()))?;
+            }
+            done.await.unwrap_or_else(|_| {
+                Err(SinkError::Unavailable(
+                    "the ledger dropped the event without recording it".into(),
+                ))
+            })
+        })
+    }
+}
+
+impl EmbeddedSubscriber {
+    /// Waits for at least one event, then takes up to `max` that are ready:
+    /// the ledger appends them as one group commit. `None` once every
+    /// publisher is gone.
+    pub async fn recv_batch(&mut self, max: usize) -> Option<Vec<Delivery>> {
+        let mut batch = Vec::with_capacity(max.min(1024));
+        if self.rx.recv_many(&mut batch, max).await == 0 {
+            return None;
+        }
+        Some(batch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(seq: u64) -> Event {
+        Event {
+            seq,
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn record_resolves_with_the_consumers_ack_in_order() {
+        let (bus, mut sub) = embedded(16);
+        let a = bus.record(event(1));
+        let b = bus.record(event(2));
+        let batch = sub.recv_batch(10).await.unwrap();
+        assert_eq!(
+            batch.iter().map(|d| d.event.seq).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let mut it = batch.into_iter();
+        it.next().unwrap().ack(Ok(()));
+        it.next()
+            .unwrap()
+            .ack(Err(SinkError::Rejected("disk full".into())));
+        assert_eq!(a.await, Ok(()));
+        assert_eq!(b.await, Err(SinkError::Rejected("disk full".into())));
+    }
+
+    #[tokio::test]
+    async fn unacknowledged_or_stopped_means_not_recorded() {
+        let (bus, mut sub) = embedded(16);
+        let a = bus.record(event(1));
+        drop(sub.recv_batch(1).await.unwrap());
+        assert!(matches!(a.await, Err(SinkError::Unavailable(_))));
+        drop(sub);
+        assert!(matches!(
+            bus.record(event(2)).await,
+            Err(SinkError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_full_bus_waits_instead_of_failing() {
+        let (bus, mut sub) = embedded(1);
+        let a = bus.record(event(1));
+        let b = bus.record(event(2));
+        let consumer = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while seen.len() < 2 {
+                for d in sub.recv_batch(8).await.unwrap() {
+                    seen.push(d.event.seq);
+                    d.ack(Ok(()));
+                }
+            }
+            seen
+        });
+        assert_eq!(a.await, Ok(()));
+        assert_eq!(b.await, Ok(()));
+        assert_eq!(consumer.await.unwrap(), vec![1, 2]);
+    }
+}

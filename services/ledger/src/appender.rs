@@ -1,0 +1,72 @@
+//! Appends events from the bus to the log, one group commit per batch.
+//!
+//! While one batch is being synced to disk, new events queue on the bus; the
+//! next batch takes them all. So a burst of concurrent statements shares one
+//! fsync, and durability costs little throughput.
+
+use std::sync::Arc;
+
+use vigil_bus::EmbeddedSubscriber;
+use vigil_ledger::{NewEntry, Store};
+use vigil_proto::events::Event;
+use vigil_proto::Message;
+use vigil_proxy_core::SinkError;
+
+/// Largest batch one group commit takes.
+pub const MAX_BATCH: usize = 4096;
+
+/// Turns an event into what the log stores: the leaf commits to the id, time
+/// and kind; the protobuf bytes become the (salted) body.
+pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
+    let id = uuid::Uuid::parse_str(&event.event_id)
+        .map_err(|_| format!("event id {:?} is not a UUID", event.event_id))?;
+    if event.kind.is_none() {
+        return Err("event has no kind".into());
+    }
+    Ok(NewEntry {
+        event_id: *id.as_bytes(),
+        time_unix_nanos: event.time_unix_nanos,
+        kind: event.kind_name().to_string(),
+        body: event.encode_to_vec(),
+    })
+}
+
+/// Runs until every publisher is gone.
+pub async fn run(store: Arc<Store>, mut bus: EmbeddedSubscriber) {
+    while let Some(batch) = bus.recv_batch(MAX_BATCH).await {
+        let mut entries = Vec::with_capacity(batch.len());
+        let mut deliveries = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            match to_entry(&delivery.event) {
+                Ok(entry) => {
+                    entries.push(entry);
+                    deliveries.push(delivery);
+                }
+                Err(reason) => {
+                    tracing::warn!(%reason, "event refused by the ledger");
+                    delivery.ack(Err(SinkError::Rejected(reason)));
+                }
+            }
+        }
+        if entries.is_empty() {
+            continue;
+        }
+        let writer = store.clone();
+        let outcome = tokio::task::spawn_blocking(move || writer.append_batch(entries)).await;
+        let result = match outcome {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, events = deliveries.len(), "ledger append failed");
+                Err(SinkError::Unavailable(format!("append failed: {e}")))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ledger append task failed");
+                Err(SinkError::Unavailable("append task failed".into()))
+            }
+        };
+        for delivery in deliveries {
+            delivery.ack(result.clone());
+        }
+    }
+    tracing::info!("ledger appender stopped: no more publishers");
+}

@@ -1,0 +1,181 @@
+//! The `vigil.ledger.v1.Ledger` gRPC API.
+
+// tonic's `Status` is the error type of every handler; boxing it in the
+// helpers would only be unboxed again at the boundary.
+#![allow(clippy::result_large_err)]
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use vigil_ledger::StoreError;
+use vigil_proto::ledger::ledger_server::{Ledger as LedgerApi, LedgerServer};
+use vigil_proto::ledger::{
+    get_inclusion_proof_request::Leaf, Entry, GetCheckpointRequest, GetCheckpointResponse,
+    GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntriesRequest, GetEntriesResponse,
+    GetInclusionProofRequest, GetInclusionProofResponse,
+};
+
+use crate::access::{bearer, BodyAccess};
+use crate::Ledger;
+
+/// Most entries one GetEntries call returns.
+pub const MAX_ENTRIES_PER_CALL: u32 = 1024;
+
+pub struct LedgerGrpc {
+    ledger: Arc<Ledger>,
+    access: BodyAccess,
+}
+
+impl LedgerGrpc {
+    pub fn server(ledger: Arc<Ledger>, access: BodyAccess) -> LedgerServer<Self> {
+        LedgerServer::new(Self { ledger, access })
+    }
+
+    /// The latest signed checkpoint and its parsed body. Proofs are served
+    /// against what auditors can verify, not against unsigned state.
+    fn latest(&self) -> Result<(String, vigil_ledger::Checkpoint), Status> {
+        let note = self
+            .ledger
+            .store
+            .checkpoint()
+            .map_err(status)?
+            .ok_or_else(|| Status::unavailable("no checkpoint signed yet"))?;
+        let body = &note[..note.find("\n\n").map_or(note.len(), |i| i + 1)];
+        let checkpoint = vigil_ledger::Checkpoint::parse(body)
+            .map_err(|e| Status::internal(format!("stored checkpoint unreadable: {e}")))?;
+        Ok((note, checkpoint))
+    }
+}
+
+fn status(e: StoreError) -> Status {
+    match e {
+        StoreError::OutOfRange { .. } | StoreError::NotFound(_) => Status::not_found(e.to_string()),
+        StoreError::InvalidArgument(_) | StoreError::Proof(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        other => {
+            tracing::error!(error = %other, "ledger read failed");
+            Status::internal("internal error")
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl LedgerApi for LedgerGrpc {
+    async fn get_checkpoint(
+        &self,
+        _req: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        let (note, cp) = self.latest()?;
+        Ok(Response::new(GetCheckpointResponse {
+            signed_note: note,
+            size: cp.size,
+            root: cp.root.to_vec(),
+        }))
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        let req = req.into_inner();
+        let store = &self.ledger.store;
+        let index = match req.leaf {
+            Some(Leaf::Index(i)) => i,
+            Some(Leaf::EventId(id)) => {
+                let id = uuid::Uuid::parse_str(&id)
+                    .map_err(|_| Status::invalid_argument("event_id is not a UUID"))?;
+                store
+                    .index_of(id.as_bytes())
+                    .map_err(status)?
+                    .ok_or_else(|| Status::not_found("no entry with that event id"))?
+            }
+            None => return Err(Status::invalid_argument("give an index or an event_id")),
+        };
+        let size = if req.tree_size == 0 {
+            self.latest()?.1.size
+        } else {
+            req.tree_size
+        };
+        if index >= size {
+            return Err(Status::failed_precondition(format!(
+                "entry {index} is not yet covered by a checkpoint of size {size}"
+            )));
+        }
+        let proof = store.inclusion_proof(index, size).map_err(status)?;
+        let leaf_data = store
+            .leaf(index)
+            .map_err(status)?
+            .ok_or_else(|| Status::not_found("leaf missing"))?;
+        Ok(Response::new(GetInclusionProofResponse {
+            index,
+            tree_size: size,
+            proof: proof.iter().map(|h| h.to_vec()).collect(),
+            leaf_data,
+        }))
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        let req = req.into_inner();
+        if req.size1 == 0 || req.size1 > req.size2 {
+            return Err(Status::invalid_argument("need 0 < size1 <= size2"));
+        }
+        let proof = self
+            .ledger
+            .store
+            .consistency_proof(req.size1, req.size2)
+            .map_err(status)?;
+        Ok(Response::new(GetConsistencyProofResponse {
+            proof: proof.iter().map(|h| h.to_vec()).collect(),
+        }))
+    }
+
+    async fn get_entries(
+        &self,
+        req: Request<GetEntriesRequest>,
+    ) -> Result<Response<GetEntriesResponse>, Status> {
+        let peer = req.remote_addr();
+        let auth = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let req = req.into_inner();
+        if req.include_bodies && !self.access.allows(peer, bearer(auth.as_deref())) {
+            return Err(Status::permission_denied(
+                "event bodies may hold PHI: an auditor token is required",
+            ));
+        }
+        let store = &self.ledger.store;
+        let end = req
+            .start
+            .saturating_add(u64::from(req.count.min(MAX_ENTRIES_PER_CALL)))
+            .min(store.size());
+        let mut entries = Vec::new();
+        for index in req.start..end {
+            let leaf_data = store
+                .leaf(index)
+                .map_err(status)?
+                .ok_or_else(|| Status::internal("leaf missing below size"))?;
+            let (salt, body) = if req.include_bodies {
+                store
+                    .body(index)
+                    .map_err(status)?
+                    .map(|(s, b)| (s.to_vec(), b))
+                    .unwrap_or_default()
+            } else {
+                (Vec::new(), Vec::new())
+            };
+            entries.push(Entry {
+                index,
+                leaf_data,
+                salt,
+                body,
+            });
+        }
+        Ok(Response::new(GetEntriesResponse { entries }))
+    }
+}

@@ -1,0 +1,64 @@
+//! The ledger service: the bus's consumer and the auditors' server.
+//!
+//! - [`appender`]: takes event batches off the bus, appends them to the
+//!   [`vigil_ledger::Store`] as one synced write (group commit), then acks;
+//! - [`checkpointer`]: signs a C2SP checkpoint whenever the tree has grown;
+//! - [`http`]: C2SP tlog-tiles (`/checkpoint`, `/tile/...`) plus event bodies;
+//! - [`grpc`]: the `vigil.ledger.v1.Ledger` API (checkpoint, proofs, entries);
+//! - [`access`]: who may read event bodies (they can hold PHI).
+#![forbid(unsafe_code)]
+
+pub mod access;
+pub mod appender;
+pub mod checkpointer;
+pub mod grpc;
+pub mod http;
+pub mod signing_key;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use vigil_ledger::{NoteSigner, Store};
+
+pub use access::BodyAccess;
+
+/// An open ledger: the store and the key that signs its checkpoints.
+pub struct Ledger {
+    pub store: Arc<Store>,
+    pub signer: Arc<NoteSigner>,
+    pub origin: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot open the ledger store in {dir}: {source}")]
+    Store {
+        dir: String,
+        source: vigil_ledger::StoreError,
+    },
+    #[error(transparent)]
+    Key(#[from] signing_key::KeyError),
+}
+
+impl Ledger {
+    /// Opens (or creates) the ledger under `data_dir`: the RocksDB log in
+    /// `data_dir/ledger`, the signing key in `data_dir/ledger-signing.key`.
+    pub fn open(data_dir: &Path, origin: &str) -> Result<Self, OpenError> {
+        let dir = data_dir.join("ledger");
+        let store = Store::open(&dir).map_err(|source| OpenError::Store {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        let signer = signing_key::load_or_create(&data_dir.join("ledger-signing.key"), origin)?;
+        Ok(Self {
+            store: Arc::new(store),
+            signer: Arc::new(signer),
+            origin: origin.to_string(),
+        })
+    }
+
+    /// The verifier key auditors need (`name+keyid+base64`).
+    pub fn verifier_key(&self) -> String {
+        self.signer.verifier_key_text()
+    }
+}
