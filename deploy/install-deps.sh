@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building and testing Vigil needs on a fresh Debian machine,
+# skipping whatever is already there. Safe to run again.
+#   protoc        the gRPC/protobuf code generator (proto/build.rs)
+#   libclang      bindgen, for RocksDB's C API (librocksdb-sys)
+#   clang, g++    compile RocksDB from source
+#   psql, pgbench real PostgreSQL clients for the end-to-end tests and the bench
+set -euo pipefail
+
+missing=()
+command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
+ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' || missing+=(libclang-dev)
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

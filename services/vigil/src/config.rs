@@ -1,0 +1,350 @@
+//! The config file (TOML), and the built-in development config of `--dev`.
+//!
+//! Everything is checked at load time, so that a typo stops `vigil up` with a
+//! message naming the problem instead of surfacing at a client's first login.
+//! Secrets (the upstream password) are never written in the file itself: it
+//! names an environment variable or a file that holds them.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+use vigil_proxy_core::{StaticIdentities, StaticIdentity};
+use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the ledger and its signing key live.
+    pub data_dir: PathBuf,
+    pub ledger: LedgerSection,
+    #[serde(default)]
+    pub postgres: Vec<PostgresSection>,
+    /// Static identities (password -> identity). For development and break-glass
+    /// accounts; OIDC identities come from the identity provider.
+    #[serde(default)]
+    pub identities: Vec<StaticIdentity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerSection {
+    /// The log's origin line (C2SP tlog-checkpoint), e.g. "vigil.example.org/ehr".
+    /// It also names the checkpoint signing key.
+    pub origin: String,
+    pub http_listen: SocketAddr,
+    pub grpc_listen: SocketAddr,
+    /// How often a new checkpoint is signed while entries arrive.
+    #[serde(default = "default_checkpoint_interval_ms")]
+    pub checkpoint_interval_ms: u64,
+    /// SHA-256 (hex) of the bearer tokens that may read event bodies. Empty:
+    /// bodies are served to loopback callers only.
+    #[serde(default)]
+    pub auditor_tokens_sha256: Vec<String>,
+}
+
+fn default_checkpoint_interval_ms() -> u64 {
+    250
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// The connection's name, recorded on every event.
+    pub name: String,
+    pub listen: SocketAddr,
+    /// Accept cleartext passwords from non-loopback clients (insecure until
+    /// TLS to clients exists; off by default).
+    #[serde(default)]
+    pub allow_remote_plaintext: bool,
+    pub upstream: UpstreamSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSection {
+    pub host: String,
+    #[serde(default = "default_pg_port")]
+    pub port: u16,
+    pub user: String,
+    /// Name of an environment variable holding the gateway's password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// A file holding the gateway's password (trailing newline ignored).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+}
+
+fn default_pg_port() -> u16 {
+    5432
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    5_000
+}
+
+/// The name of the development identity and its password.
+pub const DEV_IDENTITY: &str = "dev";
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The `vigil up --dev` config: no file needed.
+    pub fn dev(data_dir: PathBuf) -> Self {
+        Config {
+            data_dir,
+            ledger: LedgerSection {
+                origin: "localhost/vigil-dev".into(),
+                http_listen: "127.0.0.1:6580".parse().expect("literal address"),
+                grpc_listen: "127.0.0.1:6581".parse().expect("literal address"),
+                checkpoint_interval_ms: default_checkpoint_interval_ms(),
+                auditor_tokens_sha256: Vec::new(),
+            },
+            postgres: vec![PostgresSection {
+                name: "dev".into(),
+                listen: "127.0.0.1:6543".parse().expect("literal address"),
+                allow_remote_plaintext: false,
+                upstream: UpstreamSection {
+                    host: "127.0.0.1".into(),
+                    port: 5432,
+                    user: "postgres".into(),
+                    password_env: None,
+                    password_file: None,
+                    database: None,
+                    connect_timeout_ms: default_connect_timeout_ms(),
+                },
+            }],
+            identities: vec![StaticIdentity {
+                name: DEV_IDENTITY.into(),
+                password_hash: vigil_proxy_core::identity::hash_password(DEV_IDENTITY.as_bytes()),
+                groups: vec!["developers".into()],
+                loopback_only: true,
+            }],
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let origin = &self.ledger.origin;
+        if origin.is_empty() || origin.chars().any(|c| c.is_whitespace() || c == '+') {
+            bail!("ledger.origin {origin:?} must be non-empty, without spaces or '+' (it names the signing key)");
+        }
+        if self.ledger.checkpoint_interval_ms == 0 || self.ledger.checkpoint_interval_ms > 1_000 {
+            bail!("ledger.checkpoint_interval_ms must be between 1 and 1000");
+        }
+        vigil_ledger_service::BodyAccess::new(&self.ledger.auditor_tokens_sha256)?;
+        if self.postgres.is_empty() {
+            bail!("no [[postgres]] listener configured: the gateway would have nothing to do");
+        }
+        let mut names = HashSet::new();
+        let mut addrs = HashSet::from([self.ledger.http_listen, self.ledger.grpc_listen]);
+        if addrs.len() != 2 {
+            bail!("ledger.http_listen and ledger.grpc_listen must differ");
+        }
+        for pg in &self.postgres {
+            if pg.name.is_empty() || !names.insert(pg.name.as_str()) {
+                bail!(
+                    "postgres listener names must be unique and non-empty ({:?})",
+                    pg.name
+                );
+            }
+            if !addrs.insert(pg.listen) {
+                bail!(
+                    "postgres \"{}\": listen address {} is used twice",
+                    pg.name,
+                    pg.listen
+                );
+            }
+            if pg.upstream.password_env.is_some() && pg.upstream.password_file.is_some() {
+                bail!(
+                    "postgres \"{}\": give password_env or password_file, not both",
+                    pg.name
+                );
+            }
+        }
+        StaticIdentities::new(self.identities.clone())?;
+        Ok(())
+    }
+
+    /// The static identity list, checked.
+    pub fn identities(&self) -> anyhow::Result<StaticIdentities> {
+        Ok(StaticIdentities::new(self.identities.clone())?)
+    }
+
+    /// The proxy configs, with upstream passwords read from their sources.
+    pub fn proxies(&self) -> anyhow::Result<Vec<(SocketAddr, ProxyConfig)>> {
+        self.postgres
+            .iter()
+            .map(|pg| {
+                let up = &pg.upstream;
+                let password = if let Some(var) = &up.password_env {
+                    Some(std::env::var(var).with_context(|| {
+                        format!(
+                            "postgres \"{}\": environment variable {var} is not set",
+                            pg.name
+                        )
+                    })?)
+                } else if let Some(file) = &up.password_file {
+                    let text = std::fs::read_to_string(file).with_context(|| {
+                        format!(
+                            "postgres \"{}\": cannot read password file {}",
+                            pg.name,
+                            file.display()
+                        )
+                    })?;
+                    Some(text.trim_end_matches(['\r', '\n']).to_string())
+                } else {
+                    None
+                };
+                Ok((
+                    pg.listen,
+                    ProxyConfig {
+                        name: pg.name.clone(),
+                        upstream: UpstreamConfig {
+                            host: up.host.clone(),
+                            port: up.port,
+                            user: up.user.clone(),
+                            password,
+                            database: up.database.clone(),
+                            connect_timeout_ms: up.connect_timeout_ms,
+                        },
+                        allow_remote_plaintext: pg.allow_remote_plaintext,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    /// What this config runs, for `vigil check-config` and the start banner.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "data directory: {}\nledger: origin {}, HTTP (tlog-tiles) on {}, gRPC on {}\n",
+            self.data_dir.display(),
+            self.ledger.origin,
+            self.ledger.http_listen,
+            self.ledger.grpc_listen
+        );
+        for pg in &self.postgres {
+            out.push_str(&format!(
+                "postgres \"{}\": clients on {} -> {}:{} as {}\n",
+                pg.name, pg.listen, pg.upstream.host, pg.upstream.port, pg.upstream.user
+            ));
+        }
+        out.push_str(&format!("static identities: {}", self.identities.len()));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+data_dir = "/tmp/x"
+[ledger]
+origin = "vigil.example.org/ehr"
+http_listen = "127.0.0.1:7580"
+grpc_listen = "127.0.0.1:7581"
+[[postgres]]
+name = "ehr"
+listen = "127.0.0.1:7543"
+upstream = { host = "127.0.0.1", user = "postgres" }
+"#;
+
+    #[test]
+    fn the_shipped_example_parses() {
+        let text = include_str!("../../../deploy/vigil.example.toml");
+        let config = Config::parse(text).expect("deploy/vigil.example.toml must stay valid");
+        assert!(!config.postgres.is_empty());
+    }
+
+    #[test]
+    fn a_minimal_config_parses() {
+        let c = Config::parse(GOOD).unwrap();
+        assert_eq!(c.postgres[0].upstream.port, 5432);
+        assert_eq!(c.ledger.checkpoint_interval_ms, 250);
+    }
+
+    #[test]
+    fn broken_configs_are_refused_with_a_reason() {
+        let cases = [
+            (
+                "unknown key",
+                GOOD.replace("name = \"ehr\"", "name = \"ehr\"\nbogus = 1"),
+                "unknown field",
+            ),
+            (
+                "bad address",
+                GOOD.replace("127.0.0.1:7543", "nowhere"),
+                "invalid socket address",
+            ),
+            (
+                "no listeners",
+                GOOD.split("[[postgres]]").next().unwrap().to_string(),
+                "no [[postgres]]",
+            ),
+            (
+                "origin with space",
+                GOOD.replace("vigil.example.org/ehr", "a b"),
+                "ledger.origin",
+            ),
+            (
+                "same port twice",
+                GOOD.replace("7543", "7580"),
+                "used twice",
+            ),
+            ("not toml", "data_dir = ".to_string(), "TOML parse error"),
+            (
+                "plaintext hash",
+                format!("{GOOD}\n[[identities]]\nname = \"a\"\npassword_hash = \"secret\"\n"),
+                "not an Argon2",
+            ),
+            (
+                "bad token hash",
+                GOOD.replace(
+                    "grpc_listen = \"127.0.0.1:7581\"",
+                    "grpc_listen = \"127.0.0.1:7581\"\nauditor_tokens_sha256 = [\"zz\"]",
+                ),
+                "64 hex",
+            ),
+        ];
+        for (name, text, expected) in cases {
+            let err = format!("{:#}", Config::parse(&text).expect_err(name));
+            assert!(err.contains(expected), "{name}: {err}");
+        }
+    }
+
+    #[test]
+    fn dev_config_is_valid_and_loopback_only() {
+        let c = Config::dev(PathBuf::from("vigil-data"));
+        c.validate().unwrap();
+        assert!(c.identities.iter().all(|i| i.loopback_only));
+        assert!(c.postgres.iter().all(|p| p.listen.ip().is_loopback()));
+    }
+
+    #[test]
+    fn missing_password_env_is_a_clear_error() {
+        let text = GOOD.replace(
+            "user = \"postgres\" }",
+            "user = \"postgres\", password_env = \"VIGIL_TEST_SURELY_UNSET\" }",
+        );
+        let err = format!("{:#}", Config::parse(&text).unwrap().proxies().unwrap_err());
+        assert!(err.contains("VIGIL_TEST_SURELY_UNSET"), "{err}");
+    }
+}

@@ -1,0 +1,306 @@
+//! The walking skeleton end to end: real psql and pgbench through `vigil up`
+//! to the real PostgreSQL on this machine, then the ledger read back and
+//! verified with `vigil audit verify`.
+
+use vigil_proto::events::{event::Kind, Event};
+use vigil_tests::{show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
+
+fn requests(events: &[Event]) -> Vec<&vigil_proto::events::Request> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Request(r)) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn responses(events: &[Event]) -> Vec<&vigil_proto::events::Response> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Response(r)) => Some(r),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closed_sessions(events: &[Event]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e.kind, Some(Kind::SessionClosed(_))))
+        .count()
+}
+
+#[test]
+fn statements_pass_through_and_the_ledger_records_exactly_them() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let table = format!("vigil_e2e_{}", std::process::id());
+    let script = format!(
+        "CREATE TABLE {table} (id int, name text);\n\
+         INSERT INTO {table} VALUES (1, 'ada'), (2, 'grace');\n\
+         SELECT name FROM {table} ORDER BY id;\n\
+         DROP TABLE {table};\n"
+    );
+    let out = gw.psql(AGENT, AGENT_PASSWORD, &["-A", "-t", "-c", &script]);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("ada\ngrace"), "rows came back: {stdout}");
+
+    let events = gw.wait_for_events(|ev| closed_sessions(ev) == 1);
+    let reqs = requests(&events);
+    assert_eq!(reqs.len(), 1, "psql -c sends one Query message");
+    assert_eq!(reqs[0].statement, script, "the exact text psql sent");
+    assert_eq!(reqs[0].protocol_path, "simple");
+    let resps = responses(&events);
+    assert_eq!(resps.len(), 1);
+    assert_eq!(
+        resps[0].command_tags,
+        vec!["CREATE TABLE", "INSERT 0 2", "SELECT 2", "DROP TABLE"]
+    );
+    assert!(resps[0].error_code.is_empty());
+
+    // Every event carries the verified identity, the connection and the session.
+    let session = &events[0].session_id;
+    for (i, e) in events.iter().enumerate() {
+        let id = e.identity.as_ref().expect("identity on every event");
+        assert_eq!(id.subject, AGENT);
+        assert_eq!(id.issuer, "vigil:static");
+        assert_eq!(id.groups, vec!["agents", "research"]);
+        assert_eq!(e.connection, "e2e-pg");
+        assert_eq!(&e.session_id, session);
+        assert_eq!(e.seq, i as u64, "events of a session are numbered in order");
+    }
+    match &events[0].kind {
+        Some(Kind::SessionOpened(o)) => {
+            assert_eq!(o.client_user, AGENT);
+            assert_eq!(o.upstream_user, "postgres");
+            assert_eq!(o.database, "test");
+        }
+        other => panic!("first event should open the session: {other:?}"),
+    }
+
+    // An independent check of the whole ledger with only the verifier key.
+    let key = gw.verifier_key();
+    let out = gw.vigil(&[
+        "audit",
+        "verify",
+        "--ledger",
+        &gw.ledger_url(),
+        "--key",
+        &key,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("root matches the checkpoint"), "{report}");
+    assert!(
+        report.contains(&format!("all {} event bodies match", events.len())),
+        "{report}"
+    );
+    assert!(report.contains("verified: every check passed"), "{report}");
+}
+
+#[test]
+fn failing_statements_are_recorded_with_their_error() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-c", "SELECT * FROM no_such_table_vigil"],
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("does not exist"),
+        "PostgreSQL's error reaches the client: {stderr}"
+    );
+    let events = gw.wait_for_events(|ev| closed_sessions(ev) == 1);
+    let resps = responses(&events);
+    assert_eq!(resps.len(), 1);
+    assert_eq!(resps[0].error_code, "42P01");
+}
+
+#[test]
+fn wrong_password_is_refused_clearly_and_opens_no_session() {
+    let gw = Gateway::start(GatewaySpec::new());
+    for (user, password) in [(AGENT, "wrong"), ("nobody", AGENT_PASSWORD)] {
+        let out = gw.psql(user, password, &["-c", "SELECT 1"]);
+        assert!(!out.status.success(), "{}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!(
+                "password authentication failed for user \"{user}\""
+            )),
+            "{stderr}"
+        );
+    }
+    // The gateway still serves the right password, and only that session is recorded.
+    let ok = gw.psql(AGENT, AGENT_PASSWORD, &["-c", "SELECT 1"]);
+    assert!(ok.status.success(), "{}", show(&ok));
+    let events = gw.wait_for_events(|ev| closed_sessions(ev) == 1);
+    let opened = events
+        .iter()
+        .filter(|e| matches!(e.kind, Some(Kind::SessionOpened(_))))
+        .count();
+    assert_eq!(opened, 1);
+}
+
+#[test]
+fn extended_protocol_from_pgbench_is_recorded_per_execution() {
+    let gw = Gateway::start(GatewaySpec::new());
+    // pgbench's built-in select-only script needs its tables; a custom script does not.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("q.sql");
+    std::fs::write(
+        &script,
+        "\\set v random(1, 1000)\nSELECT :v::int + 1 AS answer;\n",
+    )
+    .unwrap();
+    for mode in ["extended", "prepared"] {
+        let out = std::process::Command::new("pgbench")
+            .env("PGPASSWORD", AGENT_PASSWORD)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &gw.spec.pg_port.to_string(),
+                "-U",
+                AGENT,
+            ])
+            .args(["-n", "-M", mode, "-c", "2", "-t", "10", "-f"])
+            .arg(&script)
+            .arg("test")
+            .output()
+            .expect("run pgbench");
+        assert!(out.status.success(), "pgbench -M {mode}: {}", show(&out));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("number of failed transactions: 0"),
+            "{stdout}"
+        );
+    }
+    // 2 modes x 2 clients x 10 transactions, one Execute each. (pgbench also
+    // opens a connection of its own per run, so count sessions, not a number.)
+    let events = gw.wait_for_events(|ev| {
+        let opened = ev
+            .iter()
+            .filter(|e| matches!(e.kind, Some(Kind::SessionOpened(_))))
+            .count();
+        responses(ev).len() >= 40 && opened >= 4 && closed_sessions(ev) == opened
+    });
+    let extended: Vec<_> = requests(&events)
+        .into_iter()
+        .filter(|r| r.protocol_path == "extended")
+        .collect();
+    assert_eq!(extended.len(), 40);
+    for r in &extended {
+        assert_eq!(r.statement, "SELECT $1::int + 1 AS answer;");
+        assert_eq!(r.parameters.len(), 1, "the bound value is recorded");
+        let v: i32 = String::from_utf8_lossy(&r.parameters[0].value)
+            .parse()
+            .unwrap();
+        assert!((1..=1000).contains(&v));
+    }
+    let ok = responses(&events)
+        .into_iter()
+        .filter(|r| r.command_tags == vec!["SELECT 1"] && r.rows == 1)
+        .count();
+    assert_eq!(ok, 40);
+}
+
+#[test]
+fn dev_mode_needs_no_config_and_keeps_its_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let spec = GatewaySpec {
+        pg_port: 6543,
+        http_port: 6580,
+        grpc_port: 6581,
+        upstream_port: 5432,
+    };
+    let args = vec![
+        "up".to_string(),
+        "--dev".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    let gw = Gateway::spawn(spec, dir, args);
+    assert!(
+        gw.stderr().contains("DEVELOPMENT MODE"),
+        "dev mode says so loudly"
+    );
+    let key = gw.verifier_key();
+    let stored = std::fs::read_to_string(data.join("ledger-verifier.key")).unwrap();
+    assert_eq!(stored.trim(), key);
+
+    let out = gw.psql("dev", "dev", &["-A", "-t", "-c", "SELECT current_user"]);
+    assert!(out.status.success(), "{}", show(&out));
+    // The agent is dev; the database sees the gateway's own credential.
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "postgres");
+    let size = {
+        gw.wait_for_events(|ev| closed_sessions(ev) == 1);
+        gw.checkpoint_size()
+    };
+
+    // A restart on the same data directory keeps the key and the log.
+    let args = vec![
+        "up".to_string(),
+        "--dev".into(),
+        "--data-dir".into(),
+        data.display().to_string(),
+    ];
+    let again = gw.restart(args);
+    assert_eq!(again.verifier_key(), key);
+    assert!(again.checkpoint_size() >= size);
+    let out = again.vigil(&[
+        "audit",
+        "verify",
+        "--ledger",
+        &again.ledger_url(),
+        "--key",
+        &key,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+#[test]
+fn verify_fails_against_the_wrong_key() {
+    let gw = Gateway::start(GatewaySpec::new());
+    // A real key with the right name, but not the ledger's.
+    let other = vigil_ledger::NoteSigner::generate("test.vigil/e2e")
+        .unwrap()
+        .verifier_key_text();
+    let out = gw.vigil(&[
+        "audit",
+        "verify",
+        "--ledger",
+        &gw.ledger_url(),
+        "--key",
+        &other,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("FAIL  checkpoint signature"),
+        "{}",
+        show(&out)
+    );
+    assert!(report.contains("NOT VERIFIED"), "{}", show(&out));
+
+    // A key that is not a key at all is a usage error, not a verdict.
+    let garbled = "test.vigil/e2e+12345678+AQAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let out = gw.vigil(&[
+        "audit",
+        "verify",
+        "--ledger",
+        &gw.ledger_url(),
+        "--key",
+        garbled,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the verifier key is not valid"),
+        "{}",
+        show(&out)
+    );
+}

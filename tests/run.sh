@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command (README): sets up everything the tests need on a fresh
+# machine, then runs the whole suite. CI's .ci/run only calls this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+deploy/install-deps.sh
+deploy/ensure-postgres.sh
+
+# The end-to-end tests run the real binary: build it first.
+cargo build --workspace --all-targets
+
+if command -v cargo-nextest >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast
+else
+  cargo test --workspace --no-fail-fast
+fi

@@ -1,0 +1,327 @@
+//! The end-to-end test harness: starts the real `vigil` binary on free ports
+//! with a config in a temporary directory, runs real clients against it, and
+//! reads the ledger back over its public HTTP API.
+//!
+//! The binary is found next to the test executable (`target/<profile>/vigil`)
+//! or at `$VIGIL_BIN`; the test command builds it first (`cargo build -p vigil`).
+#![forbid(unsafe_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use vigil_proto::events::Event;
+use vigil_proto::Message;
+
+pub const AGENT: &str = "agent";
+pub const AGENT_PASSWORD: &str = "correct horse battery staple";
+/// Argon2id of AGENT_PASSWORD (made with `vigil hash-password`).
+pub const AGENT_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$iqsy4O4Ol4VAH/VXv6VdpA$1SwGaLpokOXrpFNH2hvPVwbl941eoFPEYyCxTF0kZnc";
+
+/// Path of the vigil binary under test.
+pub fn vigil_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("VIGIL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/vigil
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("vigil"))
+        .expect("target directory");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first with `cargo build -p vigil` (or set VIGIL_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// Ports and paths of one gateway under test.
+#[derive(Clone, Debug)]
+pub struct GatewaySpec {
+    pub pg_port: u16,
+    pub http_port: u16,
+    pub grpc_port: u16,
+    pub upstream_port: u16,
+}
+
+impl GatewaySpec {
+    pub fn new() -> Self {
+        Self {
+            pg_port: free_port(),
+            http_port: free_port(),
+            grpc_port: free_port(),
+            upstream_port: 5432,
+        }
+    }
+
+    pub fn config(&self, data_dir: &Path) -> String {
+        format!(
+            r#"
+data_dir = "{data}"
+[ledger]
+origin = "test.vigil/e2e"
+http_listen = "127.0.0.1:{http}"
+grpc_listen = "127.0.0.1:{grpc}"
+checkpoint_interval_ms = 50
+[[postgres]]
+name = "e2e-pg"
+listen = "127.0.0.1:{pg}"
+upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000 }}
+[[identities]]
+name = "{agent}"
+password_hash = "{hash}"
+groups = ["agents", "research"]
+"#,
+            data = data_dir.display(),
+            http = self.http_port,
+            grpc = self.grpc_port,
+            pg = self.pg_port,
+            up = self.upstream_port,
+            agent = AGENT,
+            hash = AGENT_HASH,
+        )
+    }
+}
+
+impl Default for GatewaySpec {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A running `vigil up`; killed when dropped.
+pub struct Gateway {
+    pub child: Child,
+    pub spec: GatewaySpec,
+    pub dir: tempfile::TempDir,
+    /// Lines vigil printed on stdout up to "vigil is ready".
+    pub banner: Vec<String>,
+    stderr_path: PathBuf,
+}
+
+impl Gateway {
+    /// Starts `vigil up --config` with a fresh data directory.
+    pub fn start(spec: GatewaySpec) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("vigil.toml");
+        std::fs::write(&config, spec.config(&dir.path().join("data"))).expect("write config");
+        let args = vec![
+            "up".to_string(),
+            "--config".into(),
+            config.display().to_string(),
+        ];
+        Self::spawn(spec, dir, args)
+    }
+
+    /// Starts `vigil` with the given arguments in `dir`, waiting for "vigil is ready".
+    pub fn spawn(spec: GatewaySpec, dir: tempfile::TempDir, args: Vec<String>) -> Self {
+        let stderr_path = dir.path().join("vigil.stderr");
+        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+        let mut child = Command::new(vigil_bin())
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("start vigil");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut banner = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                Ok(line) => {
+                    let ready = line == "vigil is ready";
+                    banner.push(line);
+                    if ready {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = child.try_wait() {
+                        panic!(
+                            "vigil exited with {status} before it was ready:\n{}",
+                            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                        );
+                    }
+                    assert!(Instant::now() < deadline, "vigil not ready within 30 s");
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = child.wait();
+                    panic!(
+                        "vigil closed stdout before it was ready:\n{}",
+                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        }
+        Gateway {
+            child,
+            spec,
+            dir,
+            banner,
+            stderr_path,
+        }
+    }
+
+    /// Kills this gateway and starts it again on the same data directory.
+    pub fn restart(mut self, args: Vec<String>) -> Gateway {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        let spec = self.spec.clone();
+        drop(self);
+        Gateway::spawn(spec, dir, args)
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The verifier key from the start banner.
+    pub fn verifier_key(&self) -> String {
+        self.banner
+            .iter()
+            .find_map(|l| l.strip_prefix("ledger verifier key: "))
+            .expect("verifier key in banner")
+            .to_string()
+    }
+
+    pub fn ledger_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.spec.http_port)
+    }
+
+    /// psql against the gateway with the given user and password.
+    pub fn psql(&self, user: &str, password: &str, args: &[&str]) -> Output {
+        Command::new("psql")
+            .env("PGPASSWORD", password)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.spec.pg_port.to_string(),
+                "-U",
+                user,
+                "-d",
+                "test",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args(args)
+            .output()
+            .expect("run psql")
+    }
+
+    /// Runs `vigil` with the given arguments (e.g. the audit tools).
+    pub fn vigil(&self, args: &[&str]) -> Output {
+        Command::new(vigil_bin())
+            .args(args)
+            .output()
+            .expect("run vigil")
+    }
+
+    /// The latest checkpoint's size.
+    pub fn checkpoint_size(&self) -> u64 {
+        let note = ureq::get(&format!("{}/checkpoint", self.ledger_url()))
+            .call()
+            .expect("GET /checkpoint")
+            .into_string()
+            .expect("checkpoint text");
+        note.lines()
+            .nth(1)
+            .and_then(|l| l.parse().ok())
+            .expect("size line")
+    }
+
+    /// Waits until a signed checkpoint covers the events that satisfy `done`,
+    /// then returns every event in the ledger in order.
+    pub fn wait_for_events(&self, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let events = self.events();
+            if done(&events) {
+                return events;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ledger never got the expected events; it has {} events: {:#?}",
+                events.len(),
+                events.iter().map(|e| e.kind_name()).collect::<Vec<_>>()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Every event covered by the latest checkpoint, decoded from the bodies.
+    pub fn events(&self) -> Vec<Event> {
+        #[derive(serde::Deserialize)]
+        struct Body {
+            body: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Page {
+            entries: Vec<Body>,
+        }
+        let size = self.checkpoint_size();
+        let mut events = Vec::new();
+        let mut start = 0;
+        while start < size {
+            let page: Page = ureq::get(&format!(
+                "{}/vigil/v1/bodies?start={start}&count=1024",
+                self.ledger_url()
+            ))
+            .call()
+            .expect("GET bodies")
+            .into_json()
+            .expect("bodies JSON");
+            for b in page.entries {
+                let bytes = B64.decode(b.body).expect("base64 body");
+                events.push(Event::decode(bytes.as_slice()).expect("event body"));
+            }
+            start += 1024;
+        }
+        events
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Stdout and stderr of a command, for assertion messages.
+pub fn show(out: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
