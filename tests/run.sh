@@ -7,6 +7,15 @@ cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 deploy/ensure-postgres.sh
 
+# Dependency rules (ARCHITECTURE.md): the ledger and the proxies' shared core
+# stay free of async runtimes and RPC stacks.
+for crate in vigil-ledger vigil-proxy-core; do
+  if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|tonic|rdkafka) '; then
+    echo "dependency rule broken: $crate must not depend on tokio, tonic or rdkafka" >&2
+    exit 1
+  fi
+done
+
 # The end-to-end tests run the real binary: build it first.
 cargo build --workspace --all-targets
 

@@ -7,7 +7,7 @@
 
 /// `vigil.events.v1`: what the gateway records.
 pub mod events {
-    tonic::include_proto!("vigil.events.v1");
+    include!(concat!(env!("OUT_DIR"), "/vigil.events.v1.rs"));
 
     impl event::Kind {
         /// The short kind name that the ledger's leaf commits to.
@@ -32,7 +32,8 @@ pub mod events {
     }
 }
 
-/// `vigil.ledger.v1`: the ledger's gRPC API.
+/// `vigil.ledger.v1`: the ledger's gRPC API (feature `grpc`).
+#[cfg(feature = "grpc")]
 pub mod ledger {
     tonic::include_proto!("vigil.ledger.v1");
 }

@@ -291,8 +291,10 @@ impl Gateway {
         let mut events = Vec::new();
         let mut start = 0;
         while start < size {
+            // Only what the checkpoint covers: the log may have grown since.
+            let count = 1024.min(size - start);
             let page: Page = ureq::get(&format!(
-                "{}/vigil/v1/bodies?start={start}&count=1024",
+                "{}/vigil/v1/bodies?start={start}&count={count}",
                 self.ledger_url()
             ))
             .call()
@@ -303,7 +305,7 @@ impl Gateway {
                 let bytes = B64.decode(b.body).expect("base64 body");
                 events.push(Event::decode(bytes.as_slice()).expect("event body"));
             }
-            start += 1024;
+            start += count;
         }
         events
     }
