@@ -217,6 +217,7 @@ fn dev_mode_needs_no_config_and_keeps_its_key() {
         http_port: 6580,
         grpc_port: 6581,
         upstream_port: 5432,
+        upstream_password_file: None,
     };
     let args = vec![
         "up".to_string(),

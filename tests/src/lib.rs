@@ -58,6 +58,8 @@ pub struct GatewaySpec {
     pub http_port: u16,
     pub grpc_port: u16,
     pub upstream_port: u16,
+    /// A file with the gateway's upstream password (None: trust auth).
+    pub upstream_password_file: Option<PathBuf>,
 }
 
 impl GatewaySpec {
@@ -67,6 +69,7 @@ impl GatewaySpec {
             http_port: free_port(),
             grpc_port: free_port(),
             upstream_port: 5432,
+            upstream_password_file: None,
         }
     }
 
@@ -82,7 +85,7 @@ checkpoint_interval_ms = 50
 [[postgres]]
 name = "e2e-pg"
 listen = "127.0.0.1:{pg}"
-upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000 }}
+upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000{pwfile} }}
 [[identities]]
 name = "{agent}"
 password_hash = "{hash}"
@@ -95,6 +98,11 @@ groups = ["agents", "research"]
             up = self.upstream_port,
             agent = AGENT,
             hash = AGENT_HASH,
+            pwfile = self
+                .upstream_password_file
+                .as_ref()
+                .map(|p| format!(", password_file = \"{}\"", p.display()))
+                .unwrap_or_default(),
         )
     }
 }
