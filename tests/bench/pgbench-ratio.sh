@@ -25,7 +25,7 @@ psql -h 127.0.0.1 -U postgres -d postgres -qtAc "SELECT 1 FROM pg_database WHERE
 pgbench -h 127.0.0.1 -U postgres -i -s 10 -q "$DB" >/dev/null 2>&1
 
 work=$(mktemp -d)
-trap 'kill $VIGIL_PID 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill $VIGIL_PID 2>/dev/null || true; wait $VIGIL_PID 2>/dev/null || true; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PG_PORT=$(free_port); HTTP_PORT=$(free_port); GRPC_PORT=$(free_port)
 HASH=$(printf 'bench\n' | "$VIGIL" hash-password)
