@@ -56,8 +56,7 @@ pub async fn run(
         r = frontend => r,
         r = backend => r,
         _ = shared.audit_failed.notified() => {
-            let msg = codec::error_response("FATAL", "57P03", "Vigil could not record a result in the audit ledger; the session is closed");
-            let _ = client_wr.lock().await.write_all(&msg).await;
+            send_fatal(&client_wr, "57P03", "Vigil could not record a result in the audit ledger; the session is closed").await;
             "error: audit ledger unavailable".to_string()
         }
     };
@@ -72,6 +71,14 @@ pub async fn run(
         shared.record_response(done);
     }
     reason
+}
+
+type ClientWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
+
+/// Tells the client why the session ends (best effort: it may be gone).
+async fn send_fatal(client_wr: &ClientWriter, code: &str, message: &str) {
+    let msg = codec::error_response("FATAL", code, message);
+    let _ = client_wr.lock().await.write_all(&msg).await;
 }
 
 struct Shared {
@@ -124,12 +131,12 @@ async fn frontend(
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
-                    let msg = codec::error_response(
-                        "FATAL",
+                    send_fatal(
+                        &client_wr,
                         "08P01",
                         &format!("invalid frontend message: {e}"),
-                    );
-                    let _ = client_wr.lock().await.write_all(&msg).await;
+                    )
+                    .await;
                     return format!("error: invalid frontend message: {e}");
                 }
             };
@@ -141,8 +148,7 @@ async fn frontend(
                     return "client_terminated".into();
                 }
                 Err(refusal) => {
-                    let msg = codec::error_response("FATAL", refusal.code, &refusal.message);
-                    let _ = client_wr.lock().await.write_all(&msg).await;
+                    send_fatal(&client_wr, refusal.code, &refusal.message).await;
                     return format!("error: {}", refusal.message);
                 }
             }
@@ -302,12 +308,12 @@ async fn backend(
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {
-                    let msg = codec::error_response(
-                        "FATAL",
+                    send_fatal(
+                        &client_wr,
                         "08P01",
                         "the upstream server sent an invalid message",
-                    );
-                    let _ = client_wr.lock().await.write_all(&msg).await;
+                    )
+                    .await;
                     return format!("error: invalid upstream message: {e}");
                 }
             };
