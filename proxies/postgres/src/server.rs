@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use vigil_proto::events::{event::Kind, SessionClosed, SessionOpened};
@@ -20,24 +19,31 @@ use crate::upstream_auth::{md5_password, ScramClient, UpstreamAuthError};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where the proxy logs in, and as whom. The password never reaches clients.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// (Parsed from the config file by the binary; this crate only uses it.)
+#[derive(Clone)]
 pub struct UpstreamConfig {
     pub host: String,
     pub port: u16,
     pub user: String,
     /// The gateway's password for `user` (None for trust authentication).
-    #[serde(default)]
     pub password: Option<String>,
     /// Pin every session to this database; by default the client's choice.
-    #[serde(default)]
     pub database: Option<String>,
-    #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
 }
 
-fn default_connect_timeout_ms() -> u64 {
-    5_000
+/// Written by hand so that the password can never reach a log line.
+impl std::fmt::Debug for UpstreamConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .finish()
+    }
 }
 
 /// One PostgreSQL listener of the gateway.
