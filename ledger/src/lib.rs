@@ -7,7 +7,9 @@
 //! - [`note`] / [`checkpoint`]: C2SP signed notes and checkpoints.
 //! - [`tile`]: C2SP tlog-tiles paths and entry bundles.
 //! - [`store`]: the durable RocksDB log.
+//! - [`bodycrypt`]: encryption at rest of event bodies, with key rotation.
 
+pub mod bodycrypt;
 pub mod checkpoint;
 pub mod hash;
 pub mod leaf;
@@ -17,11 +19,14 @@ pub mod store;
 pub mod tile;
 pub mod tree;
 
+pub use bodycrypt::{BodyCryptError, Keyring};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use hash::{empty_root, leaf_hash, node_hash, Hash};
 pub use leaf::{body_commitment, LeafError, LeafRecord};
 pub use note::{open_note, sign_note, NoteError, NoteSigner, NoteVerifier};
 pub use proof::{verify_consistency, verify_inclusion, ProofError};
-pub use store::{Appended, NewEntry, Store, StoreError};
+pub use store::{
+    Appended, BodyLookup, EntryFilter, FoundEntries, NewEntry, PruneRecord, Store, StoreError,
+};
 pub use tile::{TileError, TilePath, TILE_WIDTH};
 pub use tree::{Frontier, MemoryTree, NodeSource, TreeError};

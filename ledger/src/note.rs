@@ -278,6 +278,13 @@ pub fn open_note(note: &str, verifier: &NoteVerifier) -> Result<String, NoteErro
     if sigs.is_empty() {
         return Err(NoteError::MalformedNote("no signature lines"));
     }
+    // The spec forbids ASCII control characters other than newline in the
+    // whole note, so also in the signature lines of keys we otherwise skip.
+    if sigs.chars().any(|c| c < ' ' && c != '\n') {
+        return Err(NoteError::MalformedNote(
+            "control character in signature lines",
+        ));
+    }
     let mut found = false;
     for (n, line) in sigs.split('\n').enumerate() {
         if n >= MAX_SIGNATURES {

@@ -6,6 +6,18 @@
 //! batch. The in-memory [`Frontier`] is only a cache of stored node hashes
 //! and is rebuilt from them on open.
 //!
+//! Bodies (salt || event bytes) are sealed with the operator's
+//! [`Keyring`] before they reach RocksDB; see [`crate::bodycrypt`].
+//!
+//! Secondary indexes (by session, by subject, by time) are written in the
+//! same batch as the leaf, so they can never point at a missing entry or miss
+//! a durable one.
+//!
+//! Retention ([`Store::prune_before`]) deletes sealed bodies of a prefix of
+//! the log, advances the C2SP tlog-tiles *minimum index*, records when and
+//! why, and appends a record of it in the same batch. Leaves and node hashes
+//! stay: they hold no PHI, and every proof keeps verifying.
+//!
 //! Concurrency: appends (and key/checkpoint writes) are serialised by one
 //! mutex; readers never take it. Node hashes are immutable once written and
 //! the published head is only advanced after the batch is durable, so any
@@ -20,6 +32,7 @@ use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch, WriteOptions, DB,
 };
 
+use crate::bodycrypt::{BodyCryptError, Keyring};
 use crate::checkpoint::Checkpoint;
 use crate::hash::{leaf_hash, Hash};
 use crate::leaf::{body_commitment, LeafError, LeafRecord};
@@ -33,9 +46,24 @@ const CF_NODES: &str = "nodes";
 const CF_BODIES: &str = "bodies";
 const CF_EVENT_IDS: &str = "event_ids";
 const CF_META: &str = "meta";
-const ALL_CFS: [&str; 5] = [CF_LEAVES, CF_NODES, CF_BODIES, CF_EVENT_IDS, CF_META];
+const CF_BY_SESSION: &str = "by_session";
+const CF_BY_SUBJECT: &str = "by_subject";
+const CF_BY_TIME: &str = "by_time";
+const ALL_CFS: [&str; 8] = [
+    CF_LEAVES,
+    CF_NODES,
+    CF_BODIES,
+    CF_EVENT_IDS,
+    CF_META,
+    CF_BY_SESSION,
+    CF_BY_SUBJECT,
+    CF_BY_TIME,
+];
 
 const META_SIZE: &[u8] = b"size";
+const META_MIN_INDEX: &[u8] = b"min_index";
+/// `pruned:` || end index (u64 BE) -> [`PruneRecord`] encoding.
+const META_PRUNED_PREFIX: &[u8] = b"pruned:";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const META_SIGNER_PREFIX: &str = "signer:";
 
@@ -48,8 +76,90 @@ pub struct NewEntry {
     pub time_unix_nanos: i64,
     /// Event kind, at most 64 bytes of UTF-8.
     pub kind: String,
-    /// Event body, stored beside the tree and committed to with a salt.
+    /// Event body, stored beside the tree (sealed) and committed to with a salt.
     pub body: Vec<u8>,
+    /// Session the event belongs to, for the by-session index ("" = none).
+    pub session_id: String,
+    /// Who acted (identity subject), for the by-subject index ("" = none).
+    pub subject: String,
+}
+
+/// What [`Store::body`] finds at a leaf index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyLookup {
+    /// The body and the salt its leaf commits to.
+    Present {
+        /// The 32-byte salt.
+        salt: [u8; 32],
+        /// The event bytes.
+        body: Vec<u8>,
+    },
+    /// Deleted by retention; the record says when and under which cutoff.
+    Pruned(PruneRecord),
+    /// No body (index beyond the log).
+    Absent,
+}
+
+/// One retention run that deleted bodies `[from_index, end_index)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneRecord {
+    /// First pruned index (the minimum index before the run).
+    pub from_index: u64,
+    /// One past the last pruned index (the minimum index after the run).
+    pub end_index: u64,
+    /// Entries older than this (ns since the epoch) were eligible.
+    pub cutoff_unix_nanos: i64,
+    /// When the run happened (ns since the epoch).
+    pub pruned_at_unix_nanos: i64,
+}
+
+impl PruneRecord {
+    fn encode(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        out[..8].copy_from_slice(&self.from_index.to_be_bytes());
+        out[8..16].copy_from_slice(&self.end_index.to_be_bytes());
+        out[16..24].copy_from_slice(&self.cutoff_unix_nanos.to_be_bytes());
+        out[24..].copy_from_slice(&self.pruned_at_unix_nanos.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+        let b: [u8; 32] = bytes
+            .try_into()
+            .map_err(|_| StoreError::Corrupt("prune record is not 32 bytes".into()))?;
+        let word = |i: usize| <[u8; 8]>::try_from(&b[i * 8..i * 8 + 8]).expect("8 bytes");
+        Ok(Self {
+            from_index: u64::from_be_bytes(word(0)),
+            end_index: u64::from_be_bytes(word(1)),
+            cutoff_unix_nanos: i64::from_be_bytes(word(2)),
+            pruned_at_unix_nanos: i64::from_be_bytes(word(3)),
+        })
+    }
+}
+
+/// Which entries [`Store::find`] looks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryFilter {
+    /// Entries of one session, in log order.
+    Session(String),
+    /// Entries of one identity subject, in log order.
+    Subject(String),
+    /// Entries with `from <= time < to` (ns since the epoch), in time order.
+    TimeRange {
+        /// Inclusive lower bound.
+        from_unix_nanos: i64,
+        /// Exclusive upper bound.
+        to_unix_nanos: i64,
+    },
+}
+
+/// One page of [`Store::find`] results.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FoundEntries {
+    /// Matching leaf indexes.
+    pub indexes: Vec<u64>,
+    /// Opaque position to pass back to get the next page; `None` at the end.
+    pub next: Option<Vec<u8>>,
 }
 
 /// Outcome of appending one entry.
@@ -103,6 +213,14 @@ pub enum StoreError {
     /// Stored data violates an invariant.
     #[error("store corrupt: {0}")]
     Corrupt(String),
+    /// A stored body cannot be opened with the configured keyring.
+    #[error("body of entry {index}: {source}")]
+    Body {
+        /// Leaf index of the body.
+        index: u64,
+        /// Why it does not open.
+        source: BodyCryptError,
+    },
 }
 
 /// The published tree head.
@@ -115,6 +233,7 @@ struct Head {
 /// The durable Merkle log. `Send + Sync`; share it behind an `Arc`.
 pub struct Store {
     db: DB,
+    keyring: Keyring,
     /// Serialises writers. Holds the right edge of the tree at `head.size`.
     writer: Mutex<Frontier>,
     head: RwLock<Head>,
@@ -132,6 +251,41 @@ fn node_key(level: u8, index: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = level;
     k[1..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+/// Index key of a string term: `len(u16 BE) || term || index(u64 BE)`.
+fn term_key(term: &str, index: u64) -> Vec<u8> {
+    let mut k = term_prefix(term);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn term_prefix(term: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + term.len() + 8);
+    k.extend_from_slice(&(term.len() as u16).to_be_bytes());
+    k.extend_from_slice(term.as_bytes());
+    k
+}
+
+/// Longest session id or subject the indexes take (longer ones are not indexed).
+pub const MAX_INDEX_TERM_LEN: usize = 1024;
+
+/// Time as a big-endian key that sorts like the signed value.
+fn time_prefix(t: i64) -> [u8; 8] {
+    ((t as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+fn time_key(t: i64, index: u64) -> [u8; 16] {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&time_prefix(t));
+    k[8..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
+fn pruned_key(end_index: u64) -> Vec<u8> {
+    let mut k = META_PRUNED_PREFIX.to_vec();
+    k.extend_from_slice(&end_index.to_be_bytes());
     k
 }
 
@@ -166,8 +320,8 @@ fn synced() -> WriteOptions {
 
 impl Store {
     /// Opens (creating if needed) the log in `dir` and rebuilds the frontier
-    /// from the stored node hashes.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+    /// from the stored node hashes. `keyring` seals new bodies and opens old ones.
+    pub fn open(dir: &Path, keyring: Keyring) -> Result<Self, StoreError> {
         let mut opts = cf_options();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -177,6 +331,7 @@ impl Store {
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let mut store = Self {
             db,
+            keyring,
             writer: Mutex::new(Frontier::new()),
             head: RwLock::new(Head {
                 size: 0,
@@ -234,14 +389,23 @@ impl Store {
     /// existing index with `duplicate = true`. Fresh random 32-byte salt per
     /// entry. The whole batch is rejected if any entry is invalid.
     pub fn append_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<Appended>, StoreError> {
-        for e in &entries {
-            if e.kind.len() > crate::leaf::MAX_KIND_LEN {
-                return Err(LeafError::KindTooLong(e.kind.len()).into());
-            }
-        }
+        validate(&entries)?;
         let mut frontier = self.lock_writer();
         let mut next = frontier.clone();
         let mut batch = WriteBatch::default();
+        let out = self.stage(&mut next, &mut batch, entries)?;
+        self.commit(&mut frontier, next, batch)?;
+        Ok(out)
+    }
+
+    /// Adds `entries` to `batch` and `next`; nothing is visible until
+    /// [`Store::commit`]. Caller holds the writer lock.
+    fn stage(
+        &self,
+        next: &mut Frontier,
+        batch: &mut WriteBatch,
+        entries: Vec<NewEntry>,
+    ) -> Result<Vec<Appended>, StoreError> {
         let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
@@ -267,12 +431,18 @@ impl Store {
             }
             .try_encode()?;
             let key = index.to_be_bytes();
-            let mut stored_body = Vec::with_capacity(32 + e.body.len());
-            stored_body.extend_from_slice(&salt);
-            stored_body.extend_from_slice(&e.body);
+            let mut plain = Vec::with_capacity(32 + e.body.len());
+            plain.extend_from_slice(&salt);
+            plain.extend_from_slice(&e.body);
             batch.put_cf(self.cf(CF_LEAVES), key, &data);
-            batch.put_cf(self.cf(CF_BODIES), key, stored_body);
+            batch.put_cf(self.cf(CF_BODIES), key, self.keyring.seal(index, &plain));
             batch.put_cf(self.cf(CF_EVENT_IDS), e.event_id, key);
+            batch.put_cf(self.cf(CF_BY_TIME), time_key(e.time_unix_nanos, index), []);
+            for (cf, term) in [(CF_BY_SESSION, &e.session_id), (CF_BY_SUBJECT, &e.subject)] {
+                if !term.is_empty() && term.len() <= MAX_INDEX_TERM_LEN {
+                    batch.put_cf(self.cf(cf), term_key(term, index), []);
+                }
+            }
             for (level, idx, h) in next.push(leaf_hash(&data)) {
                 batch.put_cf(self.cf(CF_NODES), node_key(level, idx), h);
             }
@@ -282,17 +452,30 @@ impl Store {
                 duplicate: false,
             });
         }
+        Ok(out)
+    }
+
+    /// Writes `batch` with a synced WAL, then publishes `next` as the head.
+    fn commit(
+        &self,
+        frontier: &mut Frontier,
+        next: Frontier,
+        mut batch: WriteBatch,
+    ) -> Result<(), StoreError> {
         if next.size() != frontier.size() {
             batch.put_cf(self.cf(CF_META), META_SIZE, next.size().to_be_bytes());
-            self.db.write_opt(batch, &synced())?;
-            let head = Head {
-                size: next.size(),
-                root: next.root(),
-            };
-            *frontier = next;
-            *self.head.write().unwrap_or_else(|e| e.into_inner()) = head;
         }
-        Ok(out)
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.db.write_opt(batch, &synced())?;
+        let head = Head {
+            size: next.size(),
+            root: next.root(),
+        };
+        *frontier = next;
+        *self.head.write().unwrap_or_else(|e| e.into_inner()) = head;
+        Ok(())
     }
 
     /// Number of leaves in the published tree.
@@ -316,20 +499,252 @@ impl Store {
         Ok(self.db.get_cf(self.cf(CF_LEAVES), index.to_be_bytes())?)
     }
 
-    /// `(salt, body)` of an entry, or `None` if absent.
-    // The tuple type is part of the published API contract.
-    #[allow(clippy::type_complexity)]
-    pub fn body(&self, index: u64) -> Result<Option<([u8; 32], Vec<u8>)>, StoreError> {
-        let Some(v) = self.db.get_cf(self.cf(CF_BODIES), index.to_be_bytes())? else {
-            return Ok(None);
+    /// The body of an entry, opened with the keyring; or the record of its
+    /// pruning; or `Absent` past the end of the log.
+    pub fn body(&self, index: u64) -> Result<BodyLookup, StoreError> {
+        let Some(sealed) = self.db.get_cf(self.cf(CF_BODIES), index.to_be_bytes())? else {
+            if let Some(record) = self.prune_record_for(index)? {
+                return Ok(BodyLookup::Pruned(record));
+            }
+            if index < self.size() {
+                return Err(StoreError::Corrupt(format!(
+                    "body {index} is missing and was not pruned"
+                )));
+            }
+            return Ok(BodyLookup::Absent);
         };
-        if v.len() < 32 {
+        let plain = self
+            .keyring
+            .open(index, &sealed)
+            .map_err(|source| StoreError::Body { index, source })?;
+        if plain.len() < 32 {
             return Err(StoreError::Corrupt(format!(
                 "body {index} shorter than its salt"
             )));
         }
-        let salt: [u8; 32] = v[..32].try_into().expect("32 bytes");
-        Ok(Some((salt, v[32..].to_vec())))
+        let salt: [u8; 32] = plain[..32].try_into().expect("32 bytes");
+        Ok(BodyLookup::Present {
+            salt,
+            body: plain[32..].to_vec(),
+        })
+    }
+
+    /// The raw sealed bytes of a body as stored (for tests of encryption at
+    /// rest and for tooling that moves sealed data without opening it).
+    pub fn sealed_body(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.db.get_cf(self.cf(CF_BODIES), index.to_be_bytes())?)
+    }
+
+    /// The C2SP tlog-tiles minimum index: bodies below it were pruned.
+    pub fn min_index(&self) -> Result<u64, StoreError> {
+        match self.db.get_cf(self.cf(CF_META), META_MIN_INDEX)? {
+            Some(v) => u64_value(&v, "meta min_index"),
+            None => Ok(0),
+        }
+    }
+
+    /// The retention run that pruned `index`, if any.
+    pub fn prune_record_for(&self, index: u64) -> Result<Option<PruneRecord>, StoreError> {
+        // Records are keyed by end index: the first key above `index` is the
+        // only run that can cover it.
+        let start = pruned_key(index.saturating_add(1));
+        let mut iter = self.db.iterator_cf(
+            self.cf(CF_META),
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        match iter.next().transpose()? {
+            Some((k, v)) if k.starts_with(META_PRUNED_PREFIX) => {
+                let record = PruneRecord::decode(&v)?;
+                Ok((record.from_index <= index && index < record.end_index).then_some(record))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Every retention run so far, oldest first.
+    pub fn prune_records(&self) -> Result<Vec<PruneRecord>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .prefix_iterator_cf(self.cf(CF_META), META_PRUNED_PREFIX)
+        {
+            let (k, v) = item?;
+            if !k.starts_with(META_PRUNED_PREFIX) {
+                break;
+            }
+            out.push(PruneRecord::decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// Index of the first entry at or after `from` whose time is not before
+    /// `cutoff`, scanning at most `max_scan` leaves (so a huge backlog is
+    /// pruned in bounded steps).
+    fn prune_end(&self, from: u64, cutoff: i64, max_scan: u64) -> Result<u64, StoreError> {
+        let size = self.size();
+        let stop = size.min(from.saturating_add(max_scan));
+        let mut iter = self.db.iterator_cf(
+            self.cf(CF_LEAVES),
+            rocksdb::IteratorMode::From(&from.to_be_bytes(), rocksdb::Direction::Forward),
+        );
+        let mut expect = from;
+        while expect < stop {
+            let Some((k, v)) = iter.next().transpose()? else {
+                break;
+            };
+            if k.as_ref() != expect.to_be_bytes() {
+                return Err(StoreError::Corrupt(format!("leaf {expect} missing")));
+            }
+            let leaf = LeafRecord::decode(&v)
+                .map_err(|e| StoreError::Corrupt(format!("leaf {expect}: {e}")))?;
+            if leaf.time_unix_nanos >= cutoff {
+                break;
+            }
+            expect += 1;
+        }
+        Ok(expect)
+    }
+
+    /// Retention: deletes the sealed bodies (and so the salts) of the longest
+    /// prefix of not-yet-pruned entries whose time is before `cutoff`, at
+    /// most `max_entries` of them; advances the minimum index; keeps a
+    /// [`PruneRecord`]; and appends `record(&prune_record)` as a new entry —
+    /// all in one synced batch, so a crash leaves either none or all of it.
+    ///
+    /// Only a prefix is pruned: an entry that is younger than the cutoff
+    /// stops the run even if older ones follow it (they are pruned by a
+    /// later run), so nothing is ever deleted early. Returns `None` when
+    /// nothing was eligible.
+    pub fn prune_before(
+        &self,
+        cutoff_unix_nanos: i64,
+        pruned_at_unix_nanos: i64,
+        max_entries: u64,
+        record: impl FnOnce(&PruneRecord) -> NewEntry,
+    ) -> Result<Option<(PruneRecord, Appended)>, StoreError> {
+        let from = self.min_index()?;
+        // Leaves are immutable: scan without blocking appends.
+        let end = self.prune_end(from, cutoff_unix_nanos, max_entries)?;
+        if end == from {
+            return Ok(None);
+        }
+        let pruned = PruneRecord {
+            from_index: from,
+            end_index: end,
+            cutoff_unix_nanos,
+            pruned_at_unix_nanos,
+        };
+        let entry = record(&pruned);
+        validate(std::slice::from_ref(&entry))?;
+        let mut frontier = self.lock_writer();
+        if self.min_index()? != from {
+            return Err(StoreError::InvalidArgument(
+                "another retention run changed the minimum index".into(),
+            ));
+        }
+        let mut next = frontier.clone();
+        let mut batch = WriteBatch::default();
+        let bodies = self.cf(CF_BODIES);
+        batch.delete_range_cf(bodies, from.to_be_bytes(), end.to_be_bytes());
+        batch.put_cf(self.cf(CF_META), META_MIN_INDEX, end.to_be_bytes());
+        batch.put_cf(self.cf(CF_META), pruned_key(end), pruned.encode());
+        let appended = self.stage(&mut next, &mut batch, vec![entry])?;
+        self.commit(&mut frontier, next, batch)?;
+        drop(frontier);
+        // A range tombstone hides the bodies at once. For the bytes to be gone
+        // from disk: flush every memtable (so no live WAL file still holds a
+        // sealed body), then compact the range (so no SST file does).
+        for name in ALL_CFS {
+            self.db.flush_cf(self.cf(name))?;
+        }
+        self.db
+            .compact_range_cf(bodies, Some(from.to_be_bytes()), Some(end.to_be_bytes()));
+        Ok(Some((pruned, appended[0])))
+    }
+
+    /// Finds entries by session, subject or time range, at most `limit` per
+    /// page; pass the returned `next` back as `resume` for the next page.
+    /// Only entries of the published tree are returned.
+    pub fn find(
+        &self,
+        filter: &EntryFilter,
+        resume: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<FoundEntries, StoreError> {
+        let size = self.size();
+        let (cf, lower, upper): (&str, Vec<u8>, Vec<u8>) = match filter {
+            EntryFilter::Session(term) | EntryFilter::Subject(term) => {
+                let cf = if matches!(filter, EntryFilter::Session(_)) {
+                    CF_BY_SESSION
+                } else {
+                    CF_BY_SUBJECT
+                };
+                if term.is_empty() || term.len() > MAX_INDEX_TERM_LEN {
+                    return Ok(FoundEntries::default());
+                }
+                (cf, term_key(term, 0), term_key(term, u64::MAX))
+            }
+            EntryFilter::TimeRange {
+                from_unix_nanos,
+                to_unix_nanos,
+            } => {
+                if from_unix_nanos >= to_unix_nanos {
+                    return Ok(FoundEntries::default());
+                }
+                (
+                    CF_BY_TIME,
+                    time_prefix(*from_unix_nanos).to_vec(),
+                    time_prefix(*to_unix_nanos).to_vec(),
+                )
+            }
+        };
+        let inclusive_upper = matches!(filter, EntryFilter::Session(_) | EntryFilter::Subject(_));
+        let mut start = lower;
+        if let Some(r) = resume {
+            if r.len() > start.len() + 16 {
+                return Err(StoreError::InvalidArgument(
+                    "resume position is malformed".into(),
+                ));
+            }
+            // Strictly after the resume key.
+            let mut after = r.to_vec();
+            after.push(0);
+            if after > start {
+                start = after;
+            }
+        }
+        let mut out = FoundEntries::default();
+        let iter = self.db.iterator_cf(
+            self.cf(cf),
+            rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+        );
+        for item in iter {
+            let (k, _) = item?;
+            let past = if inclusive_upper {
+                k.as_ref() > upper.as_slice()
+            } else {
+                k.as_ref() >= upper.as_slice()
+            };
+            if past {
+                break;
+            }
+            if k.len() < 8 {
+                return Err(StoreError::Corrupt("index key shorter than 8 bytes".into()));
+            }
+            let index = u64::from_be_bytes(k[k.len() - 8..].try_into().expect("8 bytes"));
+            if index >= size {
+                // Written with a batch whose head is not published yet.
+                continue;
+            }
+            if out.indexes.len() >= limit.max(1) {
+                // More matches remain: `next` holds the last returned key.
+                return Ok(out);
+            }
+            out.indexes.push(index);
+            out.next = Some(k.to_vec());
+        }
+        out.next = None;
+        Ok(out)
     }
 
     /// Leaf index of an event id, if it was appended.
@@ -527,6 +942,15 @@ impl Store {
             .put_cf_opt(self.cf(CF_META), &key, signer.to_skey_text(), &synced())?;
         Ok(signer)
     }
+}
+
+fn validate(entries: &[NewEntry]) -> Result<(), StoreError> {
+    for e in entries {
+        if e.kind.len() > crate::leaf::MAX_KIND_LEN {
+            return Err(LeafError::KindTooLong(e.kind.len()).into());
+        }
+    }
+    Ok(())
 }
 
 impl NodeSource for Store {

@@ -10,7 +10,21 @@ use vigil_ledger::note::{open_note, sign_note, NoteVerifier};
 use vigil_ledger::proof::{verify_consistency, verify_inclusion};
 use vigil_ledger::tile::decode_entry_bundle;
 use vigil_ledger::tree::root_from_leaf_hashes;
-use vigil_ledger::{Appended, NewEntry, Store, StoreError};
+use vigil_ledger::{Appended, BodyLookup, Keyring, NewEntry, Store, StoreError};
+
+/// A fixed test keyring, so that a test can reopen its store.
+const KEYS: &str = "t1 AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir, Keyring::parse(KEYS).unwrap()).unwrap()
+}
+
+fn present(store: &Store, index: u64) -> ([u8; 32], Vec<u8>) {
+    match store.body(index).unwrap() {
+        BodyLookup::Present { salt, body } => (salt, body),
+        other => panic!("body {index}: {other:?}"),
+    }
+}
 
 fn entry(n: u32) -> NewEntry {
     let mut id = [0u8; 16];
@@ -20,6 +34,12 @@ fn entry(n: u32) -> NewEntry {
         time_unix_nanos: i64::from(n) * 1000,
         kind: "test.event".into(),
         body: format!("body {n}").into_bytes(),
+        session_id: format!("session-{}", n % 3),
+        subject: if n.is_multiple_of(2) {
+            "alice".into()
+        } else {
+            "bob".into()
+        },
     }
 }
 
@@ -43,7 +63,7 @@ fn store_is_send_sync() {
 #[test]
 fn append_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(dir.path());
     assert_eq!(store.size(), 0);
     assert_eq!(store.root(), vigil_ledger::empty_root());
     assert_eq!(store.append_batch(vec![]).unwrap(), vec![]);
@@ -62,16 +82,16 @@ fn append_and_read_back() {
         assert_eq!(rec.event_id, e.event_id);
         assert_eq!(rec.time_unix_nanos, e.time_unix_nanos);
         assert_eq!(rec.kind, e.kind);
-        let (salt, body) = store.body(u64::from(i)).unwrap().unwrap();
+        let (salt, body) = present(&store, u64::from(i));
         assert_eq!(body, e.body);
         assert_eq!(rec.commitment, body_commitment(&salt, &body));
         assert_eq!(store.index_of(&e.event_id).unwrap(), Some(u64::from(i)));
     }
-    let (s0, _) = store.body(0).unwrap().unwrap();
-    let (s1, _) = store.body(1).unwrap().unwrap();
+    let (s0, _) = present(&store, 0);
+    let (s1, _) = present(&store, 1);
     assert_ne!(s0, s1, "salts must be fresh per entry");
     assert_eq!(store.leaf(3).unwrap(), None);
-    assert_eq!(store.body(3).unwrap(), None);
+    assert_eq!(store.body(3).unwrap(), BodyLookup::Absent);
     assert_eq!(store.index_of(&[9; 16]).unwrap(), None);
     assert_eq!(store.root(), root_from_leaf_hashes(&leaf_hashes(&store)));
     assert!(matches!(store.node(0, 3), Err(StoreError::NotFound(_))));
@@ -88,7 +108,7 @@ fn append_and_read_back() {
 #[test]
 fn dedup_across_and_within_batches() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(dir.path());
     store.append_batch(vec![entry(0), entry(1)]).unwrap();
     let root = store.root();
     // Across batches: nothing new is written.
@@ -133,13 +153,13 @@ fn dedup_across_and_within_batches() {
 fn reopen_keeps_size_root_and_continues() {
     let dir = tempfile::tempdir().unwrap();
     let (size, root) = {
-        let store = Store::open(dir.path()).unwrap();
+        let store = open(dir.path());
         for b in 0..10 {
             fill(&store, b * 13, b * 13 + 13);
         }
         (store.size(), store.root())
     };
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(dir.path());
     assert_eq!((store.size(), store.root()), (size, root));
     assert_eq!(store.head(), (size, root));
     // Dedup survives reopen; appending continues the same tree.
@@ -160,7 +180,7 @@ fn reopen_keeps_size_root_and_continues() {
 #[test]
 fn proofs_from_store_verify() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(dir.path());
     let mut roots = vec![store.root()];
     for n in 0..70u32 {
         fill(&store, n, n + 1);
@@ -208,7 +228,7 @@ fn proofs_from_store_verify() {
 #[test]
 fn tiles_and_bundles_match_leaves() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(dir.path());
     fill(&store, 0, 600);
     let leaves = leaf_hashes(&store);
 
@@ -251,7 +271,7 @@ fn checkpoints_and_signer_persist() {
     let dir = tempfile::tempdir().unwrap();
     let vkey;
     {
-        let store = Store::open(dir.path()).unwrap();
+        let store = open(dir.path());
         assert_eq!(store.checkpoint().unwrap(), None);
         fill(&store, 0, 5);
         let signer = store.get_or_create_signer("vigil.test/log").unwrap();
@@ -294,7 +314,7 @@ fn checkpoints_and_signer_persist() {
             })
         ));
     }
-    let store = Store::open(dir.path()).unwrap();
+    let store = open(dir.path());
     let signer = store.get_or_create_signer("vigil.test/log").unwrap();
     assert_eq!(signer.verifier_key_text(), vkey, "signer key is persistent");
     let note = store.checkpoint().unwrap().unwrap();
@@ -306,7 +326,7 @@ fn checkpoints_and_signer_persist() {
 #[test]
 fn concurrent_appends() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let store = Arc::new(open(dir.path()));
     let threads: Vec<_> = (0..4u32)
         .map(|t| {
             let store = Arc::clone(&store);

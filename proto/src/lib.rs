@@ -20,6 +20,7 @@ pub mod events {
                 event::Kind::SessionClosed(_) => "session_closed",
                 event::Kind::PendingOperation(_) => "pending_operation",
                 event::Kind::ApprovalDecision(_) => "approval_decision",
+                event::Kind::RetentionPruned(_) => "retention_pruned",
             }
         }
     }

@@ -136,13 +136,43 @@ fn broken_configs_stop_vigil_up_with_a_clear_message() {
 }
 
 #[test]
+fn a_missing_or_broken_body_keyring_stops_vigil_up_without_echoing_keys() {
+    let spec = GatewaySpec::new();
+    let dir = tempfile::tempdir().unwrap();
+    let config = spec.write_config(dir.path());
+    let keys = dir.path().join("body.keys");
+    let secret = "c2VjcmV0LWtleS1tYXRlcmlhbA==";
+    let cases = [
+        (None, "cannot read body keyring"),
+        (Some(format!("k1 {secret}\n")), "key must be 32 bytes"),
+        (Some("# nothing\n".to_string()), "holds no key"),
+    ];
+    for (content, expected) in cases {
+        match &content {
+            Some(text) => std::fs::write(&keys, text).unwrap(),
+            None => {
+                let _ = std::fs::remove_file(&keys);
+            }
+        }
+        let out = std::process::Command::new(vigil_bin())
+            .args(["up", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{content:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(expected), "{content:?}: {stderr}");
+        assert!(!stderr.contains(secret), "key material echoed: {stderr}");
+    }
+}
+
+#[test]
 fn a_taken_port_stops_vigil_up_with_a_clear_message() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let mut spec = GatewaySpec::new();
     spec.pg_port = holder.local_addr().unwrap().port();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("vigil.toml");
-    std::fs::write(&config, spec.config(&dir.path().join("data"))).unwrap();
+    let config = spec.write_config(dir.path());
     let out = std::process::Command::new(vigil_bin())
         .args(["up", "--config"])
         .arg(&config)
@@ -157,4 +187,62 @@ fn a_taken_port_stops_vigil_up_with_a_clear_message() {
         )),
         "{stderr}"
     );
+}
+
+#[test]
+fn malformed_ledger_api_requests_get_clear_errors_and_the_ledger_lives_on() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let base = gw.ledger_url();
+    // Two statements, so that the log has entries to be out of range of.
+    let out = gw.psql(AGENT, AGENT_PASSWORD, &["-c", "SELECT 1"]);
+    assert!(out.status.success(), "{}", show(&out));
+    while gw.checkpoint_size() < 3 {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let cases: &[(&str, u16, &str)] = &[
+        ("vigil/v1/proof/consistency?from=0&to=2", 400, "empty"),
+        ("tile/0/x001", 400, ""),
+        ("tile/0/000.p/0", 400, ""),
+        ("tile/0/000.p/257", 400, ""),
+        ("tile/9/000", 400, ""),
+        ("tile/0/x999/999", 404, "out of range"),
+        ("tile/entries/abc", 400, ""),
+        ("vigil/v1/bodies?start=-1&count=1", 400, ""),
+        ("vigil/v1/bodies?start=0", 400, ""),
+        ("vigil/v1/find", 400, "exactly one of"),
+        ("vigil/v1/find?session=a&subject=b", 400, "exactly one of"),
+        ("vigil/v1/find?from=5", 400, "exactly one of"),
+        ("vigil/v1/find?session=a&page=zz", 400, "not hex"),
+        ("vigil/v1/lookup?event_id=not-a-uuid", 400, "not a UUID"),
+        (
+            "vigil/v1/lookup?event_id=0190a0a0-0000-7000-8000-000000000000",
+            404,
+            "no such event",
+        ),
+        (
+            "vigil/v1/proof/inclusion?index=5&size=2",
+            404,
+            "out of range",
+        ),
+        (
+            "vigil/v1/proof/inclusion?index=0&size=999999",
+            404,
+            "out of range",
+        ),
+        ("vigil/v1/proof/inclusion?index=x&size=1", 400, ""),
+        ("vigil/v1/proof/consistency?from=3&to=1", 400, ""),
+    ];
+    for (path, want, text) in cases {
+        match ureq::get(&format!("{base}/{path}")).call() {
+            Err(ureq::Error::Status(code, resp)) => {
+                let body = resp.into_string().unwrap_or_default();
+                assert_eq!(code, *want, "{path}: {body}");
+                assert!(body.contains(text), "{path}: {body}");
+            }
+            other => panic!("{path}: expected HTTP {want}, got {other:?}"),
+        }
+    }
+    // Still serving.
+    let cp = ureq::get(&format!("{base}/checkpoint")).call().unwrap();
+    assert_eq!(cp.status(), 200);
 }

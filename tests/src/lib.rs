@@ -73,6 +73,19 @@ impl GatewaySpec {
         }
     }
 
+    /// Writes `vigil.toml` (data in `dir/data`) and its body keyring
+    /// `body.keys` into `dir`; returns the config's path.
+    pub fn write_config(&self, dir: &Path) -> PathBuf {
+        let config = dir.join("vigil.toml");
+        std::fs::write(&config, self.config(&dir.join("data"))).expect("write config");
+        std::fs::write(
+            dir.join("body.keys"),
+            vigil_ledger::Keyring::generate_line("e2e-1"),
+        )
+        .expect("write body keyring");
+        config
+    }
+
     pub fn config(&self, data_dir: &Path) -> String {
         format!(
             r#"
@@ -82,6 +95,7 @@ origin = "test.vigil/e2e"
 http_listen = "127.0.0.1:{http}"
 grpc_listen = "127.0.0.1:{grpc}"
 checkpoint_interval_ms = 50
+body_keys_file = "{data}/../body.keys"
 [[postgres]]
 name = "e2e-pg"
 listen = "127.0.0.1:{pg}"
@@ -128,12 +142,9 @@ impl Gateway {
     pub fn start(spec: GatewaySpec) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("vigil.toml");
-        std::fs::write(&config, spec.config(&dir.path().join("data"))).expect("write config");
-        let args = vec![
-            "up".to_string(),
-            "--config".into(),
-            config.display().to_string(),
-        ];
+        assert_eq!(spec.write_config(dir.path()), config);
+        let args = Self::config_args(dir.path());
+        debug_assert!(args.contains(&config.display().to_string()));
         Self::spawn(spec, dir, args)
     }
 
@@ -203,6 +214,31 @@ impl Gateway {
         let spec = self.spec.clone();
         drop(self);
         Gateway::spawn(spec, dir, args)
+    }
+
+    /// Stops vigil (SIGKILL: as abrupt as a crash) and hands back the spec
+    /// and the directory, so a test can work on the data offline and start
+    /// it again with [`Gateway::spawn`].
+    pub fn stop(mut self) -> (GatewaySpec, tempfile::TempDir) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        (self.spec.clone(), dir)
+    }
+
+    /// The arguments to start a stopped gateway again (the spec's config).
+    pub fn config_args_for(_spec: &GatewaySpec) -> Vec<String> {
+        // `spawn` runs in the gateway's directory; the config is there.
+        vec!["up".to_string(), "--config".into(), "vigil.toml".into()]
+    }
+
+    /// `up --config <dir>/vigil.toml`, the arguments [`Gateway::start`] used.
+    pub fn config_args(dir: &Path) -> Vec<String> {
+        vec![
+            "up".to_string(),
+            "--config".into(),
+            dir.join("vigil.toml").display().to_string(),
+        ]
     }
 
     pub fn stderr(&self) -> String {
@@ -285,11 +321,14 @@ impl Gateway {
         }
     }
 
-    /// Every event covered by the latest checkpoint, decoded from the bodies.
+    /// Every event covered by the latest checkpoint, decoded from the bodies
+    /// (events whose bodies retention pruned are skipped).
     pub fn events(&self) -> Vec<Event> {
         #[derive(serde::Deserialize)]
         struct Body {
             body: String,
+            #[serde(default)]
+            pruned: Option<serde_json::Value>,
         }
         #[derive(serde::Deserialize)]
         struct Page {
@@ -309,7 +348,7 @@ impl Gateway {
             .expect("GET bodies")
             .into_json()
             .expect("bodies JSON");
-            for b in page.entries {
+            for b in page.entries.into_iter().filter(|b| b.pruned.is_none()) {
                 let bytes = B64.decode(b.body).expect("base64 body");
                 events.push(Event::decode(bytes.as_slice()).expect("event body"));
             }

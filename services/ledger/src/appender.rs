@@ -28,6 +28,12 @@ pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
         time_unix_nanos: event.time_unix_nanos,
         kind: event.kind_name().to_string(),
         body: event.encode_to_vec(),
+        session_id: event.session_id.clone(),
+        subject: event
+            .identity
+            .as_ref()
+            .map(|i| i.subject.clone())
+            .unwrap_or_default(),
     })
 }
 

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use vigil_ledger::StoreError;
+use vigil_ledger::{BodyLookup, EntryFilter, StoreError};
 use vigil_proto::ledger::ledger_server::{Ledger as LedgerApi, LedgerServer};
 use vigil_proto::ledger::{
-    get_inclusion_proof_request::Leaf, Entry, GetCheckpointRequest, GetCheckpointResponse,
-    GetConsistencyProofRequest, GetConsistencyProofResponse, GetEntriesRequest, GetEntriesResponse,
-    GetInclusionProofRequest, GetInclusionProofResponse,
+    find_entries_request::Filter, get_inclusion_proof_request::Leaf, Entry, FindEntriesRequest,
+    FindEntriesResponse, GetCheckpointRequest, GetCheckpointResponse, GetConsistencyProofRequest,
+    GetConsistencyProofResponse, GetEntriesRequest, GetEntriesResponse, GetInclusionProofRequest,
+    GetInclusionProofResponse,
 };
 
 use crate::access::{bearer, BodyAccess};
@@ -20,6 +21,8 @@ use crate::Ledger;
 
 /// Most entries one GetEntries call returns.
 pub const MAX_ENTRIES_PER_CALL: u32 = 1024;
+/// Most indexes one FindEntries page returns.
+pub const MAX_FIND_PER_CALL: u32 = 10_000;
 
 pub struct LedgerGrpc {
     ledger: Arc<Ledger>,
@@ -53,6 +56,11 @@ fn status(e: StoreError) -> Status {
         StoreError::InvalidArgument(_) | StoreError::Proof(_) => {
             Status::invalid_argument(e.to_string())
         }
+        // Names the entry and the key id only; never body bytes.
+        StoreError::Body { .. } => {
+            tracing::error!(error = %e, "stored body does not open");
+            Status::data_loss(e.to_string())
+        }
         other => {
             tracing::error!(error = %other, "ledger read failed");
             Status::internal("internal error")
@@ -71,6 +79,7 @@ impl LedgerApi for LedgerGrpc {
             signed_note: note,
             size: cp.size,
             root: cp.root.to_vec(),
+            min_index: self.ledger.store.min_index().map_err(status)?,
         }))
     }
 
@@ -160,22 +169,50 @@ impl LedgerApi for LedgerGrpc {
                 .leaf(index)
                 .map_err(status)?
                 .ok_or_else(|| Status::internal("leaf missing below size"))?;
-            let (salt, body) = if req.include_bodies {
-                store
-                    .body(index)
-                    .map_err(status)?
-                    .map(|(s, b)| (s.to_vec(), b))
-                    .unwrap_or_default()
+            let (salt, body, pruned_at_unix_nanos) = if req.include_bodies {
+                match store.body(index).map_err(status)? {
+                    BodyLookup::Present { salt, body } => (salt.to_vec(), body, 0),
+                    BodyLookup::Pruned(r) => (Vec::new(), Vec::new(), r.pruned_at_unix_nanos),
+                    BodyLookup::Absent => (Vec::new(), Vec::new(), 0),
+                }
             } else {
-                (Vec::new(), Vec::new())
+                (Vec::new(), Vec::new(), 0)
             };
             entries.push(Entry {
                 index,
                 leaf_data,
                 salt,
                 body,
+                pruned_at_unix_nanos,
             });
         }
         Ok(Response::new(GetEntriesResponse { entries }))
+    }
+
+    async fn find_entries(
+        &self,
+        req: Request<FindEntriesRequest>,
+    ) -> Result<Response<FindEntriesResponse>, Status> {
+        let req = req.into_inner();
+        let filter = match req.filter {
+            Some(Filter::SessionId(s)) => EntryFilter::Session(s),
+            Some(Filter::Subject(s)) => EntryFilter::Subject(s),
+            Some(Filter::TimeRange(t)) => EntryFilter::TimeRange {
+                from_unix_nanos: t.from_unix_nanos,
+                to_unix_nanos: t.to_unix_nanos,
+            },
+            None => return Err(Status::invalid_argument("a filter is required")),
+        };
+        let limit = req.limit.clamp(1, MAX_FIND_PER_CALL) as usize;
+        let resume = (!req.page_token.is_empty()).then_some(req.page_token.as_slice());
+        let found = self
+            .ledger
+            .store
+            .find(&filter, resume, limit)
+            .map_err(status)?;
+        Ok(Response::new(FindEntriesResponse {
+            indexes: found.indexes,
+            next_page_token: found.next.unwrap_or_default(),
+        }))
     }
 }

@@ -3,7 +3,13 @@
 //!
 //! - `GET /checkpoint`: the latest signed checkpoint (text/plain);
 //! - `GET /tile/<L>/<N>[.p/<W>]`, `GET /tile/entries/<N>[.p/<W>]`: tiles;
-//! - `GET /vigil/v1/bodies?start=S&count=C`: salts and bodies (restricted, see [`crate::access`]).
+//! - `GET /vigil/v1/bodies?start=S&count=C`: salts and bodies (restricted, see [`crate::access`]);
+//!   pruned entries answer with when they were pruned;
+//! - `GET /vigil/v1/minimum-index`: the tlog-tiles minimum index (bodies below were pruned);
+//! - `GET /vigil/v1/find?session=..|subject=..|from=..&to=..[&limit=&page=]`: leaf indexes;
+//! - `GET /vigil/v1/lookup?event_id=UUID`: the leaf index of an event;
+//! - `GET /vigil/v1/proof/inclusion?index=I&size=S`, `/vigil/v1/proof/consistency?from=A&to=B`:
+//!   RFC 9162 proofs as JSON (public data: hashes only).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +23,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use vigil_ledger::tile::{parse_tile_path, TilePath};
-use vigil_ledger::StoreError;
+use vigil_ledger::{BodyLookup, EntryFilter, StoreError};
 
 use crate::access::{bearer, BodyAccess};
 use crate::Ledger;
@@ -36,6 +42,11 @@ pub fn router(ledger: Arc<Ledger>, access: BodyAccess) -> Router {
         .route("/checkpoint", get(checkpoint))
         .route("/tile/*path", get(tile))
         .route("/vigil/v1/bodies", get(bodies))
+        .route("/vigil/v1/minimum-index", get(minimum_index))
+        .route("/vigil/v1/find", get(find))
+        .route("/vigil/v1/lookup", get(lookup))
+        .route("/vigil/v1/proof/inclusion", get(inclusion_proof))
+        .route("/vigil/v1/proof/consistency", get(consistency_proof))
         .with_state(AppState { ledger, access })
 }
 
@@ -66,7 +77,9 @@ fn store_error(e: StoreError) -> Response {
         StoreError::OutOfRange { .. } | StoreError::NotFound(_) => {
             text(StatusCode::NOT_FOUND, format!("{e}\n"))
         }
-        StoreError::InvalidArgument(_) => text(StatusCode::BAD_REQUEST, format!("{e}\n")),
+        StoreError::InvalidArgument(_) | StoreError::Proof(_) => {
+            text(StatusCode::BAD_REQUEST, format!("{e}\n"))
+        }
         other => {
             tracing::error!(error = %other, "ledger read failed");
             text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into())
@@ -123,13 +136,26 @@ struct BodiesQuery {
 }
 
 /// One entry's body as served to auditors.
-#[derive(Serialize, Deserialize, Debug, Clone)]
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
 pub struct BodyRecord {
     pub index: u64,
-    /// Base64 of the 32-byte salt.
+    /// Base64 of the 32-byte salt ("" if pruned or unreadable).
     pub salt: String,
-    /// Base64 of the event's protobuf bytes.
+    /// Base64 of the event's protobuf bytes ("" if pruned or unreadable).
     pub body: String,
+    /// Set when retention deleted this body: when, and under which cutoff.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruned: Option<PrunedInfo>,
+    /// Set when the stored body does not open (altered, or its key is gone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// When and why a body was pruned.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrunedInfo {
+    pub pruned_at_unix_nanos: i64,
+    pub cutoff_unix_nanos: i64,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -159,13 +185,31 @@ async fn bodies(
         let end = q.start.saturating_add(count).min(size);
         let mut entries = Vec::new();
         for index in q.start..end {
-            if let Some((salt, body)) = store.body(index)? {
-                entries.push(BodyRecord {
+            let record = match store.body(index) {
+                Ok(BodyLookup::Present { salt, body }) => BodyRecord {
                     index,
                     salt: B64.encode(salt),
                     body: B64.encode(body),
-                });
-            }
+                    ..Default::default()
+                },
+                Ok(BodyLookup::Pruned(r)) => BodyRecord {
+                    index,
+                    pruned: Some(PrunedInfo {
+                        pruned_at_unix_nanos: r.pruned_at_unix_nanos,
+                        cutoff_unix_nanos: r.cutoff_unix_nanos,
+                    }),
+                    ..Default::default()
+                },
+                Ok(BodyLookup::Absent) => continue,
+                // Per entry, so an auditor learns which entry is damaged.
+                Err(e @ (StoreError::Body { .. } | StoreError::Corrupt(_))) => BodyRecord {
+                    index,
+                    error: Some(e.to_string()),
+                    ..Default::default()
+                },
+                Err(e) => return Err(e),
+            };
+            entries.push(record);
         }
         Ok::<_, StoreError>(entries)
     })
@@ -175,4 +219,131 @@ async fn bodies(
         Ok(Err(e)) => store_error(e),
         Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into()),
     }
+}
+
+async fn minimum_index(State(s): State<AppState>) -> Response {
+    match s.ledger.store.min_index() {
+        Ok(n) => text(StatusCode::OK, format!("{n}\n")),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct FindQuery {
+    session: Option<String>,
+    subject: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    limit: Option<usize>,
+    /// Hex of the previous page's `next`.
+    page: Option<String>,
+}
+
+/// A page of leaf indexes.
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct FindResponse {
+    pub indexes: Vec<u64>,
+    /// Pass as `page` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
+/// Most indexes one find request returns.
+pub const MAX_FIND_PER_REQUEST: usize = 10_000;
+
+async fn find(State(s): State<AppState>, Query(q): Query<FindQuery>) -> Response {
+    let filter = match (q.session, q.subject, q.from, q.to) {
+        (Some(session), None, None, None) => EntryFilter::Session(session),
+        (None, Some(subject), None, None) => EntryFilter::Subject(subject),
+        (None, None, Some(from), Some(to)) => EntryFilter::TimeRange {
+            from_unix_nanos: from,
+            to_unix_nanos: to,
+        },
+        _ => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "give exactly one of: session=ID, subject=NAME, or from=NS&to=NS\n".into(),
+            )
+        }
+    };
+    let resume = match q.page.as_deref().map(hex::decode).transpose() {
+        Ok(r) => r,
+        Err(_) => return text(StatusCode::BAD_REQUEST, "page is not hex\n".into()),
+    };
+    let limit = q.limit.unwrap_or(1000).clamp(1, MAX_FIND_PER_REQUEST);
+    let store = s.ledger.store.clone();
+    let result =
+        tokio::task::spawn_blocking(move || store.find(&filter, resume.as_deref(), limit)).await;
+    match result {
+        Ok(Ok(found)) => Json(FindResponse {
+            indexes: found.indexes,
+            next: found.next.map(hex::encode),
+        })
+        .into_response(),
+        Ok(Err(e)) => store_error(e),
+        Err(_) => text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct LookupQuery {
+    event_id: String,
+}
+
+/// Where an event is in the log.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct LookupResponse {
+    pub index: u64,
+}
+
+async fn lookup(State(s): State<AppState>, Query(q): Query<LookupQuery>) -> Response {
+    let Ok(id) = uuid::Uuid::parse_str(&q.event_id) else {
+        return text(StatusCode::BAD_REQUEST, "event_id is not a UUID\n".into());
+    };
+    match s.ledger.store.index_of(id.as_bytes()) {
+        Ok(Some(index)) if index < s.ledger.store.size() => {
+            Json(LookupResponse { index }).into_response()
+        }
+        Ok(_) => text(StatusCode::NOT_FOUND, "no such event in the log\n".into()),
+        Err(e) => store_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+struct InclusionQuery {
+    index: u64,
+    size: u64,
+}
+
+#[derive(Deserialize)]
+struct ConsistencyQuery {
+    from: u64,
+    to: u64,
+}
+
+/// An RFC 9162 proof: base64 hashes, from the leaf (or the old root) upwards.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct ProofResponse {
+    pub proof: Vec<String>,
+}
+
+fn proof_response(result: Result<Vec<vigil_ledger::Hash>, StoreError>) -> Response {
+    match result {
+        Ok(hashes) => Json(ProofResponse {
+            proof: hashes.iter().map(|h| B64.encode(h)).collect(),
+        })
+        .into_response(),
+        Err(e) => store_error(e),
+    }
+}
+
+async fn inclusion_proof(State(s): State<AppState>, Query(q): Query<InclusionQuery>) -> Response {
+    proof_response(s.ledger.store.inclusion_proof(q.index, q.size))
+}
+
+async fn consistency_proof(
+    State(s): State<AppState>,
+    Query(q): Query<ConsistencyQuery>,
+) -> Response {
+    proof_response(s.ledger.store.consistency_proof(q.from, q.to))
 }

@@ -13,12 +13,13 @@ pub mod appender;
 pub mod checkpointer;
 pub mod grpc;
 pub mod http;
+pub mod retention;
 pub mod signing_key;
 
 use std::path::Path;
 use std::sync::Arc;
 
-use vigil_ledger::{NoteSigner, Store};
+use vigil_ledger::{Keyring, NoteSigner, Store};
 
 pub use access::BodyAccess;
 
@@ -42,10 +43,11 @@ pub enum OpenError {
 
 impl Ledger {
     /// Opens (or creates) the ledger under `data_dir`: the RocksDB log in
-    /// `data_dir/ledger`, the signing key in `data_dir/ledger-signing.key`.
-    pub fn open(data_dir: &Path, origin: &str) -> Result<Self, OpenError> {
+    /// `data_dir/ledger`, the signing key in `data_dir/ledger-signing.key`;
+    /// `keyring` seals and opens event bodies.
+    pub fn open(data_dir: &Path, origin: &str, keyring: Keyring) -> Result<Self, OpenError> {
         let dir = data_dir.join("ledger");
-        let store = Store::open(&dir).map_err(|source| OpenError::Store {
+        let store = Store::open(&dir, keyring).map_err(|source| OpenError::Store {
             dir: dir.display().to_string(),
             source,
         })?;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
+use vigil_ledger::Keyring;
+use vigil_ledger_service::retention::RetentionPeriod;
 use vigil_proxy_core::{StaticIdentities, StaticIdentity};
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
 
@@ -43,11 +45,59 @@ pub struct LedgerSection {
     /// bodies are served to loopback callers only.
     #[serde(default)]
     pub auditor_tokens_sha256: Vec<String>,
+    /// A keyring file for encrypting event bodies at rest: one
+    /// `<key id> <base64 of 32 bytes>` per line, the first one seals.
+    #[serde(default)]
+    pub body_keys_file: Option<PathBuf>,
+    /// Or: an environment variable holding the keyring text.
+    #[serde(default)]
+    pub body_keys_env: Option<String>,
+    #[serde(default)]
+    pub retention: RetentionSection,
 }
 
 fn default_checkpoint_interval_ms() -> u64 {
     250
 }
+
+/// When event bodies are deleted (HIPAA: keep six years).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Bodies of entries older than this are deleted (`6y`, `2200d`, ...).
+    #[serde(default = "default_older_than")]
+    pub older_than: String,
+    /// How often the retention job runs (`24h`, `1h`, `90s`, ...).
+    #[serde(default = "default_retention_every")]
+    pub every: String,
+}
+
+impl Default for RetentionSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            older_than: default_older_than(),
+            every: default_retention_every(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_older_than() -> String {
+    "6y".into()
+}
+
+fn default_retention_every() -> String {
+    "24h".into()
+}
+
+/// The keyring file `vigil up --dev` creates in its data directory.
+pub const DEV_BODY_KEYS_FILE: &str = "ledger-body.keys";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -108,6 +158,7 @@ impl Config {
 
     /// The `vigil up --dev` config: no file needed.
     pub fn dev(data_dir: PathBuf) -> Self {
+        let body_keys_file = Some(data_dir.join(DEV_BODY_KEYS_FILE));
         Config {
             data_dir,
             ledger: LedgerSection {
@@ -116,6 +167,9 @@ impl Config {
                 grpc_listen: "127.0.0.1:6581".parse().expect("literal address"),
                 checkpoint_interval_ms: default_checkpoint_interval_ms(),
                 auditor_tokens_sha256: Vec::new(),
+                body_keys_file,
+                body_keys_env: None,
+                retention: RetentionSection::default(),
             },
             postgres: vec![PostgresSection {
                 name: "dev".into(),
@@ -149,6 +203,21 @@ impl Config {
             bail!("ledger.checkpoint_interval_ms must be between 1 and 1000");
         }
         vigil_ledger_service::BodyAccess::new(&self.ledger.auditor_tokens_sha256)?;
+        match (&self.ledger.body_keys_file, &self.ledger.body_keys_env) {
+            (None, None) => bail!(
+                "ledger.body_keys_file or ledger.body_keys_env is required: event bodies can \
+                 hold PHI and are encrypted at rest (create a keyring with `vigil body-key new`)"
+            ),
+            (Some(_), Some(_)) => {
+                bail!("give ledger.body_keys_file or ledger.body_keys_env, not both")
+            }
+            _ => {}
+        }
+        let r = &self.ledger.retention;
+        RetentionPeriod::parse(&r.older_than)
+            .map_err(|e| anyhow::anyhow!("ledger.retention.older_than: {e}"))?;
+        RetentionPeriod::parse(&r.every)
+            .map_err(|e| anyhow::anyhow!("ledger.retention.every: {e}"))?;
         if self.postgres.is_empty() {
             bail!("no [[postgres]] listener configured: the gateway would have nothing to do");
         }
@@ -180,6 +249,29 @@ impl Config {
         }
         StaticIdentities::new(self.identities.clone())?;
         Ok(())
+    }
+
+    /// The body keyring, read from its file or environment variable.
+    pub fn keyring(&self) -> anyhow::Result<Keyring> {
+        let text = match (&self.ledger.body_keys_file, &self.ledger.body_keys_env) {
+            (Some(file), _) => std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read body keyring {}", file.display()))?,
+            (None, Some(var)) => std::env::var(var)
+                .with_context(|| format!("body keyring: environment variable {var} is not set"))?,
+            (None, None) => bail!("no body keyring configured"),
+        };
+        Keyring::parse(&text).context("invalid body keyring")
+    }
+
+    /// The retention period and interval, if retention is enabled.
+    pub fn retention(&self) -> Option<(RetentionPeriod, std::time::Duration)> {
+        let r = &self.ledger.retention;
+        if !r.enabled {
+            return None;
+        }
+        let period = RetentionPeriod::parse(&r.older_than).ok()?;
+        let every = RetentionPeriod::parse(&r.every).ok()?;
+        Some((period, every.as_duration()))
     }
 
     /// The static identity list, checked.
@@ -240,6 +332,23 @@ impl Config {
             self.ledger.http_listen,
             self.ledger.grpc_listen
         );
+        let keys = match (&self.ledger.body_keys_file, &self.ledger.body_keys_env) {
+            (Some(f), _) => format!("file {}", f.display()),
+            (None, Some(v)) => format!("environment variable {v}"),
+            (None, None) => "none".into(),
+        };
+        out.push_str(&format!(
+            "event bodies encrypted at rest, keyring from {keys}\n"
+        ));
+        let r = &self.ledger.retention;
+        if r.enabled {
+            out.push_str(&format!(
+                "retention: bodies older than {} deleted, checked every {}\n",
+                r.older_than, r.every
+            ));
+        } else {
+            out.push_str("retention: disabled (bodies are kept forever)\n");
+        }
         for pg in &self.postgres {
             out.push_str(&format!(
                 "postgres \"{}\": clients on {} -> {}:{} as {}\n",
@@ -261,6 +370,7 @@ data_dir = "/tmp/x"
 origin = "vigil.example.org/ehr"
 http_listen = "127.0.0.1:7580"
 grpc_listen = "127.0.0.1:7581"
+body_keys_env = "VIGIL_TEST_BODY_KEYS"
 [[postgres]]
 name = "ehr"
 listen = "127.0.0.1:7543"
@@ -310,6 +420,19 @@ upstream = { host = "127.0.0.1", user = "postgres" }
                 "used twice",
             ),
             ("not toml", "data_dir = ".to_string(), "TOML parse error"),
+            (
+                "no body keys",
+                GOOD.replace("body_keys_env = \"VIGIL_TEST_BODY_KEYS\"", ""),
+                "body_keys_file or ledger.body_keys_env is required",
+            ),
+            (
+                "bad retention",
+                GOOD.replace(
+                    "body_keys_env = \"VIGIL_TEST_BODY_KEYS\"",
+                    "body_keys_env = \"K\"\n[ledger.retention]\nolder_than = \"6 years\"",
+                ),
+                "ledger.retention.older_than",
+            ),
             (
                 "plaintext hash",
                 format!("{GOOD}\n[[identities]]\nname = \"a\"\npassword_hash = \"secret\"\n"),

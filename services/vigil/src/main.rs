@@ -3,7 +3,10 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod body_key;
 mod config;
+mod retention_cmd;
+mod timefmt;
 mod up;
 
 use std::path::PathBuf;
@@ -23,6 +26,16 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum BodyKeyCommand {
+    /// Print `<id> <base64 key>`: one line for the keyring file.
+    New {
+        /// The key's id, recorded with every body it seals (e.g. 2026-11).
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Run every role in one process: PostgreSQL proxy, embedded bus, ledger.
     Up(up::UpArgs),
@@ -34,6 +47,12 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print a new key line for the event body keyring (put it first to rotate).
+    #[command(subcommand)]
+    BodyKey(BodyKeyCommand),
+    /// Retention: delete event bodies past the retention period.
+    #[command(subcommand)]
+    Retention(retention_cmd::RetentionCommand),
     /// Read a secret from standard input and print its Argon2id hash for the
     /// `password_hash` of a static identity.
     HashPassword,
@@ -48,6 +67,10 @@ fn main() -> ExitCode {
             println!("{}", c.summary());
         }),
         Command::HashPassword => hash_password(),
+        Command::BodyKey(BodyKeyCommand::New { id }) => {
+            body_key::new_line(&id).map(|line| println!("{line}"))
+        }
+        Command::Retention(cmd) => retention_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -13,11 +13,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
-use vigil_ledger_service::{appender, checkpointer, grpc::LedgerGrpc, http, BodyAccess, Ledger};
+use vigil_ledger_service::{
+    appender, checkpointer, grpc::LedgerGrpc, http, retention, BodyAccess, Ledger,
+};
 use vigil_proxy_core::EventSink;
 use vigil_proxy_postgres::PostgresProxy;
 
-use crate::config::Config;
+use crate::config::{Config, DEV_BODY_KEYS_FILE};
 
 /// Events that may wait on the embedded bus before publishers feel backpressure.
 const BUS_CAPACITY: usize = 65_536;
@@ -46,6 +48,9 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("vigil-data"));
             eprintln!("{DEV_BANNER}");
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create data directory {}", dir.display()))?;
+            crate::body_key::create_if_missing(&dir.join(DEV_BODY_KEYS_FILE))?;
             Config::dev(dir)
         }
     };
@@ -62,6 +67,7 @@ const DEV_BANNER: &str = "\
  - identity dev / password dev, accepted from this machine only
  - the upstream is 127.0.0.1:5432 as postgres (trust auth)
  - event bodies are served to any local process without a token
+ - the body encryption keyring is kept next to the data it protects
  Use `vigil up --config FILE` for anything else.
 ==================================================================";
 
@@ -87,7 +93,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let proxies = config.proxies()?;
     let access = BodyAccess::new(&config.ledger.auditor_tokens_sha256)?;
 
-    let ledger = Arc::new(Ledger::open(&config.data_dir, &config.ledger.origin)?);
+    let keyring = config.keyring()?;
+    let ledger = Arc::new(Ledger::open(
+        &config.data_dir,
+        &config.ledger.origin,
+        keyring,
+    )?);
     let vkey = ledger.verifier_key();
     std::fs::write(
         config.data_dir.join("ledger-verifier.key"),
@@ -116,6 +127,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         ledger.clone(),
         Duration::from_millis(config.ledger.checkpoint_interval_ms),
     ));
+    if let Some((period, every)) = config.retention() {
+        tokio::spawn(retention::run(ledger.clone(), period, every));
+    }
     let mut tasks = tokio::task::JoinSet::new();
     {
         let (ledger, access) = (ledger.clone(), access.clone());

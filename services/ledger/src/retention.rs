@@ -1,0 +1,203 @@
+//! Retention: after the retention period (HIPAA: six years), delete event
+//! bodies and their salts, keep the leaves, and record that it happened.
+//!
+//! Each run prunes the longest prefix of entries older than the cutoff (see
+//! [`vigil_ledger::Store::prune_before`]) and appends a `RetentionPruned`
+//! event in the same atomic batch, so the log itself says what was pruned,
+//! when, and under which policy.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use vigil_ledger::{NewEntry, PruneRecord, StoreError};
+use vigil_proto::events::{event, Event, Identity, RetentionPruned};
+use vigil_proto::Message;
+
+use crate::Ledger;
+
+/// Nanoseconds in one day.
+const DAY_NANOS: i64 = 86_400 * 1_000_000_000;
+/// Entries pruned per atomic batch; a backlog is worked off in several.
+pub const PRUNE_CHUNK: u64 = 100_000;
+
+/// How old an entry must be before its body may be deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPeriod {
+    nanos: i64,
+    text: String,
+}
+
+impl RetentionPeriod {
+    /// Parses `<n><unit>` with unit `y` (366 days: a year never ends early),
+    /// `d`, `h`, `m` or `s`, e.g. `6y`, `2190d`, `90s`. Zero is refused: that
+    /// would delete every body at once, which is never what retention means.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or_else(|| format!("retention period {t:?} has no unit (y, d, h, m or s)"))?;
+        let (digits, unit) = t.split_at(split);
+        let n: i64 = digits
+            .parse()
+            .map_err(|_| format!("retention period {t:?} must start with a number"))?;
+        let unit_nanos = match unit {
+            "y" => 366 * DAY_NANOS,
+            "d" => DAY_NANOS,
+            "h" => 3_600 * 1_000_000_000,
+            "m" => 60 * 1_000_000_000,
+            "s" => 1_000_000_000,
+            _ => {
+                return Err(format!(
+                    "retention period {t:?}: unit must be y, d, h, m or s"
+                ))
+            }
+        };
+        if n == 0 {
+            return Err("a retention period of zero would delete every body".into());
+        }
+        let nanos = n
+            .checked_mul(unit_nanos)
+            .ok_or_else(|| format!("retention period {t:?} is too long"))?;
+        Ok(Self {
+            nanos,
+            text: t.to_string(),
+        })
+    }
+
+    /// The period as configured, e.g. "6y".
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The period as a duration (for schedules).
+    pub fn as_duration(&self) -> Duration {
+        Duration::from_nanos(self.nanos as u64)
+    }
+
+    /// The cutoff for a run at `now`: entries older than it are eligible.
+    pub fn cutoff(&self, now_unix_nanos: i64) -> i64 {
+        now_unix_nanos.saturating_sub(self.nanos)
+    }
+}
+
+/// What one call of [`prune`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneSummary {
+    /// One record per atomic batch, in order.
+    pub runs: Vec<PruneRecord>,
+}
+
+impl PruneSummary {
+    /// Total entries whose bodies were deleted.
+    pub fn entries_pruned(&self) -> u64 {
+        self.runs.iter().map(|r| r.end_index - r.from_index).sum()
+    }
+}
+
+fn now_unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// The event that records one pruning batch.
+fn record_event(r: &PruneRecord, period: &RetentionPeriod) -> NewEntry {
+    let id = uuid::Uuid::now_v7();
+    let event = Event {
+        event_id: id.to_string(),
+        time_unix_nanos: r.pruned_at_unix_nanos,
+        identity: Some(Identity {
+            subject: "vigil-ledger".into(),
+            issuer: "vigil:internal".into(),
+            auth_method: "internal".into(),
+            ..Default::default()
+        }),
+        kind: Some(event::Kind::RetentionPruned(RetentionPruned {
+            first_index: r.from_index,
+            end_index: r.end_index,
+            cutoff_unix_nanos: r.cutoff_unix_nanos,
+            policy: format!("older than {}", period.as_str()),
+            entries_pruned: r.end_index - r.from_index,
+        })),
+        ..Default::default()
+    };
+    NewEntry {
+        event_id: *id.as_bytes(),
+        time_unix_nanos: event.time_unix_nanos,
+        kind: event.kind_name().to_string(),
+        body: event.encode_to_vec(),
+        session_id: String::new(),
+        subject: "vigil-ledger".into(),
+    }
+}
+
+/// Prunes everything eligible now, in batches of [`PRUNE_CHUNK`]. Blocking.
+pub fn prune(ledger: &Ledger, period: &RetentionPeriod) -> Result<PruneSummary, StoreError> {
+    prune_at(ledger, period, now_unix_nanos())
+}
+
+/// [`prune`] as if the time were `now_unix_nanos` (for tests).
+pub fn prune_at(
+    ledger: &Ledger,
+    period: &RetentionPeriod,
+    now_unix_nanos: i64,
+) -> Result<PruneSummary, StoreError> {
+    let cutoff = period.cutoff(now_unix_nanos);
+    let mut summary = PruneSummary::default();
+    while let Some((record, _)) =
+        ledger
+            .store
+            .prune_before(cutoff, now_unix_nanos, PRUNE_CHUNK, |r| {
+                record_event(r, period)
+            })?
+    {
+        tracing::info!(
+            from = record.from_index,
+            to = record.end_index,
+            policy = period.as_str(),
+            "retention pruned event bodies"
+        );
+        summary.runs.push(record);
+    }
+    Ok(summary)
+}
+
+/// Runs [`prune`] every `every`, starting now.
+pub async fn run(ledger: Arc<Ledger>, period: RetentionPeriod, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (l, p) = (ledger.clone(), period.clone());
+        match tokio::task::spawn_blocking(move || prune(&l, &p)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "retention run failed"),
+            Err(e) => tracing::error!(error = %e, "retention task failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            RetentionPeriod::parse("6y")
+                .unwrap()
+                .cutoff(6 * 366 * DAY_NANOS),
+            0
+        );
+        assert_eq!(
+            RetentionPeriod::parse("90s")
+                .unwrap()
+                .cutoff(100_000_000_000),
+            10_000_000_000
+        );
+        for bad in ["", "6", "y", "6w", "-1d", "0y", "99999999999999y", "6 y"] {
+            assert!(RetentionPeriod::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}

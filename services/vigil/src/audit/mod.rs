@@ -1,0 +1,208 @@
+//! `vigil audit ...`: tools for auditors, who should trust nothing but the
+//! verifier key they were given.
+//!
+//! - `verify`: the whole log, end to end ([`verify`]);
+//! - `prove`: one event's inclusion proof as JSON ([`prove`]);
+//! - `export` / `check-bundle`: offline evidence bundles ([`bundle`]);
+//! - `replay`: a session's proven transcript ([`replay`]).
+//!
+//! Exit codes: 0 all checks passed, 1 a check failed (tampering or a
+//! broken log), 2 the check could not be made (bad arguments, unreachable
+//! ledger, unreadable file).
+
+pub mod bundle;
+pub mod client;
+pub mod prove;
+pub mod replay;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use crate::timefmt::parse_time;
+use bundle::Selection;
+use client::Client;
+
+#[derive(Args, Clone)]
+pub struct LedgerArgs {
+    /// The ledger's HTTP address, e.g. http://127.0.0.1:6580
+    #[arg(long)]
+    ledger: String,
+    /// The verifier key (name+keyid+base64), as printed at the ledger's first start.
+    #[arg(long)]
+    key: String,
+    /// Auditor bearer token, for ledgers that require one to read bodies.
+    #[arg(long, env = "VIGIL_AUDITOR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl LedgerArgs {
+    fn client(&self) -> Client {
+        Client::new(&self.ledger, self.token.clone())
+    }
+}
+
+#[derive(Args, Clone)]
+pub struct SelectArgs {
+    /// A session id: its events, checked for completeness by their seq numbers.
+    #[arg(long, conflicts_with_all = ["from", "to"])]
+    session: Option<String>,
+    /// Start of a time range (RFC 3339 UTC, e.g. 2026-11-22T00:00:00Z, or ns).
+    #[arg(long, requires = "to")]
+    from: Option<String>,
+    /// End of the time range (exclusive).
+    #[arg(long, requires = "from")]
+    to: Option<String>,
+}
+
+impl SelectArgs {
+    fn selection(&self) -> anyhow::Result<Selection> {
+        match (&self.session, &self.from, &self.to) {
+            (Some(s), None, None) => Ok(Selection::Session {
+                session_id: s.clone(),
+            }),
+            (None, Some(f), Some(t)) => {
+                let from_unix_nanos = parse_time(f).map_err(|e| anyhow::anyhow!("--from: {e}"))?;
+                let to_unix_nanos = parse_time(t).map_err(|e| anyhow::anyhow!("--to: {e}"))?;
+                anyhow::ensure!(
+                    from_unix_nanos < to_unix_nanos,
+                    "--from must be before --to"
+                );
+                Ok(Selection::TimeRange {
+                    from_unix_nanos,
+                    to_unix_nanos,
+                })
+            }
+            _ => anyhow::bail!("give --session ID, or --from and --to"),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Check the whole ledger against its verifier key; exit 0 only if all holds.
+    Verify {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// A state file holding the last checkpoint you verified: the new one
+        /// must extend it (no rollback, no fork). Created on first use and
+        /// advanced only when every check passes.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Print the inclusion proof of one event as JSON (verified first).
+    Prove {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// The event's id (a UUID, as in the event).
+        #[arg(long)]
+        event_id: String,
+    },
+    /// Write an evidence bundle (events, proofs, checkpoint, key) for a
+    /// session or a time range, for `check-bundle` to verify offline.
+    Export {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        #[command(flatten)]
+        select: SelectArgs,
+        /// Where to write the bundle (JSON).
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Verify an evidence bundle offline.
+    CheckBundle {
+        /// The bundle file.
+        bundle: PathBuf,
+        /// The verifier key you trust (else the bundle's own key is used, with a warning).
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// A session's transcript, statement by statement, from proven events.
+    Replay {
+        #[command(flatten)]
+        ledger: LedgerArgs,
+        /// The session id.
+        #[arg(long)]
+        session: String,
+    },
+}
+
+pub fn run(cmd: AuditCommand) -> ExitCode {
+    match execute(cmd) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("vigil audit: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Ok(true): all checks passed; Ok(false): a check failed.
+fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
+    match cmd {
+        AuditCommand::Verify { ledger, state } => {
+            let report = verify::verify(&ledger.client(), &ledger.key, state.as_deref())?;
+            print!("{}", report.render());
+            Ok(report.is_clean())
+        }
+        AuditCommand::Prove { ledger, event_id } => {
+            let doc = prove::prove(&ledger.client(), &ledger.key, &event_id)?;
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+            Ok(true)
+        }
+        AuditCommand::Export {
+            ledger,
+            select,
+            out,
+        } => {
+            let b = bundle::export(&ledger.client(), &ledger.key, select.selection()?)?;
+            // Check what we wrote with the same code an auditor runs.
+            let report = bundle::check(&b, Some(&ledger.key))?;
+            std::fs::write(&out, serde_json::to_string_pretty(&b)? + "\n")
+                .with_context(|| format!("cannot write {}", out.display()))?;
+            println!(
+                "wrote {} with {} entries ({} events proven); check it with `vigil audit check-bundle {}`",
+                out.display(),
+                b.entries.len(),
+                report.events.len(),
+                out.display()
+            );
+            if !report.problems.is_empty() {
+                print!("{}", report.render());
+            }
+            Ok(report.problems.is_empty())
+        }
+        AuditCommand::CheckBundle { bundle: path, key } => {
+            let meta = std::fs::metadata(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            anyhow::ensure!(
+                meta.len() <= bundle::MAX_BUNDLE_BYTES,
+                "{} is larger than {} bytes",
+                path.display(),
+                bundle::MAX_BUNDLE_BYTES
+            );
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let b = bundle::parse(&text)?;
+            let report = bundle::check(&b, key.as_deref())?;
+            print!("{}", report.render());
+            Ok(report.problems.is_empty())
+        }
+        AuditCommand::Replay { ledger, session } => {
+            let selection = Selection::Session {
+                session_id: session,
+            };
+            let b = bundle::export(&ledger.client(), &ledger.key, selection)?;
+            let report = bundle::check(&b, Some(&ledger.key))?;
+            print!("{}", replay::transcript(&report.events));
+            if !report.problems.is_empty() {
+                eprint!("{}", report.render());
+            }
+            Ok(report.problems.is_empty())
+        }
+    }
+}

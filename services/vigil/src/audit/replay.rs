@@ -1,0 +1,133 @@
+//! `vigil audit replay`: a session's transcript, statement by statement,
+//! from events that were first proven (see [`super::bundle::check`]).
+
+use std::fmt::Write as _;
+
+use vigil_proto::events::{event::Kind, Event};
+
+use crate::timefmt::rfc3339;
+
+/// Renders proven events of one session as a readable transcript.
+pub fn transcript(events: &[(u64, Event)]) -> String {
+    let mut out = String::new();
+    if let Some((_, first)) = events.first() {
+        let who = first.identity.as_ref().map_or_else(
+            || "(no identity)".to_string(),
+            |i| {
+                format!(
+                    "{} (issuer {}, via {}, groups [{}])",
+                    i.subject,
+                    i.issuer,
+                    i.auth_method,
+                    i.groups.join(", ")
+                )
+            },
+        );
+        let _ = writeln!(
+            out,
+            "session {} on connection {:?}, identity {who}",
+            first.session_id, first.connection
+        );
+    }
+    for (index, e) in events {
+        let _ = writeln!(
+            out,
+            "[{}] seq {:>3} entry {:>6}  {}",
+            rfc3339(e.time_unix_nanos),
+            e.seq,
+            index,
+            describe(e)
+        );
+    }
+    out
+}
+
+fn describe(e: &Event) -> String {
+    match &e.kind {
+        Some(Kind::SessionOpened(o)) => format!(
+            "session opened from {} as {:?} to database {:?} (application {:?}, tls {}) -> upstream as {:?}",
+            o.client_addr, o.client_user, o.database, o.application_name, o.tls, o.upstream_user
+        ),
+        Some(Kind::Request(r)) => {
+            let mut s = format!(
+                "statement #{} ({}{}): {}",
+                r.statement_seq,
+                r.protocol_path,
+                if r.statement_name.is_empty() {
+                    String::new()
+                } else {
+                    format!(", prepared {:?}", r.statement_name)
+                },
+                r.statement
+            );
+            if !r.parameters.is_empty() {
+                let params: Vec<String> = r
+                    .parameters
+                    .iter()
+                    .map(|p| {
+                        if p.is_null {
+                            "NULL".into()
+                        } else if p.binary {
+                            format!("<{} binary bytes>", p.value.len())
+                        } else {
+                            format!("{:?}", String::from_utf8_lossy(&p.value))
+                        }
+                    })
+                    .collect();
+                let _ = write!(s, "  parameters [{}]", params.join(", "));
+            }
+            s
+        }
+        Some(Kind::Decision(d)) => format!(
+            "decision on #{}: {} by rule {:?}{}",
+            d.statement_seq,
+            d.outcome,
+            d.rule,
+            if d.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", d.reason)
+            }
+        ),
+        Some(Kind::Response(r)) => {
+            if r.not_executed {
+                format!("result of #{}: not executed", r.statement_seq)
+            } else if !r.error_code.is_empty() {
+                format!(
+                    "result of #{}: ERROR {} {} ({} µs)",
+                    r.statement_seq, r.error_code, r.error_message, r.duration_micros
+                )
+            } else {
+                format!(
+                    "result of #{}: {} — {} row(s) returned to the client ({} µs)",
+                    r.statement_seq,
+                    r.command_tags.join(", "),
+                    r.rows,
+                    r.duration_micros
+                )
+            }
+        }
+        Some(Kind::SessionClosed(c)) => format!(
+            "session closed: {} after {} statement(s), {} ms",
+            c.reason,
+            c.statements,
+            c.duration_micros / 1000
+        ),
+        Some(Kind::PendingOperation(p)) => format!(
+            "statement #{} held for approval (operation {}, rule {:?}, approvers {:?}, quorum {})",
+            p.statement_seq, p.operation_id, p.rule, p.approver_groups, p.quorum
+        ),
+        Some(Kind::ApprovalDecision(a)) => format!(
+            "approval {}: {} by {} ({})",
+            a.operation_id,
+            a.verdict,
+            a.approver.as_ref().map_or("?", |i| i.subject.as_str()),
+            a.reason
+        ),
+        Some(Kind::RetentionPruned(r)) => format!(
+            "retention pruned bodies of entries {}..{} ({})",
+            r.first_index, r.end_index, r.policy
+        ),
+        None => "(event without a kind)".into(),
+    }
+}

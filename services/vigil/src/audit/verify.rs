@@ -1,0 +1,439 @@
+//! `vigil audit verify`: the whole log, end to end, trusting only the
+//! verifier key (and, with `--state`, the last checkpoint this auditor
+//! already verified).
+//!
+//! Checks, in order: the checkpoint's signature; that it does not roll back
+//! or fork the trusted one (the recomputed tree at the trusted size has the
+//! trusted root, and the ledger's consistency proof verifies); the whole
+//! tree recomputed from every entry bundle equals the checkpoint's root;
+//! every level-0 hash tile agrees with the entries; every body still
+//! present matches its leaf's commitment and the event decoded from it
+//! matches the leaf's id, time and kind; bodies are missing only where
+//! retention pruned them. Every problem names the entry it concerns.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::Context;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use vigil_ledger::tile::tile_path;
+use vigil_ledger::{
+    body_commitment, leaf_hash, verify_consistency, Checkpoint, Frontier, Hash, LeafRecord,
+    TILE_WIDTH,
+};
+use vigil_ledger_service::http::BodyRecord;
+use vigil_proto::events::Event;
+use vigil_proto::Message;
+
+use super::client::{open_checkpoint, verifier, Client, LeafFetcher};
+use crate::timefmt::rfc3339;
+
+/// Problems of one kind listed before the rest are only counted.
+const MAX_LISTED: usize = 20;
+
+/// What `verify` found. Problems name the entry they concern.
+#[derive(Default)]
+pub struct Report {
+    pub lines: Vec<String>,
+    pub problems: Vec<String>,
+    unlisted: u64,
+}
+
+impl Report {
+    pub fn ok(&mut self, line: String) {
+        self.lines.push(line);
+    }
+
+    pub fn problem(&mut self, line: String) {
+        if self.problems.len() < MAX_LISTED * 5 {
+            self.problems.push(line);
+        } else {
+            self.unlisted += 1;
+        }
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        for l in &self.lines {
+            out.push_str(&format!("ok    {l}\n"));
+        }
+        for p in &self.problems {
+            out.push_str(&format!("FAIL  {p}\n"));
+        }
+        if self.unlisted > 0 {
+            out.push_str(&format!("FAIL  ... and {} more problems\n", self.unlisted));
+        }
+        if self.problems.is_empty() {
+            out.push_str("verified: every check passed\n");
+        } else {
+            out.push_str(&format!(
+                "NOT VERIFIED: {} problem(s)\n",
+                self.problems.len() as u64 + self.unlisted
+            ));
+        }
+        out
+    }
+}
+
+/// The checkpoint an auditor verified last, kept between runs.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TrustedState {
+    pub origin: String,
+    pub size: u64,
+    /// Base64 root hash.
+    pub root: String,
+    /// The signed note itself, as evidence.
+    pub checkpoint: String,
+    pub verified_at: String,
+}
+
+impl TrustedState {
+    fn load(path: &Path) -> anyhow::Result<Option<Self>> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => serde_json::from_str(&text)
+                .map(Some)
+                .with_context(|| format!("the state file {} is not valid", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    fn root(&self) -> anyhow::Result<Hash> {
+        B64.decode(&self.root)
+            .ok()
+            .and_then(|v| v.try_into().ok())
+            .context("the state file's root is not 32 bytes of base64")
+    }
+
+    /// Written to a temporary file and renamed, so a crash never leaves half a state.
+    fn save(&self, path: &Path) -> anyhow::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))
+    }
+}
+
+/// Runs every check; with `state`, also against (and then updating) the
+/// trusted state file. The state is only advanced when every check passed.
+pub fn verify(client: &Client, vkey: &str, state: Option<&Path>) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let verifier = verifier(vkey)?;
+    let trusted = match state {
+        Some(p) => TrustedState::load(p)?,
+        None => None,
+    };
+
+    let note = client.checkpoint_note()?;
+    let checkpoint = match open_checkpoint(&note, &verifier) {
+        Ok(c) => c,
+        Err(e) => {
+            report.problem(e);
+            return Ok(report);
+        }
+    };
+    report.ok(format!(
+        "checkpoint signed by {} (key id {:08x}): origin {}, size {}, root {}",
+        verifier.name(),
+        verifier.key_id(),
+        checkpoint.origin,
+        checkpoint.size,
+        B64.encode(checkpoint.root)
+    ));
+    let trusted_root = match &trusted {
+        Some(t) => Some((t.size, t.root()?)),
+        None => None,
+    };
+    if let Some(t) = &trusted {
+        if t.origin != checkpoint.origin {
+            report.problem(format!(
+                "checkpoint origin {:?} is not the trusted log's origin {:?}",
+                checkpoint.origin, t.origin
+            ));
+            return Ok(report);
+        }
+        if checkpoint.size < t.size {
+            report.problem(format!(
+                "checkpoint size {} is smaller than the trusted size {}: the log was rolled back or truncated",
+                checkpoint.size, t.size
+            ));
+            return Ok(report);
+        }
+    }
+
+    let leaves = recompute_tree(client, &checkpoint, trusted_root, &mut report)?;
+    if let Some((size, root)) = trusted_root {
+        check_consistency_proof(client, size, &root, &checkpoint, &mut report);
+    }
+    check_bodies(client, &leaves, &mut report)?;
+
+    if let (Some(path), true) = (state, report.is_clean()) {
+        TrustedState {
+            origin: checkpoint.origin.clone(),
+            size: checkpoint.size,
+            root: B64.encode(checkpoint.root),
+            checkpoint: note,
+            verified_at: rfc3339(crate::timefmt::now_unix_nanos()),
+        }
+        .save(path)?;
+        report.ok(format!(
+            "trusted state advanced to size {} in {}",
+            checkpoint.size,
+            path.display()
+        ));
+    }
+    Ok(report)
+}
+
+/// Recomputes the tree from every entry bundle and compares it with the
+/// checkpoint, the trusted root and the level-0 tiles.
+fn recompute_tree(
+    client: &Client,
+    checkpoint: &Checkpoint,
+    trusted: Option<(u64, Hash)>,
+    report: &mut Report,
+) -> anyhow::Result<Vec<Option<LeafRecord>>> {
+    let size = checkpoint.size;
+    let mut fetcher = LeafFetcher::new(client, size);
+    let mut frontier = Frontier::new();
+    let mut leaves: Vec<Option<LeafRecord>> = Vec::with_capacity(size as usize);
+    let mut first_seen: HashMap<[u8; 16], u64> = HashMap::new();
+    let mut tile_mismatches = 0u64;
+    let mut previous_time = i64::MIN;
+    let mut out_of_order = 0u64;
+    for n in 0..size.div_ceil(TILE_WIDTH) {
+        let width = (size - n * TILE_WIDTH).min(TILE_WIDTH);
+        let tile = client.get_bytes(&tile_path(0, n, width))?;
+        for i in 0..width {
+            let index = n * TILE_WIDTH + i;
+            let data = fetcher.leaf(index)?;
+            let hash = leaf_hash(&data);
+            frontier.push(hash);
+            if let Some((tsize, troot)) = trusted {
+                if frontier.size() == tsize {
+                    if frontier.root() == troot {
+                        report.ok(format!(
+                            "the first {tsize} entries still have the trusted root (no entry before it changed, moved or vanished)"
+                        ));
+                    } else {
+                        report.problem(format!(
+                            "the first {tsize} entries no longer have the trusted root: an entry at or below index {} was altered, removed or reordered since the trusted checkpoint",
+                            tsize - 1
+                        ));
+                    }
+                }
+            }
+            let at = (i * 32) as usize;
+            if tile.get(at..at + 32) != Some(&hash[..]) {
+                tile_mismatches += 1;
+                report.problem(format!(
+                    "entry {index}: the level-0 tile hash differs from the entry's leaf hash (leaf or tile altered)"
+                ));
+            }
+            match LeafRecord::decode(&data) {
+                Ok(r) => {
+                    if let Some(first) = first_seen.insert(r.event_id, index) {
+                        report.problem(format!(
+                            "entry {index}: event id {} already appears at entry {first}",
+                            uuid::Uuid::from_bytes(r.event_id)
+                        ));
+                    }
+                    if r.time_unix_nanos < previous_time {
+                        out_of_order += 1;
+                    }
+                    previous_time = previous_time.max(r.time_unix_nanos);
+                    leaves.push(Some(r));
+                }
+                Err(e) => {
+                    report.problem(format!("entry {index}: leaf does not decode: {e}"));
+                    leaves.push(None);
+                }
+            }
+        }
+        drop(fetcher.take_bundle(n));
+    }
+    let root: Hash = frontier.root();
+    if root == checkpoint.root {
+        report.ok(format!(
+            "tree recomputed from all {size} entries: root matches the signed checkpoint"
+        ));
+    } else {
+        report.problem(format!(
+            "tree recomputed from the {size} entries has root {}, the signed checkpoint says {}: entries were altered, removed or reordered",
+            B64.encode(root),
+            B64.encode(checkpoint.root)
+        ));
+    }
+    if tile_mismatches == 0 {
+        report.ok(format!("level-0 hash tiles agree with all {size} entries"));
+    }
+    if out_of_order > 0 {
+        // Concurrent sessions may append a little out of time order; worth
+        // knowing, not a failure.
+        report.ok(format!(
+            "{out_of_order} entries are older than an entry before them (concurrent appends)"
+        ));
+    }
+    Ok(leaves)
+}
+
+fn check_consistency_proof(
+    client: &Client,
+    trusted_size: u64,
+    trusted_root: &Hash,
+    checkpoint: &Checkpoint,
+    report: &mut Report,
+) {
+    if trusted_size == 0 || trusted_size == checkpoint.size {
+        return;
+    }
+    match client.consistency_proof(trusted_size, checkpoint.size) {
+        Ok(proof) => match verify_consistency(
+            trusted_size,
+            checkpoint.size,
+            &proof,
+            trusted_root,
+            &checkpoint.root,
+        ) {
+            Ok(()) => report.ok(format!(
+                "the ledger's consistency proof from trusted size {trusted_size} to {} verifies",
+                checkpoint.size
+            )),
+            Err(e) => report.problem(format!(
+                "consistency proof from trusted size {trusted_size} to {}: {e}",
+                checkpoint.size
+            )),
+        },
+        Err(e) => report.problem(format!("cannot get a consistency proof: {e:#}")),
+    }
+}
+
+/// Checks every body the ledger serves against its leaf's commitment, and the
+/// decoded event against the leaf's id, time and kind.
+fn check_bodies(
+    client: &Client,
+    leaves: &[Option<LeafRecord>],
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let size = leaves.len() as u64;
+    let min_index: u64 = String::from_utf8(client.get_bytes("vigil/v1/minimum-index")?)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .context("the minimum index is not a number")?;
+    let (mut present, mut pruned) = (0u64, 0u64);
+    let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut start = 0u64;
+    while start < size {
+        // Ask only for what the checkpoint covers: the log may have grown since.
+        let count = 1024.min(size - start);
+        let page = client.bodies(start, count)?;
+        let next = start + count;
+        let mut seen = vec![false; count as usize];
+        for record in page {
+            let index = record.index;
+            if index < start || index >= next {
+                report.problem(format!("body for entry {index} was not asked for"));
+                continue;
+            }
+            seen[(index - start) as usize] = true;
+            let leaf = leaves[index as usize].as_ref();
+            match classify(&record) {
+                Served::Pruned { at } => {
+                    pruned += 1;
+                    if index >= min_index {
+                        report.problem(format!(
+                            "entry {index}: body said pruned (at {}) but the minimum index is {min_index}",
+                            rfc3339(at)
+                        ));
+                    }
+                }
+                Served::Error(e) => report.problem(format!("entry {index}: {e}")),
+                Served::Body { salt, body } => {
+                    present += 1;
+                    match check_body(leaf, &salt, &body) {
+                        Ok(_) => {
+                            if let Some(l) = leaf {
+                                *kinds.entry(l.kind.clone()).or_default() += 1;
+                            }
+                        }
+                        Err(why) => report.problem(format!("entry {index}: {why}")),
+                    }
+                }
+            }
+        }
+        for (i, s) in seen.iter().enumerate() {
+            if !s {
+                report.problem(format!(
+                    "entry {}: body missing, and not recorded as pruned",
+                    start + i as u64
+                ));
+            }
+        }
+        start = next;
+    }
+    report.ok(format!(
+        "{present} event bodies match their leaves; {pruned} pruned by retention (minimum index {min_index})"
+    ));
+    let by_kind: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    report.ok(format!("events by kind: {}", by_kind.join(" ")));
+    Ok(())
+}
+
+enum Served {
+    Body { salt: String, body: String },
+    Pruned { at: i64 },
+    Error(String),
+}
+
+fn classify(r: &BodyRecord) -> Served {
+    if let Some(p) = r.pruned {
+        Served::Pruned {
+            at: p.pruned_at_unix_nanos,
+        }
+    } else if let Some(e) = &r.error {
+        Served::Error(format!("the ledger cannot read this body: {e}"))
+    } else {
+        Served::Body {
+            salt: r.salt.clone(),
+            body: r.body.clone(),
+        }
+    }
+}
+
+/// A body (base64 salt and event bytes) against its leaf.
+pub fn check_body(
+    leaf: Option<&LeafRecord>,
+    salt_b64: &str,
+    body_b64: &str,
+) -> Result<Event, String> {
+    let leaf = leaf.ok_or("no valid leaf to check the body against")?;
+    let salt: [u8; 32] = B64
+        .decode(salt_b64)
+        .ok()
+        .and_then(|s| s.try_into().ok())
+        .ok_or("salt is not 32 bytes of base64")?;
+    let body = B64.decode(body_b64).map_err(|_| "body is not base64")?;
+    check_body_bytes(leaf, &salt, &body)
+}
+
+/// A body against its leaf: commitment, then the event's id, time and kind.
+pub fn check_body_bytes(leaf: &LeafRecord, salt: &[u8; 32], body: &[u8]) -> Result<Event, String> {
+    if body_commitment(salt, body) != leaf.commitment {
+        return Err("body does not match the leaf's commitment (altered body)".into());
+    }
+    let event = Event::decode(body).map_err(|e| format!("body is not an event: {e}"))?;
+    let id = uuid::Uuid::parse_str(&event.event_id).map_err(|_| "event id is not a UUID")?;
+    if id.as_bytes() != &leaf.event_id
+        || event.time_unix_nanos != leaf.time_unix_nanos
+        || event.kind_name() != leaf.kind
+    {
+        return Err("event's id, time or kind differ from its leaf".into());
+    }
+    Ok(event)
+}
