@@ -214,6 +214,22 @@ fn verify_prove_export_check_and_replay_a_session() {
         show(&out)
     );
 
+    // A checkpoint whose size was edited (to hide later entries): the
+    // signature no longer holds.
+    let mut resized = original.clone();
+    let note = resized["checkpoint"].as_str().unwrap().to_string();
+    let mut lines: Vec<String> = note.split('\n').map(str::to_string).collect();
+    lines[1] = (lines[1].parse::<u64>().unwrap() - 1).to_string();
+    resized["checkpoint"] = lines.join("\n").into();
+    write(&resized);
+    let out = check(&tampered, Some(&key));
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("checkpoint signature"),
+        "{}",
+        show(&out)
+    );
+
     std::fs::write(&tampered, "{not json").unwrap();
     let out = check(&tampered, None);
     assert_eq!(out.status.code(), Some(2), "{}", show(&out));
@@ -360,7 +376,31 @@ fn tampering_with_the_stored_log_is_caught_and_names_the_entry() {
         show(&out)
     );
 
-    // 5. A rolled-back log: the trusted state is ahead of what is served.
+    // 5. An insider with the body key rewrites a statement and re-seals it.
+    let (spec, dir) = gw.stop();
+    let ring = vigil_ledger::Keyring::parse(
+        &std::fs::read_to_string(dir.path().join("body.keys")).unwrap(),
+    )
+    .unwrap();
+    tamper(&dir.path().join("data"), |db| {
+        let cf = db.cf_handle("bodies").unwrap();
+        let sealed = db.get_cf(cf, 1u64.to_be_bytes()).unwrap().unwrap();
+        let mut plain = ring.open(1, &sealed).unwrap();
+        let at = plain.len() - 3;
+        plain[at] ^= 0x01;
+        db.put_cf(cf, 1u64.to_be_bytes(), ring.seal(1, &plain))
+            .unwrap();
+    });
+    let gw = Gateway::spawn(spec.clone(), dir, Gateway::config_args_for(&spec));
+    let out = verify_state(&gw, &state);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("entry 1: body does not match the leaf's commitment"),
+        "{}",
+        show(&out)
+    );
+
+    // 6. A rolled-back log: the trusted state is ahead of what is served.
     let mut ahead: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
     ahead["size"] = (ahead["size"].as_u64().unwrap() + 1000).into();
