@@ -8,8 +8,9 @@ use vigil_ledger::{
 use vigil_proto::events::event::Kind;
 use vigil_proto::ledger::ledger_client::LedgerClient;
 use vigil_proto::ledger::{
-    get_inclusion_proof_request::Leaf, GetCheckpointRequest, GetConsistencyProofRequest,
-    GetEntriesRequest, GetInclusionProofRequest,
+    find_entries_request::Filter, get_inclusion_proof_request::Leaf, FindEntriesRequest,
+    GetCheckpointRequest, GetConsistencyProofRequest, GetEntriesRequest, GetInclusionProofRequest,
+    TimeRange,
 };
 use vigil_tests::{show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
 
@@ -121,6 +122,78 @@ async fn proofs_from_the_grpc_api_verify_against_the_signed_checkpoint() {
         &checkpoint.root,
     )
     .expect("consistency proof verifies");
+
+    // FindEntries: the first session's events, by session (paged), by
+    // subject and by time; bodies for the authorised (loopback) caller.
+    let session = first[0].session_id.clone();
+    let mut found = Vec::new();
+    let mut page_token = Vec::new();
+    loop {
+        let page = client
+            .find_entries(FindEntriesRequest {
+                filter: Some(Filter::SessionId(session.clone())),
+                limit: 2,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.indexes.len() <= 2);
+        found.extend(page.indexes);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(found, (0..size1).collect::<Vec<_>>());
+    let by_subject = client
+        .find_entries(FindEntriesRequest {
+            filter: Some(Filter::Subject(AGENT.into())),
+            limit: 1000,
+            page_token: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_subject.indexes.len(), all.len());
+    let by_time = client
+        .find_entries(FindEntriesRequest {
+            filter: Some(Filter::TimeRange(TimeRange {
+                from_unix_nanos: first[0].time_unix_nanos,
+                to_unix_nanos: first.last().unwrap().time_unix_nanos + 1,
+            })),
+            limit: 1000,
+            page_token: Vec::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(by_time.indexes, (0..size1).collect::<Vec<_>>());
+    let with_bodies = client
+        .get_entries(GetEntriesRequest {
+            start: 0,
+            count: 1,
+            include_bodies: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let record = vigil_ledger::LeafRecord::decode(&with_bodies[0].leaf_data).unwrap();
+    let salt: [u8; 32] = with_bodies[0].salt.as_slice().try_into().unwrap();
+    assert_eq!(
+        vigil_ledger::body_commitment(&salt, &with_bodies[0].body),
+        record.commitment
+    );
+    let err = client
+        .find_entries(FindEntriesRequest {
+            filter: None,
+            limit: 1,
+            page_token: Vec::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
 
     // Bad requests get clear errors, not a crash.
     let err = client
