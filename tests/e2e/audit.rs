@@ -638,3 +638,65 @@ fn a_gateway_killed_mid_load_restarts_consistent_with_every_checkpoint_it_publis
 fn gw_pg_port(gw: &Gateway) -> String {
     gw.spec.pg_port.to_string()
 }
+
+#[test]
+fn the_retention_schedule_in_vigil_up_prunes_on_its_own() {
+    let mut spec = GatewaySpec::new();
+    spec.ledger_extra = "[ledger.retention]\nolder_than = \"2s\"\nevery = \"1s\"\n".into();
+    let gw = Gateway::start(spec);
+    let old = session(&gw, &["SELECT 'to be pruned'"]);
+    let state = gw.dir.path().join("state.json");
+    assert!(verify_state(&gw, &state).status.success());
+
+    // The store is single-process: pruning by hand while vigil runs is
+    // refused with a clear message.
+    let config = gw.dir.path().join("vigil.toml").display().to_string();
+    let out = gw.vigil(&[
+        "retention",
+        "prune",
+        "--older-than",
+        "1s",
+        "--config",
+        &config,
+    ]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("stop it first"),
+        "{}",
+        show(&out)
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let min_index = loop {
+        let min: u64 = ureq::get(&format!("{}/vigil/v1/minimum-index", gw.ledger_url()))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        if min > 0 {
+            break min;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the schedule never pruned"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let events = gw.wait_for_events(|ev| {
+        ev.iter()
+            .any(|e| matches!(e.kind, Some(Kind::RetentionPruned(_))))
+    });
+    assert!(
+        events.iter().all(|e| e.session_id != old),
+        "old bodies are gone"
+    );
+    assert!(
+        min_index >= 4,
+        "the whole old session was eligible: {min_index}"
+    );
+    let out = verify_state(&gw, &state);
+    assert!(out.status.success(), "{}", show(&out));
+}

@@ -60,6 +60,8 @@ pub struct GatewaySpec {
     pub upstream_port: u16,
     /// A file with the gateway's upstream password (None: trust auth).
     pub upstream_password_file: Option<PathBuf>,
+    /// Extra TOML for the end of the `[ledger]` table (sub-tables allowed).
+    pub ledger_extra: String,
 }
 
 impl GatewaySpec {
@@ -70,6 +72,7 @@ impl GatewaySpec {
             grpc_port: free_port(),
             upstream_port: 5432,
             upstream_password_file: None,
+            ledger_extra: String::new(),
         }
     }
 
@@ -96,6 +99,7 @@ http_listen = "127.0.0.1:{http}"
 grpc_listen = "127.0.0.1:{grpc}"
 checkpoint_interval_ms = 50
 body_keys_file = "{data}/../body.keys"
+{ledger_extra}
 [[postgres]]
 name = "e2e-pg"
 listen = "127.0.0.1:{pg}"
@@ -112,6 +116,7 @@ groups = ["agents", "research"]
             up = self.upstream_port,
             agent = AGENT,
             hash = AGENT_HASH,
+            ledger_extra = self.ledger_extra,
             pwfile = self
                 .upstream_password_file
                 .as_ref()
