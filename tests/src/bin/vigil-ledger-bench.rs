@@ -1,0 +1,1091 @@
+//! Ledger benchmark; not part of the test suite. Run it through
+//! `tests/bench/ledger-bench.sh` (release build).
+//!
+//! ```text
+//! vigil-ledger-bench [append] [latency] [proofs] [--quick] [--entries N]
+//!                    [--append-events N] [--latency-secs S] [--pairs N] [--dir DIR]
+//!                    [--batch N] [--only store|raw]
+//! ```
+//!
+//! - `append`: sustained durable appends of 1 KiB events through
+//!   `Store::append_batch` at batch sizes 4096 and 1024, and, in the same run,
+//!   raw RocksDB `WriteBatch` puts of the same bytes (16-byte keys, 1 KiB
+//!   values) with `sync = true` at the same batch sizes; events/s and ratio.
+//! - `latency`: ack -> inclusion in a stored signed checkpoint, with a
+//!   checkpointer thread signing every 250 ms like the service, under
+//!   sustained appends (batches of 4096); p50/p99/max per event.
+//! - `proofs`: builds a log of `--entries` (default 10M, 64-byte bodies),
+//!   reports RSS every 1M entries, reopens it, then times inclusion and
+//!   consistency proof generation and verification for `--pairs` random
+//!   (index, size) / (size1, size2) pairs; p50/p99/max in µs. Then
+//!   experiments, through the public `NodeSource` trait and a raw RocksDB
+//!   handle on the closed store, of what store changes would buy: upper tree
+//!   levels in memory, bloom filters and a bigger block cache on the node
+//!   column family, one `multi_get` per proof.
+//!
+//! With no phase named, all three run (in this process: run them as separate
+//! processes for clean RSS figures, as the script does). Everything lives in
+//! a temporary directory under `--dir` (default: /tmp), deleted at the end.
+#![forbid(unsafe_code)]
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+use std::process::exit;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::StdRng;
+use rand::{Rng as _, RngCore as _, SeedableRng as _};
+use vigil_ledger::{
+    leaf_hash, sign_note, tree, verify_consistency, verify_inclusion, Checkpoint, Hash, Keyring,
+    NewEntry, NodeSource, NoteSigner, Store, StoreError,
+};
+
+const ORIGIN: &str = "bench.vigil/ledger";
+const TARGET_STORE_EPS: f64 = 50_000.0;
+const TARGET_RATIO: f64 = 0.5;
+const TARGET_CKPT_P99_MS: f64 = 1000.0;
+const TARGET_GEN_P99_US: f64 = 100.0;
+const TARGET_VERIFY_US: f64 = 10.0;
+
+struct Args {
+    phases: Vec<String>,
+    entries: u64,
+    append_events: u64,
+    latency_secs: u64,
+    pairs: usize,
+    dir: PathBuf,
+    quick: bool,
+    /// `append` phase: only "store" or only "raw" (for profiling).
+    only: Option<String>,
+    /// `append` phase: batch sizes.
+    batches: Vec<usize>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: vigil-ledger-bench [append] [latency] [proofs] [--quick] [--entries N] \
+         [--append-events N] [--latency-secs S] [--pairs N] [--dir DIR] [--batch N] \
+         [--only store|raw]"
+    );
+    exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut phases = Vec::new();
+    let mut quick = false;
+    let (mut entries, mut append_events, mut latency_secs, mut pairs) = (None, None, None, None);
+    let mut dir = PathBuf::from("/tmp");
+    let mut only = None;
+    let mut batches = vec![4096, 1024];
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        let mut num = || -> u64 {
+            it.next()
+                .and_then(|v| v.replace('_', "").parse().ok())
+                .unwrap_or_else(|| usage())
+        };
+        match a.as_str() {
+            "append" | "latency" | "proofs" => phases.push(a),
+            "--quick" => quick = true,
+            "--entries" => entries = Some(num()),
+            "--append-events" => append_events = Some(num()),
+            "--latency-secs" => latency_secs = Some(num()),
+            "--pairs" => pairs = Some(num() as usize),
+            "--dir" => dir = it.next().map(PathBuf::from).unwrap_or_else(|| usage()),
+            "--only" => only = Some(it.next().unwrap_or_else(|| usage())),
+            "--batch" => batches = vec![num() as usize],
+            _ => usage(),
+        }
+    }
+    if phases.is_empty() {
+        phases = vec!["append".into(), "latency".into(), "proofs".into()];
+    }
+    Args {
+        phases,
+        entries: entries.unwrap_or(if quick { 1_000_000 } else { 10_000_000 }),
+        append_events: append_events.unwrap_or(if quick { 100_000 } else { 400_000 }),
+        latency_secs: latency_secs.unwrap_or(if quick { 5 } else { 20 }),
+        pairs: pairs.unwrap_or(10_000),
+        dir,
+        quick,
+        only,
+        batches,
+    }
+}
+
+// ---------------------------------------------------------------------------
+// helpers
+
+fn now_nanos() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// VmRSS / VmHWM of this process, in MiB.
+fn rss_mib(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = std::fs::read_dir(path) {
+        for e in rd.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => total += dir_bytes(&e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
+/// Bytes in RocksDB write-ahead log files (`*.log`) directly in `path`.
+fn wal_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+fn fresh_dir(parent: &Path, name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("vigil-ledger-bench-{name}-"))
+        .tempdir_in(parent)
+        .unwrap_or_else(|e| {
+            eprintln!("cannot create a directory in {}: {e}", parent.display());
+            exit(1)
+        })
+}
+
+/// Event ids like UUIDv7: time-ordered prefix (a counter), random tail.
+fn bench_id(seq: u64, rng: &mut StdRng) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&seq.to_be_bytes());
+    rng.fill_bytes(&mut id[8..]);
+    id
+}
+
+fn entry(id: [u8; 16], body: Vec<u8>, seq: u64) -> NewEntry {
+    NewEntry {
+        event_id: id,
+        time_unix_nanos: now_nanos(),
+        kind: "Request".to_owned(),
+        body,
+        session_id: format!("0190a1b2-c3d4-7e5f-8a9b-{:012x}", seq / 64),
+        subject: "agent".to_owned(),
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn pct(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+struct Stats {
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+fn stats(mut v: Vec<f64>) -> Stats {
+    v.sort_by(|a, b| a.total_cmp(b));
+    Stats {
+        p50: pct(&v, 50.0),
+        p99: pct(&v, 99.0),
+        max: v.last().copied().unwrap_or(f64::NAN),
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "MISSED"
+    }
+}
+
+/// Lines of the final summary.
+type Summary = Vec<String>;
+
+// ---------------------------------------------------------------------------
+// a) sustained durable appends
+
+fn open_raw(path: &Path) -> rocksdb::DB {
+    let mut o = rocksdb::Options::default();
+    o.create_if_missing(true);
+    // Same as the store: the crate is built without compression libraries.
+    o.set_compression_type(rocksdb::DBCompressionType::None);
+    rocksdb::DB::open(&o, path).expect("open raw rocksdb")
+}
+
+struct AppendRun {
+    eps: f64,
+    batch_ms: Stats,
+    disk_mib: f64,
+}
+
+fn raw_run(parent: &Path, ids: &[[u8; 16]], bodies: &[Vec<u8>], batch: usize) -> AppendRun {
+    let dir = fresh_dir(parent, "raw");
+    let db = open_raw(dir.path());
+    let mut w = rocksdb::WriteOptions::default();
+    w.set_sync(true);
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    for (chunk_ids, chunk_bodies) in ids.chunks(batch).zip(bodies.chunks(batch)) {
+        let t = Instant::now();
+        let mut wb = rocksdb::WriteBatch::default();
+        for (k, v) in chunk_ids.iter().zip(chunk_bodies) {
+            wb.put(k, v);
+        }
+        db.write_opt(wb, &w).expect("raw write");
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    let disk_mib = dir_bytes(dir.path()) as f64 / 1048576.0;
+    drop(db);
+    AppendRun {
+        eps: ids.len() as f64 / secs,
+        batch_ms: stats(lat),
+        disk_mib,
+    }
+}
+
+fn store_run(parent: &Path, ids: &[[u8; 16]], bodies: &[Vec<u8>], batch: usize) -> AppendRun {
+    let dir = fresh_dir(parent, "store");
+    let store = Store::open(dir.path(), Keyring::random("bench")).expect("open store");
+    // Built before the clock starts, like events waiting on the bus.
+    let batches: Vec<Vec<NewEntry>> = ids
+        .chunks(batch)
+        .zip(bodies.chunks(batch))
+        .enumerate()
+        .map(|(b, (ci, cb))| {
+            ci.iter()
+                .zip(cb)
+                .enumerate()
+                .map(|(k, (id, body))| entry(*id, body.clone(), (b * batch + k) as u64))
+                .collect()
+        })
+        .collect();
+    let mut lat = Vec::new();
+    let start = Instant::now();
+    for b in batches {
+        let t = Instant::now();
+        let out = store.append_batch(b).expect("append_batch");
+        debug_assert!(out.iter().all(|a| !a.duplicate));
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(store.size(), ids.len() as u64);
+    let disk_mib = dir_bytes(dir.path()) as f64 / 1048576.0;
+    drop(store);
+    AppendRun {
+        eps: ids.len() as f64 / secs,
+        batch_ms: stats(lat),
+        disk_mib,
+    }
+}
+
+fn bench_append(args: &Args, summary: &mut Summary) {
+    let n = args.append_events as usize;
+    println!("== a) sustained durable appends: {n} events of 1 KiB, synced WAL per batch");
+    let mut rng = StdRng::seed_from_u64(1);
+    let ids: Vec<[u8; 16]> = (0..n as u64).map(|s| bench_id(s, &mut rng)).collect();
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .map(|_| {
+            let mut b = vec![0u8; 1024];
+            rng.fill_bytes(&mut b);
+            b
+        })
+        .collect();
+    for &batch in &args.batches {
+        let skip = |what: &str| args.only.as_deref().is_some_and(|o| o != what);
+        let none = || AppendRun {
+            eps: f64::NAN,
+            batch_ms: stats(Vec::new()),
+            disk_mib: f64::NAN,
+        };
+        let raw = if skip("raw") {
+            none()
+        } else {
+            raw_run(&args.dir, &ids, &bodies, batch)
+        };
+        let store = if skip("store") {
+            none()
+        } else {
+            store_run(&args.dir, &ids, &bodies, batch)
+        };
+        let ratio = store.eps / raw.eps;
+        for (what, r) in [("raw RocksDB", &raw), ("Store", &store)] {
+            println!(
+                "  batch {batch:>5}  {what:<12} {:>9.0} events/s   per batch p50 {:>7.1} ms  \
+                 p99 {:>7.1} ms  max {:>7.1} ms   on disk {:>6.0} MiB",
+                r.eps, r.batch_ms.p50, r.batch_ms.p99, r.batch_ms.max, r.disk_mib
+            );
+        }
+        println!("  batch {batch:>5}  ratio Store/raw = {ratio:.3}");
+        summary.push(format!(
+            "append, batch {batch}: Store {:.0} events/s, raw RocksDB {:.0} events/s, ratio {ratio:.3} \
+             (target >= {TARGET_STORE_EPS:.0}/s: {}; ratio >= {TARGET_RATIO}: {})",
+            store.eps,
+            raw.eps,
+            verdict(store.eps >= TARGET_STORE_EPS),
+            verdict(ratio >= TARGET_RATIO)
+        ));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// b) ack -> signed checkpoint
+
+fn bench_latency(args: &Args, summary: &mut Summary) {
+    let secs = args.latency_secs;
+    let batch = 4096usize;
+    println!(
+        "== b) ack -> stored signed checkpoint: {secs} s of sustained appends (batches of {batch}, \
+         1 KiB), checkpointer every 250 ms"
+    );
+    let dir = fresh_dir(&args.dir, "latency");
+    let store = Arc::new(Store::open(dir.path(), Keyring::random("bench")).expect("open store"));
+    let signer = NoteSigner::generate(ORIGIN).expect("signer");
+    let stop = Arc::new(AtomicBool::new(false));
+    // (size, when stored) of every stored checkpoint, in order.
+    let stored: Arc<Mutex<Vec<(u64, Instant, Duration)>>> = Arc::new(Mutex::new(Vec::new()));
+    let ckpt = {
+        let (store, stop, stored) = (store.clone(), stop.clone(), stored.clone());
+        std::thread::spawn(move || {
+            // Like services/ledger/src/checkpointer.rs: a 250 ms interval,
+            // missed ticks delayed, sign only if the tree grew.
+            let interval = Duration::from_millis(250);
+            let mut next = Instant::now() + interval;
+            let mut signed = None;
+            loop {
+                let now = Instant::now();
+                if next > now {
+                    std::thread::sleep(next - now);
+                }
+                next = Instant::now().max(next) + interval;
+                let done = stop.load(Ordering::Relaxed);
+                let t = Instant::now();
+                let (size, root) = store.head();
+                if signed != Some(size) {
+                    let cp = Checkpoint {
+                        origin: ORIGIN.to_owned(),
+                        size,
+                        root,
+                    };
+                    let note = sign_note(&cp.to_text(), &signer).expect("sign");
+                    store.put_checkpoint(&note).expect("put_checkpoint");
+                    signed = Some(size);
+                    stored
+                        .lock()
+                        .unwrap()
+                        .push((size, Instant::now(), t.elapsed()));
+                }
+                if done {
+                    break;
+                }
+            }
+        })
+    };
+    let mut rng = StdRng::seed_from_u64(2);
+    let pool: Vec<Vec<u8>> = (0..batch)
+        .map(|_| {
+            let mut b = vec![0u8; 1024];
+            rng.fill_bytes(&mut b);
+            b
+        })
+        .collect();
+    // (end of batch = size after it, ack time, events)
+    let mut acks: Vec<(u64, Instant, u64)> = Vec::new();
+    let mut seq = 0u64;
+    let start = Instant::now();
+    let mut next_batch: Vec<NewEntry> = Vec::new();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if next_batch.is_empty() {
+            next_batch = (0..batch)
+                .map(|k| {
+                    let s = seq + k as u64;
+                    entry(bench_id(s, &mut rng), pool[k].clone(), s)
+                })
+                .collect();
+        }
+        let b = std::mem::take(&mut next_batch);
+        let n = b.len() as u64;
+        let out = store.append_batch(b).expect("append_batch");
+        let acked = Instant::now();
+        let end = out.last().map(|a| a.index + 1).unwrap_or(0);
+        acks.push((end, acked, n));
+        seq += n;
+        // Prepare the next batch while "the bus fills up".
+        next_batch = (0..batch)
+            .map(|k| {
+                let s = seq + k as u64;
+                entry(bench_id(s, &mut rng), pool[k].clone(), s)
+            })
+            .collect();
+    }
+    let appended_secs = start.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    ckpt.join().expect("checkpointer");
+    let stored = stored.lock().unwrap().clone();
+    let mut per_event: Vec<(f64, u64)> = Vec::new();
+    let mut j = 0;
+    for &(end, t_ack, n) in &acks {
+        while j < stored.len() && stored[j].0 < end {
+            j += 1;
+        }
+        let Some(&(_, t_ck, _)) = stored.get(j) else {
+            eprintln!("batch ending at {end} never got into a checkpoint");
+            exit(1);
+        };
+        let ms = t_ck.saturating_duration_since(t_ack).as_secs_f64() * 1e3;
+        per_event.push((ms, n));
+    }
+    per_event.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total: u64 = per_event.iter().map(|x| x.1).sum();
+    let weighted = |p: f64| {
+        let want = ((p / 100.0) * total as f64).ceil().max(1.0) as u64;
+        let mut acc = 0;
+        for &(ms, n) in &per_event {
+            acc += n;
+            if acc >= want {
+                return ms;
+            }
+        }
+        f64::NAN
+    };
+    let (p50, p99) = (weighted(50.0), weighted(99.0));
+    let max = per_event.last().map(|x| x.0).unwrap_or(f64::NAN);
+    let sign_store = stats(stored.iter().map(|s| s.2.as_secs_f64() * 1e3).collect());
+    println!(
+        "  {} events in {} batches ({:.0} events/s), {} checkpoints stored",
+        total,
+        acks.len(),
+        total as f64 / appended_secs,
+        stored.len()
+    );
+    println!(
+        "  ack -> stored checkpoint, per event: p50 {p50:.1} ms  p99 {p99:.1} ms  max {max:.1} ms"
+    );
+    println!(
+        "  checkpointer (head, sign, put_checkpoint incl. waiting for the writer lock): \
+         p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        sign_store.p50, sign_store.p99, sign_store.max
+    );
+    summary.push(format!(
+        "ack -> signed checkpoint: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms \
+         (target p99 < {TARGET_CKPT_P99_MS:.0} ms: {})",
+        verdict(p99 < TARGET_CKPT_P99_MS)
+    ));
+}
+
+// ---------------------------------------------------------------------------
+// c) proofs at scale
+
+fn bench_proofs(args: &Args, summary: &mut Summary) {
+    let n = args.entries;
+    let batch = 4096u64;
+    println!("== c) proofs at {n} entries (64-byte bodies, batches of {batch})");
+    let dir = fresh_dir(&args.dir, "proofs");
+    let mut rng = StdRng::seed_from_u64(3);
+    let pool: Vec<Vec<u8>> = (0..batch)
+        .map(|_| {
+            let mut b = vec![0u8; 64];
+            rng.fill_bytes(&mut b);
+            b
+        })
+        .collect();
+    let rss_start = rss_mib("VmRSS:");
+    let mut rss_marks: Vec<(u64, f64)> = Vec::new();
+    // (Not `if n >= M { M } else { n.max(1) }`: rustc 1.95.0 at opt-level >= 1
+    // compiles that to `n.max(1)`.)
+    let mark_every: u64 = 1_000_000;
+    let build = Instant::now();
+    {
+        let store = Store::open(dir.path(), Keyring::random("bench")).expect("open store");
+        let mut seq = 0u64;
+        let mut last_report = Instant::now();
+        while seq < n {
+            let k = batch.min(n - seq);
+            let b: Vec<NewEntry> = (0..k)
+                .map(|i| {
+                    let s = seq + i;
+                    entry(bench_id(s, &mut rng), pool[i as usize].clone(), s)
+                })
+                .collect();
+            store.append_batch(b).expect("append_batch");
+            let before = seq;
+            seq += k;
+            if seq / mark_every > before / mark_every || seq == n {
+                rss_marks.push((seq, rss_mib("VmRSS:")));
+            }
+            if last_report.elapsed() > Duration::from_secs(30) {
+                last_report = Instant::now();
+                println!(
+                    "  .. {seq} entries, {:.0} s, RSS {:.0} MiB",
+                    build.elapsed().as_secs_f64(),
+                    rss_mib("VmRSS:")
+                );
+            }
+        }
+    }
+    let build_secs = build.elapsed().as_secs_f64();
+    let disk = dir_bytes(dir.path()) as f64 / 1048576.0;
+    let wal = wal_bytes(dir.path()) as f64 / 1048576.0;
+    println!(
+        "  built in {build_secs:.0} s ({:.0} events/s), {disk:.0} MiB on disk, of which \
+         {wal:.0} MiB write-ahead log",
+        n as f64 / build_secs
+    );
+    println!("  RSS at start {rss_start:.0} MiB");
+    for (size, rss) in &rss_marks {
+        println!("  RSS at {size:>10} entries: {rss:>6.0} MiB");
+    }
+    let rss_at = |size: u64| {
+        rss_marks
+            .iter()
+            .find(|m| m.0 >= size)
+            .map(|m| m.1)
+            .unwrap_or(f64::NAN)
+    };
+    let (rss_1m, rss_end) = (rss_at(1_000_000.min(n)), rss_at(n));
+
+    // Reopen, as a restarted service would.
+    let t = Instant::now();
+    let store = Store::open(dir.path(), Keyring::random("bench")).expect("reopen store");
+    let open_ms = t.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(store.size(), n);
+    println!(
+        "  reopened in {open_ms:.0} ms, RSS after reopen {:.0} MiB",
+        rss_mib("VmRSS:")
+    );
+
+    let pairs = args.pairs;
+    let mut rng = StdRng::seed_from_u64(4);
+    let incl: Vec<(u64, u64)> = (0..pairs)
+        .map(|_| {
+            let size = rng.gen_range(1..=n);
+            (rng.gen_range(0..size), size)
+        })
+        .collect();
+    let cons: Vec<(u64, u64)> = (0..pairs)
+        .map(|_| {
+            let a = rng.gen_range(1..=n);
+            let b = rng.gen_range(1..=n);
+            (a.min(b), a.max(b))
+        })
+        .collect();
+    // Warm-up (not measured): the first lookups after open load index blocks.
+    for &(i, s) in incl.iter().take(1000) {
+        store.inclusion_proof(i, s).expect("inclusion proof");
+    }
+
+    let (mut ig, mut iv, mut cg, mut cv) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut proof_len = 0usize;
+    for &(i, s) in &incl {
+        let t = Instant::now();
+        let proof = store.inclusion_proof(i, s).expect("inclusion proof");
+        ig.push(t.elapsed().as_secs_f64() * 1e6);
+        proof_len += proof.len();
+        let leaf = leaf_hash(&store.leaf(i).expect("leaf").expect("leaf present"));
+        let root = store.root_at(s).expect("root_at");
+        let t = Instant::now();
+        let ok = verify_inclusion(&leaf, i, s, &proof, &root);
+        iv.push(t.elapsed().as_secs_f64() * 1e6);
+        ok.expect("inclusion proof verifies");
+    }
+    let incl_avg_len = proof_len as f64 / pairs as f64;
+    proof_len = 0;
+    for &(a, b) in &cons {
+        let t = Instant::now();
+        let proof = store.consistency_proof(a, b).expect("consistency proof");
+        cg.push(t.elapsed().as_secs_f64() * 1e6);
+        proof_len += proof.len();
+        let (ra, rb) = (
+            store.root_at(a).expect("root_at"),
+            store.root_at(b).expect("root_at"),
+        );
+        let t = Instant::now();
+        let ok = verify_consistency(a, b, &proof, &ra, &rb);
+        cv.push(t.elapsed().as_secs_f64() * 1e6);
+        ok.expect("consistency proof verifies");
+    }
+    let cons_avg_len = proof_len as f64 / pairs as f64;
+    // root_at alone (what a checkpoint check or a tile server pays).
+    let mut ra = Vec::new();
+    for &(_, s) in incl.iter().take(pairs.min(2000)) {
+        let t = Instant::now();
+        store.root_at(s).expect("root_at");
+        ra.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    // Why generation costs what it does: RocksDB reads per proof, and what
+    // keeping the upper tree levels in memory would save (an experiment
+    // through the public NodeSource trait; the store itself is unchanged).
+    let counting = Counting {
+        store: &store,
+        gets: Cell::new(0),
+    };
+    let sample = pairs.min(2000);
+    for &(i, s) in incl.iter().take(sample) {
+        tree::inclusion_proof(&counting, i, s).expect("inclusion proof");
+    }
+    let incl_gets = counting.gets.replace(0) as f64 / sample as f64;
+    for &(a, b) in cons.iter().take(sample) {
+        tree::consistency_proof(&counting, a, b).expect("consistency proof");
+    }
+    let cons_gets = counting.gets.replace(0) as f64 / sample as f64;
+    let t = Instant::now();
+    let cached = TopCached::load(&store, n, CACHE_FROM_LEVEL);
+    let cache_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (mut icg, mut ccg) = (Vec::new(), Vec::new());
+    for &(i, s) in &incl {
+        let t = Instant::now();
+        let proof = tree::inclusion_proof(&cached, i, s).expect("inclusion proof");
+        icg.push(t.elapsed().as_secs_f64() * 1e6);
+        debug_assert_eq!(proof, store.inclusion_proof(i, s).unwrap());
+    }
+    let cached_incl_gets = cached.gets.replace(0) as f64 / pairs as f64;
+    for &(a, b) in &cons {
+        let t = Instant::now();
+        tree::consistency_proof(&cached, a, b).expect("consistency proof");
+        ccg.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let cached_cons_gets = cached.gets.replace(0) as f64 / pairs as f64;
+    let (icg, ccg) = (stats(icg), stats(ccg));
+    let (cached_hashes, cached_mib) = (cached.hashes(), cached.hashes() as f64 * 32.0 / 1048576.0);
+    drop((counting, cached));
+    let rss_after = rss_mib("VmRSS:");
+    let hwm = rss_mib("VmHWM:");
+    let (ig, iv, cg, cv, ra) = (stats(ig), stats(iv), stats(cg), stats(cv), stats(ra));
+    println!("  {pairs} random pairs at size {n} (µs):");
+    for (what, s, len) in [
+        ("inclusion   generate", &ig, incl_avg_len),
+        ("inclusion   verify  ", &iv, incl_avg_len),
+        ("consistency generate", &cg, cons_avg_len),
+        ("consistency verify  ", &cv, cons_avg_len),
+    ] {
+        println!(
+            "    {what}  p50 {:>7.1}  p99 {:>7.1}  max {:>8.1}   (avg {len:.1} hashes)",
+            s.p50, s.p99, s.max
+        );
+    }
+    println!(
+        "    root_at             p50 {:>7.1}  p99 {:>7.1}  max {:>8.1}",
+        ra.p50, ra.p99, ra.max
+    );
+    println!(
+        "  RocksDB reads per proof: inclusion {incl_gets:.1}, consistency {cons_gets:.1} \
+         (=> {:.1} / {:.1} µs per read at p50)",
+        ig.p50 / incl_gets,
+        cg.p50 / cons_gets
+    );
+    println!(
+        "  experiment, tree levels >= {CACHE_FROM_LEVEL} held in memory ({} hashes, {:.1} MiB, \
+         loaded in {cache_ms:.0} ms):",
+        cached_hashes, cached_mib
+    );
+    println!(
+        "    inclusion   generate  p50 {:>7.1}  p99 {:>7.1}  max {:>8.1}   ({cached_incl_gets:.1} reads)",
+        icg.p50, icg.p99, icg.max
+    );
+    println!(
+        "    consistency generate  p50 {:>7.1}  p99 {:>7.1}  max {:>8.1}   ({cached_cons_gets:.1} reads)",
+        ccg.p50, ccg.p99, ccg.max
+    );
+    println!("  RSS after the proofs {rss_after:.0} MiB, peak (VmHWM) {hwm:.0} MiB");
+    drop(store);
+    summary.push(format!(
+        "proofs at {n}: inclusion gen p50/p99 {:.1}/{:.1} µs, verify {:.1}/{:.1} µs; \
+         consistency gen {:.1}/{:.1} µs, verify {:.1}/{:.1} µs \
+         (gen p99 < {TARGET_GEN_P99_US:.0} µs: {}; verify p99 < {TARGET_VERIFY_US:.0} µs: {})",
+        ig.p50,
+        ig.p99,
+        iv.p50,
+        iv.p99,
+        cg.p50,
+        cg.p99,
+        cv.p50,
+        cv.p99,
+        verdict(ig.p99 < TARGET_GEN_P99_US && cg.p99 < TARGET_GEN_P99_US),
+        verdict(iv.p99 < TARGET_VERIFY_US && cv.p99 < TARGET_VERIFY_US),
+    ));
+    summary.push(format!(
+        "proofs at {n}, experiment with tree levels >= {CACHE_FROM_LEVEL} in memory ({:.1} MiB): \
+         inclusion gen p50/p99 {:.1}/{:.1} µs, consistency gen {:.1}/{:.1} µs; RocksDB reads per \
+         proof {incl_gets:.1} -> {cached_incl_gets:.1} (inclusion), {cons_gets:.1} -> \
+         {cached_cons_gets:.1} (consistency)",
+        cached_mib, icg.p50, icg.p99, ccg.p50, ccg.p99,
+    ));
+    summary.push(format!(
+        "memory: RSS {rss_1m:.0} MiB at {} entries, {rss_end:.0} MiB at {n}, {rss_after:.0} MiB after \
+         reopen + proofs; build {:.0} events/s (64-byte bodies), {disk:.0} MiB on disk ({wal:.0} MiB WAL), reopen {open_ms:.0} ms",
+        1_000_000.min(n),
+        n as f64 / build_secs
+    ));
+    tuned_rocksdb_experiment(dir.path(), n, &incl, &cons, summary);
+    let t = Instant::now();
+    drop(dir);
+    println!("  removed the log in {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// Counts the node reads of proof generation.
+struct Counting<'a> {
+    store: &'a Store,
+    gets: Cell<u64>,
+}
+
+impl NodeSource for Counting<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        self.gets.set(self.gets.get() + 1);
+        self.store.node(level, index)
+    }
+}
+
+/// Lowest tree level the experiment keeps in memory (one tlog tile up).
+const CACHE_FROM_LEVEL: u8 = 8;
+
+/// The complete nodes of levels >= `from` in memory, the rest from `src`.
+struct TopCached<'a, S> {
+    src: &'a S,
+    from: u8,
+    levels: Vec<Vec<Hash>>,
+    gets: Cell<u64>,
+}
+
+impl<'a, S: NodeSource<Error = StoreError>> TopCached<'a, S> {
+    fn load(src: &'a S, size: u64, from: u8) -> Self {
+        let mut levels = Vec::new();
+        let mut level = from;
+        while level < 64 && size >> level > 0 {
+            let level_nodes = (0..size >> level)
+                .map(|i| src.node(level, i).expect("complete node"))
+                .collect();
+            levels.push(level_nodes);
+            level += 1;
+        }
+        Self {
+            src,
+            from,
+            levels,
+            gets: Cell::new(0),
+        }
+    }
+
+    fn hashes(&self) -> usize {
+        self.levels.iter().map(Vec::len).sum()
+    }
+
+    fn cached(&self, level: u8, index: u64) -> Option<Hash> {
+        if level < self.from {
+            return None;
+        }
+        self.levels
+            .get(usize::from(level - self.from))
+            .and_then(|l| l.get(index as usize))
+            .copied()
+    }
+}
+
+impl<S: NodeSource<Error = StoreError>> NodeSource for TopCached<'_, S> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        if let Some(h) = self.cached(level, index) {
+            return Ok(h);
+        }
+        self.gets.set(self.gets.get() + 1);
+        self.src.node(level, index)
+    }
+}
+
+/// The store's `nodes` column family read straight through the `rocksdb`
+/// crate (key: level byte || index u64 BE; value: the 32-byte hash), so the
+/// experiment can open it with other options than the store does.
+struct RawNodes<'a> {
+    db: &'a rocksdb::DB,
+    cf: &'a rocksdb::ColumnFamily,
+}
+
+impl NodeSource for RawNodes<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        let mut key = [0u8; 9];
+        key[0] = level;
+        key[1..].copy_from_slice(&index.to_be_bytes());
+        match self.db.get_pinned_cf(self.cf, key)? {
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("node is not 32 bytes".into())),
+            None => Err(StoreError::NotFound(format!("node ({level}, {index})"))),
+        }
+    }
+}
+
+fn levels_line(db: &rocksdb::DB, cf: &rocksdb::ColumnFamily) -> String {
+    let files = |l: u32| {
+        db.property_int_value_cf(cf, format!("rocksdb.num-files-at-level{l}").as_str())
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    };
+    (0..7)
+        .map(files)
+        .map(|n| n.to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Experiment: the `nodes` column family opened with bloom filters, a
+/// 256 MiB block cache (index and filter blocks in it) and fully compacted,
+/// then the same proofs generated from it, with and without the upper
+/// levels in memory. Shows what store options alone would buy.
+fn tuned_rocksdb_experiment(
+    dir: &Path,
+    size: u64,
+    incl: &[(u64, u64)],
+    cons: &[(u64, u64)],
+    summary: &mut Summary,
+) {
+    let mut db_opts = rocksdb::Options::default();
+    db_opts.set_compression_type(rocksdb::DBCompressionType::None);
+    let names = rocksdb::DB::list_cf(&db_opts, dir).expect("list column families");
+    let cache = rocksdb::Cache::new_lru_cache(256 << 20);
+    let mut bbo = rocksdb::BlockBasedOptions::default();
+    bbo.set_bloom_filter(10.0, false);
+    bbo.set_block_cache(&cache);
+    bbo.set_cache_index_and_filter_blocks(true);
+    bbo.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    let descriptors = names.iter().map(|name| {
+        let mut o = rocksdb::Options::default();
+        o.set_compression_type(rocksdb::DBCompressionType::None);
+        if name == "nodes" {
+            o.set_block_based_table_factory(&bbo);
+        }
+        rocksdb::ColumnFamilyDescriptor::new(name, o)
+    });
+    let db = rocksdb::DB::open_cf_descriptors(&db_opts, dir, descriptors).expect("open raw");
+    let cf = db.cf_handle("nodes").expect("nodes column family");
+    let before = levels_line(&db, cf);
+    let t = Instant::now();
+    db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
+    let compact_s = t.elapsed().as_secs_f64();
+    let after = levels_line(&db, cf);
+    println!(
+        "  experiment, nodes column family with bloom filters + 256 MiB block cache, fully \
+         compacted in {compact_s:.0} s (SST files per level L0..L6: {before} -> {after}):"
+    );
+    let raw = RawNodes { db: &db, cf };
+    let cached = TopCached::load(&raw, size, CACHE_FROM_LEVEL);
+    let t = Instant::now();
+    let cached4 = TopCached::load(&raw, size, 4);
+    println!(
+        "    (levels >= 4 in memory: {} hashes, {:.1} MiB, loaded in {:.1} s)",
+        cached4.hashes(),
+        cached4.hashes() as f64 * 32.0 / 1048576.0,
+        t.elapsed().as_secs_f64()
+    );
+    let variants: [(&str, &dyn ProofGen); 5] = [
+        ("one get per node", &raw),
+        ("levels >= 8 in memory", &cached),
+        ("levels >= 4 in memory", &cached4),
+        (
+            "one multi_get per proof",
+            &Prefetch {
+                raw: &raw,
+                top: None,
+            },
+        ),
+        (
+            "levels >= 8 in memory + one multi_get",
+            &Prefetch {
+                raw: &raw,
+                top: Some(&cached),
+            },
+        ),
+    ];
+    let mut parts = Vec::new();
+    for (name, src) in variants {
+        // Same proofs as the plain reads (and warm-up).
+        for (&(i, s), &(a, b)) in incl.iter().zip(cons).take(1000) {
+            assert!(
+                src.inclusion(i, s) == raw.inclusion(i, s),
+                "{name}: inclusion"
+            );
+            assert!(
+                src.consistency(a, b) == raw.consistency(a, b),
+                "{name}: consistency"
+            );
+        }
+        let (mut ig, mut cg) = (Vec::new(), Vec::new());
+        for &(i, s) in incl {
+            let t = Instant::now();
+            src.inclusion(i, s);
+            ig.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        for &(a, b) in cons {
+            let t = Instant::now();
+            src.consistency(a, b);
+            cg.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+        let (ig, cg) = (stats(ig), stats(cg));
+        println!(
+            "    {name:<38} inclusion p50 {:>6.1} p99 {:>6.1}   consistency p50 {:>6.1} p99 {:>6.1}",
+            ig.p50, ig.p99, cg.p50, cg.p99
+        );
+        parts.push(format!(
+            "{name}: {:.1}/{:.1} and {:.1}/{:.1}",
+            ig.p50, ig.p99, cg.p50, cg.p99
+        ));
+    }
+    summary.push(format!(
+        "proofs at {size}, experiment (nodes CF with bloom filters + 256 MiB block cache, \
+         compacted), generation p50/p99 µs inclusion and consistency: {}",
+        parts.join("; ")
+    ));
+}
+
+/// Proof generation over some node source, object-safe.
+trait ProofGen {
+    fn inclusion(&self, index: u64, size: u64) -> Vec<Hash>;
+    fn consistency(&self, size1: u64, size2: u64) -> Vec<Hash>;
+}
+
+impl<S: NodeSource<Error = StoreError>> ProofGen for S {
+    fn inclusion(&self, index: u64, size: u64) -> Vec<Hash> {
+        tree::inclusion_proof(self, index, size).expect("inclusion proof")
+    }
+    fn consistency(&self, size1: u64, size2: u64) -> Vec<Hash> {
+        tree::consistency_proof(self, size1, size2).expect("consistency proof")
+    }
+}
+
+/// Records which nodes a proof reads (the set depends only on the sizes and
+/// index, never on the hashes), answering with zeros.
+#[derive(Default)]
+struct Recorder {
+    keys: std::cell::RefCell<Vec<(u8, u64)>>,
+}
+
+impl NodeSource for Recorder {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        self.keys.borrow_mut().push((level, index));
+        Ok([0; 32])
+    }
+}
+
+/// Serves a proof's nodes from one `multi_get` (after the optional in-memory
+/// upper levels): record the keys, fetch them together, then build the proof.
+struct Prefetch<'a, 'b> {
+    raw: &'a RawNodes<'a>,
+    top: Option<&'b TopCached<'a, RawNodes<'a>>>,
+}
+
+struct Fetched<'a, 'b> {
+    top: Option<&'b TopCached<'a, RawNodes<'a>>>,
+    map: std::collections::HashMap<(u8, u64), Hash>,
+}
+
+impl NodeSource for Fetched<'_, '_> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        if let Some(h) = self.top.and_then(|t| t.cached(level, index)) {
+            return Ok(h);
+        }
+        self.map
+            .get(&(level, index))
+            .copied()
+            .ok_or_else(|| StoreError::NotFound(format!("node ({level}, {index})")))
+    }
+}
+
+impl Prefetch<'_, '_> {
+    fn fetch(&self, proof: impl Fn(&dyn ProofGen) -> Vec<Hash>) -> Vec<Hash> {
+        let rec = Recorder::default();
+        proof(&rec);
+        let keys: Vec<(u8, u64)> = rec
+            .keys
+            .into_inner()
+            .into_iter()
+            .filter(|&(l, i)| self.top.and_then(|t| t.cached(l, i)).is_none())
+            .collect();
+        let raw_keys: Vec<[u8; 9]> = keys
+            .iter()
+            .map(|&(l, i)| {
+                let mut k = [0u8; 9];
+                k[0] = l;
+                k[1..].copy_from_slice(&i.to_be_bytes());
+                k
+            })
+            .collect();
+        let values = self
+            .raw
+            .db
+            .batched_multi_get_cf(self.raw.cf, raw_keys.iter(), false);
+        let mut map = std::collections::HashMap::with_capacity(keys.len());
+        for (key, v) in keys.into_iter().zip(values) {
+            let v = v.expect("multi_get").expect("node present");
+            map.insert(key, v.as_ref().try_into().expect("32 bytes"));
+        }
+        proof(&Fetched { top: self.top, map })
+    }
+}
+
+impl ProofGen for Prefetch<'_, '_> {
+    fn inclusion(&self, index: u64, size: u64) -> Vec<Hash> {
+        self.fetch(|src| src.inclusion(index, size))
+    }
+    fn consistency(&self, size1: u64, size2: u64) -> Vec<Hash> {
+        self.fetch(|src| src.consistency(size1, size2))
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    println!(
+        "vigil-ledger-bench{}: {} cpus, phases {:?}, work dir {}",
+        if args.quick { " --quick" } else { "" },
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        args.phases,
+        args.dir.display()
+    );
+    let mut summary = Summary::new();
+    for phase in args.phases.clone() {
+        match phase.as_str() {
+            "append" => bench_append(&args, &mut summary),
+            "latency" => bench_latency(&args, &mut summary),
+            "proofs" => bench_proofs(&args, &mut summary),
+            _ => unreachable!(),
+        }
+    }
+    println!("== summary");
+    for line in summary {
+        println!("RESULT {line}");
+    }
+}
