@@ -223,6 +223,48 @@ pub enum StoreError {
     },
 }
 
+/// Tree levels at and above this one are cached in memory (one hash per
+/// 256 leaves at this level, so about 0.13 bytes per entry in total).
+const UPPER_FROM_LEVEL: u8 = 8;
+/// A fixed budget for that cache (64 MiB: every upper node of a log of
+/// about 500 million entries). Beyond it nodes are read from RocksDB, so
+/// memory stays bounded however large the log grows.
+const UPPER_MAX_HASHES: usize = 2 << 20;
+
+/// Complete node hashes of levels >= [`UPPER_FROM_LEVEL`], each level a
+/// prefix (index 0, 1, ...) of that level's complete nodes.
+#[derive(Default)]
+struct UpperNodes {
+    levels: Vec<Vec<Hash>>,
+    total: usize,
+}
+
+impl UpperNodes {
+    fn get(&self, level: u8, index: u64) -> Option<Hash> {
+        let row = self
+            .levels
+            .get(usize::from(level.checked_sub(UPPER_FROM_LEVEL)?))?;
+        row.get(usize::try_from(index).ok()?).copied()
+    }
+
+    /// Adds a node if it extends its level's prefix and the budget allows.
+    fn push(&mut self, level: u8, index: u64, hash: Hash) {
+        let Some(l) = level.checked_sub(UPPER_FROM_LEVEL).map(usize::from) else {
+            return;
+        };
+        if self.total >= UPPER_MAX_HASHES {
+            return;
+        }
+        if self.levels.len() <= l {
+            self.levels.resize_with(l + 1, Vec::new);
+        }
+        if self.levels[l].len() as u64 == index {
+            self.levels[l].push(hash);
+            self.total += 1;
+        }
+    }
+}
+
 /// The published tree head.
 #[derive(Debug, Clone, Copy)]
 struct Head {
@@ -234,6 +276,10 @@ struct Head {
 pub struct Store {
     db: DB,
     keyring: Keyring,
+    /// Node hashes of the upper tree levels, also kept in memory: a proof
+    /// needs about one node per level, and these levels are where RocksDB
+    /// point reads would otherwise dominate. See [`UpperNodes`].
+    upper: RwLock<UpperNodes>,
     /// Serialises writers. Holds the right edge of the tree at `head.size`.
     writer: Mutex<Frontier>,
     head: RwLock<Head>,
@@ -305,10 +351,28 @@ fn hash_value(bytes: &[u8], level: u8, index: u64) -> Result<Hash, StoreError> {
     })
 }
 
-fn cf_options() -> Options {
+/// Shared by every column family: a fixed budget, so memory does not grow
+/// with the log.
+const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// All memtables together (bounded RSS) ...
+const WRITE_BUFFERS_BYTES: usize = 256 << 20;
+/// ... and all live WAL files together: a column family written rarely
+/// (meta, small indexes) must not keep gigabytes of old WAL alive, which
+/// would make disk use and restart time grow with the log.
+const MAX_TOTAL_WAL_BYTES: u64 = 256 << 20;
+
+fn cf_options(cache: &rocksdb::Cache) -> Options {
     let mut o = Options::default();
     // The crate is built without compression libraries.
     o.set_compression_type(DBCompressionType::None);
+    // Point lookups (nodes for proofs, event ids for dedup, leaves) skip
+    // the files that cannot hold the key.
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+    o.set_block_based_table_factory(&table);
     o
 }
 
@@ -322,16 +386,20 @@ impl Store {
     /// Opens (creating if needed) the log in `dir` and rebuilds the frontier
     /// from the stored node hashes. `keyring` seals new bodies and opens old ones.
     pub fn open(dir: &Path, keyring: Keyring) -> Result<Self, StoreError> {
-        let mut opts = cf_options();
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+        let mut opts = cf_options(&cache);
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
+        opts.set_db_write_buffer_size(WRITE_BUFFERS_BYTES);
+        opts.set_max_total_wal_size(MAX_TOTAL_WAL_BYTES);
         let cfs = ALL_CFS
             .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options()));
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(&cache)));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let mut store = Self {
             db,
             keyring,
+            upper: RwLock::new(UpperNodes::default()),
             writer: Mutex::new(Frontier::new()),
             head: RwLock::new(Head {
                 size: 0,
@@ -362,9 +430,37 @@ impl Store {
             })
         })?;
         let root = frontier.root();
+        store.load_upper_nodes(size)?;
         store.head = RwLock::new(Head { size, root });
         store.writer = Mutex::new(frontier);
         Ok(store)
+    }
+
+    /// Fills the upper-level cache from the stored nodes of a tree of `size`.
+    fn load_upper_nodes(&self, size: u64) -> Result<(), StoreError> {
+        let mut upper = UpperNodes::default();
+        for level in UPPER_FROM_LEVEL..64 {
+            let count = size >> level;
+            if count == 0 {
+                break;
+            }
+            let start = node_key(level, 0);
+            let iter = self.db.iterator_cf(
+                self.cf(CF_NODES),
+                rocksdb::IteratorMode::From(&start, rocksdb::Direction::Forward),
+            );
+            for (index, item) in (0..count).zip(iter) {
+                let (k, v) = item?;
+                if k.as_ref() != node_key(level, index) {
+                    return Err(StoreError::Corrupt(format!(
+                        "node (level {level}, index {index}) missing below size {size}"
+                    )));
+                }
+                upper.push(level, index, hash_value(&v, level, index)?);
+            }
+        }
+        *self.upper.write().unwrap_or_else(|e| e.into_inner()) = upper;
+        Ok(())
     }
 
     fn cf(&self, name: &str) -> &ColumnFamily {
@@ -393,8 +489,9 @@ impl Store {
         let mut frontier = self.lock_writer();
         let mut next = frontier.clone();
         let mut batch = WriteBatch::default();
-        let out = self.stage(&mut next, &mut batch, entries)?;
-        self.commit(&mut frontier, next, batch)?;
+        let mut upper = Vec::new();
+        let out = self.stage(&mut next, &mut batch, &mut upper, entries)?;
+        self.commit(&mut frontier, next, batch, upper)?;
         Ok(out)
     }
 
@@ -404,6 +501,7 @@ impl Store {
         &self,
         next: &mut Frontier,
         batch: &mut WriteBatch,
+        upper: &mut Vec<(u8, u64, Hash)>,
         entries: Vec<NewEntry>,
     ) -> Result<Vec<Appended>, StoreError> {
         let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
@@ -445,6 +543,9 @@ impl Store {
             }
             for (level, idx, h) in next.push(leaf_hash(&data)) {
                 batch.put_cf(self.cf(CF_NODES), node_key(level, idx), h);
+                if level >= UPPER_FROM_LEVEL {
+                    upper.push((level, idx, h));
+                }
             }
             seen.insert(e.event_id, index);
             out.push(Appended {
@@ -461,6 +562,7 @@ impl Store {
         frontier: &mut Frontier,
         next: Frontier,
         mut batch: WriteBatch,
+        upper: Vec<(u8, u64, Hash)>,
     ) -> Result<(), StoreError> {
         if next.size() != frontier.size() {
             batch.put_cf(self.cf(CF_META), META_SIZE, next.size().to_be_bytes());
@@ -469,6 +571,14 @@ impl Store {
             return Ok(());
         }
         self.db.write_opt(batch, &synced())?;
+        {
+            // Durable now: readers may see these nodes before the head moves,
+            // which is harmless (node hashes never change).
+            let mut cache = self.upper.write().unwrap_or_else(|e| e.into_inner());
+            for (level, index, hash) in upper {
+                cache.push(level, index, hash);
+            }
+        }
         let head = Head {
             size: next.size(),
             root: next.root(),
@@ -644,12 +754,13 @@ impl Store {
         }
         let mut next = frontier.clone();
         let mut batch = WriteBatch::default();
+        let mut upper = Vec::new();
         let bodies = self.cf(CF_BODIES);
         batch.delete_range_cf(bodies, from.to_be_bytes(), end.to_be_bytes());
         batch.put_cf(self.cf(CF_META), META_MIN_INDEX, end.to_be_bytes());
         batch.put_cf(self.cf(CF_META), pruned_key(end), pruned.encode());
-        let appended = self.stage(&mut next, &mut batch, vec![entry])?;
-        self.commit(&mut frontier, next, batch)?;
+        let appended = self.stage(&mut next, &mut batch, &mut upper, vec![entry])?;
+        self.commit(&mut frontier, next, batch, upper)?;
         drop(frontier);
         // A range tombstone hides the bodies at once. For the bytes to be gone
         // from disk: flush every memtable (so no live WAL file still holds a
@@ -758,6 +869,14 @@ impl Store {
     /// Hash of the complete subtree `(level, index)`; `NotFound` if it is not
     /// complete yet.
     pub fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        if let Some(h) = self
+            .upper
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(level, index)
+        {
+            return Ok(h);
+        }
         match self
             .db
             .get_pinned_cf(self.cf(CF_NODES), node_key(level, index))?

@@ -266,3 +266,35 @@ fn pruning_only_takes_a_prefix_and_never_a_younger_entry() {
     assert_eq!((r.from_index, r.end_index), (0, 2));
     assert!(matches!(store.body(3).unwrap(), BodyLookup::Present { .. }));
 }
+
+#[test]
+fn upper_tree_levels_survive_reopen_and_agree_with_the_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Keyring::generate_line("k");
+    let store = Store::open(dir.path(), Keyring::parse(&keys).unwrap()).unwrap();
+    // Three batches crossing the 256- and 512-leaf boundaries.
+    for (from, to) in [(0u32, 200u32), (200, 530), (530, 800)] {
+        store
+            .append_batch((from..to).map(|n| entry(n, i64::from(n))).collect())
+            .unwrap();
+    }
+    let before: Vec<_> = (0..3).map(|i| store.node(8, i).unwrap()).collect();
+    assert!(matches!(store.node(8, 3), Err(StoreError::NotFound(_))));
+    let leaf_hashes: Vec<_> = (0..800u64)
+        .map(|i| leaf_hash(&store.leaf(i).unwrap().unwrap()))
+        .collect();
+    for (i, h) in before.iter().enumerate() {
+        assert_eq!(
+            *h,
+            vigil_ledger::tree::root_from_leaf_hashes(&leaf_hashes[i * 256..(i + 1) * 256])
+        );
+    }
+    drop(store);
+    let store = Store::open(dir.path(), Keyring::parse(&keys).unwrap()).unwrap();
+    let after: Vec<_> = (0..3).map(|i| store.node(8, i).unwrap()).collect();
+    assert_eq!(before, after);
+    store
+        .append_batch((800..1100).map(|n| entry(n, i64::from(n))).collect())
+        .unwrap();
+    check_all_proofs(&store, &[1, 255, 256, 257, 512, 800, 1024]);
+}
