@@ -17,6 +17,15 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A JSON array of base64 hashes, as the CLI and the HTTP API print proofs.
+fn b64_hashes(v: &serde_json::Value) -> Vec<[u8; 32]> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|h| B64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
+        .collect()
+}
+
 fn audit(gw: &Gateway, args: &[&str]) -> Output {
     let (url, key) = (gw.ledger_url(), gw.verifier_key());
     let mut all = vec!["audit", args[0], "--ledger", &url, "--key", &key];
@@ -99,12 +108,7 @@ fn verify_prove_export_check_and_replay_a_session() {
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["event_id"], insert.event_id.as_str());
     assert_eq!(doc["leaf"]["kind"], "request");
-    let hashes: Vec<[u8; 32]> = doc["inclusion_proof"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| B64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
-        .collect();
+    let hashes = b64_hashes(&doc["inclusion_proof"]);
     let root: [u8; 32] = B64
         .decode(doc["root"].as_str().unwrap())
         .unwrap()
@@ -620,12 +624,7 @@ fn a_gateway_killed_mid_load_restarts_consistent_with_every_checkpoint_it_publis
             .unwrap()
             .into_json()
             .unwrap();
-            let hashes: Vec<[u8; 32]> = proof["proof"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|h| B64.decode(h.as_str().unwrap()).unwrap().try_into().unwrap())
-                .collect();
+            let hashes = b64_hashes(&proof["proof"]);
             vigil_ledger::verify_consistency(m, size, &hashes, &old_root, &root)
                 .unwrap_or_else(|e| panic!("round {round}: checkpoint {m} -> {size}: {e}"));
         }

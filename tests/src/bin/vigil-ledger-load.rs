@@ -37,39 +37,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use vigil_ledger::{sign_note, Checkpoint, Keyring, NewEntry, Store};
+use vigil_tests::crash_load::{event_body, event_id};
 
 /// Name of the checkpoint signer (and of the log's origin).
 const ORIGIN: &str = "crash.vigil.test/ledger";
-
-/// Event id of fresh event `seq` of run `run`: `run (u64 BE) || seq (u64 BE)`.
-/// `tests/e2e/crash.rs` has the same function.
-fn event_id(run: u64, seq: u64) -> [u8; 16] {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&run.to_be_bytes());
-    id[8..].copy_from_slice(&seq.to_be_bytes());
-    id
-}
-
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
-/// Body of event `(run, seq)`: 896..=1151 pseudo-random bytes, a pure
-/// function of the id. `tests/e2e/crash.rs` has the same function.
-fn event_body(run: u64, seq: u64) -> Vec<u8> {
-    let mut state = run.wrapping_mul(0x1000_0000_01B3) ^ seq;
-    let len = 896 + (splitmix64(&mut state) % 256) as usize;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&splitmix64(&mut state).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 struct Args {
     dir: PathBuf,

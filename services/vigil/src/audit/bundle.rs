@@ -20,6 +20,7 @@ use vigil_ledger::{leaf_hash, verify_inclusion, Checkpoint, LeafRecord};
 use vigil_proto::events::{event, Event};
 
 use super::client::{decode_hashes, open_checkpoint, verifier, Client, LeafFetcher};
+use super::report::Report;
 use super::verify::check_body;
 
 /// The format tag every bundle starts with.
@@ -137,33 +138,11 @@ fn url_escape(s: &str) -> String {
 }
 
 /// What checking a bundle found.
-#[derive(Default, Debug)]
+#[derive(Default)]
 pub struct BundleReport {
-    pub lines: Vec<String>,
-    pub problems: Vec<String>,
+    pub checks: Report,
     /// Events that passed every check, in log order.
     pub events: Vec<(u64, Event)>,
-}
-
-impl BundleReport {
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for l in &self.lines {
-            out.push_str(&format!("ok    {l}\n"));
-        }
-        for p in &self.problems {
-            out.push_str(&format!("FAIL  {p}\n"));
-        }
-        if self.problems.is_empty() {
-            out.push_str("bundle verified: every check passed\n");
-        } else {
-            out.push_str(&format!(
-                "BUNDLE NOT VERIFIED: {} problem(s)\n",
-                self.problems.len()
-            ));
-        }
-        out
-    }
 }
 
 /// Parses bundle JSON; malformed input is an error, never a panic.
@@ -185,7 +164,7 @@ pub fn check(bundle: &Bundle, trusted_key: Option<&str>) -> anyhow::Result<Bundl
     let mut report = BundleReport::default();
     let vkey = match trusted_key {
         Some(k) if k.trim() != bundle.verifier_key.trim() => {
-            report.problems.push(format!(
+            report.checks.problem(format!(
                 "the bundle names verifier key {:?}, not the trusted one",
                 bundle.verifier_key
             ));
@@ -196,7 +175,7 @@ pub fn check(bundle: &Bundle, trusted_key: Option<&str>) -> anyhow::Result<Bundl
     };
     let verifier = verifier(vkey)?;
     if trusted_key.is_none() {
-        report.lines.push(format!(
+        report.checks.ok(format!(
             "using the verifier key inside the bundle ({} key id {:08x}): compare it with the key you were given, or pass --key",
             verifier.name(),
             verifier.key_id()
@@ -205,11 +184,11 @@ pub fn check(bundle: &Bundle, trusted_key: Option<&str>) -> anyhow::Result<Bundl
     let checkpoint: Checkpoint = match open_checkpoint(&bundle.checkpoint, &verifier) {
         Ok(c) => c,
         Err(e) => {
-            report.problems.push(e);
+            report.checks.problem(e);
             return Ok(report);
         }
     };
-    report.lines.push(format!(
+    report.checks.ok(format!(
         "checkpoint signed by {}: origin {}, size {}",
         verifier.name(),
         checkpoint.origin,
@@ -222,16 +201,16 @@ pub fn check(bundle: &Bundle, trusted_key: Option<&str>) -> anyhow::Result<Bundl
         match check_entry(e, &checkpoint, &bundle.selection) {
             Ok(Some(event)) => report.events.push((e.index, event)),
             Ok(None) => pruned += 1,
-            Err(why) => report.problems.push(format!("entry {}: {why}", e.index)),
+            Err(why) => report.checks.problem(format!("entry {}: {why}", e.index)),
         }
         if !seen.insert(e.index) {
             report
-                .problems
-                .push(format!("entry {}: listed twice", e.index));
+                .checks
+                .problem(format!("entry {}: listed twice", e.index));
         }
     }
     report.events.sort_by_key(|(i, _)| *i);
-    report.lines.push(format!(
+    report.checks.ok(format!(
         "{} entries: {} events proven included and unaltered, {pruned} pruned by retention (leaf proven, body gone)",
         bundle.entries.len(),
         report.events.len()
@@ -300,7 +279,7 @@ fn check_session_complete(
         .iter()
         .any(|(_, e)| matches!(e.kind, Some(event::Kind::SessionClosed(_))));
     if missing.is_empty() && pruned == 0 {
-        report.lines.push(format!(
+        report.checks.ok(format!(
             "session {session_id}: events 0..{expected_len} all present, none missing{}",
             if closed {
                 ", ends with SessionClosed"
@@ -309,11 +288,11 @@ fn check_session_complete(
             }
         ));
     } else if pruned == 0 {
-        report.problems.push(format!(
+        report.checks.problem(format!(
             "session {session_id}: event(s) with seq {missing:?} are missing from the bundle"
         ));
     } else {
-        report.lines.push(format!(
+        report.checks.ok(format!(
             "session {session_id}: {pruned} event(s) pruned by retention, so completeness cannot be shown for those"
         ));
     }

@@ -14,6 +14,7 @@ pub mod bundle;
 pub mod client;
 pub mod prove;
 pub mod replay;
+pub mod report;
 pub mod verify;
 
 use std::path::PathBuf;
@@ -146,7 +147,7 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
     match cmd {
         AuditCommand::Verify { ledger, state } => {
             let report = verify::verify(&ledger.client(), &ledger.key, state.as_deref())?;
-            print!("{}", report.render());
+            print!("{}", report.render(""));
             Ok(report.is_clean())
         }
         AuditCommand::Prove { ledger, event_id } => {
@@ -171,10 +172,10 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
                 report.events.len(),
                 out.display()
             );
-            if !report.problems.is_empty() {
-                print!("{}", report.render());
+            if !report.checks.is_clean() {
+                print!("{}", report.checks.render("bundle "));
             }
-            Ok(report.problems.is_empty())
+            Ok(report.checks.is_clean())
         }
         AuditCommand::CheckBundle { bundle: path, key } => {
             let meta = std::fs::metadata(&path)
@@ -189,8 +190,8 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let b = bundle::parse(&text)?;
             let report = bundle::check(&b, key.as_deref())?;
-            print!("{}", report.render());
-            Ok(report.problems.is_empty())
+            print!("{}", report.checks.render("bundle "));
+            Ok(report.checks.is_clean())
         }
         AuditCommand::Replay { ledger, session } => {
             let selection = Selection::Session {
@@ -199,10 +200,10 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             let b = bundle::export(&ledger.client(), &ledger.key, selection)?;
             let report = bundle::check(&b, Some(&ledger.key))?;
             print!("{}", replay::transcript(&report.events));
-            if !report.problems.is_empty() {
-                eprint!("{}", report.render());
+            if !report.checks.is_clean() {
+                eprint!("{}", report.checks.render("bundle "));
             }
-            Ok(report.problems.is_empty())
+            Ok(report.checks.is_clean())
         }
     }
 }

@@ -28,58 +28,8 @@ use vigil_proto::events::Event;
 use vigil_proto::Message;
 
 use super::client::{open_checkpoint, verifier, Client, LeafFetcher};
+pub use super::report::Report;
 use crate::timefmt::rfc3339;
-
-/// Problems of one kind listed before the rest are only counted.
-const MAX_LISTED: usize = 20;
-
-/// What `verify` found. Problems name the entry they concern.
-#[derive(Default)]
-pub struct Report {
-    pub lines: Vec<String>,
-    pub problems: Vec<String>,
-    unlisted: u64,
-}
-
-impl Report {
-    pub fn ok(&mut self, line: String) {
-        self.lines.push(line);
-    }
-
-    pub fn problem(&mut self, line: String) {
-        if self.problems.len() < MAX_LISTED * 5 {
-            self.problems.push(line);
-        } else {
-            self.unlisted += 1;
-        }
-    }
-
-    pub fn is_clean(&self) -> bool {
-        self.problems.is_empty()
-    }
-
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for l in &self.lines {
-            out.push_str(&format!("ok    {l}\n"));
-        }
-        for p in &self.problems {
-            out.push_str(&format!("FAIL  {p}\n"));
-        }
-        if self.unlisted > 0 {
-            out.push_str(&format!("FAIL  ... and {} more problems\n", self.unlisted));
-        }
-        if self.problems.is_empty() {
-            out.push_str("verified: every check passed\n");
-        } else {
-            out.push_str(&format!(
-                "NOT VERIFIED: {} problem(s)\n",
-                self.problems.len() as u64 + self.unlisted
-            ));
-        }
-        out
-    }
-}
 
 /// The checkpoint an auditor verified last, kept between runs.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
