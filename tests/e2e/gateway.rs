@@ -312,3 +312,47 @@ fn verify_fails_against_the_wrong_key() {
         show(&out)
     );
 }
+
+#[test]
+fn ctrl_c_in_psql_cancels_the_upstream_query_through_the_proxy() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let child = std::process::Command::new("psql")
+        .env("PGPASSWORD", AGENT_PASSWORD)
+        .args(["-X", "-h", "127.0.0.1", "-p", &gw.spec.pg_port.to_string()])
+        .args(["-U", AGENT, "-d", "test", "-c", "SELECT pg_sleep(60)"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The statement is recorded before it is forwarded: once the Request is
+    // in the ledger, give the upstream a moment to start running it.
+    gw.wait_for_events(|ev| {
+        ev.iter()
+            .any(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement.contains("pg_sleep")))
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // What Ctrl-C does: psql sends a CancelRequest with the key it was given
+    // (the proxy's), on a new connection to the proxy.
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the query was not cancelled"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{}",
+        show(&out)
+    );
+    // The ledger records the cancelled statement's outcome.
+    gw.wait_for_events(|ev| {
+        ev.iter()
+            .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "57014"))
+    });
+}

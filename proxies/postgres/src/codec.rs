@@ -405,14 +405,6 @@ pub fn parse_auth_request(body: Bytes) -> Result<AuthRequest, CodecError> {
     })
 }
 
-/// `BackendKeyData` ('K'): `(process_id, secret_key)`.
-pub fn parse_backend_key_data(body: Bytes) -> Result<(i32, i32), CodecError> {
-    let mut body = body;
-    let pid = read_i32(&mut body, "BackendKeyData")?;
-    let key = read_i32(&mut body, "BackendKeyData")?;
-    Ok((pid, key))
-}
-
 // ---- encoders ----
 
 fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Bytes {
@@ -458,6 +450,27 @@ pub fn backend_key_data(process_id: i32, secret_key: i32) -> Bytes {
         b.put_i32(process_id);
         b.put_i32(secret_key);
     })
+}
+
+/// `(process id, secret key)` of a BackendKeyData body (protocol 3.0: 8 bytes).
+pub fn parse_backend_key_data(body: &[u8]) -> Result<(i32, i32), CodecError> {
+    let arr: [u8; 8] = body
+        .try_into()
+        .map_err(|_| malformed("BackendKeyData", "not 8 bytes"))?;
+    Ok((
+        i32::from_be_bytes(arr[..4].try_into().expect("4 bytes")),
+        i32::from_be_bytes(arr[4..].try_into().expect("4 bytes")),
+    ))
+}
+
+/// A CancelRequest packet (sent on its own connection, no tag).
+pub fn cancel_request(process_id: i32, secret_key: i32) -> Bytes {
+    let mut b = BytesMut::with_capacity(16);
+    b.put_u32(16);
+    b.put_u32(CANCEL_REQUEST_CODE);
+    b.put_i32(process_id);
+    b.put_i32(secret_key);
+    b.freeze()
 }
 
 pub fn ready_for_query(status: u8) -> Bytes {
@@ -689,5 +702,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn cancel_request_and_backend_key_data_round_trip() {
+        let mut buf = BytesMut::from(&cancel_request(1234, -99)[..]);
+        assert_eq!(
+            decode_startup(&mut buf).unwrap(),
+            Some(StartupPacket::Cancel {
+                process_id: 1234,
+                secret_key: -99
+            })
+        );
+        let k = backend_key_data(77, -5);
+        assert_eq!(parse_backend_key_data(&k[5..]).unwrap(), (77, -5));
+        assert!(parse_backend_key_data(&k[5..12]).is_err());
+        assert!(parse_backend_key_data(&[0; 9]).is_err());
     }
 }

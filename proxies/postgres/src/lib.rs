@@ -7,6 +7,7 @@
 //! - [`relay`] and [`server`]: the only code here that touches sockets.
 #![forbid(unsafe_code)]
 
+pub mod cancel;
 pub mod codec;
 pub mod relay;
 pub mod server;

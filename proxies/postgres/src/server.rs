@@ -11,6 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use vigil_proto::events::{event::Kind, SessionClosed, SessionOpened};
 use vigil_proxy_core::{EventSink, SessionContext, StaticIdentities, VerifiedIdentity};
 
+use crate::cancel::{CancelRegistry, Registration, UpstreamKey};
 use crate::codec::{self, AuthRequest, Frame, StartupPacket};
 use crate::relay;
 use crate::upstream_auth::{md5_password, ScramClient, UpstreamAuthError};
@@ -62,6 +63,7 @@ pub struct PostgresProxy {
     config: ProxyConfig,
     identities: Arc<StaticIdentities>,
     sink: Arc<dyn EventSink>,
+    cancels: CancelRegistry,
 }
 
 /// Why a session ended before the relay started. The text goes to the client.
@@ -87,6 +89,7 @@ impl PostgresProxy {
             config,
             identities,
             sink,
+            cancels: CancelRegistry::default(),
         })
     }
 
@@ -122,8 +125,15 @@ impl PostgresProxy {
                 .await
                 .unwrap_or(Err(HandshakeError::Timeout))
             {
-                Ok(Some(params)) => params,
-                Ok(None) => return, // CancelRequest or a probe: nothing to answer.
+                Ok(Startup::Session(params)) => params,
+                Ok(Startup::Cancel {
+                    process_id,
+                    secret_key,
+                }) => {
+                    // PostgreSQL answers a CancelRequest with nothing.
+                    self.forward_cancel(process_id, secret_key, peer).await;
+                    return;
+                }
                 Err(e) => {
                     tracing::info!(%peer, error = %e, "refused client: bad startup");
                     send_fatal(&mut client, "08P01", &format!("invalid startup: {e}")).await;
@@ -170,7 +180,8 @@ impl PostgresProxy {
 
         let started = std::time::Instant::now();
         let reason = match self.connect_upstream(&startup, &database).await {
-            Ok((upstream, greeting)) => {
+            // `_cancel` keeps the session's cancel key live until it ends.
+            Ok((upstream, greeting, _cancel)) => {
                 if let Err(e) = client.write_all(&greeting).await {
                     format!("client_disconnected: {e}")
                 } else {
@@ -296,7 +307,7 @@ impl PostgresProxy {
         &self,
         startup: &StartupPacket,
         database: &str,
-    ) -> Result<(TcpStream, Bytes), UpstreamError> {
+    ) -> Result<(TcpStream, Bytes, Option<Registration>), UpstreamError> {
         let cfg = &self.config.upstream;
         let addr = format!("{}:{}", cfg.host, cfg.port);
         let mut upstream = tokio::time::timeout(
@@ -327,6 +338,7 @@ impl PostgresProxy {
         let mut buf = BytesMut::with_capacity(8192);
         let mut scram: Option<ScramClient> = None;
         let mut greeting = BytesMut::new();
+        let mut registration = None;
         greeting.extend_from_slice(&codec::auth_ok());
         loop {
             let frame = tokio::time::timeout(
@@ -390,16 +402,56 @@ impl PostgresProxy {
                 b'K' => {
                     // Clients get a key of the proxy's own: the upstream's key
                     // would let them cancel queries behind the gateway's back.
-                    let (pid, key) = (rand::random::<i32>().abs(), rand::random::<i32>());
+                    // The registry maps it back (see `cancel`).
+                    let (process_id, secret_key) = codec::parse_backend_key_data(&frame.body())?;
+                    let reg = self.cancels.register(UpstreamKey {
+                        process_id,
+                        secret_key,
+                    });
+                    let (pid, key) = reg.client_key();
                     greeting.extend_from_slice(&codec::backend_key_data(pid, key));
+                    registration = Some(reg);
                 }
                 b'Z' => {
                     greeting.extend_from_slice(&frame.raw);
-                    return Ok((upstream, greeting.freeze()));
+                    return Ok((upstream, greeting.freeze(), registration));
                 }
                 // ParameterStatus, NoticeResponse and the like go to the client as they are.
                 _ => greeting.extend_from_slice(&frame.raw),
             }
+        }
+    }
+
+    /// Sends the upstream's CancelRequest for a client's proxy key, if the
+    /// key belongs to a live session. Best effort, like PostgreSQL's own:
+    /// the client learns the outcome from its running query.
+    async fn forward_cancel(&self, process_id: i32, secret_key: i32, peer: SocketAddr) {
+        let Some(upstream_key) = self.cancels.lookup(process_id, secret_key) else {
+            tracing::info!(%peer, "cancel request with an unknown key: ignored");
+            return;
+        };
+        let cfg = &self.config.upstream;
+        let addr = (cfg.host.as_str(), cfg.port);
+        let connect = TcpStream::connect(addr);
+        let result = match tokio::time::timeout(
+            Duration::from_millis(cfg.connect_timeout_ms),
+            connect,
+        )
+        .await
+        {
+            Ok(Ok(mut upstream)) => upstream
+                .write_all(&codec::cancel_request(
+                    upstream_key.process_id,
+                    upstream_key.secret_key,
+                ))
+                .await
+                .map_err(|e| e.to_string()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("connection timed out".into()),
+        };
+        match result {
+            Ok(()) => tracing::info!(%peer, "cancel request forwarded upstream"),
+            Err(e) => tracing::warn!(%peer, error = %e, "cannot forward cancel request"),
         }
     }
 
@@ -429,13 +481,20 @@ pub enum UpstreamError {
     Refused { code: String, message: String },
 }
 
-/// Reads until a StartupMessage arrives, declining SSL and GSS encryption on
-/// the way. `Ok(None)`: a CancelRequest (handled by PostgreSQL's convention of
-/// closing without an answer).
+/// What a client's first packets asked for.
+enum Startup {
+    /// A session (the StartupMessage).
+    Session(StartupPacket),
+    /// A CancelRequest for the session holding this (proxy) key.
+    Cancel { process_id: i32, secret_key: i32 },
+}
+
+/// Reads until a StartupMessage or CancelRequest arrives, declining SSL and
+/// GSS encryption on the way.
 async fn read_startup(
     client: &mut TcpStream,
     buf: &mut BytesMut,
-) -> Result<Option<StartupPacket>, HandshakeError> {
+) -> Result<Startup, HandshakeError> {
     loop {
         if let Some(packet) = codec::decode_startup(buf)? {
             match packet {
@@ -444,8 +503,16 @@ async fn read_startup(
                     // (or gives up, when the client demands encryption).
                     client.write_all(b"N").await?;
                 }
-                StartupPacket::Cancel { .. } => return Ok(None),
-                startup @ StartupPacket::Startup { .. } => return Ok(Some(startup)),
+                StartupPacket::Cancel {
+                    process_id,
+                    secret_key,
+                } => {
+                    return Ok(Startup::Cancel {
+                        process_id,
+                        secret_key,
+                    })
+                }
+                startup @ StartupPacket::Startup { .. } => return Ok(Startup::Session(startup)),
             }
             continue;
         }

@@ -1,0 +1,127 @@
+//! CancelRequest forwarding.
+//!
+//! Clients only ever see the proxy's own BackendKeyData (the upstream's key
+//! would let them cancel queries behind the gateway's back, and names a
+//! backend on a server they should not address). A CancelRequest arrives on a
+//! fresh connection with that key; the registry maps it to the session's
+//! upstream key, and the proxy sends the real CancelRequest to the upstream.
+//! A key that matches nothing is dropped silently, as PostgreSQL does.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// The upstream key behind one proxy key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamKey {
+    pub process_id: i32,
+    pub secret_key: i32,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_pid: HashMap<i32, (i32, UpstreamKey)>,
+}
+
+/// Live sessions' keys, shared by a proxy's connections.
+#[derive(Clone, Default)]
+pub struct CancelRegistry {
+    inner: Arc<Mutex<Entries>>,
+}
+
+/// Keeps a session's key registered; dropping it (session end) unregisters.
+pub struct Registration {
+    registry: CancelRegistry,
+    process_id: i32,
+}
+
+impl Registration {
+    /// The proxy key to hand to the client.
+    pub fn client_key(&self) -> (i32, i32) {
+        let entries = self.registry.lock();
+        let (secret, _) = entries.by_pid[&self.process_id];
+        (self.process_id, secret)
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().by_pid.remove(&self.process_id);
+    }
+}
+
+impl CancelRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a session's upstream key under a fresh random proxy key.
+    pub fn register(&self, upstream: UpstreamKey) -> Registration {
+        let mut entries = self.lock();
+        let process_id = loop {
+            // Positive, like real backend pids; unique among live sessions.
+            let pid = (rand::random::<u32>() >> 1) as i32;
+            if pid != 0 && !entries.by_pid.contains_key(&pid) {
+                break pid;
+            }
+        };
+        entries
+            .by_pid
+            .insert(process_id, (rand::random::<i32>(), upstream));
+        Registration {
+            registry: self.clone(),
+            process_id,
+        }
+    }
+
+    /// The upstream key for a client's CancelRequest, if its key is live and
+    /// its secret matches.
+    pub fn lookup(&self, process_id: i32, secret_key: i32) -> Option<UpstreamKey> {
+        let entries = self.lock();
+        let (secret, upstream) = entries.by_pid.get(&process_id)?;
+        // Both are fixed-size integers: the comparison's time does not depend
+        // on how many bits match.
+        (*secret ^ secret_key == 0).then_some(*upstream)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_upstream_only_with_the_right_secret_and_only_while_live() {
+        let registry = CancelRegistry::default();
+        let up = UpstreamKey {
+            process_id: 4242,
+            secret_key: -7,
+        };
+        let reg = registry.register(up);
+        let (pid, secret) = reg.client_key();
+        assert!(pid > 0);
+        assert_ne!((pid, secret), (up.process_id, up.secret_key));
+        assert_eq!(registry.lookup(pid, secret), Some(up));
+        assert_eq!(registry.lookup(pid, secret.wrapping_add(1)), None);
+        assert_eq!(registry.lookup(pid.wrapping_add(1), secret), None);
+        drop(reg);
+        assert_eq!(registry.lookup(pid, secret), None, "session ended");
+    }
+
+    #[test]
+    fn concurrent_sessions_get_distinct_keys() {
+        let registry = CancelRegistry::default();
+        let regs: Vec<_> = (0..1000)
+            .map(|i| {
+                registry.register(UpstreamKey {
+                    process_id: i,
+                    secret_key: i,
+                })
+            })
+            .collect();
+        let pids: std::collections::HashSet<_> = regs.iter().map(|r| r.client_key().0).collect();
+        assert_eq!(pids.len(), 1000);
+        for (i, r) in regs.iter().enumerate() {
+            let (pid, secret) = r.client_key();
+            assert_eq!(registry.lookup(pid, secret).unwrap().process_id, i as i32);
+        }
+    }
+}
