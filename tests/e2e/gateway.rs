@@ -356,3 +356,107 @@ fn ctrl_c_in_psql_cancels_the_upstream_query_through_the_proxy() {
             .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "57014"))
     });
 }
+
+#[test]
+fn copy_in_and_out_and_notifications_pass_through_and_are_recorded() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let table = format!("vigil_copy_{}", std::process::id());
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &[
+            "-c",
+            &format!("DROP TABLE IF EXISTS {table}; CREATE TABLE {table}(id int, name text)"),
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+
+    // COPY FROM STDIN: psql streams CopyData from its standard input.
+    let mut child = std::process::Command::new("psql")
+        .env("PGPASSWORD", AGENT_PASSWORD)
+        .args([
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.spec.pg_port.to_string(),
+        ])
+        .args([
+            "-U",
+            AGENT,
+            "-d",
+            "test",
+            "-c",
+            &format!("\\copy {table} FROM STDIN"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"1\talice\n2\tbob\n3\tcarol\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+
+    // COPY TO STDOUT returns exactly the rows.
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &[
+            "-c",
+            &format!("COPY (SELECT id, name FROM {table} ORDER BY id) TO STDOUT"),
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1\talice\n2\tbob\n3\tcarol\n"
+    );
+
+    // LISTEN/NOTIFY in one session: the NotificationResponse reaches psql.
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &[
+            "-c",
+            "LISTEN vigil_chan",
+            "-c",
+            "NOTIFY vigil_chan, 'hello'",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("Asynchronous notification \"vigil_chan\" with payload \"hello\""),
+        "{}",
+        show(&out)
+    );
+
+    let _ = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-c", &format!("DROP TABLE {table}")],
+    );
+    // The ledger has both COPYs with their tags.
+    let events = gw.wait_for_events(|ev| {
+        let tags: Vec<&String> = ev
+            .iter()
+            .filter_map(|e| match &e.kind {
+                Some(Kind::Response(r)) => Some(&r.command_tags),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        tags.iter().filter(|t| t.as_str() == "COPY 3").count() == 2
+    });
+    assert!(events.iter().any(|e| matches!(&e.kind,
+        Some(Kind::Request(r)) if r.statement.starts_with("COPY") && r.statement.contains("FROM STDIN"))));
+}
