@@ -5,6 +5,7 @@
 #   libclang      bindgen, for RocksDB's C API (librocksdb-sys)
 #   clang, g++    compile RocksDB from source
 #   psql, pgbench real PostgreSQL clients for the end-to-end tests and the bench
+#   psycopg, asyncpg  real Python drivers for tests/e2e/clients.rs (PyPI)
 set -euo pipefail
 
 missing=()
@@ -21,4 +22,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python drivers (from PyPI; Debian's are older than the ones we test with).
+if ! python3 -c 'import psycopg, asyncpg' >/dev/null 2>&1; then
+  echo "install-deps: installing psycopg[binary] and asyncpg from PyPI"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  fi
+  python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]>=3.1" "asyncpg>=0.29" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "psycopg[binary]>=3.1" "asyncpg>=0.29"
 fi
