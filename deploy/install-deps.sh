@@ -6,6 +6,8 @@
 #   clang, g++    compile RocksDB from source
 #   psql, pgbench real PostgreSQL clients for the end-to-end tests and the bench
 #   psycopg, asyncpg  real Python drivers for tests/e2e/clients.rs (PyPI)
+#   node-postgres     the real Node.js driver for the same tests (npm, locked
+#                     by tests/clients/package-lock.json)
 set -euo pipefail
 
 missing=()
@@ -15,6 +17,8 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}"
@@ -35,4 +39,11 @@ if ! python3 -c 'import psycopg, asyncpg' >/dev/null 2>&1; then
   fi
   python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]>=3.1" "asyncpg>=0.29" 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "psycopg[binary]>=3.1" "asyncpg>=0.29"
+fi
+
+# node-postgres, at the version tests/clients/package-lock.json pins.
+clients="$(cd "$(dirname "$0")/.." && pwd)/tests/clients"
+if [ ! -d "$clients/node_modules/pg" ]; then
+  echo "install-deps: installing node-postgres (npm ci in tests/clients)"
+  npm ci --prefix "$clients" --no-audit --no-fund --silent
 fi

@@ -1,5 +1,5 @@
 //! Real drivers other than psql through the proxy: psycopg 3 and asyncpg
-//! (tests/clients/python_clients.py). Their results must be exactly what
+//! (tests/clients/python_clients.py), node-postgres (tests/clients/node_pg.js). Their results must be exactly what
 //! PostgreSQL returns, and their statements must be in the ledger with the
 //! parameters they bound.
 
@@ -58,4 +58,42 @@ fn psycopg_and_asyncpg_work_unchanged_through_vigil() {
         .iter()
         .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "22012"));
     assert!(failed, "the division by zero is recorded with its SQLSTATE");
+}
+
+#[test]
+fn node_postgres_works_unchanged_through_vigil() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/node_pg.js");
+    let out = std::process::Command::new("node")
+        .arg(script)
+        .env("VIGIL_PG_PORT", gw.spec.pg_port.to_string())
+        .env("VIGIL_USER", AGENT)
+        .env("VIGIL_PASSWORD", AGENT_PASSWORD)
+        .output()
+        .expect("run node");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("OK node-postgres"),
+        "{}",
+        show(&out)
+    );
+    // The named prepared statement ran twice, each time a Request with its value.
+    let events = gw.wait_for_events(|ev| {
+        ev.iter()
+            .any(|e| matches!(e.kind, Some(Kind::SessionClosed(_))))
+    });
+    let shouts: Vec<&Vec<u8>> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Request(r)) if r.statement_name == "vigil-shout" => {
+                r.parameters.first().map(|p| &p.value)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        shouts,
+        vec![&b"hey".to_vec(), &b"again".to_vec()],
+        "{events:#?}"
+    );
 }
