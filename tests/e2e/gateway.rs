@@ -460,3 +460,71 @@ fn copy_in_and_out_and_notifications_pass_through_and_are_recorded() {
     assert!(events.iter().any(|e| matches!(&e.kind,
         Some(Kind::Request(r)) if r.statement.starts_with("COPY") && r.statement.contains("FROM STDIN"))));
 }
+
+#[test]
+fn a_pgbench_pipeline_script_runs_and_every_step_is_recorded_in_order() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("pipeline.sql");
+    // Three statements sent before any result is read, one Sync at the end.
+    std::fs::write(
+        &script,
+        "\\set v random(1, 1000)\n\\startpipeline\nSELECT :v::int AS a;\nSELECT :v::int * 2 AS b;\nSELECT :v::int * 3 AS c;\n\\endpipeline\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new("pgbench")
+        .env("PGPASSWORD", AGENT_PASSWORD)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.spec.pg_port.to_string(),
+            "-U",
+            AGENT,
+        ])
+        .args(["-n", "-M", "extended", "-c", "2", "-t", "10", "-f"])
+        .arg(&script)
+        .arg("test")
+        .output()
+        .expect("run pgbench");
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("number of failed transactions: 0"),
+        "{}",
+        show(&out)
+    );
+    // 2 clients x 10 transactions x 3 pipelined statements.
+    let events = gw.wait_for_events(|ev| responses(ev).len() >= 60);
+    let reqs = requests(&events);
+    assert_eq!(reqs.len(), 60);
+    // Within each session, a, b, c in order, each with its own result.
+    for session in events
+        .iter()
+        .filter(|e| matches!(e.kind, Some(Kind::SessionOpened(_))))
+        .map(|e| e.session_id.clone())
+    {
+        let stmts: Vec<String> = events
+            .iter()
+            .filter(|e| e.session_id == session)
+            .filter_map(|e| match &e.kind {
+                Some(Kind::Request(r)) => Some(r.statement.clone()),
+                _ => None,
+            })
+            .collect();
+        for chunk in stmts.chunks(3) {
+            assert_eq!(
+                chunk,
+                [
+                    "SELECT $1::int AS a;",
+                    "SELECT $1::int * 2 AS b;",
+                    "SELECT $1::int * 3 AS c;"
+                ]
+            );
+        }
+    }
+    let ok = responses(&events)
+        .into_iter()
+        .filter(|r| r.command_tags == vec!["SELECT 1"] && r.rows == 1 && !r.not_executed)
+        .count();
+    assert_eq!(ok, 60);
+}
