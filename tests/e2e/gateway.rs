@@ -225,6 +225,7 @@ fn dev_mode_needs_no_config_and_keeps_its_key() {
         upstream_port: 5432,
         upstream_password_file: None,
         ledger_extra: String::new(),
+        pg_extra: String::new(),
     };
     let args = vec![
         "up".to_string(),

@@ -62,6 +62,8 @@ pub struct GatewaySpec {
     pub upstream_password_file: Option<PathBuf>,
     /// Extra TOML for the end of the `[ledger]` table (sub-tables allowed).
     pub ledger_extra: String,
+    /// Extra keys for the `[[postgres]]` table (e.g. `tls = { ... }`).
+    pub pg_extra: String,
 }
 
 impl GatewaySpec {
@@ -73,6 +75,7 @@ impl GatewaySpec {
             upstream_port: 5432,
             upstream_password_file: None,
             ledger_extra: String::new(),
+            pg_extra: String::new(),
         }
     }
 
@@ -103,6 +106,7 @@ body_keys_file = "{data}/../body.keys"
 [[postgres]]
 name = "e2e-pg"
 listen = "127.0.0.1:{pg}"
+{pg_extra}
 upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000{pwfile} }}
 [[identities]]
 name = "{agent}"
@@ -117,6 +121,7 @@ groups = ["agents", "research"]
             agent = AGENT,
             hash = AGENT_HASH,
             ledger_extra = self.ledger_extra,
+            pg_extra = self.pg_extra,
             pwfile = self
                 .upstream_password_file
                 .as_ref()

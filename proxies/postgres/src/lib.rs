@@ -11,6 +11,7 @@ pub mod cancel;
 pub mod codec;
 pub mod relay;
 pub mod server;
+pub mod tls;
 pub mod tracker;
 pub mod upstream_auth;
 

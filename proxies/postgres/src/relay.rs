@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -22,17 +22,18 @@ use vigil_proto::events::{event::Kind, Parameter, Request, Response};
 use vigil_proxy_core::{EventSink, SessionContext};
 
 use crate::codec::{self, Frame};
+use crate::tls::ClientStream;
 use crate::tracker::{Completed, Tracker};
 
 /// Runs the session until either side ends it; returns why it ended.
 pub async fn run(
-    client: TcpStream,
+    client: ClientStream,
     client_buf: BytesMut,
     upstream: TcpStream,
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
 ) -> String {
-    let (client_rd, client_wr) = client.into_split();
+    let (client_rd, client_wr) = tokio::io::split(client);
     let (upstream_rd, upstream_wr) = upstream.into_split();
     let shared = Arc::new(Shared {
         tracker: Mutex::new(Tracker::new()),
@@ -73,7 +74,7 @@ pub async fn run(
     reason
 }
 
-type ClientWriter = Arc<tokio::sync::Mutex<OwnedWriteHalf>>;
+type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<ClientStream>>>;
 
 /// Tells the client why the session ends (best effort: it may be gone).
 async fn send_fatal(client_wr: &ClientWriter, code: &str, message: &str) {
@@ -118,10 +119,10 @@ impl Shared {
 
 /// Client -> upstream.
 async fn frontend(
-    mut client: OwnedReadHalf,
+    mut client: ReadHalf<ClientStream>,
     mut buf: BytesMut,
     mut upstream: OwnedWriteHalf,
-    client_wr: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    client_wr: ClientWriter,
     shared: Arc<Shared>,
 ) -> String {
     let mut out = BytesMut::with_capacity(8192);
@@ -291,7 +292,7 @@ async fn on_client_frame(frame: &Frame, shared: &Arc<Shared>) -> Result<Forward,
 /// Upstream -> client.
 async fn backend(
     mut upstream: OwnedReadHalf,
-    client_wr: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    client_wr: ClientWriter,
     shared: Arc<Shared>,
 ) -> String {
     let mut buf = BytesMut::with_capacity(64 * 1024);

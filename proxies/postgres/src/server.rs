@@ -14,6 +14,7 @@ use vigil_proxy_core::{EventSink, SessionContext, StaticIdentities, VerifiedIden
 use crate::cancel::{CancelRegistry, Registration, UpstreamKey};
 use crate::codec::{self, AuthRequest, Frame, StartupPacket};
 use crate::relay;
+use crate::tls::{ClientStream, TlsSettings};
 use crate::upstream_auth::{md5_password, ScramClient, UpstreamAuthError};
 
 /// How long a client may take to send its startup packet and password.
@@ -53,9 +54,11 @@ pub struct ProxyConfig {
     /// The connection's name, recorded on every event ("ehr-primary").
     pub name: String,
     pub upstream: UpstreamConfig,
-    /// Accept passwords in cleartext from non-loopback clients. Off by default:
-    /// until TLS to clients exists, remote clients are refused.
+    /// Accept passwords over plaintext TCP from non-loopback clients. Off by
+    /// default: remote clients must use TLS.
     pub allow_remote_plaintext: bool,
+    /// TLS to clients (SSLRequest answered 'S'); `None`: answered 'N'.
+    pub tls: Option<TlsSettings>,
 }
 
 /// The PostgreSQL proxy: shared by every connection it accepts.
@@ -77,6 +80,8 @@ enum HandshakeError {
     Io(#[from] std::io::Error),
     #[error("timed out waiting for the client")]
     Timeout,
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
 }
 
 impl PostgresProxy {
@@ -118,28 +123,45 @@ impl PostgresProxy {
         }
     }
 
-    async fn handle_client(self: Arc<Self>, mut client: TcpStream, peer: SocketAddr) {
+    async fn handle_client(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
         let mut buf = BytesMut::with_capacity(8192);
-        let startup =
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_startup(&mut client, &mut buf))
-                .await
-                .unwrap_or(Err(HandshakeError::Timeout))
-            {
-                Ok(Startup::Session(params)) => params,
-                Ok(Startup::Cancel {
+        let (mut client, startup) = match tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            read_startup(tcp, &mut buf, self.config.tls.as_ref()),
+        )
+        .await
+        .unwrap_or(Err((None, HandshakeError::Timeout)))
+        {
+            Ok((client, Startup::Session(params))) => (client, params),
+            Ok((
+                _,
+                Startup::Cancel {
                     process_id,
                     secret_key,
-                }) => {
-                    // PostgreSQL answers a CancelRequest with nothing.
-                    self.forward_cancel(process_id, secret_key, peer).await;
-                    return;
-                }
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "refused client: bad startup");
+                },
+            )) => {
+                // PostgreSQL answers a CancelRequest with nothing.
+                self.forward_cancel(process_id, secret_key, peer).await;
+                return;
+            }
+            Err((client, e)) => {
+                tracing::info!(%peer, error = %e, "refused client: bad startup");
+                if let Some(mut client) = client {
                     send_fatal(&mut client, "08P01", &format!("invalid startup: {e}")).await;
-                    return;
                 }
-            };
+                return;
+            }
+        };
+        if !client.is_tls() && self.config.tls.as_ref().is_some_and(|t| t.required) {
+            tracing::info!(%peer, "refused client: TLS required");
+            send_fatal(
+                &mut client,
+                "28000",
+                "Vigil requires TLS on this listener (use sslmode=require or stronger)",
+            )
+            .await;
+            return;
+        }
 
         let identity = match self
             .authenticate(&mut client, &mut buf, &startup, peer)
@@ -164,7 +186,7 @@ impl PostgresProxy {
             client_user: identity.subject.clone(),
             upstream_user: self.config.upstream.user.clone(),
             application_name: startup.param("application_name").unwrap_or("").into(),
-            tls: false,
+            tls: client.is_tls(),
         }));
         if let Err(e) = self.sink.record(opened).await {
             tracing::error!(session = %session.session_id(), error = %e, "cannot record session start; refusing session");
@@ -217,7 +239,7 @@ impl PostgresProxy {
     /// told why, and `None` comes back.
     async fn authenticate(
         &self,
-        client: &mut TcpStream,
+        client: &mut ClientStream,
         buf: &mut BytesMut,
         startup: &StartupPacket,
         peer: SocketAddr,
@@ -243,7 +265,7 @@ impl PostgresProxy {
             }
         }
         let loopback = peer.ip().is_loopback();
-        if !loopback && !self.config.allow_remote_plaintext {
+        if !loopback && !client.is_tls() && !self.config.allow_remote_plaintext {
             send_fatal(
                 client,
                 "28000",
@@ -489,42 +511,87 @@ enum Startup {
     Cancel { process_id: i32, secret_key: i32 },
 }
 
-/// Reads until a StartupMessage or CancelRequest arrives, declining SSL and
-/// GSS encryption on the way.
+/// Reads until a StartupMessage or CancelRequest arrives. An SSLRequest is
+/// answered 'S' and the connection switched to TLS when the listener has a
+/// certificate, else 'N'; GSSENCRequest is always 'N' (libpq then goes on
+/// without it, or gives up when the client demands it). On error, the
+/// stream comes back when the client can still be told why.
 async fn read_startup(
-    client: &mut TcpStream,
+    tcp: TcpStream,
     buf: &mut BytesMut,
-) -> Result<Startup, HandshakeError> {
+    tls: Option<&TlsSettings>,
+) -> Result<(ClientStream, Startup), (Option<ClientStream>, HandshakeError)> {
+    let mut client = ClientStream::Plain(tcp);
     loop {
-        if let Some(packet) = codec::decode_startup(buf)? {
+        let packet = match codec::decode_startup(buf) {
+            Ok(p) => p,
+            Err(e) => return Err((Some(client), e.into())),
+        };
+        if let Some(packet) = packet {
             match packet {
-                StartupPacket::SslRequest | StartupPacket::GssEncRequest => {
-                    // 'N': not supported; libpq then continues in plaintext
-                    // (or gives up, when the client demands encryption).
-                    client.write_all(b"N").await?;
+                StartupPacket::SslRequest => match (tls, client) {
+                    (Some(settings), ClientStream::Plain(mut tcp)) => {
+                        // Bytes already sent after the SSLRequest would be
+                        // read as if they came over TLS (CVE-2021-23214).
+                        if !buf.is_empty() {
+                            return Err((
+                                Some(ClientStream::Plain(tcp)),
+                                HandshakeError::Protocol(codec::CodecError::Malformed {
+                                    what: "SSLRequest",
+                                    detail: "data sent before the TLS handshake",
+                                }),
+                            ));
+                        }
+                        if let Err(e) = tcp.write_all(b"S").await {
+                            return Err((None, e.into()));
+                        }
+                        match settings.acceptor.accept(tcp).await {
+                            Ok(stream) => client = ClientStream::Tls(Box::new(stream)),
+                            Err(e) => return Err((None, HandshakeError::Tls(e.to_string()))),
+                        }
+                    }
+                    (_, mut other) => {
+                        // No TLS here, or a second SSLRequest inside TLS.
+                        if let Err(e) = other.write_all(b"N").await {
+                            return Err((None, e.into()));
+                        }
+                        client = other;
+                    }
+                },
+                StartupPacket::GssEncRequest => {
+                    if let Err(e) = client.write_all(b"N").await {
+                        return Err((None, e.into()));
+                    }
                 }
                 StartupPacket::Cancel {
                     process_id,
                     secret_key,
                 } => {
-                    return Ok(Startup::Cancel {
-                        process_id,
-                        secret_key,
-                    })
+                    return Ok((
+                        client,
+                        Startup::Cancel {
+                            process_id,
+                            secret_key,
+                        },
+                    ))
                 }
-                startup @ StartupPacket::Startup { .. } => return Ok(Startup::Session(startup)),
+                startup @ StartupPacket::Startup { .. } => {
+                    return Ok((client, Startup::Session(startup)))
+                }
             }
             continue;
         }
-        if client.read_buf(buf).await? == 0 {
-            return Err(HandshakeError::Closed);
+        match client.read_buf(buf).await {
+            Ok(0) => return Err((None, HandshakeError::Closed)),
+            Ok(_) => {}
+            Err(e) => return Err((None, e.into())),
         }
     }
 }
 
 /// Reads one typed message; `Ok(None)` when the peer closed cleanly.
-pub(crate) async fn read_frame(
-    stream: &mut TcpStream,
+pub(crate) async fn read_frame<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
     buf: &mut BytesMut,
 ) -> Result<Option<Frame>, std::io::Error> {
     loop {
@@ -539,7 +606,7 @@ pub(crate) async fn read_frame(
     }
 }
 
-async fn send_fatal(client: &mut TcpStream, code: &str, message: &str) {
+async fn send_fatal<S: tokio::io::AsyncWrite + Unpin>(client: &mut S, code: &str, message: &str) {
     let _ = client
         .write_all(&codec::error_response("FATAL", code, message))
         .await;

@@ -99,6 +99,7 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
                 connect_timeout_ms: 2000,
             },
             allow_remote_plaintext: false,
+            tls: None,
         },
         Arc::new(identities),
         sink.clone(),

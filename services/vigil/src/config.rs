@@ -14,6 +14,7 @@ use serde::Deserialize;
 use vigil_ledger::Keyring;
 use vigil_ledger_service::retention::RetentionPeriod;
 use vigil_proxy_core::{StaticIdentities, StaticIdentity};
+use vigil_proxy_postgres::tls::TlsSettings;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
 
 #[derive(Debug, Deserialize)]
@@ -109,7 +110,22 @@ pub struct PostgresSection {
     /// TLS to clients exists; off by default).
     #[serde(default)]
     pub allow_remote_plaintext: bool,
+    /// TLS to clients: a certificate and key (PEM).
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
     pub upstream: UpstreamSection,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain, the server certificate first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Refuse clients that do not switch to TLS (default true).
+    #[serde(default = "default_true")]
+    pub required: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +191,7 @@ impl Config {
                 name: "dev".into(),
                 listen: "127.0.0.1:6543".parse().expect("literal address"),
                 allow_remote_plaintext: false,
+                tls: None,
                 upstream: UpstreamSection {
                     host: "127.0.0.1".into(),
                     port: 5432,
@@ -304,6 +321,22 @@ impl Config {
                 } else {
                     None
                 };
+                let tls = match &pg.tls {
+                    None => None,
+                    Some(t) => {
+                        let read = |path: &Path| {
+                            std::fs::read(path).with_context(|| {
+                                format!("postgres \"{}\": cannot read {}", pg.name, path.display())
+                            })
+                        };
+                        let (cert, key) = (read(&t.cert_file)?, read(&t.key_file)?);
+                        Some(
+                            TlsSettings::from_pem(&cert, &key, t.required).with_context(|| {
+                                format!("postgres \"{}\": unusable TLS certificate or key", pg.name)
+                            })?,
+                        )
+                    }
+                };
                 Ok((
                     pg.listen,
                     ProxyConfig {
@@ -317,6 +350,7 @@ impl Config {
                             connect_timeout_ms: up.connect_timeout_ms,
                         },
                         allow_remote_plaintext: pg.allow_remote_plaintext,
+                        tls,
                     },
                 ))
             })
@@ -459,6 +493,33 @@ upstream = { host = "127.0.0.1", user = "postgres" }
         c.validate().unwrap();
         assert!(c.identities.iter().all(|i| i.loopback_only));
         assert!(c.postgres.iter().all(|p| p.listen.ip().is_loopback()));
+    }
+
+    #[test]
+    fn unusable_tls_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        for (cert, want) in [
+            (
+                "/nonexistent/cert.pem".to_string(),
+                "cannot read /nonexistent/cert.pem",
+            ),
+            (
+                junk.display().to_string(),
+                "unusable TLS certificate or key",
+            ),
+        ] {
+            let text = GOOD.replace(
+                "listen = \"127.0.0.1:7543\"",
+                &format!(
+                    "listen = \"127.0.0.1:7543\"\ntls = {{ cert_file = \"{cert}\", key_file = \"{}\" }}",
+                    junk.display()
+                ),
+            );
+            let err = format!("{:#}", Config::parse(&text).unwrap().proxies().unwrap_err());
+            assert!(err.contains(want), "{err}");
+        }
     }
 
     #[test]
