@@ -5,6 +5,7 @@
 #   libclang      bindgen, for RocksDB's C API (librocksdb-sys)
 #   clang, g++    compile RocksDB from source
 #   psql, pgbench real PostgreSQL clients for the end-to-end tests and the bench
+#   openssl       makes the self-signed certificate of the TLS test
 #   psycopg, asyncpg  real Python drivers for tests/e2e/clients.rs (PyPI)
 #   node-postgres     the real Node.js driver for the same tests (npm, locked
 #                     by tests/clients/package-lock.json)
@@ -17,6 +18,7 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 

@@ -97,3 +97,58 @@ fn node_postgres_works_unchanged_through_vigil() {
         "{events:#?}"
     );
 }
+
+#[tokio::test]
+async fn tokio_postgres_binary_formats_and_pipelining_work_through_vigil() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password='{AGENT_PASSWORD}' dbname=test",
+        gw.spec.pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("connect through vigil");
+    tokio::spawn(connection);
+    // tokio-postgres binds and reads everything in binary.
+    let row = client
+        .query_one(
+            "SELECT $1::int8 * 2, $2::text || '!', $3::float8, $4::bool, $5::bytea",
+            &[&21i64, &"hi", &1.5f64, &true, &vec![0u8, 255]],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), 42);
+    assert_eq!(row.get::<_, String>(1), "hi!");
+    assert_eq!(row.get::<_, f64>(2), 1.5);
+    assert!(row.get::<_, bool>(3));
+    assert_eq!(row.get::<_, Vec<u8>>(4), vec![0, 255]);
+    // Several queries in flight at once on one connection (pipelining).
+    let stmt = client.prepare("SELECT $1::int4 + 1").await.unwrap();
+    let futures = (0..10i32).map(|i| {
+        let (client, stmt) = (&client, &stmt);
+        async move {
+            client
+                .query_one(stmt, &[&i])
+                .await
+                .unwrap()
+                .get::<_, i32>(0)
+        }
+    });
+    // Polled together, so their messages are pipelined on the connection.
+    let got = futures_util::future::join_all(futures).await;
+    assert_eq!(got, (1..=10).collect::<Vec<i32>>());
+    // An error keeps the connection usable, with the right SQLSTATE.
+    let err = client.simple_query("SELECT 1/0").await.unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&tokio_postgres::error::SqlState::DIVISION_BY_ZERO)
+    );
+    assert_eq!(
+        client
+            .query_one("SELECT 7::int4", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        7
+    );
+}
