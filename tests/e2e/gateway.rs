@@ -529,3 +529,73 @@ fn a_pgbench_pipeline_script_runs_and_every_step_is_recorded_in_order() {
         .count();
     assert_eq!(ok, 60);
 }
+
+#[test]
+fn notices_and_transaction_state_reach_the_client_exactly() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &[
+            "-v",
+            "ON_ERROR_STOP=0",
+            "-c",
+            "DO $$ BEGIN RAISE NOTICE 'vigil notice %', 42; END $$",
+            "-c",
+            "SET application_name = 'vigil-changed'",
+            "-c",
+            "SHOW application_name",
+            "-f",
+            "-",
+        ],
+    );
+    // (-f - reads nothing: stdin is not a terminal and empty.)
+    assert!(out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("NOTICE:  vigil notice 42"),
+        "{}",
+        show(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("vigil-changed"));
+
+    // An error inside a transaction block: the client sees the aborted state
+    // (SQLSTATE 25P02) exactly as PostgreSQL reports it, and ROLLBACK clears it.
+    let script = "BEGIN;\nSELECT 1/0;\nSELECT 1;\nROLLBACK;\nSELECT 'after' AS state;\n";
+    let mut child = std::process::Command::new("psql")
+        .env("PGPASSWORD", AGENT_PASSWORD)
+        .args(["-X", "-h", "127.0.0.1", "-p", &gw.spec.pg_port.to_string()])
+        .args(["-U", AGENT, "-d", "test", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(script.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("division by zero"), "{}", show(&out));
+    assert!(
+        stderr.contains(
+            "current transaction is aborted, commands ignored until end of transaction block"
+        ),
+        "{}",
+        show(&out)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("after"));
+    let events = gw.wait_for_events(|ev| closed_sessions(ev) == 2);
+    let codes: Vec<String> = responses(&events)
+        .into_iter()
+        .map(|r| r.error_code.clone())
+        .filter(|c| !c.is_empty())
+        .collect();
+    assert_eq!(codes, vec!["22012", "25P02"]);
+}
