@@ -599,3 +599,60 @@ fn notices_and_transaction_state_reach_the_client_exactly() {
         .collect();
     assert_eq!(codes, vec!["22012", "25P02"]);
 }
+
+#[test]
+fn large_objects_over_the_function_call_protocol_round_trip_and_are_recorded() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let dir = tempfile::tempdir().unwrap();
+    let (src, dst) = (dir.path().join("in.bin"), dir.path().join("out.bin"));
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    // psql's \lo_import / \lo_export use libpq's fast path (FunctionCall).
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-c", &format!("\\lo_import {}", src.display())],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let oid: u32 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .strip_prefix("lo_import ")
+        .unwrap_or_else(|| panic!("{}", show(&out)))
+        .parse()
+        .unwrap();
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-c", &format!("\\lo_export {oid} {}", dst.display())],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        std::fs::read(&dst).unwrap(),
+        data,
+        "bytes survive the round trip"
+    );
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-c", &format!("\\lo_unlink {oid}")],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+
+    let events = gw.wait_for_events(|ev| closed_sessions(ev) == 3);
+    let calls: Vec<_> = requests(&events)
+        .into_iter()
+        .filter(|r| r.protocol_path == "function_call")
+        .collect();
+    assert!(
+        calls.len() >= 4,
+        "open, write, read, close at least: {}",
+        calls.len()
+    );
+    assert!(calls
+        .iter()
+        .all(|r| r.statement.starts_with("function call: oid ")));
+    assert!(
+        responses(&events).iter().all(|r| r.error_code.is_empty()),
+        "every call succeeded"
+    );
+}

@@ -233,20 +233,18 @@ pub struct Bind {
     pub result_formats: Vec<i16>,
 }
 
-pub fn parse_bind(body: Bytes) -> Result<Bind, CodecError> {
-    const WHAT: &str = "Bind";
-    let mut body = body;
-    let portal = read_cstr(&mut body, WHAT)?;
-    let statement = read_cstr(&mut body, WHAT)?;
-    let nfmt = read_count(&mut body, WHAT)?;
+/// Parameter format codes then values: the shared middle of `Bind` and
+/// `FunctionCall`.
+fn read_params(body: &mut Bytes, what: &'static str) -> Result<Vec<BindParam>, CodecError> {
+    let nfmt = read_count(body, what)?;
     let mut formats = Vec::with_capacity(nfmt.min(1024));
     for _ in 0..nfmt {
-        formats.push(read_i16(&mut body, WHAT)?);
+        formats.push(read_i16(body, what)?);
     }
-    let nparams = read_count(&mut body, WHAT)?;
+    let nparams = read_count(body, what)?;
     if nfmt > 1 && nfmt != nparams {
         return Err(malformed(
-            WHAT,
+            what,
             "format count does not match parameter count",
         ));
     }
@@ -257,18 +255,52 @@ pub fn parse_bind(body: Bytes) -> Result<Bind, CodecError> {
             1 => formats[0] == 1,
             _ => formats[i] == 1,
         };
-        let len = read_i32(&mut body, WHAT)?;
+        let len = read_i32(body, what)?;
         let value = if len == -1 {
             None
         } else {
-            let len = usize::try_from(len).map_err(|_| malformed(WHAT, "negative length"))?;
+            let len = usize::try_from(len).map_err(|_| malformed(what, "negative length"))?;
             if body.remaining() < len {
-                return Err(malformed(WHAT, "truncated parameter"));
+                return Err(malformed(what, "truncated parameter"));
             }
             Some(body.split_to(len))
         };
         params.push(BindParam { binary, value });
     }
+    Ok(params)
+}
+
+/// `FunctionCall` ('F'): a server function run by OID (libpq's fast path,
+/// used e.g. by large-object calls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionCall {
+    pub function_oid: u32,
+    pub args: Vec<BindParam>,
+    pub result_binary: bool,
+}
+
+pub fn parse_function_call(body: Bytes) -> Result<FunctionCall, CodecError> {
+    const WHAT: &str = "FunctionCall";
+    let mut body = body;
+    let function_oid = read_i32(&mut body, WHAT)? as u32;
+    let args = read_params(&mut body, WHAT)?;
+    let result_binary = read_i16(&mut body, WHAT)? == 1;
+    if body.has_remaining() {
+        return Err(malformed(WHAT, "trailing bytes"));
+    }
+    Ok(FunctionCall {
+        function_oid,
+        args,
+        result_binary,
+    })
+}
+
+pub fn parse_bind(body: Bytes) -> Result<Bind, CodecError> {
+    const WHAT: &str = "Bind";
+    let mut body = body;
+    let portal = read_cstr(&mut body, WHAT)?;
+    let statement = read_cstr(&mut body, WHAT)?;
+    let params = read_params(&mut body, WHAT)?;
     let nres = read_count(&mut body, WHAT)?;
     let mut result_formats = Vec::with_capacity(nres.min(1024));
     for _ in 0..nres {
@@ -718,5 +750,38 @@ mod tests {
         assert_eq!(parse_backend_key_data(&k[5..]).unwrap(), (77, -5));
         assert!(parse_backend_key_data(&k[5..12]).is_err());
         assert!(parse_backend_key_data(&[0; 9]).is_err());
+    }
+
+    #[test]
+    fn function_calls_parse_and_malformed_ones_are_errors() {
+        // lo_open(16384, 0x20000): oid 952, two binary int4 args, binary result.
+        let mut body = BytesMut::new();
+        body.put_i32(952);
+        body.put_i16(1);
+        body.put_i16(1);
+        body.put_i16(2);
+        body.put_i32(4);
+        body.put_i32(16384);
+        body.put_i32(4);
+        body.put_i32(0x20000);
+        body.put_i16(1);
+        let call = parse_function_call(body.clone().freeze()).unwrap();
+        assert_eq!(call.function_oid, 952);
+        assert_eq!(call.args.len(), 2);
+        assert!(call.args.iter().all(|a| a.binary));
+        assert_eq!(
+            call.args[0].value.as_deref(),
+            Some(&16384i32.to_be_bytes()[..])
+        );
+        assert!(call.result_binary);
+        for cut in 0..body.len() {
+            assert!(
+                parse_function_call(body.clone().freeze().slice(..cut)).is_err(),
+                "{cut}"
+            );
+        }
+        let mut trailing = body.clone();
+        trailing.put_u8(0);
+        assert!(parse_function_call(trailing.freeze()).is_err());
     }
 }

@@ -266,12 +266,28 @@ async fn on_client_frame(frame: &Frame, shared: &Arc<Shared>) -> Result<Forward,
         }
         b'X' => return Ok(Forward::Terminate),
         b'F' => {
-            // The function-call protocol runs server functions by OID, with no
-            // statement text to audit. Refused until it can be inspected.
-            return Err(Refusal {
-                code: "0A000",
-                message: "Vigil does not relay the function-call protocol".into(),
-            });
+            // libpq's fast path (large objects and the like): a server function
+            // by OID. No statement text exists, so the Request names the OID
+            // and carries the arguments; the call ends at ReadyForQuery like a
+            // simple Query.
+            let call = codec::parse_function_call(frame.body()).map_err(Refusal::protocol)?;
+            let seq = shared.session.next_statement_seq();
+            shared.tracker.lock().expect("tracker lock").push_query(seq);
+            Some(Request {
+                statement_seq: seq,
+                statement: format!("function call: oid {}", call.function_oid),
+                protocol_path: "function_call".into(),
+                parameters: call
+                    .args
+                    .into_iter()
+                    .map(|p| Parameter {
+                        is_null: p.value.is_none(),
+                        binary: p.binary,
+                        value: p.value.map(|v| v.to_vec()).unwrap_or_default(),
+                    })
+                    .collect(),
+                ..Default::default()
+            })
         }
         // Describe, Flush, COPY data and the rest pass through as they are.
         _ => None,
