@@ -21,6 +21,7 @@ pub mod events {
                 event::Kind::PendingOperation(_) => "pending_operation",
                 event::Kind::ApprovalDecision(_) => "approval_decision",
                 event::Kind::RetentionPruned(_) => "retention_pruned",
+                event::Kind::CancelRequested(_) => "cancel_requested",
             }
         }
     }

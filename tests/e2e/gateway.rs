@@ -351,11 +351,25 @@ fn ctrl_c_in_psql_cancels_the_upstream_query_through_the_proxy() {
         "{}",
         show(&out)
     );
-    // The ledger records the cancelled statement's outcome.
-    gw.wait_for_events(|ev| {
+    // The ledger records the cancel, in the cancelled session, and the
+    // cancelled statement's outcome.
+    let events = gw.wait_for_events(|ev| {
         ev.iter()
             .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "57014"))
+            && ev
+                .iter()
+                .any(|e| matches!(e.kind, Some(Kind::CancelRequested(_))))
     });
+    let request = events
+        .iter()
+        .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement.contains("pg_sleep")))
+        .unwrap();
+    let cancel = events
+        .iter()
+        .find(|e| matches!(e.kind, Some(Kind::CancelRequested(_))))
+        .unwrap();
+    assert_eq!(cancel.session_id, request.session_id);
+    assert!(matches!(&cancel.kind, Some(Kind::CancelRequested(c)) if c.forwarded));
 }
 
 #[test]

@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use vigil_proxy_core::SessionContext;
+
 /// The upstream key behind one proxy key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UpstreamKey {
@@ -17,9 +19,16 @@ pub struct UpstreamKey {
     pub secret_key: i32,
 }
 
+struct Entry {
+    secret: i32,
+    upstream: UpstreamKey,
+    /// The session the key belongs to, so that a cancel is recorded there.
+    session: Option<Arc<SessionContext>>,
+}
+
 #[derive(Default)]
 struct Entries {
-    by_pid: HashMap<i32, (i32, UpstreamKey)>,
+    by_pid: HashMap<i32, Entry>,
 }
 
 /// Live sessions' keys, shared by a proxy's connections.
@@ -38,8 +47,7 @@ impl Registration {
     /// The proxy key to hand to the client.
     pub fn client_key(&self) -> (i32, i32) {
         let entries = self.registry.lock();
-        let (secret, _) = entries.by_pid[&self.process_id];
-        (self.process_id, secret)
+        (self.process_id, entries.by_pid[&self.process_id].secret)
     }
 }
 
@@ -55,7 +63,11 @@ impl CancelRegistry {
     }
 
     /// Registers a session's upstream key under a fresh random proxy key.
-    pub fn register(&self, upstream: UpstreamKey) -> Registration {
+    pub fn register(
+        &self,
+        upstream: UpstreamKey,
+        session: Option<Arc<SessionContext>>,
+    ) -> Registration {
         let mut entries = self.lock();
         let process_id = loop {
             // Positive, like real backend pids; unique among live sessions.
@@ -64,9 +76,14 @@ impl CancelRegistry {
                 break pid;
             }
         };
-        entries
-            .by_pid
-            .insert(process_id, (rand::random::<i32>(), upstream));
+        entries.by_pid.insert(
+            process_id,
+            Entry {
+                secret: rand::random::<i32>(),
+                upstream,
+                session,
+            },
+        );
         Registration {
             registry: self.clone(),
             process_id,
@@ -75,12 +92,16 @@ impl CancelRegistry {
 
     /// The upstream key for a client's CancelRequest, if its key is live and
     /// its secret matches.
-    pub fn lookup(&self, process_id: i32, secret_key: i32) -> Option<UpstreamKey> {
+    pub fn lookup(
+        &self,
+        process_id: i32,
+        secret_key: i32,
+    ) -> Option<(UpstreamKey, Option<Arc<SessionContext>>)> {
         let entries = self.lock();
-        let (secret, upstream) = entries.by_pid.get(&process_id)?;
+        let entry = entries.by_pid.get(&process_id)?;
         // Both are fixed-size integers: the comparison's time does not depend
         // on how many bits match.
-        (*secret ^ secret_key == 0).then_some(*upstream)
+        (entry.secret ^ secret_key == 0).then(|| (entry.upstream, entry.session.clone()))
     }
 }
 
@@ -95,15 +116,15 @@ mod tests {
             process_id: 4242,
             secret_key: -7,
         };
-        let reg = registry.register(up);
+        let reg = registry.register(up, None);
         let (pid, secret) = reg.client_key();
         assert!(pid > 0);
         assert_ne!((pid, secret), (up.process_id, up.secret_key));
-        assert_eq!(registry.lookup(pid, secret), Some(up));
-        assert_eq!(registry.lookup(pid, secret.wrapping_add(1)), None);
-        assert_eq!(registry.lookup(pid.wrapping_add(1), secret), None);
+        assert_eq!(registry.lookup(pid, secret).map(|(k, _)| k), Some(up));
+        assert!(registry.lookup(pid, secret.wrapping_add(1)).is_none());
+        assert!(registry.lookup(pid.wrapping_add(1), secret).is_none());
         drop(reg);
-        assert_eq!(registry.lookup(pid, secret), None, "session ended");
+        assert!(registry.lookup(pid, secret).is_none(), "session ended");
     }
 
     #[test]
@@ -111,17 +132,20 @@ mod tests {
         let registry = CancelRegistry::default();
         let regs: Vec<_> = (0..1000)
             .map(|i| {
-                registry.register(UpstreamKey {
-                    process_id: i,
-                    secret_key: i,
-                })
+                registry.register(
+                    UpstreamKey {
+                        process_id: i,
+                        secret_key: i,
+                    },
+                    None,
+                )
             })
             .collect();
         let pids: std::collections::HashSet<_> = regs.iter().map(|r| r.client_key().0).collect();
         assert_eq!(pids.len(), 1000);
         for (i, r) in regs.iter().enumerate() {
             let (pid, secret) = r.client_key();
-            assert_eq!(registry.lookup(pid, secret).unwrap().process_id, i as i32);
+            assert_eq!(registry.lookup(pid, secret).unwrap().0.process_id, i as i32);
         }
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use vigil_proto::events::{event::Kind, SessionClosed, SessionOpened};
+use vigil_proto::events::{event::Kind, CancelRequested, SessionClosed, SessionOpened};
 use vigil_proxy_core::{EventSink, SessionContext, StaticIdentities, VerifiedIdentity};
 
 use crate::cancel::{CancelRegistry, Registration, UpstreamKey};
@@ -201,7 +201,10 @@ impl PostgresProxy {
         tracing::info!(session = %session.session_id(), subject = %identity.subject, %peer, "session opened");
 
         let started = std::time::Instant::now();
-        let reason = match self.connect_upstream(&startup, &database).await {
+        let reason = match self
+            .connect_upstream(&startup, &database, session.clone())
+            .await
+        {
             // `_cancel` keeps the session's cancel key live until it ends.
             Ok((upstream, greeting, _cancel)) => {
                 if let Err(e) = client.write_all(&greeting).await {
@@ -329,6 +332,7 @@ impl PostgresProxy {
         &self,
         startup: &StartupPacket,
         database: &str,
+        session: Arc<SessionContext>,
     ) -> Result<(TcpStream, Bytes, Option<Registration>), UpstreamError> {
         let cfg = &self.config.upstream;
         let addr = format!("{}:{}", cfg.host, cfg.port);
@@ -426,10 +430,13 @@ impl PostgresProxy {
                     // would let them cancel queries behind the gateway's back.
                     // The registry maps it back (see `cancel`).
                     let (process_id, secret_key) = codec::parse_backend_key_data(&frame.body())?;
-                    let reg = self.cancels.register(UpstreamKey {
-                        process_id,
-                        secret_key,
-                    });
+                    let reg = self.cancels.register(
+                        UpstreamKey {
+                            process_id,
+                            secret_key,
+                        },
+                        Some(session.clone()),
+                    );
                     let (pid, key) = reg.client_key();
                     greeting.extend_from_slice(&codec::backend_key_data(pid, key));
                     registration = Some(reg);
@@ -448,7 +455,7 @@ impl PostgresProxy {
     /// key belongs to a live session. Best effort, like PostgreSQL's own:
     /// the client learns the outcome from its running query.
     async fn forward_cancel(&self, process_id: i32, secret_key: i32, peer: SocketAddr) {
-        let Some(upstream_key) = self.cancels.lookup(process_id, secret_key) else {
+        let Some((upstream_key, session)) = self.cancels.lookup(process_id, secret_key) else {
             tracing::info!(%peer, "cancel request with an unknown key: ignored");
             return;
         };
@@ -471,9 +478,20 @@ impl PostgresProxy {
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => Err("connection timed out".into()),
         };
-        match result {
+        match &result {
             Ok(()) => tracing::info!(%peer, "cancel request forwarded upstream"),
             Err(e) => tracing::warn!(%peer, error = %e, "cannot forward cancel request"),
+        }
+        // Recorded after forwarding: a cancel only ever stops work, so it is
+        // not held back for the ledger (unlike a statement).
+        if let Some(session) = session {
+            let event = session.event(Kind::CancelRequested(CancelRequested {
+                client_addr: peer.to_string(),
+                forwarded: result.is_ok(),
+            }));
+            if let Err(e) = self.sink.record(event).await {
+                tracing::error!(session = %session.session_id(), error = %e, "cannot record a cancel request");
+            }
         }
     }
 

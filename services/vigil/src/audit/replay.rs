@@ -128,6 +128,15 @@ fn describe(e: &Event) -> String {
             "retention pruned bodies of entries {}..{} ({})",
             r.first_index, r.end_index, r.policy
         ),
+        Some(Kind::CancelRequested(c)) => format!(
+            "cancel requested from {}{}",
+            c.client_addr,
+            if c.forwarded {
+                ", forwarded to the database"
+            } else {
+                ", could not be forwarded"
+            }
+        ),
         None => "(event without a kind)".into(),
     }
 }
