@@ -166,7 +166,8 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             std::fs::write(&out, serde_json::to_string_pretty(&b)? + "\n")
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
-                "wrote {} with {} entries ({} events proven); check it with `vigil audit check-bundle {}`",
+                "wrote {} with {} entries ({} events proven); check it with `vigil audit check-bundle {}`.\n\
+                 It holds event bodies (exact statements and parameters: possibly PHI); store and send it as such.",
                 out.display(),
                 b.entries.len(),
                 report.events.len(),
