@@ -26,6 +26,20 @@ fn b64_hashes(v: &serde_json::Value) -> Vec<[u8; 32]> {
         .collect()
 }
 
+/// `vigil audit export --session SID --out PATH`.
+fn export_session(gw: &Gateway, sid: &str, out: &Path) -> Output {
+    audit(
+        gw,
+        &[
+            "export",
+            "--session",
+            sid,
+            "--out",
+            &out.display().to_string(),
+        ],
+    )
+}
+
 fn audit(gw: &Gateway, args: &[&str]) -> Output {
     let (url, key) = (gw.ledger_url(), gw.verifier_key());
     let mut all = vec!["audit", args[0], "--ledger", &url, "--key", &key];
@@ -136,16 +150,7 @@ fn verify_prove_export_check_and_replay_a_session() {
 
     // export a session bundle, check it offline.
     let bundle = gw.dir.path().join("bundle.json");
-    let out = audit(
-        &gw,
-        &[
-            "export",
-            "--session",
-            &sid,
-            "--out",
-            &bundle.display().to_string(),
-        ],
-    );
+    let out = export_session(&gw, &sid, &bundle);
     assert!(out.status.success(), "{}", show(&out));
     let check = |path: &Path, key: Option<&str>| {
         let mut args = vec![
@@ -510,16 +515,7 @@ fn retention_prunes_old_bodies_and_every_proof_still_verifies() {
     let out = audit(&gw, &["prove", "--event-id", &old_events[1].event_id]);
     assert!(out.status.success(), "{}", show(&out));
     let bundle = gw.dir.path().join("old.json");
-    let out = audit(
-        &gw,
-        &[
-            "export",
-            "--session",
-            &old,
-            "--out",
-            &bundle.display().to_string(),
-        ],
-    );
+    let out = export_session(&gw, &old, &bundle);
     assert!(out.status.success(), "{}", show(&out));
     let out = gw.vigil(&[
         "audit",

@@ -387,36 +387,12 @@ fn copy_in_and_out_and_notifications_pass_through_and_are_recorded() {
     assert!(out.status.success(), "{}", show(&out));
 
     // COPY FROM STDIN: psql streams CopyData from its standard input.
-    let mut child = std::process::Command::new("psql")
-        .env("PGPASSWORD", AGENT_PASSWORD)
-        .args([
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &gw.spec.pg_port.to_string(),
-        ])
-        .args([
-            "-U",
-            AGENT,
-            "-d",
-            "test",
-            "-c",
-            &format!("\\copy {table} FROM STDIN"),
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"1\talice\n2\tbob\n3\tcarol\n").unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    let out = gw.psql_with_stdin(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-c", &format!("\\copy {table} FROM STDIN")],
+        "1\talice\n2\tbob\n3\tcarol\n",
+    );
     assert!(out.status.success(), "{}", show(&out));
 
     // COPY TO STDOUT returns exactly the rows.
@@ -576,25 +552,13 @@ fn notices_and_transaction_state_reach_the_client_exactly() {
     // An error inside a transaction block: the client sees the aborted state
     // (SQLSTATE 25P02) exactly as PostgreSQL reports it, and ROLLBACK clears it.
     let script = "BEGIN;\nSELECT 1/0;\nSELECT 1;\nROLLBACK;\nSELECT 'after' AS state;\n";
-    let mut child = std::process::Command::new("psql")
-        .env("PGPASSWORD", AGENT_PASSWORD)
-        .args(["-X", "-h", "127.0.0.1", "-p", &gw.spec.pg_port.to_string()])
-        .args(["-U", AGENT, "-d", "test", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
+    // (ON_ERROR_STOP off: psql must go on to the ROLLBACK.)
+    let out = gw.psql_with_stdin(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-v", "ON_ERROR_STOP=0", "-f", "-"],
+        script,
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("division by zero"), "{}", show(&out));
     assert!(

@@ -270,8 +270,40 @@ impl Gateway {
 
     /// psql against the gateway with the given user and password.
     pub fn psql(&self, user: &str, password: &str, args: &[&str]) -> Output {
-        Command::new("psql")
-            .env("PGPASSWORD", password)
+        self.psql_command(user, password, args)
+            .output()
+            .expect("run psql")
+    }
+
+    /// Like [`Gateway::psql`], with `input` on psql's standard input (for
+    /// `-f -` scripts and `\copy ... FROM STDIN`).
+    pub fn psql_with_stdin(
+        &self,
+        user: &str,
+        password: &str,
+        args: &[&str],
+        input: &str,
+    ) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .psql_command(user, password, args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run psql");
+        child
+            .stdin
+            .take()
+            .expect("psql stdin")
+            .write_all(input.as_bytes())
+            .expect("write psql stdin");
+        child.wait_with_output().expect("wait for psql")
+    }
+
+    fn psql_command(&self, user: &str, password: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new("psql");
+        cmd.env("PGPASSWORD", password)
             .env("PGCONNECT_TIMEOUT", "10")
             .args([
                 "-h",
@@ -286,9 +318,8 @@ impl Gateway {
                 "-v",
                 "ON_ERROR_STOP=1",
             ])
-            .args(args)
-            .output()
-            .expect("run psql")
+            .args(args);
+        cmd
     }
 
     /// Runs `vigil` with the given arguments (e.g. the audit tools).

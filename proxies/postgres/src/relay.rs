@@ -188,6 +188,18 @@ impl Refusal {
     }
 }
 
+/// Bound values as the Request event records them: exactly as sent.
+fn parameters(params: Vec<codec::BindParam>) -> Vec<Parameter> {
+    params
+        .into_iter()
+        .map(|p| Parameter {
+            is_null: p.value.is_none(),
+            binary: p.binary,
+            value: p.value.map(|v| v.to_vec()).unwrap_or_default(),
+        })
+        .collect()
+}
+
 async fn on_client_frame(frame: &Frame, shared: &Arc<Shared>) -> Result<Forward, Refusal> {
     let request = match frame.tag {
         b'Q' => {
@@ -231,14 +243,7 @@ async fn on_client_frame(frame: &Frame, shared: &Arc<Shared>) -> Result<Forward,
                 Some(info) => (
                     info.query.to_string(),
                     info.statement_name,
-                    info.params
-                        .into_iter()
-                        .map(|p| Parameter {
-                            is_null: p.value.is_none(),
-                            binary: p.binary,
-                            value: p.value.map(|v| v.to_vec()).unwrap_or_default(),
-                        })
-                        .collect(),
+                    parameters(info.params),
                 ),
                 None => (String::new(), String::new(), Vec::new()),
             };
@@ -277,15 +282,7 @@ async fn on_client_frame(frame: &Frame, shared: &Arc<Shared>) -> Result<Forward,
                 statement_seq: seq,
                 statement: format!("function call: oid {}", call.function_oid),
                 protocol_path: "function_call".into(),
-                parameters: call
-                    .args
-                    .into_iter()
-                    .map(|p| Parameter {
-                        is_null: p.value.is_none(),
-                        binary: p.binary,
-                        value: p.value.map(|v| v.to_vec()).unwrap_or_default(),
-                    })
-                    .collect(),
+                parameters: parameters(call.args),
                 ..Default::default()
             })
         }
