@@ -9,7 +9,9 @@
 //! holds can be tested (and fuzzed) without sockets.
 #![forbid(unsafe_code)]
 
+pub mod classify;
 pub mod identity;
+pub mod mask;
 pub mod session;
 pub mod sink;
 

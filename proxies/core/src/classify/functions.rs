@@ -1,0 +1,234 @@
+//! What calling a built-in (or well-known extension) function, or setting a
+//! configuration parameter, means for policy.
+//!
+//! Function names are matched on their last part whatever schema they were
+//! called through: `pg_catalog.pg_read_file`, `public.pg_read_file` and
+//! `PG_READ_FILE` all count. Extensions such as dblink live in whatever
+//! schema they were installed into, and tagging a look-alike user function
+//! too is the safe side.
+
+use super::names::last_part;
+
+/// Functions that read, list or write files on the database server.
+const FILE_ACCESS: &[&str] = &[
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "pg_ls_logdir",
+    "pg_ls_waldir",
+    "pg_ls_tmpdir",
+    "pg_ls_archive_statusdir",
+    "pg_ls_logicalsnapdir",
+    "pg_ls_logicalmapdir",
+    "pg_ls_replslotdir",
+    "pg_current_logfile",
+    "lo_import",
+    "lo_export",
+    // adminpack
+    "pg_file_write",
+    "pg_file_rename",
+    "pg_file_unlink",
+    "pg_file_sync",
+    "pg_file_read",
+    "pg_file_length",
+    "pg_logdir_ls",
+    "pg_logfile_rotate",
+];
+
+/// Functions that run SQL (or fetch rows) given as text or from another
+/// database, so the statement that really runs is not in front of us.
+const DYNAMIC_SQL: &[&str] = &[
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    "cursor_to_xml",
+    "cursor_to_xmlschema",
+    "table_to_xml",
+    "table_to_xmlschema",
+    "table_to_xml_and_xmlschema",
+    "schema_to_xml",
+    "schema_to_xmlschema",
+    "schema_to_xml_and_xmlschema",
+    "database_to_xml",
+    "database_to_xmlschema",
+    "database_to_xml_and_xmlschema",
+    "ts_stat",
+    "dblink",
+    "dblink_exec",
+    "dblink_open",
+    "dblink_fetch",
+    "dblink_send_query",
+    "dblink_get_result",
+    "pg_logical_slot_get_changes",
+    "pg_logical_slot_peek_changes",
+    "pg_logical_slot_get_binary_changes",
+    "pg_logical_slot_peek_binary_changes",
+];
+
+/// Functions that control the server, other sessions, replication or
+/// statistics: operator business, never an agent's.
+const SERVER_ADMIN: &[&str] = &[
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_promote",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_backup_start",
+    "pg_backup_stop",
+    "pg_start_backup",
+    "pg_stop_backup",
+    "pg_wal_replay_pause",
+    "pg_wal_replay_resume",
+    "pg_create_physical_replication_slot",
+    "pg_create_logical_replication_slot",
+    "pg_copy_physical_replication_slot",
+    "pg_copy_logical_replication_slot",
+    "pg_drop_replication_slot",
+    "pg_replication_slot_advance",
+    "pg_replication_origin_create",
+    "pg_replication_origin_drop",
+    "pg_stat_reset",
+    "pg_stat_reset_shared",
+    "pg_stat_reset_single_table_counters",
+    "pg_stat_reset_single_function_counters",
+    "pg_stat_reset_slru",
+    "pg_stat_reset_replication_slot",
+    "pg_stat_statements_reset",
+    "pg_import_system_collations",
+    "pg_log_backend_memory_contexts",
+];
+
+/// The derived kind tags a call of `name` (normalised) adds.
+pub(crate) fn call_tags(name: &str) -> Vec<&'static str> {
+    let f = last_part(name);
+    let mut tags = Vec::new();
+    if FILE_ACCESS.contains(&f) {
+        tags.extend(["file_access", "admin"]);
+    }
+    if DYNAMIC_SQL.contains(&f) {
+        tags.push("opaque");
+    }
+    if SERVER_ADMIN.contains(&f) || f.starts_with("pg_logical_slot_") {
+        tags.push("admin");
+    }
+    tags
+}
+
+/// Why a change of client_encoding is not classified: the gateway decodes
+/// client text as UTF-8, and in a multi-byte encoding such as SJIS or BIG5
+/// a byte that reads as a backslash here is the second half of a character
+/// for the server, so string literals would end in different places.
+pub(crate) const NOT_UTF8: &str = "a change of client_encoding away from UTF8";
+
+/// How PostgreSQL names UTF-8: case and punctuation do not matter.
+pub(crate) fn is_utf8_name(name: &str) -> bool {
+    let folded: String = name
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    folded == "utf8" || folded == "unicode"
+}
+
+/// `set_config(name, value, is_local)` is `SET` in function form.
+pub(crate) fn is_set_config(name: &str) -> bool {
+    last_part(name) == "set_config"
+}
+
+/// Aggregates that fold any number of rows into one scalar. A query whose
+/// select list holds only these (and no GROUP BY) returns one row, so it is
+/// not a bulk read. Aggregates that collect rows (`array_agg`, `string_agg`,
+/// `json_agg`, ...) are deliberately absent: one row of them can hold a
+/// whole table.
+const SCALAR_AGGREGATES: &[&str] = &[
+    "count",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "every",
+    "bool_and",
+    "bool_or",
+    "bit_and",
+    "bit_or",
+    "bit_xor",
+    "stddev",
+    "stddev_pop",
+    "stddev_samp",
+    "variance",
+    "var_pop",
+    "var_samp",
+    "corr",
+    "covar_pop",
+    "covar_samp",
+    "regr_avgx",
+    "regr_avgy",
+    "regr_count",
+    "regr_intercept",
+    "regr_r2",
+    "regr_slope",
+    "regr_sxx",
+    "regr_sxy",
+    "regr_syy",
+];
+
+pub(crate) fn is_scalar_aggregate(name: &str) -> bool {
+    SCALAR_AGGREGATES.contains(&last_part(name))
+}
+
+/// Aggregates that gather rows into one value: a LIMIT does not bound what
+/// they return.
+const COLLECTING_AGGREGATES: &[&str] = &[
+    "array_agg",
+    "string_agg",
+    "json_agg",
+    "jsonb_agg",
+    "json_object_agg",
+    "jsonb_object_agg",
+    "json_agg_strict",
+    "jsonb_agg_strict",
+    "json_object_agg_strict",
+    "jsonb_object_agg_strict",
+    "json_object_agg_unique",
+    "jsonb_object_agg_unique",
+    "json_arrayagg",
+    "json_objectagg",
+    "xmlagg",
+    "range_agg",
+];
+
+pub(crate) fn is_collecting_aggregate(name: &str) -> bool {
+    COLLECTING_AGGREGATES.contains(&last_part(name))
+}
+
+/// What setting configuration parameter `name` (normalised, any scope)
+/// means, as derived kind tags, whether by `SET`, `RESET` or `set_config`.
+pub(crate) fn setting_tags(name: &str) -> &'static [&'static str] {
+    match last_part(name) {
+        "role" | "session_authorization" => &["set_role", "admin", "privilege_change"],
+        // Libraries named here are loaded into the backend: LOAD by another name.
+        "session_preload_libraries"
+        | "local_preload_libraries"
+        | "shared_preload_libraries"
+        | "dynamic_library_path" => &["load_library", "admin"],
+        // Switch off integrity checks, triggers, row security or the
+        // server's own statement logging.
+        "session_replication_role"
+        | "allow_system_table_mods"
+        | "ignore_system_indexes"
+        | "zero_damaged_pages"
+        | "ignore_checksum_failure"
+        | "ignore_invalid_pages"
+        | "lo_compat_privileges"
+        | "row_security"
+        | "log_statement"
+        | "log_min_duration_statement"
+        | "log_min_messages"
+        | "log_min_error_statement"
+        | "log_duration" => &["admin"],
+        _ => &[],
+    }
+}
