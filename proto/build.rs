@@ -4,6 +4,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
         .build_client(true)
         .build_server(true)
+        // Maps encode in key order, so an event's bytes do not depend on a
+        // hash seed.
+        .btree_map(["."])
         .compile_protos(&["vigil/events.proto", "vigil/ledger.proto"], &["."])?;
     println!("cargo:rerun-if-changed=vigil");
     Ok(())

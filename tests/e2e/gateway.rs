@@ -226,6 +226,8 @@ fn dev_mode_needs_no_config_and_keeps_its_key() {
         upstream_password_file: None,
         ledger_extra: String::new(),
         pg_extra: String::new(),
+        // What --dev applies by itself.
+        policy: "builtin:phi-default".into(),
     };
     let args = vec![
         "up".to_string(),
@@ -246,20 +248,41 @@ fn dev_mode_needs_no_config_and_keeps_its_key() {
     assert!(out.status.success(), "{}", show(&out));
     // The agent is dev; the database sees the gateway's own credential.
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "postgres");
+    // --dev applies the shipped PHI policy.
+    let out = gw.psql(
+        "dev",
+        "dev",
+        &["-c", "DROP TABLE IF EXISTS vigil_dev_nothing"],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Vigil denied this statement"),
+        "{}",
+        show(&out)
+    );
     let size = {
-        gw.wait_for_events(|ev| closed_sessions(ev) == 1);
+        gw.wait_for_events(|ev| closed_sessions(ev) == 2);
         gw.checkpoint_size()
     };
 
     // A restart on the same data directory keeps the key and the log.
+    // ... and --policy replaces it.
     let args = vec![
         "up".to_string(),
         "--dev".into(),
         "--data-dir".into(),
         data.display().to_string(),
+        "--policy".into(),
+        "builtin:allow-all".into(),
     ];
     let again = gw.restart(args);
     assert_eq!(again.verifier_key(), key);
+    let out = again.psql(
+        "dev",
+        "dev",
+        &["-c", "DROP TABLE IF EXISTS vigil_dev_nothing"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
     assert!(again.checkpoint_size() >= size);
     let out = again.vigil(&[
         "audit",

@@ -64,6 +64,11 @@ pub struct GatewaySpec {
     pub ledger_extra: String,
     /// Extra keys for the `[[postgres]]` table (e.g. `tls = { ... }`).
     pub pg_extra: String,
+    /// The listener's policy. Tests of protocol fidelity run under
+    /// `builtin:allow-all` (they COPY, call functions by OID and read whole
+    /// tables on purpose); policy tests set the shipped PHI default or their
+    /// own file.
+    pub policy: String,
 }
 
 impl GatewaySpec {
@@ -76,6 +81,7 @@ impl GatewaySpec {
             upstream_password_file: None,
             ledger_extra: String::new(),
             pg_extra: String::new(),
+            policy: "builtin:allow-all".into(),
         }
     }
 
@@ -89,6 +95,11 @@ impl GatewaySpec {
             vigil_ledger::Keyring::generate_line("e2e-1"),
         )
         .expect("write body keyring");
+        std::fs::write(
+            dir.join("masking.key"),
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n",
+        )
+        .expect("write masking key");
         config
     }
 
@@ -106,13 +117,17 @@ body_keys_file = "{data}/../body.keys"
 [[postgres]]
 name = "e2e-pg"
 listen = "127.0.0.1:{pg}"
+policy = "{policy}"
 {pg_extra}
 upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000{pwfile} }}
 [[identities]]
 name = "{agent}"
 password_hash = "{hash}"
 groups = ["agents", "research"]
+[masking]
+hash_key_file = "{data}/../masking.key"
 "#,
+            policy = self.policy,
             data = data_dir.display(),
             http = self.http_port,
             grpc = self.grpc_port,
@@ -275,6 +290,22 @@ impl Gateway {
             .expect("run psql")
     }
 
+    /// Like [`Gateway::psql`], with extra environment variables (e.g.
+    /// `PGCLIENTENCODING`, `PGOPTIONS`).
+    pub fn psql_command_env(
+        &self,
+        user: &str,
+        password: &str,
+        env: &[(&str, &str)],
+        args: &[&str],
+    ) -> Output {
+        let mut cmd = self.psql_command(user, password, args);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run psql")
+    }
+
     /// Like [`Gateway::psql`], with `input` on psql's standard input (for
     /// `-f -` scripts and `\copy ... FROM STDIN`).
     pub fn psql_with_stdin(
@@ -404,6 +435,31 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// psql straight to the upstream PostgreSQL (database `test`, as postgres):
+/// for setting up and checking what the gateway must not have changed.
+pub fn direct_psql(sql: &str) -> Output {
+    Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            "5432",
+            "-U",
+            "postgres",
+            "-d",
+            "test",
+            "-X",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("run psql")
 }
 
 /// Stdout and stderr of a command, for assertion messages.

@@ -12,6 +12,7 @@
 pub mod classify;
 pub mod identity;
 pub mod mask;
+pub mod policy;
 pub mod session;
 pub mod sink;
 

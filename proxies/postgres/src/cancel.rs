@@ -49,6 +49,12 @@ impl Registration {
         let entries = self.registry.lock();
         (self.process_id, entries.by_pid[&self.process_id].secret)
     }
+
+    /// The upstream key behind it (for the proxy's own cancels, e.g. when a
+    /// result is stopped at its row limit).
+    pub fn upstream_key(&self) -> UpstreamKey {
+        self.registry.lock().by_pid[&self.process_id].upstream
+    }
 }
 
 impl Drop for Registration {

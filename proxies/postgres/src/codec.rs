@@ -38,7 +38,7 @@ pub enum CodecError {
     },
 }
 
-fn malformed(what: &'static str, detail: &'static str) -> CodecError {
+pub(crate) fn malformed(what: &'static str, detail: &'static str) -> CodecError {
     CodecError::Malformed { what, detail }
 }
 
@@ -152,7 +152,7 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
     Ok(Some(Frame { tag: raw[0], raw }))
 }
 
-fn read_cstr(body: &mut Bytes, what: &'static str) -> Result<String, CodecError> {
+pub(crate) fn read_cstr(body: &mut Bytes, what: &'static str) -> Result<String, CodecError> {
     let end = body
         .iter()
         .position(|&b| b == 0)
@@ -164,21 +164,21 @@ fn read_cstr(body: &mut Bytes, what: &'static str) -> Result<String, CodecError>
     Ok(s)
 }
 
-fn read_i16(body: &mut Bytes, what: &'static str) -> Result<i16, CodecError> {
+pub(crate) fn read_i16(body: &mut Bytes, what: &'static str) -> Result<i16, CodecError> {
     if body.remaining() < 2 {
         return Err(malformed(what, "truncated"));
     }
     Ok(body.get_i16())
 }
 
-fn read_i32(body: &mut Bytes, what: &'static str) -> Result<i32, CodecError> {
+pub(crate) fn read_i32(body: &mut Bytes, what: &'static str) -> Result<i32, CodecError> {
     if body.remaining() < 4 {
         return Err(malformed(what, "truncated"));
     }
     Ok(body.get_i32())
 }
 
-fn read_count(body: &mut Bytes, what: &'static str) -> Result<usize, CodecError> {
+pub(crate) fn read_count(body: &mut Bytes, what: &'static str) -> Result<usize, CodecError> {
     let n = read_i16(body, what)?;
     usize::try_from(n).map_err(|_| malformed(what, "negative count"))
 }
@@ -439,7 +439,7 @@ pub fn parse_auth_request(body: Bytes) -> Result<AuthRequest, CodecError> {
 
 // ---- encoders ----
 
-fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Bytes {
+pub(crate) fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Bytes {
     let mut buf = BytesMut::with_capacity(64);
     buf.put_u8(tag);
     buf.put_i32(0);
@@ -449,7 +449,7 @@ fn message(tag: u8, body: impl FnOnce(&mut BytesMut)) -> Bytes {
     buf.freeze()
 }
 
-fn put_cstr(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_cstr(buf: &mut BytesMut, s: &str) {
     buf.put_slice(s.as_bytes());
     buf.put_u8(0);
 }

@@ -3,13 +3,27 @@
 //! - [`codec`]: pure framing and message parsing/encoding (no I/O);
 //! - [`upstream_auth`]: the client side of PostgreSQL authentication (trust,
 //!   cleartext, MD5, SCRAM-SHA-256) with the gateway's own credential;
+//! - [`results`]: pure parsing/encoding of result messages (RowDescription,
+//!   DataRow, COPY data) and the messages the proxy writes itself;
 //! - [`tracker`]: pure bookkeeping that pairs statements with their results;
-//! - [`relay`] and [`server`]: the only code here that touches sockets.
+//! - [`gate`]: the session's policy gate (classifier + policy, pure);
+//! - [`refuse`]: refusing a statement with a probe, so transaction state
+//!   stays exactly PostgreSQL's (pure);
+//! - [`masking`]: per-result masking plans applied to each row (pure);
+//! - [`catalog`]: table OIDs to names, through a catalog connection;
+//! - [`login`]: the upstream login with the gateway's credential;
+//! - [`relay`] and [`server`]: the session's socket loops.
 #![forbid(unsafe_code)]
 
 pub mod cancel;
+pub mod catalog;
 pub mod codec;
+pub mod gate;
+pub mod login;
+pub mod masking;
+pub mod refuse;
 pub mod relay;
+pub mod results;
 pub mod server;
 pub mod tls;
 pub mod tracker;

@@ -1,29 +1,61 @@
-//! The relay loop of one session: client and upstream bytes flow through
-//! unchanged, and every statement is recorded on the way.
+//! The relay loop of one session: client and upstream bytes flow through,
+//! every statement is judged by policy and recorded on the way, and results
+//! are masked on the way back.
 //!
 //! Two tasks, one per direction, so that neither side can stall the other
 //! (a client pipelining writes while the server streams rows). They share the
 //! [`Tracker`] that pairs statements with results. The relay parses only
-//! message framing and the handful of message bodies named below; it never
-//! interprets SQL.
+//! message framing and the handful of message bodies named below; SQL is
+//! judged by the session's [`Gate`] (classifier and policy, pure code).
 //!
-//! Fail closed: a Request event is recorded durably *before* its statement is
-//! forwarded. If it cannot be, the session ends with a FATAL error and the
-//! statement never reaches the database.
+//! Fail closed: a Request event and its Decision are recorded durably
+//! *before* the statement is forwarded. If they cannot be, the session ends
+//! with a FATAL error and the statement never reaches the database. A
+//! statement the policy refuses never reaches it either: a probe that fails
+//! without touching data goes in its place, and its error is rewritten into
+//! the refusal (see `refuse`), so that transaction state stays exactly as
+//! PostgreSQL would have it.
 
 use std::sync::{Arc, Mutex};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use vigil_proto::events::{event::Kind, Parameter, Request, Response};
+use vigil_proto::events::{event::Kind, Decision, MaskedColumn, Parameter, Request, Response};
+use vigil_proxy_core::classify::Classification;
+use vigil_proxy_core::mask::Masker;
+use vigil_proxy_core::policy::{Outcome, Policy, Verdict};
 use vigil_proxy_core::{EventSink, SessionContext};
 
+use crate::catalog::Catalog;
 use crate::codec::{self, Frame};
+use crate::gate::{self, Gate};
+use crate::masking::{self, RowPlan};
+use crate::refuse::{Refusal, Refusals};
+use crate::results;
 use crate::tls::ClientStream;
-use crate::tracker::{Completed, Tracker};
+use crate::tracker::{Completed, DescriptionFor, RunAttrs, Tracker};
+
+/// Everything policy needs for one session.
+pub struct SessionPolicy {
+    pub gate: Gate,
+    pub masker: Arc<Masker>,
+    pub catalog: Arc<Catalog>,
+    /// The upstream database (catalog lookups are per database).
+    pub database: String,
+    /// Where and with which key the proxy can cancel the upstream's work
+    /// (a result stopped at its row limit).
+    pub cancel: Option<UpstreamCancel>,
+}
+
+#[derive(Clone, Debug)]
+pub struct UpstreamCancel {
+    pub addr: String,
+    pub process_id: i32,
+    pub secret_key: i32,
+}
 
 /// Runs the session until either side ends it; returns why it ended.
 pub async fn run(
@@ -32,11 +64,23 @@ pub async fn run(
     upstream: TcpStream,
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
+    policy: SessionPolicy,
 ) -> String {
     let (client_rd, client_wr) = tokio::io::split(client);
     let (upstream_rd, upstream_wr) = upstream.into_split();
+    let SessionPolicy {
+        gate,
+        masker,
+        catalog,
+        database,
+        cancel,
+    } = policy;
+    let gate_policy = gate.policy_arc();
     let shared = Arc::new(Shared {
         tracker: Mutex::new(Tracker::new()),
+        refusals: Mutex::new(Refusals::new(rand::random())),
+        policy_name: gate.policy().name().to_string(),
+        masks_anything: gate.policy().masks_anything(),
         session,
         sink,
         audit_failed: Notify::new(),
@@ -51,8 +95,20 @@ pub async fn run(
         upstream_wr,
         client_wr.clone(),
         shared.clone(),
+        gate,
     );
-    let backend = backend(upstream_rd, client_wr.clone(), shared.clone());
+    let backend = backend(
+        upstream_rd,
+        client_wr.clone(),
+        shared.clone(),
+        Masking {
+            policy: gate_policy,
+            masker,
+            catalog,
+            database,
+            cancel,
+        },
+    );
     let reason = tokio::select! {
         r = frontend => r,
         r = backend => r,
@@ -84,6 +140,9 @@ async fn send_fatal(client_wr: &ClientWriter, code: &str, message: &str) {
 
 struct Shared {
     tracker: Mutex<Tracker>,
+    refusals: Mutex<Refusals>,
+    policy_name: String,
+    masks_anything: bool,
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
     audit_failed: Notify,
@@ -95,7 +154,7 @@ impl Shared {
     fn record_response(self: &Arc<Self>, done: Completed) {
         let (error_code, error_message) =
             done.error.map(|e| (e.code, e.message)).unwrap_or_default();
-        let event = self.session.event(Kind::Response(Response {
+        self.record_in_background(Kind::Response(Response {
             statement_seq: done.statement_seq,
             command_tags: done.tags,
             rows: done.rows,
@@ -103,18 +162,55 @@ impl Shared {
             error_message,
             duration_micros: done.duration.as_micros() as u64,
             not_executed: done.not_executed,
+            masked_columns: done.masked_columns,
+            stopped_after_rows: done.stopped_after_rows,
         }));
+    }
+
+    fn record_in_background(self: &Arc<Self>, kind: Kind) {
         // `record` hands the event to the bus before it returns, so events keep
         // their order; only the wait for durability happens in the background.
-        let pending = self.sink.record(event);
+        let pending = self.sink.record(self.session.event(kind));
         let shared = self.clone();
         tokio::spawn(async move {
             if let Err(e) = pending.await {
-                tracing::error!(session = %shared.session.session_id(), error = %e, "response event not recorded");
+                tracing::error!(session = %shared.session.session_id(), error = %e, "event not recorded");
                 shared.audit_failed.notify_one();
             }
         });
     }
+
+    fn decision(&self, statement_seq: u64, verdict: &Verdict, stage: &str) -> Kind {
+        Kind::Decision(Decision {
+            statement_seq,
+            outcome: verdict.outcome.as_str().into(),
+            rule: verdict.rule.clone(),
+            reason: verdict.reason.clone(),
+            policy: self.policy_name.clone(),
+            stage: stage.into(),
+        })
+    }
+
+    /// What the backend must do with a run's results under this verdict.
+    fn run_attrs(&self, verdict: &Arc<Verdict>) -> RunAttrs {
+        RunAttrs {
+            mask: verdict.outcome == Outcome::Mask && self.masks_anything,
+            max_rows: verdict.max_rows,
+            own_describe: false,
+            verdict: Some(verdict.clone()),
+            portal: None,
+        }
+    }
+}
+
+/// The frontend's own state: the policy gate and what it decided per
+/// prepared statement (judged once, at Parse).
+struct Frontend {
+    shared: Arc<Shared>,
+    gate: Gate,
+    verdicts: std::collections::HashMap<String, Arc<Verdict>>,
+    /// Portals bound since their last Execute.
+    fresh_portals: std::collections::HashSet<String>,
 }
 
 /// Client -> upstream.
@@ -124,7 +220,14 @@ async fn frontend(
     mut upstream: OwnedWriteHalf,
     client_wr: ClientWriter,
     shared: Arc<Shared>,
+    gate: Gate,
 ) -> String {
+    let mut state = Frontend {
+        shared,
+        gate,
+        verdicts: Default::default(),
+        fresh_portals: Default::default(),
+    };
     let mut out = BytesMut::with_capacity(8192);
     loop {
         loop {
@@ -141,8 +244,8 @@ async fn frontend(
                     return format!("error: invalid frontend message: {e}");
                 }
             };
-            match on_client_frame(&frame, &shared).await {
-                Ok(Forward::Yes) => out.extend_from_slice(&frame.raw),
+            match state.on_client_frame(&frame, &mut out).await {
+                Ok(Forward::Done) => {}
                 Ok(Forward::Terminate) => {
                     out.extend_from_slice(&frame.raw);
                     let _ = upstream.write_all(&out).await;
@@ -169,19 +272,20 @@ async fn frontend(
 }
 
 enum Forward {
-    Yes,
+    /// The frame (or what the proxy sends in its place) is in `out`.
+    Done,
     Terminate,
 }
 
 /// Why the proxy ended a session instead of forwarding a message.
-struct Refusal {
+struct Fatal {
     code: &'static str,
     message: String,
 }
 
-impl Refusal {
+impl Fatal {
     fn protocol(e: codec::CodecError) -> Self {
-        Refusal {
+        Fatal {
             code: "08P01",
             message: format!("invalid frontend message: {e}"),
         }
@@ -200,106 +304,244 @@ fn parameters(params: Vec<codec::BindParam>) -> Vec<Parameter> {
         .collect()
 }
 
-async fn on_client_frame(frame: &Frame, shared: &Arc<Shared>) -> Result<Forward, Refusal> {
-    let request = match frame.tag {
-        b'Q' => {
-            let sql = codec::parse_query(frame.body()).map_err(Refusal::protocol)?;
-            let seq = shared.session.next_statement_seq();
-            shared.tracker.lock().expect("tracker lock").push_query(seq);
-            Some(Request {
-                statement_seq: seq,
-                statement: sql,
-                protocol_path: "simple".into(),
-                ..Default::default()
-            })
-        }
-        b'P' => {
-            let parse = codec::parse_parse(frame.body()).map_err(Refusal::protocol)?;
-            shared
-                .tracker
-                .lock()
-                .expect("tracker lock")
-                .on_parse(parse.statement, parse.query);
-            None
-        }
-        b'B' => {
-            let bind = codec::parse_bind(frame.body()).map_err(Refusal::protocol)?;
-            shared.tracker.lock().expect("tracker lock").on_bind(
-                bind.portal,
-                bind.statement,
-                bind.params,
-            );
-            None
-        }
-        b'E' => {
-            let (portal, _max_rows) =
-                codec::parse_execute(frame.body()).map_err(Refusal::protocol)?;
-            let seq = shared.session.next_statement_seq();
-            let mut tracker = shared.tracker.lock().expect("tracker lock");
-            let info = tracker.portal(&portal).cloned();
-            tracker.push_execute(seq);
-            drop(tracker);
-            let (statement, statement_name, parameters) = match info {
-                Some(info) => (
-                    info.query.to_string(),
-                    info.statement_name,
-                    parameters(info.params),
-                ),
-                None => (String::new(), String::new(), Vec::new()),
-            };
-            Some(Request {
-                statement_seq: seq,
-                statement,
-                protocol_path: "extended".into(),
-                statement_name,
-                portal_name: portal,
-                parameters,
-            })
-        }
-        b'C' => {
-            let (is_portal, name) = codec::parse_close(frame.body()).map_err(Refusal::protocol)?;
-            shared
-                .tracker
-                .lock()
-                .expect("tracker lock")
-                .on_close(is_portal, &name);
-            None
-        }
-        b'S' => {
-            shared.tracker.lock().expect("tracker lock").push_sync();
-            None
-        }
-        b'X' => return Ok(Forward::Terminate),
-        b'F' => {
-            // libpq's fast path (large objects and the like): a server function
-            // by OID. No statement text exists, so the Request names the OID
-            // and carries the arguments; the call ends at ReadyForQuery like a
-            // simple Query.
-            let call = codec::parse_function_call(frame.body()).map_err(Refusal::protocol)?;
-            let seq = shared.session.next_statement_seq();
-            shared.tracker.lock().expect("tracker lock").push_query(seq);
-            Some(Request {
-                statement_seq: seq,
-                statement: format!("function call: oid {}", call.function_oid),
-                protocol_path: "function_call".into(),
-                parameters: parameters(call.args),
-                ..Default::default()
-            })
-        }
-        // Describe, Flush, COPY data and the rest pass through as they are.
-        _ => None,
-    };
-    if let Some(request) = request {
-        let event = shared.session.event(Kind::Request(request));
-        if let Err(e) = shared.sink.record(event).await {
-            tracing::error!(session = %shared.session.session_id(), error = %e, "request event not recorded; statement refused");
-            return Err(Refusal {
-                code: "57P03",
-                message: format!("Vigil refused the statement because it cannot be audited: {e}"),
-            });
-        }
+impl Frontend {
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.shared.tracker.lock().expect("tracker lock")
     }
-    Ok(Forward::Yes)
+
+    async fn on_client_frame(
+        &mut self,
+        frame: &Frame,
+        out: &mut BytesMut,
+    ) -> Result<Forward, Fatal> {
+        let shared = self.shared.clone();
+        let events: Vec<Kind> = match frame.tag {
+            b'Q' => {
+                let sql = codec::parse_query(frame.body()).map_err(Fatal::protocol)?;
+                let verdict = Arc::new(self.gate.judge(&sql));
+                let seq = shared.session.next_statement_seq();
+                if verdict.outcome.forwards() {
+                    self.tracker()
+                        .push_query_with(seq, shared.run_attrs(&verdict));
+                    out.extend_from_slice(&frame.raw);
+                } else {
+                    let probe = self.probe(&verdict);
+                    self.tracker().push_query(seq);
+                    out.extend_from_slice(&codec::query(&probe));
+                }
+                vec![
+                    Kind::Request(Request {
+                        statement_seq: seq,
+                        statement: sql,
+                        protocol_path: "simple".into(),
+                        ..Default::default()
+                    }),
+                    shared.decision(seq, &verdict, "statement"),
+                ]
+            }
+            b'P' => {
+                let parse = codec::parse_parse(frame.body()).map_err(Fatal::protocol)?;
+                let verdict = Arc::new(self.gate.judge(&parse.query));
+                self.verdicts
+                    .insert(parse.statement.clone(), verdict.clone());
+                if verdict.outcome.forwards() {
+                    self.tracker().on_parse(parse.statement, parse.query);
+                    out.extend_from_slice(&frame.raw);
+                    Vec::new()
+                } else {
+                    // Refused at Parse: recorded now, with a statement number
+                    // of its own; the probe takes the Parse's place.
+                    let seq = shared.session.next_statement_seq();
+                    let probe = self.probe(&verdict);
+                    {
+                        let mut tracker = self.tracker();
+                        tracker.on_parse(parse.statement.clone(), parse.query.clone());
+                        tracker.push_refused_parse(seq);
+                    }
+                    out.extend_from_slice(&results::parse_message(&parse.statement, &probe));
+                    vec![
+                        Kind::Request(Request {
+                            statement_seq: seq,
+                            statement: parse.query,
+                            protocol_path: "extended_parse".into(),
+                            statement_name: parse.statement,
+                            ..Default::default()
+                        }),
+                        shared.decision(seq, &verdict, "statement"),
+                    ]
+                }
+            }
+            b'B' => {
+                let bind = codec::parse_bind(frame.body()).map_err(Fatal::protocol)?;
+                self.fresh_portals.insert(bind.portal.clone());
+                self.tracker()
+                    .on_bind(bind.portal, bind.statement, bind.params);
+                out.extend_from_slice(&frame.raw);
+                Vec::new()
+            }
+            b'E' => {
+                let (portal, _max_rows) =
+                    codec::parse_execute(frame.body()).map_err(Fatal::protocol)?;
+                let seq = shared.session.next_statement_seq();
+                let info = self.tracker().portal(&portal).cloned();
+                let (statement, statement_name, parameters) = match info {
+                    Some(info) => (
+                        info.query.to_string(),
+                        info.statement_name,
+                        parameters(info.params),
+                    ),
+                    None => (String::new(), String::new(), Vec::new()),
+                };
+                // A portal of a statement this session never parsed through
+                // the proxy cannot exist upstream either; if it somehow did,
+                // its results are masked as strictly as policy could ask.
+                let verdict = self
+                    .verdicts
+                    .get(&statement_name)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(self.unclassifiable("an Execute of an unknown statement"))
+                    });
+                let mut attrs = shared.run_attrs(&verdict);
+                let fresh = self.fresh_portals.remove(&portal);
+                attrs.portal = Some((portal.clone(), fresh));
+                if attrs.mask {
+                    // The result's columns and formats decide how it is
+                    // masked, and a client need not Describe before Execute.
+                    attrs.own_describe = true;
+                    out.extend_from_slice(&results::describe_portal(&portal));
+                }
+                self.tracker().push_execute_with(seq, attrs);
+                out.extend_from_slice(&frame.raw);
+                vec![
+                    Kind::Request(Request {
+                        statement_seq: seq,
+                        statement,
+                        protocol_path: "extended".into(),
+                        statement_name,
+                        portal_name: portal,
+                        parameters,
+                    }),
+                    shared.decision(seq, &verdict, "statement"),
+                ]
+            }
+            b'D' => {
+                // Checked so that a malformed Describe ends the session here
+                // rather than confusing the pairing of descriptions.
+                results::parse_describe(frame.body()).map_err(Fatal::protocol)?;
+                self.tracker().push_client_describe();
+                out.extend_from_slice(&frame.raw);
+                Vec::new()
+            }
+            b'C' => {
+                let (is_portal, name) =
+                    codec::parse_close(frame.body()).map_err(Fatal::protocol)?;
+                self.tracker().on_close(is_portal, &name);
+                if !is_portal {
+                    self.verdicts.remove(&name);
+                }
+                out.extend_from_slice(&frame.raw);
+                Vec::new()
+            }
+            b'S' => {
+                self.tracker().push_sync();
+                out.extend_from_slice(&frame.raw);
+                Vec::new()
+            }
+            b'X' => return Ok(Forward::Terminate),
+            b'F' => {
+                // libpq's fast path (large objects and the like): a server
+                // function by OID, with no SQL to classify. Policy treats it
+                // as unclassifiable (fail closed); the Request names the OID
+                // and carries the arguments; the call ends at ReadyForQuery.
+                let call = codec::parse_function_call(frame.body()).map_err(Fatal::protocol)?;
+                let verdict =
+                    Arc::new(self.unclassifiable("a function call by OID (fast-path protocol)"));
+                let seq = shared.session.next_statement_seq();
+                if verdict.outcome.forwards() {
+                    self.tracker().push_query(seq);
+                    out.extend_from_slice(&frame.raw);
+                } else {
+                    let probe = self.probe(&verdict);
+                    self.tracker().push_query(seq);
+                    out.extend_from_slice(&codec::query(&probe));
+                }
+                vec![
+                    Kind::Request(Request {
+                        statement_seq: seq,
+                        statement: format!("function call: oid {}", call.function_oid),
+                        protocol_path: "function_call".into(),
+                        parameters: parameters(call.args),
+                        ..Default::default()
+                    }),
+                    shared.decision(seq, &verdict, "statement"),
+                ]
+            }
+            // Flush, COPY data from the client and the rest pass through.
+            _ => {
+                out.extend_from_slice(&frame.raw);
+                Vec::new()
+            }
+        };
+        if !events.is_empty() {
+            // Handed to the bus in order now; awaited together, so they share
+            // one group commit.
+            let pending: Vec<_> = events
+                .into_iter()
+                .map(|kind| shared.sink.record(shared.session.event(kind)))
+                .collect();
+            for p in pending {
+                if let Err(e) = p.await {
+                    tracing::error!(session = %shared.session.session_id(), error = %e, "request event not recorded; statement refused");
+                    return Err(Fatal {
+                        code: "57P03",
+                        message: format!(
+                            "Vigil refused the statement because it cannot be audited: {e}"
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(Forward::Done)
+    }
+
+    /// The probe to forward in place of a refused statement.
+    fn probe(&self, verdict: &Verdict) -> String {
+        self.shared
+            .refusals
+            .lock()
+            .expect("refusals lock")
+            .probe(gate::refusal_for(verdict))
+    }
+
+    fn unclassifiable(&self, what: &str) -> Verdict {
+        self.gate.judge_classification(&Classification {
+            statements: Vec::new(),
+            unclassified: Some(what.to_string()),
+        })
+    }
+}
+
+/// What the backend needs to mask and stop results.
+struct Masking {
+    policy: Arc<Policy>,
+    masker: Arc<Masker>,
+    catalog: Arc<Catalog>,
+    database: String,
+    cancel: Option<UpstreamCancel>,
+}
+
+/// Rows each open portal has returned so far (backend side).
+type PortalRows = std::collections::HashMap<String, u64>;
+
+/// The result being streamed now.
+#[derive(Default)]
+struct ResultState {
+    plan: Option<RowPlan>,
+    /// Textual COPY out being masked line by line.
+    copy: Option<MaskedColumn>,
+    /// Stopped by the proxy: what the client is told instead of the end.
+    stopped: Option<Refusal>,
 }
 
 /// Upstream -> client.
@@ -307,9 +549,12 @@ async fn backend(
     mut upstream: OwnedReadHalf,
     client_wr: ClientWriter,
     shared: Arc<Shared>,
+    masking: Masking,
 ) -> String {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut result = ResultState::default();
+    let mut portal_rows = PortalRows::new();
     loop {
         match upstream.read_buf(&mut buf).await {
             Ok(0) => return "upstream_closed".into(),
@@ -331,26 +576,43 @@ async fn backend(
                     return format!("error: invalid upstream message: {e}");
                 }
             };
-            {
-                let mut tracker = shared.tracker.lock().expect("tracker lock");
-                match frame.tag {
-                    b'D' => tracker.on_data_row(),
-                    b'C' => {
-                        if let Ok(tag) = codec::parse_command_complete(frame.body()) {
-                            completed.extend(tracker.on_command_complete(tag));
-                        }
-                    }
-                    b'I' | b's' => completed.extend(tracker.on_execute_end()),
-                    b'E' => {
-                        if let Ok(fields) = codec::parse_error_fields(frame.body()) {
-                            completed.extend(tracker.on_error(fields));
-                        }
-                    }
-                    b'Z' => completed.extend(tracker.on_ready_for_query()),
-                    _ => {}
+            if frame.tag == b'S' {
+                if let Some(refusal) = encoding_change(&frame) {
+                    // Fail closed: statements after this would be read by
+                    // PostgreSQL in an encoding the classifier does not use.
+                    send_fatal(&client_wr, "0A000", &refusal).await;
+                    return format!("error: {refusal}");
                 }
             }
-            out.extend_from_slice(&frame.raw);
+            match on_backend_frame(
+                &frame,
+                &shared,
+                &masking,
+                &mut result,
+                &mut portal_rows,
+                &mut completed,
+            )
+            .await
+            {
+                Ok(Some(bytes)) => out.extend_from_slice(&bytes),
+                Ok(None) => {}
+                Err(e) => {
+                    send_fatal(
+                        &client_wr,
+                        "08P01",
+                        "the upstream server sent an invalid message",
+                    )
+                    .await;
+                    return format!("error: invalid upstream message: {e}");
+                }
+            }
+            // Keep memory flat on huge results: flush as we go.
+            if out.len() >= 256 * 1024 {
+                if let Err(e) = client_wr.lock().await.write_all(&out).await {
+                    return format!("client_disconnected: {e}");
+                }
+                out.clear();
+            }
         }
         for done in completed {
             shared.record_response(done);
@@ -362,4 +624,332 @@ async fn backend(
             out.clear();
         }
     }
+}
+
+/// Handles one upstream message; returns what goes to the client instead
+/// (`None`: nothing).
+async fn on_backend_frame(
+    frame: &Frame,
+    shared: &Arc<Shared>,
+    masking: &Masking,
+    result: &mut ResultState,
+    portal_rows: &mut PortalRows,
+    completed: &mut Vec<Completed>,
+) -> Result<Option<Bytes>, codec::CodecError> {
+    let forward = Some(frame.raw.clone());
+    match frame.tag {
+        b'T' => {
+            let (who, attrs) = {
+                let mut tracker = shared.tracker.lock().expect("tracker lock");
+                let who = tracker.on_description();
+                (who, tracker.front_attrs().cloned().unwrap_or_default())
+            };
+            *result = ResultState::default();
+            if attrs.mask {
+                let fields = results::parse_row_description(frame.body())?;
+                let oids: Vec<u32> = fields.iter().map(|f| f.table_oid).collect();
+                let tables = match masking.catalog.tables(&masking.database, &oids).await {
+                    Ok(tables) => tables,
+                    Err(e) => {
+                        // Fail closed: columns of unnamed tables are redacted.
+                        tracing::warn!(session = %shared.session.session_id(), error = %e, "catalog lookup failed; masking those columns entirely");
+                        Default::default()
+                    }
+                };
+                let plan =
+                    RowPlan::build(&fields, &tables, &masking.policy, masking.masker.clone());
+                result.plan = (!plan.is_noop()).then_some(plan);
+            }
+            Ok(if who == DescriptionFor::Proxy {
+                None
+            } else {
+                forward
+            })
+        }
+        b'n' => {
+            let who = shared
+                .tracker
+                .lock()
+                .expect("tracker lock")
+                .on_description();
+            Ok(if who == DescriptionFor::Proxy {
+                None
+            } else {
+                forward
+            })
+        }
+        b'D' => {
+            let (rows, attrs) = {
+                let mut tracker = shared.tracker.lock().expect("tracker lock");
+                let rows = tracker.on_data_row();
+                (rows, tracker.front_attrs().cloned().unwrap_or_default())
+            };
+            if result.stopped.is_some() {
+                return Ok(None);
+            }
+            let earlier = match &attrs.portal {
+                Some((portal, true)) if rows == 1 => {
+                    // A freshly bound portal starts counting again.
+                    portal_rows.remove(portal);
+                    0
+                }
+                Some((portal, _)) => portal_rows.get(portal).copied().unwrap_or(0),
+                None => 0,
+            };
+            if let Some(limit) = attrs.max_rows.filter(|&m| earlier + rows > m) {
+                stop_result(shared, masking, result, &attrs, limit);
+                return Ok(None);
+            }
+            match &mut result.plan {
+                Some(plan) => Ok(Some(
+                    plan.apply(&frame.body())?.unwrap_or(frame.raw.clone()),
+                )),
+                None => Ok(forward),
+            }
+        }
+        b'H' => {
+            let attrs = front_attrs(shared);
+            *result = ResultState::default();
+            if attrs.mask {
+                if results::parse_copy_out_format(&frame.body())? == 1 {
+                    // Binary COPY cannot be scanned: stopped, fail closed.
+                    let verdict = attrs.verdict.clone();
+                    result.stopped = Some(Refusal {
+                        code: "42501",
+                        message: format!(
+                            "Vigil stopped this COPY: binary COPY output cannot be masked (rule \"{}\")",
+                            verdict.map(|v| v.rule.clone()).unwrap_or_default()
+                        ),
+                        detail: "no row of it was sent".into(),
+                        hint: "Use COPY ... TO STDOUT in text or CSV format.".into(),
+                    });
+                    shared.tracker.lock().expect("tracker lock").mark_stopped(0);
+                    send_cancel(shared, masking);
+                } else {
+                    result.copy = Some(MaskedColumn {
+                        column: "(copy)".into(),
+                        source: String::new(),
+                        method: "detectors".into(),
+                        ..Default::default()
+                    });
+                }
+            }
+            Ok(forward)
+        }
+        b'd' => {
+            let (rows, attrs) = {
+                let mut tracker = shared.tracker.lock().expect("tracker lock");
+                let rows = tracker.on_data_row();
+                (rows, tracker.front_attrs().cloned().unwrap_or_default())
+            };
+            if result.stopped.is_some() {
+                return Ok(None);
+            }
+            if let Some(limit) = attrs.max_rows.filter(|&m| rows > m) {
+                stop_result(shared, masking, result, &attrs, limit);
+                return Ok(None);
+            }
+            match &mut result.copy {
+                Some(report) => Ok(Some(
+                    masking::mask_copy_line(&masking.masker, &frame.body(), report)
+                        .unwrap_or(frame.raw.clone()),
+                )),
+                None => Ok(forward),
+            }
+        }
+        b'c' => Ok(if result.stopped.is_some() {
+            None
+        } else {
+            forward
+        }),
+        b'C' | b's' => {
+            let mut tracker = shared.tracker.lock().expect("tracker lock");
+            if let Some(refusal) = result.stopped.take() {
+                // The stopped result ends in the refusal, not its real end.
+                *result = ResultState::default();
+                let fields = refusal_fields(&refusal);
+                completed.extend(tracker.on_error(fields));
+                return Ok(Some(refusal_bytes(&refusal)));
+            }
+            tracker.add_masked(take_report(result));
+            *result = ResultState::default();
+            if let Some(attrs) = tracker.front_attrs() {
+                if let Some((portal, fresh)) = &attrs.portal {
+                    if frame.tag == b's' {
+                        // Suspended: the portal's next Execute continues it.
+                        let base = if *fresh {
+                            0
+                        } else {
+                            portal_rows.get(portal).copied().unwrap_or(0)
+                        };
+                        let rows = tracker.front_rows();
+                        portal_rows.insert(portal.clone(), base + rows);
+                    } else {
+                        portal_rows.remove(portal);
+                    }
+                }
+            }
+            if frame.tag == b'C' {
+                if let Ok(tag) = codec::parse_command_complete(frame.body()) {
+                    completed.extend(tracker.on_command_complete(tag));
+                }
+            } else {
+                completed.extend(tracker.on_execute_end());
+            }
+            Ok(forward)
+        }
+        b'I' => {
+            completed.extend(
+                shared
+                    .tracker
+                    .lock()
+                    .expect("tracker lock")
+                    .on_execute_end(),
+            );
+            Ok(forward)
+        }
+        b'E' => {
+            let fields = codec::parse_error_fields(frame.body())?;
+            let mut tracker = shared.tracker.lock().expect("tracker lock");
+            if let Some(refusal) = result.stopped.take() {
+                // Typically 57014 from the proxy's own cancel.
+                *result = ResultState::default();
+                completed.extend(tracker.on_error(refusal_fields(&refusal)));
+                return Ok(Some(refusal_bytes(&refusal)));
+            }
+            tracker.add_masked(take_report(result));
+            *result = ResultState::default();
+            let rewritten = shared
+                .refusals
+                .lock()
+                .expect("refusals lock")
+                .rewrite(&fields);
+            match rewritten {
+                Some((bytes, fields)) => {
+                    completed.extend(tracker.on_error(fields));
+                    Ok(Some(bytes))
+                }
+                None => {
+                    completed.extend(tracker.on_error(fields));
+                    Ok(forward)
+                }
+            }
+        }
+        b'Z' => {
+            *result = ResultState::default();
+            if frame.body().first() == Some(&b'I') {
+                // Out of any transaction: every portal is gone.
+                portal_rows.clear();
+            }
+            completed.extend(
+                shared
+                    .tracker
+                    .lock()
+                    .expect("tracker lock")
+                    .on_ready_for_query(),
+            );
+            Ok(forward)
+        }
+        _ => Ok(forward),
+    }
+}
+
+/// A ParameterStatus switching client_encoding away from UTF-8.
+fn encoding_change(frame: &Frame) -> Option<String> {
+    let (name, value) = results::parse_parameter_status(frame.body()).ok()?;
+    (name == "client_encoding" && !results::is_utf8_encoding(&value))
+        .then(|| results::encoding_refusal(&value))
+}
+
+fn front_attrs(shared: &Shared) -> RunAttrs {
+    shared
+        .tracker
+        .lock()
+        .expect("tracker lock")
+        .front_attrs()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn take_report(result: &mut ResultState) -> Vec<MaskedColumn> {
+    let mut report = result
+        .plan
+        .as_mut()
+        .map(RowPlan::take_report)
+        .unwrap_or_default();
+    if let Some(copy) = result.copy.take() {
+        if copy.values_masked > 0 {
+            report.push(copy);
+        }
+    }
+    report
+}
+
+/// A result grew past its row limit: no further row goes out, the upstream
+/// is asked to stop, and the decision is recorded.
+fn stop_result(
+    shared: &Arc<Shared>,
+    masking: &Masking,
+    result: &mut ResultState,
+    attrs: &RunAttrs,
+    limit: u64,
+) {
+    let Some(verdict) = attrs.verdict.clone() else {
+        return;
+    };
+    result.stopped = Some(gate::row_limit_refusal(&verdict, limit));
+    let seq = {
+        let mut tracker = shared.tracker.lock().expect("tracker lock");
+        tracker.mark_stopped(limit);
+        tracker.front_statement_seq().unwrap_or_default()
+    };
+    let stopped = Verdict {
+        outcome: verdict.over_limit,
+        reason: format!("the result grew past {limit} rows"),
+        ..(*verdict).clone()
+    };
+    shared.record_in_background(shared.decision(seq, &stopped, "row_limit"));
+    send_cancel(shared, masking);
+}
+
+/// Asks the upstream to stop the running statement, but only when nothing
+/// else of this session is queued behind it: a cancel that arrives late
+/// must not hit an innocent later statement.
+fn send_cancel(shared: &Arc<Shared>, masking: &Masking) {
+    let Some(cancel) = masking.cancel.clone() else {
+        return;
+    };
+    if shared
+        .tracker
+        .lock()
+        .expect("tracker lock")
+        .outstanding_runs()
+        > 1
+    {
+        return;
+    }
+    tokio::spawn(async move {
+        if let Ok(mut conn) = TcpStream::connect(&cancel.addr).await {
+            let _ = conn
+                .write_all(&codec::cancel_request(cancel.process_id, cancel.secret_key))
+                .await;
+        }
+    });
+}
+
+fn refusal_fields(refusal: &Refusal) -> codec::ErrorFields {
+    codec::ErrorFields {
+        severity: "ERROR".into(),
+        code: refusal.code.into(),
+        message: refusal.message.clone(),
+    }
+}
+
+fn refusal_bytes(refusal: &Refusal) -> Bytes {
+    results::error_response_full(
+        refusal.code,
+        &refusal.message,
+        &refusal.detail,
+        &refusal.hint,
+    )
 }

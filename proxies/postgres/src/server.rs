@@ -11,11 +11,17 @@ use tokio::net::{TcpListener, TcpStream};
 use vigil_proto::events::{event::Kind, CancelRequested, SessionClosed, SessionOpened};
 use vigil_proxy_core::{EventSink, SessionContext, StaticIdentities, VerifiedIdentity};
 
+use vigil_proxy_core::mask::Masker;
+use vigil_proxy_core::policy::Policy;
+
 use crate::cancel::{CancelRegistry, Registration, UpstreamKey};
-use crate::codec::{self, AuthRequest, Frame, StartupPacket};
+use crate::catalog::Catalog;
+use crate::codec::{self, Frame, StartupPacket};
+use crate::gate::Gate;
+use crate::login::{self, UpstreamError};
 use crate::relay;
+use crate::results;
 use crate::tls::{ClientStream, TlsSettings};
-use crate::upstream_auth::{md5_password, ScramClient, UpstreamAuthError};
 
 /// How long a client may take to send its startup packet and password.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -59,6 +65,10 @@ pub struct ProxyConfig {
     pub allow_remote_plaintext: bool,
     /// TLS to clients (SSLRequest answered 'S'); `None`: answered 'N'.
     pub tls: Option<TlsSettings>,
+    /// What statements may run and how results are masked.
+    pub policy: Arc<Policy>,
+    /// The masking engine (keyed-hash key and content detectors).
+    pub masker: Arc<Masker>,
 }
 
 /// The PostgreSQL proxy: shared by every connection it accepts.
@@ -67,6 +77,7 @@ pub struct PostgresProxy {
     identities: Arc<StaticIdentities>,
     sink: Arc<dyn EventSink>,
     cancels: CancelRegistry,
+    catalog: Arc<Catalog>,
 }
 
 /// Why a session ended before the relay started. The text goes to the client.
@@ -90,11 +101,13 @@ impl PostgresProxy {
         identities: Arc<StaticIdentities>,
         sink: Arc<dyn EventSink>,
     ) -> Arc<Self> {
+        let catalog = Arc::new(Catalog::new(config.upstream.clone()));
         Arc::new(Self {
             config,
             identities,
             sink,
             cancels: CancelRegistry::default(),
+            catalog,
         })
     }
 
@@ -205,13 +218,27 @@ impl PostgresProxy {
             .connect_upstream(&startup, &database, session.clone())
             .await
         {
-            // `_cancel` keeps the session's cancel key live until it ends.
-            Ok((upstream, greeting, _cancel)) => {
+            // `registration` keeps the session's cancel key live until it ends.
+            Ok((upstream, greeting, registration)) => {
                 if let Err(e) = client.write_all(&greeting).await {
                     format!("client_disconnected: {e}")
                 } else {
-                    relay::run(client, buf, upstream, session.clone(), self.sink.clone()).await
+                    let policy = self.session_policy(&identity, &database, registration.as_ref());
+                    relay::run(
+                        client,
+                        buf,
+                        upstream,
+                        session.clone(),
+                        self.sink.clone(),
+                        policy,
+                    )
+                    .await
                 }
+            }
+            Err(UpstreamError::Encoding(refusal)) => {
+                tracing::info!(session = %session.session_id(), "refused client: client_encoding is not UTF-8");
+                send_fatal(&mut client, "0A000", &refusal).await;
+                format!("error: {refusal}")
             }
             Err(e) => {
                 tracing::warn!(session = %session.session_id(), error = %e, "upstream login failed");
@@ -327,127 +354,87 @@ impl PostgresProxy {
 
     /// Logs in upstream and returns the stream with the messages the client
     /// should see to finish its own startup (AuthenticationOk, ParameterStatus,
-    /// our BackendKeyData, ReadyForQuery).
+    /// our BackendKeyData, ReadyForQuery), and the upstream's cancel key.
     async fn connect_upstream(
         &self,
         startup: &StartupPacket,
         database: &str,
         session: Arc<SessionContext>,
     ) -> Result<(TcpStream, Bytes, Option<Registration>), UpstreamError> {
-        let cfg = &self.config.upstream;
-        let addr = format!("{}:{}", cfg.host, cfg.port);
-        let mut upstream = tokio::time::timeout(
-            Duration::from_millis(cfg.connect_timeout_ms),
-            TcpStream::connect(&addr),
-        )
-        .await
-        .map_err(|_| UpstreamError::Timeout)??;
-        let _ = upstream.set_nodelay(true);
-
-        let mut params = vec![
-            ("user".to_string(), cfg.user.clone()),
-            ("database".to_string(), database.to_string()),
-        ];
-        if let StartupPacket::Startup {
-            params: client_params,
-        } = startup
-        {
-            params.extend(
-                client_params
+        let mut client_params = Vec::new();
+        if let StartupPacket::Startup { params } = startup {
+            client_params.extend(
+                params
                     .iter()
                     .filter(|(k, _)| !matches!(k.as_str(), "user" | "database" | "replication"))
                     .cloned(),
             );
         }
-        upstream.write_all(&codec::startup_message(&params)).await?;
-
-        let mut buf = BytesMut::with_capacity(8192);
-        let mut scram: Option<ScramClient> = None;
+        let (upstream, frames) =
+            login::login(&self.config.upstream, database, &client_params).await?;
         let mut greeting = BytesMut::new();
         let mut registration = None;
         greeting.extend_from_slice(&codec::auth_ok());
-        loop {
-            let frame = tokio::time::timeout(
-                Duration::from_millis(cfg.connect_timeout_ms),
-                read_frame(&mut upstream, &mut buf),
-            )
-            .await
-            .map_err(|_| UpstreamError::Timeout)??
-            .ok_or(UpstreamError::Closed)?;
-            match frame.tag {
-                b'R' => {
-                    let reply = match codec::parse_auth_request(frame.body())? {
-                        AuthRequest::Ok => continue,
-                        AuthRequest::CleartextPassword => {
-                            codec::password_message(self.password()?.as_bytes())
-                        }
-                        AuthRequest::Md5Password { salt } => codec::password_message(
-                            md5_password(&cfg.user, self.password()?, salt).as_bytes(),
-                        ),
-                        AuthRequest::Sasl { mechanisms } => {
-                            if !mechanisms.iter().any(|m| m == ScramClient::MECHANISM) {
-                                return Err(UpstreamAuthError::NoSupportedMechanism(
-                                    mechanisms.join(", "),
-                                )
-                                .into());
-                            }
-                            let client = ScramClient::new(self.password()?);
-                            let msg = codec::sasl_initial_response(
-                                ScramClient::MECHANISM,
-                                &client.client_first(),
-                            );
-                            scram = Some(client);
-                            msg
-                        }
-                        AuthRequest::SaslContinue { data } => {
-                            let client = scram.as_mut().ok_or(
-                                UpstreamAuthError::MalformedScram("unexpected SASL continue"),
-                            )?;
-                            codec::sasl_response(&client.client_final(&data)?)
-                        }
-                        AuthRequest::SaslFinal { data } => {
-                            scram
-                                .as_ref()
-                                .ok_or(UpstreamAuthError::MalformedScram("unexpected SASL final"))?
-                                .verify_server_final(&data)?;
-                            continue;
-                        }
-                        AuthRequest::Other(code) => {
-                            return Err(UpstreamAuthError::Unsupported(code).into())
-                        }
-                    };
-                    upstream.write_all(&reply).await?;
+        for frame in frames {
+            if frame.tag == b'K' {
+                // Clients get a key of the proxy's own: the upstream's key
+                // would let them cancel queries behind the gateway's back.
+                // The registry maps it back (see `cancel`).
+                let (process_id, secret_key) = codec::parse_backend_key_data(&frame.body())?;
+                let reg = self.cancels.register(
+                    UpstreamKey {
+                        process_id,
+                        secret_key,
+                    },
+                    Some(session.clone()),
+                );
+                let (pid, key) = reg.client_key();
+                greeting.extend_from_slice(&codec::backend_key_data(pid, key));
+                registration = Some(reg);
+            } else {
+                if frame.tag == b'S' {
+                    // A client_encoding other than UTF-8 (from the startup
+                    // packet or its `options`) would let statements read
+                    // differently by the classifier and by PostgreSQL.
+                    let (name, value) = results::parse_parameter_status(frame.body())?;
+                    if name == "client_encoding" && !results::is_utf8_encoding(&value) {
+                        return Err(UpstreamError::Encoding(results::encoding_refusal(&value)));
+                    }
                 }
-                b'E' => {
-                    let fields = codec::parse_error_fields(frame.body())?;
-                    return Err(UpstreamError::Refused {
-                        code: fields.code,
-                        message: fields.message,
-                    });
-                }
-                b'K' => {
-                    // Clients get a key of the proxy's own: the upstream's key
-                    // would let them cancel queries behind the gateway's back.
-                    // The registry maps it back (see `cancel`).
-                    let (process_id, secret_key) = codec::parse_backend_key_data(&frame.body())?;
-                    let reg = self.cancels.register(
-                        UpstreamKey {
-                            process_id,
-                            secret_key,
-                        },
-                        Some(session.clone()),
-                    );
-                    let (pid, key) = reg.client_key();
-                    greeting.extend_from_slice(&codec::backend_key_data(pid, key));
-                    registration = Some(reg);
-                }
-                b'Z' => {
-                    greeting.extend_from_slice(&frame.raw);
-                    return Ok((upstream, greeting.freeze(), registration));
-                }
-                // ParameterStatus, NoticeResponse and the like go to the client as they are.
-                _ => greeting.extend_from_slice(&frame.raw),
+                // ParameterStatus, NoticeResponse, ReadyForQuery and the
+                // like go to the client as they are.
+                greeting.extend_from_slice(&frame.raw);
             }
+        }
+        Ok((upstream, greeting.freeze(), registration))
+    }
+
+    /// The policy state of a new session.
+    fn session_policy(
+        &self,
+        identity: &VerifiedIdentity,
+        database: &str,
+        registration: Option<&Registration>,
+    ) -> relay::SessionPolicy {
+        let cfg = &self.config.upstream;
+        relay::SessionPolicy {
+            gate: Gate::new(
+                self.config.policy.clone(),
+                &identity.subject,
+                &identity.groups,
+                &self.config.name,
+            ),
+            masker: self.config.masker.clone(),
+            catalog: self.catalog.clone(),
+            database: database.to_string(),
+            cancel: registration.map(|r| {
+                let key = r.upstream_key();
+                relay::UpstreamCancel {
+                    addr: format!("{}:{}", cfg.host, cfg.port),
+                    process_id: key.process_id,
+                    secret_key: key.secret_key,
+                }
+            }),
         }
     }
 
@@ -494,31 +481,6 @@ impl PostgresProxy {
             }
         }
     }
-
-    fn password(&self) -> Result<&str, UpstreamAuthError> {
-        self.config
-            .upstream
-            .password
-            .as_deref()
-            .ok_or(UpstreamAuthError::PasswordRequired)
-    }
-}
-
-/// Why the upstream login failed. Shown to the client: holds no credential.
-#[derive(Debug, thiserror::Error)]
-pub enum UpstreamError {
-    #[error("connection failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("connection timed out")]
-    Timeout,
-    #[error("the server closed the connection during login")]
-    Closed,
-    #[error("the server sent an invalid message: {0}")]
-    Protocol(#[from] codec::CodecError),
-    #[error("{0}")]
-    Auth(#[from] UpstreamAuthError),
-    #[error("the server refused the gateway's login ({code}: {message})")]
-    Refused { code: String, message: String },
 }
 
 /// What a client's first packets asked for.

@@ -10,10 +10,12 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use vigil_proto::events::MaskedColumn;
+
 use crate::codec::{BindParam, ErrorFields};
 
 /// A statement the server has finished with, ready to become a Response event.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Completed {
     pub statement_seq: u64,
     pub tags: Vec<String>,
@@ -22,6 +24,10 @@ pub struct Completed {
     pub duration: Duration,
     /// The server skipped it (an earlier message of the same pipeline failed).
     pub not_executed: bool,
+    /// What masking changed in the result.
+    pub masked_columns: Vec<MaskedColumn>,
+    /// The gateway stopped the result after this many rows (0: not stopped).
+    pub stopped_after_rows: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,16 +37,42 @@ enum RunKind {
     /// An extended-protocol `Execute`: ends at CommandComplete, EmptyQuery,
     /// PortalSuspended or ErrorResponse.
     Execute,
+    /// A `Parse` policy refused: the proxy forwarded a probe in its place
+    /// (see `refuse`), which ends at its ErrorResponse.
+    RefusedParse,
+}
+
+/// What the backend side needs to know about a run beyond pairing: set by
+/// the frontend from the policy's verdict.
+#[derive(Debug, Clone, Default)]
+pub struct RunAttrs {
+    /// Mask this run's results.
+    pub mask: bool,
+    /// Stop the result after this many rows.
+    pub max_rows: Option<u64>,
+    /// The proxy added a `Describe` of the portal before this `Execute`: the
+    /// next RowDescription/NoData is the proxy's, not the client's.
+    pub own_describe: bool,
+    /// The verdict that let this run through (rule, over-limit outcome).
+    pub verdict: Option<Arc<vigil_proxy_core::policy::Verdict>>,
+    /// Extended protocol: the portal this Execute runs, and whether it was
+    /// (re)bound since its last Execute. A portal's rows count towards the
+    /// row limit across Executes, so fetching in chunks (`Execute` with a
+    /// row count, PortalSuspended, `Execute` again) cannot dodge it.
+    pub portal: Option<(String, bool)>,
 }
 
 #[derive(Debug)]
 struct Run {
     kind: RunKind,
+    attrs: RunAttrs,
     statement_seq: u64,
     started: Instant,
     tags: Vec<String>,
     rows: u64,
     error: Option<ErrorFields>,
+    masked_columns: Vec<MaskedColumn>,
+    stopped_after_rows: u64,
 }
 
 impl Run {
@@ -48,18 +80,37 @@ impl Run {
         Completed {
             statement_seq: self.statement_seq,
             tags: self.tags,
-            rows: self.rows,
+            // A stopped result: only rows up to the limit reached the client.
+            rows: if self.stopped_after_rows > 0 {
+                self.stopped_after_rows
+            } else {
+                self.rows
+            },
             error: self.error,
             duration: self.started.elapsed(),
             not_executed,
+            masked_columns: self.masked_columns,
+            stopped_after_rows: self.stopped_after_rows,
         }
     }
 }
 
 #[derive(Debug)]
 enum Outstanding {
-    Run(Run),
+    // Boxed: a run is far larger than the markers beside it.
+    Run(Box<Run>),
     Sync,
+    /// A client's own `Describe`: its RowDescription/NoData goes to the client.
+    ClientDescribe,
+}
+
+/// Who a RowDescription or NoData from the server is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DescriptionFor {
+    /// The client asked (a Describe, or a simple Query's result): forward it.
+    Client,
+    /// The proxy's own Describe before an Execute: keep it from the client.
+    Proxy,
 }
 
 /// What a bound portal will run: its statement text and parameters.
@@ -125,12 +176,32 @@ impl Tracker {
 
     /// A `Query` the proxy is about to forward.
     pub fn push_query(&mut self, statement_seq: u64) {
-        self.push_run(RunKind::Query, statement_seq);
+        self.push_run(RunKind::Query, statement_seq, RunAttrs::default());
+    }
+
+    /// A `Query` with the policy's attributes for its results.
+    pub fn push_query_with(&mut self, statement_seq: u64, attrs: RunAttrs) {
+        self.push_run(RunKind::Query, statement_seq, attrs);
     }
 
     /// An `Execute` the proxy is about to forward.
     pub fn push_execute(&mut self, statement_seq: u64) {
-        self.push_run(RunKind::Execute, statement_seq);
+        self.push_run(RunKind::Execute, statement_seq, RunAttrs::default());
+    }
+
+    /// An `Execute` with the policy's attributes for its results.
+    pub fn push_execute_with(&mut self, statement_seq: u64, attrs: RunAttrs) {
+        self.push_run(RunKind::Execute, statement_seq, attrs);
+    }
+
+    /// A refused `Parse` whose probe the proxy is about to forward.
+    pub fn push_refused_parse(&mut self, statement_seq: u64) {
+        self.push_run(RunKind::RefusedParse, statement_seq, RunAttrs::default());
+    }
+
+    /// A client's `Describe` (statement or portal) about to be forwarded.
+    pub fn push_client_describe(&mut self) {
+        self.outstanding.push_back(Outstanding::ClientDescribe);
     }
 
     /// A `Sync`: the server will answer with ReadyForQuery.
@@ -138,15 +209,18 @@ impl Tracker {
         self.outstanding.push_back(Outstanding::Sync);
     }
 
-    fn push_run(&mut self, kind: RunKind, statement_seq: u64) {
-        self.outstanding.push_back(Outstanding::Run(Run {
+    fn push_run(&mut self, kind: RunKind, statement_seq: u64, attrs: RunAttrs) {
+        self.outstanding.push_back(Outstanding::Run(Box::new(Run {
             kind,
+            attrs,
             statement_seq,
             started: Instant::now(),
             tags: Vec::new(),
             rows: 0,
             error: None,
-        }));
+            masked_columns: Vec::new(),
+            stopped_after_rows: 0,
+        })));
     }
 
     // ---- backend side ----
@@ -160,7 +234,7 @@ impl Tracker {
 
     fn pop_run(&mut self) -> Option<Run> {
         match self.outstanding.pop_front() {
-            Some(Outstanding::Run(run)) => Some(run),
+            Some(Outstanding::Run(run)) => Some(*run),
             Some(other) => {
                 self.outstanding.push_front(other);
                 None
@@ -169,10 +243,76 @@ impl Tracker {
         }
     }
 
-    /// A `DataRow`.
-    pub fn on_data_row(&mut self) {
+    /// A `DataRow`; returns the run's row count so far.
+    pub fn on_data_row(&mut self) -> u64 {
+        match self.front_run() {
+            Some(run) => {
+                run.rows += 1;
+                run.rows
+            }
+            None => 0,
+        }
+    }
+
+    /// The attributes of the run the server is answering now.
+    pub fn front_attrs(&self) -> Option<&RunAttrs> {
+        match self.outstanding.front() {
+            Some(Outstanding::Run(run)) => Some(&run.attrs),
+            _ => None,
+        }
+    }
+
+    /// Rows the run the server is answering now has returned so far.
+    pub fn front_rows(&self) -> u64 {
+        match self.outstanding.front() {
+            Some(Outstanding::Run(run)) => run.rows,
+            _ => 0,
+        }
+    }
+
+    /// How many runs are waiting for the server.
+    pub fn outstanding_runs(&self) -> usize {
+        self.outstanding
+            .iter()
+            .filter(|o| matches!(o, Outstanding::Run(_)))
+            .count()
+    }
+
+    /// Adds what masking changed to the run the server is answering now.
+    pub fn add_masked(&mut self, columns: Vec<MaskedColumn>) {
         if let Some(run) = self.front_run() {
-            run.rows += 1;
+            run.masked_columns.extend(columns);
+        }
+    }
+
+    /// Notes that the gateway stopped the current run's result.
+    pub fn mark_stopped(&mut self, after_rows: u64) {
+        if let Some(run) = self.front_run() {
+            run.stopped_after_rows = after_rows;
+        }
+    }
+
+    /// The statement number of the run the server is answering now.
+    pub fn front_statement_seq(&self) -> Option<u64> {
+        match self.outstanding.front() {
+            Some(Outstanding::Run(run)) => Some(run.statement_seq),
+            _ => None,
+        }
+    }
+
+    /// A `RowDescription` or `NoData`: says who asked for it, and retires the
+    /// client Describe or the proxy's own Describe it answers.
+    pub fn on_description(&mut self) -> DescriptionFor {
+        match self.outstanding.front_mut() {
+            Some(Outstanding::ClientDescribe) => {
+                self.outstanding.pop_front();
+                DescriptionFor::Client
+            }
+            Some(Outstanding::Run(run)) if run.attrs.own_describe => {
+                run.attrs.own_describe = false;
+                DescriptionFor::Proxy
+            }
+            _ => DescriptionFor::Client,
         }
     }
 
@@ -203,9 +343,14 @@ impl Tracker {
     /// An `ErrorResponse`.
     pub fn on_error(&mut self, error: ErrorFields) -> Option<Completed> {
         self.cycle_error = Some(error.clone());
+        // A failed client Describe: the server skips the rest of the cycle.
+        if matches!(self.outstanding.front(), Some(Outstanding::ClientDescribe)) {
+            self.outstanding.pop_front();
+            return None;
+        }
         let run = self.front_run()?;
         run.error = Some(error);
-        if run.kind == RunKind::Execute {
+        if matches!(run.kind, RunKind::Execute | RunKind::RefusedParse) {
             return self.pop_run().map(|r| r.complete(false));
         }
         None
@@ -227,6 +372,7 @@ impl Tracker {
         while let Some(item) = self.outstanding.pop_front() {
             match item {
                 Outstanding::Sync => break,
+                Outstanding::ClientDescribe => {}
                 Outstanding::Run(mut run) => {
                     run.error = run.error.or_else(|| cycle_error.clone());
                     done.push(run.complete(true));

@@ -100,6 +100,15 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
             },
             allow_remote_plaintext: false,
             tls: None,
+            policy: Arc::new(
+                vigil_proxy_core::policy::Policy::parse(
+                    "name = \"allow-all\"\ndefault = \"allow\"",
+                )
+                .unwrap(),
+            ),
+            masker: Arc::new(
+                vigil_proxy_core::mask::Masker::new([0; 32], &Default::default()).unwrap(),
+            ),
         },
         Arc::new(identities),
         sink.clone(),

@@ -8,11 +8,13 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use vigil_ledger::Keyring;
 use vigil_ledger_service::retention::RetentionPeriod;
+use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::{StaticIdentities, StaticIdentity};
 use vigil_proxy_postgres::tls::TlsSettings;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
@@ -29,7 +31,25 @@ pub struct Config {
     /// accounts; OIDC identities come from the identity provider.
     #[serde(default)]
     pub identities: Vec<StaticIdentity>,
+    /// The key for keyed-hash masking (needed when a policy masks).
+    #[serde(default)]
+    pub masking: MaskingKeySection,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingKeySection {
+    /// A file holding one line of base64 (32 bytes); `vigil up --dev`
+    /// creates `<data>/masking.key`.
+    #[serde(default)]
+    pub hash_key_file: Option<PathBuf>,
+    /// Or: an environment variable holding that line.
+    #[serde(default)]
+    pub hash_key_env: Option<String>,
+}
+
+/// The masking key file `vigil up --dev` creates in its data directory.
+pub const DEV_MASKING_KEY_FILE: &str = "masking.key";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,7 +133,15 @@ pub struct PostgresSection {
     /// TLS to clients: a certificate and key (PEM).
     #[serde(default)]
     pub tls: Option<TlsSection>,
+    /// The policy: a file path, or `builtin:phi-default` (the default) or
+    /// `builtin:allow-all`.
+    #[serde(default = "default_policy")]
+    pub policy: String,
     pub upstream: UpstreamSection,
+}
+
+fn default_policy() -> String {
+    crate::policy_setup::PHI_DEFAULT.into()
 }
 
 #[derive(Debug, Deserialize)]
@@ -175,6 +203,7 @@ impl Config {
     /// The `vigil up --dev` config: no file needed.
     pub fn dev(data_dir: PathBuf) -> Self {
         let body_keys_file = Some(data_dir.join(DEV_BODY_KEYS_FILE));
+        let data_dir_for_key = data_dir.clone();
         Config {
             data_dir,
             ledger: LedgerSection {
@@ -192,6 +221,7 @@ impl Config {
                 listen: "127.0.0.1:6543".parse().expect("literal address"),
                 allow_remote_plaintext: false,
                 tls: None,
+                policy: default_policy(),
                 upstream: UpstreamSection {
                     host: "127.0.0.1".into(),
                     port: 5432,
@@ -208,6 +238,10 @@ impl Config {
                 groups: vec!["developers".into()],
                 loopback_only: true,
             }],
+            masking: MaskingKeySection {
+                hash_key_file: Some(data_dir_for_key.join(DEV_MASKING_KEY_FILE)),
+                hash_key_env: None,
+            },
         }
     }
 
@@ -265,7 +299,32 @@ impl Config {
             }
         }
         StaticIdentities::new(self.identities.clone())?;
+        if self.masking.hash_key_file.is_some() && self.masking.hash_key_env.is_some() {
+            bail!("give masking.hash_key_file or masking.hash_key_env, not both");
+        }
         Ok(())
+    }
+
+    /// Every listener applies this policy instead of its own (`--policy`).
+    pub fn override_policy(&mut self, spec: &str) {
+        for pg in &mut self.postgres {
+            pg.policy = spec.to_string();
+        }
+    }
+
+    /// The masking key; `None` when no key is configured. A configured key
+    /// that cannot be read is an error.
+    fn masking_key(&self) -> anyhow::Result<Option<[u8; 32]>> {
+        let text = match (&self.masking.hash_key_file, &self.masking.hash_key_env) {
+            (Some(file), _) => std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read masking key {}", file.display()))?,
+            (None, Some(var)) => std::env::var(var)
+                .with_context(|| format!("masking key: environment variable {var} is not set"))?,
+            (None, None) => return Ok(None),
+        };
+        crate::policy_setup::parse_masking_key(&text)
+            .context("invalid masking key")
+            .map(Some)
     }
 
     /// The body keyring, read from its file or environment variable.
@@ -298,6 +357,7 @@ impl Config {
 
     /// The proxy configs, with upstream passwords read from their sources.
     pub fn proxies(&self) -> anyhow::Result<Vec<(SocketAddr, ProxyConfig)>> {
+        let masking_key = self.masking_key()?;
         self.postgres
             .iter()
             .map(|pg| {
@@ -321,6 +381,26 @@ impl Config {
                 } else {
                     None
                 };
+                let policy = crate::policy_setup::load_policy(&pg.policy)
+                    .with_context(|| format!("postgres \"{}\"", pg.name))?;
+                let key = match masking_key {
+                    Some(key) => key,
+                    None if policy.masks_anything() => bail!(
+                        "postgres \"{}\": policy \"{}\" masks results, so masking.hash_key_file \
+                         or masking.hash_key_env is required",
+                        pg.name,
+                        policy.name()
+                    ),
+                    // Nothing is masked: the key is never used.
+                    None => [0; 32],
+                };
+                let masker = Masker::new(key, &policy.masking().detectors).map_err(|e| {
+                    anyhow::anyhow!(
+                        "postgres \"{}\": policy \"{}\": {e}",
+                        pg.name,
+                        policy.name()
+                    )
+                })?;
                 let tls = match &pg.tls {
                     None => None,
                     Some(t) => {
@@ -351,6 +431,8 @@ impl Config {
                         },
                         allow_remote_plaintext: pg.allow_remote_plaintext,
                         tls,
+                        policy,
+                        masker: Arc::new(masker),
                     },
                 ))
             })
@@ -385,8 +467,8 @@ impl Config {
         }
         for pg in &self.postgres {
             out.push_str(&format!(
-                "postgres \"{}\": clients on {} -> {}:{} as {}\n",
-                pg.name, pg.listen, pg.upstream.host, pg.upstream.port, pg.upstream.user
+                "postgres \"{}\": clients on {} -> {}:{} as {}, policy {}\n",
+                pg.name, pg.listen, pg.upstream.host, pg.upstream.port, pg.upstream.user, pg.policy
             ));
         }
         out.push_str(&format!("static identities: {}", self.identities.len()));
@@ -408,6 +490,7 @@ body_keys_env = "VIGIL_TEST_BODY_KEYS"
 [[postgres]]
 name = "ehr"
 listen = "127.0.0.1:7543"
+policy = "builtin:allow-all"
 upstream = { host = "127.0.0.1", user = "postgres" }
 "#;
 
@@ -520,6 +603,45 @@ upstream = { host = "127.0.0.1", user = "postgres" }
             let err = format!("{:#}", Config::parse(&text).unwrap().proxies().unwrap_err());
             assert!(err.contains(want), "{err}");
         }
+    }
+
+    #[test]
+    fn a_masking_policy_needs_a_masking_key_and_a_valid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let phi = GOOD.replace("builtin:allow-all", "builtin:phi-default");
+        let err = format!("{:#}", Config::parse(&phi).unwrap().proxies().unwrap_err());
+        assert!(
+            err.contains("masking.hash_key_file or masking.hash_key_env is required"),
+            "{err}"
+        );
+
+        let key = dir.path().join("masking.key");
+        std::fs::write(&key, crate::policy_setup::new_masking_key_line()).unwrap();
+        let with_key = format!("{phi}\n[masking]\nhash_key_file = \"{}\"\n", key.display());
+        let proxies = Config::parse(&with_key).unwrap().proxies().unwrap();
+        assert_eq!(proxies[0].1.policy.name(), "phi-default");
+
+        let bad = dir.path().join("bad-policy.toml");
+        for (text, want) in [
+            ("name = \"x\"\ndefault = \"maybe\"", "unknown variant"),
+            ("name = \"x\"\ndefault = \"deny\"\n[[rules]]\nname = \"r\"\naction = \"deny\"\nkinds = [\"drop\"]\ncolour = \"red\"", "unknown field"),
+            ("name = \"x\"\ndefault = \"deny\"\n[limits]\nmax_rows = 0", "max_rows must be at least 1"),
+            ("name = \"x\"\ndefault = \"deny\"\n[masking.detectors]\npatterns = { mrn = [\"\"] }", "mrn"),
+        ] {
+            std::fs::write(&bad, text).unwrap();
+            let cfg = with_key.replace("builtin:phi-default", &bad.display().to_string());
+            let err = format!("{:#}", Config::parse(&cfg).unwrap().proxies().unwrap_err());
+            assert!(err.contains(want) && err.contains("postgres \"ehr\""), "{text}: {err}");
+        }
+        let missing = with_key.replace("builtin:phi-default", "/nonexistent/policy.toml");
+        let err = format!(
+            "{:#}",
+            Config::parse(&missing).unwrap().proxies().unwrap_err()
+        );
+        assert!(
+            err.contains("cannot read policy file /nonexistent/policy.toml"),
+            "{err}"
+        );
     }
 
     #[test]

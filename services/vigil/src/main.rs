@@ -5,6 +5,7 @@
 mod audit;
 mod body_key;
 mod config;
+mod policy_setup;
 mod retention_cmd;
 mod timefmt;
 mod up;

@@ -19,7 +19,7 @@ use vigil_ledger_service::{
 use vigil_proxy_core::EventSink;
 use vigil_proxy_postgres::PostgresProxy;
 
-use crate::config::{Config, DEV_BODY_KEYS_FILE};
+use crate::config::{Config, DEV_BODY_KEYS_FILE, DEV_MASKING_KEY_FILE};
 
 /// Events that may wait on the embedded bus before publishers feel backpressure.
 const BUS_CAPACITY: usize = 65_536;
@@ -36,6 +36,10 @@ pub struct UpArgs {
     /// Data directory (dev mode; default ./vigil-data).
     #[arg(long, requires = "dev")]
     data_dir: Option<PathBuf>,
+    /// Apply this policy on every listener: a file, or builtin:phi-default
+    /// (what --dev applies by default) or builtin:allow-all.
+    #[arg(long)]
+    policy: Option<String>,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -51,9 +55,14 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create data directory {}", dir.display()))?;
             crate::body_key::create_if_missing(&dir.join(DEV_BODY_KEYS_FILE))?;
+            crate::policy_setup::create_masking_key_if_missing(&dir.join(DEV_MASKING_KEY_FILE))?;
             Config::dev(dir)
         }
     };
+    let mut config = config;
+    if let Some(policy) = &args.policy {
+        config.override_policy(policy);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -68,6 +77,8 @@ const DEV_BANNER: &str = "\
  - the upstream is 127.0.0.1:5432 as postgres (trust auth)
  - event bodies are served to any local process without a token
  - the body encryption keyring is kept next to the data it protects
+ - policy: the shipped PHI default (deny destructive/admin statements,
+   review bulk exports, mask PHI) unless --policy names another
  Use `vigil up --config FILE` for anything else.
 ==================================================================";
 

@@ -1,0 +1,526 @@
+//! Policy: what the gateway does with a classified statement.
+//!
+//! A policy is plain data (a TOML file, see `deploy/policy/`): an ordered list
+//! of rules, a default outcome, result-size limits and the masking section.
+//! For each statement the *first* rule whose every condition holds decides
+//! (firewall order, so that a narrow exception can sit above a broad rule);
+//! when none matches, `default` decides. A message holding several statements
+//! gets the strictest of their outcomes.
+//!
+//! Outcomes, from least to most strict: `allow` (forward, results unmasked),
+//! `mask` (forward, results masked), `review` (held for approvers; until the
+//! approval service exists it is refused with a message saying so), `deny`
+//! (refused, never reaches the database).
+//!
+//! Fail closed: a statement the classifier could not parse or classify, or an
+//! SQL-level `EXECUTE` of a name this session never `PREPARE`d, gets the
+//! strictest outcome of every rule that *could* apply to this identity and
+//! connection, whatever the statement would have matched.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Deserialize;
+
+use crate::classify::{Classification, StatementClass};
+use crate::mask::{DetectorConfig, MaskFormat};
+
+/// What happens to a statement. Ordered from least to most strict.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Allow,
+    Mask,
+    Review,
+    Deny,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allow => "allow",
+            Outcome::Mask => "mask",
+            Outcome::Review => "review",
+            Outcome::Deny => "deny",
+        }
+    }
+
+    /// Whether the statement may reach the database.
+    pub fn forwards(self) -> bool {
+        matches!(self, Outcome::Allow | Outcome::Mask)
+    }
+}
+
+/// A policy file as written.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyFile {
+    /// A name for the policy, recorded in Decision reasons.
+    pub name: String,
+    /// The outcome when no rule matches.
+    pub default: Outcome,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub masking: MaskingSection,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+    /// Tables holding PHI, for `reads_phi` conditions (besides every table
+    /// named in a masking column rule). Patterns as in rules: `patients`,
+    /// `clinical.*`, `*`.
+    #[serde(default)]
+    pub phi_tables: Vec<String>,
+    /// Tables that never count as PHI even if a pattern above covers them
+    /// (e.g. the system catalogs).
+    #[serde(default)]
+    pub not_phi_tables: Vec<String>,
+}
+
+/// Result-size limits: a result growing past `max_rows` is stopped, and no
+/// row beyond the limit reaches the client.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+    /// What a result over the limit becomes: `review` or `deny`.
+    #[serde(default = "default_over_limit")]
+    pub over_limit: Outcome,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_rows: None,
+            over_limit: default_over_limit(),
+        }
+    }
+}
+
+fn default_over_limit() -> Outcome {
+    Outcome::Review
+}
+
+/// Which result values are masked, and how.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskingSection {
+    /// Run the content detectors over every text value of every masked result
+    /// (catches PHI computed from columns: casts, concatenations, JSON).
+    #[serde(default)]
+    pub scan_all_results: bool,
+    #[serde(default)]
+    pub detectors: DetectorConfig,
+    /// Column rules, matched on where a result column really comes from.
+    #[serde(default)]
+    pub columns: Vec<ColumnRule>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnRule {
+    /// `table` or `schema.table`; an unqualified table matches in any schema.
+    pub table: String,
+    pub columns: Vec<String>,
+    pub format: MaskFormat,
+}
+
+/// One rule: conditions (all must hold; a list holds if any entry matches)
+/// and an action.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub name: String,
+    pub action: Outcome,
+    /// Shown to the client when the action refuses, and recorded.
+    #[serde(default)]
+    pub reason: Option<String>,
+    // ---- who and where ----
+    #[serde(default)]
+    pub subjects: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    #[serde(default)]
+    pub connections: Vec<String>,
+    // ---- what ----
+    /// Statement kind tags (see `classify`), e.g. "drop", "destructive", "copy_out".
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Tables read or written.
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub reads: Vec<String>,
+    #[serde(default)]
+    pub writes: Vec<String>,
+    #[serde(default)]
+    pub functions: Vec<String>,
+    /// Holds for a read without WHERE and without a constant LIMIT.
+    #[serde(default)]
+    pub unbounded_read: Option<bool>,
+    /// Holds for a statement reading a table that has masked columns.
+    #[serde(default)]
+    pub reads_phi: Option<bool>,
+    /// Overrides `limits.max_rows` for statements this rule lets through.
+    #[serde(default)]
+    pub max_rows: Option<u64>,
+}
+
+impl Rule {
+    fn has_statement_conditions(&self) -> bool {
+        !self.kinds.is_empty()
+            || !self.tables.is_empty()
+            || !self.reads.is_empty()
+            || !self.writes.is_empty()
+            || !self.functions.is_empty()
+            || self.unbounded_read.is_some()
+            || self.reads_phi.is_some()
+    }
+}
+
+/// Why a policy file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("{0}")]
+    Syntax(String),
+    #[error("rule \"{rule}\": {problem}")]
+    Rule { rule: String, problem: String },
+    #[error("masking: {0}")]
+    Masking(String),
+}
+
+/// Who is asking, and on which connection.
+#[derive(Clone, Copy, Debug)]
+pub struct Asker<'a> {
+    pub subject: &'a str,
+    pub groups: &'a [String],
+    pub connection: &'a str,
+}
+
+/// The policy's answer for one client message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Verdict {
+    pub outcome: Outcome,
+    /// The deciding rule's name, or "default".
+    pub rule: String,
+    /// Why, in words safe to show the client and to log (no SQL text).
+    pub reason: String,
+    /// Stop results past this many rows.
+    pub max_rows: Option<u64>,
+    /// What a result over `max_rows` becomes.
+    pub over_limit: Outcome,
+}
+
+/// A loaded, checked policy.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    file: PolicyFile,
+    /// Tables with masked columns and `phi_tables`: what `reads_phi` looks for.
+    phi_tables: Vec<String>,
+    /// (table pattern, column, format), in file order.
+    columns: Vec<(String, String, MaskFormat)>,
+}
+
+/// The rule name a fail-closed verdict carries.
+pub const FAIL_CLOSED_RULE: &str = "fail-closed";
+
+/// SQL-level prepared statements of one session (`PREPARE name AS ...`), so
+/// that an `EXECUTE name` is judged by what it runs. Names are compared
+/// exactly as the classifier normalised them (`"P"` and `p` differ). `None`
+/// marks a name whose statement the proxy cannot be sure of (it was
+/// prepared twice: PostgreSQL keeps the first and refuses the second), so
+/// an EXECUTE of it fails closed.
+pub type PreparedStatements = HashMap<String, Option<StatementClass>>;
+
+impl Policy {
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let file: PolicyFile =
+            toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        Self::new(file)
+    }
+
+    pub fn new(file: PolicyFile) -> Result<Self, PolicyError> {
+        let mut names = BTreeSet::new();
+        for rule in &file.rules {
+            if rule.name.trim().is_empty() {
+                return Err(PolicyError::Rule {
+                    rule: String::new(),
+                    problem: "every rule needs a name".into(),
+                });
+            }
+            if !names.insert(rule.name.clone()) {
+                return Err(PolicyError::Rule {
+                    rule: rule.name.clone(),
+                    problem: "two rules have this name".into(),
+                });
+            }
+            if rule.max_rows == Some(0) {
+                return Err(PolicyError::Rule {
+                    rule: rule.name.clone(),
+                    problem: "max_rows must be at least 1".into(),
+                });
+            }
+        }
+        if !matches!(file.limits.over_limit, Outcome::Review | Outcome::Deny) {
+            return Err(PolicyError::Syntax(
+                "limits.over_limit must be \"review\" or \"deny\"".into(),
+            ));
+        }
+        if file.limits.max_rows == Some(0) {
+            return Err(PolicyError::Syntax(
+                "limits.max_rows must be at least 1".into(),
+            ));
+        }
+        let mut columns = Vec::new();
+        let mut phi_tables: Vec<String> = file.phi_tables.iter().map(|t| normalise(t)).collect();
+        for rule in &file.masking.columns {
+            let table = normalise(&rule.table);
+            if table.is_empty() || rule.columns.is_empty() {
+                return Err(PolicyError::Masking(format!(
+                    "a column rule for table \"{}\" needs a table and at least one column",
+                    rule.table
+                )));
+            }
+            phi_tables.push(table.clone());
+            for c in &rule.columns {
+                columns.push((table.clone(), normalise(c), rule.format));
+            }
+        }
+        Ok(Self {
+            file,
+            phi_tables,
+            columns,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.file.name
+    }
+
+    pub fn masking(&self) -> &MaskingSection {
+        &self.file.masking
+    }
+
+    /// Whether results may need masking at all under this policy.
+    pub fn masks_anything(&self) -> bool {
+        self.file.masking.scan_all_results || !self.columns.is_empty()
+    }
+
+    /// The format for a result column that comes from `schema.table.column`.
+    /// The first matching rule decides.
+    pub fn column_format(&self, schema: &str, table: &str, column: &str) -> Option<MaskFormat> {
+        let qualified = format!("{schema}.{table}");
+        let column = column.to_lowercase();
+        self.columns
+            .iter()
+            .find(|(t, c, _)| *c == column && name_matches(t, &qualified, Lenience::Exact))
+            .map(|(_, _, f)| *f)
+    }
+
+    /// Judges one client message.
+    pub fn evaluate(
+        &self,
+        asker: Asker<'_>,
+        class: &Classification,
+        prepared: &PreparedStatements,
+    ) -> Verdict {
+        if let Some(why) = &class.unclassified {
+            return self.strictest(
+                asker,
+                &format!("the statement could not be classified ({why})"),
+            );
+        }
+        let mut worst: Option<Verdict> = None;
+        for stmt in &class.statements {
+            let verdict = match self.evaluate_statement(asker, stmt, prepared) {
+                Some(v) => v,
+                None => {
+                    return self.strictest(
+                        asker,
+                        "EXECUTE names a statement this session did not PREPARE through Vigil",
+                    )
+                }
+            };
+            worst = Some(match worst {
+                None => verdict,
+                Some(w) => combine(w, verdict),
+            });
+        }
+        worst.unwrap_or_else(|| Verdict {
+            outcome: Outcome::Allow,
+            rule: "default".into(),
+            reason: "empty statement".into(),
+            max_rows: None,
+            over_limit: self.file.limits.over_limit,
+        })
+    }
+
+    /// `None` when the statement executes an unknown prepared name.
+    fn evaluate_statement(
+        &self,
+        asker: Asker<'_>,
+        stmt: &StatementClass,
+        prepared: &PreparedStatements,
+    ) -> Option<Verdict> {
+        let mut verdict = self.first_match(asker, stmt);
+        if let Some((_, inner)) = &stmt.prepares {
+            verdict = combine(verdict, self.first_match(asker, inner));
+        }
+        if let Some(name) = &stmt.executes {
+            let inner = prepared.get(name)?.as_ref()?;
+            verdict = combine(verdict, self.first_match(asker, inner));
+        }
+        Some(verdict)
+    }
+
+    fn first_match(&self, asker: Asker<'_>, stmt: &StatementClass) -> Verdict {
+        for rule in &self.file.rules {
+            if self.asker_matches(rule, asker) && self.statement_matches(rule, stmt) {
+                return Verdict {
+                    outcome: rule.action,
+                    rule: rule.name.clone(),
+                    reason: rule
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| format!("matched rule \"{}\"", rule.name)),
+                    max_rows: rule.max_rows.or(self.file.limits.max_rows),
+                    over_limit: self.file.limits.over_limit,
+                };
+            }
+        }
+        Verdict {
+            outcome: self.file.default,
+            rule: "default".into(),
+            reason: format!("no rule matched; policy \"{}\" default", self.file.name),
+            max_rows: self.file.limits.max_rows,
+            over_limit: self.file.limits.over_limit,
+        }
+    }
+
+    /// Fail closed: the strictest outcome among every rule that could apply to
+    /// this asker (whatever its statement conditions) and the default.
+    fn strictest(&self, asker: Asker<'_>, why: &str) -> Verdict {
+        let mut outcome = self.file.default;
+        let mut source = format!("policy \"{}\" default", self.file.name);
+        for rule in &self.file.rules {
+            if self.asker_matches(rule, asker) && rule.action > outcome {
+                outcome = rule.action;
+                source = format!("rule \"{}\"", rule.name);
+            }
+        }
+        Verdict {
+            outcome,
+            rule: FAIL_CLOSED_RULE.into(),
+            reason: format!("{why}; the strictest outcome that could apply ({source}) is used"),
+            max_rows: self.file.limits.max_rows,
+            over_limit: self.file.limits.over_limit,
+        }
+    }
+
+    fn asker_matches(&self, rule: &Rule, asker: Asker<'_>) -> bool {
+        (rule.subjects.is_empty() || rule.subjects.iter().any(|s| s == asker.subject))
+            && (rule.groups.is_empty() || rule.groups.iter().any(|g| asker.groups.contains(g)))
+            && (rule.connections.is_empty()
+                || rule.connections.iter().any(|c| c == asker.connection))
+    }
+
+    fn statement_matches(&self, rule: &Rule, stmt: &StatementClass) -> bool {
+        if !rule.has_statement_conditions() {
+            return true;
+        }
+        // A rule that refuses covers an unqualified name whatever schema it
+        // names (the search path may resolve it there); one that lets
+        // through only covers what it names exactly.
+        let lenience = if rule.action.forwards() {
+            Lenience::Exact
+        } else {
+            Lenience::UnqualifiedMatchesAnySchema
+        };
+        let any_name = |patterns: &[String], names: &BTreeSet<String>| {
+            patterns.is_empty()
+                || patterns
+                    .iter()
+                    .any(|p| names.iter().any(|n| name_matches(p, n, lenience)))
+        };
+        let touched: BTreeSet<String> = stmt.reads.union(&stmt.writes).cloned().collect();
+        (rule.kinds.is_empty() || rule.kinds.iter().any(|k| stmt.kinds.contains(k)))
+            && any_name(&rule.tables, &touched)
+            && any_name(&rule.reads, &stmt.reads)
+            && any_name(&rule.writes, &stmt.writes)
+            && any_name(&rule.functions, &stmt.functions)
+            && rule
+                .unbounded_read
+                .is_none_or(|want| stmt.unbounded_read == want)
+            && rule
+                .reads_phi
+                .is_none_or(|want| self.reads_phi(stmt) == want)
+    }
+
+    fn reads_phi(&self, stmt: &StatementClass) -> bool {
+        let lenient = Lenience::UnqualifiedMatchesAnySchema;
+        stmt.reads.iter().any(|r| {
+            self.phi_tables.iter().any(|p| name_matches(p, r, lenient))
+                && !self
+                    .file
+                    .not_phi_tables
+                    .iter()
+                    .any(|p| name_matches(p, r, Lenience::Exact))
+        })
+    }
+}
+
+/// The stricter of two verdicts; on a tie the first one's rule is named.
+/// The row limit is the smaller of both.
+fn combine(a: Verdict, b: Verdict) -> Verdict {
+    let max_rows = match (a.max_rows, b.max_rows) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    let mut winner = if b.outcome > a.outcome { b } else { a };
+    winner.max_rows = max_rows;
+    winner
+}
+
+/// PostgreSQL folds unquoted names to lower case; the policy file's names are
+/// written unquoted.
+fn normalise(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// How a schema-qualified pattern treats an unqualified name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lenience {
+    /// `clinical.patients` covers only `clinical.patients`.
+    Exact,
+    /// `clinical.patients` also covers an unqualified `patients`: used where
+    /// covering too much is the safe side (refusals, PHI detection).
+    UnqualifiedMatchesAnySchema,
+}
+
+/// Whether a policy name pattern covers a name the classifier reported.
+///
+/// `patients` covers `patients` in any schema; `clinical.patients` covers
+/// `clinical.patients` (and, leniently, an unqualified `patients`); the
+/// object part may end in `*` (`clinical.*`, `pg_*`, `*`).
+pub fn name_matches(pattern: &str, name: &str, lenience: Lenience) -> bool {
+    let pattern = pattern.to_lowercase();
+    let name = name.to_lowercase();
+    let (p_schema, p_obj) = split_last(&pattern);
+    let (n_schema, n_obj) = split_last(&name);
+    let obj_ok = match p_obj.strip_suffix('*') {
+        Some(prefix) => n_obj.starts_with(prefix),
+        None => p_obj == n_obj,
+    };
+    let schema_ok = match (p_schema, n_schema) {
+        (Some(p), Some(n)) => p == n,
+        (Some(_), None) => lenience == Lenience::UnqualifiedMatchesAnySchema,
+        (None, _) => true,
+    };
+    obj_ok && schema_ok
+}
+
+fn split_last(name: &str) -> (Option<&str>, &str) {
+    match name.rsplit_once('.') {
+        Some((schema, obj)) => (Some(schema.rsplit('.').next().unwrap_or(schema)), obj),
+        None => (None, name),
+    }
+}

@@ -1,0 +1,210 @@
+//! Where result columns come from: table OID and column number (what a
+//! `RowDescription` says) to schema, table and column names (what masking
+//! rules name).
+//!
+//! The proxy cannot ask the session's own connection (it is busy relaying
+//! the client's conversation), so each proxy keeps one catalog connection per
+//! database, logged in with the gateway's credential, and caches answers per
+//! table OID. Entries expire after [`TTL`], so a column renamed to a masked
+//! name is picked up within that time; renaming *away* from a masked name
+//! keeps masking until then, which errs on the safe side.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+
+use crate::codec;
+use crate::login::{self, UpstreamError};
+use crate::results;
+use crate::server::{read_frame, UpstreamConfig};
+
+pub const TTL: Duration = Duration::from_secs(30);
+
+/// A table's schema, name and columns by number.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TableInfo {
+    pub schema: String,
+    pub table: String,
+    pub columns: HashMap<i16, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot log in for catalog lookups: {0}")]
+    Login(#[from] UpstreamError),
+    #[error("catalog lookup failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("catalog lookup failed: {0}")]
+    Protocol(#[from] codec::CodecError),
+    #[error("catalog lookup failed: the server said {0}")]
+    Server(String),
+    #[error("catalog lookup failed: the server closed the connection")]
+    Closed,
+}
+
+/// The catalog of one upstream server, shared by all sessions of a proxy.
+pub struct Catalog {
+    upstream: UpstreamConfig,
+    databases: Mutex<HashMap<String, Arc<DatabaseCatalog>>>,
+}
+
+struct DatabaseCatalog {
+    database: String,
+    conn: Mutex<Option<(TcpStream, BytesMut)>>,
+    cache: std::sync::Mutex<HashMap<u32, (Arc<TableInfo>, Instant)>>,
+}
+
+impl Catalog {
+    pub fn new(upstream: UpstreamConfig) -> Self {
+        Self {
+            upstream,
+            databases: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tables behind `oids` (0 is skipped). A table that no longer exists
+    /// comes back with no columns.
+    pub async fn tables(
+        &self,
+        database: &str,
+        oids: &[u32],
+    ) -> Result<HashMap<u32, Arc<TableInfo>>, CatalogError> {
+        let db = {
+            let mut dbs = self.databases.lock().await;
+            dbs.entry(database.to_string())
+                .or_insert_with(|| {
+                    Arc::new(DatabaseCatalog {
+                        database: database.to_string(),
+                        conn: Mutex::new(None),
+                        cache: std::sync::Mutex::new(HashMap::new()),
+                    })
+                })
+                .clone()
+        };
+        let mut found = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = db.cache.lock().expect("catalog cache lock");
+            for &oid in oids {
+                if oid == 0 || found.contains_key(&oid) {
+                    continue;
+                }
+                match cache.get(&oid) {
+                    Some((info, at)) if at.elapsed() < TTL => {
+                        found.insert(oid, info.clone());
+                    }
+                    _ => missing.push(oid),
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(found);
+        }
+        missing.sort_unstable();
+        missing.dedup();
+        let fetched = db.fetch(&self.upstream, &missing).await?;
+        let mut cache = db.cache.lock().expect("catalog cache lock");
+        let now = Instant::now();
+        for oid in missing {
+            let info = Arc::new(fetched.get(&oid).cloned().unwrap_or_default());
+            cache.insert(oid, (info.clone(), now));
+            found.insert(oid, info);
+        }
+        Ok(found)
+    }
+}
+
+impl DatabaseCatalog {
+    async fn fetch(
+        &self,
+        upstream: &UpstreamConfig,
+        oids: &[u32],
+    ) -> Result<HashMap<u32, TableInfo>, CatalogError> {
+        let mut conn = self.conn.lock().await;
+        // One retry with a fresh connection: the old one may have been closed
+        // by the server (idle timeout, restart) since the last lookup.
+        for attempt in 0..2 {
+            if conn.is_none() {
+                let params = [("application_name".to_string(), "vigil-catalog".to_string())];
+                let (stream, _) = login::login(upstream, &self.database, &params).await?;
+                *conn = Some((stream, BytesMut::with_capacity(8192)));
+            }
+            let (stream, buf) = conn.as_mut().expect("connection just set");
+            match query_tables(stream, buf, oids).await {
+                Ok(tables) => return Ok(tables),
+                Err(e) => {
+                    *conn = None;
+                    if attempt == 1 || matches!(e, CatalogError::Server(_)) {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Err(CatalogError::Closed)
+    }
+}
+
+async fn query_tables(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    oids: &[u32],
+) -> Result<HashMap<u32, TableInfo>, CatalogError> {
+    let list = oids
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    // OIDs are numbers the proxy formats itself: nothing from a client is
+    // interpolated into this text.
+    let sql = format!(
+        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname \
+         FROM pg_catalog.pg_class c \
+         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+         WHERE c.oid IN ({list}) AND a.attnum > 0 AND NOT a.attisdropped"
+    );
+    stream.write_all(&codec::query(&sql)).await?;
+    let mut tables: HashMap<u32, TableInfo> = HashMap::new();
+    let mut error = None;
+    loop {
+        let frame = read_frame(stream, buf).await?.ok_or(CatalogError::Closed)?;
+        match frame.tag {
+            b'D' => {
+                let body = frame.body();
+                let values = results::data_row_values(&body)?;
+                let text = |i: usize| -> String {
+                    values
+                        .get(i)
+                        .cloned()
+                        .flatten()
+                        .map(|r| String::from_utf8_lossy(&body[r]).into_owned())
+                        .unwrap_or_default()
+                };
+                let (Ok(oid), Ok(attnum)) = (text(0).parse::<u32>(), text(3).parse::<i16>()) else {
+                    continue;
+                };
+                let entry = tables.entry(oid).or_insert_with(|| TableInfo {
+                    schema: text(1),
+                    table: text(2),
+                    columns: HashMap::new(),
+                });
+                entry.columns.insert(attnum, text(4));
+            }
+            b'E' => {
+                let fields = codec::parse_error_fields(frame.body())?;
+                error = Some(format!("{}: {}", fields.code, fields.message));
+            }
+            b'Z' => break,
+            _ => {}
+        }
+    }
+    match error {
+        Some(e) => Err(CatalogError::Server(e)),
+        None => Ok(tables),
+    }
+}

@@ -1,0 +1,134 @@
+//! The policy gate of one session: classifies what the client sends and asks
+//! the policy, keeping the per-session state that judgement needs (SQL-level
+//! `PREPARE`d statements, so that `EXECUTE name` is judged by what it runs).
+//!
+//! Pure: the relay calls it for every `Query` and `Parse` and acts on the
+//! [`Verdict`].
+
+use std::sync::Arc;
+
+use vigil_proxy_core::classify::{self, Classification};
+use vigil_proxy_core::policy::{Asker, Outcome, Policy, PreparedStatements, Verdict};
+
+use crate::refuse::Refusal;
+
+pub struct Gate {
+    policy: Arc<Policy>,
+    subject: String,
+    groups: Vec<String>,
+    connection: String,
+    prepared: PreparedStatements,
+}
+
+/// A bound on SQL-level prepared statements remembered per session; past it,
+/// new PREPAREs are still judged, but an EXECUTE of a forgotten name is
+/// unclassifiable and so gets the strictest outcome (fail closed).
+const MAX_PREPARED: usize = 10_000;
+
+impl Gate {
+    pub fn new(policy: Arc<Policy>, subject: &str, groups: &[String], connection: &str) -> Self {
+        Self {
+            policy,
+            subject: subject.to_string(),
+            groups: groups.to_vec(),
+            connection: connection.to_string(),
+            prepared: PreparedStatements::new(),
+        }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    pub fn policy_arc(&self) -> Arc<Policy> {
+        self.policy.clone()
+    }
+
+    fn asker(&self) -> Asker<'_> {
+        Asker {
+            subject: &self.subject,
+            groups: &self.groups,
+            connection: &self.connection,
+        }
+    }
+
+    /// Judges an already classified message (e.g. one the proxy knows it
+    /// cannot classify).
+    pub fn judge_classification(&self, class: &Classification) -> Verdict {
+        self.policy.evaluate(self.asker(), class, &self.prepared)
+    }
+
+    /// Judges the text of a `Query` or a `Parse`. When the verdict lets the
+    /// statement through, SQL-level PREPAREs and DEALLOCATEs in it update the
+    /// session's map.
+    pub fn judge(&mut self, sql: &str) -> Verdict {
+        let class = classify::classify(sql);
+        let verdict = self.judge_classification(&class);
+        if verdict.outcome.forwards() {
+            self.remember_prepares(&class);
+        }
+        verdict
+    }
+
+    fn remember_prepares(&mut self, class: &Classification) {
+        for stmt in &class.statements {
+            if let Some((name, inner)) = &stmt.prepares {
+                if self.prepared.contains_key(name) {
+                    // PostgreSQL refuses a second PREPARE of a name and
+                    // keeps the first; which one the name runs is no longer
+                    // certain here, so EXECUTE of it fails closed.
+                    self.prepared.insert(name.clone(), None);
+                } else if self.prepared.len() < MAX_PREPARED {
+                    self.prepared.insert(name.clone(), Some((**inner).clone()));
+                }
+            }
+            if stmt.has_kind("deallocate") {
+                // DEALLOCATE ALL or a name: forgetting too much is safe (an
+                // EXECUTE of a forgotten name fails closed), so forget all.
+                self.prepared.clear();
+            }
+        }
+    }
+}
+
+/// What the client is told when a verdict does not let a statement through.
+pub fn refusal_for(verdict: &Verdict) -> Refusal {
+    match verdict.outcome {
+        Outcome::Review => Refusal {
+            code: "42501",
+            message: format!(
+                "Vigil holds this statement for review (rule \"{}\"), and no approval service is configured, so it is refused",
+                verdict.rule
+            ),
+            detail: verdict.reason.clone(),
+            hint: "Ask an approver, or narrow the statement (a LIMIT, a WHERE clause) so that policy allows it.".into(),
+        },
+        _ => Refusal {
+            code: "42501",
+            message: format!("Vigil denied this statement (rule \"{}\")", verdict.rule),
+            detail: verdict.reason.clone(),
+            hint: String::new(),
+        },
+    }
+}
+
+/// What the client is told when a result grew past the policy's row limit.
+pub fn row_limit_refusal(verdict: &Verdict, limit: u64) -> Refusal {
+    let held = verdict.over_limit == Outcome::Review;
+    Refusal {
+        code: "42501",
+        message: if held {
+            format!(
+                "Vigil stopped this result after {limit} rows (rule \"{}\"): larger results need review, and no approval service is configured, so it is refused",
+                verdict.rule
+            )
+        } else {
+            format!(
+                "Vigil stopped this result after {limit} rows (rule \"{}\"): larger results are denied",
+                verdict.rule
+            )
+        },
+        detail: format!("no row beyond the first {limit} was sent"),
+        hint: "Add a LIMIT or a narrower WHERE clause.".into(),
+    }
+}

@@ -1,0 +1,323 @@
+//! Masking result rows on their way to the client.
+//!
+//! A [`RowPlan`] is built once per result (from its `RowDescription`, the
+//! catalog names behind each column and the policy) and then applied to
+//! every `DataRow`: a row nothing needs to change in is forwarded untouched.
+//!
+//! What a column gets:
+//! - a column rule matches the table and column the value really comes from
+//!   (not the name the query gave it): the rule's format. Text-like types
+//!   (text, varchar, char, name, json, xml) get the masked text in either
+//!   wire format; integers under `hash` get a keyed-hash integer of the same
+//!   width (joins still work); any other type becomes NULL, because a masked
+//!   string in a date or numeric column would break every driver decoding it;
+//! - no rule, masking on and the column is text-like: the content detectors
+//!   replace the PHI-shaped parts of the value;
+//! - the column comes from a table the catalog could not name: fail closed,
+//!   as if a `redact` rule matched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use vigil_proto::events::MaskedColumn;
+use vigil_proxy_core::mask::{MaskFormat, Masker};
+use vigil_proxy_core::policy::Policy;
+
+use crate::catalog::TableInfo;
+use crate::codec::CodecError;
+use crate::results::{self, Field};
+
+mod oid {
+    pub const BOOL_CHAR: u32 = 18;
+    pub const NAME: u32 = 19;
+    pub const INT8: u32 = 20;
+    pub const INT2: u32 = 21;
+    pub const INT4: u32 = 23;
+    pub const TEXT: u32 = 25;
+    pub const JSON: u32 = 114;
+    pub const XML: u32 = 142;
+    pub const UNKNOWN: u32 = 705;
+    pub const BPCHAR: u32 = 1042;
+    pub const VARCHAR: u32 = 1043;
+    pub const JSONB: u32 = 3802;
+}
+
+/// Types whose value, in text *and* binary format, is the text itself
+/// (jsonb's binary form adds a one-byte version first).
+fn is_text_like(type_oid: u32) -> bool {
+    matches!(
+        type_oid,
+        oid::BOOL_CHAR
+            | oid::NAME
+            | oid::TEXT
+            | oid::JSON
+            | oid::XML
+            | oid::UNKNOWN
+            | oid::BPCHAR
+            | oid::VARCHAR
+            | oid::JSONB
+    )
+}
+
+/// The text part of a text-like value: jsonb's binary form starts with a
+/// version byte that must survive masking.
+fn text_offset(field: &Field) -> usize {
+    usize::from(field.type_oid == oid::JSONB && field.format == 1)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Keep,
+    /// Content detectors over the text (from this byte offset).
+    Scan {
+        offset: usize,
+    },
+    /// A column rule on a text-like value.
+    Text {
+        format: MaskFormat,
+        offset: usize,
+    },
+    /// A column rule `hash` on an integer column.
+    HashInt {
+        width: usize,
+        binary: bool,
+    },
+    /// A column rule on a type that cannot carry a masked string.
+    Null,
+}
+
+/// How every column of one result is masked, and what was masked so far.
+pub struct RowPlan {
+    actions: Vec<Action>,
+    report: Vec<MaskedColumn>,
+    masker: Arc<Masker>,
+}
+
+impl RowPlan {
+    /// `tables` names the tables behind the result's columns; a table OID
+    /// missing from it could not be looked up.
+    pub fn build(
+        fields: &[Field],
+        tables: &HashMap<u32, Arc<TableInfo>>,
+        policy: &Policy,
+        masker: Arc<Masker>,
+    ) -> Self {
+        let scan_all = policy.masking().scan_all_results;
+        let mut actions = Vec::with_capacity(fields.len());
+        let mut report = Vec::new();
+        for field in fields {
+            let source = if field.table_oid == 0 {
+                Source::Computed
+            } else {
+                match tables.get(&field.table_oid) {
+                    Some(info) => match info.columns.get(&field.column) {
+                        Some(col) => Source::Column(info.clone(), col.clone()),
+                        None => Source::Unknown,
+                    },
+                    None => Source::Unknown,
+                }
+            };
+            let (rule_format, source_name) = match &source {
+                Source::Column(info, col) => (
+                    policy.column_format(&info.schema, &info.table, col),
+                    format!("{}.{}.{}", info.schema, info.table, col),
+                ),
+                Source::Unknown => (Some(MaskFormat::Redact), "unknown".to_string()),
+                Source::Computed => (None, String::new()),
+            };
+            let action = match rule_format {
+                Some(format) => rule_action(field, format),
+                None if scan_all && is_text_like(field.type_oid) => Action::Scan {
+                    offset: text_offset(field),
+                },
+                None => Action::Keep,
+            };
+            if action != Action::Keep {
+                report.push(MaskedColumn {
+                    column: field.name.clone(),
+                    source: source_name,
+                    method: match (action, rule_format) {
+                        (Action::Scan { .. }, _) => "detectors".into(),
+                        (Action::Null, Some(f)) => format!("{} (as NULL)", format_name(f)),
+                        (_, Some(f)) => format_name(f).into(),
+                        (_, None) => "detectors".into(),
+                    },
+                    values_masked: 0,
+                    detector_hits: BTreeMap::new(),
+                });
+            }
+            actions.push(action);
+        }
+        Self {
+            actions,
+            report,
+            masker,
+        }
+    }
+
+    /// Nothing in this result can change.
+    pub fn is_noop(&self) -> bool {
+        self.actions.iter().all(|a| *a == Action::Keep)
+    }
+
+    /// Masks one `DataRow` body; `None` when the row goes out unchanged.
+    pub fn apply(&mut self, body: &[u8]) -> Result<Option<Bytes>, CodecError> {
+        if self.is_noop() {
+            return Ok(None);
+        }
+        let values = results::data_row_values(body)?;
+        let mut replaced: Vec<Option<Option<Vec<u8>>>> = vec![None; values.len()];
+        let mut changed = false;
+        let mut report_at = 0usize;
+        for (i, value) in values.iter().enumerate() {
+            let action = self.actions.get(i).copied().unwrap_or(Action::Keep);
+            if action == Action::Keep {
+                continue;
+            }
+            let report = &mut self.report[report_at];
+            report_at += 1;
+            let Some(range) = value.clone() else { continue };
+            let v = &body[range];
+            let new = match action {
+                Action::Keep => None,
+                Action::Scan { offset } => {
+                    let (head, text) = v.split_at(offset.min(v.len()));
+                    self.masker.scan(text).map(|hit| {
+                        for kind in &hit.kinds {
+                            *report
+                                .detector_hits
+                                .entry(kind.as_str().to_string())
+                                .or_insert(0) += 1;
+                        }
+                        let mut out = head.to_vec();
+                        out.extend_from_slice(&hit.masked);
+                        Some(out)
+                    })
+                }
+                Action::Text { format, offset } => {
+                    let (head, text) = v.split_at(offset.min(v.len()));
+                    let mut out = head.to_vec();
+                    out.extend_from_slice(&self.masker.mask_value(format, text));
+                    Some(Some(out))
+                }
+                Action::HashInt { width, binary } => Some(hash_int(&self.masker, v, width, binary)),
+                Action::Null => Some(None),
+            };
+            if let Some(new) = new {
+                report.values_masked += 1;
+                replaced[i] = Some(new);
+                changed = true;
+            }
+        }
+        if !changed {
+            return Ok(None);
+        }
+        let row = results::data_row(values.iter().zip(replaced.iter()).map(
+            |(orig, new)| match new {
+                Some(new) => new.as_deref(),
+                None => orig.clone().map(|r| &body[r]),
+            },
+        ));
+        Ok(Some(row))
+    }
+
+    /// What was masked in this result, for its Response event.
+    pub fn take_report(&mut self) -> Vec<MaskedColumn> {
+        let report: Vec<MaskedColumn> = self
+            .report
+            .iter_mut()
+            .map(|r| {
+                let out = r.clone();
+                r.values_masked = 0;
+                r.detector_hits.clear();
+                out
+            })
+            .collect();
+        report.into_iter().filter(|r| r.values_masked > 0).collect()
+    }
+}
+
+enum Source {
+    Column(Arc<TableInfo>, String),
+    /// A table column the catalog could not name.
+    Unknown,
+    /// An expression: no table behind it.
+    Computed,
+}
+
+fn rule_action(field: &Field, format: MaskFormat) -> Action {
+    if is_text_like(field.type_oid) {
+        return Action::Text {
+            format,
+            offset: text_offset(field),
+        };
+    }
+    let width = match field.type_oid {
+        oid::INT2 => Some(2),
+        oid::INT4 => Some(4),
+        oid::INT8 => Some(8),
+        _ => None,
+    };
+    match (format, width) {
+        (MaskFormat::Hash, Some(width)) => Action::HashInt {
+            width,
+            binary: field.format == 1,
+        },
+        _ => Action::Null,
+    }
+}
+
+fn format_name(f: MaskFormat) -> &'static str {
+    match f {
+        MaskFormat::Redact => "redact",
+        MaskFormat::Partial => "partial",
+        MaskFormat::Hash => "hash",
+    }
+}
+
+/// A keyed hash of an integer, kept in the column's range and wire format.
+/// A value that does not decode becomes NULL (never passed through).
+fn hash_int(masker: &Masker, v: &[u8], width: usize, binary: bool) -> Option<Vec<u8>> {
+    let n: i64 = if binary {
+        match v.len() {
+            2 => i16::from_be_bytes([v[0], v[1]]).into(),
+            4 => i32::from_be_bytes([v[0], v[1], v[2], v[3]]).into(),
+            8 => i64::from_be_bytes(v.try_into().ok()?),
+            _ => return None,
+        }
+    } else {
+        std::str::from_utf8(v).ok()?.trim().parse().ok()?
+    };
+    let h = masker.hash_i64(n);
+    let h = match width {
+        2 => i64::from(h as i16),
+        4 => i64::from(h as i32),
+        _ => h,
+    };
+    Some(if binary {
+        match width {
+            2 => (h as i16).to_be_bytes().to_vec(),
+            4 => (h as i32).to_be_bytes().to_vec(),
+            _ => h.to_be_bytes().to_vec(),
+        }
+    } else {
+        h.to_string().into_bytes()
+    })
+}
+
+/// Masks one textual `CopyData` line with the content detectors: COPY output
+/// carries no column origins, so column rules cannot follow it (the shipped
+/// policy holds COPY out for review). Replacements never contain tabs,
+/// commas, quotes or backslashes, so text and CSV framing survive.
+pub fn mask_copy_line(masker: &Masker, payload: &[u8], report: &mut MaskedColumn) -> Option<Bytes> {
+    let hit = masker.scan(payload)?;
+    report.values_masked += 1;
+    for kind in &hit.kinds {
+        *report
+            .detector_hits
+            .entry(kind.as_str().to_string())
+            .or_insert(0) += 1;
+    }
+    Some(results::copy_data(&hit.masked))
+}

@@ -1,0 +1,422 @@
+//! Policy at the proxy, with real psql and the real PostgreSQL: statements
+//! the shipped PHI policy denies or holds for review never reach the
+//! database whatever way they are phrased, the client gets SQLSTATE 42501
+//! naming the rule, transactions behave as PostgreSQL's own errors make
+//! them, results are masked by column origin and by content, results past
+//! the row limit are stopped, and every decision is in the ledger.
+
+use std::process::Output;
+
+use vigil_proto::events::event::Kind;
+use vigil_proto::events::Event;
+use vigil_tests::{direct_psql, show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
+
+const SSN_1: &str = "123-45-6789";
+const SSN_2: &str = "234-56-7890";
+
+/// A PHI table of our own (unique per test, so tests can run in parallel).
+fn create_patients(table: &str) {
+    let out = direct_psql(&format!(
+        "DROP TABLE IF EXISTS {table} CASCADE;
+         CREATE TABLE {table} (id int PRIMARY KEY, name text, ssn text, dob date, notes text, member_id int);
+         INSERT INTO {table} VALUES
+           (1, 'Jane Roe', '{SSN_1}', '1980-03-04', 'call 555-123-4567 or jane.roe@example.org', 42),
+           (2, 'John Doe', '{SSN_2}', '1975-11-30', 'no contact details', 43);"
+    ));
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+fn phi_gateway() -> Gateway {
+    let mut spec = GatewaySpec::new();
+    spec.policy = "builtin:phi-default".into();
+    Gateway::start(spec)
+}
+
+fn psql(gw: &Gateway, sql: &str) -> Output {
+    gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-A", "-t", "-v", "VERBOSITY=verbose", "-c", sql],
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn table_exists(table: &str) -> bool {
+    let out = direct_psql(&format!("SELECT to_regclass('{table}') IS NOT NULL"));
+    stdout(&out).trim() == "t"
+}
+
+fn decisions(events: &[Event]) -> Vec<(String, String, String)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Decision(d)) => Some((d.outcome.clone(), d.rule.clone(), d.stage.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn destructive_and_admin_statements_are_denied_however_phrased() {
+    let table = "vigil_pol_deny";
+    create_patients(table);
+    let gw = phi_gateway();
+    let cases: &[(&str, &str)] = &[
+        (&format!("DROP TABLE {table}"), "deny-destructive"),
+        (
+            &format!("dRoP /* hidden */ TABLE \"{table}\""),
+            "deny-destructive",
+        ),
+        (
+            &format!("drop table public.{table} cascade"),
+            "deny-destructive",
+        ),
+        (&format!("SELECT 1; DROP TABLE {table}"), "deny-destructive"),
+        (&format!("TRUNCATE {table}"), "deny-destructive"),
+        (
+            &format!("ALTER TABLE {table} DROP COLUMN notes"),
+            "deny-destructive",
+        ),
+        ("ALTER SYSTEM SET work_mem = '1MB'", "fail-closed"),
+        ("CREATE ROLE vigil_pol_intruder", "deny-administration"),
+        (
+            &format!("GRANT ALL ON {table} TO PUBLIC"),
+            "deny-administration",
+        ),
+        (
+            "SELECT pg_read_file('/etc/passwd')",
+            "deny-server-files-and-programs",
+        ),
+        (
+            &format!("COPY {table} TO PROGRAM 'cat > /tmp/vigil_pol_leak'"),
+            "deny-server-files-and-programs",
+        ),
+        (
+            &format!("COPY {table} TO '/tmp/vigil_pol_leak'"),
+            "deny-server-files-and-programs",
+        ),
+    ];
+    for (sql, rule) in cases {
+        let out = psql(&gw, sql);
+        assert!(
+            !out.status.success(),
+            "{sql} should be refused: {}",
+            show(&out)
+        );
+        let err = stderr(&out);
+        assert!(
+            err.contains("42501")
+                && err.contains(&format!("Vigil denied this statement (rule \"{rule}\")")),
+            "{sql}: {err}"
+        );
+        // Nothing of the message ran: not even the "SELECT 1" before a DROP.
+        assert_eq!(stdout(&out).trim(), "", "{sql}: {}", show(&out));
+    }
+    assert!(table_exists(table), "the table survived every attempt");
+    assert!(!std::path::Path::new("/tmp/vigil_pol_leak").exists());
+    let role = direct_psql("SELECT count(*) FROM pg_roles WHERE rolname = 'vigil_pol_intruder'");
+    assert_eq!(stdout(&role).trim(), "0");
+
+    // A DO block's body is code Vigil cannot see into: it cannot be
+    // classified, so it gets the strictest outcome any rule could give.
+    let out = psql(
+        &gw,
+        &format!("DO $$ BEGIN EXECUTE 'DROP TABLE {table}'; END $$"),
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("42501") && err.contains("could not be classified"),
+        "{err}"
+    );
+    assert!(table_exists(table));
+
+    let events = gw.wait_for_events(|ev| decisions(ev).len() > cases.len());
+    let denied = decisions(&events)
+        .into_iter()
+        .filter(|(o, _, _)| o == "deny")
+        .count();
+    assert!(denied > cases.len(), "{:?}", decisions(&events));
+    // Each refused statement is still recorded with its text and its
+    // (rewritten) error.
+    let refused_responses = events
+        .iter()
+        .filter(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "42501"))
+        .count();
+    assert!(refused_responses >= cases.len(), "{refused_responses}");
+}
+
+#[test]
+fn a_refusal_aborts_the_transaction_like_any_postgres_error() {
+    let table = "vigil_pol_txn";
+    create_patients(table);
+    let gw = phi_gateway();
+    let script = format!(
+        "\\set ON_ERROR_STOP 0\n\
+         BEGIN;\n\
+         INSERT INTO {table} VALUES (3, 'New Patient', '345-67-8901', '1990-01-01', '', 44);\n\
+         DROP TABLE {table};\n\
+         SELECT 'after';\n\
+         ROLLBACK;\n\
+         SELECT count(*) AS n FROM {table} WHERE id = 3;\n"
+    );
+    let out = gw.psql_with_stdin(AGENT, AGENT_PASSWORD, &["-A", "-t", "-f", "-"], &script);
+    let err = stderr(&out);
+    assert!(
+        err.contains("Vigil denied this statement"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        err.contains("current transaction is aborted"),
+        "the statement after the refusal meets an aborted transaction: {}",
+        show(&out)
+    );
+    assert!(!stdout(&out).contains("after"), "{}", show(&out));
+    // The rollback undid the insert: the database saw a real error.
+    assert_eq!(
+        stdout(&out).trim().lines().last(),
+        Some("0"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn opaque_code_bulk_exports_and_unbounded_phi_reads_are_held_for_review() {
+    let table = "vigil_pol_review";
+    create_patients(table);
+    let gw = phi_gateway();
+    for (sql, rule) in [
+        (
+            format!("SELECT * FROM {table}"),
+            "review-unbounded-phi-read",
+        ),
+        (
+            format!("select name from {table} order by 1"),
+            "review-unbounded-phi-read",
+        ),
+        (format!("COPY {table} TO STDOUT"), "review-bulk-export"),
+        (
+            format!("COPY (SELECT ssn FROM {table}) TO STDOUT WITH CSV"),
+            "review-bulk-export",
+        ),
+    ] {
+        let out = psql(&gw, &sql);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{sql}: {}", show(&out));
+        assert!(
+            err.contains("42501")
+                && err.contains(&format!(
+                    "Vigil holds this statement for review (rule \"{rule}\")"
+                )),
+            "{sql}: {err}"
+        );
+        assert!(!stdout(&out).contains(SSN_1), "{sql}: {}", show(&out));
+    }
+    assert!(table_exists(table));
+    let events = gw.wait_for_events(|ev| {
+        decisions(ev)
+            .iter()
+            .filter(|(o, _, _)| o == "review")
+            .count()
+            >= 4
+    });
+    assert!(decisions(&events)
+        .iter()
+        .any(|(o, r, s)| o == "review" && r == "review-bulk-export" && s == "statement"));
+}
+
+#[test]
+fn results_are_masked_by_column_origin_and_by_content() {
+    let table = "vigil_pol_mask";
+    create_patients(table);
+    let gw = phi_gateway();
+    let out = psql(
+        &gw,
+        &format!(
+            "SELECT id, ssn, ssn AS innocent_alias, dob, notes, name \
+             FROM {table} WHERE id > 0 ORDER BY id"
+        ),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    // Column rule `partial` on ssn, followed through the alias.
+    assert!(text.contains("***-**-6789|***-**-6789"), "{text}");
+    assert!(!text.contains(SSN_1) && !text.contains(SSN_2), "{text}");
+    // dob is a date under `redact`: NULL, so drivers still decode the row.
+    assert!(text.contains("|***-**-6789||"), "{text}");
+    // Content detectors on free text: the phone and the email are gone.
+    assert!(!text.contains("555-123-4567"), "{text}");
+    assert!(!text.contains("jane.roe@example.org"), "{text}");
+    assert!(
+        text.contains("no contact details"),
+        "clean text untouched: {text}"
+    );
+    assert!(text.contains("Jane Roe"), "{text}");
+
+    // Computed from a PHI column: no table behind it, the detectors catch it.
+    let out = psql(
+        &gw,
+        &format!("SELECT 'SSN: ' || ssn AS x, upper(ssn) FROM {table} WHERE id = 1"),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!stdout(&out).contains(SSN_1), "{}", show(&out));
+
+    // A subquery does not hide where a column comes from.
+    let out = psql(
+        &gw,
+        &format!("SELECT s FROM (SELECT id, ssn AS s FROM {table} WHERE id = 2) sub"),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "***-**-7890", "{}", show(&out));
+    // A view reports itself as the column's origin (PostgreSQL resolves the
+    // origin before expanding views), so the column rule does not follow it;
+    // the content detectors still catch the value by its shape.
+    direct_psql(&format!(
+        "CREATE OR REPLACE VIEW {table}_v AS SELECT id, ssn AS s FROM {table}"
+    ));
+    let out = psql(&gw, &format!("SELECT s FROM {table}_v WHERE id = 2"));
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "[SSN]", "{}", show(&out));
+
+    // The Response events say what was masked, and never hold a raw value.
+    let events = gw.wait_for_events(|ev| {
+        ev.iter()
+            .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if !r.masked_columns.is_empty()))
+    });
+    let masked: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Response(r)) => Some(r.masked_columns.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        masked.iter().any(|m| m.column == "innocent_alias"
+            && m.source.ends_with(&format!("{table}.ssn"))
+            && m.method == "partial"),
+        "{masked:?}"
+    );
+    assert!(
+        masked
+            .iter()
+            .any(|m| m.method == "detectors" && !m.detector_hits.is_empty()),
+        "{masked:?}"
+    );
+    let mask_decisions = decisions(&events)
+        .into_iter()
+        .filter(|(o, _, _)| o == "mask")
+        .count();
+    assert!(mask_decisions >= 3);
+}
+
+#[test]
+fn a_result_past_the_row_limit_is_stopped_and_refused() {
+    let gw = phi_gateway();
+    let out = psql(&gw, "SELECT g FROM generate_series(1, 200000) g");
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("42501") && err.contains("stopped this result after 1000 rows"),
+        "{err}"
+    );
+    // Under the limit, all is well.
+    let out = psql(&gw, "SELECT count(*) FROM generate_series(1, 200000) g");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "200000");
+
+    let events = gw.wait_for_events(|ev| {
+        ev.iter()
+            .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.stopped_after_rows > 0))
+    });
+    let stopped = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(Kind::Response(r)) if r.stopped_after_rows > 0 => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!((stopped.stopped_after_rows, stopped.rows), (1000, 1000));
+    assert_eq!(stopped.error_code, "42501");
+    assert!(decisions(&events)
+        .iter()
+        .any(|(o, _, s)| o == "review" && s == "row_limit"));
+}
+
+#[test]
+fn drivers_see_refusals_and_masked_values_in_text_and_binary() {
+    let table = "vigil_pol_drivers";
+    create_patients(table);
+    let gw = phi_gateway();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/policy_clients.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .env("VIGIL_PG_PORT", gw.spec.pg_port.to_string())
+        .env("VIGIL_USER", AGENT)
+        .env("VIGIL_PASSWORD", AGENT_PASSWORD)
+        .env("VIGIL_TABLE", table)
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    for line in ["OK psycopg policy", "OK asyncpg policy"] {
+        assert!(text.contains(line), "{}", show(&out));
+    }
+    assert!(table_exists(table));
+}
+
+#[test]
+fn allow_all_policy_masks_nothing_and_records_allow() {
+    let table = "vigil_pol_allow";
+    create_patients(table);
+    let gw = Gateway::start(GatewaySpec::new());
+    let out = psql(&gw, &format!("SELECT ssn FROM {table} ORDER BY id"));
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains(SSN_1));
+    let events = gw.wait_for_events(|ev| !decisions(ev).is_empty());
+    assert!(decisions(&events)
+        .iter()
+        .all(|(o, r, _)| o == "allow" && r == "default"));
+}
+
+#[test]
+fn a_client_encoding_other_than_utf8_is_refused() {
+    // Under SJIS, bytes the classifier reads as one UTF-8 character can hold
+    // a quote for PostgreSQL and hide a second statement: only UTF-8 passes.
+    let gw = phi_gateway();
+    let out = gw.psql_command_env(
+        AGENT,
+        AGENT_PASSWORD,
+        &[("PGCLIENTENCODING", "SJIS")],
+        &["-c", "SELECT 1"],
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("requires client_encoding UTF8"),
+        "{}",
+        show(&out)
+    );
+    let out = gw.psql_command_env(
+        AGENT,
+        AGENT_PASSWORD,
+        &[("PGOPTIONS", "-c client_encoding=BIG5")],
+        &["-c", "SELECT 1"],
+    );
+    assert!(
+        stderr(&out).contains("requires client_encoding UTF8"),
+        "{}",
+        show(&out)
+    );
+    // Switching later is refused by policy (SET client_encoding is not
+    // classified as harmless), and the session stays UTF-8.
+    let out = psql(&gw, "SET client_encoding = 'SJIS'");
+    assert!(stderr(&out).contains("42501"), "{}", show(&out));
+}
