@@ -15,6 +15,39 @@ use vigil_proxy_core::SinkError;
 /// Largest batch one group commit takes.
 pub const MAX_BATCH: usize = 4096;
 
+/// How long a batch holding only events nobody waits on (Responses,
+/// SessionClosed, CancelRequested) may wait for company before it is synced.
+/// Without it, a lone session pays two fsyncs per statement: its Response
+/// is synced on its own, and the next statement's Request queues behind that
+/// sync. With it, the Response rides along with the next Request (or is
+/// synced this much later); the statement path waits for one fsync.
+pub const LAZY_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// Whether a publisher waits for this event's durability before going on
+/// (SessionOpened, Request, Decision, ...): such an event is synced at once.
+fn awaited_inline(event: &Event) -> bool {
+    use vigil_proto::events::event::Kind;
+    !matches!(
+        event.kind,
+        Some(Kind::Response(_)) | Some(Kind::SessionClosed(_)) | Some(Kind::CancelRequested(_))
+    )
+}
+
+/// The next batch: everything waiting, and if none of it is awaited inline,
+/// whatever else arrives within [`LAZY_WAIT`].
+async fn next_batch(bus: &mut EmbeddedSubscriber) -> Option<Vec<vigil_bus::Delivery>> {
+    let mut batch = bus.recv_batch(MAX_BATCH).await?;
+    let deadline = tokio::time::Instant::now() + LAZY_WAIT;
+    while batch.len() < MAX_BATCH && !batch.iter().any(|d| awaited_inline(&d.event)) {
+        match tokio::time::timeout_at(deadline, bus.recv_batch(MAX_BATCH - batch.len())).await {
+            Ok(Some(more)) => batch.extend(more),
+            // Timed out, or every publisher is gone: sync what there is.
+            Ok(None) | Err(_) => break,
+        }
+    }
+    Some(batch)
+}
+
 /// Turns an event into what the log stores: the leaf commits to the id, time
 /// and kind; the protobuf bytes become the (salted) body.
 pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
@@ -39,7 +72,7 @@ pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
 
 /// Runs until every publisher is gone.
 pub async fn run(store: Arc<Store>, mut bus: EmbeddedSubscriber) {
-    while let Some(batch) = bus.recv_batch(MAX_BATCH).await {
+    while let Some(batch) = next_batch(&mut bus).await {
         let mut entries = Vec::with_capacity(batch.len());
         let mut deliveries = Vec::with_capacity(batch.len());
         for delivery in batch {
