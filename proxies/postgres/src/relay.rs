@@ -194,7 +194,12 @@ impl Shared {
     /// What the backend must do with a run's results under this verdict.
     fn run_attrs(&self, verdict: &Arc<Verdict>) -> RunAttrs {
         RunAttrs {
-            mask: verdict.outcome == Outcome::Mask && self.masks_anything,
+            // Only `allow` goes unmasked. A refused verdict masks too: an
+            // Execute of a name whose Parse was refused may still reach an
+            // older statement of that name upstream (the probe's Parse
+            // failed as a duplicate), and its results must not go out
+            // unmasked.
+            mask: verdict.outcome != Outcome::Allow && self.masks_anything,
             max_rows: verdict.max_rows,
             own_describe: false,
             verdict: Some(verdict.clone()),
