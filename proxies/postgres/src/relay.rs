@@ -325,15 +325,7 @@ impl Frontend {
                 let sql = codec::parse_query(frame.body()).map_err(Fatal::protocol)?;
                 let verdict = Arc::new(self.gate.judge(&sql));
                 let seq = shared.session.next_statement_seq();
-                if verdict.outcome.forwards() {
-                    self.tracker()
-                        .push_query_with(seq, shared.run_attrs(&verdict));
-                    out.extend_from_slice(&frame.raw);
-                } else {
-                    let probe = self.probe(&verdict);
-                    self.tracker().push_query(seq);
-                    out.extend_from_slice(&codec::query(&probe));
-                }
+                self.forward_or_probe(frame, &verdict, seq, out);
                 vec![
                     Kind::Request(Request {
                         statement_seq: seq,
@@ -463,14 +455,7 @@ impl Frontend {
                 let verdict =
                     Arc::new(self.unclassifiable("a function call by OID (fast-path protocol)"));
                 let seq = shared.session.next_statement_seq();
-                if verdict.outcome.forwards() {
-                    self.tracker().push_query(seq);
-                    out.extend_from_slice(&frame.raw);
-                } else {
-                    let probe = self.probe(&verdict);
-                    self.tracker().push_query(seq);
-                    out.extend_from_slice(&codec::query(&probe));
-                }
+                self.forward_or_probe(frame, &verdict, seq, out);
                 vec![
                     Kind::Request(Request {
                         statement_seq: seq,
@@ -508,6 +493,26 @@ impl Frontend {
             }
         }
         Ok(Forward::Done)
+    }
+
+    /// A message that ends at ReadyForQuery (Query, FunctionCall): forwarded
+    /// if the verdict lets it through, else a probe Query in its place.
+    fn forward_or_probe(
+        &self,
+        frame: &Frame,
+        verdict: &Arc<Verdict>,
+        seq: u64,
+        out: &mut BytesMut,
+    ) {
+        if verdict.outcome.forwards() {
+            self.tracker()
+                .push_query_with(seq, self.shared.run_attrs(verdict));
+            out.extend_from_slice(&frame.raw);
+        } else {
+            let probe = self.probe(verdict);
+            self.tracker().push_query(seq);
+            out.extend_from_slice(&codec::query(&probe));
+        }
     }
 
     /// The probe to forward in place of a refused statement.

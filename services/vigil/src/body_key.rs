@@ -18,6 +18,19 @@ pub fn new_line(id: &str) -> anyhow::Result<String> {
 
 /// Creates a keyring file with one fresh key (mode 0600), unless it exists.
 pub fn create_if_missing(path: &Path) -> anyhow::Result<()> {
+    let id = format!("dev-{}", std::process::id());
+    let text = format!(
+        "# Vigil body keyring: `<key id> <base64 key>` per line; the first seals.\n\
+         # To rotate, put a new line (vigil body-key new --id ID) first and keep the old ones.\n{}\n",
+        new_line(&id)?
+    );
+    create_secret_file_if_missing(path, &text, "keyring")
+}
+
+/// Writes `text` to a new file readable only by its owner (0600), synced;
+/// an existing file is left as it is (a key must never be replaced
+/// silently). `what` names the file in errors.
+pub fn create_secret_file_if_missing(path: &Path, text: &str, what: &str) -> anyhow::Result<()> {
     let mut file = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -27,16 +40,10 @@ pub fn create_if_missing(path: &Path) -> anyhow::Result<()> {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
         Err(e) => {
-            return Err(e).with_context(|| format!("cannot create keyring {}", path.display()))
+            return Err(e).with_context(|| format!("cannot create {what} {}", path.display()))
         }
     };
-    let id = format!("dev-{}", std::process::id());
-    writeln!(
-        file,
-        "# Vigil body keyring: `<key id> <base64 key>` per line; the first seals.\n\
-         # To rotate, put a new line (vigil body-key new --id ID) first and keep the old ones.\n{}",
-        new_line(&id)?
-    )
-    .and_then(|()| file.sync_all())
-    .with_context(|| format!("cannot write keyring {}", path.display()))
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {what} {}", path.display()))
 }

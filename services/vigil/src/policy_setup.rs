@@ -1,7 +1,5 @@
 //! Loading policies (shipped or from a file) and the masking key.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -59,26 +57,12 @@ pub fn new_masking_key_line() -> String {
 
 /// Creates a masking key file (mode 0600) unless it exists.
 pub fn create_masking_key_if_missing(path: &Path) -> anyhow::Result<()> {
-    let mut file = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(e) => {
-            return Err(e).with_context(|| format!("cannot create masking key {}", path.display()))
-        }
-    };
-    writeln!(
-        file,
+    let text = format!(
         "# Vigil masking key: keyed hashes of masked values (format \"hash\") use it.\n\
-         # Changing it changes every hashed value.\n{}",
+         # Changing it changes every hashed value.\n{}\n",
         new_masking_key_line()
-    )
-    .and_then(|()| file.sync_all())
-    .with_context(|| format!("cannot write masking key {}", path.display()))
+    );
+    crate::body_key::create_secret_file_if_missing(path, &text, "masking key")
 }
 
 #[cfg(test)]
