@@ -228,6 +228,7 @@ fn dev_mode_needs_no_config_and_keeps_its_key() {
         pg_extra: String::new(),
         // What --dev applies by itself.
         policy: "builtin:phi-default".into(),
+        upstream_extra: String::new(),
     };
     let args = vec![
         "up".to_string(),

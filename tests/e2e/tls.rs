@@ -1,6 +1,8 @@
 //! TLS to clients with real psql: a listener with a certificate answers
 //! SSLRequest with 'S', verifies as the certificate says, records the session
-//! as TLS, and (when TLS is required) refuses plaintext clients.
+//! as TLS, and (when TLS is required) refuses plaintext clients. And TLS
+//! from the gateway to the real PostgreSQL (ssl = on with its own
+//! certificate): require and verify-full, and a wrong CA refused.
 
 use std::io::{Read as _, Write as _};
 use std::path::Path;
@@ -113,4 +115,80 @@ fn psql_over_tls_is_verified_recorded_and_plaintext_is_refused() {
         })
         .collect();
     assert_eq!(tls, vec![true, true]);
+}
+
+/// PostgreSQL's own certificate on this machine (Debian's snakeoil, CN and
+/// SAN `localhost`), with which the local server runs `ssl = on`.
+const SNAKEOIL: &str = "/etc/ssl/certs/ssl-cert-snakeoil.pem";
+
+fn upstream_ssl_in_use(gw: &Gateway) -> std::process::Output {
+    gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        ],
+    )
+}
+
+#[test]
+fn the_gateway_reaches_the_upstream_over_tls_and_verifies_it() {
+    let direct = vigil_tests::direct_psql("SHOW ssl");
+    assert_eq!(
+        String::from_utf8_lossy(&direct.stdout).trim(),
+        "on",
+        "the local PostgreSQL must run with ssl = on for this test"
+    );
+    // verify-full against the server's own certificate.
+    let mut spec = GatewaySpec::new();
+    spec.upstream_extra = format!(
+        r#", tls = {{ mode = "verify-full", ca_file = "{SNAKEOIL}", server_name = "localhost" }}"#
+    );
+    let gw = Gateway::start(spec);
+    let out = upstream_ssl_in_use(&gw);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "t",
+        "the database sees a TLS connection"
+    );
+    let events = gw.wait_for_events(|ev| {
+        ev.iter()
+            .any(|e| matches!(&e.kind, Some(Kind::SessionOpened(o)) if o.upstream_tls))
+    });
+    assert!(!events.is_empty());
+    drop(gw);
+
+    // require: encrypted without checking the certificate.
+    let mut spec = GatewaySpec::new();
+    spec.upstream_extra = r#", tls = { mode = "require" }"#.into();
+    let gw = Gateway::start(spec);
+    let out = upstream_ssl_in_use(&gw);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "t",
+        "{}",
+        show(&out)
+    );
+    drop(gw);
+
+    // verify-full against a CA that did not sign the server's certificate:
+    // the session is refused, and says why.
+    let dir = tempfile::tempdir().unwrap();
+    let (other_ca, _) = self_signed(dir.path());
+    let mut spec = GatewaySpec::new();
+    spec.upstream_extra = format!(
+        r#", tls = {{ mode = "verify-full", ca_file = "{other_ca}", server_name = "localhost" }}"#
+    );
+    let gw = Gateway::start(spec);
+    let out = upstream_ssl_in_use(&gw);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("TLS to the upstream failed") && err.contains("certificate"),
+        "{err}"
+    );
 }

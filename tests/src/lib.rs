@@ -69,6 +69,9 @@ pub struct GatewaySpec {
     /// tables on purpose); policy tests set the shipped PHI default or their
     /// own file.
     pub policy: String,
+    /// Extra keys inside the `upstream = { ... }` inline table (starting
+    /// with a comma), e.g. `, tls = { mode = "require" }`.
+    pub upstream_extra: String,
 }
 
 impl GatewaySpec {
@@ -82,6 +85,7 @@ impl GatewaySpec {
             ledger_extra: String::new(),
             pg_extra: String::new(),
             policy: "builtin:allow-all".into(),
+            upstream_extra: String::new(),
         }
     }
 
@@ -119,7 +123,7 @@ name = "e2e-pg"
 listen = "127.0.0.1:{pg}"
 policy = "{policy}"
 {pg_extra}
-upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000{pwfile} }}
+upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000{pwfile}{upstream_extra} }}
 [[identities]]
 name = "{agent}"
 password_hash = "{hash}"
@@ -128,6 +132,7 @@ groups = ["agents", "research"]
 hash_key_file = "{data}/../masking.key"
 "#,
             policy = self.policy,
+            upstream_extra = self.upstream_extra,
             data = data_dir.display(),
             http = self.http_port,
             grpc = self.grpc_port,

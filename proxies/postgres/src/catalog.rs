@@ -15,13 +15,13 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 use crate::codec;
 use crate::login::{self, UpstreamError};
 use crate::results;
 use crate::server::{read_frame, UpstreamConfig};
+use crate::upstream_tls::UpstreamStream;
 
 pub const TTL: Duration = Duration::from_secs(30);
 
@@ -55,7 +55,7 @@ pub struct Catalog {
 
 struct DatabaseCatalog {
     database: String,
-    conn: Mutex<Option<(TcpStream, BytesMut)>>,
+    conn: Mutex<Option<(UpstreamStream, BytesMut)>>,
     cache: std::sync::Mutex<HashMap<u32, (Arc<TableInfo>, Instant)>>,
 }
 
@@ -150,7 +150,7 @@ impl DatabaseCatalog {
 }
 
 async fn query_tables(
-    stream: &mut TcpStream,
+    stream: &mut UpstreamStream,
     buf: &mut BytesMut,
     oids: &[u32],
 ) -> Result<HashMap<u32, TableInfo>, CatalogError> {

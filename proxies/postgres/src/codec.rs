@@ -548,6 +548,14 @@ pub fn terminate() -> Bytes {
     message(b'X', |_| {})
 }
 
+/// An `SSLRequest`: asks a server to switch the connection to TLS.
+pub fn ssl_request() -> Bytes {
+    let mut buf = BytesMut::with_capacity(8);
+    buf.put_i32(8);
+    buf.put_u32(SSL_REQUEST_CODE);
+    buf.freeze()
+}
+
 /// `Query` ('Q'), used by tests and tools.
 pub fn query(sql: &str) -> Bytes {
     message(b'Q', |b| put_cstr(b, sql))

@@ -11,7 +11,8 @@
 //!   stays exactly PostgreSQL's (pure);
 //! - [`masking`]: per-result masking plans applied to each row (pure);
 //! - [`catalog`]: table OIDs to names, through a catalog connection;
-//! - [`login`]: the upstream login with the gateway's credential;
+//! - [`login`]: the upstream login with the gateway's credential, and
+//!   [`upstream_tls`]: TLS to the upstream (require / verify-full);
 //! - [`relay`] and [`server`]: the session's socket loops.
 #![forbid(unsafe_code)]
 
@@ -28,5 +29,6 @@ pub mod server;
 pub mod tls;
 pub mod tracker;
 pub mod upstream_auth;
+pub mod upstream_tls;
 
 pub use server::{PostgresProxy, ProxyConfig, UpstreamConfig};

@@ -9,7 +9,9 @@ use tokio::net::TcpStream;
 
 use crate::codec::{self, AuthRequest, Frame};
 use crate::server::{read_frame, UpstreamConfig};
+use crate::tls::MaybeTls;
 use crate::upstream_auth::{md5_password, ScramClient, UpstreamAuthError};
+use crate::upstream_tls::UpstreamStream;
 
 /// Why the upstream login failed. Shown to the client: holds no credential.
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +32,8 @@ pub enum UpstreamError {
     Encoding(String),
 }
 
-/// Connects and authenticates (trust, cleartext, MD5 or SCRAM-SHA-256) as
+/// Connects (over TLS when configured) and authenticates (trust, cleartext,
+/// MD5 or SCRAM-SHA-256) as
 /// `cfg.user` to `database`, with the extra startup parameters given. Returns
 /// the stream and every message after authentication up to and including
 /// the first ReadyForQuery (ParameterStatus, BackendKeyData, notices).
@@ -38,13 +41,19 @@ pub async fn login(
     cfg: &UpstreamConfig,
     database: &str,
     extra_params: &[(String, String)],
-) -> Result<(TcpStream, Vec<Frame>), UpstreamError> {
+) -> Result<(UpstreamStream, Vec<Frame>), UpstreamError> {
     let addr = format!("{}:{}", cfg.host, cfg.port);
     let timeout = Duration::from_millis(cfg.connect_timeout_ms);
-    let mut upstream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
+    let tcp = tokio::time::timeout(timeout, TcpStream::connect(&addr))
         .await
         .map_err(|_| UpstreamError::Timeout)??;
-    let _ = upstream.set_nodelay(true);
+    let _ = tcp.set_nodelay(true);
+    let mut upstream = match &cfg.tls {
+        Some(tls) => tokio::time::timeout(timeout, tls.connect(tcp))
+            .await
+            .map_err(|_| UpstreamError::Timeout)??,
+        None => MaybeTls::Plain(tcp),
+    };
 
     let mut params = vec![
         ("user".to_string(), cfg.user.clone()),

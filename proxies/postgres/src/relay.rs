@@ -20,7 +20,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use vigil_proto::events::{event::Kind, Decision, MaskedColumn, Parameter, Request, Response};
@@ -37,6 +36,7 @@ use crate::refuse::{Refusal, Refusals};
 use crate::results;
 use crate::tls::ClientStream;
 use crate::tracker::{Completed, DescriptionFor, RunAttrs, Tracker};
+use crate::upstream_tls::UpstreamStream;
 
 /// Everything policy needs for one session.
 pub struct SessionPolicy {
@@ -61,13 +61,13 @@ pub struct UpstreamCancel {
 pub async fn run(
     client: ClientStream,
     client_buf: BytesMut,
-    upstream: TcpStream,
+    upstream: UpstreamStream,
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
     policy: SessionPolicy,
 ) -> String {
     let (client_rd, client_wr) = tokio::io::split(client);
-    let (upstream_rd, upstream_wr) = upstream.into_split();
+    let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
     let SessionPolicy {
         gate,
         masker,
@@ -222,7 +222,7 @@ struct Frontend {
 async fn frontend(
     mut client: ReadHalf<ClientStream>,
     mut buf: BytesMut,
-    mut upstream: OwnedWriteHalf,
+    mut upstream: WriteHalf<UpstreamStream>,
     client_wr: ClientWriter,
     shared: Arc<Shared>,
     gate: Gate,
@@ -556,7 +556,7 @@ struct ResultState {
 
 /// Upstream -> client.
 async fn backend(
-    mut upstream: OwnedReadHalf,
+    mut upstream: ReadHalf<UpstreamStream>,
     client_wr: ClientWriter,
     shared: Arc<Shared>,
     masking: Masking,

@@ -22,6 +22,7 @@ use crate::login::{self, UpstreamError};
 use crate::relay;
 use crate::results;
 use crate::tls::{ClientStream, TlsSettings};
+use crate::upstream_tls::{UpstreamStream, UpstreamTls};
 
 /// How long a client may take to send its startup packet and password.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -38,6 +39,8 @@ pub struct UpstreamConfig {
     /// Pin every session to this database; by default the client's choice.
     pub database: Option<String>,
     pub connect_timeout_ms: u64,
+    /// TLS to the upstream (`None`: plaintext).
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Written by hand so that the password can never reach a log line.
@@ -50,6 +53,7 @@ impl std::fmt::Debug for UpstreamConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
             .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -200,6 +204,7 @@ impl PostgresProxy {
             upstream_user: self.config.upstream.user.clone(),
             application_name: startup.param("application_name").unwrap_or("").into(),
             tls: client.is_tls(),
+            upstream_tls: self.config.upstream.tls.is_some(),
         }));
         if let Err(e) = self.sink.record(opened).await {
             tracing::error!(session = %session.session_id(), error = %e, "cannot record session start; refusing session");
@@ -360,7 +365,7 @@ impl PostgresProxy {
         startup: &StartupPacket,
         database: &str,
         session: Arc<SessionContext>,
-    ) -> Result<(TcpStream, Bytes, Option<Registration>), UpstreamError> {
+    ) -> Result<(UpstreamStream, Bytes, Option<Registration>), UpstreamError> {
         let mut client_params = Vec::new();
         if let StartupPacket::Startup { params } = startup {
             client_params.extend(

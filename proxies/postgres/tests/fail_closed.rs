@@ -97,6 +97,7 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
                 password: None,
                 database: None,
                 connect_timeout_ms: 2000,
+                tls: None,
             },
             allow_remote_plaintext: false,
             tls: None,

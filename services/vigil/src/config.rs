@@ -17,6 +17,7 @@ use vigil_ledger_service::retention::RetentionPeriod;
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::{StaticIdentities, StaticIdentity};
 use vigil_proxy_postgres::tls::TlsSettings;
+use vigil_proxy_postgres::upstream_tls::UpstreamTls;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +174,30 @@ pub struct UpstreamSection {
     pub database: Option<String>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
+    /// TLS to the upstream database (default: plaintext).
+    #[serde(default)]
+    pub tls: Option<UpstreamTlsSection>,
+}
+
+/// TLS from the gateway to the database, as libpq's sslmode.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTlsSection {
+    /// `require` (encrypted, certificate not checked) or `verify-full`
+    /// (certificate chains to `ca_file` and names `server_name`).
+    pub mode: UpstreamTlsMode,
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// The name the certificate must carry (default: `host`).
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum UpstreamTlsMode {
+    Require,
+    VerifyFull,
 }
 
 fn default_pg_port() -> u16 {
@@ -230,6 +255,7 @@ impl Config {
                     password_file: None,
                     database: None,
                     connect_timeout_ms: default_connect_timeout_ms(),
+                    tls: None,
                 },
             }],
             identities: vec![StaticIdentity {
@@ -401,6 +427,28 @@ impl Config {
                         policy.name()
                     )
                 })?;
+                let upstream_tls = match &up.tls {
+                    None => None,
+                    Some(t) => {
+                        let ca = match &t.ca_file {
+                            Some(path) => Some(std::fs::read(path).with_context(|| {
+                                format!("postgres \"{}\": cannot read {}", pg.name, path.display())
+                            })?),
+                            None => None,
+                        };
+                        let name = t.server_name.clone().unwrap_or_else(|| up.host.clone());
+                        Some(
+                            UpstreamTls::new(
+                                t.mode == UpstreamTlsMode::VerifyFull,
+                                ca.as_deref(),
+                                &name,
+                            )
+                            .map_err(|e| {
+                                anyhow::anyhow!("postgres \"{}\": upstream TLS: {e}", pg.name)
+                            })?,
+                        )
+                    }
+                };
                 let tls = match &pg.tls {
                     None => None,
                     Some(t) => {
@@ -428,6 +476,7 @@ impl Config {
                             password,
                             database: up.database.clone(),
                             connect_timeout_ms: up.connect_timeout_ms,
+                            tls: upstream_tls,
                         },
                         allow_remote_plaintext: pg.allow_remote_plaintext,
                         tls,
@@ -642,6 +691,40 @@ upstream = { host = "127.0.0.1", user = "postgres" }
             err.contains("cannot read policy file /nonexistent/policy.toml"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn upstream_tls_settings_are_checked() {
+        for (tls, want) in [
+            (
+                r#"{ mode = "verify-full" }"#,
+                "verify-full needs a CA certificate file",
+            ),
+            (
+                r#"{ mode = "verify-full", ca_file = "/nonexistent/ca.pem" }"#,
+                "cannot read /nonexistent/ca.pem",
+            ),
+            (r#"{ mode = "sometimes" }"#, "unknown variant"),
+        ] {
+            let text = GOOD.replace(
+                "user = \"postgres\" }",
+                &format!("user = \"postgres\", tls = {tls} }}"),
+            );
+            let err = match Config::parse(&text) {
+                Ok(c) => format!("{:#}", c.proxies().unwrap_err()),
+                Err(e) => format!("{e:#}"),
+            };
+            assert!(err.contains(want), "{tls}: {err}");
+        }
+        let ok = GOOD.replace(
+            "user = \"postgres\" }",
+            "user = \"postgres\", tls = { mode = \"require\" } }",
+        );
+        assert!(Config::parse(&ok).unwrap().proxies().unwrap()[0]
+            .1
+            .upstream
+            .tls
+            .is_some());
     }
 
     #[test]
