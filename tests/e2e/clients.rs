@@ -152,3 +152,55 @@ async fn tokio_postgres_binary_formats_and_pipelining_work_through_vigil() {
         7
     );
 }
+
+/// COPY TO STDOUT in the middle of a pipeline (tokio-postgres sends the
+/// queries around it without waiting), under a policy that masks: the COPY
+/// lines are scanned by the content detectors, the queries around it get
+/// their own results, in order.
+#[tokio::test]
+async fn copy_out_inside_a_pipeline_is_masked_line_by_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        "name = \"copy-masks\"\ndefault = \"mask\"\n[masking]\nscan_all_results = true\n",
+    )
+    .unwrap();
+    let mut spec = GatewaySpec::new();
+    spec.policy = policy.display().to_string();
+    let gw = Gateway::start(spec);
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password='{AGENT_PASSWORD}' dbname=test",
+        gw.spec.pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("connect through vigil");
+    tokio::spawn(connection);
+    let stmt = client.prepare("SELECT $1::int4 * 10").await.unwrap();
+    let before = client.query_one(&stmt, &[&1i32]);
+    let copy = async {
+        use futures_util::StreamExt as _;
+        let stream = client
+            .copy_out(
+                "COPY (SELECT g, 'call 555-123-4567 or ' || g || '@example.org' AS note \
+                 FROM generate_series(1, 3) g) TO STDOUT",
+            )
+            .await
+            .unwrap();
+        let chunks: Vec<_> = stream.collect().await;
+        chunks
+            .into_iter()
+            .map(|c| String::from_utf8(c.unwrap().to_vec()).unwrap())
+            .collect::<String>()
+    };
+    let after = client.query_one(&stmt, &[&2i32]);
+    let (before, copied, after) = futures_util::future::join3(before, copy, after).await;
+    assert_eq!(before.unwrap().get::<_, i32>(0), 10);
+    assert_eq!(after.unwrap().get::<_, i32>(0), 20);
+    assert_eq!(
+        copied,
+        "1\tcall [PHONE] or [EMAIL]\n2\tcall [PHONE] or [EMAIL]\n3\tcall [PHONE] or [EMAIL]\n",
+        "every COPY line masked, framing intact"
+    );
+}
