@@ -503,3 +503,126 @@ kinds = ["truncate"]
         show(&out)
     );
 }
+
+/// A minimal raw protocol client, for message sequences no driver sends.
+mod raw {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    fn msg(tag: u8, body: &[u8]) -> Vec<u8> {
+        let mut m = vec![tag];
+        m.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+        m.extend_from_slice(body);
+        m
+    }
+
+    fn cstr(s: &str) -> Vec<u8> {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        v
+    }
+
+    pub fn parse(name: &str, sql: &str) -> Vec<u8> {
+        let mut b = cstr(name);
+        b.extend(cstr(sql));
+        b.extend_from_slice(&0i16.to_be_bytes());
+        msg(b'P', &b)
+    }
+
+    pub fn bind(portal: &str, stmt: &str) -> Vec<u8> {
+        let mut b = cstr(portal);
+        b.extend(cstr(stmt));
+        b.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        msg(b'B', &b)
+    }
+
+    pub fn execute(portal: &str) -> Vec<u8> {
+        let mut b = cstr(portal);
+        b.extend_from_slice(&0i32.to_be_bytes());
+        msg(b'E', &b)
+    }
+
+    pub fn sync() -> Vec<u8> {
+        msg(b'S', &[])
+    }
+
+    /// Logs in with a cleartext password; returns the connection.
+    pub fn connect(port: u16, user: &str, password: &str) -> TcpStream {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        for p in ["user", user, "database", "test"] {
+            body.extend(cstr(p));
+        }
+        body.push(0);
+        let mut startup = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        startup.extend(body);
+        s.write_all(&startup).unwrap();
+        read_until_ready(&mut s, Some(password));
+        s
+    }
+
+    /// Reads messages up to ReadyForQuery; answers a password request.
+    /// Returns (tag, body) of every message.
+    pub fn read_until_ready(s: &mut TcpStream, password: Option<&str>) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        loop {
+            let mut head = [0u8; 5];
+            s.read_exact(&mut head).unwrap();
+            let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4;
+            let mut body = vec![0u8; len];
+            s.read_exact(&mut body).unwrap();
+            if head[0] == b'R' && body[..4] == 3i32.to_be_bytes() {
+                s.write_all(&msg(b'p', &cstr(password.unwrap()))).unwrap();
+                continue;
+            }
+            let done = head[0] == b'Z';
+            out.push((head[0], body));
+            if done {
+                return out;
+            }
+        }
+    }
+}
+
+#[test]
+fn a_portal_keeps_the_verdict_of_what_it_runs_and_computed_values_are_scanned() {
+    use std::io::Write as _;
+    let table = "vigil_pol_portal";
+    create_patients(table);
+    let gw = phi_gateway();
+    let mut conn = raw::connect(gw.spec.pg_port, AGENT, AGENT_PASSWORD);
+    // Bind a portal to a masked query, then replace the unnamed statement
+    // with an empty one (which alone would be allowed): the portal still
+    // runs the masked query, and its rows must still be masked.
+    let mut batch = Vec::new();
+    batch.extend(raw::parse(
+        "",
+        &format!("SELECT ssn FROM {table} WHERE id > 0 ORDER BY id"),
+    ));
+    batch.extend(raw::bind("p", ""));
+    batch.extend(raw::parse("", ""));
+    batch.extend(raw::execute("p"));
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    let msgs = raw::read_until_ready(&mut conn, None);
+    let rows: Vec<String> = msgs
+        .iter()
+        .filter(|(t, _)| *t == b'D')
+        .map(|(_, b)| String::from_utf8_lossy(&b[6..]).into_owned())
+        .collect();
+    assert_eq!(rows, vec!["***-**-6789", "***-**-7890"], "{msgs:?}");
+
+    // Computed values of non-text types carry PHI too: arrays, records and
+    // dates computed from PHI columns are scanned and become NULL on a hit.
+    let out = psql(
+        &gw,
+        &format!("SELECT ARRAY[ssn], ROW(ssn, dob), dob + 0, 41 + 1 FROM {table} WHERE id = 1"),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let text = stdout(&out);
+    assert!(
+        !text.contains(SSN_1) && !text.contains("1980-03-04"),
+        "{text}"
+    );
+    assert_eq!(text.trim(), "|||42", "{text}");
+}

@@ -296,6 +296,10 @@ impl Policy {
         &self.file.name
     }
 
+    pub fn limits(&self) -> &Limits {
+        &self.file.limits
+    }
+
     pub fn masking(&self) -> &MaskingSection {
         &self.file.masking
     }

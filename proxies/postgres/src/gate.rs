@@ -83,9 +83,13 @@ impl Gate {
                 }
             }
             if stmt.has_kind("deallocate") {
-                // DEALLOCATE ALL or a name: forgetting too much is safe (an
-                // EXECUTE of a forgotten name fails closed), so forget all.
-                self.prepared.clear();
+                // A DEALLOCATE may fail upstream (an unknown name, an
+                // aborted transaction), leaving the old statement in place:
+                // every name it may have touched becomes uncertain, and an
+                // EXECUTE of it fails closed.
+                for class in self.prepared.values_mut() {
+                    *class = None;
+                }
             }
         }
     }

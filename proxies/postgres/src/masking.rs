@@ -60,6 +60,12 @@ fn is_text_like(type_oid: u32) -> bool {
     )
 }
 
+/// Numbers and booleans: no detector shape fits them (bare digit runs are
+/// not flagged by default), so computed ones need no scan.
+fn is_plain_number(type_oid: u32) -> bool {
+    matches!(type_oid, 16 | 20 | 21 | 23 | 26 | 700 | 701 | 1700)
+}
+
 /// The text part of a text-like value: jsonb's binary form starts with a
 /// version byte that must survive masking.
 fn text_offset(field: &Field) -> usize {
@@ -73,6 +79,10 @@ enum Action {
     Scan {
         offset: usize,
     },
+    /// A computed value of a type that cannot carry a masked string (an
+    /// array, a record, a date, ...): scanned as it is sent, and NULL if a
+    /// detector fires (`SELECT ARRAY[ssn]`, `ROW(mrn, dob)`, `dob + 0`).
+    ScanOrNull,
     /// A column rule on a text-like value.
     Text {
         format: MaskFormat,
@@ -131,6 +141,12 @@ impl RowPlan {
                 None if scan_all && is_text_like(field.type_oid) => Action::Scan {
                     offset: text_offset(field),
                 },
+                None if scan_all
+                    && matches!(source, Source::Computed)
+                    && !is_plain_number(field.type_oid) =>
+                {
+                    Action::ScanOrNull
+                }
                 None => Action::Keep,
             };
             if action != Action::Keep {
@@ -139,6 +155,7 @@ impl RowPlan {
                     source: source_name,
                     method: match (action, rule_format) {
                         (Action::Scan { .. }, _) => "detectors".into(),
+                        (Action::ScanOrNull, _) => "detectors (as NULL)".into(),
                         (Action::Null, Some(f)) => format!("{} (as NULL)", format_name(f)),
                         (_, Some(f)) => format_name(f).into(),
                         (_, None) => "detectors".into(),
@@ -201,6 +218,15 @@ impl RowPlan {
                     out.extend_from_slice(&self.masker.mask_value(format, text));
                     Some(Some(out))
                 }
+                Action::ScanOrNull => self.masker.scan(v).map(|hit| {
+                    for kind in &hit.kinds {
+                        *report
+                            .detector_hits
+                            .entry(kind.as_str().to_string())
+                            .or_insert(0) += 1;
+                    }
+                    None
+                }),
                 Action::HashInt { width, binary } => Some(hash_int(&self.masker, v, width, binary)),
                 Action::Null => Some(None),
             };

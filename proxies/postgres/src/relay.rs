@@ -214,6 +214,8 @@ struct Frontend {
     shared: Arc<Shared>,
     gate: Gate,
     verdicts: std::collections::HashMap<String, Arc<Verdict>>,
+    /// The verdict of what each bound portal runs, fixed at Bind.
+    portal_verdicts: std::collections::HashMap<String, Arc<Verdict>>,
     /// Portals bound since their last Execute.
     fresh_portals: std::collections::HashSet<String>,
 }
@@ -231,6 +233,7 @@ async fn frontend(
         shared,
         gate,
         verdicts: Default::default(),
+        portal_verdicts: Default::default(),
         fresh_portals: Default::default(),
     };
     let mut out = BytesMut::with_capacity(8192);
@@ -297,6 +300,20 @@ impl Fatal {
     }
 }
 
+/// The stricter of two verdicts, with the smaller row limit.
+fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
+    let mut v = if b.outcome > a.outcome {
+        b.clone()
+    } else {
+        a.clone()
+    };
+    v.max_rows = match (a.max_rows, b.max_rows) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    v
+}
+
 /// Bound values as the Request event records them: exactly as sent.
 fn parameters(params: Vec<codec::BindParam>) -> Vec<Parameter> {
     params
@@ -338,7 +355,17 @@ impl Frontend {
             }
             b'P' => {
                 let parse = codec::parse_parse(frame.body()).map_err(Fatal::protocol)?;
-                let verdict = Arc::new(self.gate.judge(&parse.query));
+                let mut verdict = Arc::new(self.gate.judge(&parse.query));
+                // A named statement cannot be replaced while it exists: the
+                // server refuses the second Parse (42P05) and keeps the
+                // first, so the name keeps the stricter of both verdicts
+                // until the client Closes it. (The unnamed statement is
+                // replaced by design; portals carry their own verdict.)
+                if !parse.statement.is_empty() {
+                    if let Some(old) = self.verdicts.get(&parse.statement) {
+                        verdict = Arc::new(stricter(old, &verdict));
+                    }
+                }
                 self.verdicts
                     .insert(parse.statement.clone(), verdict.clone());
                 if verdict.outcome.forwards() {
@@ -371,6 +398,16 @@ impl Frontend {
             b'B' => {
                 let bind = codec::parse_bind(frame.body()).map_err(Fatal::protocol)?;
                 self.fresh_portals.insert(bind.portal.clone());
+                // The portal runs what the statement is *now*: later Parses
+                // of the statement's name do not change it.
+                let verdict = self
+                    .verdicts
+                    .get(&bind.statement)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(self.unclassifiable("a Bind of an unknown statement"))
+                    });
+                self.portal_verdicts.insert(bind.portal.clone(), verdict);
                 self.tracker()
                     .on_bind(bind.portal, bind.statement, bind.params);
                 out.extend_from_slice(&frame.raw);
@@ -393,8 +430,8 @@ impl Frontend {
                 // the proxy cannot exist upstream either; if it somehow did,
                 // its results are masked as strictly as policy could ask.
                 let verdict = self
-                    .verdicts
-                    .get(&statement_name)
+                    .portal_verdicts
+                    .get(&portal)
                     .cloned()
                     .unwrap_or_else(|| {
                         Arc::new(self.unclassifiable("an Execute of an unknown statement"))
@@ -434,7 +471,9 @@ impl Frontend {
                 let (is_portal, name) =
                     codec::parse_close(frame.body()).map_err(Fatal::protocol)?;
                 self.tracker().on_close(is_portal, &name);
-                if !is_portal {
+                if is_portal {
+                    self.portal_verdicts.remove(&name);
+                } else {
                     self.verdicts.remove(&name);
                 }
                 out.extend_from_slice(&frame.raw);
@@ -652,7 +691,7 @@ async fn on_backend_frame(
             let (who, attrs) = {
                 let mut tracker = shared.tracker.lock().expect("tracker lock");
                 let who = tracker.on_description();
-                (who, tracker.front_attrs().cloned().unwrap_or_default())
+                (who, attrs_or_fail_closed(tracker.front_attrs(), masking))
             };
             *result = ResultState::default();
             if attrs.mask {
@@ -692,7 +731,7 @@ async fn on_backend_frame(
             let (rows, attrs) = {
                 let mut tracker = shared.tracker.lock().expect("tracker lock");
                 let rows = tracker.on_data_row();
-                (rows, tracker.front_attrs().cloned().unwrap_or_default())
+                (rows, attrs_or_fail_closed(tracker.front_attrs(), masking))
             };
             if result.stopped.is_some() {
                 return Ok(None);
@@ -718,7 +757,7 @@ async fn on_backend_frame(
             }
         }
         b'H' => {
-            let attrs = front_attrs(shared);
+            let attrs = front_attrs(shared, masking);
             *result = ResultState::default();
             if attrs.mask {
                 if results::parse_copy_out_format(&frame.body())? == 1 {
@@ -750,7 +789,7 @@ async fn on_backend_frame(
             let (rows, attrs) = {
                 let mut tracker = shared.tracker.lock().expect("tracker lock");
                 let rows = tracker.on_data_row();
-                (rows, tracker.front_attrs().cloned().unwrap_or_default())
+                (rows, attrs_or_fail_closed(tracker.front_attrs(), masking))
             };
             if result.stopped.is_some() {
                 return Ok(None);
@@ -777,6 +816,13 @@ async fn on_backend_frame(
             if let Some(refusal) = result.stopped.take() {
                 // The stopped result ends in the refusal, not its real end.
                 *result = ResultState::default();
+                if let Some(attrs) = tracker.front_attrs() {
+                    if let (Some((portal, _)), Some(limit)) = (&attrs.portal, attrs.max_rows) {
+                        // A suspended portal stays open upstream: every
+                        // later Execute of it is over the limit at once.
+                        portal_rows.insert(portal.clone(), limit);
+                    }
+                }
                 let fields = refusal_fields(&refusal);
                 completed.extend(tracker.on_error(fields));
                 return Ok(Some(refusal_bytes(&refusal)));
@@ -871,14 +917,35 @@ fn encoding_change(frame: &Frame) -> Option<String> {
         .then(|| results::encoding_refusal(&value))
 }
 
-fn front_attrs(shared: &Shared) -> RunAttrs {
-    shared
-        .tracker
-        .lock()
-        .expect("tracker lock")
-        .front_attrs()
-        .cloned()
-        .unwrap_or_default()
+fn front_attrs(shared: &Shared, masking: &Masking) -> RunAttrs {
+    attrs_or_fail_closed(
+        shared.tracker.lock().expect("tracker lock").front_attrs(),
+        masking,
+    )
+}
+
+/// The attributes of the run a result belongs to, or, when the proxy cannot
+/// pair the result with a statement it judged (it should always can; this
+/// is the fail-closed answer if it ever cannot), masking and the policy's
+/// row limit.
+fn attrs_or_fail_closed(attrs: Option<&RunAttrs>, masking: &Masking) -> RunAttrs {
+    if let Some(attrs) = attrs {
+        return attrs.clone();
+    }
+    let limits = masking.policy.limits();
+    RunAttrs {
+        mask: masking.policy.masks_anything(),
+        max_rows: limits.max_rows,
+        own_describe: false,
+        verdict: Some(Arc::new(Verdict {
+            outcome: Outcome::Mask,
+            rule: vigil_proxy_core::policy::FAIL_CLOSED_RULE.into(),
+            reason: "a result the proxy could not pair with a judged statement".into(),
+            max_rows: limits.max_rows,
+            over_limit: limits.over_limit,
+        })),
+        portal: None,
+    }
 }
 
 fn take_report(result: &mut ResultState) -> Vec<MaskedColumn> {
