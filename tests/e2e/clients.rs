@@ -204,3 +204,67 @@ async fn copy_out_inside_a_pipeline_is_masked_line_by_line() {
         "every COPY line masked, framing intact"
     );
 }
+
+/// tokio-postgres runs COPY FROM STDIN through the extended protocol and
+/// sends its Sync before the data, which PostgreSQL ignores while copying:
+/// the proxy must still pair every later statement with its own result.
+#[tokio::test]
+async fn extended_protocol_copy_in_keeps_results_paired() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password='{AGENT_PASSWORD}' dbname=test",
+        gw.spec.pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("connect through vigil");
+    tokio::spawn(connection);
+    client
+        .batch_execute("CREATE TEMP TABLE copied (n int, note text)")
+        .await
+        .unwrap();
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY copied FROM STDIN")
+        .await
+        .unwrap();
+    futures_util::pin_mut!(sink);
+    use futures_util::SinkExt as _;
+    sink.send(bytes::Bytes::from_static(b"1\tone\n2\ttwo\n"))
+        .await
+        .unwrap();
+    let copied = sink.finish().await.unwrap();
+    assert_eq!(copied, 2);
+    for i in 0..3i32 {
+        let row = client
+            .query_one("SELECT $1::int4 + 100", &[&i])
+            .await
+            .unwrap();
+        assert_eq!(row.get::<_, i32>(0), 100 + i);
+    }
+    let events = gw.wait_for_events(|ev| {
+        ev.iter()
+            .filter(
+                |e| matches!(&e.kind, Some(Kind::Response(r)) if r.command_tags == ["SELECT 1"]),
+            )
+            .count()
+            >= 3
+    });
+    // Every Request's Response carries its own tag.
+    let mut statements = std::collections::HashMap::new();
+    for e in &events {
+        if let Some(Kind::Request(r)) = &e.kind {
+            statements.insert(r.statement_seq, r.statement.clone());
+        }
+    }
+    for e in &events {
+        if let Some(Kind::Response(r)) = &e.kind {
+            let stmt = &statements[&r.statement_seq];
+            if stmt.starts_with("COPY") {
+                assert_eq!(r.command_tags, ["COPY 2"], "{stmt}: {r:?}");
+            }
+            if stmt.starts_with("SELECT $1") {
+                assert_eq!(r.command_tags, ["SELECT 1"], "{stmt}: {r:?}");
+            }
+        }
+    }
+}

@@ -45,6 +45,8 @@ pub enum CatalogError {
     Server(String),
     #[error("catalog lookup failed: the server closed the connection")]
     Closed,
+    #[error("catalog lookup timed out")]
+    Timeout,
 }
 
 /// The catalog of one upstream server, shared by all sessions of a proxy.
@@ -107,7 +109,12 @@ impl Catalog {
         }
         missing.sort_unstable();
         missing.dedup();
-        let fetched = db.fetch(&self.upstream, &missing).await?;
+        // Bounded: a stalled catalog server must not hold up results for
+        // long. On timeout the caller redacts the columns it could not name.
+        let limit = Duration::from_millis(self.upstream.connect_timeout_ms.max(1) * 2);
+        let fetched = tokio::time::timeout(limit, db.fetch(&self.upstream, &missing))
+            .await
+            .map_err(|_| CatalogError::Timeout)??;
         let mut cache = db.cache.lock().expect("catalog cache lock");
         let now = Instant::now();
         for oid in missing {
@@ -129,16 +136,22 @@ impl DatabaseCatalog {
         // One retry with a fresh connection: the old one may have been closed
         // by the server (idle timeout, restart) since the last lookup.
         for attempt in 0..2 {
-            if conn.is_none() {
-                let params = [("application_name".to_string(), "vigil-catalog".to_string())];
-                let (stream, _) = login::login(upstream, &self.database, &params).await?;
-                *conn = Some((stream, BytesMut::with_capacity(8192)));
-            }
-            let (stream, buf) = conn.as_mut().expect("connection just set");
-            match query_tables(stream, buf, oids).await {
-                Ok(tables) => return Ok(tables),
+            // Taken out while in use: if this lookup is abandoned midway (a
+            // timeout), the half-read connection is dropped, not reused.
+            let (mut stream, mut buf) = match conn.take() {
+                Some(c) => c,
+                None => {
+                    let params = [("application_name".to_string(), "vigil-catalog".to_string())];
+                    let (stream, _) = login::login(upstream, &self.database, &params).await?;
+                    (stream, BytesMut::with_capacity(8192))
+                }
+            };
+            match query_tables(&mut stream, &mut buf, oids).await {
+                Ok(tables) => {
+                    *conn = Some((stream, buf));
+                    return Ok(tables);
+                }
                 Err(e) => {
-                    *conn = None;
                     if attempt == 1 || matches!(e, CatalogError::Server(_)) {
                         return Err(e);
                     }

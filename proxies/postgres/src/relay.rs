@@ -485,6 +485,12 @@ impl Frontend {
                 Vec::new()
             }
             b'X' => return Ok(Forward::Terminate),
+            b'c' | b'f' => {
+                // CopyDone / CopyFail: the end of a COPY FROM STDIN.
+                self.tracker().on_client_copy_end();
+                out.extend_from_slice(&frame.raw);
+                Vec::new()
+            }
             b'F' => {
                 // libpq's fast path (large objects and the like): a server
                 // function by OID, with no SQL to classify. Policy treats it
@@ -805,6 +811,10 @@ async fn on_backend_frame(
                 )),
                 None => Ok(forward),
             }
+        }
+        b'G' => {
+            shared.tracker.lock().expect("tracker lock").on_copy_in();
+            Ok(forward)
         }
         b'c' => Ok(if result.stopped.is_some() {
             None

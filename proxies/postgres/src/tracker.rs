@@ -66,6 +66,8 @@ pub struct RunAttrs {
 struct Run {
     kind: RunKind,
     attrs: RunAttrs,
+    /// The client's COPY-in ends before this run was queued.
+    copy_ends_before: u64,
     statement_seq: u64,
     started: Instant,
     tags: Vec<String>,
@@ -99,7 +101,12 @@ impl Run {
 enum Outstanding {
     // Boxed: a run is far larger than the markers beside it.
     Run(Box<Run>),
-    Sync,
+    /// A `Sync`, with how many COPY-in ends (CopyDone/CopyFail) the client
+    /// had sent before it: a Sync sent while a COPY FROM STDIN is still
+    /// open is ignored by the server (see [`Tracker::on_copy_in`]).
+    Sync {
+        copy_ends_before: u64,
+    },
     /// A client's own `Describe`: its RowDescription/NoData goes to the client.
     ClientDescribe,
 }
@@ -128,6 +135,8 @@ pub struct Tracker {
     outstanding: VecDeque<Outstanding>,
     /// The error that aborted the current extended-protocol cycle, if any.
     cycle_error: Option<ErrorFields>,
+    /// CopyDone/CopyFail messages the client has sent so far.
+    client_copy_ends: u64,
 }
 
 impl Tracker {
@@ -199,6 +208,25 @@ impl Tracker {
         self.push_run(RunKind::RefusedParse, statement_seq, RunAttrs::default());
     }
 
+    /// The client ends a COPY FROM STDIN (CopyDone or CopyFail).
+    pub fn on_client_copy_end(&mut self) {
+        self.client_copy_ends += 1;
+    }
+
+    /// A `CopyInResponse`: the server now reads COPY data and ignores every
+    /// Sync until the copy ends, so the Syncs the client sent before ending
+    /// this copy will never be answered. The client's copy ends already
+    /// counted when the current run was queued all belong to earlier copies.
+    pub fn on_copy_in(&mut self) {
+        let Some(Outstanding::Run(run)) = self.outstanding.front() else {
+            return;
+        };
+        let before = run.copy_ends_before;
+        self.outstanding.retain(
+            |o| !matches!(o, Outstanding::Sync { copy_ends_before } if *copy_ends_before == before),
+        );
+    }
+
     /// A client's `Describe` (statement or portal) about to be forwarded.
     pub fn push_client_describe(&mut self) {
         self.outstanding.push_back(Outstanding::ClientDescribe);
@@ -206,13 +234,16 @@ impl Tracker {
 
     /// A `Sync`: the server will answer with ReadyForQuery.
     pub fn push_sync(&mut self) {
-        self.outstanding.push_back(Outstanding::Sync);
+        self.outstanding.push_back(Outstanding::Sync {
+            copy_ends_before: self.client_copy_ends,
+        });
     }
 
     fn push_run(&mut self, kind: RunKind, statement_seq: u64, attrs: RunAttrs) {
         self.outstanding.push_back(Outstanding::Run(Box::new(Run {
             kind,
             attrs,
+            copy_ends_before: self.client_copy_ends,
             statement_seq,
             started: Instant::now(),
             tags: Vec::new(),
@@ -371,7 +402,7 @@ impl Tracker {
         }
         while let Some(item) = self.outstanding.pop_front() {
             match item {
-                Outstanding::Sync => break,
+                Outstanding::Sync { .. } => break,
                 Outstanding::ClientDescribe => {}
                 Outstanding::Run(mut run) => {
                     run.error = run.error.or_else(|| cycle_error.clone());
