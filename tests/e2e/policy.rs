@@ -546,6 +546,10 @@ mod raw {
         msg(b'S', &[])
     }
 
+    pub fn query(sql: &str) -> Vec<u8> {
+        msg(b'Q', &cstr(sql))
+    }
+
     /// Logs in with a cleartext password; returns the connection.
     pub fn connect(port: u16, user: &str, password: &str) -> TcpStream {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -625,4 +629,58 @@ fn a_portal_keeps_the_verdict_of_what_it_runs_and_computed_values_are_scanned() 
         "{text}"
     );
     assert_eq!(text.trim(), "|||42", "{text}");
+}
+
+#[test]
+fn a_query_skipped_after_an_extended_error_is_recorded_as_skipped_and_pairing_holds() {
+    use std::io::Write as _;
+    let table = "vigil_pol_skip";
+    create_patients(table);
+    let gw = phi_gateway();
+    let mut conn = raw::connect(gw.spec.pg_port, AGENT, AGENT_PASSWORD);
+    // A refused Parse fails the cycle; the server then ignores everything up
+    // to Sync, including a simple Query sent in between.
+    let mut batch = Vec::new();
+    batch.extend(raw::parse("", &format!("TRUNCATE {table}")));
+    batch.extend(raw::query("SELECT 'skipped'"));
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    let msgs = raw::read_until_ready(&mut conn, None);
+    assert_eq!(
+        msgs.iter().filter(|(t, _)| *t == b'E').count(),
+        1,
+        "{msgs:?}"
+    );
+    // The next statement is paired with its own result, and masked.
+    conn.write_all(&raw::query(&format!(
+        "SELECT ssn FROM {table} WHERE id = 1"
+    )))
+    .unwrap();
+    let msgs = raw::read_until_ready(&mut conn, None);
+    let row = msgs.iter().find(|(t, _)| *t == b'D').expect("a row");
+    assert_eq!(String::from_utf8_lossy(&row.1[6..]), "***-**-6789");
+    let events = gw.wait_for_events(|ev| {
+        ev.iter()
+            .filter(|e| matches!(&e.kind, Some(Kind::Response(_))))
+            .count()
+            >= 3
+    });
+    let mut statements = std::collections::HashMap::new();
+    for e in &events {
+        if let Some(Kind::Request(r)) = &e.kind {
+            statements.insert(r.statement_seq, r.statement.clone());
+        }
+    }
+    for e in &events {
+        if let Some(Kind::Response(r)) = &e.kind {
+            match statements[&r.statement_seq].as_str() {
+                "SELECT 'skipped'" => assert!(r.not_executed, "{r:?}"),
+                s if s.starts_with("SELECT ssn") => {
+                    assert_eq!(r.command_tags, ["SELECT 1"], "{r:?}");
+                    assert!(!r.masked_columns.is_empty(), "{r:?}");
+                }
+                _ => {}
+            }
+        }
+    }
 }

@@ -68,6 +68,9 @@ struct Run {
     attrs: RunAttrs,
     /// The client's COPY-in ends before this run was queued.
     copy_ends_before: u64,
+    /// The server has said anything about this run (a row, a tag, an
+    /// error, a description, an empty-query answer).
+    answered: bool,
     statement_seq: u64,
     started: Instant,
     tags: Vec<String>,
@@ -244,6 +247,7 @@ impl Tracker {
             kind,
             attrs,
             copy_ends_before: self.client_copy_ends,
+            answered: false,
             statement_seq,
             started: Instant::now(),
             tags: Vec::new(),
@@ -279,6 +283,7 @@ impl Tracker {
         match self.front_run() {
             Some(run) => {
                 run.rows += 1;
+                run.answered = true;
                 run.rows
             }
             None => 0,
@@ -343,6 +348,10 @@ impl Tracker {
                 run.attrs.own_describe = false;
                 DescriptionFor::Proxy
             }
+            Some(Outstanding::Run(run)) => {
+                run.answered = true;
+                DescriptionFor::Client
+            }
             _ => DescriptionFor::Client,
         }
     }
@@ -357,6 +366,7 @@ impl Tracker {
             }
         }
         run.tags.push(tag);
+        run.answered = true;
         if run.kind == RunKind::Execute {
             return self.pop_run().map(|r| r.complete(false));
         }
@@ -365,7 +375,9 @@ impl Tracker {
 
     /// An `EmptyQueryResponse` or `PortalSuspended`: ends an Execute.
     pub fn on_execute_end(&mut self) -> Option<Completed> {
-        if self.front_run()?.kind == RunKind::Execute {
+        let run = self.front_run()?;
+        run.answered = true;
+        if run.kind == RunKind::Execute {
             return self.pop_run().map(|r| r.complete(false));
         }
         None
@@ -381,6 +393,7 @@ impl Tracker {
         }
         let run = self.front_run()?;
         run.error = Some(error);
+        run.answered = true;
         if matches!(run.kind, RunKind::Execute | RunKind::RefusedParse) {
             return self.pop_run().map(|r| r.complete(false));
         }
@@ -393,7 +406,16 @@ impl Tracker {
         let mut done = Vec::new();
         let cycle_error = self.cycle_error.take();
         if let Some(Outstanding::Run(run)) = self.outstanding.front() {
-            if run.kind == RunKind::Query {
+            // A Query the server never answered, after an error in an
+            // extended cycle and before its Sync, was skipped with the rest
+            // of the cycle: this ReadyForQuery belongs to that Sync.
+            let skipped = !run.answered
+                && cycle_error.is_some()
+                && self
+                    .outstanding
+                    .iter()
+                    .any(|o| matches!(o, Outstanding::Sync { .. }));
+            if run.kind == RunKind::Query && !skipped {
                 if let Some(run) = self.pop_run() {
                     done.push(run.complete(false));
                 }
