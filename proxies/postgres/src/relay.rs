@@ -369,7 +369,11 @@ impl Frontend {
                 self.verdicts
                     .insert(parse.statement.clone(), verdict.clone());
                 if verdict.outcome.forwards() {
-                    self.tracker().on_parse(parse.statement, parse.query);
+                    {
+                        let mut tracker = self.tracker();
+                        tracker.on_parse(parse.statement, parse.query);
+                        tracker.push_step();
+                    }
                     out.extend_from_slice(&frame.raw);
                     Vec::new()
                 } else {
@@ -408,8 +412,11 @@ impl Frontend {
                         Arc::new(self.unclassifiable("a Bind of an unknown statement"))
                     });
                 self.portal_verdicts.insert(bind.portal.clone(), verdict);
-                self.tracker()
-                    .on_bind(bind.portal, bind.statement, bind.params);
+                {
+                    let mut tracker = self.tracker();
+                    tracker.on_bind(bind.portal, bind.statement, bind.params);
+                    tracker.push_step();
+                }
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
@@ -811,6 +818,15 @@ async fn on_backend_frame(
                 )),
                 None => Ok(forward),
             }
+        }
+        b'1' | b'2' => {
+            // ParseComplete / BindComplete.
+            shared
+                .tracker
+                .lock()
+                .expect("tracker lock")
+                .on_step_complete();
+            Ok(forward)
         }
         b'G' => {
             shared.tracker.lock().expect("tracker lock").on_copy_in();

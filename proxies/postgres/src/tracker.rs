@@ -112,6 +112,10 @@ enum Outstanding {
     },
     /// A client's own `Describe`: its RowDescription/NoData goes to the client.
     ClientDescribe,
+    /// A forwarded `Parse` or `Bind`, answered by ParseComplete/BindComplete
+    /// or an error; kept so that its error is not taken for the error of
+    /// the Execute behind it (that Execute is skipped, not failed).
+    Step,
 }
 
 /// Who a RowDescription or NoData from the server is for.
@@ -209,6 +213,18 @@ impl Tracker {
     /// A refused `Parse` whose probe the proxy is about to forward.
     pub fn push_refused_parse(&mut self, statement_seq: u64) {
         self.push_run(RunKind::RefusedParse, statement_seq, RunAttrs::default());
+    }
+
+    /// A `Parse` or `Bind` about to be forwarded.
+    pub fn push_step(&mut self) {
+        self.outstanding.push_back(Outstanding::Step);
+    }
+
+    /// A ParseComplete or BindComplete.
+    pub fn on_step_complete(&mut self) {
+        if matches!(self.outstanding.front(), Some(Outstanding::Step)) {
+            self.outstanding.pop_front();
+        }
     }
 
     /// The client ends a COPY FROM STDIN (CopyDone or CopyFail).
@@ -386,8 +402,12 @@ impl Tracker {
     /// An `ErrorResponse`.
     pub fn on_error(&mut self, error: ErrorFields) -> Option<Completed> {
         self.cycle_error = Some(error.clone());
-        // A failed client Describe: the server skips the rest of the cycle.
-        if matches!(self.outstanding.front(), Some(Outstanding::ClientDescribe)) {
+        // A failed Parse, Bind or client Describe: the server skips the rest
+        // of the cycle (Executes behind it are settled at ReadyForQuery).
+        if matches!(
+            self.outstanding.front(),
+            Some(Outstanding::ClientDescribe | Outstanding::Step)
+        ) {
             self.outstanding.pop_front();
             return None;
         }
@@ -425,7 +445,7 @@ impl Tracker {
         while let Some(item) = self.outstanding.pop_front() {
             match item {
                 Outstanding::Sync { .. } => break,
-                Outstanding::ClientDescribe => {}
+                Outstanding::ClientDescribe | Outstanding::Step => {}
                 Outstanding::Run(mut run) => {
                     run.error = run.error.or_else(|| cycle_error.clone());
                     done.push(run.complete(true));
@@ -514,6 +534,25 @@ mod tests {
         assert_eq!(ok.statement_seq, 2);
         assert!(ok.error.is_none());
         assert!(t.on_ready_for_query().is_empty());
+    }
+
+    #[test]
+    fn an_execute_behind_a_failed_bind_is_skipped_not_failed() {
+        let mut t = Tracker::new();
+        t.push_step(); // Parse
+        t.push_step(); // Bind
+        t.push_execute(0);
+        t.push_sync();
+        t.on_step_complete(); // ParseComplete
+        assert_eq!(
+            t.on_error(err("08P01")),
+            None,
+            "the Bind failed, not the Execute"
+        );
+        let done = t.on_ready_for_query();
+        assert_eq!(done.len(), 1);
+        assert!(done[0].not_executed);
+        assert_eq!(done[0].error.as_ref().unwrap().code, "08P01");
     }
 
     #[test]
