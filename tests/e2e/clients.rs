@@ -250,12 +250,7 @@ async fn extended_protocol_copy_in_keeps_results_paired() {
             >= 3
     });
     // Every Request's Response carries its own tag.
-    let mut statements = std::collections::HashMap::new();
-    for e in &events {
-        if let Some(Kind::Request(r)) = &e.kind {
-            statements.insert(r.statement_seq, r.statement.clone());
-        }
-    }
+    let statements = vigil_tests::statements_by_seq(&events);
     for e in &events {
         if let Some(Kind::Response(r)) = &e.kind {
             let stmt = &statements[&r.statement_seq];

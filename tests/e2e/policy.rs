@@ -665,12 +665,7 @@ fn a_query_skipped_after_an_extended_error_is_recorded_as_skipped_and_pairing_ho
             .count()
             >= 3
     });
-    let mut statements = std::collections::HashMap::new();
-    for e in &events {
-        if let Some(Kind::Request(r)) = &e.kind {
-            statements.insert(r.statement_seq, r.statement.clone());
-        }
-    }
+    let statements = vigil_tests::statements_by_seq(&events);
     for e in &events {
         if let Some(Kind::Response(r)) = &e.kind {
             match statements[&r.statement_seq].as_str() {

@@ -43,12 +43,22 @@ pub fn vigil_bin() -> PathBuf {
     bin
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, and never handed out before by this
+/// process (the OS may offer a just-released port again, and one gateway
+/// asks for three at once).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("free port");
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Ports and paths of one gateway under test.
@@ -440,6 +450,20 @@ impl Drop for Gateway {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Each Request's statement text by its statement number, for pairing
+/// Response events with what they answer.
+pub fn statements_by_seq(events: &[Event]) -> std::collections::HashMap<u64, String> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(vigil_proto::events::event::Kind::Request(r)) => {
+                Some((r.statement_seq, r.statement.clone()))
+            }
+            _ => None,
+        })
+        .collect()
 }
 
 /// psql straight to the upstream PostgreSQL (database `test`, as postgres):

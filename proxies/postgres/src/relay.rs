@@ -628,15 +628,7 @@ async fn backend(
             let frame = match codec::decode_frame(&mut buf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
-                Err(e) => {
-                    send_fatal(
-                        &client_wr,
-                        "08P01",
-                        "the upstream server sent an invalid message",
-                    )
-                    .await;
-                    return format!("error: invalid upstream message: {e}");
-                }
+                Err(e) => return invalid_upstream_message(&client_wr, e).await,
             };
             if frame.tag == b'S' {
                 if let Some(refusal) = encoding_change(&frame) {
@@ -658,15 +650,7 @@ async fn backend(
             {
                 Ok(Some(bytes)) => out.extend_from_slice(&bytes),
                 Ok(None) => {}
-                Err(e) => {
-                    send_fatal(
-                        &client_wr,
-                        "08P01",
-                        "the upstream server sent an invalid message",
-                    )
-                    .await;
-                    return format!("error: invalid upstream message: {e}");
-                }
+                Err(e) => return invalid_upstream_message(&client_wr, e).await,
             }
             // Keep memory flat on huge results: flush as we go.
             if out.len() >= 256 * 1024 {
@@ -686,6 +670,17 @@ async fn backend(
             out.clear();
         }
     }
+}
+
+/// Ends the session on a message from the upstream the proxy cannot read.
+async fn invalid_upstream_message(client_wr: &ClientWriter, e: codec::CodecError) -> String {
+    send_fatal(
+        client_wr,
+        "08P01",
+        "the upstream server sent an invalid message",
+    )
+    .await;
+    format!("error: invalid upstream message: {e}")
 }
 
 /// Handles one upstream message; returns what goes to the client instead
