@@ -101,14 +101,7 @@ fn node_postgres_works_unchanged_through_vigil() {
 #[tokio::test]
 async fn tokio_postgres_binary_formats_and_pipelining_work_through_vigil() {
     let gw = Gateway::start(GatewaySpec::new());
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={AGENT} password='{AGENT_PASSWORD}' dbname=test",
-        gw.spec.pg_port
-    );
-    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-        .await
-        .expect("connect through vigil");
-    tokio::spawn(connection);
+    let client = connect_tokio_postgres(&gw).await;
     // tokio-postgres binds and reads everything in binary.
     let row = client
         .query_one(
@@ -169,14 +162,7 @@ async fn copy_out_inside_a_pipeline_is_masked_line_by_line() {
     let mut spec = GatewaySpec::new();
     spec.policy = policy.display().to_string();
     let gw = Gateway::start(spec);
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={AGENT} password='{AGENT_PASSWORD}' dbname=test",
-        gw.spec.pg_port
-    );
-    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-        .await
-        .expect("connect through vigil");
-    tokio::spawn(connection);
+    let client = connect_tokio_postgres(&gw).await;
     let stmt = client.prepare("SELECT $1::int4 * 10").await.unwrap();
     let before = client.query_one(&stmt, &[&1i32]);
     let copy = async {
@@ -211,14 +197,7 @@ async fn copy_out_inside_a_pipeline_is_masked_line_by_line() {
 #[tokio::test]
 async fn extended_protocol_copy_in_keeps_results_paired() {
     let gw = Gateway::start(GatewaySpec::new());
-    let conninfo = format!(
-        "host=127.0.0.1 port={} user={AGENT} password='{AGENT_PASSWORD}' dbname=test",
-        gw.spec.pg_port
-    );
-    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-        .await
-        .expect("connect through vigil");
-    tokio::spawn(connection);
+    let client = connect_tokio_postgres(&gw).await;
     client
         .batch_execute("CREATE TEMP TABLE copied (n int, note text)")
         .await
@@ -262,4 +241,18 @@ async fn extended_protocol_copy_in_keeps_results_paired() {
             }
         }
     }
+}
+
+/// tokio-postgres connected through the gateway as the test agent, its
+/// connection driven in the background.
+async fn connect_tokio_postgres(gw: &Gateway) -> tokio_postgres::Client {
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password='{AGENT_PASSWORD}' dbname=test",
+        gw.spec.pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .expect("connect through vigil");
+    tokio::spawn(connection);
+    client
 }
