@@ -7,7 +7,8 @@
 #   psql, pgbench real PostgreSQL clients for the end-to-end tests and the bench
 #   openssl       makes the self-signed certificate of the TLS test
 #   psycopg, asyncpg  real Python drivers for tests/e2e/clients.rs (PyPI)
-#   node-postgres     the real Node.js driver for the same tests (npm, locked
+#   node-postgres     the real Node.js driver for the same tests, and
+#   oidc-provider     a real OpenID provider for the identity tests (npm, locked
 #                     by tests/clients/package-lock.json)
 set -euo pipefail
 
@@ -43,9 +44,10 @@ if ! python3 -c 'import psycopg, asyncpg' >/dev/null 2>&1; then
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "psycopg[binary]>=3.1" "asyncpg>=0.29"
 fi
 
-# node-postgres, at the version tests/clients/package-lock.json pins.
+# node-postgres and oidc-provider (the real OpenID provider of the identity
+# tests), at the versions tests/clients/package-lock.json pins.
 clients="$(cd "$(dirname "$0")/.." && pwd)/tests/clients"
-if [ ! -d "$clients/node_modules/pg" ]; then
-  echo "install-deps: installing node-postgres (npm ci in tests/clients)"
+if [ ! -d "$clients/node_modules/pg" ] || [ ! -d "$clients/node_modules/oidc-provider" ]; then
+  echo "install-deps: installing node-postgres and oidc-provider (npm ci in tests/clients)"
   npm ci --prefix "$clients" --no-audit --no-fund --silent
 fi

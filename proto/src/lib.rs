@@ -22,6 +22,7 @@ pub mod events {
                 event::Kind::ApprovalDecision(_) => "approval_decision",
                 event::Kind::RetentionPruned(_) => "retention_pruned",
                 event::Kind::CancelRequested(_) => "cancel_requested",
+                event::Kind::LoginRefused(_) => "login_refused",
             }
         }
     }

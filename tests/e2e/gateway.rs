@@ -223,12 +223,9 @@ fn dev_mode_needs_no_config_and_keeps_its_key() {
         http_port: 6580,
         grpc_port: 6581,
         upstream_port: 5432,
-        upstream_password_file: None,
-        ledger_extra: String::new(),
-        pg_extra: String::new(),
         // What --dev applies by itself.
         policy: "builtin:phi-default".into(),
-        upstream_extra: String::new(),
+        ..GatewaySpec::new()
     };
     let args = vec![
         "up".to_string(),

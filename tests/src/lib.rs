@@ -82,6 +82,12 @@ pub struct GatewaySpec {
     /// Extra keys inside the `upstream = { ... }` inline table (starting
     /// with a comma), e.g. `, tls = { mode = "require" }`.
     pub upstream_extra: String,
+    /// Tables appended at the end of the config (e.g. `[[oidc.issuers]]`).
+    pub tables_extra: String,
+    /// Whether the config allows (and lists) the static test identity.
+    pub static_identities: bool,
+    /// The address the PostgreSQL listener binds (default 127.0.0.1).
+    pub listen_host: String,
 }
 
 impl GatewaySpec {
@@ -96,6 +102,9 @@ impl GatewaySpec {
             pg_extra: String::new(),
             policy: "builtin:allow-all".into(),
             upstream_extra: String::new(),
+            tables_extra: String::new(),
+            static_identities: true,
+            listen_host: "127.0.0.1".into(),
         }
     }
 
@@ -121,6 +130,7 @@ impl GatewaySpec {
         format!(
             r#"
 data_dir = "{data}"
+allow_static_identities = {statics}
 [ledger]
 origin = "test.vigil/e2e"
 http_listen = "127.0.0.1:{http}"
@@ -130,17 +140,16 @@ body_keys_file = "{data}/../body.keys"
 {ledger_extra}
 [[postgres]]
 name = "e2e-pg"
-listen = "127.0.0.1:{pg}"
+listen = "{listen_host}:{pg}"
 policy = "{policy}"
 {pg_extra}
 upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000{pwfile}{upstream_extra} }}
-[[identities]]
-name = "{agent}"
-password_hash = "{hash}"
-groups = ["agents", "research"]
+{identities}
 [masking]
 hash_key_file = "{data}/../masking.key"
+{tables_extra}
 "#,
+            tables_extra = self.tables_extra,
             policy = self.policy,
             upstream_extra = self.upstream_extra,
             data = data_dir.display(),
@@ -148,8 +157,15 @@ hash_key_file = "{data}/../masking.key"
             grpc = self.grpc_port,
             pg = self.pg_port,
             up = self.upstream_port,
-            agent = AGENT,
-            hash = AGENT_HASH,
+            statics = self.static_identities,
+            listen_host = self.listen_host,
+            identities = if self.static_identities {
+                format!(
+                    "[[identities]]\nname = \"{AGENT}\"\npassword_hash = \"{AGENT_HASH}\"\ngroups = [\"agents\", \"research\"]"
+                )
+            } else {
+                String::new()
+            },
             ledger_extra = self.ledger_extra,
             pg_extra = self.pg_extra,
             pwfile = self
@@ -504,6 +520,8 @@ pub fn show(out: &Output) -> String {
 /// What the crash test's load generator (`src/bin/vigil-ledger-load.rs`)
 /// appends and the crash test (`e2e/crash.rs`) checks: both sides derive ids
 /// and bodies from the same pure functions.
+pub mod oidc;
+
 pub mod crash_load {
     /// Event id of fresh event `seq` of run `run`: `run (u64 BE) || seq (u64 BE)`.
     pub fn event_id(run: u64, seq: u64) -> [u8; 16] {

@@ -1,6 +1,7 @@
 //! What every Vigil proxy shares, whatever protocol it speaks:
 //!
-//! - [`identity`]: turning what a client presents into a verified [`identity::VerifiedIdentity`];
+//! - [`identity`]: re-exported from `vigil-identity` (static identities, OIDC
+//!   tokens -> [`identity::VerifiedIdentity`]);
 //! - [`session`]: the per-connection context that stamps every event with
 //!   session id, sequence number, identity and connection name;
 //! - [`sink`]: the [`sink::EventSink`] trait through which proxies record events.
@@ -10,12 +11,14 @@
 #![forbid(unsafe_code)]
 
 pub mod classify;
-pub mod identity;
 pub mod mask;
 pub mod policy;
 pub mod session;
 pub mod sink;
 
-pub use identity::{AuthError, StaticIdentities, StaticIdentity, VerifiedIdentity};
 pub use session::SessionContext;
 pub use sink::{EventSink, SinkError};
+pub use vigil_identity as identity;
+pub use vigil_identity::{
+    AuthError, Authenticator, StaticIdentities, StaticIdentity, VerifiedIdentity,
+};

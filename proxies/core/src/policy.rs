@@ -137,7 +137,9 @@ pub struct Rule {
     // ---- who and where ----
     #[serde(default)]
     pub subjects: Vec<String>,
-    #[serde(default)]
+    /// Vigil roles: a static identity's groups, or an OIDC identity's
+    /// groups after its issuer's `roles` mapping. `roles` is accepted too.
+    #[serde(default, alias = "roles")]
     pub groups: Vec<String>,
     #[serde(default)]
     pub connections: Vec<String>,
@@ -192,6 +194,7 @@ pub enum PolicyError {
 #[derive(Clone, Copy, Debug)]
 pub struct Asker<'a> {
     pub subject: &'a str,
+    /// The identity's Vigil roles.
     pub groups: &'a [String],
     pub connection: &'a str,
 }

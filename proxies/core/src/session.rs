@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 use vigil_proto::events::{event::Kind, Event, Identity};
 
-use crate::identity::VerifiedIdentity;
+use vigil_identity::VerifiedIdentity;
 
 #[derive(Debug)]
 pub struct SessionContext {
@@ -82,6 +82,7 @@ mod tests {
             issuer: "vigil:static".into(),
             groups: vec!["g".into()],
             auth_method: "password".into(),
+            ..VerifiedIdentity::default()
         };
         let ctx = SessionContext::new("ehr", &id);
         let a = ctx.event(Kind::SessionClosed(SessionClosed::default()));

@@ -48,6 +48,9 @@ pub struct SessionPolicy {
     /// Where and with which key the proxy can cancel the upstream's work
     /// (a result stopped at its row limit).
     pub cancel: Option<UpstreamCancel>,
+    /// Who is asking: from the moment its access token expires, nothing
+    /// more of the session runs.
+    pub identity: vigil_proxy_core::VerifiedIdentity,
 }
 
 #[derive(Clone, Debug)]
@@ -74,6 +77,7 @@ pub async fn run(
         catalog,
         database,
         cancel,
+        identity,
     } = policy;
     let gate_policy = gate.policy_arc();
     let shared = Arc::new(Shared {
@@ -96,6 +100,7 @@ pub async fn run(
         client_wr.clone(),
         shared.clone(),
         gate,
+        identity,
     );
     let backend = backend(
         upstream_rd,
@@ -213,6 +218,7 @@ impl Shared {
 struct Frontend {
     shared: Arc<Shared>,
     gate: Gate,
+    identity: vigil_proxy_core::VerifiedIdentity,
     verdicts: std::collections::HashMap<String, Arc<Verdict>>,
     /// The verdict of what each bound portal runs, fixed at Bind.
     portal_verdicts: std::collections::HashMap<String, Arc<Verdict>>,
@@ -228,10 +234,12 @@ async fn frontend(
     client_wr: ClientWriter,
     shared: Arc<Shared>,
     gate: Gate,
+    identity: vigil_proxy_core::VerifiedIdentity,
 ) -> String {
     let mut state = Frontend {
         shared,
         gate,
+        identity,
         verdicts: Default::default(),
         portal_verdicts: Default::default(),
         fresh_portals: Default::default(),
@@ -337,6 +345,11 @@ impl Frontend {
         out: &mut BytesMut,
     ) -> Result<Forward, Fatal> {
         let shared = self.shared.clone();
+        if matches!(frame.tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
+            if let Some(at) = self.identity.expired_at(std::time::SystemTime::now()) {
+                return Err(self.token_expired(frame, at).await);
+            }
+        }
         let events: Vec<Kind> = match frame.tag {
             b'Q' => {
                 let sql = codec::parse_query(frame.body()).map_err(Fatal::protocol)?;
@@ -545,6 +558,57 @@ impl Frontend {
             }
         }
         Ok(Forward::Done)
+    }
+
+    /// The session's token has expired: what the client sent is refused,
+    /// recorded (a statement's text with a deny Decision, rule
+    /// `token-expired`), and the session ends, since a PostgreSQL session
+    /// cannot log in again.
+    async fn token_expired(&self, frame: &Frame, at: std::time::SystemTime) -> Fatal {
+        let when = vigil_proxy_core::identity::rfc3339(at);
+        let shared = &self.shared;
+        let statement = match frame.tag {
+            b'Q' => codec::parse_query(frame.body()).ok(),
+            b'P' => codec::parse_parse(frame.body()).ok().map(|p| p.query),
+            _ => None,
+        };
+        if let Some(statement) = statement {
+            let seq = shared.session.next_statement_seq();
+            let verdict = Verdict {
+                outcome: Outcome::Deny,
+                rule: "token-expired".into(),
+                reason: format!("the session's access token expired at {when}"),
+                max_rows: None,
+                over_limit: Outcome::Deny,
+            };
+            let request = shared.sink.record(
+                shared.session.event(Kind::Request(Request {
+                    statement_seq: seq,
+                    statement,
+                    protocol_path: if frame.tag == b'Q' {
+                        "simple"
+                    } else {
+                        "extended_parse"
+                    }
+                    .into(),
+                    ..Default::default()
+                })),
+            );
+            let decision = shared.sink.record(
+                shared
+                    .session
+                    .event(shared.decision(seq, &verdict, "session")),
+            );
+            if let Err(e) = request.await.and(decision.await) {
+                tracing::error!(session = %shared.session.session_id(), error = %e, "expired-token refusal not recorded");
+            }
+        }
+        Fatal {
+            code: "28000",
+            message: format!(
+                "Vigil: the access token of this session expired at {when}; reconnect with a new token"
+            ),
+        }
     }
 
     /// A message that ends at ReadyForQuery (Query, FunctionCall): forwarded

@@ -8,8 +8,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use vigil_proto::events::{event::Kind, CancelRequested, SessionClosed, SessionOpened};
-use vigil_proxy_core::{EventSink, SessionContext, StaticIdentities, VerifiedIdentity};
+use vigil_proto::events::{
+    event::Kind, CancelRequested, LoginRefused, SessionClosed, SessionOpened,
+};
+use vigil_proxy_core::{Authenticator, EventSink, SessionContext, VerifiedIdentity};
 
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::Policy;
@@ -64,9 +66,9 @@ pub struct ProxyConfig {
     /// The connection's name, recorded on every event ("ehr-primary").
     pub name: String,
     pub upstream: UpstreamConfig,
-    /// Accept passwords over plaintext TCP from non-loopback clients. Off by
-    /// default: remote clients must use TLS.
-    pub allow_remote_plaintext: bool,
+    /// OAuth scopes an access token must grant to connect here (static
+    /// identities have no scopes and are not checked).
+    pub required_scopes: Vec<String>,
     /// TLS to clients (SSLRequest answered 'S'); `None`: answered 'N'.
     pub tls: Option<TlsSettings>,
     /// What statements may run and how results are masked.
@@ -78,7 +80,7 @@ pub struct ProxyConfig {
 /// The PostgreSQL proxy: shared by every connection it accepts.
 pub struct PostgresProxy {
     config: ProxyConfig,
-    identities: Arc<StaticIdentities>,
+    auth: Authenticator,
     sink: Arc<dyn EventSink>,
     cancels: CancelRegistry,
     catalog: Arc<Catalog>,
@@ -100,15 +102,11 @@ enum HandshakeError {
 }
 
 impl PostgresProxy {
-    pub fn new(
-        config: ProxyConfig,
-        identities: Arc<StaticIdentities>,
-        sink: Arc<dyn EventSink>,
-    ) -> Arc<Self> {
+    pub fn new(config: ProxyConfig, auth: Authenticator, sink: Arc<dyn EventSink>) -> Arc<Self> {
         let catalog = Arc::new(Catalog::new(config.upstream.clone()));
         Arc::new(Self {
             config,
-            identities,
+            auth,
             sink,
             cancels: CancelRegistry::default(),
             catalog,
@@ -299,12 +297,15 @@ impl PostgresProxy {
                 return None;
             }
         }
+        // The password is a secret (a static identity's, or a bearer token
+        // that anyone who sees it can replay until it expires): cleartext
+        // only where nobody can watch the wire.
         let loopback = peer.ip().is_loopback();
-        if !loopback && !client.is_tls() && !self.config.allow_remote_plaintext {
+        if !loopback && !client.is_tls() {
             send_fatal(
                 client,
                 "28000",
-                "Vigil refuses passwords over an unencrypted connection from a remote address",
+                "Vigil refuses passwords over an unencrypted connection from a remote address (use sslmode=require or stronger)",
             )
             .await;
             return None;
@@ -332,16 +333,27 @@ impl PostgresProxy {
             // psql hangs up here once to ask the user for a password: not an error.
             Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return None,
         };
-        let identities = self.identities.clone();
+        // Off the async threads: Argon2 is slow on purpose, and a token
+        // naming an unknown key makes a (rate-limited) JWKS request.
+        let auth = self.auth.clone();
         let user_for_check = user.clone();
+        let scopes = self.config.required_scopes.clone();
         let verdict = tokio::task::spawn_blocking(move || {
-            identities.verify(&user_for_check, &password, loopback)
+            auth.authenticate(
+                &user_for_check,
+                &password,
+                loopback,
+                &scopes,
+                std::time::SystemTime::now(),
+            )
         })
         .await;
         match verdict {
             Ok(Ok(identity)) => Some(identity),
             Ok(Err(e)) => {
-                tracing::info!(%peer, %user, "authentication failed");
+                // The reason, never the password or token.
+                tracing::info!(%peer, %user, reason = e.code(), error = %e, "authentication failed");
+                self.record_refused_login(startup, peer, client.is_tls(), &e);
                 send_fatal(client, "28P01", &e.to_string()).await;
                 None
             }
@@ -355,6 +367,34 @@ impl PostgresProxy {
                 None
             }
         }
+    }
+
+    /// Records a failed login (HIPAA log-in monitoring). Not awaited: nothing
+    /// was let in, so there is nothing to hold back while it becomes durable.
+    fn record_refused_login(
+        &self,
+        startup: &StartupPacket,
+        peer: SocketAddr,
+        tls: bool,
+        error: &vigil_proxy_core::AuthError,
+    ) {
+        let nobody = SessionContext::new(&self.config.name, &VerifiedIdentity::default());
+        let event = nobody.event(Kind::LoginRefused(LoginRefused {
+            client_addr: peer.to_string(),
+            protocol: "postgres".into(),
+            database: startup.param("database").unwrap_or("").into(),
+            client_user: startup.param("user").unwrap_or("").into(),
+            application_name: startup.param("application_name").unwrap_or("").into(),
+            tls,
+            reason_code: error.code().into(),
+            reason: error.to_string(),
+        }));
+        let pending = self.sink.record(event);
+        tokio::spawn(async move {
+            if let Err(e) = pending.await {
+                tracing::error!(error = %e, "refused login not recorded");
+            }
+        });
     }
 
     /// Logs in upstream and returns the stream with the messages the client
@@ -426,9 +466,10 @@ impl PostgresProxy {
             gate: Gate::new(
                 self.config.policy.clone(),
                 &identity.subject,
-                &identity.groups,
+                &identity.roles,
                 &self.config.name,
             ),
+            identity: identity.clone(),
             masker: self.config.masker.clone(),
             catalog: self.catalog.clone(),
             database: database.to_string(),

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use vigil_proto::events::Event;
 use vigil_proxy_core::identity::hash_password;
 use vigil_proxy_core::sink::{EventSink, RecordFuture, SinkError};
-use vigil_proxy_core::{StaticIdentities, StaticIdentity};
+use vigil_proxy_core::{Authenticator, StaticIdentities, StaticIdentity};
 use vigil_proxy_postgres::{PostgresProxy, ProxyConfig, UpstreamConfig};
 
 /// Accepts every event except those of the kinds it is told to refuse.
@@ -99,7 +99,7 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
                 connect_timeout_ms: 2000,
                 tls: None,
             },
-            allow_remote_plaintext: false,
+            required_scopes: Vec::new(),
             tls: None,
             policy: Arc::new(
                 vigil_proxy_core::policy::Policy::parse(
@@ -111,7 +111,7 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
                 vigil_proxy_core::mask::Masker::new([0; 32], &Default::default()).unwrap(),
             ),
         },
-        Arc::new(identities),
+        Authenticator::new(identities, None),
         sink.clone(),
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -29,7 +29,10 @@ fn awaited_inline(event: &Event) -> bool {
     use vigil_proto::events::event::Kind;
     !matches!(
         event.kind,
-        Some(Kind::Response(_)) | Some(Kind::SessionClosed(_)) | Some(Kind::CancelRequested(_))
+        Some(Kind::Response(_))
+            | Some(Kind::SessionClosed(_))
+            | Some(Kind::CancelRequested(_))
+            | Some(Kind::LoginRefused(_))
     )
 }
 

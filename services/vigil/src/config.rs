@@ -14,8 +14,9 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use vigil_ledger::Keyring;
 use vigil_ledger_service::retention::RetentionPeriod;
+use vigil_proxy_core::identity::{IssuerSettings, TokenVerifier};
 use vigil_proxy_core::mask::Masker;
-use vigil_proxy_core::{StaticIdentities, StaticIdentity};
+use vigil_proxy_core::{Authenticator, StaticIdentities, StaticIdentity};
 use vigil_proxy_postgres::tls::TlsSettings;
 use vigil_proxy_postgres::upstream_tls::UpstreamTls;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
@@ -28,13 +29,27 @@ pub struct Config {
     pub ledger: LedgerSection,
     #[serde(default)]
     pub postgres: Vec<PostgresSection>,
-    /// Static identities (password -> identity). For development and break-glass
-    /// accounts; OIDC identities come from the identity provider.
+    /// Static identities (password -> identity). For development and
+    /// break-glass accounts; refused unless `allow_static_identities` is true.
     #[serde(default)]
     pub identities: Vec<StaticIdentity>,
+    /// Whether `[[identities]]` may be used at all (off by default: in
+    /// production every caller is an OIDC identity).
+    #[serde(default)]
+    pub allow_static_identities: bool,
+    /// The OIDC issuers whose access tokens are accepted as passwords.
+    #[serde(default)]
+    pub oidc: OidcSection,
     /// The key for keyed-hash masking (needed when a policy masks).
     #[serde(default)]
     pub masking: MaskingKeySection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSection {
+    #[serde(default)]
+    pub issuers: Vec<IssuerSettings>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,10 +142,9 @@ pub struct PostgresSection {
     /// The connection's name, recorded on every event.
     pub name: String,
     pub listen: SocketAddr,
-    /// Accept cleartext passwords from non-loopback clients (insecure until
-    /// TLS to clients exists; off by default).
+    /// Scopes an access token must grant to connect here (e.g. `["db:read"]`).
     #[serde(default)]
-    pub allow_remote_plaintext: bool,
+    pub required_scopes: Vec<String>,
     /// TLS to clients: a certificate and key (PEM).
     #[serde(default)]
     pub tls: Option<TlsSection>,
@@ -244,7 +258,7 @@ impl Config {
             postgres: vec![PostgresSection {
                 name: "dev".into(),
                 listen: "127.0.0.1:6543".parse().expect("literal address"),
-                allow_remote_plaintext: false,
+                required_scopes: Vec::new(),
                 tls: None,
                 policy: default_policy(),
                 upstream: UpstreamSection {
@@ -264,6 +278,8 @@ impl Config {
                 groups: vec!["developers".into()],
                 loopback_only: true,
             }],
+            allow_static_identities: true,
+            oidc: OidcSection::default(),
             masking: MaskingKeySection {
                 hash_key_file: Some(data_dir_for_key.join(DEV_MASKING_KEY_FILE)),
                 hash_key_env: None,
@@ -325,6 +341,26 @@ impl Config {
             }
         }
         StaticIdentities::new(self.identities.clone())?;
+        if !self.identities.is_empty() && !self.allow_static_identities {
+            bail!(
+                "[[identities]] are listed but allow_static_identities is false: static \
+                 identities are for development and break-glass use; set \
+                 allow_static_identities = true to use them"
+            );
+        }
+        vigil_proxy_core::identity::settings::validate_all(&self.oidc.issuers)
+            .context("[[oidc.issuers]]")?;
+        if self.oidc.issuers.is_empty() && self.identities.is_empty() {
+            bail!("nobody can log in: configure [[oidc.issuers]] (or, for development, static [[identities]])");
+        }
+        for pg in &self.postgres {
+            if !pg.required_scopes.is_empty() && self.oidc.issuers.is_empty() {
+                bail!(
+                    "postgres \"{}\": required_scopes needs [[oidc.issuers]] (static identities have no scopes)",
+                    pg.name
+                );
+            }
+        }
         if self.masking.hash_key_file.is_some() && self.masking.hash_key_env.is_some() {
             bail!("give masking.hash_key_file or masking.hash_key_env, not both");
         }
@@ -376,9 +412,22 @@ impl Config {
         Some((period, every.as_duration()))
     }
 
-    /// The static identity list, checked.
-    pub fn identities(&self) -> anyhow::Result<StaticIdentities> {
-        Ok(StaticIdentities::new(self.identities.clone())?)
+    /// Who may log in: the static identities (if allowed) and the token
+    /// verifier of the configured issuers (keys not fetched yet).
+    pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
+        let statics = if self.allow_static_identities {
+            StaticIdentities::new(self.identities.clone())?
+        } else {
+            StaticIdentities::default()
+        };
+        let tokens = if self.oidc.issuers.is_empty() {
+            None
+        } else {
+            Some(Arc::new(
+                TokenVerifier::new(self.oidc.issuers.clone()).context("[[oidc.issuers]]")?,
+            ))
+        };
+        Ok(Authenticator::new(statics, tokens))
     }
 
     /// The proxy configs, with upstream passwords read from their sources.
@@ -478,7 +527,7 @@ impl Config {
                             connect_timeout_ms: up.connect_timeout_ms,
                             tls: upstream_tls,
                         },
-                        allow_remote_plaintext: pg.allow_remote_plaintext,
+                        required_scopes: pg.required_scopes.clone(),
                         tls,
                         policy,
                         masker: Arc::new(masker),
@@ -520,7 +569,19 @@ impl Config {
                 pg.name, pg.listen, pg.upstream.host, pg.upstream.port, pg.upstream.user, pg.policy
             ));
         }
-        out.push_str(&format!("static identities: {}", self.identities.len()));
+        for issuer in &self.oidc.issuers {
+            out.push_str(&format!(
+                "OIDC issuer {}: audiences {}, algorithms {}\n",
+                issuer.issuer,
+                issuer.audiences.join(", "),
+                issuer.algorithms.join(", ")
+            ));
+        }
+        if self.allow_static_identities {
+            out.push_str(&format!("static identities: {}", self.identities.len()));
+        } else {
+            out.push_str("static identities: off");
+        }
         out
     }
 }
@@ -541,6 +602,9 @@ name = "ehr"
 listen = "127.0.0.1:7543"
 policy = "builtin:allow-all"
 upstream = { host = "127.0.0.1", user = "postgres" }
+[[oidc.issuers]]
+issuer = "https://idp.example.org/realms/hospital"
+audiences = ["urn:vigil:ehr"]
 "#;
 
     #[test]
@@ -605,6 +669,46 @@ upstream = { host = "127.0.0.1", user = "postgres" }
                 "not an Argon2",
             ),
             (
+                "static identities not allowed",
+                format!(
+                    "{GOOD}\n[[identities]]\nname = \"a\"\npassword_hash = \"{}\"\n",
+                    vigil_proxy_core::identity::hash_password(b"a")
+                ),
+                "allow_static_identities is false",
+            ),
+            (
+                "nobody can log in",
+                GOOD.split("[[oidc.issuers]]").next().unwrap().to_string(),
+                "nobody can log in",
+            ),
+            (
+                "plain-http issuer",
+                GOOD.replace("https://idp.example.org", "http://idp.example.org"),
+                "must use https",
+            ),
+            (
+                "symmetric algorithm",
+                format!("{GOOD}algorithms = [\"RS256\", \"HS256\"]\n"),
+                "\"HS256\" is not accepted",
+            ),
+            (
+                "unknown issuer key",
+                format!("{GOOD}audience = \"x\"\n"),
+                "unknown field `audience`",
+            ),
+            (
+                "scopes without issuers",
+                format!(
+                    "allow_static_identities = true\n{}[[identities]]\nname = \"a\"\npassword_hash = \"{}\"\n",
+                    GOOD.split("[[oidc.issuers]]")
+                        .next()
+                        .unwrap()
+                        .replace("policy = ", "required_scopes = [\"db:read\"]\npolicy = "),
+                    vigil_proxy_core::identity::hash_password(b"a")
+                ),
+                "required_scopes needs [[oidc.issuers]]",
+            ),
+            (
                 "bad token hash",
                 GOOD.replace(
                     "grpc_listen = \"127.0.0.1:7581\"",
@@ -624,6 +728,7 @@ upstream = { host = "127.0.0.1", user = "postgres" }
         let c = Config::dev(PathBuf::from("vigil-data"));
         c.validate().unwrap();
         assert!(c.identities.iter().all(|i| i.loopback_only));
+        assert!(c.allow_static_identities);
         assert!(c.postgres.iter().all(|p| p.listen.ip().is_loopback()));
     }
 

@@ -100,7 +100,21 @@ async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let identities = Arc::new(config.identities()?);
+    let auth = config.authenticator()?;
+    if let Some(tokens) = auth.token_verifier().cloned() {
+        // Fetch every issuer's keys before taking clients. An issuer that
+        // does not answer does not stop the gateway: its tokens are refused
+        // (with the reason) until a later refresh reaches it.
+        let results = tokio::task::spawn_blocking(move || tokens.refresh_all()).await?;
+        for (issuer, result) in results {
+            match result {
+                Ok(n) => tracing::info!(%issuer, keys = n, "OIDC issuer keys fetched"),
+                Err(e) => {
+                    tracing::warn!(%issuer, error = %e, "OIDC issuer keys not fetched; its tokens are refused until they are")
+                }
+            }
+        }
+    }
     let proxies = config.proxies()?;
     let access = BodyAccess::new(&config.ledger.auditor_tokens_sha256)?;
 
@@ -163,7 +177,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         });
     }
     for (listener, proxy_config) in pg_listeners {
-        let proxy = PostgresProxy::new(proxy_config, identities.clone(), sink.clone());
+        let proxy = PostgresProxy::new(proxy_config, auth.clone(), sink.clone());
         tasks.spawn(async move {
             let name = proxy.name().to_string();
             proxy

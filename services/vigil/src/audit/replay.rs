@@ -137,6 +137,10 @@ fn describe(e: &Event) -> String {
                 ", could not be forwarded"
             }
         ),
+        Some(Kind::LoginRefused(l)) => format!(
+            "login refused from {} as \"{}\": {}",
+            l.client_addr, l.client_user, l.reason
+        ),
         None => "(event without a kind)".into(),
     }
 }

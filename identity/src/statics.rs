@@ -1,39 +1,15 @@
-//! Verifying who a client is.
-//!
-//! At this stage identities are a static list from the config: a name, an
-//! Argon2id hash of its secret (never the secret itself) and its groups. OIDC
-//! access tokens arrive through the same [`VerifiedIdentity`] later, so the
-//! rest of the gateway does not care how an identity was proven.
+//! Static identities: a list from the config, each a name, an Argon2id hash
+//! of its secret (never the secret itself) and its groups. For development
+//! and break-glass accounts; off unless the config allows them.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use serde::Deserialize;
 
+use crate::{AuthError, VerifiedIdentity};
+
 /// Issuer recorded on events for identities from the static list.
 pub const STATIC_ISSUER: &str = "vigil:static";
-
-/// An identity that has proven itself. It carries no secret.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifiedIdentity {
-    pub subject: String,
-    pub issuer: String,
-    pub groups: Vec<String>,
-    pub auth_method: String,
-}
-
-impl VerifiedIdentity {
-    /// The identity as it rides on every event.
-    pub fn to_event_identity(&self) -> vigil_proto::events::Identity {
-        vigil_proto::events::Identity {
-            subject: self.subject.clone(),
-            issuer: self.issuer.clone(),
-            groups: self.groups.clone(),
-            client_id: String::new(),
-            token_id: String::new(),
-            auth_method: self.auth_method.clone(),
-        }
-    }
-}
 
 /// One entry of the static identity list, as written in the config.
 #[derive(Clone, Debug, Deserialize)]
@@ -48,16 +24,6 @@ pub struct StaticIdentity {
     /// Accept this identity only from loopback clients (the dev identity is).
     #[serde(default)]
     pub loopback_only: bool,
-}
-
-/// Why a client was not let in. The `Display` text is safe to show the client:
-/// it never says whether the user exists or which part was wrong.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum AuthError {
-    #[error("password authentication failed for user \"{0}\"")]
-    BadCredentials(String),
-    #[error("identity \"{0}\" may only connect from the local machine")]
-    LoopbackOnly(String),
 }
 
 /// Why the static identity list is unusable.
@@ -122,8 +88,11 @@ impl StaticIdentities {
                 Ok(VerifiedIdentity {
                     subject: e.name.clone(),
                     issuer: STATIC_ISSUER.to_string(),
+                    // A static identity's groups are Vigil roles already.
                     groups: e.groups.clone(),
+                    roles: e.groups.clone(),
                     auth_method: "password".to_string(),
+                    ..VerifiedIdentity::default()
                 })
             }
             _ => Err(AuthError::BadCredentials(user.to_string())),
