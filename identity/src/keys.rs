@@ -94,6 +94,9 @@ struct Cached {
     /// When a fetch was last tried (successful or not): the rate limit.
     attempted: Option<Instant>,
     last_error: Option<String>,
+    /// Bumped whenever a fetch brings a different key set: results verified
+    /// under an older generation are not reused.
+    generation: u64,
 }
 
 /// Why no key could be found for a token.
@@ -147,7 +150,12 @@ impl IssuerKeys {
         match result {
             Ok(set) => {
                 let n = set.keys().len();
-                cached.keys = Arc::new(set.keys().iter().cloned().map(PreparedKey::new).collect());
+                let keys: Vec<PreparedKey> =
+                    set.keys().iter().cloned().map(PreparedKey::new).collect();
+                if cached.fetched.is_none() || !PreparedKey::same_set(&cached.keys, &keys) {
+                    cached.generation += 1;
+                }
+                cached.keys = Arc::new(keys);
                 cached.fetched = Some(now);
                 cached.last_error = None;
                 Ok(n)
@@ -176,13 +184,31 @@ impl IssuerKeys {
         }
     }
 
-    fn snapshot(&self) -> (Arc<Vec<PreparedKey>>, Option<Instant>, Option<String>) {
+    fn snapshot(&self) -> (Arc<Vec<PreparedKey>>, Option<Instant>, Option<String>, u64) {
         let cached = self.cached.read().unwrap_or_else(|p| p.into_inner());
         (
             cached.keys.clone(),
             cached.fetched,
             cached.last_error.clone(),
+            cached.generation,
         )
+    }
+
+    /// The current key set's generation, after the periodic refresh if one
+    /// is due; `None` when the keys are too stale to trust.
+    pub fn usable_generation(&self) -> Option<u64> {
+        self.refresh_if_old();
+        let (_, fetched, _, generation) = self.snapshot();
+        fetched
+            .is_some_and(|t| t.elapsed() < self.max_stale)
+            .then_some(generation)
+    }
+
+    fn refresh_if_old(&self) {
+        let (_, fetched, _, _) = self.snapshot();
+        if fetched.is_none_or(|t| t.elapsed() >= self.refresh_every) {
+            self.refresh_if_allowed();
+        }
     }
 
     /// The key a token with `kid` and `alg` must be verified with. Refreshes
@@ -191,11 +217,8 @@ impl IssuerKeys {
         &self,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<(Arc<Vec<PreparedKey>>, usize), KeyLookupError> {
-        let (_, fetched, _) = self.snapshot();
-        if fetched.is_none_or(|t| t.elapsed() >= self.refresh_every) {
-            self.refresh_if_allowed();
-        }
+    ) -> Result<(Arc<Vec<PreparedKey>>, usize, u64), KeyLookupError> {
+        self.refresh_if_old();
         match self.find(kid, alg) {
             Err(KeyLookupError::UnknownKeyId) => {
                 self.refresh_if_allowed();
@@ -209,8 +232,8 @@ impl IssuerKeys {
         &self,
         kid: Option<&str>,
         alg: Algorithm,
-    ) -> Result<(Arc<Vec<PreparedKey>>, usize), KeyLookupError> {
-        let (keys, fetched, last_error) = self.snapshot();
+    ) -> Result<(Arc<Vec<PreparedKey>>, usize, u64), KeyLookupError> {
+        let (keys, fetched, last_error, generation) = self.snapshot();
         let usable = fetched.is_some_and(|t| t.elapsed() < self.max_stale);
         if !usable {
             let why = last_error.unwrap_or_else(|| "never fetched".into());
@@ -238,7 +261,7 @@ impl IssuerKeys {
                 }
             }
         };
-        Ok((keys, index))
+        Ok((keys, index, generation))
     }
 }
 
@@ -314,7 +337,7 @@ mod tests {
         keys.refresh_now().unwrap();
         *source.kids.lock().unwrap() = vec!["k2"];
         std::thread::sleep(Duration::from_millis(1_100));
-        let (set, i) = keys.key_for(Some("k2"), RS256).unwrap();
+        let (set, i, _) = keys.key_for(Some("k2"), RS256).unwrap();
         assert_eq!(set[i].kid(), Some("k2"));
         // The withdrawn key is gone with the refresh.
         assert!(keys.key_for(Some("k1"), RS256).is_err());

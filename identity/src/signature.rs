@@ -78,6 +78,11 @@ impl PreparedKey {
         Self { jwk, material }
     }
 
+    /// Whether two key sets hold the same keys (ids, types and material).
+    pub fn same_set(a: &[PreparedKey], b: &[PreparedKey]) -> bool {
+        a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.jwk == y.jwk)
+    }
+
     pub fn kid(&self) -> Option<&str> {
         self.jwk.key_id().map(|k| k.as_str())
     }

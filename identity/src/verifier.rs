@@ -3,7 +3,11 @@
 //! token says is believed before its signature checks, except the `iss` that
 //! picks whose keys to check it with.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sha2::{Digest, Sha256};
 
 use serde_json::{Map, Value};
 
@@ -58,7 +62,22 @@ struct Issuer {
 /// Verifies tokens of any of the configured issuers.
 pub struct TokenVerifier {
     issuers: Vec<Issuer>,
+    /// Tokens verified before, by SHA-256 of the token: what a repeat
+    /// presentation of the same token needs, without a signature check.
+    verified: Mutex<HashMap<[u8; 32], Verified>>,
 }
+
+/// A token that passed every check, under the issuer's key set `generation`.
+struct Verified {
+    issuer: usize,
+    generation: u64,
+    times: Times,
+    identity: TokenIdentity,
+}
+
+/// Past this many remembered tokens the memory is cleared (tokens are
+/// short-lived; a full memory means many distinct callers, not repeats).
+const MAX_VERIFIED: usize = 4096;
 
 impl TokenVerifier {
     /// Verifiers for `settings`, fetching keys through OIDC discovery. No
@@ -88,6 +107,7 @@ impl TokenVerifier {
                     settings,
                 })
                 .collect(),
+            verified: Mutex::new(HashMap::new()),
         })
     }
 
@@ -107,6 +127,13 @@ impl TokenVerifier {
 
     /// Verifies `token` at time `now`. May block on a key refresh.
     pub fn verify(&self, token: &str, now: SystemTime) -> Result<TokenIdentity, TokenError> {
+        // The same token again (a connection pool opening its connections):
+        // its signature and claims were checked under keys that are still
+        // current; only its validity window is re-checked.
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(identity) = self.recall(&digest, now) {
+            return identity;
+        }
         let parsed = jwt::parse(token)?;
         let alg_name = parsed.header.alg.as_str();
         let Some(alg) = Algorithm::from_name(alg_name) else {
@@ -118,10 +145,11 @@ impl TokenVerifier {
             ));
         }
         let iss = string_claim(&parsed.claims, "iss").ok_or(TokenError::MissingClaim("iss"))?;
-        let issuer = self
+        let (issuer_index, issuer) = self
             .issuers
             .iter()
-            .find(|i| i.settings.issuer == iss)
+            .enumerate()
+            .find(|(_, i)| i.settings.issuer == iss)
             .ok_or_else(|| TokenError::UnknownIssuer(shown(iss)))?;
         let settings = &issuer.settings;
         if !settings.algorithms.iter().any(|a| a == alg_name) {
@@ -130,7 +158,7 @@ impl TokenVerifier {
         check_type(parsed.header.typ.as_deref(), settings.require_at_jwt)?;
 
         let kid = parsed.header.kid.as_deref();
-        let (keys, index) = issuer.keys.key_for(kid, alg).map_err(|e| match e {
+        let (keys, index, generation) = issuer.keys.key_for(kid, alg).map_err(|e| match e {
             KeyLookupError::UnknownKeyId => TokenError::UnknownKey {
                 kid: shown(kid.unwrap_or("(none)")),
                 issuer: settings.issuer.clone(),
@@ -149,13 +177,14 @@ impl TokenVerifier {
         }
 
         // From here on the claims are the issuer's word.
-        check_times(&parsed.claims, now, settings.skew())?;
+        let times = Times::of(&parsed.claims)?;
+        times.check(now, settings.skew())?;
         check_audience(&parsed.claims, &settings.audiences)?;
         let subject = string_claim(&parsed.claims, "sub")
             .filter(|s| !s.is_empty())
             .ok_or(TokenError::MissingClaim("sub"))?;
         let groups = groups_claim(&parsed.claims, &settings.groups_claim)?;
-        Ok(TokenIdentity {
+        let identity = TokenIdentity {
             subject: subject.to_string(),
             issuer: settings.issuer.clone(),
             client_id: client_id(&parsed.claims, settings.client_id_claim.as_deref()),
@@ -165,9 +194,65 @@ impl TokenVerifier {
             roles: settings.roles_for(&groups),
             groups,
             scopes: scopes(&parsed.claims),
-            expires_at: unix_time(numeric_claim(&parsed.claims, "exp")?.unwrap_or(0.0)),
+            expires_at: times.expires,
             expiry_leeway: settings.skew(),
-        })
+        };
+        self.remember(digest, issuer_index, generation, times, &identity);
+        Ok(identity)
+    }
+}
+
+impl TokenVerifier {
+    /// Forgets every remembered token (the next presentation of each is
+    /// verified in full). For benches and operators' tools.
+    pub fn forget_verified(&self) {
+        self.verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// A remembered token's result, if its issuer's keys have not changed
+    /// since (a refetch that brings a different key set forgets it) and the
+    /// keys are still usable. Its validity window is checked again.
+    fn recall(
+        &self,
+        digest: &[u8; 32],
+        now: SystemTime,
+    ) -> Option<Result<TokenIdentity, TokenError>> {
+        let (issuer, generation, times, identity) = {
+            let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+            let hit = verified.get(digest)?;
+            (hit.issuer, hit.generation, hit.times, hit.identity.clone())
+        };
+        let issuer = &self.issuers[issuer];
+        if issuer.keys.usable_generation() != Some(generation) {
+            return None;
+        }
+        Some(times.check(now, issuer.settings.skew()).map(|()| identity))
+    }
+
+    fn remember(
+        &self,
+        digest: [u8; 32],
+        issuer: usize,
+        generation: u64,
+        times: Times,
+        identity: &TokenIdentity,
+    ) {
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= MAX_VERIFIED {
+            verified.clear();
+        }
+        verified.insert(
+            digest,
+            Verified {
+                issuer,
+                generation,
+                times,
+                identity: identity.clone(),
+            },
+        );
     }
 }
 
@@ -223,29 +308,36 @@ fn unix_time(secs: f64) -> SystemTime {
     }
 }
 
-fn check_times(
-    claims: &Map<String, Value>,
-    now: SystemTime,
-    skew: Duration,
-) -> Result<(), TokenError> {
-    let exp = numeric_claim(claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
-    let exp = unix_time(exp);
-    if now >= exp + skew {
-        return Err(TokenError::Expired(exp));
+/// A token's validity window (`exp`, `nbf`, `iat`).
+#[derive(Clone, Copy, Debug)]
+struct Times {
+    expires: SystemTime,
+    not_before: Option<SystemTime>,
+    issued: Option<SystemTime>,
+}
+
+impl Times {
+    fn of(claims: &Map<String, Value>) -> Result<Self, TokenError> {
+        let exp = numeric_claim(claims, "exp")?.ok_or(TokenError::MissingClaim("exp"))?;
+        Ok(Self {
+            expires: unix_time(exp),
+            not_before: numeric_claim(claims, "nbf")?.map(unix_time),
+            issued: numeric_claim(claims, "iat")?.map(unix_time),
+        })
     }
-    if let Some(nbf) = numeric_claim(claims, "nbf")? {
-        let nbf = unix_time(nbf);
-        if now + skew < nbf {
+
+    fn check(&self, now: SystemTime, skew: Duration) -> Result<(), TokenError> {
+        if now >= self.expires + skew {
+            return Err(TokenError::Expired(self.expires));
+        }
+        if let Some(nbf) = self.not_before.filter(|&nbf| now + skew < nbf) {
             return Err(TokenError::NotYetValid(nbf));
         }
-    }
-    if let Some(iat) = numeric_claim(claims, "iat")? {
-        let iat = unix_time(iat);
-        if now + skew < iat {
+        if let Some(iat) = self.issued.filter(|&iat| now + skew < iat) {
             return Err(TokenError::IssuedInFuture(iat));
         }
+        Ok(())
     }
-    Ok(())
 }
 
 fn check_audience(claims: &Map<String, Value>, accepted: &[String]) -> Result<(), TokenError> {

@@ -412,3 +412,44 @@ proptest! {
         }
     }
 }
+
+/// A key source whose set the test replaces (a rotation at the issuer).
+struct Switchable(std::sync::Arc<std::sync::Mutex<openidconnect::core::CoreJsonWebKeySet>>);
+
+impl vigil_identity::KeySource for Switchable {
+    fn fetch(&self) -> Result<openidconnect::core::CoreJsonWebKeySet, String> {
+        Ok(self.0.lock().unwrap().clone())
+    }
+}
+
+#[test]
+fn a_remembered_token_is_still_checked_for_expiry_and_key_changes() {
+    let s = signers();
+    let set = std::sync::Arc::new(std::sync::Mutex::new(s.jwks()));
+    let v = vigil_identity::TokenVerifier::with_sources(vec![(
+        settings(),
+        Box::new(Switchable(set.clone())),
+    )])
+    .unwrap();
+    v.refresh_all();
+    let token = s.sign(Signers::header("ES256"), good_claims());
+    let now = SystemTime::now();
+    assert!(v.verify(&token, now).is_ok());
+    assert!(v.verify(&token, now).is_ok(), "the same token again");
+    // Its validity window is checked every time.
+    let later = now + std::time::Duration::from_secs(3600);
+    assert_eq!(v.verify(&token, later).unwrap_err().code(), "expired");
+    // The issuer withdraws the key: the remembered result is not reused.
+    *set.lock().unwrap() = openidconnect::core::CoreJsonWebKeySet::new(
+        s.jwks()
+            .keys()
+            .iter()
+            .filter(|k| {
+                openidconnect::JsonWebKey::key_id(*k).is_some_and(|id| id.as_str() != "ec-1")
+            })
+            .cloned()
+            .collect(),
+    );
+    v.refresh_all();
+    assert_eq!(v.verify(&token, now).unwrap_err().code(), "unknown_key");
+}
