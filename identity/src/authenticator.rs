@@ -79,8 +79,8 @@ impl VerifiedIdentity {
 pub enum AuthError {
     #[error("password authentication failed for user \"{0}\"")]
     BadCredentials(String),
-    #[error("identity \"{0}\" may only connect from the local machine")]
-    LoopbackOnly(String),
+    #[error("this connection requires the scope(s) {0}, which only an access token can grant: log in with a token")]
+    StaticOnScopedListener(String),
     #[error("Vigil refused the access token: {0}")]
     Token(#[from] TokenError),
 }
@@ -90,7 +90,7 @@ impl AuthError {
     pub fn code(&self) -> &'static str {
         match self {
             AuthError::BadCredentials(_) => "bad_credentials",
-            AuthError::LoopbackOnly(_) => "loopback_only",
+            AuthError::StaticOnScopedListener(_) => "static_on_scoped_listener",
             AuthError::Token(e) => e.code(),
         }
     }
@@ -135,7 +135,15 @@ impl Authenticator {
                     .map_err(|_| TokenError::Malformed("the password is not valid UTF-8".into()))?;
                 self.bearer(tokens, token, required_scopes, now)
             }
-            _ => self.statics.verify(user, password, peer_is_loopback),
+            _ => {
+                let identity = self.statics.verify(user, password, peer_is_loopback)?;
+                // Static identities have no scopes: a listener that demands
+                // some is for tokens only.
+                if !required_scopes.is_empty() {
+                    return Err(AuthError::StaticOnScopedListener(required_scopes.join(" ")));
+                }
+                Ok(identity)
+            }
         }
     }
 

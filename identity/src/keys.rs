@@ -50,6 +50,19 @@ impl KeySource for DiscoveryKeySource {
     fn fetch(&self) -> Result<CoreJsonWebKeySet, String> {
         let metadata = CoreProviderMetadata::discover(&self.issuer, &self.agent)
             .map_err(|e| error_chain(&e))?;
+        // The keys decide everything: fetched in cleartext, anyone on the
+        // path could swap in their own. (The crate follows any jwks_uri.)
+        let jwks_uri = metadata.jwks_uri().url();
+        let loopback = jwks_uri.host().is_some_and(|h| match h {
+            openidconnect::url::Host::Domain(d) => d == "localhost",
+            openidconnect::url::Host::Ipv4(ip) => ip.is_loopback(),
+            openidconnect::url::Host::Ipv6(ip) => ip.is_loopback(),
+        });
+        if jwks_uri.scheme() != "https" && !(jwks_uri.scheme() == "http" && loopback) {
+            return Err(format!(
+                "the discovery document's jwks_uri {jwks_uri} is not https; refusing its keys"
+            ));
+        }
         Ok(metadata.jwks().clone())
     }
 }

@@ -94,6 +94,8 @@ fn default_http_timeout_ms() -> u64 {
 pub enum SettingsError {
     #[error("issuer {0:?}: not a URL")]
     NotAUrl(String),
+    #[error("issuer {issuer:?}: {why}")]
+    Unusable { issuer: String, why: String },
     #[error("issuer {0:?}: must use https (plain http is accepted only for a loopback host)")]
     NotHttps(String),
     #[error("issuer {0:?} is configured twice")]
@@ -143,7 +145,14 @@ impl IssuerSettings {
             .split_once("://")
             .ok_or_else(|| SettingsError::NotAUrl(issuer()))?;
         let host_port = rest.split('/').next().unwrap_or("");
-        if host_port.is_empty() || self.issuer.chars().any(char::is_whitespace) {
+        // No user info (`http://localhost@evil.example` is evil.example),
+        // query or fragment: an issuer identifier has none (OIDC Discovery §2).
+        if host_port.is_empty()
+            || self
+                .issuer
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '@' | '?' | '#'))
+        {
             return Err(SettingsError::NotAUrl(issuer()));
         }
         match scheme {
@@ -271,6 +280,13 @@ mod tests {
             (
                 IssuerSettings {
                     issuer: "idp.example.org".into(),
+                    ..base.clone()
+                },
+                "not a URL",
+            ),
+            (
+                IssuerSettings {
+                    issuer: "http://localhost:80@evil.example.org".into(),
                     ..base.clone()
                 },
                 "not a URL",

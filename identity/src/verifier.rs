@@ -86,8 +86,10 @@ impl TokenVerifier {
         crate::settings::validate_all(&settings)?;
         let mut with_sources = Vec::with_capacity(settings.len());
         for s in settings {
-            let source = DiscoveryKeySource::new(&s)
-                .map_err(|_| SettingsError::NotAUrl(s.issuer.clone()))?;
+            let source = DiscoveryKeySource::new(&s).map_err(|why| SettingsError::Unusable {
+                issuer: s.issuer.clone(),
+                why,
+            })?;
             with_sources.push((s, Box::new(source) as Box<dyn KeySource>));
         }
         Self::with_sources(with_sources)

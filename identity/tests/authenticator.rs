@@ -45,8 +45,17 @@ fn a_jwt_password_is_a_token_and_anything_else_a_static_secret() {
     assert_eq!(id.token_id, "tok-1");
     assert!(id.expires_at.is_some());
 
-    let id = auth
+    // A listener that requires scopes is for tokens only.
+    let err = auth
         .authenticate("break-glass", b"s3cret", false, &["db:read".into()], now)
+        .unwrap_err();
+    assert_eq!(err.code(), "static_on_scoped_listener");
+    assert!(
+        err.to_string().contains("requires the scope(s) db:read"),
+        "{err}"
+    );
+    let id = auth
+        .authenticate("break-glass", b"s3cret", false, &[], now)
         .unwrap();
     assert_eq!(
         (id.subject.as_str(), id.auth_method.as_str()),

@@ -422,6 +422,40 @@ fn a_client_encoding_other_than_utf8_is_refused() {
 }
 
 #[test]
+fn startup_settings_cannot_change_who_the_session_runs_as() {
+    // Under allow-all: nothing but the startup check stands in the way.
+    let gw = Gateway::start(GatewaySpec::new());
+    // `-c role=...` in the startup options would become SET ROLE before any
+    // statement reaches the policy.
+    for options in [
+        "-c role=pg_read_server_files",
+        "--session_authorization=postgres",
+    ] {
+        let out = gw.psql_command_env(
+            AGENT,
+            AGENT_PASSWORD,
+            &[("PGOPTIONS", options)],
+            &["-tAc", "SELECT current_user"],
+        );
+        assert!(!out.status.success(), "{options}: {}", show(&out));
+        assert!(
+            stderr(&out).contains("Vigil does not pass the startup setting"),
+            "{options}: {}",
+            show(&out)
+        );
+    }
+    // Settings that only shape results still pass.
+    let out = gw.psql_command_env(
+        AGENT,
+        AGENT_PASSWORD,
+        &[("PGOPTIONS", "-c statement_timeout=5s -c TimeZone=UTC")],
+        &["-tAc", "SHOW statement_timeout"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "5s");
+}
+
+#[test]
 fn a_policy_file_of_our_own_decides_by_identity_and_hashes_deterministically() {
     let table = "vigil_pol_custom";
     create_patients(table);

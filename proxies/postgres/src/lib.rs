@@ -26,6 +26,7 @@ pub mod refuse;
 pub mod relay;
 pub mod results;
 pub mod server;
+pub mod startup_params;
 pub mod tls;
 pub mod tracker;
 pub mod upstream_auth;

@@ -30,6 +30,9 @@ pub enum UpstreamError {
     Refused { code: String, message: String },
     #[error("{0}")]
     Encoding(String),
+    /// A startup parameter the proxy does not pass on (`startup_params`).
+    #[error("{0}")]
+    StartupSetting(String),
 }
 
 /// Connects (over TLS when configured) and authenticates (trust, cleartext,

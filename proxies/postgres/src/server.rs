@@ -23,6 +23,7 @@ use crate::gate::Gate;
 use crate::login::{self, UpstreamError};
 use crate::relay;
 use crate::results;
+use crate::startup_params;
 use crate::tls::{ClientStream, TlsSettings};
 use crate::upstream_tls::{UpstreamStream, UpstreamTls};
 
@@ -238,6 +239,11 @@ impl PostgresProxy {
                     .await
                 }
             }
+            Err(UpstreamError::StartupSetting(refusal)) => {
+                tracing::info!(session = %session.session_id(), "refused client: startup setting");
+                send_fatal(&mut client, "42501", &refusal).await;
+                format!("error: {refusal}")
+            }
             Err(UpstreamError::Encoding(refusal)) => {
                 tracing::info!(session = %session.session_id(), "refused client: client_encoding is not UTF-8");
                 send_fatal(&mut client, "0A000", &refusal).await;
@@ -317,22 +323,28 @@ impl PostgresProxy {
         {
             return None;
         }
-        let password = match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame(client, buf)).await
-        {
-            Ok(Ok(Some(frame))) if frame.tag == b'p' => match codec::parse_password(frame.body()) {
-                Ok(p) => p,
-                Err(e) => {
-                    send_fatal(client, "08P01", &e.to_string()).await;
+        let password =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, read_password_frame(client, buf)).await {
+                Ok(Ok(Some(frame))) if frame.tag == b'p' => {
+                    match codec::parse_password(frame.body()) {
+                        Ok(p) => p,
+                        Err(e) => {
+                            send_fatal(client, "08P01", &e.to_string()).await;
+                            return None;
+                        }
+                    }
+                }
+                Ok(Ok(Some(_))) => {
+                    send_fatal(client, "08P01", "expected a password message").await;
                     return None;
                 }
-            },
-            Ok(Ok(Some(_))) => {
-                send_fatal(client, "08P01", "expected a password message").await;
-                return None;
-            }
-            // psql hangs up here once to ask the user for a password: not an error.
-            Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return None,
-        };
+                // psql hangs up here once to ask the user for a password: not an error.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                    send_fatal(client, "08P01", &format!("invalid password message: {e}")).await;
+                    return None;
+                }
+                Ok(Ok(None)) | Ok(Err(_)) | Err(_) => return None,
+            };
         // Off the async threads: Argon2 is slow on purpose, and a token
         // naming an unknown key makes a (rate-limited) JWKS request.
         let auth = self.auth.clone();
@@ -406,15 +418,12 @@ impl PostgresProxy {
         database: &str,
         session: Arc<SessionContext>,
     ) -> Result<(UpstreamStream, Bytes, Option<Registration>), UpstreamError> {
-        let mut client_params = Vec::new();
-        if let StartupPacket::Startup { params } = startup {
-            client_params.extend(
-                params
-                    .iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "user" | "database" | "replication"))
-                    .cloned(),
-            );
-        }
+        let client_params = match startup {
+            StartupPacket::Startup { params } => {
+                startup_params::filter(params).map_err(UpstreamError::StartupSetting)?
+            }
+            _ => Vec::new(),
+        };
         let (upstream, frames) =
             login::login(&self.config.upstream, database, &client_params).await?;
         let mut greeting = BytesMut::new();
@@ -611,6 +620,37 @@ async fn read_startup(
             Ok(0) => return Err((None, HandshakeError::Closed)),
             Ok(_) => {}
             Err(e) => return Err((None, e.into())),
+        }
+    }
+}
+
+/// The longest password message accepted: a token is capped at 16 KiB, and
+/// an unauthenticated client must not make the proxy reserve more.
+const MAX_PASSWORD_MESSAGE: usize = 32 * 1024;
+
+/// Reads the client's password message, refusing a declared length over
+/// [`MAX_PASSWORD_MESSAGE`] before any buffer is reserved for it.
+async fn read_password_frame(
+    client: &mut ClientStream,
+    buf: &mut BytesMut,
+) -> Result<Option<Frame>, std::io::Error> {
+    loop {
+        if buf.len() >= 5 {
+            let declared = u32::from_be_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if declared > MAX_PASSWORD_MESSAGE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    "password message too long",
+                ));
+            }
+            if let Some(frame) = codec::decode_frame(buf)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?
+            {
+                return Ok(Some(frame));
+            }
+        }
+        if client.read_buf(buf).await? == 0 {
+            return Ok(None);
         }
     }
 }

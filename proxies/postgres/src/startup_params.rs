@@ -1,0 +1,141 @@
+//! Which of a client's startup parameters reach the database. PostgreSQL
+//! treats every startup parameter (and every `-c name=value` in `options`)
+//! as a session setting, applied before the first statement — so `role`,
+//! `session_authorization` or `options=-c role=admin` would change who the
+//! session runs as without any statement for the policy to judge. Only
+//! settings that shape how results look pass; anything else ends the
+//! startup with a reason. Pure: no I/O.
+
+/// Settings a client may give at startup (lower case; PostgreSQL's names
+/// are case-insensitive). The same settings a client can `SET` later under
+/// the shipped policies.
+pub const PASSED: &[&str] = &[
+    "application_name",
+    "client_encoding",
+    "datestyle",
+    "timezone",
+    "intervalstyle",
+    "extra_float_digits",
+    "search_path",
+    "statement_timeout",
+    "lock_timeout",
+    "idle_in_transaction_session_timeout",
+    "client_min_messages",
+    "bytea_output",
+    "standard_conforming_strings",
+    "default_transaction_isolation",
+    "default_transaction_read_only",
+];
+
+/// Parameters that are the protocol's, not settings: handled by the proxy.
+const PROTOCOL: &[&str] = &["user", "database", "replication"];
+
+/// The client's parameters to pass upstream, or why the startup is refused.
+pub fn filter(params: &[(String, String)]) -> Result<Vec<(String, String)>, String> {
+    let mut passed = Vec::new();
+    for (name, value) in params {
+        if PROTOCOL.contains(&name.as_str()) {
+            continue;
+        }
+        if name == "options" {
+            check_options(value)?;
+        } else if !allowed(name) {
+            return Err(refusal(name));
+        }
+        passed.push((name.clone(), value.clone()));
+    }
+    Ok(passed)
+}
+
+fn allowed(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase().replace('-', "_");
+    PASSED.contains(&lower.as_str())
+}
+
+fn refusal(name: &str) -> String {
+    format!(
+        "Vigil does not pass the startup setting {name:?} to the database (allowed: {})",
+        PASSED.join(", ")
+    )
+}
+
+/// `options` as libpq sends it: `-c name=value`, `-cname=value` or
+/// `--name=value`, separated by spaces. Backslash escapes (spaces inside a
+/// value) are refused rather than interpreted: reading them differently
+/// from PostgreSQL would be a bypass.
+fn check_options(options: &str) -> Result<(), String> {
+    if options.contains('\\') {
+        return Err("Vigil does not accept backslash escapes in the startup options".into());
+    }
+    let mut words = options.split_ascii_whitespace();
+    while let Some(word) = words.next() {
+        let setting = if word == "-c" {
+            words
+                .next()
+                .ok_or_else(|| "the startup options end after -c".to_string())?
+        } else if let Some(rest) = word.strip_prefix("--").or_else(|| word.strip_prefix("-c")) {
+            rest
+        } else {
+            return Err(format!(
+                "Vigil does not accept the startup option {word:?} (only -c name=value)"
+            ));
+        };
+        let name = setting.split('=').next().unwrap_or("");
+        if !setting.contains('=') || !allowed(name) {
+            return Err(refusal(name));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn what_clients_send_passes() {
+        let given = params(&[
+            ("user", "agent"),
+            ("database", "ehr"),
+            ("application_name", "psql"),
+            ("client_encoding", "UTF8"),
+            ("DateStyle", "ISO, MDY"),
+            (
+                "options",
+                "-c statement_timeout=5s --search_path=public -cTimeZone=UTC",
+            ),
+        ]);
+        let passed = filter(&given).unwrap();
+        assert_eq!(passed.len(), 4, "user and database are the proxy's");
+    }
+
+    #[test]
+    fn settings_that_change_who_runs_are_refused() {
+        for (name, value, want) in [
+            ("role", "phi_admin", "\"role\""),
+            (
+                "session_authorization",
+                "postgres",
+                "\"session_authorization\"",
+            ),
+            ("options", "-c role=phi_admin", "\"role\""),
+            ("options", "-crole=phi_admin", "\"role\""),
+            ("options", "--role=phi_admin", "\"role\""),
+            ("options", "-c application_name=x -c Role=y", "\"Role\""),
+            ("options", "-c", "end after -c"),
+            ("options", "-d 5", "\"-d\""),
+            ("options", "-c role\\ =x", "backslash"),
+            ("options", "-c search_path", "\"search_path\""),
+            ("log_statement", "none", "\"log_statement\""),
+        ] {
+            let err = filter(&params(&[(name, value)])).unwrap_err();
+            assert!(err.contains(want), "{name}={value}: {err}");
+        }
+    }
+}
