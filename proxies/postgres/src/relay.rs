@@ -92,6 +92,12 @@ pub async fn run(
     // The client writer is shared: the frontend task uses it to report a
     // refusal, the backend task to relay results.
     let client_wr = Arc::new(tokio::sync::Mutex::new(client_wr));
+    // When the identity expires the session ends, idle or not: an open
+    // transaction, a COPY or a long query of an expired identity does not
+    // go on (dropping the upstream connection rolls it back).
+    let expiry = identity
+        .expires_at
+        .map(|exp| (exp, exp + identity.expiry_leeway));
 
     let frontend = frontend(
         client_rd,
@@ -117,6 +123,12 @@ pub async fn run(
     let reason = tokio::select! {
         r = frontend => r,
         r = backend => r,
+        _ = until(expiry.map(|(_, deadline)| deadline)) => {
+            let when = vigil_proxy_core::identity::rfc3339(expiry.map_or(std::time::UNIX_EPOCH, |(exp, _)| exp));
+            let message = format!("Vigil: the access token of this session expired at {when}; reconnect with a new token");
+            send_fatal(&client_wr, "28000", &message).await;
+            format!("error: {message}")
+        }
         _ = shared.audit_failed.notified() => {
             send_fatal(&client_wr, "57P03", "Vigil could not record a result in the audit ledger; the session is closed").await;
             "error: audit ledger unavailable".to_string()
@@ -136,6 +148,19 @@ pub async fn run(
 }
 
 type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<ClientStream>>>;
+
+/// Resolves at `deadline` (wall-clock time); never, if there is none.
+async fn until(deadline: Option<std::time::SystemTime>) {
+    match deadline {
+        Some(at) => {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::sleep(left).await
+        }
+        None => std::future::pending().await,
+    }
+}
 
 /// Tells the client why the session ends (best effort: it may be gone).
 async fn send_fatal(client_wr: &ClientWriter, code: &str, message: &str) {
