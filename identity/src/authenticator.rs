@@ -68,7 +68,14 @@ impl VerifiedIdentity {
     /// Whether the identity has expired at `now` (past `exp` plus the
     /// issuer's skew, as at login); returns the token's `exp` if so.
     pub fn expired_at(&self, now: SystemTime) -> Option<SystemTime> {
-        self.expires_at.filter(|&at| now >= at + self.expiry_leeway)
+        let deadline = self.deadline()?;
+        self.expires_at.filter(|_| now >= deadline)
+    }
+
+    /// The moment the identity stops being honoured: `exp` plus the
+    /// issuer's skew. `None` for identities that do not expire.
+    pub fn deadline(&self) -> Option<SystemTime> {
+        self.expires_at.map(|at| at + self.expiry_leeway)
     }
 }
 

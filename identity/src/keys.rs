@@ -180,9 +180,8 @@ impl IssuerKeys {
         }
     }
 
-    /// Refreshes unless another fetch was tried within the rate limit.
-    /// `reason_is_unknown_kid` uses the short limit; otherwise this is the
-    /// periodic refresh of stale keys.
+    /// Refreshes unless another fetch was tried within the rate limit (an
+    /// unknown key id, or the periodic refresh of old keys).
     fn refresh_if_allowed(&self) {
         let _one_at_a_time = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
         // Re-check under the lock: the thread before us may just have fetched.

@@ -137,7 +137,16 @@ impl Drop for OidcProvider {
 
 /// Decodes a token's claims (unverified; for assertions).
 pub fn claims_of(token: &str) -> Value {
+    json_part(token, 1)
+}
+
+/// Decodes a token's protected header (unverified; for assertions).
+pub fn header_of(token: &str) -> Value {
+    json_part(token, 0)
+}
+
+fn json_part(token: &str, index: usize) -> Value {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let payload = token.split('.').nth(1).expect("payload");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
+    let part = token.split('.').nth(index).expect("token part");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).expect("base64url")).expect("JSON")
 }

@@ -95,9 +95,8 @@ pub async fn run(
     // When the identity expires the session ends, idle or not: an open
     // transaction, a COPY or a long query of an expired identity does not
     // go on (dropping the upstream connection rolls it back).
-    let expiry = identity
-        .expires_at
-        .map(|exp| (exp, exp + identity.expiry_leeway));
+    let deadline = identity.deadline();
+    let expired_message = identity.expires_at.map(expiry_message).unwrap_or_default();
 
     let frontend = frontend(
         client_rd,
@@ -123,11 +122,9 @@ pub async fn run(
     let reason = tokio::select! {
         r = frontend => r,
         r = backend => r,
-        _ = until(expiry.map(|(_, deadline)| deadline)) => {
-            let when = vigil_proxy_core::identity::rfc3339(expiry.map_or(std::time::UNIX_EPOCH, |(exp, _)| exp));
-            let message = format!("Vigil: the access token of this session expired at {when}; reconnect with a new token");
-            send_fatal(&client_wr, "28000", &message).await;
-            format!("error: {message}")
+        _ = until(deadline) => {
+            send_fatal(&client_wr, "28000", &expired_message).await;
+            format!("error: {expired_message}")
         }
         _ = shared.audit_failed.notified() => {
             send_fatal(&client_wr, "57P03", "Vigil could not record a result in the audit ledger; the session is closed").await;
@@ -148,6 +145,14 @@ pub async fn run(
 }
 
 type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<ClientStream>>>;
+
+/// What the client is told when its session's token has expired.
+fn expiry_message(expired_at: std::time::SystemTime) -> String {
+    format!(
+        "Vigil: the access token of this session expired at {}; reconnect with a new token",
+        vigil_proxy_core::identity::rfc3339(expired_at)
+    )
+}
 
 /// Resolves at `deadline` (wall-clock time); never, if there is none.
 async fn until(deadline: Option<std::time::SystemTime>) {
@@ -630,9 +635,7 @@ impl Frontend {
         }
         Fatal {
             code: "28000",
-            message: format!(
-                "Vigil: the access token of this session expired at {when}; reconnect with a new token"
-            ),
+            message: expiry_message(at),
         }
     }
 
