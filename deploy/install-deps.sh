@@ -10,6 +10,10 @@
 #   node-postgres     the real Node.js driver for the same tests, and
 #   oidc-provider     a real OpenID provider for the identity tests (npm, locked
 #                     by tests/clients/package-lock.json)
+#   tansu         a Kafka-protocol broker for the Kafka bus (crates.io; about
+#                 20 minutes to build once). Built with libsql so that its
+#                 topics and committed offsets live in a SQLite file and
+#                 survive a broker restart (memory:// would lose them).
 set -euo pipefail
 
 missing=()
@@ -50,4 +54,10 @@ clients="$(cd "$(dirname "$0")/.." && pwd)/tests/clients"
 if [ ! -d "$clients/node_modules/pg" ] || [ ! -d "$clients/node_modules/oidc-provider" ]; then
   echo "install-deps: installing node-postgres and oidc-provider (npm ci in tests/clients)"
   npm ci --prefix "$clients" --no-audit --no-fund --silent
+fi
+
+# The Kafka-protocol broker (no Apache Kafka package is reachable here).
+if ! command -v tansu >/dev/null 2>&1 || ! tansu --help 2>/dev/null | grep -q 'Storage engines:.*libsql'; then
+  echo "install-deps: installing the tansu broker (cargo install, about 20 minutes)"
+  cargo install tansu --locked --force --features dynostore,libsql
 fi

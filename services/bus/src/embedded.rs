@@ -1,24 +1,11 @@
 //! The embedded in-process bus: a bounded channel from every proxy session to
 //! the ledger's appender, with a per-event acknowledgement.
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use vigil_proto::events::Event;
 use vigil_proxy_core::sink::{EventSink, RecordFuture, SinkError};
 
-/// One event on its way to the ledger. Dropping it unacknowledged tells the
-/// publisher the event was not recorded.
-#[derive(Debug)]
-pub struct Delivery {
-    pub event: Event,
-    ack: oneshot::Sender<Result<(), SinkError>>,
-}
-
-impl Delivery {
-    /// Tells the publisher whether the event is durably recorded.
-    pub fn ack(self, result: Result<(), SinkError>) {
-        let _ = self.ack.send(result);
-    }
-}
+use crate::{Delivery, Subscriber};
 
 /// The publishing side; cheap to clone, shared by all sessions.
 #[derive(Clone, Debug)]
@@ -41,8 +28,7 @@ pub fn embedded(capacity: usize) -> (EmbeddedBus, EmbeddedSubscriber) {
 
 impl EventSink for EmbeddedBus {
     fn record(&self, event: Event) -> RecordFuture {
-        let (ack, done) = oneshot::channel();
-        let delivery = Delivery { event, ack };
+        let (delivery, done) = Delivery::new(event);
         // Enqueue now, while the caller still holds its place in line, so that
         // a session's events reach the ledger in the order they were made.
         let queued = match self.tx.try_send(delivery) {
@@ -80,6 +66,12 @@ impl EmbeddedSubscriber {
             return None;
         }
         Some(batch)
+    }
+}
+
+impl Subscriber for EmbeddedSubscriber {
+    async fn recv_batch(&mut self, max: usize) -> Option<Vec<Delivery>> {
+        EmbeddedSubscriber::recv_batch(self, max).await
     }
 }
 

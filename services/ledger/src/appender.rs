@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use vigil_bus::EmbeddedSubscriber;
+use vigil_bus::Subscriber;
 use vigil_ledger::{NewEntry, Store};
 use vigil_proto::events::Event;
 use vigil_proto::Message;
@@ -38,7 +38,7 @@ fn awaited_inline(event: &Event) -> bool {
 
 /// The next batch: everything waiting, and if none of it is awaited inline,
 /// whatever else arrives within [`LAZY_WAIT`].
-async fn next_batch(bus: &mut EmbeddedSubscriber) -> Option<Vec<vigil_bus::Delivery>> {
+async fn next_batch(bus: &mut impl Subscriber) -> Option<Vec<vigil_bus::Delivery>> {
     let mut batch = bus.recv_batch(MAX_BATCH).await?;
     let deadline = tokio::time::Instant::now() + LAZY_WAIT;
     while batch.len() < MAX_BATCH && !batch.iter().any(|d| awaited_inline(&d.event)) {
@@ -73,8 +73,9 @@ pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
     })
 }
 
-/// Runs until every publisher is gone.
-pub async fn run(store: Arc<Store>, mut bus: EmbeddedSubscriber) {
+/// Runs until the bus ends (embedded: every publisher is gone; Kafka: the
+/// consumer stopped).
+pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
     while let Some(batch) = next_batch(&mut bus).await {
         let mut entries = Vec::with_capacity(batch.len());
         let mut deliveries = Vec::with_capacity(batch.len());
@@ -110,5 +111,5 @@ pub async fn run(store: Arc<Store>, mut bus: EmbeddedSubscriber) {
             delivery.ack(result.clone());
         }
     }
-    tracing::info!("ledger appender stopped: no more publishers");
+    tracing::info!("ledger appender stopped: the bus has ended");
 }

@@ -43,6 +43,97 @@ pub struct Config {
     /// The key for keyed-hash masking (needed when a policy masks).
     #[serde(default)]
     pub masking: MaskingKeySection,
+    /// How events travel from proxies to the ledger (default: embedded).
+    #[serde(default)]
+    pub bus: BusSection,
+}
+
+/// `[bus]`: the embedded in-process bus (one process, the default), or Kafka
+/// (proxies, ledger and approvals as separate processes).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusSection {
+    #[serde(default)]
+    pub kind: BusKind,
+    /// Kafka: `host:port[,host:port...]`.
+    #[serde(default)]
+    pub bootstrap: Option<String>,
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    /// Partitions and replicas when Vigil creates the topic.
+    #[serde(default = "default_partitions")]
+    pub partitions: i32,
+    #[serde(default = "default_replication")]
+    pub replication_factor: i32,
+    #[serde(default = "default_group")]
+    pub consumer_group: String,
+    /// A silent ledger loses its partitions to a standby after this long.
+    #[serde(default = "default_session_timeout_ms")]
+    pub session_timeout_ms: u64,
+    /// How long the producer retries one event before the outbox ships again.
+    #[serde(default = "default_delivery_timeout_ms")]
+    pub delivery_timeout_ms: u64,
+    /// Extra librdkafka properties (security.protocol, ssl.*, sasl.*).
+    #[serde(default)]
+    pub properties: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    pub outbox: OutboxSection,
+}
+
+#[derive(Debug, Default, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    #[default]
+    Embedded,
+    Kafka,
+}
+
+/// `[bus.outbox]`: the proxy's durable outbox (Kafka only).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutboxSection {
+    /// Default: `<data_dir>/outbox`.
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default = "default_outbox_events")]
+    pub max_events: u64,
+    #[serde(default = "default_outbox_bytes")]
+    pub max_bytes: u64,
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            max_events: default_outbox_events(),
+            max_bytes: default_outbox_bytes(),
+        }
+    }
+}
+
+fn default_topic() -> String {
+    "vigil.events".into()
+}
+fn default_partitions() -> i32 {
+    6
+}
+fn default_replication() -> i32 {
+    1
+}
+fn default_group() -> String {
+    "vigil-ledger".into()
+}
+fn default_session_timeout_ms() -> u64 {
+    10_000
+}
+fn default_delivery_timeout_ms() -> u64 {
+    30_000
+}
+fn default_outbox_events() -> u64 {
+    vigil_bus::outbox::OutboxLimits::default().max_events
+}
+fn default_outbox_bytes() -> u64 {
+    vigil_bus::outbox::OutboxLimits::default().max_bytes
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -284,6 +375,7 @@ impl Config {
                 hash_key_file: Some(data_dir_for_key.join(DEV_MASKING_KEY_FILE)),
                 hash_key_env: None,
             },
+            bus: BusSection::default(),
         }
     }
 
@@ -311,9 +403,6 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("ledger.retention.older_than: {e}"))?;
         RetentionPeriod::parse(&r.every)
             .map_err(|e| anyhow::anyhow!("ledger.retention.every: {e}"))?;
-        if self.postgres.is_empty() {
-            bail!("no [[postgres]] listener configured: the gateway would have nothing to do");
-        }
         let mut names = HashSet::new();
         let mut addrs = HashSet::from([self.ledger.http_listen, self.ledger.grpc_listen]);
         if addrs.len() != 2 {
@@ -350,9 +439,6 @@ impl Config {
         }
         vigil_proxy_core::identity::settings::validate_all(&self.oidc.issuers)
             .context("[[oidc.issuers]]")?;
-        if self.oidc.issuers.is_empty() && self.identities.is_empty() {
-            bail!("nobody can log in: configure [[oidc.issuers]] (or, for development, static [[identities]])");
-        }
         for pg in &self.postgres {
             if !pg.required_scopes.is_empty() && self.oidc.issuers.is_empty() {
                 bail!(
@@ -364,7 +450,80 @@ impl Config {
         if self.masking.hash_key_file.is_some() && self.masking.hash_key_env.is_some() {
             bail!("give masking.hash_key_file or masking.hash_key_env, not both");
         }
+        self.validate_bus()
+    }
+
+    fn validate_bus(&self) -> anyhow::Result<()> {
+        let bus = &self.bus;
+        match (bus.kind, &bus.bootstrap) {
+            (BusKind::Kafka, None) => {
+                bail!("bus.kind = \"kafka\" needs bus.bootstrap (host:port of the brokers)")
+            }
+            (BusKind::Kafka, Some(b)) if b.trim().is_empty() => bail!("bus.bootstrap is empty"),
+            (BusKind::Embedded, Some(_)) => {
+                bail!("bus.bootstrap is set but bus.kind is not \"kafka\"")
+            }
+            _ => {}
+        }
+        if bus.topic.is_empty() || bus.consumer_group.is_empty() {
+            bail!("bus.topic and bus.consumer_group must not be empty");
+        }
+        if bus.partitions < 1 || bus.replication_factor < 1 {
+            bail!("bus.partitions and bus.replication_factor must be at least 1");
+        }
+        if !(1_000..=300_000).contains(&bus.session_timeout_ms) {
+            bail!("bus.session_timeout_ms must be between 1000 and 300000");
+        }
+        if !(1_000..=3_600_000).contains(&bus.delivery_timeout_ms) {
+            bail!("bus.delivery_timeout_ms must be between 1000 and 3600000");
+        }
+        if bus.outbox.max_events == 0 || bus.outbox.max_bytes < 1024 {
+            bail!("bus.outbox.max_events must be at least 1 and max_bytes at least 1024");
+        }
         Ok(())
+    }
+
+    /// What a role that runs proxies needs beyond [`Config::validate`]
+    /// (`vigil up`, `vigil proxy`; a ledger-only process has no listeners).
+    pub fn check_proxy_role(&self) -> anyhow::Result<()> {
+        if self.postgres.is_empty() {
+            bail!("no [[postgres]] listener configured: the gateway would have nothing to do");
+        }
+        if self.oidc.issuers.is_empty() && self.identities.is_empty() {
+            bail!("nobody can log in: configure [[oidc.issuers]] (or, for development, static [[identities]])");
+        }
+        Ok(())
+    }
+
+    /// The Kafka settings of `[bus]`, if the bus is Kafka.
+    pub fn kafka(&self) -> Option<vigil_bus::kafka::KafkaSettings> {
+        let bus = &self.bus;
+        let bootstrap = match (bus.kind, &bus.bootstrap) {
+            (BusKind::Kafka, Some(b)) => b.clone(),
+            _ => return None,
+        };
+        let mut k = vigil_bus::kafka::KafkaSettings::new(bootstrap, bus.topic.clone());
+        k.partitions = bus.partitions;
+        k.replication_factor = bus.replication_factor;
+        k.consumer_group = bus.consumer_group.clone();
+        k.session_timeout = std::time::Duration::from_millis(bus.session_timeout_ms);
+        k.delivery_timeout = std::time::Duration::from_millis(bus.delivery_timeout_ms);
+        k.properties = bus.properties.clone();
+        Some(k)
+    }
+
+    /// Where the proxy's outbox lives, and its limits.
+    pub fn outbox(&self) -> (PathBuf, vigil_bus::outbox::OutboxLimits) {
+        let o = &self.bus.outbox;
+        (
+            o.dir
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join("outbox")),
+            vigil_bus::outbox::OutboxLimits {
+                max_events: o.max_events,
+                max_bytes: o.max_bytes,
+            },
+        )
     }
 
     /// Every listener applies this policy instead of its own (`--policy`).
@@ -577,6 +736,20 @@ impl Config {
                 issuer.algorithms.join(", ")
             ));
         }
+        if let Some(k) = self.kafka() {
+            let (dir, limits) = self.outbox();
+            out.push_str(&format!(
+                "bus: Kafka {} topic {} (group {}); proxy outbox {} (up to {} events, {} bytes)\n",
+                k.bootstrap,
+                k.topic,
+                k.consumer_group,
+                dir.display(),
+                limits.max_events,
+                limits.max_bytes
+            ));
+        } else {
+            out.push_str("bus: embedded (one process)\n");
+        }
         if self.allow_static_identities {
             out.push_str(&format!("static identities: {}", self.identities.len()));
         } else {
@@ -651,6 +824,31 @@ audiences = ["urn:vigil:ehr"]
             ),
             ("not toml", "data_dir = ".to_string(), "TOML parse error"),
             (
+                "kafka without brokers",
+                format!("{GOOD}\n[bus]\nkind = \"kafka\"\n"),
+                "needs bus.bootstrap",
+            ),
+            (
+                "brokers without kafka",
+                format!("{GOOD}\n[bus]\nbootstrap = \"127.0.0.1:9092\"\n"),
+                "bus.kind is not",
+            ),
+            (
+                "unknown bus kind",
+                format!("{GOOD}\n[bus]\nkind = \"rabbit\"\n"),
+                "unknown variant `rabbit`",
+            ),
+            (
+                "empty outbox",
+                format!("{GOOD}\n[bus]\nkind = \"kafka\"\nbootstrap = \"b:9092\"\n[bus.outbox]\nmax_events = 0\n"),
+                "bus.outbox.max_events",
+            ),
+            (
+                "silly session timeout",
+                format!("{GOOD}\n[bus]\nkind = \"kafka\"\nbootstrap = \"b:9092\"\nsession_timeout_ms = 5\n"),
+                "bus.session_timeout_ms",
+            ),
+            (
                 "no body keys",
                 GOOD.replace("body_keys_env = \"VIGIL_TEST_BODY_KEYS\"", ""),
                 "body_keys_file or ledger.body_keys_env is required",
@@ -718,7 +916,8 @@ audiences = ["urn:vigil:ehr"]
             ),
         ];
         for (name, text, expected) in cases {
-            let err = format!("{:#}", Config::parse(&text).expect_err(name));
+            let parsed = Config::parse(&text).and_then(|c| c.check_proxy_role().map(|()| c));
+            let err = format!("{:#}", parsed.expect_err(name));
             assert!(err.contains(expected), "{name}: {err}");
         }
     }

@@ -38,8 +38,15 @@ enum BodyKeyCommand {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every role in one process: PostgreSQL proxy, embedded bus, ledger.
+    /// Run every role in one process: PostgreSQL proxy, bus (embedded unless
+    /// [bus] says Kafka), ledger.
     Up(up::UpArgs),
+    /// Run the PostgreSQL proxies alone, publishing to Kafka through a
+    /// durable outbox (config: [bus] kind = "kafka").
+    Proxy(up::RoleArgs),
+    /// Run the ledger alone, consuming from Kafka; a second one on the same
+    /// data directory stands by and takes over when the first dies.
+    Ledger(up::RoleArgs),
     /// Auditor tools: check the ledger without trusting the gateway.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -63,6 +70,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Up(args) => up::run(args),
+        Command::Proxy(args) => up::run_role(args, up::Roles::Proxy),
+        Command::Ledger(args) => up::run_role(args, up::Roles::Ledger),
         Command::Audit(cmd) => return audit::run(cmd),
         Command::CheckConfig { config } => config::Config::load(&config).map(|c| {
             println!("{}", c.summary());

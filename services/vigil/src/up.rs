@@ -1,4 +1,5 @@
-//! `vigil up`: every role in one process on the embedded bus.
+//! `vigil up`: every role in one process (the embedded bus, or Kafka when
+//! configured); `vigil proxy` and `vigil ledger`: one role each, over Kafka.
 //!
 //! Order matters: the ledger opens (and signs a first checkpoint) before any
 //! listener binds, and every listener binds before any serves, so that a
@@ -40,6 +41,24 @@ pub struct UpArgs {
     /// (what --dev applies by default) or builtin:allow-all.
     #[arg(long)]
     policy: Option<String>,
+}
+
+/// `vigil proxy` / `vigil ledger`: one role, from a config with a Kafka bus.
+#[derive(Args)]
+pub struct RoleArgs {
+    /// The config file (see deploy/vigil.example.toml); [bus] kind = "kafka".
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+pub fn run_role(args: RoleArgs, roles: Roles) -> anyhow::Result<()> {
+    init_tracing();
+    let config = Config::load(&args.config)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve_roles(config, roles))
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -91,39 +110,159 @@ fn init_tracing() {
         .try_init();
 }
 
-async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr} for {what}"))
+/// Which roles this process runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Roles {
+    /// `vigil up`: proxies and ledger (embedded bus, or Kafka if configured).
+    All,
+    /// `vigil proxy`: the PostgreSQL proxies, publishing through the outbox.
+    Proxy,
+    /// `vigil ledger`: the ledger, consuming from Kafka.
+    Ledger,
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    serve_roles(config, Roles::All).await
+}
+
+/// Runs `roles` until a listener fails or the process is told to stop.
+pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let auth = config.authenticator()?;
-    if let Some(tokens) = auth.token_verifier().cloned() {
-        // Fetch every issuer's keys before taking clients. An issuer that
-        // does not answer does not stop the gateway: its tokens are refused
-        // (with the reason) until a later refresh reaches it.
-        let results = tokio::task::spawn_blocking(move || tokens.refresh_all()).await?;
-        for (issuer, result) in results {
-            match result {
-                Ok(n) => tracing::info!(%issuer, keys = n, "OIDC issuer keys fetched"),
-                Err(e) => {
-                    tracing::warn!(%issuer, error = %e, "OIDC issuer keys not fetched; its tokens are refused until they are")
+    let kafka = config.kafka();
+    if roles != Roles::All && kafka.is_none() {
+        anyhow::bail!("`vigil proxy` and `vigil ledger` need [bus] kind = \"kafka\" (one process on the embedded bus is `vigil up`)");
+    }
+    if roles != Roles::Ledger {
+        config.check_proxy_role()?;
+    }
+    if let Some(k) = &kafka {
+        // The broker may still be starting (a whole stack coming up at
+        // once): keep asking for a while before giving up.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            match vigil_bus::kafka::ensure_topic(k, Duration::from_secs(5)).await {
+                Ok(()) => break,
+                Err(e) if tokio::time::Instant::now() < deadline && roles == Roles::Ledger => {
+                    tracing::warn!(error = %e, "Kafka not reachable yet; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
                 }
+                // A proxy does not need the broker to start: its outbox
+                // holds events until the broker is back.
+                Err(e) if roles != Roles::Ledger => {
+                    tracing::warn!(error = %e, "Kafka not reachable; events wait in the outbox");
+                    break;
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     }
-    let proxies = config.proxies()?;
-    let access = BodyAccess::new(&config.ledger.auditor_tokens_sha256)?;
 
-    let keyring = config.keyring()?;
-    let ledger = Arc::new(Ledger::open(
-        &config.data_dir,
-        &config.ledger.origin,
-        keyring,
-    )?);
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ledger = None;
+    let sink: Option<Arc<dyn EventSink>> = match (roles, &kafka) {
+        (Roles::Ledger, _) => None,
+        (_, Some(k)) => {
+            let (dir, limits) = config.outbox();
+            let outbox = vigil_bus::outbox::Outbox::open(&dir, limits)
+                .with_context(|| format!("cannot open the outbox in {}", dir.display()))?;
+            let _shipper = outbox.ship(k.clone(), format!("vigil-proxy-{}", hostname()));
+            Some(Arc::new(outbox.sink()))
+        }
+        (_, None) => None, // the embedded bus, made with the ledger below
+    };
+    let mut sink = sink;
+    if roles != Roles::Proxy {
+        let opened = open_ledger(&config).await?;
+        let embedded = start_ledger(&config, &opened, kafka.as_ref(), &mut tasks).await?;
+        if let Some(bus) = embedded {
+            sink = Some(Arc::new(bus));
+        }
+        ledger = Some(opened);
+    }
+    if roles != Roles::Ledger {
+        let sink = sink.context("no event sink")?;
+        start_proxies(&config, sink, &mut tasks).await?;
+    }
+
+    println!("{}", config.summary());
+    if let Some(l) = &ledger {
+        println!("ledger verifier key: {}", l.verifier_key());
+    }
+    println!("vigil is ready");
+
+    let outcome = tokio::select! {
+        r = tasks.join_next() => match r {
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(e)) => Err(anyhow::anyhow!("a task failed: {e}")),
+            _ => Ok(()),
+        },
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    };
+    if let Some(ledger) = ledger {
+        // A last checkpoint covers everything appended before the stop.
+        if let Ok(Err(e)) =
+            tokio::task::spawn_blocking(move || checkpointer::sign_now(&ledger)).await
+        {
+            tracing::error!(error = %e, "cannot sign the final checkpoint");
+        }
+    }
+    outcome
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Opens the ledger. Another ledger process holding the same data directory
+/// (the active one, when this is a standby) makes this wait until it is
+/// gone: only one process ever appends, so the log cannot fork.
+async fn open_ledger(config: &Config) -> anyhow::Result<Arc<Ledger>> {
+    let mut waiting = false;
+    loop {
+        let keyring = config.keyring()?;
+        let (dir, origin) = (config.data_dir.clone(), config.ledger.origin.clone());
+        match tokio::task::spawn_blocking(move || Ledger::open(&dir, &origin, keyring)).await? {
+            Ok(l) => {
+                if waiting {
+                    tracing::info!(
+                        "standby: the data directory is free; this ledger is now active"
+                    );
+                }
+                return Ok(Arc::new(l));
+            }
+            Err(e) if is_held_by_another(&e) && config.kafka().is_some() => {
+                if !waiting {
+                    tracing::info!(dir = %config.data_dir.display(), "standby: another ledger process holds the data directory; waiting to take over");
+                    println!("vigil ledger is standing by");
+                    waiting = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn is_held_by_another(e: &vigil_ledger_service::OpenError) -> bool {
+    let text = e.to_string();
+    text.contains("lock") && (text.contains("unavailable") || text.contains("Resource"))
+}
+
+/// Starts the ledger's listeners and jobs. Returns the embedded bus's
+/// publishing side when the ledger consumes the embedded bus.
+async fn start_ledger(
+    config: &Config,
+    ledger: &Arc<Ledger>,
+    kafka: Option<&vigil_bus::kafka::KafkaSettings>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<Option<vigil_bus::EmbeddedBus>> {
+    let access = BodyAccess::new(&config.ledger.auditor_tokens_sha256)?;
     let vkey = ledger.verifier_key();
     std::fs::write(
         config.data_dir.join("ledger-verifier.key"),
@@ -136,18 +275,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             .await?
             .context("cannot sign the first checkpoint")?;
     }
-
     let http_listener = bind(config.ledger.http_listen, "the ledger's HTTP API").await?;
     let grpc_listener = bind(config.ledger.grpc_listen, "the ledger's gRPC API").await?;
-    let mut pg_listeners = Vec::new();
-    for (addr, proxy_config) in proxies {
-        let listener = bind(addr, &format!("postgres \"{}\"", proxy_config.name)).await?;
-        pg_listeners.push((listener, proxy_config));
-    }
 
-    let (bus, subscriber) = vigil_bus::embedded(BUS_CAPACITY);
-    let sink: Arc<dyn EventSink> = Arc::new(bus);
-    tokio::spawn(appender::run(ledger.store.clone(), subscriber));
+    let embedded = match kafka {
+        Some(k) => {
+            let subscriber =
+                vigil_bus::kafka::subscribe(k, &format!("vigil-ledger-{}", hostname()))?;
+            let store = ledger.store.clone();
+            tasks.spawn(async move {
+                appender::run(store, subscriber).await;
+                anyhow::bail!("the ledger stopped consuming Kafka (see the log); the offsets of what it did not append are not committed")
+            });
+            None
+        }
+        None => {
+            let (bus, subscriber) = vigil_bus::embedded(BUS_CAPACITY);
+            tokio::spawn(appender::run(ledger.store.clone(), subscriber));
+            Some(bus)
+        }
+    };
     tokio::spawn(checkpointer::run(
         ledger.clone(),
         Duration::from_millis(config.ledger.checkpoint_interval_ms),
@@ -155,7 +302,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some((period, every)) = config.retention() {
         tokio::spawn(retention::run(ledger.clone(), period, every));
     }
-    let mut tasks = tokio::task::JoinSet::new();
     {
         let (ledger, access) = (ledger.clone(), access.clone());
         tasks.spawn(async move {
@@ -176,6 +322,35 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .context("ledger gRPC API stopped")
         });
     }
+    Ok(embedded)
+}
+
+/// Binds every PostgreSQL listener, then serves them all.
+async fn start_proxies(
+    config: &Config,
+    sink: Arc<dyn EventSink>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let auth = config.authenticator()?;
+    if let Some(tokens) = auth.token_verifier().cloned() {
+        // Fetch every issuer's keys before taking clients. An issuer that
+        // does not answer does not stop the gateway: its tokens are refused
+        // (with the reason) until a later refresh reaches it.
+        let results = tokio::task::spawn_blocking(move || tokens.refresh_all()).await?;
+        for (issuer, result) in results {
+            match result {
+                Ok(n) => tracing::info!(%issuer, keys = n, "OIDC issuer keys fetched"),
+                Err(e) => {
+                    tracing::warn!(%issuer, error = %e, "OIDC issuer keys not fetched; its tokens are refused until they are")
+                }
+            }
+        }
+    }
+    let mut pg_listeners = Vec::new();
+    for (addr, proxy_config) in config.proxies()? {
+        let listener = bind(addr, &format!("postgres \"{}\"", proxy_config.name)).await?;
+        pg_listeners.push((listener, proxy_config));
+    }
     for (listener, proxy_config) in pg_listeners {
         let proxy = PostgresProxy::new(proxy_config, auth.clone(), sink.clone());
         tasks.spawn(async move {
@@ -186,28 +361,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 .with_context(|| format!("postgres \"{name}\" stopped"))
         });
     }
+    Ok(())
+}
 
-    println!("{}", config.summary());
-    println!("ledger verifier key: {vkey}");
-    println!("vigil is ready");
-
-    let outcome = tokio::select! {
-        r = tasks.join_next() => match r {
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(e)) => Err(anyhow::anyhow!("a listener task failed: {e}")),
-            _ => Ok(()),
-        },
-        _ = shutdown_signal() => {
-            tracing::info!("shutting down");
-            Ok(())
-        }
-    };
-    // A last checkpoint covers everything appended before the stop.
-    let l = ledger.clone();
-    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || checkpointer::sign_now(&l)).await {
-        tracing::error!(error = %e, "cannot sign the final checkpoint");
-    }
-    outcome
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for {what}"))
 }
 
 async fn shutdown_signal() {
