@@ -463,6 +463,7 @@ impl Config {
             (BusKind::Embedded, Some(_)) => {
                 bail!("bus.bootstrap is set but bus.kind is not \"kafka\"")
             }
+            (BusKind::Embedded, None) => return Ok(()),
             _ => {}
         }
         if bus.topic.is_empty() || bus.consumer_group.is_empty() {
