@@ -97,8 +97,13 @@ pub(crate) async fn run(
         let room = inflight.len() < WINDOW && !blocked;
         let more_to_read = next < *head_rx.borrow();
 
-        let mut failed = false;
-        if let Some(front) = inflight.front_mut() {
+        // The producer takes nothing and has nothing in flight to wait for
+        // (its queue is stuck, or it is broken): treat it as a failure
+        // rather than spin.
+        let mut failed = blocked && inflight.is_empty();
+        if failed {
+            // Handled below, with the delivery failures.
+        } else if let Some(front) = inflight.front_mut() {
             if room && more_to_read {
                 // Keep filling; take a delivery that is already done.
                 if let Some(result) = delivery_now(&mut front.delivery) {
