@@ -182,6 +182,53 @@ pub struct LedgerSection {
     pub body_keys_env: Option<String>,
     #[serde(default)]
     pub retention: RetentionSection,
+    /// TLS with client certificates for the gRPC API. Required when
+    /// `grpc_listen` is not a loopback address.
+    #[serde(default)]
+    pub grpc_tls: Option<GrpcTlsSection>,
+}
+
+/// `[ledger.grpc_tls]`: the server's certificate, and the CA whose client
+/// certificates may call (mutual TLS: a caller without one is refused during
+/// the handshake).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GrpcTlsSection {
+    /// PEM certificate chain, the server certificate first.
+    pub cert_file: PathBuf,
+    /// PEM private key.
+    pub key_file: PathBuf,
+    /// PEM certificates of the CAs that sign callers' certificates.
+    pub client_ca_file: PathBuf,
+}
+
+impl GrpcTlsSection {
+    /// The server's TLS settings, read from the files now (so that a missing
+    /// or unreadable file stops the start with its name).
+    pub fn server_config(&self) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path)
+                .with_context(|| format!("ledger.grpc_tls.{what}: cannot read {}", path.display()))
+        };
+        let (cert, key) = (
+            read("cert_file", &self.cert_file)?,
+            read("key_file", &self.key_file)?,
+        );
+        let ca = read("client_ca_file", &self.client_ca_file)?;
+        for (what, pem, marker) in [
+            ("cert_file", &cert, "CERTIFICATE"),
+            ("key_file", &key, "PRIVATE KEY"),
+            ("client_ca_file", &ca, "CERTIFICATE"),
+        ] {
+            if !String::from_utf8_lossy(pem).contains(&format!("{marker}-----")) {
+                bail!("ledger.grpc_tls.{what}: no PEM {marker} in the file");
+            }
+        }
+        Ok(tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert, key))
+            .client_ca_root(tonic::transport::Certificate::from_pem(ca))
+            .client_auth_optional(false))
+    }
 }
 
 fn default_checkpoint_interval_ms() -> u64 {
@@ -345,6 +392,7 @@ impl Config {
                 body_keys_file,
                 body_keys_env: None,
                 retention: RetentionSection::default(),
+                grpc_tls: None,
             },
             postgres: vec![PostgresSection {
                 name: "dev".into(),
@@ -388,15 +436,8 @@ impl Config {
             bail!("ledger.checkpoint_interval_ms must be between 1 and 1000");
         }
         vigil_ledger_service::BodyAccess::new(&self.ledger.auditor_tokens_sha256)?;
-        match (&self.ledger.body_keys_file, &self.ledger.body_keys_env) {
-            (None, None) => bail!(
-                "ledger.body_keys_file or ledger.body_keys_env is required: event bodies can \
-                 hold PHI and are encrypted at rest (create a keyring with `vigil body-key new`)"
-            ),
-            (Some(_), Some(_)) => {
-                bail!("give ledger.body_keys_file or ledger.body_keys_env, not both")
-            }
-            _ => {}
+        if self.ledger.body_keys_file.is_some() && self.ledger.body_keys_env.is_some() {
+            bail!("give ledger.body_keys_file or ledger.body_keys_env, not both")
         }
         let r = &self.ledger.retention;
         RetentionPeriod::parse(&r.older_than)
@@ -407,6 +448,13 @@ impl Config {
         let mut addrs = HashSet::from([self.ledger.http_listen, self.ledger.grpc_listen]);
         if addrs.len() != 2 {
             bail!("ledger.http_listen and ledger.grpc_listen must differ");
+        }
+        if self.ledger.grpc_tls.is_none() && !self.ledger.grpc_listen.ip().is_loopback() {
+            bail!(
+                "ledger.grpc_listen {} is not a loopback address: configure [ledger.grpc_tls] \
+                 (a certificate and the CA of the callers' client certificates)",
+                self.ledger.grpc_listen
+            );
         }
         for pg in &self.postgres {
             if pg.name.is_empty() || !names.insert(pg.name.as_str()) {
@@ -486,12 +534,40 @@ impl Config {
 
     /// What a role that runs proxies needs beyond [`Config::validate`]
     /// (`vigil up`, `vigil proxy`; a ledger-only process has no listeners).
-    pub fn check_proxy_role(&self) -> anyhow::Result<()> {
+    fn check_proxy_role(&self) -> anyhow::Result<()> {
         if self.postgres.is_empty() {
             bail!("no [[postgres]] listener configured: the gateway would have nothing to do");
         }
         if self.oidc.issuers.is_empty() && self.identities.is_empty() {
             bail!("nobody can log in: configure [[oidc.issuers]] (or, for development, static [[identities]])");
+        }
+        Ok(())
+    }
+
+    /// Everything `roles` needs beyond [`Config::validate`].
+    pub fn check_role(&self, roles: crate::up::Roles) -> anyhow::Result<()> {
+        use crate::up::Roles;
+        if roles != Roles::All && self.kafka().is_none() {
+            bail!("`vigil proxy` and `vigil ledger` need [bus] kind = \"kafka\" (one process on the embedded bus is `vigil up`)");
+        }
+        if roles != Roles::Ledger {
+            self.check_proxy_role()?;
+        }
+        if roles != Roles::Proxy {
+            self.check_ledger_role()?;
+        }
+        Ok(())
+    }
+
+    /// What a role that runs the ledger needs beyond [`Config::validate`]
+    /// (`vigil up`, `vigil ledger`). A proxy never sees the body keyring, so
+    /// a proxy machine's config need not (and should not) hold it.
+    fn check_ledger_role(&self) -> anyhow::Result<()> {
+        if self.ledger.body_keys_file.is_none() && self.ledger.body_keys_env.is_none() {
+            bail!(
+                "ledger.body_keys_file or ledger.body_keys_env is required: event bodies can \
+                 hold PHI and are encrypted at rest (create a keyring with `vigil body-key new`)"
+            );
         }
         Ok(())
     }
@@ -700,11 +776,16 @@ impl Config {
     /// What this config runs, for `vigil check-config` and the start banner.
     pub fn summary(&self) -> String {
         let mut out = format!(
-            "data directory: {}\nledger: origin {}, HTTP (tlog-tiles) on {}, gRPC on {}\n",
+            "data directory: {}\nledger: origin {}, HTTP (tlog-tiles) on {}, gRPC on {} ({})\n",
             self.data_dir.display(),
             self.ledger.origin,
             self.ledger.http_listen,
-            self.ledger.grpc_listen
+            self.ledger.grpc_listen,
+            if self.ledger.grpc_tls.is_some() {
+                "TLS, client certificates required"
+            } else {
+                "plaintext, loopback only"
+            }
         );
         let keys = match (&self.ledger.body_keys_file, &self.ledger.body_keys_env) {
             (Some(f), _) => format!("file {}", f.display()),
@@ -780,6 +861,102 @@ upstream = { host = "127.0.0.1", user = "postgres" }
 issuer = "https://idp.example.org/realms/hospital"
 audiences = ["urn:vigil:ehr"]
 "#;
+
+    /// The TOML blocks (`name: |` then indented lines) of a ConfigMap.
+    fn configmap_blocks(yaml: &str) -> Vec<(String, String)> {
+        let mut blocks = Vec::new();
+        let mut lines = yaml.lines().peekable();
+        while let Some(line) = lines.next() {
+            if let Some(name) = line.trim().strip_suffix(": |") {
+                let mut body = String::new();
+                while let Some(next) = lines.next_if(|l| l.starts_with("    ") || l.is_empty()) {
+                    body.push_str(next.trim_start_matches("    "));
+                    body.push('\n');
+                }
+                blocks.push((name.to_string(), body));
+            }
+        }
+        blocks
+    }
+
+    #[test]
+    fn grpc_tls_files_that_are_missing_or_not_pem_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("ok.pem");
+        std::fs::write(
+            &pem,
+            "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let key = dir.path().join("ok.key");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nAA==\n-----END PRIVATE KEY-----\n",
+        )
+        .unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "not a certificate").unwrap();
+        let missing = dir.path().join("missing.pem");
+        let cases = [
+            (
+                (&missing, &key, &pem),
+                "ledger.grpc_tls.cert_file: cannot read",
+            ),
+            (
+                (&pem, &missing, &pem),
+                "ledger.grpc_tls.key_file: cannot read",
+            ),
+            (
+                (&pem, &key, &missing),
+                "ledger.grpc_tls.client_ca_file: cannot read",
+            ),
+            ((&junk, &key, &pem), "cert_file: no PEM CERTIFICATE"),
+            ((&pem, &junk, &pem), "key_file: no PEM PRIVATE KEY"),
+            ((&pem, &key, &junk), "client_ca_file: no PEM CERTIFICATE"),
+        ];
+        for ((cert, key, ca), want) in cases {
+            let section = GrpcTlsSection {
+                cert_file: cert.clone(),
+                key_file: key.clone(),
+                client_ca_file: ca.clone(),
+            };
+            let err = format!("{:#}", section.server_config().unwrap_err());
+            assert!(err.contains(want), "want {want:?}, got {err:?}");
+        }
+    }
+
+    #[test]
+    fn a_grpc_listener_off_loopback_needs_tls() {
+        let open = GOOD.replace(
+            "grpc_listen = \"127.0.0.1:7581\"",
+            "grpc_listen = \"0.0.0.0:7581\"",
+        );
+        let err = format!("{:#}", Config::parse(&open).unwrap_err());
+        assert!(err.contains("[ledger.grpc_tls]"), "{err}");
+        let with_tls = format!(
+            "{open}\n[ledger.grpc_tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nclient_ca_file = \"/ca.pem\"\n"
+        );
+        // Appended at the end, the table still belongs to [ledger].
+        let parsed = Config::parse(&with_tls);
+        assert!(parsed.is_ok(), "{:#}", parsed.unwrap_err());
+    }
+
+    #[test]
+    fn the_kubernetes_configs_are_valid_for_their_roles() {
+        let blocks = configmap_blocks(include_str!("../../../deploy/k8s/config.yaml"));
+        assert_eq!(blocks.len(), 2, "{blocks:?}");
+        for (name, text) in blocks {
+            let config = Config::parse(&text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let role = match name.as_str() {
+                "ledger.toml" => crate::up::Roles::Ledger,
+                "proxy.toml" => crate::up::Roles::Proxy,
+                other => panic!("unexpected block {other}"),
+            };
+            config
+                .check_role(role)
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        }
+    }
 
     #[test]
     fn the_shipped_example_parses() {
@@ -917,7 +1094,8 @@ audiences = ["urn:vigil:ehr"]
             ),
         ];
         for (name, text, expected) in cases {
-            let parsed = Config::parse(&text).and_then(|c| c.check_proxy_role().map(|()| c));
+            let parsed =
+                Config::parse(&text).and_then(|c| c.check_role(crate::up::Roles::All).map(|()| c));
             let err = format!("{:#}", parsed.expect_err(name));
             assert!(err.contains(expected), "{name}: {err}");
         }

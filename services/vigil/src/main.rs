@@ -54,6 +54,9 @@ enum Command {
     CheckConfig {
         #[arg(long, short)]
         config: PathBuf,
+        /// The role the config is for: up (every role), proxy or ledger.
+        #[arg(long, default_value = "up")]
+        role: up::Roles,
     },
     /// Print a new key line for the event body keyring (put it first to rotate).
     #[command(subcommand)]
@@ -73,8 +76,10 @@ fn main() -> ExitCode {
         Command::Proxy(args) => up::run_role(args, up::Roles::Proxy),
         Command::Ledger(args) => up::run_role(args, up::Roles::Ledger),
         Command::Audit(cmd) => return audit::run(cmd),
-        Command::CheckConfig { config } => config::Config::load(&config).map(|c| {
+        Command::CheckConfig { config, role } => config::Config::load(&config).and_then(|c| {
+            c.check_role(role)?;
             println!("{}", c.summary());
+            Ok(())
         }),
         Command::HashPassword => hash_password(),
         Command::BodyKey(BodyKeyCommand::New { id }) => {

@@ -111,9 +111,10 @@ fn init_tracing() {
 }
 
 /// Which roles this process runs.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Roles {
     /// `vigil up`: proxies and ledger (embedded bus, or Kafka if configured).
+    #[value(name = "up")]
     All,
     /// `vigil proxy`: the PostgreSQL proxies, publishing through the outbox.
     Proxy,
@@ -129,13 +130,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    config.check_role(roles)?;
     let kafka = config.kafka();
-    if roles != Roles::All && kafka.is_none() {
-        anyhow::bail!("`vigil proxy` and `vigil ledger` need [bus] kind = \"kafka\" (one process on the embedded bus is `vigil up`)");
-    }
-    if roles != Roles::Ledger {
-        config.check_proxy_role()?;
-    }
     if let Some(k) = &kafka {
         // The broker may still be starting (a whole stack coming up at
         // once): keep asking for a while before giving up.
@@ -312,8 +308,14 @@ async fn start_ledger(
     }
     {
         let svc = LedgerGrpc::server(ledger.clone(), access);
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = &config.ledger.grpc_tls {
+            server = server
+                .tls_config(tls.server_config()?)
+                .context("ledger.grpc_tls")?;
+        }
         tasks.spawn(async move {
-            tonic::transport::Server::builder()
+            server
                 .add_service(svc)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
                     grpc_listener,
