@@ -183,6 +183,88 @@ impl Default for GatewaySpec {
     }
 }
 
+/// What vigil prints on stdout once every listener serves.
+pub const READY: &str = "vigil is ready";
+
+/// A vigil process started by [`spawn_vigil`].
+pub struct Started {
+    pub child: Child,
+    /// Lines printed on stdout up to and including the awaited one.
+    pub banner: Vec<String>,
+    /// The lines printed after it, as they come.
+    pub lines: mpsc::Receiver<String>,
+    pub stderr_path: PathBuf,
+}
+
+impl Started {
+    /// Waits (up to `within`) for the line `line` on stdout.
+    pub fn wait_for_line(&mut self, line: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            match self.lines.recv_timeout(Duration::from_millis(100)) {
+                Ok(l) => {
+                    let done = l == line;
+                    self.banner.push(l);
+                    if done {
+                        return;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        panic!(
+                            "vigil exited with {status} before printing {line:?}:\n{}",
+                            std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+                        );
+                    }
+                    assert!(
+                        Instant::now() < deadline,
+                        "vigil did not print {line:?} within {within:?}:\n{}",
+                        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let _ = self.child.wait();
+                    panic!(
+                        "vigil closed stdout before printing {line:?}:\n{}",
+                        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Starts `vigil <args>` in `dir` (stderr into `dir/<stderr_name>`) and
+/// waits up to 30 s for the stdout line `until`.
+pub fn spawn_vigil(dir: &Path, args: &[String], stderr_name: &str, until: &str) -> Started {
+    let stderr_path = dir.join(stderr_name);
+    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
+    let mut child = Command::new(vigil_bin())
+        .args(args)
+        .current_dir(dir)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
+        .expect("start vigil");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut started = Started {
+        child,
+        banner: Vec::new(),
+        lines: rx,
+        stderr_path,
+    };
+    started.wait_for_line(until, Duration::from_secs(30));
+    started
+}
+
 /// A running `vigil up`; killed when dropped.
 pub struct Gateway {
     pub child: Child,
@@ -206,59 +288,13 @@ impl Gateway {
 
     /// Starts `vigil` with the given arguments in `dir`, waiting for "vigil is ready".
     pub fn spawn(spec: GatewaySpec, dir: tempfile::TempDir, args: Vec<String>) -> Self {
-        let stderr_path = dir.path().join("vigil.stderr");
-        let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-        let mut child = Command::new(vigil_bin())
-            .args(&args)
-            .current_dir(dir.path())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
-            .expect("start vigil");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut banner = Vec::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match rx.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => {
-                    let ready = line == "vigil is ready";
-                    banner.push(line);
-                    if ready {
-                        break;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    if let Ok(Some(status)) = child.try_wait() {
-                        panic!(
-                            "vigil exited with {status} before it was ready:\n{}",
-                            std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                        );
-                    }
-                    assert!(Instant::now() < deadline, "vigil not ready within 30 s");
-                }
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let _ = child.wait();
-                    panic!(
-                        "vigil closed stdout before it was ready:\n{}",
-                        std::fs::read_to_string(&stderr_path).unwrap_or_default()
-                    );
-                }
-            }
-        }
+        let started = spawn_vigil(dir.path(), &args, "vigil.stderr", READY);
         Gateway {
-            child,
+            child: started.child,
             spec,
             dir,
-            banner,
-            stderr_path,
+            banner: started.banner,
+            stderr_path: started.stderr_path,
         }
     }
 
@@ -408,7 +444,16 @@ impl Gateway {
     /// Waits until a signed checkpoint covers the events that satisfy `done`,
     /// then returns every event in the ledger in order.
     pub fn wait_for_events(&self, done: impl Fn(&[Event]) -> bool) -> Vec<Event> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_for_events_within(Duration::from_secs(20), done)
+    }
+
+    /// [`Gateway::wait_for_events`] with a deadline of the caller's.
+    pub fn wait_for_events_within(
+        &self,
+        within: Duration,
+        done: impl Fn(&[Event]) -> bool,
+    ) -> Vec<Event> {
+        let deadline = Instant::now() + within;
         loop {
             let events = self.events();
             if done(&events) {
@@ -520,6 +565,7 @@ pub fn show(out: &Output) -> String {
 /// What the crash test's load generator (`src/bin/vigil-ledger-load.rs`)
 /// appends and the crash test (`e2e/crash.rs`) checks: both sides derive ids
 /// and bodies from the same pure functions.
+pub mod kafka;
 pub mod oidc;
 
 pub mod crash_load {

@@ -1,0 +1,450 @@
+//! The roles as separate processes over a real Kafka-protocol broker
+//! (tansu): `vigil proxy` records into its durable outbox and ships to the
+//! broker, `vigil ledger` consumes and appends. Each fault test kills or
+//! restarts a real process mid-stream, then checks what a HIPAA auditor
+//! would: every statement whose success the client saw is in the ledger
+//! exactly once, the consumer group has committed everything the ledger
+//! appended, and `vigil audit verify` accepts the log.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use vigil_proto::events::event::Kind;
+use vigil_proto::events::Event;
+use vigil_tests::kafka::{group_lag, Broker};
+use vigil_tests::{
+    direct_psql, show, spawn_vigil, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD, READY,
+};
+
+const TOPIC: &str = "vigil.events";
+const GROUP: &str = "vigil-ledger";
+/// Long enough for a restarted broker or a standby to catch up.
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+/// `[bus]` for a test broker: a short session timeout so that a killed
+/// ledger's partitions move on quickly.
+fn bus_table(broker: &Broker, outbox: &str) -> String {
+    format!(
+        "[bus]\nkind = \"kafka\"\nbootstrap = \"{}\"\npartitions = 3\nsession_timeout_ms = 2000\ndelivery_timeout_ms = 5000\n{outbox}\n",
+        broker.bootstrap()
+    )
+}
+
+fn role_args(role: &str) -> Vec<String> {
+    vec![role.into(), "--config".into(), "vigil.toml".into()]
+}
+
+/// Starts `vigil <role>` with `spec` in a fresh directory.
+fn start_role(spec: GatewaySpec, role: &str) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    spec.write_config(dir.path());
+    Gateway::spawn(spec, dir, role_args(role))
+}
+
+fn start_ledger(broker: &Broker) -> Gateway {
+    let mut spec = GatewaySpec::new();
+    spec.tables_extra = bus_table(broker, "");
+    start_role(spec, "ledger")
+}
+
+fn start_proxy(broker: &Broker, outbox: &str) -> Gateway {
+    let mut spec = GatewaySpec::new();
+    spec.tables_extra = bus_table(broker, outbox);
+    start_role(spec, "proxy")
+}
+
+/// Statements run by a [`Load`]: which the client saw succeed, which failed.
+#[derive(Default, Debug)]
+struct Outcome {
+    ok: Vec<String>,
+    failed: Vec<String>,
+}
+
+/// Clients running statements through a proxy until stopped, each with
+/// one tokio-postgres connection (a new one after an error).
+struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<JoinHandle<Outcome>>,
+}
+
+impl Load {
+    /// `statement(worker, n)` is the n-th statement of a worker.
+    fn start(
+        port: u16,
+        workers: usize,
+        statement: impl Fn(usize, u64) -> String + Send + Sync + 'static,
+    ) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let statement = Arc::new(statement);
+        let workers = (0..workers)
+            .map(|w| {
+                let (stop, statement) = (stop.clone(), statement.clone());
+                std::thread::spawn(move || run_worker(port, w, &stop, &*statement))
+            })
+            .collect();
+        Load { stop, workers }
+    }
+
+    fn stop(self) -> Outcome {
+        self.stop.store(true, Ordering::SeqCst);
+        let mut all = Outcome::default();
+        for w in self.workers {
+            let o = w.join().expect("load worker");
+            all.ok.extend(o.ok);
+            all.failed.extend(o.failed);
+        }
+        all
+    }
+}
+
+fn run_worker(
+    port: u16,
+    worker: usize,
+    stop: &AtomicBool,
+    statement: &(dyn Fn(usize, u64) -> String + Send + Sync),
+) -> Outcome {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut outcome = Outcome::default();
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user={AGENT} password='{AGENT_PASSWORD}' dbname=test connect_timeout=10"
+    );
+    let mut n = 0;
+    rt.block_on(async {
+        while !stop.load(Ordering::SeqCst) {
+            let client = match tokio_postgres::connect(&conninfo, tokio_postgres::NoTls).await {
+                Ok((client, connection)) => {
+                    tokio::spawn(connection);
+                    client
+                }
+                Err(e) => {
+                    outcome.failed.push(format!("connect: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            while !stop.load(Ordering::SeqCst) {
+                let sql = statement(worker, n);
+                n += 1;
+                match client.simple_query(&sql).await {
+                    Ok(_) => outcome.ok.push(sql),
+                    Err(e) => {
+                        let detail = e
+                            .as_db_error()
+                            .map(|d| format!("{} {}", d.code().code(), d.message()))
+                            .unwrap_or_else(|| e.to_string());
+                        outcome.failed.push(format!("{sql}: {detail}"));
+                        break; // the session is gone: connect again
+                    }
+                }
+                // A steady stream, not a flood: the point is faults mid-stream.
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+    });
+    outcome
+}
+
+fn marker_statement(tag: &'static str) -> impl Fn(usize, u64) -> String + Send + Sync {
+    move |w, n| format!("SELECT '{tag}-{w}-{n}'")
+}
+
+/// A statement within a session: (session id, statement number).
+type StatementKey = (String, u64);
+
+/// Requests by statement text, and how many Responses answer each statement.
+fn index(
+    events: &[Event],
+) -> (
+    HashMap<String, Vec<StatementKey>>,
+    HashMap<StatementKey, usize>,
+) {
+    let mut requests: HashMap<String, Vec<StatementKey>> = HashMap::new();
+    let mut responses: HashMap<StatementKey, usize> = HashMap::new();
+    for e in events {
+        match &e.kind {
+            Some(Kind::Request(r)) => requests
+                .entry(r.statement.clone())
+                .or_default()
+                .push((e.session_id.clone(), r.statement_seq)),
+            Some(Kind::Response(r)) => {
+                *responses
+                    .entry((e.session_id.clone(), r.statement_seq))
+                    .or_default() += 1
+            }
+            _ => {}
+        }
+    }
+    (requests, responses)
+}
+
+/// Whether every statement in `ok` has its Request and Response in `events`.
+fn all_answered(events: &[Event], ok: &[String]) -> bool {
+    let (requests, responses) = index(events);
+    ok.iter().all(|s| {
+        requests
+            .get(s)
+            .is_some_and(|r| r.iter().all(|k| responses.contains_key(k)))
+    })
+}
+
+/// The auditor's checks after a fault.
+fn assert_exactly_once(events: &[Event], ok: &[String]) {
+    eprintln!(
+        "checking {} statements the client saw succeed against {} ledger events",
+        ok.len(),
+        events.len()
+    );
+    let mut ids = std::collections::HashSet::new();
+    for e in events {
+        assert!(
+            ids.insert(&e.event_id),
+            "event {} is in the ledger twice",
+            e.event_id
+        );
+    }
+    let (requests, responses) = index(events);
+    for s in ok {
+        let r = requests.get(s).map(Vec::as_slice).unwrap_or_default();
+        assert_eq!(
+            r.len(),
+            1,
+            "{s:?}: {} Request events (want exactly 1)",
+            r.len()
+        );
+        assert_eq!(
+            responses.get(&r[0]).copied().unwrap_or(0),
+            1,
+            "{s:?}: want exactly one Response"
+        );
+    }
+    for (k, n) in &responses {
+        assert_eq!(*n, 1, "statement {k:?} answered {n} times");
+    }
+}
+
+/// `vigil audit verify` against the ledger, with its published key.
+fn audit_verify(ledger: &Gateway) {
+    let state = ledger.dir.path().join("auditor.state");
+    let out = ledger.vigil(&[
+        "audit",
+        "verify",
+        "--ledger",
+        &ledger.ledger_url(),
+        "--key",
+        &ledger.verifier_key(),
+        "--state",
+        &state.display().to_string(),
+    ]);
+    assert!(out.status.success(), "audit verify: {}", show(&out));
+}
+
+/// The ledger has committed its offsets up to the end of every partition.
+fn assert_group_caught_up(broker: &Broker) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let lag = group_lag(&broker.bootstrap(), TOPIC, GROUP);
+        if lag.values().all(|l| *l == 0) {
+            assert!(!lag.is_empty(), "the topic has no partitions");
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the ledger's committed offsets lag behind the topic: {lag:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn statements_keep_running_through_a_broker_restart_and_arrive_exactly_once() {
+    let mut broker = Broker::start();
+    let ledger = start_ledger(&broker);
+    let proxy = start_proxy(&broker, "");
+    let load = Load::start(proxy.spec.pg_port, 2, marker_statement("restart"));
+
+    std::thread::sleep(Duration::from_millis(1500));
+    broker.kill();
+    // The broker is away: statements go on, their events wait in the outbox.
+    std::thread::sleep(Duration::from_secs(2));
+    broker.start_again();
+    std::thread::sleep(Duration::from_millis(1500));
+    let outcome = load.stop();
+
+    assert!(
+        outcome.failed.is_empty(),
+        "statements failed while the broker restarted: {:?}",
+        &outcome.failed[..outcome.failed.len().min(5)]
+    );
+    assert!(
+        outcome.ok.len() > 100,
+        "only {} statements ran",
+        outcome.ok.len()
+    );
+    let events = ledger.wait_for_events_within(CATCH_UP, |ev| all_answered(ev, &outcome.ok));
+    assert_exactly_once(&events, &outcome.ok);
+    assert_group_caught_up(&broker);
+    audit_verify(&ledger);
+}
+
+#[test]
+fn a_ledger_killed_mid_stream_is_replaced_by_its_standby_without_loss_or_duplicates() {
+    let broker = Broker::start();
+    let mut active = start_ledger(&broker);
+    // The standby: the same config and data directory; it waits for the
+    // active process's lock on the log.
+    let mut standby = spawn_vigil(
+        active.dir.path(),
+        &role_args("ledger"),
+        "standby.stderr",
+        "vigil ledger is standing by",
+    );
+    let proxy = start_proxy(&broker, "");
+    let load = Load::start(proxy.spec.pg_port, 2, marker_statement("standby"));
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let _ = active.child.kill(); // SIGKILL, mid-stream
+    let _ = active.child.wait();
+    standby.wait_for_line(READY, CATCH_UP);
+    std::thread::sleep(Duration::from_millis(1500));
+    let outcome = load.stop();
+
+    assert!(
+        outcome.failed.is_empty(),
+        "statements failed while the ledger changed over: {:?}",
+        &outcome.failed[..outcome.failed.len().min(5)]
+    );
+    // The standby serves the same log on the same addresses.
+    let events = active.wait_for_events_within(CATCH_UP, |ev| all_answered(ev, &outcome.ok));
+    assert_exactly_once(&events, &outcome.ok);
+    assert_group_caught_up(&broker);
+    audit_verify(&active);
+    let _ = standby.child.kill();
+    let _ = standby.child.wait();
+}
+
+#[test]
+fn a_proxy_killed_with_events_in_its_outbox_ships_them_after_a_restart() {
+    let mut broker = Broker::start();
+    let ledger = start_ledger(&broker);
+    let proxy = start_proxy(&broker, "");
+    broker.kill();
+
+    // With the broker away, statements succeed: their events are in the
+    // proxy's outbox only.
+    let mut ok = Vec::new();
+    for i in 0..5 {
+        let sql = format!("SELECT 'outbox-{i}'");
+        let out = proxy.psql(AGENT, AGENT_PASSWORD, &["-c", &sql]);
+        assert!(out.status.success(), "{}", show(&out));
+        ok.push(sql);
+    }
+    // psql has seen every result; give the background Response records
+    // their few milliseconds, then crash the proxy with them on disk.
+    std::thread::sleep(Duration::from_millis(300));
+    let proxy = {
+        let (spec, dir) = proxy.stop();
+        broker.start_again();
+        std::thread::sleep(Duration::from_secs(2));
+        assert!(
+            !all_answered(&ledger.events(), &ok[..1]),
+            "the events reached the ledger without the proxy"
+        );
+        Gateway::spawn(spec, dir, role_args("proxy"))
+    };
+    let events = ledger.wait_for_events_within(CATCH_UP, |ev| all_answered(ev, &ok));
+    assert_exactly_once(&events, &ok);
+    assert_group_caught_up(&broker);
+    audit_verify(&ledger);
+    drop(proxy);
+}
+
+#[test]
+fn a_full_outbox_refuses_statements_until_the_broker_is_back() {
+    let table = "kafka_outbox_full";
+    let out = direct_psql(&format!(
+        "DROP TABLE IF EXISTS {table}; CREATE TABLE {table} (n int)"
+    ));
+    assert!(out.status.success(), "{}", show(&out));
+    let mut broker = Broker::start();
+    let ledger = start_ledger(&broker);
+    // Room for a handful of statements only.
+    let proxy = start_proxy(&broker, "[bus.outbox]\nmax_events = 40");
+    broker.kill();
+
+    let mut ok = Vec::new();
+    let mut refusal = None;
+    for n in 0..100 {
+        let sql = format!("INSERT INTO {table} VALUES ({n})");
+        let out = proxy.psql(AGENT, AGENT_PASSWORD, &["-c", &sql]);
+        if out.status.success() {
+            ok.push(sql);
+        } else {
+            refusal = Some((n, String::from_utf8_lossy(&out.stderr).into_owned()));
+            break;
+        }
+    }
+    let (refused, message) = refusal.expect("the outbox never filled up");
+    assert!(!ok.is_empty(), "nothing ran before the outbox filled");
+    assert!(
+        message.contains("outbox is full"),
+        "the refusal does not say why: {message}"
+    );
+    // Fail closed: the refused statement never reached PostgreSQL.
+    let rows = direct_psql(&format!(
+        "SELECT count(*) FROM {table} WHERE n >= {refused}"
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&rows.stdout).trim(),
+        "0",
+        "{}",
+        show(&rows)
+    );
+
+    // The broker is back: the outbox drains, in order, and statements run again.
+    broker.start_again();
+    let deadline = std::time::Instant::now() + CATCH_UP;
+    let after = format!("INSERT INTO {table} VALUES (1000)");
+    loop {
+        let out = proxy.psql(AGENT, AGENT_PASSWORD, &["-c", &after]);
+        if out.status.success() {
+            ok.push(after);
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused: {}",
+            show(&out)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let events = ledger.wait_for_events_within(CATCH_UP, |ev| all_answered(ev, &ok));
+    assert_exactly_once(&events, &ok);
+    // Each session's events in the order the proxy recorded them.
+    let (requests, _) = index(&events);
+    for s in &ok {
+        let session = &requests[s][0].0;
+        let kinds: Vec<&str> = events
+            .iter()
+            .filter(|e| &e.session_id == session)
+            .map(|e| e.kind_name())
+            .collect();
+        assert_eq!(kinds.first(), Some(&"session_opened"), "{s}: {kinds:?}");
+        // (The end of the session that filled the outbox may be missing:
+        // it found no room.)
+        if let Some(closed) = kinds.iter().position(|k| *k == "session_closed") {
+            assert_eq!(closed, kinds.len() - 1, "{s}: {kinds:?}");
+        }
+        let request = kinds.iter().position(|k| *k == "request").unwrap();
+        let response = kinds.iter().position(|k| *k == "response").unwrap();
+        assert!(request < response, "{s}: {kinds:?}");
+    }
+    assert_group_caught_up(&broker);
+    audit_verify(&ledger);
+    let _ = direct_psql(&format!("DROP TABLE {table}"));
+}

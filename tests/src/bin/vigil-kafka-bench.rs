@@ -1,0 +1,266 @@
+//! Kafka bus benchmark (tests/bench/kafka-bench.sh starts the broker and a
+//! real `vigil ledger` process, then runs this).
+//!
+//! Plays N proxies: each records events into its own durable outbox (the
+//! proxy's real `vigil_bus::outbox`, synced group commits) at a fixed rate,
+//! and the outbox's shipper produces them to Kafka; the ledger process
+//! consumes, appends and signs checkpoints. Measures:
+//! - sustained events/s from the first publish until a signed checkpoint
+//!   covers the last event;
+//! - lag from publish to inclusion in a signed checkpoint, for every 200th
+//!   event (a probe): the probe's leaf index comes from the ledger's gRPC
+//!   API, the checkpoint times from polling `/checkpoint` every 5 ms.
+//!
+//! Usage: vigil-kafka-bench --bootstrap HOST:PORT --ledger-http URL
+//!        --ledger-grpc URL [--proxies 2] [--rate 25000] [--seconds 20]
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use vigil_bus::kafka::KafkaSettings;
+use vigil_bus::outbox::{Outbox, OutboxLimits};
+use vigil_proto::events::{event::Kind, Event, Identity, Request};
+use vigil_proto::ledger::ledger_client::LedgerClient;
+use vigil_proto::ledger::{get_inclusion_proof_request::Leaf, GetInclusionProofRequest};
+use vigil_proxy_core::EventSink;
+
+const PROBE_EVERY: u64 = 200;
+const EVENTS_PER_SESSION: u64 = 20;
+
+struct Args {
+    bootstrap: String,
+    ledger_http: String,
+    ledger_grpc: String,
+    proxies: usize,
+    rate: u64,
+    seconds: u64,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        bootstrap: String::new(),
+        ledger_http: String::new(),
+        ledger_grpc: String::new(),
+        proxies: 2,
+        rate: 25_000,
+        seconds: 20,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--bootstrap" => args.bootstrap = value,
+            "--ledger-http" => args.ledger_http = value,
+            "--ledger-grpc" => args.ledger_grpc = value,
+            "--proxies" => args.proxies = value.parse().expect("--proxies N"),
+            "--rate" => args.rate = value.parse().expect("--rate events/s"),
+            "--seconds" => args.seconds = value.parse().expect("--seconds N"),
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    assert!(
+        !args.bootstrap.is_empty() && !args.ledger_http.is_empty() && !args.ledger_grpc.is_empty(),
+        "--bootstrap, --ledger-http and --ledger-grpc are required"
+    );
+    args
+}
+
+/// A Request event of about 600 bytes, like a proxied statement's.
+fn event(session: &str, seq: u64) -> Event {
+    Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        time_unix_nanos: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64,
+        session_id: session.to_string(),
+        seq,
+        identity: Some(Identity {
+            subject: "bench-agent".into(),
+            issuer: "https://login.example.org".into(),
+            groups: vec!["agents".into(), "research".into()],
+            client_id: "bench".into(),
+            auth_method: "oidc".into(),
+            roles: vec!["agents".into()],
+            ..Default::default()
+        }),
+        connection: "bench-pg".into(),
+        kind: Some(Kind::Request(Request {
+            statement_seq: seq,
+            statement: format!(
+                "SELECT p.id, p.mrn, p.name, e.code, e.started_at FROM patients p JOIN encounters e \
+                 ON e.patient_id = p.id WHERE e.started_at > now() - interval '30 days' AND p.ward = {} \
+                 ORDER BY e.started_at DESC LIMIT 100 /* {} */",
+                seq % 40,
+                "x".repeat(200)
+            ),
+            protocol_path: "simple".into(),
+            ..Default::default()
+        })),
+    }
+}
+
+fn checkpoint_size(client: &ureq::Agent, url: &str) -> Option<u64> {
+    let text = client
+        .get(&format!("{url}/checkpoint"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    text.lines().nth(1)?.parse().ok()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main]
+async fn main() {
+    let args = parse_args();
+    let http = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let start_size = checkpoint_size(&http, &args.ledger_http).expect("ledger /checkpoint");
+
+    // The checkpoint poller: (time, size) of every change.
+    let checkpoints: Arc<Mutex<Vec<(Instant, u64)>>> = Arc::new(Mutex::new(Vec::new()));
+    let stop_polling = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let poller = {
+        let (cps, stop, url, http) = (
+            checkpoints.clone(),
+            stop_polling.clone(),
+            args.ledger_http.clone(),
+            http.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut last = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(size) = checkpoint_size(&http, &url) {
+                    if size != last {
+                        cps.lock().unwrap().push((Instant::now(), size));
+                        last = size;
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+
+    let settings = KafkaSettings::new(args.bootstrap.clone(), "vigil.events");
+    let dirs: Vec<tempfile::TempDir> = (0..args.proxies)
+        .map(|_| tempfile::tempdir().unwrap())
+        .collect();
+    let per_proxy = args.rate / args.proxies as u64;
+    let total_per_proxy = per_proxy * args.seconds;
+    let began = Instant::now();
+    let mut publishers = Vec::new();
+    for (p, dir) in dirs.iter().enumerate() {
+        let outbox = Outbox::open(dir.path(), OutboxLimits::default()).expect("outbox");
+        let _shipper = outbox.ship(settings.clone(), format!("bench-proxy-{p}"));
+        let sink = outbox.sink();
+        publishers.push(tokio::spawn(async move {
+            // Publish in 1 ms ticks at the proxy's share of the rate.
+            let mut probes = Vec::new();
+            let mut pending = Vec::new();
+            let mut session = uuid::Uuid::now_v7().to_string();
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            let mut sent: u64 = 0;
+            while sent < total_per_proxy {
+                tick.tick().await;
+                let due = (began.elapsed().as_secs_f64() * per_proxy as f64) as u64;
+                while sent < due.min(total_per_proxy) {
+                    if sent.is_multiple_of(EVENTS_PER_SESSION) {
+                        session = uuid::Uuid::now_v7().to_string();
+                    }
+                    let e = event(&session, sent % EVENTS_PER_SESSION);
+                    if sent.is_multiple_of(PROBE_EVERY) {
+                        probes.push((e.event_id.clone(), Instant::now()));
+                    }
+                    pending.push(sink.record(e));
+                    sent += 1;
+                }
+                if pending.len() >= 512 {
+                    for f in pending.drain(..) {
+                        f.await.expect("outbox accepted the event");
+                    }
+                }
+            }
+            for f in pending.drain(..) {
+                f.await.expect("outbox accepted the event");
+            }
+            (probes, outbox)
+        }));
+    }
+    let mut probes = Vec::new();
+    let mut outboxes = Vec::new();
+    for p in publishers {
+        let (pr, ob) = p.await.unwrap();
+        probes.extend(pr);
+        outboxes.push(ob);
+    }
+    let published_in = began.elapsed();
+    let total = total_per_proxy * args.proxies as u64;
+    let want = start_size + total;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let covered_at = loop {
+        let last = checkpoints.lock().unwrap().last().copied();
+        if let Some((at, size)) = last {
+            if size >= want {
+                break at;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the ledger never caught up: {last:?} of {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    stop_polling.store(true, std::sync::atomic::Ordering::Relaxed);
+    poller.join().unwrap();
+    drop(outboxes);
+
+    // Each probe's leaf index, then the first checkpoint that covers it.
+    let channel = tonic::transport::Channel::from_shared(args.ledger_grpc.clone())
+        .expect("--ledger-grpc URL")
+        .connect()
+        .await
+        .expect("ledger gRPC");
+    let mut grpc = LedgerClient::new(channel);
+    let cps = checkpoints.lock().unwrap().clone();
+    let mut lags = Vec::new();
+    for (id, published) in &probes {
+        let index = grpc
+            .get_inclusion_proof(GetInclusionProofRequest {
+                leaf: Some(Leaf::EventId(id.clone())),
+                tree_size: 0,
+            })
+            .await
+            .expect("probe in the ledger")
+            .into_inner()
+            .index;
+        let (at, _) = cps
+            .iter()
+            .find(|(_, size)| *size > index)
+            .expect("a checkpoint covers the probe");
+        lags.push(at.saturating_duration_since(*published).as_secs_f64() * 1000.0);
+    }
+    lags.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let elapsed = covered_at.duration_since(began).as_secs_f64();
+    let rate = total as f64 / elapsed;
+    let (p50, p99) = (percentile(&lags, 0.50), percentile(&lags, 0.99));
+    println!(
+        "proxies {}  offered {} events/s for {} s  ({total} events, published in {:.2} s)",
+        args.proxies,
+        args.rate,
+        args.seconds,
+        published_in.as_secs_f64()
+    );
+    println!("end to end: {rate:.0} events/s (first publish to a signed checkpoint covering the last event, {elapsed:.2} s)");
+    println!("publish -> signed checkpoint lag over {} probes: p50 {p50:.0} ms, p99 {p99:.0} ms, max {:.0} ms", lags.len(), lags.last().copied().unwrap_or(f64::NAN));
+    println!("against the target (20000 events/s, p99 < 2000 ms): throughput x{:.2}, p99 {:.2} of the budget", rate / 20_000.0, p99 / 2000.0);
+}
