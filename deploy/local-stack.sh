@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# A local multi-process Vigil stack on one machine, for trying the Kafka
+# deployment: a tansu broker (topics and offsets in SQLite), one `vigil
+# ledger`, a standby ledger on the same data directory, and two `vigil proxy`
+# processes in front of the local PostgreSQL (127.0.0.1:5432, trust auth).
+#
+#   deploy/local-stack.sh start [DIR]   start everything (default DIR ./vigil-stack)
+#   deploy/local-stack.sh stop  [DIR]   stop everything (SIGTERM)
+#   deploy/local-stack.sh status [DIR]  which processes run
+#
+# Then: PGPASSWORD=dev psql -h 127.0.0.1 -p 6543 -U dev -d test   (proxy a)
+#       PGPASSWORD=dev psql -h 127.0.0.1 -p 6544 -U dev -d test   (proxy b)
+#       vigil audit verify --ledger http://127.0.0.1:6580 --key "$(cat DIR/ledger/ledger-verifier.key)"
+#
+# The approval service (`vigil approvals`) is not built yet (issue 7); this
+# script starts it once it is. Binaries: $VIGIL_BIN (default: vigil on PATH,
+# else target/release/vigil, else target/debug/vigil) and $TANSU_BIN
+# (default: tansu on PATH; deploy/install-deps.sh installs it).
+set -euo pipefail
+
+cmd="${1:-start}"
+dir="$(mkdir -p "${2:-vigil-stack}" && cd "${2:-vigil-stack}" && pwd)"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+
+find_vigil() {
+  if [ -n "${VIGIL_BIN:-}" ]; then echo "$VIGIL_BIN"; return; fi
+  if command -v vigil >/dev/null 2>&1; then command -v vigil; return; fi
+  for p in "${CARGO_TARGET_DIR:-$repo/target}/release/vigil" "${CARGO_TARGET_DIR:-$repo/target}/debug/vigil"; do
+    if [ -x "$p" ]; then echo "$p"; return; fi
+  done
+  echo "local-stack: no vigil binary: cargo build --release -p vigil (or set VIGIL_BIN)" >&2
+  exit 1
+}
+tansu="${TANSU_BIN:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}"
+
+BROKER_PORT=19092
+procs=(broker ledger ledger-standby proxy-a proxy-b)
+
+running() { [ -f "$dir/$1.pid" ] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
+
+# Waits until `name` printed `line` on stdout (its .out file), or fails.
+wait_line() {
+  local name="$1" line="$2"
+  for _ in $(seq 1 300); do
+    grep -qx "$line" "$dir/$name.out" 2>/dev/null && return 0
+    running "$name" || { echo "local-stack: $name exited; see $dir/$name.err" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "local-stack: $name did not print '$line' in 30 s; see $dir/$name.err" >&2
+  exit 1
+}
+
+start_bg() {
+  local name="$1"; shift
+  if running "$name"; then echo "$name already runs (pid $(cat "$dir/$name.pid"))"; return; fi
+  (cd "$dir" && exec "$@" >"$dir/$name.out" 2>"$dir/$name.err") &
+  echo $! >"$dir/$name.pid"
+}
+
+write_configs() {
+  local vigil="$1"
+  [ -f "$dir/body.keys" ] || "$vigil" body-key new --id local-1 >"$dir/body.keys"
+  [ -f "$dir/masking.key" ] || head -c 32 /dev/urandom | base64 >"$dir/masking.key"
+  local hash
+  hash="$(printf 'dev\n' | "$vigil" hash-password)"
+  common() { # $1 = data dir, $2 = http port, $3 = grpc port, $4 = more [ledger] keys
+    cat <<EOF
+data_dir = "$1"
+allow_static_identities = true
+[ledger]
+origin = "localhost/vigil-stack"
+http_listen = "127.0.0.1:$2"
+grpc_listen = "127.0.0.1:$3"
+${4:-}
+[masking]
+hash_key_file = "$dir/masking.key"
+[[identities]]
+name = "dev"
+password_hash = "$hash"
+groups = ["agents"]
+[bus]
+kind = "kafka"
+bootstrap = "127.0.0.1:$BROKER_PORT"
+EOF
+  }
+  # Only the ledger holds the body keyring: proxies never decrypt bodies.
+  common "$dir/ledger" 6580 6581 "body_keys_file = \"$dir/body.keys\"" >"$dir/ledger.toml"
+  for p in a:6543 b:6544; do
+    local name="${p%%:*}" port="${p##*:}"
+    {
+      # A proxy never binds the [ledger] ports; they only need to differ.
+      common "$dir/proxy-$name" "1$port" "2$port"
+      cat <<EOF
+[[postgres]]
+name = "proxy-$name"
+listen = "127.0.0.1:$port"
+policy = "builtin:phi-default"
+upstream = { host = "127.0.0.1", port = 5432, user = "postgres" }
+EOF
+    } >"$dir/proxy-$name.toml"
+  done
+}
+
+case "$cmd" in
+  start)
+    vigil="$(find_vigil)"
+    [ -x "$tansu" ] || { echo "local-stack: no tansu: run deploy/install-deps.sh (or set TANSU_BIN)" >&2; exit 1; }
+    write_configs "$vigil"
+    start_bg broker "$tansu" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine sqlite://tansu.db
+    start_bg ledger "$vigil" ledger --config "$dir/ledger.toml"
+    wait_line ledger "vigil is ready"
+    start_bg ledger-standby "$vigil" ledger --config "$dir/ledger.toml"
+    wait_line ledger-standby "vigil ledger is standing by"
+    start_bg proxy-a "$vigil" proxy --config "$dir/proxy-a.toml"
+    start_bg proxy-b "$vigil" proxy --config "$dir/proxy-b.toml"
+    wait_line proxy-a "vigil is ready"
+    wait_line proxy-b "vigil is ready"
+    echo "stack up in $dir:"
+    echo "  broker  127.0.0.1:$BROKER_PORT   ledger http://127.0.0.1:6580 (gRPC 6581), standby waiting"
+    echo "  proxies 127.0.0.1:6543 and 127.0.0.1:6544 (user dev, password dev)"
+    echo "  verifier key: $(cat "$dir/ledger/ledger-verifier.key")"
+    ;;
+  stop)
+    # Proxies first (their outboxes ship what they hold while the broker
+    # is still there), the broker last.
+    for name in proxy-a proxy-b ledger-standby ledger broker; do
+      if running "$name"; then kill "$(cat "$dir/$name.pid")" && echo "stopped $name"; fi
+      rm -f "$dir/$name.pid"
+      sleep 0.2
+    done
+    ;;
+  status)
+    for name in "${procs[@]}"; do
+      if running "$name"; then echo "$name: running (pid $(cat "$dir/$name.pid"))"; else echo "$name: stopped"; fi
+    done
+    ;;
+  *)
+    echo "usage: $0 start|stop|status [DIR]" >&2
+    exit 2
+    ;;
+esac
