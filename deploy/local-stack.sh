@@ -63,34 +63,37 @@ write_configs() {
   [ -f "$dir/masking.key" ] || head -c 32 /dev/urandom | base64 >"$dir/masking.key"
   local hash
   hash="$(printf 'dev\n' | "$vigil" hash-password)"
-  common() { # $1 = data dir, $2 = http port, $3 = grpc port, $4 = more [ledger] keys
+  common() { # $1 = data dir
     cat <<EOF
 data_dir = "$1"
 allow_static_identities = true
-[ledger]
-origin = "localhost/vigil-stack"
-http_listen = "127.0.0.1:$2"
-grpc_listen = "127.0.0.1:$3"
-${4:-}
-[masking]
-hash_key_file = "$dir/masking.key"
-[[identities]]
-name = "dev"
-password_hash = "$hash"
-groups = ["agents"]
 [bus]
 kind = "kafka"
 bootstrap = "127.0.0.1:$BROKER_PORT"
 EOF
   }
   # Only the ledger holds the body keyring: proxies never decrypt bodies.
-  common "$dir/ledger" 6580 6581 "body_keys_file = \"$dir/body.keys\"" >"$dir/ledger.toml"
+  {
+    common "$dir/ledger"
+    cat <<EOF
+[ledger]
+origin = "localhost/vigil-stack"
+http_listen = "127.0.0.1:6580"
+grpc_listen = "127.0.0.1:6581"
+body_keys_file = "$dir/body.keys"
+EOF
+  } >"$dir/ledger.toml"
   for p in a:6543 b:6544; do
     local name="${p%%:*}" port="${p##*:}"
     {
-      # A proxy never binds the [ledger] ports; they only need to differ.
-      common "$dir/proxy-$name" "1$port" "2$port"
+      common "$dir/proxy-$name"
       cat <<EOF
+[masking]
+hash_key_file = "$dir/masking.key"
+[[identities]]
+name = "dev"
+password_hash = "$hash"
+groups = ["agents"]
 [[postgres]]
 name = "proxy-$name"
 listen = "127.0.0.1:$port"

@@ -26,6 +26,9 @@ use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
 pub struct Config {
     /// Where the ledger and its signing key live.
     pub data_dir: PathBuf,
+    /// The ledger (`vigil up`, `vigil ledger`). A `vigil proxy` config may
+    /// leave it out.
+    #[serde(default)]
     pub ledger: LedgerSection,
     #[serde(default)]
     pub postgres: Vec<PostgresSection>,
@@ -162,9 +165,12 @@ pub const DEV_MASKING_KEY_FILE: &str = "masking.key";
 #[serde(deny_unknown_fields)]
 pub struct LedgerSection {
     /// The log's origin line (C2SP tlog-checkpoint), e.g. "vigil.example.org/ehr".
-    /// It also names the checkpoint signing key.
+    /// It also names the checkpoint signing key. Required by the ledger roles.
+    #[serde(default)]
     pub origin: String,
+    #[serde(default = "default_http_listen")]
     pub http_listen: SocketAddr,
+    #[serde(default = "default_grpc_listen")]
     pub grpc_listen: SocketAddr,
     /// How often a new checkpoint is signed while entries arrive.
     #[serde(default = "default_checkpoint_interval_ms")]
@@ -228,6 +234,32 @@ impl GrpcTlsSection {
             .identity(tonic::transport::Identity::from_pem(cert, key))
             .client_ca_root(tonic::transport::Certificate::from_pem(ca))
             .client_auth_optional(false))
+    }
+}
+
+fn default_http_listen() -> SocketAddr {
+    "127.0.0.1:6580".parse().expect("literal address")
+}
+
+fn default_grpc_listen() -> SocketAddr {
+    "127.0.0.1:6581".parse().expect("literal address")
+}
+
+/// What a config without `[ledger]` (a proxy's) has: no origin, so the
+/// ledger roles refuse it.
+impl Default for LedgerSection {
+    fn default() -> Self {
+        Self {
+            origin: String::new(),
+            http_listen: default_http_listen(),
+            grpc_listen: default_grpc_listen(),
+            checkpoint_interval_ms: default_checkpoint_interval_ms(),
+            auditor_tokens_sha256: Vec::new(),
+            body_keys_file: None,
+            body_keys_env: None,
+            retention: RetentionSection::default(),
+            grpc_tls: None,
+        }
     }
 }
 
@@ -429,8 +461,10 @@ impl Config {
 
     fn validate(&self) -> anyhow::Result<()> {
         let origin = &self.ledger.origin;
-        if origin.is_empty() || origin.chars().any(|c| c.is_whitespace() || c == '+') {
-            bail!("ledger.origin {origin:?} must be non-empty, without spaces or '+' (it names the signing key)");
+        if origin.chars().any(|c| c.is_whitespace() || c == '+') {
+            bail!(
+                "ledger.origin {origin:?} must be without spaces or '+' (it names the signing key)"
+            );
         }
         if self.ledger.checkpoint_interval_ms == 0 || self.ledger.checkpoint_interval_ms > 1_000 {
             bail!("ledger.checkpoint_interval_ms must be between 1 and 1000");
@@ -563,6 +597,9 @@ impl Config {
     /// (`vigil up`, `vigil ledger`). A proxy never sees the body keyring, so
     /// a proxy machine's config need not (and should not) hold it.
     fn check_ledger_role(&self) -> anyhow::Result<()> {
+        if self.ledger.origin.is_empty() {
+            bail!("ledger.origin is required: it names the log and its signing key (e.g. \"vigil.example.org/ehr\")");
+        }
         if self.ledger.body_keys_file.is_none() && self.ledger.body_keys_env.is_none() {
             bail!(
                 "ledger.body_keys_file or ledger.body_keys_env is required: event bodies can \
@@ -973,6 +1010,42 @@ audiences = ["urn:vigil:ehr"]
     }
 
     #[test]
+    fn a_proxy_config_needs_no_ledger_table_but_a_ledger_does() {
+        use crate::up::Roles;
+        let proxy = r#"
+data_dir = "/tmp/p"
+allow_static_identities = true
+[[identities]]
+name = "agent"
+password_hash = "$argon2id$v=19$m=19456,t=2,p=1$iqsy4O4Ol4VAH/VXv6VdpA$1SwGaLpokOXrpFNH2hvPVwbl941eoFPEYyCxTF0kZnc"
+[[postgres]]
+name = "ehr"
+listen = "127.0.0.1:7543"
+policy = "builtin:allow-all"
+upstream = { host = "127.0.0.1", user = "postgres" }
+[bus]
+kind = "kafka"
+bootstrap = "127.0.0.1:9092"
+"#;
+        let c = Config::parse(proxy).unwrap();
+        c.check_role(Roles::Proxy).unwrap();
+        let err = format!("{:#}", c.check_role(Roles::Ledger).unwrap_err());
+        assert!(err.contains("ledger.origin is required"), "{err}");
+        let err = format!("{:#}", c.check_role(Roles::All).unwrap_err());
+        assert!(err.contains("ledger.origin is required"), "{err}");
+        // Without Kafka, a proxy-only process has nowhere to send events.
+        let embedded = proxy.split("[bus]").next().unwrap();
+        let err = format!(
+            "{:#}",
+            Config::parse(embedded)
+                .unwrap()
+                .check_role(Roles::Proxy)
+                .unwrap_err()
+        );
+        assert!(err.contains("need [bus] kind = \"kafka\""), "{err}");
+    }
+
+    #[test]
     fn broken_configs_are_refused_with_a_reason() {
         let cases = [
             (
@@ -989,6 +1062,11 @@ audiences = ["urn:vigil:ehr"]
                 "no listeners",
                 GOOD.split("[[postgres]]").next().unwrap().to_string(),
                 "no [[postgres]]",
+            ),
+            (
+                "no origin",
+                GOOD.replace("origin = \"vigil.example.org/ehr\"", ""),
+                "ledger.origin is required",
             ),
             (
                 "origin with space",
