@@ -163,6 +163,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
             let outbox = vigil_bus::outbox::Outbox::open(&dir, limits)
                 .with_context(|| format!("cannot open the outbox in {}", dir.display()))?;
             let _shipper = outbox.ship(k.clone(), format!("vigil-proxy-{}", hostname()));
+            tokio::spawn(report_outbox(outbox.clone(), limits));
             Some(Arc::new(outbox.sink()))
         }
         (_, None) => None, // the embedded bus, made with the ledger below
@@ -207,6 +208,37 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
     }
     outcome
+}
+
+/// Warns every 10 s while the outbox is more than 5% full: in normal
+/// running it holds only what is in flight to the broker (well under that),
+/// so this is a broker outage or a slow broker, seen before statements are
+/// refused.
+async fn report_outbox(outbox: vigil_bus::outbox::Outbox, limits: vigil_bus::outbox::OutboxLimits) {
+    let filling = |s: vigil_bus::outbox::OutboxStatus| {
+        s.waiting_events > limits.max_events / 20 || s.waiting_bytes > limits.max_bytes / 20
+    };
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut was_filling = false;
+    loop {
+        tick.tick().await;
+        let now = outbox.status();
+        if filling(now) {
+            tracing::warn!(
+                waiting_events = now.waiting_events,
+                waiting_bytes = now.waiting_bytes,
+                max_events = limits.max_events,
+                max_bytes = limits.max_bytes,
+                "the audit outbox is filling: Kafka is not acknowledging events; statements are refused when it is full"
+            );
+        } else if was_filling {
+            tracing::info!(
+                waiting_events = now.waiting_events,
+                "the audit outbox is draining normally again"
+            );
+        }
+        was_filling = filling(now);
+    }
 }
 
 fn hostname() -> String {
