@@ -77,9 +77,13 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: mpsc::
         let mut bytes = shared.waiting_bytes.load(Ordering::SeqCst);
         let mut accepted = Vec::with_capacity(burst.len());
         let mut acks = Vec::with_capacity(burst.len());
+        // Once one event of a burst finds no room, the rest are refused too,
+        // even smaller ones: a session's events must not skip one.
+        let mut full = false;
         for p in burst.drain(..) {
             let size = (p.key.len() + p.payload.len()) as u64;
-            if events + 1 > limits.max_events || bytes + size > limits.max_bytes {
+            full = full || events + 1 > limits.max_events || bytes + size > limits.max_bytes;
+            if full {
                 let _ = p.ack.send(Err(SinkError::Unavailable(format!(
                     "the audit outbox is full ({events} events, {bytes} bytes wait for the Kafka broker; limits {} events, {} bytes); statements are refused until it drains",
                     limits.max_events, limits.max_bytes
