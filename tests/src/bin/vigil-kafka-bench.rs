@@ -108,6 +108,48 @@ fn event(session: &str, seq: u64) -> Event {
     }
 }
 
+/// The broker's own ingest rate, measured first in the same run: `n` of the
+/// same events sent as fast as possible with the proxies' producer settings
+/// (idempotent, acks=all) to a topic of their own, no outbox, no ledger.
+async fn broker_baseline(settings: &KafkaSettings, n: u64) -> f64 {
+    use vigil_bus::kafka::producer::SendError;
+    use vigil_proto::Message as _;
+    let mut settings = settings.clone();
+    settings.topic = "vigil.bench-baseline".into();
+    vigil_bus::kafka::ensure_topic(&settings, Duration::from_secs(10))
+        .await
+        .expect("baseline topic");
+    let producer = vigil_bus::kafka::Producer::new(&settings, "bench-baseline").expect("producer");
+    let events: Vec<(String, Vec<u8>)> = (0..1000)
+        .map(|i| {
+            let e = event(&uuid::Uuid::now_v7().to_string(), i);
+            (e.session_id.clone(), e.encode_to_vec())
+        })
+        .collect();
+    let began = Instant::now();
+    let mut inflight = std::collections::VecDeque::new();
+    let mut sent = 0;
+    while sent < n {
+        let (key, payload) = &events[(sent % 1000) as usize];
+        match producer.send(key.as_bytes(), payload) {
+            Ok(d) => {
+                inflight.push_back(d);
+                sent += 1;
+            }
+            Err(SendError::QueueFull) => {
+                let d: rdkafka::producer::DeliveryFuture =
+                    inflight.pop_front().expect("a full queue has deliveries");
+                d.await.expect("delivery").expect("delivered");
+            }
+            Err(SendError::Other(e)) => panic!("baseline send: {e}"),
+        }
+    }
+    for d in inflight {
+        d.await.expect("delivery").expect("delivered");
+    }
+    n as f64 / began.elapsed().as_secs_f64()
+}
+
 fn checkpoint_size(client: &ureq::Agent, url: &str) -> Option<u64> {
     let text = client
         .get(&format!("{url}/checkpoint"))
@@ -160,6 +202,10 @@ async fn main() {
 
     let mut settings = KafkaSettings::new(args.bootstrap.clone(), "vigil.events");
     settings.properties.extend(args.properties.iter().cloned());
+    let baseline = broker_baseline(&settings, 200_000).await;
+    println!(
+        "baseline: the producer alone into tansu (no outbox, no ledger): {baseline:.0} events/s"
+    );
     let dirs: Vec<tempfile::TempDir> = (0..args.proxies)
         .map(|_| tempfile::tempdir().unwrap())
         .collect();
@@ -282,5 +328,9 @@ async fn main() {
     }
     println!("end to end: {rate:.0} events/s (first publish to a signed checkpoint covering the last event, {elapsed:.2} s)");
     println!("publish -> signed checkpoint lag over {} probes: p50 {p50:.0} ms, p99 {p99:.0} ms, max {:.0} ms", lags.len(), lags.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "end to end against the broker's own ingest rate: x{:.2}",
+        rate / baseline
+    );
     println!("against the target (20000 events/s, p99 < 2000 ms): throughput x{:.2}, p99 {:.2} of the budget", rate / 20_000.0, p99 / 2000.0);
 }

@@ -105,14 +105,15 @@ pub(crate) async fn run(
             // Handled below, with the delivery failures.
         } else if let Some(front) = inflight.front_mut() {
             if room && more_to_read {
-                // Keep filling; take a delivery that is already done.
-                if let Some(result) = delivery_now(&mut front.delivery) {
-                    failed = !settle(result, &mut inflight, &mut delivered, &shared);
-                }
+                // Keep filling; take the deliveries that are already done.
+                failed = !settle_ready(&mut inflight, &mut delivered, &shared);
             } else {
                 tokio::select! {
                     result = &mut front.delivery => {
-                        failed = !settle(result, &mut inflight, &mut delivered, &shared);
+                        // One wake-up settles every delivery done by now, not
+                        // just the one that woke us.
+                        failed = !settle(result, &mut inflight, &mut delivered, &shared)
+                            || !settle_ready(&mut inflight, &mut delivered, &shared);
                     }
                     _ = head_rx.changed(), if room => {}
                 }
@@ -169,6 +170,22 @@ fn delivery_now(
         Poll::Ready(r) => Some(r),
         Poll::Pending => None,
     }
+}
+
+/// Settles deliveries from the front for as long as they are already done;
+/// false if one of them failed.
+fn settle_ready(inflight: &mut VecDeque<InFlight>, delivered: &mut u64, shared: &Shared) -> bool {
+    while let Some(front) = inflight.front_mut() {
+        match delivery_now(&mut front.delivery) {
+            Some(result) => {
+                if !settle(result, inflight, delivered, shared) {
+                    return false;
+                }
+            }
+            None => return true,
+        }
+    }
+    true
 }
 
 /// Takes the front delivery's result; true if it was delivered.
