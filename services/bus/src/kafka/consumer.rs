@@ -38,8 +38,14 @@ const POLL_BATCH: usize = 4096;
 const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// The consuming side of the Kafka bus, owned by the ledger's appender.
+///
+/// The poller hands over whole polled batches: handing events over one at a
+/// time let the appender wake on the first and sync tiny batches, one fsync
+/// each.
 pub struct KafkaSubscriber {
-    rx: mpsc::Receiver<Delivery>,
+    rx: mpsc::Receiver<Vec<Delivery>>,
+    /// What the last batch held beyond what the appender asked for, in order.
+    leftover: Vec<Delivery>,
     stop: Arc<AtomicBool>,
 }
 
@@ -85,7 +91,8 @@ pub fn subscribe(settings: &KafkaSettings, client_id: &str) -> Result<KafkaSubsc
         })?;
     let consumer = Arc::new(consumer);
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel(2 * POLL_BATCH);
+    // Two polled batches may wait: the appender syncs one while the next fills.
+    let (tx, rx) = mpsc::channel(2);
     let (tickets_tx, tickets_rx) = std_mpsc::channel();
     {
         let (consumer, stop) = (consumer.clone(), stop.clone());
@@ -101,16 +108,40 @@ pub fn subscribe(settings: &KafkaSettings, client_id: &str) -> Result<KafkaSubsc
             .spawn(move || commit_loop(&consumer, &topic, tickets_rx, &stop))
             .expect("spawn the Kafka committer thread");
     }
-    Ok(KafkaSubscriber { rx, stop })
+    Ok(KafkaSubscriber {
+        rx,
+        leftover: Vec::new(),
+        stop,
+    })
 }
 
 impl Subscriber for KafkaSubscriber {
     async fn recv_batch(&mut self, max: usize) -> Option<Vec<Delivery>> {
-        let mut batch = Vec::with_capacity(max.min(1024));
-        if self.rx.recv_many(&mut batch, max).await == 0 {
-            return None;
+        let max = max.max(1);
+        if self.leftover.is_empty() {
+            self.leftover = self.rx.recv().await?;
+        }
+        let mut batch = take_front(&mut self.leftover, max);
+        // Whatever else is already polled rides along, without waiting.
+        while batch.len() < max {
+            match self.rx.try_recv() {
+                Ok(more) => {
+                    self.leftover = more;
+                    batch.extend(take_front(&mut self.leftover, max - batch.len()));
+                }
+                Err(_) => break,
+            }
         }
         Some(batch)
+    }
+}
+
+/// Up to `n` items from the front of `v`, in order.
+fn take_front(v: &mut Vec<Delivery>, n: usize) -> Vec<Delivery> {
+    if v.len() <= n {
+        std::mem::take(v)
+    } else {
+        v.drain(..n).collect()
     }
 }
 
@@ -122,7 +153,7 @@ impl Drop for KafkaSubscriber {
 
 fn poll_loop(
     consumer: &BaseConsumer,
-    tx: &mpsc::Sender<Delivery>,
+    tx: &mpsc::Sender<Vec<Delivery>>,
     tickets: &std_mpsc::Sender<Ticket>,
     stop: &AtomicBool,
 ) {
@@ -174,10 +205,8 @@ fn poll_loop(
         if tickets.send(ticket).is_err() {
             return;
         }
-        for delivery in deliveries {
-            if tx.blocking_send(delivery).is_err() {
-                return;
-            }
+        if !deliveries.is_empty() && tx.blocking_send(deliveries).is_err() {
+            return;
         }
     }
 }
