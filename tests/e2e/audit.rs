@@ -41,10 +41,7 @@ fn export_session(gw: &Gateway, sid: &str, out: &Path) -> Output {
 }
 
 fn audit(gw: &Gateway, args: &[&str]) -> Output {
-    let (url, key) = (gw.ledger_url(), gw.verifier_key());
-    let mut all = vec!["audit", args[0], "--ledger", &url, "--key", &key];
-    all.extend_from_slice(&args[1..]);
-    gw.vigil(&all)
+    gw.audit(args)
 }
 
 /// Runs one psql session and returns its session id, once it is closed and

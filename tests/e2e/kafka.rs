@@ -70,6 +70,17 @@ struct Load {
     workers: Vec<JoinHandle<Outcome>>,
 }
 
+impl Outcome {
+    /// No statement failed `during` the fault (the first few, if some did).
+    fn assert_none_failed(&self, during: &str) {
+        assert!(
+            self.failed.is_empty(),
+            "statements failed {during}: {:?}",
+            &self.failed[..self.failed.len().min(5)]
+        );
+    }
+}
+
 impl Load {
     /// `statement(worker, n)` is the n-th statement of a worker.
     fn start(
@@ -231,16 +242,7 @@ fn assert_exactly_once(events: &[Event], ok: &[String]) {
 /// `vigil audit verify` against the ledger, with its published key.
 fn audit_verify(ledger: &Gateway) {
     let state = ledger.dir.path().join("auditor.state");
-    let out = ledger.vigil(&[
-        "audit",
-        "verify",
-        "--ledger",
-        &ledger.ledger_url(),
-        "--key",
-        &ledger.verifier_key(),
-        "--state",
-        &state.display().to_string(),
-    ]);
+    let out = ledger.audit(&["verify", "--state", &state.display().to_string()]);
     assert!(out.status.success(), "audit verify: {}", show(&out));
 }
 
@@ -276,11 +278,7 @@ fn statements_keep_running_through_a_broker_restart_and_arrive_exactly_once() {
     std::thread::sleep(Duration::from_millis(1500));
     let outcome = load.stop();
 
-    assert!(
-        outcome.failed.is_empty(),
-        "statements failed while the broker restarted: {:?}",
-        &outcome.failed[..outcome.failed.len().min(5)]
-    );
+    outcome.assert_none_failed("while the broker restarted");
     assert!(
         outcome.ok.len() > 100,
         "only {} statements ran",
@@ -314,11 +312,7 @@ fn a_ledger_killed_mid_stream_is_replaced_by_its_standby_without_loss_or_duplica
     std::thread::sleep(Duration::from_millis(1500));
     let outcome = load.stop();
 
-    assert!(
-        outcome.failed.is_empty(),
-        "statements failed while the ledger changed over: {:?}",
-        &outcome.failed[..outcome.failed.len().min(5)]
-    );
+    outcome.assert_none_failed("while the ledger changed over");
     // The standby serves the same log on the same addresses.
     let events = active.wait_for_events_within(CATCH_UP, |ev| all_answered(ev, &outcome.ok));
     assert_exactly_once(&events, &outcome.ok);

@@ -428,6 +428,14 @@ impl Gateway {
             .expect("run vigil")
     }
 
+    /// `vigil audit <args[0]> --ledger <this ledger> --key <its verifier key> <args[1..]>`.
+    pub fn audit(&self, args: &[&str]) -> Output {
+        let (url, key) = (self.ledger_url(), self.verifier_key());
+        let mut all = vec!["audit", args[0], "--ledger", &url, "--key", &key];
+        all.extend_from_slice(&args[1..]);
+        self.vigil(&all)
+    }
+
     /// The latest checkpoint's size.
     pub fn checkpoint_size(&self) -> u64 {
         let note = ureq::get(&format!("{}/checkpoint", self.ledger_url()))
