@@ -19,7 +19,13 @@ use vigil_ledger::Hash;
 fn testdata() -> PathBuf {
     match std::env::var_os("VIGIL_TESTDATA") {
         Some(p) => PathBuf::from(p),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/tlog"),
+        // The checkout's own directory at run time (cargo and nextest set it),
+        // not the one baked in at build time: a build cache shared by clones
+        // in different places may hand this binary to another checkout.
+        None => std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf())
+            .join("../../shared/testdata/tlog"),
     }
 }
 
