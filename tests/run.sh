@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 deploy/ensure-postgres.sh
 
-# Dependency rules (ARCHITECTURE.md): the ledger and the proxies' shared core
+# Dependency rules (ARCHITECTURE.md): the ledger, the proxies' shared core and the approvals core
 # stay free of async runtimes and RPC stacks.
-for crate in vigil-ledger vigil-proxy-core; do
+for crate in vigil-ledger vigil-proxy-core vigil-approvals; do
   if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|tonic|rdkafka) '; then
     echo "dependency rule broken: $crate must not depend on tokio, tonic or rdkafka" >&2
     exit 1

@@ -23,6 +23,9 @@ pub mod events {
                 event::Kind::RetentionPruned(_) => "retention_pruned",
                 event::Kind::CancelRequested(_) => "cancel_requested",
                 event::Kind::LoginRefused(_) => "login_refused",
+                event::Kind::OperationClosed(_) => "operation_closed",
+                event::Kind::AccessGranted(_) => "access_granted",
+                event::Kind::GrantRevoked(_) => "grant_revoked",
             }
         }
     }

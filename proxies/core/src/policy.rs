@@ -73,7 +73,44 @@ pub struct PolicyFile {
     /// (e.g. the system catalogs).
     #[serde(default)]
     pub not_phi_tables: Vec<String>,
+    /// Who decides held statements, and how, unless a rule says otherwise.
+    #[serde(default)]
+    pub review: ReviewDefaults,
 }
+
+/// The policy-wide defaults for `review` rules.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReviewDefaults {
+    #[serde(default)]
+    pub approver_groups: Vec<String>,
+    #[serde(default)]
+    pub quorum: Option<u32>,
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    #[serde(default)]
+    pub max_grant_secs: Option<u64>,
+}
+
+/// How one review rule's held statements are decided (defaults filled in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReviewSettings {
+    pub rule: String,
+    /// OIDC groups or Vigil roles whose members may decide.
+    pub approver_groups: Vec<String>,
+    /// Distinct approvers needed; any one of them may deny.
+    pub quorum: u32,
+    /// How long a held statement waits before it expires.
+    pub ttl: std::time::Duration,
+    /// The longest time-boxed grant an approver may issue for this rule;
+    /// zero: no grants. Rules with a quorum above one have none either.
+    pub max_grant: std::time::Duration,
+}
+
+/// Defaults for review settings that neither the rule nor `[review]` set.
+pub const DEFAULT_QUORUM: u32 = 1;
+pub const DEFAULT_REVIEW_TTL_SECS: u64 = 15 * 60;
+pub const DEFAULT_MAX_GRANT_SECS: u64 = 60 * 60;
 
 /// Result-size limits: a result growing past `max_rows` is stopped, and no
 /// row beyond the limit reaches the client.
@@ -165,6 +202,15 @@ pub struct Rule {
     /// Overrides `limits.max_rows` for statements this rule lets through.
     #[serde(default)]
     pub max_rows: Option<u64>,
+    // ---- review (action = "review"; each overrides `[review]`) ----
+    #[serde(default)]
+    pub approver_groups: Vec<String>,
+    #[serde(default)]
+    pub quorum: Option<u32>,
+    #[serde(default)]
+    pub ttl_secs: Option<u64>,
+    #[serde(default)]
+    pub max_grant_secs: Option<u64>,
 }
 
 impl Rule {
@@ -223,6 +269,29 @@ pub struct Policy {
     columns: Vec<(String, String, MaskFormat)>,
 }
 
+/// The rule name under which a result stopped at the row limit is reviewed.
+pub const ROW_LIMIT_RULE: &str = "row-limit";
+
+/// A quorum of 0 would approve with nobody deciding; a time to live of 0
+/// would expire before anyone could.
+fn check_review_numbers(
+    rule: &str,
+    quorum: Option<u32>,
+    ttl_secs: Option<u64>,
+) -> Result<(), PolicyError> {
+    let problem = if quorum == Some(0) {
+        "quorum must be at least 1"
+    } else if ttl_secs == Some(0) {
+        "ttl_secs must be at least 1"
+    } else {
+        return Ok(());
+    };
+    Err(PolicyError::Rule {
+        rule: rule.to_string(),
+        problem: problem.into(),
+    })
+}
+
 /// The rule name a fail-closed verdict carries.
 pub const FAIL_CLOSED_RULE: &str = "fail-closed";
 
@@ -262,7 +331,19 @@ impl Policy {
                     problem: "max_rows must be at least 1".into(),
                 });
             }
+            let sets_review = !rule.approver_groups.is_empty()
+                || rule.quorum.is_some()
+                || rule.ttl_secs.is_some()
+                || rule.max_grant_secs.is_some();
+            if sets_review && rule.action != Outcome::Review {
+                return Err(PolicyError::Rule {
+                    rule: rule.name.clone(),
+                    problem: "approver_groups, quorum, ttl_secs and max_grant_secs apply only to action = \"review\"".into(),
+                });
+            }
+            check_review_numbers(&rule.name, rule.quorum, rule.ttl_secs)?;
         }
+        check_review_numbers("[review]", file.review.quorum, file.review.ttl_secs)?;
         if !matches!(file.limits.over_limit, Outcome::Review | Outcome::Deny) {
             return Err(PolicyError::Syntax(
                 "limits.over_limit must be \"review\" or \"deny\"".into(),
@@ -297,6 +378,74 @@ impl Policy {
 
     pub fn name(&self) -> &str {
         &self.file.name
+    }
+
+    /// How statements held by `rule` are decided: the rule's own settings
+    /// over `[review]`'s. `None` when no approver group is named anywhere, or
+    /// `rule` is not a review rule: nobody could decide, so the proxy
+    /// refuses the statement instead of holding it (fail closed). The row
+    /// limit's review (`limits.over_limit`) uses `[review]` alone, under
+    /// the rule name [`ROW_LIMIT_RULE`].
+    pub fn review_settings(&self, rule: &str) -> Option<ReviewSettings> {
+        let defaults = &self.file.review;
+        let found = self
+            .file
+            .rules
+            .iter()
+            .find(|r| r.name == rule && r.action == Outcome::Review);
+        let (groups, quorum, ttl, max_grant) = match found {
+            Some(r) => (
+                if r.approver_groups.is_empty() {
+                    &defaults.approver_groups
+                } else {
+                    &r.approver_groups
+                },
+                r.quorum.or(defaults.quorum),
+                r.ttl_secs.or(defaults.ttl_secs),
+                r.max_grant_secs.or(defaults.max_grant_secs),
+            ),
+            None if rule == ROW_LIMIT_RULE || rule == "default" => (
+                &defaults.approver_groups,
+                defaults.quorum,
+                defaults.ttl_secs,
+                defaults.max_grant_secs,
+            ),
+            None => return None,
+        };
+        let groups: Vec<String> = groups
+            .iter()
+            .map(|g| g.trim().to_string())
+            .filter(|g| !g.is_empty())
+            .collect();
+        if groups.is_empty() {
+            return None;
+        }
+        Some(ReviewSettings {
+            rule: rule.to_string(),
+            approver_groups: groups,
+            quorum: quorum.unwrap_or(DEFAULT_QUORUM),
+            ttl: std::time::Duration::from_secs(ttl.unwrap_or(DEFAULT_REVIEW_TTL_SECS)),
+            max_grant: std::time::Duration::from_secs(max_grant.unwrap_or(DEFAULT_MAX_GRANT_SECS)),
+        })
+    }
+
+    /// Every review rule's settings (rules nobody can decide left out).
+    pub fn all_review_settings(&self) -> Vec<ReviewSettings> {
+        let mut names: Vec<&str> = self
+            .file
+            .rules
+            .iter()
+            .filter(|r| r.action == Outcome::Review)
+            .map(|r| r.name.as_str())
+            .collect();
+        names.push(ROW_LIMIT_RULE);
+        if self.file.default == Outcome::Review {
+            names.push("default");
+        }
+        names
+            .into_iter()
+            .filter_map(|n| self.review_settings(n))
+            .collect()
     }
 
     pub fn limits(&self) -> &Limits {

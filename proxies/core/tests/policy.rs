@@ -396,3 +396,82 @@ fn the_shipped_policies_parse_and_mean_what_they_say() {
         );
     }
 }
+
+#[test]
+fn review_rules_take_their_own_settings_over_the_policy_defaults() {
+    use std::time::Duration;
+    let p = Policy::parse(
+        r#"
+name = "r"
+default = "allow"
+[review]
+approver_groups = ["dba"]
+ttl_secs = 600
+[[rules]]
+name = "deletes"
+action = "review"
+kinds = ["delete"]
+approver_groups = ["privacy-office", " "]
+quorum = 2
+max_grant_secs = 0
+[[rules]]
+name = "exports"
+action = "review"
+kinds = ["copy_out"]
+[[rules]]
+name = "no-drop"
+action = "deny"
+kinds = ["drop"]
+"#,
+    )
+    .unwrap();
+    let deletes = p.review_settings("deletes").unwrap();
+    assert_eq!(deletes.approver_groups, ["privacy-office"]);
+    assert_eq!(deletes.quorum, 2);
+    assert_eq!(deletes.ttl, Duration::from_secs(600), "from [review]");
+    assert_eq!(deletes.max_grant, Duration::ZERO);
+    let exports = p.review_settings("exports").unwrap();
+    assert_eq!(exports.approver_groups, ["dba"]);
+    assert_eq!(exports.quorum, 1);
+    assert_eq!(exports.max_grant, Duration::from_secs(3600));
+    assert!(p.review_settings("no-drop").is_none(), "not a review rule");
+    assert!(p.review_settings("nonexistent").is_none());
+    assert_eq!(
+        p.review_settings("row-limit").unwrap().approver_groups,
+        ["dba"]
+    );
+    let names: Vec<String> = p
+        .all_review_settings()
+        .into_iter()
+        .map(|s| s.rule)
+        .collect();
+    assert_eq!(names, ["deletes", "exports", "row-limit"]);
+
+    // Without approver groups anywhere, nobody could decide: no settings, so
+    // the proxy refuses instead of holding.
+    let undecidable = Policy::parse(
+        "name = \"u\"\ndefault = \"allow\"\n[[rules]]\nname = \"x\"\naction = \"review\"\nkinds = [\"delete\"]\n",
+    )
+    .unwrap();
+    assert!(undecidable.review_settings("x").is_none());
+}
+
+#[test]
+fn review_settings_that_could_never_work_are_refused() {
+    let cases = [
+        ("quorum = 0", "quorum must be at least 1"),
+        ("ttl_secs = 0", "ttl_secs must be at least 1"),
+    ];
+    for (line, expected) in cases {
+        let text = format!(
+            "name = \"b\"\ndefault = \"allow\"\n[[rules]]\nname = \"x\"\naction = \"review\"\napprover_groups = [\"dba\"]\n{line}\n"
+        );
+        let err = Policy::parse(&text).unwrap_err().to_string();
+        assert!(err.contains(expected), "{line}: {err}");
+    }
+    let on_deny = "name = \"b\"\ndefault = \"allow\"\n[[rules]]\nname = \"x\"\naction = \"deny\"\nquorum = 2\n";
+    let err = Policy::parse(on_deny).unwrap_err().to_string();
+    assert!(err.contains("apply only to action = \"review\""), "{err}");
+    let defaults = "name = \"b\"\ndefault = \"allow\"\n[review]\nquorum = 0\n";
+    assert!(Policy::parse(defaults).is_err());
+}

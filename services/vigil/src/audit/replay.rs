@@ -141,6 +141,20 @@ fn describe(e: &Event) -> String {
             "login refused from {} as \"{}\": {}",
             l.client_addr, l.client_user, l.reason
         ),
+        Some(Kind::OperationClosed(c)) => format!(
+            "operation {} {}: {}",
+            c.operation_id, c.state, c.reason
+        ),
+        Some(Kind::AccessGranted(g)) => format!(
+            "grant {}: {} may run what rule {:?} holds on {} until {} ({})",
+            g.grant_id,
+            g.grantee.as_ref().map_or("?", |i| i.subject.as_str()),
+            g.rule,
+            g.connection,
+            crate::timefmt::rfc3339(g.expires_unix_nanos),
+            g.reason
+        ),
+        Some(Kind::GrantRevoked(r)) => format!("grant {} revoked: {}", r.grant_id, r.reason),
         None => "(event without a kind)".into(),
     }
 }
