@@ -193,21 +193,7 @@ impl Grant {
 mod tests {
     use super::*;
 
-    const SEC: i64 = 1_000_000_000;
-
-    fn principal(subject: &str) -> Principal {
-        Principal {
-            subject: subject.into(),
-            issuer: "https://idp.example".into(),
-        }
-    }
-
-    fn approver(subject: &str, groups: &[&str]) -> Approver {
-        Approver {
-            principal: principal(subject),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-        }
-    }
+    use crate::test_support::{approver, principal, SEC};
 
     fn rule(quorum: u32) -> GrantRule {
         GrantRule {

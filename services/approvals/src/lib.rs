@@ -46,3 +46,25 @@ pub fn hold_of(event: &Event) -> Option<Hold> {
         expires_unix_nanos: p.expires_unix_nanos,
     })
 }
+
+/// Principals and approvers the unit tests of every module share.
+#[cfg(test)]
+mod test_support {
+    use crate::operation::{Approver, Principal};
+
+    pub const SEC: i64 = 1_000_000_000;
+
+    pub fn principal(subject: &str) -> Principal {
+        Principal {
+            subject: subject.into(),
+            issuer: "https://idp.example".into(),
+        }
+    }
+
+    pub fn approver(subject: &str, groups: &[&str]) -> Approver {
+        Approver {
+            principal: principal(subject),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+        }
+    }
+}
