@@ -1,4 +1,4 @@
-// Generates the Rust types for the event schema and the ledger's gRPC API.
+// Generates the Rust types for the event schema and the ledger's and approval service's gRPC APIs.
 // Needs `protoc` (Debian: protobuf-compiler), installed by deploy/install-deps.sh.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_build::configure()
@@ -7,7 +7,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Maps encode in key order, so an event's bytes do not depend on a
         // hash seed.
         .btree_map(["."])
-        .compile_protos(&["vigil/events.proto", "vigil/ledger.proto"], &["."])?;
+        .compile_protos(
+            &[
+                "vigil/events.proto",
+                "vigil/ledger.proto",
+                "vigil/approvals.proto",
+            ],
+            &["."],
+        )?;
     println!("cargo:rerun-if-changed=vigil");
     Ok(())
 }

@@ -44,4 +44,10 @@ pub mod ledger {
     tonic::include_proto!("vigil.ledger.v1");
 }
 
+/// `vigil.approvals.v1`: the approval service's gRPC API (feature `grpc`).
+#[cfg(feature = "grpc")]
+pub mod approvals {
+    tonic::include_proto!("vigil.approvals.v1");
+}
+
 pub use prost::Message;

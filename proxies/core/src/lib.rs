@@ -4,18 +4,22 @@
 //!   tokens -> [`identity::VerifiedIdentity`]);
 //! - [`session`]: the per-connection context that stamps every event with
 //!   session id, sequence number, identity and connection name;
-//! - [`sink`]: the [`sink::EventSink`] trait through which proxies record events.
+//! - [`sink`]: the [`sink::EventSink`] trait through which proxies record events;
+//! - [`approval`]: the [`approval::Approvals`] trait through which a proxy holds
+//!   a statement for review and learns the decision.
 //!
 //! This crate does no I/O and depends on no async runtime, so that the rules it
 //! holds can be tested (and fuzzed) without sockets.
 #![forbid(unsafe_code)]
 
+pub mod approval;
 pub mod classify;
 pub mod mask;
 pub mod policy;
 pub mod session;
 pub mod sink;
 
+pub use approval::{Approvals, HoldOutcome};
 pub use session::SessionContext;
 pub use sink::{EventSink, SinkError};
 pub use vigil_identity as identity;

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Notify;
 use vigil_proxy_core::SessionContext;
 
 /// The upstream key behind one proxy key.
@@ -24,6 +25,16 @@ struct Entry {
     upstream: UpstreamKey,
     /// The session the key belongs to, so that a cancel is recorded there.
     session: Option<Arc<SessionContext>>,
+    /// Woken by a cancel: a statement the session holds for review is
+    /// withdrawn.
+    hold_cancel: Arc<Notify>,
+}
+
+/// What a client's cancel key reaches.
+pub struct Found {
+    pub upstream: UpstreamKey,
+    pub session: Option<Arc<SessionContext>>,
+    pub hold_cancel: Arc<Notify>,
 }
 
 #[derive(Default)]
@@ -54,6 +65,13 @@ impl Registration {
     /// result is stopped at its row limit).
     pub fn upstream_key(&self) -> UpstreamKey {
         self.registry.lock().by_pid[&self.process_id].upstream
+    }
+
+    /// What a cancel with this key wakes while a statement is held.
+    pub fn hold_cancel(&self) -> Arc<Notify> {
+        self.registry.lock().by_pid[&self.process_id]
+            .hold_cancel
+            .clone()
     }
 }
 
@@ -88,6 +106,7 @@ impl CancelRegistry {
                 secret: rand::random::<i32>(),
                 upstream,
                 session,
+                hold_cancel: Arc::new(Notify::new()),
             },
         );
         Registration {
@@ -98,16 +117,16 @@ impl CancelRegistry {
 
     /// The upstream key for a client's CancelRequest, if its key is live and
     /// its secret matches.
-    pub fn lookup(
-        &self,
-        process_id: i32,
-        secret_key: i32,
-    ) -> Option<(UpstreamKey, Option<Arc<SessionContext>>)> {
+    pub fn lookup(&self, process_id: i32, secret_key: i32) -> Option<Found> {
         let entries = self.lock();
         let entry = entries.by_pid.get(&process_id)?;
         // Both are fixed-size integers: the comparison's time does not depend
         // on how many bits match.
-        (entry.secret ^ secret_key == 0).then(|| (entry.upstream, entry.session.clone()))
+        (entry.secret ^ secret_key == 0).then(|| Found {
+            upstream: entry.upstream,
+            session: entry.session.clone(),
+            hold_cancel: entry.hold_cancel.clone(),
+        })
     }
 }
 
@@ -126,7 +145,7 @@ mod tests {
         let (pid, secret) = reg.client_key();
         assert!(pid > 0);
         assert_ne!((pid, secret), (up.process_id, up.secret_key));
-        assert_eq!(registry.lookup(pid, secret).map(|(k, _)| k), Some(up));
+        assert_eq!(registry.lookup(pid, secret).map(|f| f.upstream), Some(up));
         assert!(registry.lookup(pid, secret.wrapping_add(1)).is_none());
         assert!(registry.lookup(pid.wrapping_add(1), secret).is_none());
         drop(reg);
@@ -151,7 +170,10 @@ mod tests {
         assert_eq!(pids.len(), 1000);
         for (i, r) in regs.iter().enumerate() {
             let (pid, secret) = r.client_key();
-            assert_eq!(registry.lookup(pid, secret).unwrap().0.process_id, i as i32);
+            assert_eq!(
+                registry.lookup(pid, secret).unwrap().upstream.process_id,
+                i as i32
+            );
         }
     }
 }

@@ -16,6 +16,10 @@
 //! the refusal (see `refuse`), so that transaction state stays exactly as
 //! PostgreSQL would have it.
 
+mod hold;
+
+use hold::Held;
+
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -26,7 +30,7 @@ use vigil_proto::events::{event::Kind, Decision, MaskedColumn, Parameter, Reques
 use vigil_proxy_core::classify::Classification;
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::{Outcome, Policy, Verdict};
-use vigil_proxy_core::{EventSink, SessionContext};
+use vigil_proxy_core::{Approvals, EventSink, SessionContext};
 
 use crate::catalog::Catalog;
 use crate::codec::{self, Frame};
@@ -51,6 +55,10 @@ pub struct SessionPolicy {
     /// Who is asking: from the moment its access token expires, nothing
     /// more of the session runs.
     pub identity: vigil_proxy_core::VerifiedIdentity,
+    /// Where statements held for review wait; `None`: they are refused.
+    pub approvals: Option<Arc<dyn Approvals>>,
+    /// Woken by a CancelRequest with this session's key (see `cancel`).
+    pub hold_cancel: Option<Arc<Notify>>,
 }
 
 #[derive(Clone, Debug)]
@@ -78,6 +86,8 @@ pub async fn run(
         database,
         cancel,
         identity,
+        approvals,
+        hold_cancel,
     } = policy;
     let gate_policy = gate.policy_arc();
     let shared = Arc::new(Shared {
@@ -103,9 +113,16 @@ pub async fn run(
         client_buf,
         upstream_wr,
         client_wr.clone(),
-        shared.clone(),
-        gate,
-        identity,
+        Frontend {
+            shared: shared.clone(),
+            gate,
+            identity,
+            approvals,
+            hold_cancel,
+            verdicts: Default::default(),
+            portal_verdicts: Default::default(),
+            fresh_portals: Default::default(),
+        },
     );
     let backend = backend(
         upstream_rd,
@@ -249,6 +266,8 @@ struct Frontend {
     shared: Arc<Shared>,
     gate: Gate,
     identity: vigil_proxy_core::VerifiedIdentity,
+    approvals: Option<Arc<dyn Approvals>>,
+    hold_cancel: Option<Arc<Notify>>,
     verdicts: std::collections::HashMap<String, Arc<Verdict>>,
     /// The verdict of what each bound portal runs, fixed at Bind.
     portal_verdicts: std::collections::HashMap<String, Arc<Verdict>>,
@@ -262,18 +281,8 @@ async fn frontend(
     mut buf: BytesMut,
     mut upstream: WriteHalf<UpstreamStream>,
     client_wr: ClientWriter,
-    shared: Arc<Shared>,
-    gate: Gate,
-    identity: vigil_proxy_core::VerifiedIdentity,
+    mut state: Frontend,
 ) -> String {
-    let mut state = Frontend {
-        shared,
-        gate,
-        identity,
-        verdicts: Default::default(),
-        portal_verdicts: Default::default(),
-        fresh_portals: Default::default(),
-    };
     let mut out = BytesMut::with_capacity(8192);
     loop {
         loop {
@@ -290,8 +299,16 @@ async fn frontend(
                     return format!("error: invalid frontend message: {e}");
                 }
             };
-            match state.on_client_frame(&frame, &mut out).await {
+            let mut io = Io {
+                client: &mut client,
+                buf: &mut buf,
+                upstream: &mut upstream,
+            };
+            match state.on_client_frame(&frame, &mut out, &mut io).await {
                 Ok(Forward::Done) => {}
+                Ok(Forward::Disconnected) => {
+                    return "client_disconnected (while a statement was held for review)".into()
+                }
                 Ok(Forward::Terminate) => {
                     out.extend_from_slice(&frame.raw);
                     let _ = upstream.write_all(&out).await;
@@ -321,6 +338,16 @@ enum Forward {
     /// The frame (or what the proxy sends in its place) is in `out`.
     Done,
     Terminate,
+    /// The client left while a statement was held.
+    Disconnected,
+}
+
+/// The frontend's sockets, lent to a held statement: it must push what came
+/// before it upstream, and notice the client leaving while it waits.
+struct Io<'a> {
+    client: &'a mut ReadHalf<ClientStream>,
+    buf: &'a mut BytesMut,
+    upstream: &'a mut WriteHalf<UpstreamStream>,
 }
 
 /// Why the proxy ended a session instead of forwarding a message.
@@ -373,6 +400,7 @@ impl Frontend {
         &mut self,
         frame: &Frame,
         out: &mut BytesMut,
+        io: &mut Io<'_>,
     ) -> Result<Forward, Fatal> {
         let shared = self.shared.clone();
         if matches!(frame.tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
@@ -385,6 +413,17 @@ impl Frontend {
                 let sql = codec::parse_query(frame.body()).map_err(Fatal::protocol)?;
                 let verdict = Arc::new(self.gate.judge(&sql));
                 let seq = shared.session.next_statement_seq();
+                if let Some(review) = self.reviewer(&verdict) {
+                    let request = Request {
+                        statement_seq: seq,
+                        statement: sql,
+                        protocol_path: "simple".into(),
+                        ..Default::default()
+                    };
+                    return self
+                        .hold(frame, Held::Query, request, &verdict, review, out, io)
+                        .await;
+                }
                 self.forward_or_probe(frame, &verdict, seq, out);
                 vec![
                     Kind::Request(Request {
@@ -411,7 +450,9 @@ impl Frontend {
                 }
                 self.verdicts
                     .insert(parse.statement.clone(), verdict.clone());
-                if verdict.outcome.forwards() {
+                // A statement held for review is parsed upstream (Parse runs
+                // nothing) and held at its Execute.
+                if verdict.outcome.forwards() || self.reviewer(&verdict).is_some() {
                     {
                         let mut tracker = self.tracker();
                         tracker.on_parse(parse.statement, parse.query);
@@ -486,8 +527,22 @@ impl Frontend {
                     .unwrap_or_else(|| {
                         Arc::new(self.unclassifiable("an Execute of an unknown statement"))
                     });
-                let mut attrs = shared.run_attrs(&verdict);
                 let fresh = self.fresh_portals.remove(&portal);
+                if let Some(review) = self.reviewer(&verdict) {
+                    let request = Request {
+                        statement_seq: seq,
+                        statement,
+                        protocol_path: "extended".into(),
+                        statement_name,
+                        portal_name: portal.clone(),
+                        parameters,
+                    };
+                    let held = Held::Execute { portal, fresh };
+                    return self
+                        .hold(frame, held, request, &verdict, review, out, io)
+                        .await;
+                }
+                let mut attrs = shared.run_attrs(&verdict);
                 attrs.portal = Some((portal.clone(), fresh));
                 if attrs.mask {
                     // The result's columns and formats decide how it is
@@ -568,26 +623,48 @@ impl Frontend {
                 Vec::new()
             }
         };
-        if !events.is_empty() {
-            // Handed to the bus in order now; awaited together, so they share
-            // one group commit.
-            let pending: Vec<_> = events
-                .into_iter()
-                .map(|kind| shared.sink.record(shared.session.event(kind)))
-                .collect();
-            for p in pending {
-                if let Err(e) = p.await {
-                    tracing::error!(session = %shared.session.session_id(), error = %e, "request event not recorded; statement refused");
-                    return Err(Fatal {
-                        code: "57P03",
-                        message: format!(
-                            "Vigil refused the statement because it cannot be audited: {e}"
-                        ),
-                    });
-                }
+        self.record_durably(events).await?;
+        Ok(Forward::Done)
+    }
+
+    /// Records events of this session, in order, and waits until all are
+    /// durable; if any cannot be, the session ends (fail closed).
+    async fn record_durably(&self, kinds: Vec<Kind>) -> Result<(), Fatal> {
+        let session = &self.shared.session;
+        self.record_events(kinds.into_iter().map(|k| session.event(k)).collect())
+            .await
+    }
+
+    async fn record_events(&self, events: Vec<vigil_proto::events::Event>) -> Result<(), Fatal> {
+        let shared = &self.shared;
+        // Handed to the bus in order now; awaited together, so they share
+        // one group commit.
+        let pending: Vec<_> = events.into_iter().map(|e| shared.sink.record(e)).collect();
+        for p in pending {
+            if let Err(e) = p.await {
+                tracing::error!(session = %shared.session.session_id(), error = %e, "request event not recorded; statement refused");
+                return Err(Fatal {
+                    code: "57P03",
+                    message: format!(
+                        "Vigil refused the statement because it cannot be audited: {e}"
+                    ),
+                });
             }
         }
-        Ok(Forward::Done)
+        Ok(())
+    }
+
+    /// A probe Query in place of a refused statement, its error rewritten
+    /// into `refusal`.
+    fn refuse(&self, seq: u64, refusal: Refusal, out: &mut BytesMut) {
+        let probe = self
+            .shared
+            .refusals
+            .lock()
+            .expect("refusals lock")
+            .probe(refusal);
+        self.tracker().push_query(seq);
+        out.extend_from_slice(&codec::query(&probe));
     }
 
     /// The session's token has expired: what the client sent is refused,

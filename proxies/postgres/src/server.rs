@@ -11,7 +11,7 @@ use tokio::net::{TcpListener, TcpStream};
 use vigil_proto::events::{
     event::Kind, CancelRequested, LoginRefused, SessionClosed, SessionOpened,
 };
-use vigil_proxy_core::{Authenticator, EventSink, SessionContext, VerifiedIdentity};
+use vigil_proxy_core::{Approvals, Authenticator, EventSink, SessionContext, VerifiedIdentity};
 
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::Policy;
@@ -76,6 +76,9 @@ pub struct ProxyConfig {
     pub policy: Arc<Policy>,
     /// The masking engine (keyed-hash key and content detectors).
     pub masker: Arc<Masker>,
+    /// Where statements that policy holds for review wait for a decision;
+    /// `None`: no approval service, so they are refused.
+    pub approvals: Option<Arc<dyn Approvals>>,
 }
 
 /// The PostgreSQL proxy: shared by every connection it accepts.
@@ -482,6 +485,8 @@ impl PostgresProxy {
             masker: self.config.masker.clone(),
             catalog: self.catalog.clone(),
             database: database.to_string(),
+            approvals: self.config.approvals.clone(),
+            hold_cancel: registration.map(|r| r.hold_cancel()),
             cancel: registration.map(|r| {
                 let key = r.upstream_key();
                 relay::UpstreamCancel {
@@ -497,10 +502,14 @@ impl PostgresProxy {
     /// key belongs to a live session. Best effort, like PostgreSQL's own:
     /// the client learns the outcome from its running query.
     async fn forward_cancel(&self, process_id: i32, secret_key: i32, peer: SocketAddr) {
-        let Some((upstream_key, session)) = self.cancels.lookup(process_id, secret_key) else {
+        let Some(found) = self.cancels.lookup(process_id, secret_key) else {
             tracing::info!(%peer, "cancel request with an unknown key: ignored");
             return;
         };
+        let (upstream_key, session) = (found.upstream, found.session);
+        // A statement held for review is not upstream yet: the cancel
+        // withdraws it (only one waiting now; a later hold is not touched).
+        found.hold_cancel.notify_waiters();
         let cfg = &self.config.upstream;
         let addr = (cfg.host.as_str(), cfg.port);
         let connect = TcpStream::connect(addr);

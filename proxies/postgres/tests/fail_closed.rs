@@ -110,6 +110,7 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
             masker: Arc::new(
                 vigil_proxy_core::mask::Masker::new([0; 32], &Default::default()).unwrap(),
             ),
+            approvals: None,
         },
         Authenticator::new(identities, None),
         sink.clone(),

@@ -49,6 +49,10 @@ pub struct Config {
     /// How events travel from proxies to the ledger (default: embedded).
     #[serde(default)]
     pub bus: BusSection,
+    /// The approval service (statements held for review wait for it).
+    /// Absent: none, and review rules refuse.
+    #[serde(default)]
+    pub approvals: Option<crate::approvals::settings::ApprovalsSection>,
 }
 
 /// `[bus]`: the embedded in-process bus (one process, the default), or Kafka
@@ -456,6 +460,7 @@ impl Config {
                 hash_key_env: None,
             },
             bus: BusSection::default(),
+            approvals: Some(crate::approvals::settings::ApprovalsSection::dev()),
         }
     }
 
@@ -531,6 +536,17 @@ impl Config {
         }
         if self.masking.hash_key_file.is_some() && self.masking.hash_key_env.is_some() {
             bail!("give masking.hash_key_file or masking.hash_key_env, not both");
+        }
+        if let Some(a) = &self.approvals {
+            a.validate()?;
+            if !addrs.insert(a.grpc_listen) {
+                bail!("approvals.grpc_listen {} is used twice", a.grpc_listen);
+            }
+            if let Some(c) = &a.callback {
+                if !addrs.insert(c.listen) {
+                    bail!("approvals.callback.listen {} is used twice", c.listen);
+                }
+            }
         }
         self.validate_bus()
     }
@@ -804,6 +820,7 @@ impl Config {
                         tls,
                         policy,
                         masker: Arc::new(masker),
+                        approvals: None,
                     },
                 ))
             })
@@ -846,6 +863,25 @@ impl Config {
                 "postgres \"{}\": clients on {} -> {}:{} as {}, policy {}\n",
                 pg.name, pg.listen, pg.upstream.host, pg.upstream.port, pg.upstream.user, pg.policy
             ));
+        }
+        if let Some(a) = &self.approvals {
+            out.push_str(&format!(
+                "approvals: gRPC API on {} ({}), book in {}, {} webhook(s){}\n",
+                a.grpc_listen,
+                if a.grpc_tls.is_some() {
+                    "TLS"
+                } else {
+                    "plaintext, loopback only"
+                },
+                a.dir(&self.data_dir).display(),
+                a.webhooks.len(),
+                a.callback
+                    .as_ref()
+                    .map(|c| format!(", signed callbacks on {}", c.listen))
+                    .unwrap_or_default()
+            ));
+        } else {
+            out.push_str("approvals: none (statements held for review are refused)\n");
         }
         for issuer in &self.oidc.issuers {
             out.push_str(&format!(

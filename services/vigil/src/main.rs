@@ -2,6 +2,7 @@
 //! and hands off; each command lives in its own module.
 #![forbid(unsafe_code)]
 
+mod approvals;
 mod audit;
 mod body_key;
 mod config;
@@ -47,6 +48,9 @@ enum Command {
     /// Run the ledger alone, consuming from Kafka; a second one on the same
     /// data directory stands by and takes over when the first dies.
     Ledger(up::RoleArgs),
+    /// Approvers' tools: list, show, approve, deny and watch held
+    /// statements; grant and revoke time-boxed access.
+    Approvals(approvals::cli::ApprovalsArgs),
     /// Auditor tools: check the ledger without trusting the gateway.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => up::run_role(args, up::Roles::Proxy),
         Command::Ledger(args) => up::run_role(args, up::Roles::Ledger),
         Command::Audit(cmd) => return audit::run(cmd),
+        Command::Approvals(args) => approvals::cli::run(args),
         Command::CheckConfig { config, role } => config::Config::load(&config).and_then(|c| {
             c.check_role(role)?;
             println!("{}", c.summary());

@@ -79,6 +79,25 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// A duration on the command line: seconds ("900"), or a number with
+/// `s`, `m`, `h` or `d` ("15m", "1h"). Zero and overflow are refused.
+pub fn parse_duration_secs(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().last()? {
+        (i, c) if c.is_ascii_alphabetic() => (&text[..i], c),
+        _ => (text, 's'),
+    };
+    let n: u64 = digits.trim().parse().ok()?;
+    let per = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(per).filter(|&s| s > 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::rfc3339;
@@ -119,6 +138,17 @@ mod tests {
             "2026-11-22T01:02:03.1234567890Z",
         ] {
             assert!(parse_time(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn durations_on_the_command_line() {
+        assert_eq!(super::parse_duration_secs("900"), Some(900));
+        assert_eq!(super::parse_duration_secs("15m"), Some(900));
+        assert_eq!(super::parse_duration_secs("1h"), Some(3600));
+        assert_eq!(super::parse_duration_secs("2d"), Some(172_800));
+        for bad in ["", "0", "h", "1w", "-1", "1.5h", "99999999999999999999d"] {
+            assert_eq!(super::parse_duration_secs(bad), None, "{bad:?}");
         }
     }
 }

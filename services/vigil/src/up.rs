@@ -17,9 +17,14 @@ use tokio::net::TcpListener;
 use vigil_ledger_service::{
     appender, checkpointer, grpc::LedgerGrpc, http, retention, BodyAccess, Ledger,
 };
-use vigil_proxy_core::EventSink;
+use vigil_proxy_core::{Approvals, EventSink};
 use vigil_proxy_postgres::PostgresProxy;
 
+use crate::approvals::grpc::ApprovalsGrpc;
+use crate::approvals::local::LocalApprovals;
+use crate::approvals::service::{grant_rules, ApprovalService};
+use crate::approvals::settings::{read_secret, ApprovalsSection};
+use crate::approvals::webhook;
 use crate::config::{Config, DEV_BODY_KEYS_FILE, DEV_MASKING_KEY_FILE};
 
 /// Events that may wait on the embedded bus before publishers feel backpressure.
@@ -179,7 +184,17 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
     if roles != Roles::Ledger {
         let sink = sink.context("no event sink")?;
-        start_proxies(&config, sink, &mut tasks).await?;
+        let auth = authenticator_with_keys(&config).await?;
+        let approvals: Option<Arc<dyn Approvals>> = match &config.approvals {
+            Some(section) if roles == Roles::All => {
+                let service =
+                    start_approvals(&config, section, sink.clone(), auth.clone(), &mut tasks)
+                        .await?;
+                Some(LocalApprovals::new(service))
+            }
+            _ => None,
+        };
+        start_proxies(&config, auth, sink, approvals, &mut tasks).await?;
     }
 
     println!("{}", config.summary());
@@ -359,12 +374,11 @@ async fn start_ledger(
     Ok(embedded)
 }
 
-/// Binds every PostgreSQL listener, then serves them all.
-async fn start_proxies(
+/// The authenticator of every entry point (proxies, approvals API), with
+/// each OIDC issuer's keys fetched before anyone is let in.
+async fn authenticator_with_keys(
     config: &Config,
-    sink: Arc<dyn EventSink>,
-    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<vigil_proxy_core::Authenticator> {
     let auth = config.authenticator()?;
     if let Some(tokens) = auth.token_verifier().cloned() {
         // Fetch every issuer's keys before taking clients. An issuer that
@@ -380,8 +394,104 @@ async fn start_proxies(
             }
         }
     }
+    Ok(auth)
+}
+
+/// Starts the approval service of this process: its book, the approvers'
+/// gRPC API, webhooks and the signed callback.
+async fn start_approvals(
+    config: &Config,
+    section: &ApprovalsSection,
+    sink: Arc<dyn EventSink>,
+    auth: vigil_proxy_core::Authenticator,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<Arc<ApprovalService>> {
+    let grpc_listener = bind(section.grpc_listen, "the approvals gRPC API").await?;
+    let callback = match &section.callback {
+        Some(c) => {
+            let secret = read_secret("approvals.callback", &c.secret_env, &c.secret_file)?;
+            let listener = bind(c.listen, "the approvals callback").await?;
+            Some((
+                listener,
+                webhook::Callback {
+                    name: c.name.clone(),
+                    secret,
+                    approver_groups: c.approver_groups.clone(),
+                },
+            ))
+        }
+        None => None,
+    };
+    let mut targets = Vec::new();
+    for (i, w) in section.webhooks.iter().enumerate() {
+        targets.push(webhook::Target {
+            url: w.url.clone(),
+            secret: read_secret(
+                &format!("approvals.webhooks[{i}]"),
+                &w.secret_env,
+                &w.secret_file,
+            )?,
+        });
+    }
+    let hooks = (!targets.is_empty()).then(|| webhook::Webhooks::start(targets));
+    let rules = grant_rules(
+        config
+            .proxies()?
+            .iter()
+            .flat_map(|(_, p)| p.policy.all_review_settings()),
+    );
+    let dir = section.dir(&config.data_dir);
+    let service = ApprovalService::start(&dir, rules, sink, hooks, true)
+        .await
+        .with_context(|| format!("cannot open the approvals book in {}", dir.display()))?;
+
+    let mut server = tonic::transport::Server::builder();
+    if let Some(tls) = &section.grpc_tls {
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read(path).with_context(|| {
+                format!("approvals.grpc_tls.{what}: cannot read {}", path.display())
+            })
+        };
+        let identity = tonic::transport::Identity::from_pem(
+            read("cert_file", &tls.cert_file)?,
+            read("key_file", &tls.key_file)?,
+        );
+        server = server
+            .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
+            .context("approvals.grpc_tls")?;
+    }
+    let svc = ApprovalsGrpc::server(service.clone(), auth);
+    tasks.spawn(async move {
+        server
+            .add_service(svc)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
+                grpc_listener,
+            ))
+            .await
+            .context("approvals gRPC API stopped")
+    });
+    if let Some((listener, callback)) = callback {
+        let service = service.clone();
+        tasks.spawn(async move {
+            webhook::serve_callback(listener, service, callback)
+                .await
+                .context("approvals callback stopped")
+        });
+    }
+    Ok(service)
+}
+
+/// Binds every PostgreSQL listener, then serves them all.
+async fn start_proxies(
+    config: &Config,
+    auth: vigil_proxy_core::Authenticator,
+    sink: Arc<dyn EventSink>,
+    approvals: Option<Arc<dyn Approvals>>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
     let mut pg_listeners = Vec::new();
-    for (addr, proxy_config) in config.proxies()? {
+    for (addr, mut proxy_config) in config.proxies()? {
+        proxy_config.approvals = approvals.clone();
         let listener = bind(addr, &format!("postgres \"{}\"", proxy_config.name)).await?;
         pg_listeners.push((listener, proxy_config));
     }

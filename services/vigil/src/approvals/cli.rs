@@ -1,0 +1,341 @@
+//! `vigil approvals list|show|approve|deny|watch|grant|revoke|grants`: the
+//! approver's command line, a client of the gRPC API.
+//!
+//! The credential is the approver's OIDC access token (`--token-file`, or
+//! the `VIGIL_TOKEN` environment variable), or, where the gateway allows
+//! static identities, `--user` with the password in `VIGIL_PASSWORD`.
+//! Secrets never come from the command line, where `ps` would show them.
+
+// tonic's `Status` is the error type of every gRPC call; boxing it would
+// only move the allocation.
+#![allow(clippy::result_large_err)]
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use base64::Engine;
+use clap::{Args, Subcommand};
+use tonic::metadata::AsciiMetadataValue;
+use vigil_proto::approvals as pb;
+use vigil_proto::approvals::approvals_client::ApprovalsClient;
+
+use crate::timefmt;
+
+#[derive(Args)]
+pub struct ApprovalsArgs {
+    /// The approval service's gRPC address.
+    #[arg(
+        long,
+        env = "VIGIL_APPROVALS_URL",
+        default_value = "http://127.0.0.1:6582"
+    )]
+    server: String,
+    /// A file holding the approver's access token (else $VIGIL_TOKEN).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// A static identity's name instead of a token (password in $VIGIL_PASSWORD).
+    #[arg(long, conflicts_with = "token_file")]
+    user: Option<String>,
+    #[command(subcommand)]
+    command: ApprovalsCommand,
+}
+
+#[derive(Subcommand)]
+pub enum ApprovalsCommand {
+    /// Operations, newest first.
+    List {
+        /// pending, approved, denied, expired, withdrawn or all.
+        #[arg(long, default_value = "pending")]
+        state: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// One operation, with every vote.
+    Show { operation_id: String },
+    /// Approve a held statement.
+    Approve {
+        operation_id: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
+    /// Deny a held statement (a reason is required).
+    Deny {
+        operation_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Print every pending operation, then every change, until interrupted.
+    Watch,
+    /// Let an agent run what a review rule holds, on one connection, for a while.
+    Grant {
+        /// The agent's subject (its token's `sub`).
+        #[arg(long)]
+        subject: String,
+        /// The agent's issuer (default: the issuer of your own token).
+        #[arg(long, default_value = "")]
+        issuer: String,
+        #[arg(long)]
+        connection: String,
+        #[arg(long)]
+        rule: String,
+        /// How long, e.g. 900 (seconds), 15m, 1h.
+        #[arg(long = "for")]
+        duration: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// End a grant early.
+    Revoke {
+        grant_id: String,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Every grant, active or not.
+    Grants,
+}
+
+pub fn run(args: ApprovalsArgs) -> anyhow::Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(run_async(args))
+}
+
+fn credential(args: &ApprovalsArgs) -> anyhow::Result<String> {
+    if let Some(user) = &args.user {
+        let password = std::env::var("VIGIL_PASSWORD")
+            .context("--user needs the password in the VIGIL_PASSWORD environment variable")?;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        return Ok(format!("Basic {basic}"));
+    }
+    let token = match &args.token_file {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the token file {}", path.display()))?,
+        None => std::env::var("VIGIL_TOKEN")
+            .context("no credential: give --token-file, set VIGIL_TOKEN, or use --user")?,
+    };
+    Ok(format!("Bearer {}", token.trim()))
+}
+
+async fn run_async(args: ApprovalsArgs) -> anyhow::Result<()> {
+    let auth: AsciiMetadataValue = credential(&args)?
+        .parse()
+        .context("the credential is not a valid header value")?;
+    let channel = tonic::transport::Endpoint::from_shared(args.server.clone())
+        .context("--server is not a URL")?
+        .connect()
+        .await
+        .with_context(|| format!("cannot reach the approval service at {}", args.server))?;
+    let mut client =
+        ApprovalsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+            req.metadata_mut().insert("authorization", auth.clone());
+            Ok(req)
+        });
+    let refused = |s: tonic::Status| anyhow::anyhow!("{}", s.message());
+    match args.command {
+        ApprovalsCommand::List { state, limit } => {
+            let ops = client
+                .list(pb::ListRequest { state, limit })
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .operations;
+            if ops.is_empty() {
+                println!("no operations");
+            }
+            for op in &ops {
+                println!("{}", one_line(op));
+            }
+        }
+        ApprovalsCommand::Show { operation_id } => {
+            let op = client
+                .get(pb::GetRequest { operation_id })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            print!("{}", details(&op));
+        }
+        ApprovalsCommand::Approve {
+            operation_id,
+            reason,
+        } => {
+            let op = client
+                .approve(pb::DecideRequest {
+                    operation_id,
+                    reason,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            println!("{}", after_vote(&op));
+        }
+        ApprovalsCommand::Deny {
+            operation_id,
+            reason,
+        } => {
+            let op = client
+                .deny(pb::DecideRequest {
+                    operation_id,
+                    reason,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            println!("{}", after_vote(&op));
+        }
+        ApprovalsCommand::Watch => {
+            let mut stream = client
+                .watch(pb::WatchRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner();
+            while let Some(op) = stream.message().await.map_err(refused)? {
+                println!("{}", one_line(&op));
+            }
+        }
+        ApprovalsCommand::Grant {
+            subject,
+            issuer,
+            connection,
+            rule,
+            duration,
+            reason,
+        } => {
+            let secs = crate::timefmt::parse_duration_secs(&duration)
+                .with_context(|| format!("--for {duration:?}: give seconds or 15m, 1h"))?;
+            let g = client
+                .grant(pb::GrantRequest {
+                    grantee_subject: subject,
+                    grantee_issuer: issuer,
+                    connection,
+                    rule,
+                    duration_secs: secs,
+                    reason,
+                })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            println!("{}", grant_line(&g));
+        }
+        ApprovalsCommand::Revoke { grant_id, reason } => {
+            let g = client
+                .revoke(pb::RevokeRequest { grant_id, reason })
+                .await
+                .map_err(refused)?
+                .into_inner();
+            println!("{}", grant_line(&g));
+        }
+        ApprovalsCommand::Grants => {
+            let grants = client
+                .list_grants(pb::ListGrantsRequest {})
+                .await
+                .map_err(refused)?
+                .into_inner()
+                .grants;
+            if grants.is_empty() {
+                println!("no grants");
+            }
+            for g in &grants {
+                println!("{}", grant_line(g));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn time(nanos: i64) -> String {
+    timefmt::rfc3339(nanos)
+}
+
+fn one_line(op: &pb::Operation) -> String {
+    format!(
+        "{}  {:<9}  rule={}  by={}  on={}  approvals={}/{}  expires={}  {}",
+        op.operation_id,
+        op.state,
+        op.rule,
+        op.requester_subject,
+        op.connection,
+        op.approvals,
+        op.quorum,
+        time(op.expires_unix_nanos),
+        op.statement
+    )
+}
+
+fn details(op: &pb::Operation) -> String {
+    let mut s = format!(
+        "operation  {}\nstate      {}\nrule       {}\nrequester  {} ({})\nconnection {}\nsession    {}\nstatement  {}\napprovers  {} (quorum {})\nopened     {}\nexpires    {}\n",
+        op.operation_id,
+        op.state,
+        op.rule,
+        op.requester_subject,
+        op.requester_issuer,
+        op.connection,
+        op.session_id,
+        op.statement,
+        op.approver_groups.join(", "),
+        op.quorum,
+        time(op.opened_unix_nanos),
+        time(op.expires_unix_nanos),
+    );
+    for v in &op.votes {
+        s.push_str(&format!(
+            "vote       {} by {} ({}) at {}{}\n",
+            v.verdict,
+            v.approver_subject,
+            v.approver_issuer,
+            time(v.at_unix_nanos),
+            if v.reason.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", v.reason)
+            }
+        ));
+    }
+    if op.state != "pending" {
+        s.push_str(&format!(
+            "closed     {}: {}\n",
+            time(op.closed_unix_nanos),
+            op.closed_reason
+        ));
+    }
+    s
+}
+
+fn after_vote(op: &pb::Operation) -> String {
+    if op.state == "pending" {
+        format!(
+            "operation {}: vote recorded; {} of {} approvals",
+            op.operation_id, op.approvals, op.quorum
+        )
+    } else {
+        format!(
+            "operation {}: {} ({})",
+            op.operation_id, op.state, op.closed_reason
+        )
+    }
+}
+
+fn grant_line(g: &pb::GrantInfo) -> String {
+    format!(
+        "grant {}  {}  {} ({}) on {} rule={} until {} by {}: {}{}",
+        g.grant_id,
+        if g.active { "active" } else { "ended" },
+        g.grantee_subject,
+        g.grantee_issuer,
+        g.connection,
+        g.rule,
+        time(g.expires_unix_nanos),
+        g.issued_by_subject,
+        g.reason,
+        if g.revoked_by_subject.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (revoked by {}: {})",
+                g.revoked_by_subject, g.revoke_reason
+            )
+        }
+    )
+}

@@ -1,0 +1,210 @@
+//! `[approvals]` in the config: where the approval service keeps its book,
+//! where its API listens, and its webhooks. Absent: no approval service, and
+//! statements that policy holds for review are refused.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalsSection {
+    /// The approvers' gRPC API.
+    #[serde(default = "default_grpc_listen")]
+    pub grpc_listen: SocketAddr,
+    /// TLS for the API; required when `grpc_listen` is not loopback
+    /// (approvers send their access tokens).
+    #[serde(default)]
+    pub grpc_tls: Option<ServerTlsSection>,
+    /// Where the book of operations and grants lives (default
+    /// `<data_dir>/approvals`).
+    #[serde(default)]
+    pub dir: Option<PathBuf>,
+    #[serde(default)]
+    pub webhooks: Vec<WebhookSection>,
+    #[serde(default)]
+    pub callback: Option<CallbackSection>,
+}
+
+/// Server-side TLS (no client certificates: approvers prove who they are
+/// with their token).
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsSection {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// `[[approvals.webhooks]]`: one outgoing webhook.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookSection {
+    pub url: String,
+    /// The HMAC secret, from an environment variable or a file (never the
+    /// config text).
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+}
+
+/// `[approvals.callback]`: the incoming signed webhook.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct CallbackSection {
+    pub listen: SocketAddr,
+    /// Names the callers' issuer: approvers are `webhook:<name>` identities.
+    #[serde(default = "default_callback_name")]
+    pub name: String,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// The groups every approver the calling system names is taken to have.
+    pub approver_groups: Vec<String>,
+}
+
+fn default_grpc_listen() -> SocketAddr {
+    "127.0.0.1:6582".parse().expect("literal address")
+}
+
+fn default_callback_name() -> String {
+    "callback".into()
+}
+
+impl ApprovalsSection {
+    /// The dev mode's service: loopback API, no webhooks.
+    pub fn dev() -> Self {
+        Self {
+            grpc_listen: default_grpc_listen(),
+            grpc_tls: None,
+            dir: None,
+            webhooks: Vec::new(),
+            callback: None,
+        }
+    }
+
+    pub fn dir(&self, data_dir: &Path) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| data_dir.join("approvals"))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.grpc_tls.is_none() && !self.grpc_listen.ip().is_loopback() {
+            bail!(
+                "approvals.grpc_listen {} is not a loopback address: configure [approvals.grpc_tls] \
+                 (approvers send their access tokens to it)",
+                self.grpc_listen
+            );
+        }
+        for (i, w) in self.webhooks.iter().enumerate() {
+            let what = format!("approvals.webhooks[{i}]");
+            if !(w.url.starts_with("https://") || w.url.starts_with("http://")) {
+                bail!("{what}.url must be an http(s) URL");
+            }
+            if w.url.starts_with("http://") && !is_loopback_url(&w.url) {
+                bail!(
+                    "{what}.url must be https (statements and decisions would travel in the clear)"
+                );
+            }
+            one_secret_source(&what, &w.secret_env, &w.secret_file)?;
+        }
+        if let Some(c) = &self.callback {
+            one_secret_source("approvals.callback", &c.secret_env, &c.secret_file)?;
+            if c.approver_groups.iter().all(|g| g.trim().is_empty()) {
+                bail!("approvals.callback.approver_groups is empty: nobody it names could decide");
+            }
+            if c.name.is_empty() || c.name.contains(char::is_whitespace) {
+                bail!("approvals.callback.name must be a word (it names the callers' issuer)");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.trim_start_matches("http://");
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]")
+}
+
+fn one_secret_source(
+    what: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+) -> anyhow::Result<()> {
+    match (env, file) {
+        (Some(_), Some(_)) => bail!("{what}: give secret_env or secret_file, not both"),
+        (None, None) => bail!("{what}: a secret is required (secret_env or secret_file)"),
+        _ => Ok(()),
+    }
+}
+
+/// Reads a secret now, so that a missing one stops the start with its name.
+pub fn read_secret(
+    what: &str,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+) -> anyhow::Result<Vec<u8>> {
+    let secret = match (env, file) {
+        (Some(var), _) => std::env::var(var)
+            .with_context(|| format!("{what}: environment variable {var} is not set"))?,
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("{what}: cannot read {}", path.display()))?,
+        (None, None) => bail!("{what}: no secret configured"),
+    };
+    let secret = secret.trim();
+    if secret.len() < 16 {
+        bail!("{what}: the secret must be at least 16 characters");
+    }
+    Ok(secret.as_bytes().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> anyhow::Result<ApprovalsSection> {
+        let s: ApprovalsSection = toml::from_str(text)?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    #[test]
+    fn bad_approvals_sections_are_refused_with_the_reason() {
+        for (text, expected) in [
+            ("grpc_listen = \"0.0.0.0:6582\"", "not a loopback address"),
+            (
+                "[[webhooks]]\nurl = \"ftp://x\"\nsecret_env = \"S\"",
+                "http(s) URL",
+            ),
+            (
+                "[[webhooks]]\nurl = \"http://hooks.example.com/x\"\nsecret_env = \"S\"",
+                "must be https",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://hooks.example.com/x\"",
+                "a secret is required",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://h/x\"\nsecret_env = \"S\"\nsecret_file = \"/f\"",
+                "not both",
+            ),
+            (
+                "[callback]\nlisten = \"127.0.0.1:1\"\nsecret_env = \"S\"\napprover_groups = []",
+                "nobody it names",
+            ),
+            ("surprise = 1", "unknown field"),
+        ] {
+            let err = format!("{:#}", parse(text).unwrap_err());
+            assert!(err.contains(expected), "{text:?}: {err}");
+        }
+        let ok =
+            parse("[[webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret_env = \"S\"").unwrap();
+        assert_eq!(ok.grpc_listen, default_grpc_listen());
+    }
+}
