@@ -53,6 +53,9 @@ pub struct Config {
     /// Absent: none, and review rules refuse.
     #[serde(default)]
     pub approvals: Option<crate::approvals::settings::ApprovalsSection>,
+    /// For `vigil proxy`: the approval service of a Kafka deployment.
+    #[serde(default)]
+    pub approval_service: Option<crate::approvals::settings::ApprovalServiceSection>,
 }
 
 /// `[bus]`: the embedded in-process bus (one process, the default), or Kafka
@@ -461,6 +464,7 @@ impl Config {
             },
             bus: BusSection::default(),
             approvals: Some(crate::approvals::settings::ApprovalsSection::dev()),
+            approval_service: None,
         }
     }
 
@@ -537,6 +541,9 @@ impl Config {
         if self.masking.hash_key_file.is_some() && self.masking.hash_key_env.is_some() {
             bail!("give masking.hash_key_file or masking.hash_key_env, not both");
         }
+        if let Some(a) = &self.approval_service {
+            a.validate()?;
+        }
         if let Some(a) = &self.approvals {
             a.validate()?;
             if !addrs.insert(a.grpc_listen) {
@@ -598,7 +605,13 @@ impl Config {
     pub fn check_role(&self, roles: crate::up::Roles) -> anyhow::Result<()> {
         use crate::up::Roles;
         if roles != Roles::All && self.kafka().is_none() {
-            bail!("`vigil proxy` and `vigil ledger` need [bus] kind = \"kafka\" (one process on the embedded bus is `vigil up`)");
+            bail!("`vigil proxy`, `vigil ledger` and `vigil approvals serve` need [bus] kind = \"kafka\" (one process on the embedded bus is `vigil up`)");
+        }
+        if roles == Roles::Approvals {
+            if self.approvals.is_none() {
+                bail!("`vigil approvals serve` needs an [approvals] section");
+            }
+            return Ok(());
         }
         if roles != Roles::Ledger {
             self.check_proxy_role()?;

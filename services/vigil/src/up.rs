@@ -22,7 +22,8 @@ use vigil_proxy_postgres::PostgresProxy;
 
 use crate::approvals::grpc::ApprovalsGrpc;
 use crate::approvals::local::LocalApprovals;
-use crate::approvals::service::{grant_rules, ApprovalService};
+use crate::approvals::remote::RemoteApprovals;
+use crate::approvals::service::{grant_rules, ApprovalService, ServiceError};
 use crate::approvals::settings::{read_secret, ApprovalsSection};
 use crate::approvals::webhook;
 use crate::config::{Config, DEV_BODY_KEYS_FILE, DEV_MASKING_KEY_FILE};
@@ -53,7 +54,7 @@ pub struct UpArgs {
 pub struct RoleArgs {
     /// The config file (see deploy/vigil.example.toml); [bus] kind = "kafka".
     #[arg(long, short)]
-    config: PathBuf,
+    pub config: PathBuf,
 }
 
 pub fn run_role(args: RoleArgs, roles: Roles) -> anyhow::Result<()> {
@@ -125,6 +126,9 @@ pub enum Roles {
     Proxy,
     /// `vigil ledger`: the ledger, consuming from Kafka.
     Ledger,
+    /// `vigil approvals serve`: the approval service, taking holds from
+    /// Kafka and answering proxies and approvers over gRPC.
+    Approvals,
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
@@ -174,7 +178,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         (_, None) => None, // the embedded bus, made with the ledger below
     };
     let mut sink = sink;
-    if roles != Roles::Proxy {
+    if matches!(roles, Roles::All | Roles::Ledger) {
         let opened = open_ledger(&config).await?;
         let embedded = start_ledger(&config, &opened, kafka.as_ref(), &mut tasks).await?;
         if let Some(bus) = embedded {
@@ -182,18 +186,36 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
         ledger = Some(opened);
     }
-    if roles != Roles::Ledger {
+    if roles == Roles::Approvals {
+        let sink = sink.clone().context("no event sink")?;
+        let kafka = kafka.clone().context("no Kafka")?;
+        let section = config.approvals.as_ref().context("no [approvals]")?;
+        let auth = authenticator_with_keys(&config).await?;
+        let service = start_approvals(&config, section, sink, auth, false, &mut tasks).await?;
+        consume_holds(&kafka, service, &mut tasks)?;
+    }
+    if matches!(roles, Roles::All | Roles::Proxy) {
         let sink = sink.context("no event sink")?;
         let auth = authenticator_with_keys(&config).await?;
-        let approvals: Option<Arc<dyn Approvals>> = match &config.approvals {
-            Some(section) if roles == Roles::All => {
-                let service =
-                    start_approvals(&config, section, sink.clone(), auth.clone(), &mut tasks)
-                        .await?;
-                Some(LocalApprovals::new(service))
-            }
-            _ => None,
-        };
+        let approvals: Option<Arc<dyn Approvals>> =
+            match (&config.approvals, &config.approval_service) {
+                (Some(section), _) if roles == Roles::All => {
+                    let service = start_approvals(
+                        &config,
+                        section,
+                        sink.clone(),
+                        auth.clone(),
+                        true,
+                        &mut tasks,
+                    )
+                    .await?;
+                    Some(LocalApprovals::new(service))
+                }
+                (_, Some(remote)) if roles == Roles::Proxy => {
+                    Some(RemoteApprovals::new(&remote.url, remote.token()?)?)
+                }
+                _ => None,
+            };
         start_proxies(&config, auth, sink, approvals, &mut tasks).await?;
     }
 
@@ -397,13 +419,61 @@ async fn authenticator_with_keys(
     Ok(auth)
 }
 
-/// Starts the approval service of this process: its book, the approvers'
-/// gRPC API, webhooks and the signed callback.
+/// The consumer group of `vigil approvals serve` processes.
+const APPROVALS_GROUP: &str = "vigil-approvals";
+
+/// `vigil approvals serve`: takes the proxies' PendingOperations from
+/// Kafka into the book. An offset is committed only after the hold is
+/// durable in the book, so a service killed mid-stream re-reads what it had
+/// not yet recorded (holds are idempotent).
+fn consume_holds(
+    kafka: &vigil_bus::kafka::KafkaSettings,
+    service: Arc<ApprovalService>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    use vigil_bus::Subscriber;
+    let mut settings = kafka.clone();
+    settings.consumer_group = APPROVALS_GROUP.into();
+    let mut subscriber =
+        vigil_bus::kafka::subscribe(&settings, &format!("vigil-approvals-{}", hostname()))?;
+    tasks.spawn(async move {
+        while let Some(batch) = subscriber.recv_batch(256).await {
+            for delivery in batch {
+                let result = match vigil_approvals::hold_of(&delivery.event) {
+                    None => Ok(()),
+                    Some(hold) => match service.hold(hold).await {
+                        Ok(_) => Ok(()),
+                        // A hold that can never be decided (no approver
+                        // group, ...) is skipped; its proxy's wait runs
+                        // out and refuses the statement.
+                        Err(ServiceError::Book(vigil_approvals::BookError::Hold(e))) => {
+                            tracing::error!(error = %e, "a PendingOperation that cannot be held; skipped");
+                            Ok(())
+                        }
+                        Err(e) => Err(vigil_proxy_core::SinkError::Rejected(e.to_string())),
+                    },
+                };
+                let failed = result.is_err();
+                delivery.ack(result);
+                if failed {
+                    anyhow::bail!("the approvals book failed; stopping before committing past it");
+                }
+            }
+        }
+        anyhow::bail!("the approval service stopped consuming Kafka (see the log)")
+    });
+    Ok(())
+}
+
+/// Starts an approval service in this process: its book, the approvers'
+/// gRPC API, webhooks and the signed callback. `in_process`: the proxies
+/// run here too (`vigil up`).
 async fn start_approvals(
     config: &Config,
     section: &ApprovalsSection,
     sink: Arc<dyn EventSink>,
     auth: vigil_proxy_core::Authenticator,
+    in_process: bool,
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<Arc<ApprovalService>> {
     let grpc_listener = bind(section.grpc_listen, "the approvals gRPC API").await?;
@@ -434,14 +504,19 @@ async fn start_approvals(
         });
     }
     let hooks = (!targets.is_empty()).then(|| webhook::Webhooks::start(targets));
-    let rules = grant_rules(
-        config
-            .proxies()?
-            .iter()
-            .flat_map(|(_, p)| p.policy.all_review_settings()),
-    );
+    let mut policies: Vec<Arc<vigil_proxy_core::policy::Policy>> = Vec::new();
+    if in_process {
+        policies.extend(config.proxies()?.into_iter().map(|(_, p)| p.policy));
+    }
+    for spec in &section.policies {
+        policies.push(
+            crate::policy_setup::load_policy(spec)
+                .with_context(|| format!("approvals.policies: {spec}"))?,
+        );
+    }
+    let rules = grant_rules(policies.iter().flat_map(|p| p.all_review_settings()));
     let dir = section.dir(&config.data_dir);
-    let service = ApprovalService::start(&dir, rules, sink, hooks, true)
+    let service = ApprovalService::start(&dir, rules, sink, hooks, in_process)
         .await
         .with_context(|| format!("cannot open the approvals book in {}", dir.display()))?;
 
@@ -460,7 +535,7 @@ async fn start_approvals(
             .tls_config(tonic::transport::ServerTlsConfig::new().identity(identity))
             .context("approvals.grpc_tls")?;
     }
-    let svc = ApprovalsGrpc::server(service.clone(), auth);
+    let svc = ApprovalsGrpc::server(service.clone(), auth, section.proxy_tokens()?);
     tasks.spawn(async move {
         server
             .add_service(svc)

@@ -92,9 +92,15 @@ pub enum ApprovalsCommand {
     },
     /// Every grant, active or not.
     Grants,
+    /// Run the approval service as its own process (a Kafka deployment:
+    /// [bus] kind = "kafka" and [approvals] in the config).
+    Serve(crate::up::RoleArgs),
 }
 
 pub fn run(args: ApprovalsArgs) -> anyhow::Result<()> {
+    if let ApprovalsCommand::Serve(role) = args.command {
+        return crate::up::run_role(role, crate::up::Roles::Approvals);
+    }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -226,6 +232,7 @@ async fn run_async(args: ApprovalsArgs) -> anyhow::Result<()> {
                 .into_inner();
             println!("{}", grant_line(&g));
         }
+        ApprovalsCommand::Serve(_) => unreachable!("handled before connecting"),
         ApprovalsCommand::Grants => {
             let grants = client
                 .list_grants(pb::ListGrantsRequest {})

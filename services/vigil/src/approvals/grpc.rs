@@ -30,11 +30,55 @@ use super::service::{ApprovalService, ServiceError};
 pub struct ApprovalsGrpc {
     service: Arc<ApprovalService>,
     auth: Authenticator,
+    /// SHA-256 of the tokens proxies in other processes present; empty:
+    /// only loopback callers may use the proxies' methods.
+    proxy_tokens: Vec<[u8; 32]>,
 }
 
 impl ApprovalsGrpc {
-    pub fn server(service: Arc<ApprovalService>, auth: Authenticator) -> ApprovalsServer<Self> {
-        ApprovalsServer::new(Self { service, auth })
+    pub fn server(
+        service: Arc<ApprovalService>,
+        auth: Authenticator,
+        proxy_tokens: Vec<[u8; 32]>,
+    ) -> ApprovalsServer<Self> {
+        ApprovalsServer::new(Self {
+            service,
+            auth,
+            proxy_tokens,
+        })
+    }
+
+    /// A proxy's call: a configured proxy token, or loopback when none is
+    /// configured. Approvers' tokens do not count: an approver cannot
+    /// withdraw someone's statement or read grants this way.
+    fn proxy_caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        use sha2::Digest;
+        if self.proxy_tokens.is_empty() {
+            let loopback = request
+                .remote_addr()
+                .is_some_and(|a: SocketAddr| a.ip().is_loopback());
+            return if loopback {
+                Ok(())
+            } else {
+                Err(Status::permission_denied(
+                    "no approvals.proxy_tokens_sha256 configured: proxies must call from loopback",
+                ))
+            };
+        }
+        let token = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("a proxy token is required"))?;
+        let digest: [u8; 32] = sha2::Sha256::digest(token.trim().as_bytes()).into();
+        if self.proxy_tokens.contains(&digest) {
+            Ok(())
+        } else {
+            Err(Status::permission_denied(
+                "not a proxy token of this approval service",
+            ))
+        }
     }
 
     /// Who is calling, from the `authorization` metadata.
@@ -331,6 +375,74 @@ impl Approvals for ApprovalsGrpc {
             .await
             .map_err(status_of)?;
         Ok(Response::new(grant_to_pb(&grant)))
+    }
+
+    async fn await_closed(
+        &self,
+        request: Request<pb::AwaitRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        self.proxy_caller(&request)?;
+        let r = request.into_inner();
+        let now = super::service::unix_nanos_now();
+        // A few seconds past the expiry: the sweeper closes a known
+        // operation at its expiry, so only an unknown one runs out here.
+        let wait = Duration::from_nanos((r.expires_unix_nanos - now).max(0) as u64)
+            + Duration::from_secs(5);
+        match tokio::time::timeout(wait, self.service.closed(&r.operation_id, true)).await {
+            Ok(Ok(op)) => Ok(Response::new(to_pb(&op))),
+            Ok(Err(e)) => Err(status_of(e)),
+            Err(_) if self.service.operation(&r.operation_id).is_none() => {
+                Err(Status::not_found(format!(
+                    "operation {} never reached the approval service (check the Kafka consumer group vigil-approvals)",
+                    r.operation_id
+                )))
+            }
+            Err(_) => Err(Status::deadline_exceeded("the operation is still pending")),
+        }
+    }
+
+    async fn withdraw(
+        &self,
+        request: Request<pb::WithdrawRequest>,
+    ) -> Result<Response<pb::Operation>, Status> {
+        self.proxy_caller(&request)?;
+        let r = request.into_inner();
+        // A statement withdrawn at once may be withdrawn before its
+        // PendingOperation has come through Kafka: wait a little for it.
+        for _ in 0..100 {
+            if self.service.operation(&r.operation_id).is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.service
+            .withdraw(&r.operation_id, &r.reason)
+            .await
+            .map_err(status_of)?;
+        self.service
+            .operation(&r.operation_id)
+            .map(|op| Response::new(to_pb(&op)))
+            .ok_or_else(|| Status::not_found(format!("there is no operation {}", r.operation_id)))
+    }
+
+    async fn covering_grant(
+        &self,
+        request: Request<pb::CoveringGrantRequest>,
+    ) -> Result<Response<pb::CoveringGrantResponse>, Status> {
+        self.proxy_caller(&request)?;
+        let r = request.into_inner();
+        let grant_id = self
+            .service
+            .covering_grant(
+                &Principal {
+                    subject: r.subject,
+                    issuer: r.issuer,
+                },
+                &r.connection,
+                &r.rule,
+            )
+            .unwrap_or_default();
+        Ok(Response::new(pb::CoveringGrantResponse { grant_id }))
     }
 
     async fn list_grants(

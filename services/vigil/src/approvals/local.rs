@@ -63,7 +63,7 @@ impl Approvals for LocalApprovals {
                 .await
                 .map_err(|e| ApprovalUnavailable(e.to_string()))?;
             let op = service
-                .closed(&id)
+                .closed(&id, false)
                 .await
                 .map_err(|e| ApprovalUnavailable(e.to_string()))?;
             Ok(outcome_of(&op))

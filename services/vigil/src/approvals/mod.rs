@@ -1,11 +1,12 @@
 //! The approval service as it runs: the durable book of `vigil-approvals`
-//! made live ([`service`]), the proxy's in-process view of it ([`local`]),
+//! made live ([`service`]), the proxy's in-process and remote views of it ([`local`], [`remote`]),
 //! the approvers' gRPC API ([`grpc`]) and command line ([`cli`]), webhooks
 //! both ways ([`webhook`]), and its config section ([`settings`]).
 
 pub mod cli;
 pub mod grpc;
 pub mod local;
+pub mod remote;
 pub mod service;
 pub mod settings;
 pub mod webhook;

@@ -196,14 +196,18 @@ impl ApprovalService {
         self.changes.subscribe()
     }
 
-    /// Resolves once operation `id` is no longer pending.
-    pub async fn closed(&self, id: &str) -> Result<Operation, ServiceError> {
+    /// Resolves once operation `id` is no longer pending. `wait_unknown`:
+    /// an operation not in the book yet is waited for (a remote proxy's
+    /// PendingOperation comes through Kafka and may arrive after the
+    /// proxy asks); otherwise it is an error.
+    pub async fn closed(&self, id: &str, wait_unknown: bool) -> Result<Operation, ServiceError> {
         let mut feed = self.subscribe();
         loop {
             // Checked after subscribing, so a change between the two is seen.
             match self.operation(id) {
                 Some(op) if op.state != State::Pending => return Ok(op),
                 Some(_) => {}
+                None if wait_unknown => {}
                 None => return Err(BookError::UnknownOperation(id.into()).into()),
             }
             loop {

@@ -26,6 +26,51 @@ pub struct ApprovalsSection {
     pub webhooks: Vec<WebhookSection>,
     #[serde(default)]
     pub callback: Option<CallbackSection>,
+    /// SHA-256 (hex) of the tokens `vigil proxy` processes present
+    /// (`[approval_service] token_env`). Empty: proxies must call from
+    /// loopback.
+    #[serde(default)]
+    pub proxy_tokens_sha256: Vec<String>,
+    /// The policies whose review rules this service decides, for grants
+    /// (a file or builtin:...). `vigil up` adds its listeners' policies; a
+    /// separate `vigil approvals serve` has only these.
+    #[serde(default)]
+    pub policies: Vec<String>,
+}
+
+/// `[approval_service]` in a `vigil proxy` config: where the approval
+/// service of a Kafka deployment answers.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalServiceSection {
+    /// e.g. "http://127.0.0.1:6582" (https:// with `[approvals.grpc_tls]`).
+    pub url: String,
+    /// The proxy token (its SHA-256 is in the service's
+    /// `proxy_tokens_sha256`), from an environment variable or a file.
+    #[serde(default)]
+    pub token_env: Option<String>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ApprovalServiceSection {
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
+            bail!("approval_service.url must be an http(s) URL");
+        }
+        if self.token_env.is_some() && self.token_file.is_some() {
+            bail!("approval_service: give token_env or token_file, not both");
+        }
+        Ok(())
+    }
+
+    pub fn token(&self) -> anyhow::Result<Option<String>> {
+        if self.token_env.is_none() && self.token_file.is_none() {
+            return Ok(None);
+        }
+        read_secret("approval_service token", &self.token_env, &self.token_file)
+            .map(|b| Some(String::from_utf8_lossy(&b).into_owned()))
+    }
 }
 
 /// Server-side TLS (no client certificates: approvers prove who they are
@@ -83,7 +128,24 @@ impl ApprovalsSection {
             dir: None,
             webhooks: Vec::new(),
             callback: None,
+            proxy_tokens_sha256: Vec::new(),
+            policies: Vec::new(),
         }
+    }
+
+    /// The proxy tokens' hashes as bytes.
+    pub fn proxy_tokens(&self) -> anyhow::Result<Vec<[u8; 32]>> {
+        self.proxy_tokens_sha256
+            .iter()
+            .map(|h| {
+                hex::decode(h.trim())
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .with_context(|| {
+                        format!("approvals.proxy_tokens_sha256: {h:?} is not 64 hex digits")
+                    })
+            })
+            .collect()
     }
 
     pub fn dir(&self, data_dir: &Path) -> PathBuf {
@@ -93,6 +155,7 @@ impl ApprovalsSection {
     }
 
     pub fn validate(&self) -> anyhow::Result<()> {
+        self.proxy_tokens()?;
         if self.grpc_tls.is_none() && !self.grpc_listen.ip().is_loopback() {
             bail!(
                 "approvals.grpc_listen {} is not a loopback address: configure [approvals.grpc_tls] \
@@ -199,6 +262,7 @@ mod tests {
                 "nobody it names",
             ),
             ("surprise = 1", "unknown field"),
+            ("proxy_tokens_sha256 = [\"abc\"]", "not 64 hex digits"),
         ] {
             let err = format!("{:#}", parse(text).unwrap_err());
             assert!(err.contains(expected), "{text:?}: {err}");

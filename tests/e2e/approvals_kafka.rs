@@ -1,0 +1,198 @@
+//! The approval service as its own process in a Kafka deployment: `vigil
+//! proxy` holds a statement and records its PendingOperation into its
+//! outbox; the broker (tansu) carries it to `vigil approvals serve` (its own
+//! consumer group) and to `vigil ledger`; the proxy waits on the service's
+//! gRPC API. The service is killed with SIGKILL while the operation is
+//! pending and started again: the operation is still there, an approver
+//! approves it, and the client gets its row.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use vigil_proto::events::event::Kind;
+use vigil_tests::kafka::Broker;
+use vigil_tests::{
+    direct_psql, free_port, show, vigil_bin, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD,
+};
+
+const POLICY: &str = r#"
+name = "review-kafka"
+default = "allow"
+[review]
+approver_groups = ["approvers"]
+ttl_secs = 120
+[[rules]]
+name = "review-held"
+action = "review"
+tables = ["apprk_held"]
+"#;
+
+const APPROVER_PASSWORD: &str = "approver password for the kafka test";
+
+fn bus_table(broker: &Broker) -> String {
+    format!(
+        "[bus]\nkind = \"kafka\"\nbootstrap = \"{}\"\npartitions = 3\nsession_timeout_ms = 2000\ndelivery_timeout_ms = 5000\n",
+        broker.bootstrap()
+    )
+}
+
+fn hash_password(secret: &str) -> String {
+    let mut child = Command::new(vigil_bin())
+        .arg("hash-password")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{secret}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+fn start(spec: GatewaySpec, args: &[&str]) -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    spec.write_config(dir.path());
+    Gateway::spawn(spec, dir, args.iter().map(|a| a.to_string()).collect())
+}
+
+fn approvals(port: u16, args: &[&str]) -> Output {
+    Command::new(vigil_bin())
+        .args([
+            "approvals",
+            "--server",
+            &format!("http://127.0.0.1:{port}"),
+            "--user",
+            "approver",
+        ])
+        .args(args)
+        .env("VIGIL_PASSWORD", APPROVER_PASSWORD)
+        .output()
+        .unwrap()
+}
+
+fn pending_id(port: u16) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = approvals(port, &["list", "--state", "pending"]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if let Some(line) = text.lines().find(|l| l.contains("rule=review-held")) {
+            return line.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(Instant::now() < deadline, "nothing pending: {}", show(&out));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_approval() {
+    let out = direct_psql(
+        "CREATE TABLE IF NOT EXISTS apprk_held (id int); \
+         INSERT INTO apprk_held SELECT 7 WHERE NOT EXISTS (SELECT 1 FROM apprk_held);",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let broker = Broker::start();
+    let policy_dir = tempfile::tempdir().unwrap();
+    let policy = policy_dir.path().join("review.toml");
+    std::fs::write(&policy, POLICY).unwrap();
+
+    let mut spec = GatewaySpec::new();
+    spec.tables_extra = bus_table(&broker);
+    let ledger = start(spec, &["ledger", "--config", "vigil.toml"]);
+
+    let approvals_port = free_port();
+    let mut spec = GatewaySpec::new();
+    spec.tables_extra = format!(
+        "{bus}\n[[identities]]\nname = \"approver\"\npassword_hash = \"{hash}\"\ngroups = [\"approvers\"]\n\
+         [approvals]\ngrpc_listen = \"127.0.0.1:{approvals_port}\"\npolicies = [\"{policy}\"]\n",
+        bus = bus_table(&broker),
+        hash = hash_password(APPROVER_PASSWORD),
+        policy = policy.display(),
+    );
+    let service = start(spec, &["approvals", "serve", "--config", "vigil.toml"]);
+
+    let mut spec = GatewaySpec::new();
+    spec.policy = policy.display().to_string();
+    spec.tables_extra = format!(
+        "{}\n[approval_service]\nurl = \"http://127.0.0.1:{approvals_port}\"\n",
+        bus_table(&broker)
+    );
+    let proxy = start(spec, &["proxy", "--config", "vigil.toml"]);
+
+    let mut psql = Command::new("psql")
+        .env("PGPASSWORD", AGENT_PASSWORD)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &proxy.spec.pg_port.to_string(),
+            "-U",
+            AGENT,
+            "-d",
+            "test",
+        ])
+        .args([
+            "-X",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SELECT id FROM apprk_held",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let id = pending_id(approvals_port);
+
+    // SIGKILL while the operation is pending, then start it again.
+    let service = service.restart(vec![
+        "approvals".into(),
+        "serve".into(),
+        "--config".into(),
+        "vigil.toml".into(),
+    ]);
+    assert_eq!(
+        pending_id(approvals_port),
+        id,
+        "the operation outlived the restart"
+    );
+    assert!(psql.try_wait().unwrap().is_none(), "the client still waits");
+
+    let out = approvals(approvals_port, &["approve", &id]);
+    assert!(out.status.success(), "{}", show(&out));
+    let out = psql.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+
+    // The ledger has the whole story, each event once.
+    let events = ledger.wait_for_events(|evs| {
+        evs.iter()
+            .any(|e| matches!(&e.kind, Some(Kind::OperationClosed(c)) if c.operation_id == id))
+            && evs
+                .iter()
+                .any(|e| matches!(&e.kind, Some(Kind::Response(_))))
+    });
+    let count = |f: &dyn Fn(&Kind) -> bool| {
+        events
+            .iter()
+            .filter(|e| e.kind.as_ref().is_some_and(f))
+            .count()
+    };
+    assert_eq!(
+        count(&|k| matches!(k, Kind::PendingOperation(p) if p.operation_id == id)),
+        1
+    );
+    assert_eq!(
+        count(&|k| matches!(k, Kind::ApprovalDecision(d) if d.operation_id == id)),
+        1
+    );
+    assert_eq!(
+        count(
+            &|k| matches!(k, Kind::OperationClosed(c) if c.operation_id == id && c.state == "approved")
+        ),
+        1
+    );
+    let out = ledger.audit(&["verify"]);
+    assert!(out.status.success(), "{}", show(&out));
+    drop(service);
+}
