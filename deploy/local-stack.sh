@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # A local multi-process Vigil stack on one machine, for trying the Kafka
 # deployment: a tansu broker (topics and offsets in SQLite), one `vigil
-# ledger`, a standby ledger on the same data directory, and two `vigil proxy`
-# processes in front of the local PostgreSQL (127.0.0.1:5432, trust auth).
+# ledger`, a standby ledger on the same data directory, `vigil approvals
+# serve`, and two `vigil proxy` processes in front of the local PostgreSQL
+# (127.0.0.1:5432, trust auth). The proxies apply the shipped PHI policy
+# with approvers (group "approvers") for its review rules.
 #
 #   deploy/local-stack.sh start [DIR]   start everything (default DIR ./vigil-stack)
 #   deploy/local-stack.sh stop  [DIR]   stop everything (SIGTERM)
@@ -11,9 +13,9 @@
 # Then: PGPASSWORD=dev psql -h 127.0.0.1 -p 6543 -U dev -d test   (proxy a)
 #       PGPASSWORD=dev psql -h 127.0.0.1 -p 6544 -U dev -d test   (proxy b)
 #       vigil audit verify --ledger http://127.0.0.1:6580 --key "$(cat DIR/ledger/ledger-verifier.key)"
+#       VIGIL_PASSWORD=approver vigil approvals --user approver list   (held statements)
 #
-# The approval service (`vigil approvals`) is not built yet (issue 7); this
-# script starts it once it is. Binaries: $VIGIL_BIN (default: vigil on PATH,
+# Binaries: $VIGIL_BIN (default: vigil on PATH,
 # else target/release/vigil, else target/debug/vigil) and $TANSU_BIN
 # (default: tansu on PATH; deploy/install-deps.sh installs it).
 set -euo pipefail
@@ -34,7 +36,7 @@ find_vigil() {
 tansu="${TANSU_BIN:-$(command -v tansu || echo "$HOME/.cargo/bin/tansu")}"
 
 BROKER_PORT=19092
-procs=(broker ledger ledger-standby proxy-a proxy-b)
+procs=(broker ledger ledger-standby approvals proxy-a proxy-b)
 
 running() { [ -f "$dir/$1.pid" ] && kill -0 "$(cat "$dir/$1.pid")" 2>/dev/null; }
 
@@ -61,8 +63,13 @@ write_configs() {
   local vigil="$1"
   [ -f "$dir/body.keys" ] || "$vigil" body-key new --id local-1 >"$dir/body.keys"
   [ -f "$dir/masking.key" ] || head -c 32 /dev/urandom | base64 >"$dir/masking.key"
-  local hash
+  local hash approver_hash
   hash="$(printf 'dev\n' | "$vigil" hash-password)"
+  approver_hash="$(printf 'approver\n' | "$vigil" hash-password)"
+  # The shipped PHI policy, with approvers for its review rules.
+  sed -e 's/^# \[review\]/[review]/' \
+      -e 's/^# approver_groups = .*/approver_groups = ["approvers"]/' \
+    "$repo/deploy/policy/phi-default.toml" >"$dir/policy.toml"
   common() { # $1 = data dir
     cat <<EOF
 data_dir = "$1"
@@ -83,6 +90,18 @@ grpc_listen = "127.0.0.1:6581"
 body_keys_file = "$dir/body.keys"
 EOF
   } >"$dir/ledger.toml"
+  {
+    common "$dir/approvals"
+    cat <<EOF
+[[identities]]
+name = "approver"
+password_hash = "$approver_hash"
+groups = ["approvers"]
+[approvals]
+grpc_listen = "127.0.0.1:6582"
+policies = ["$dir/policy.toml"]
+EOF
+  } >"$dir/approvals.toml"
   for p in a:6543 b:6544; do
     local name="${p%%:*}" port="${p##*:}"
     {
@@ -97,8 +116,10 @@ groups = ["agents"]
 [[postgres]]
 name = "proxy-$name"
 listen = "127.0.0.1:$port"
-policy = "builtin:phi-default"
+policy = "$dir/policy.toml"
 upstream = { host = "127.0.0.1", port = 5432, user = "postgres" }
+[approval_service]
+url = "http://127.0.0.1:6582"
 EOF
     } >"$dir/proxy-$name.toml"
   done
@@ -115,6 +136,8 @@ case "$cmd" in
     wait_line ledger "vigil is ready"
     start_bg ledger-standby "$vigil" ledger --config "$dir/ledger.toml"
     wait_line ledger-standby "vigil ledger is standing by"
+    start_bg approvals "$vigil" approvals serve --config "$dir/approvals.toml"
+    wait_line approvals "vigil is ready"
     start_bg proxy-a "$vigil" proxy --config "$dir/proxy-a.toml"
     start_bg proxy-b "$vigil" proxy --config "$dir/proxy-b.toml"
     wait_line proxy-a "vigil is ready"
@@ -122,12 +145,13 @@ case "$cmd" in
     echo "stack up in $dir:"
     echo "  broker  127.0.0.1:$BROKER_PORT   ledger http://127.0.0.1:6580 (gRPC 6581), standby waiting"
     echo "  proxies 127.0.0.1:6543 and 127.0.0.1:6544 (user dev, password dev)"
+    echo "  approvals gRPC 127.0.0.1:6582 (vigil approvals --user approver, VIGIL_PASSWORD=approver)"
     echo "  verifier key: $(cat "$dir/ledger/ledger-verifier.key")"
     ;;
   stop)
     # Proxies first (their outboxes ship what they hold while the broker
     # is still there), the broker last.
-    for name in proxy-a proxy-b ledger-standby ledger broker; do
+    for name in proxy-a proxy-b approvals ledger-standby ledger broker; do
       if running "$name"; then kill "$(cat "$dir/$name.pid")" && echo "stopped $name"; fi
       rm -f "$dir/$name.pid"
       sleep 0.2

@@ -152,6 +152,33 @@ impl Setup {
             .expect("run vigil approvals")
     }
 
+    /// `vigil approvals grant` by `approver` for `subject` under `rule`.
+    fn grant(
+        &self,
+        approver: &str,
+        subject: &str,
+        rule: &str,
+        duration: &str,
+        reason: &str,
+    ) -> Output {
+        self.approvals(
+            approver,
+            &[
+                "grant",
+                "--subject",
+                subject,
+                "--connection",
+                "e2e-pg",
+                "--rule",
+                rule,
+                "--for",
+                duration,
+                "--reason",
+                reason,
+            ],
+        )
+    }
+
     /// Waits for the pending operation of `rule` whose statement contains
     /// `marker`; returns its id and its line.
     fn pending(&self, rule: &str, marker: &str) -> (String, String) {
@@ -502,22 +529,7 @@ fn a_quorum_of_two_needs_two_distinct_approvers() {
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(stdout(&out), "2");
     // A grant for a two-person rule is refused: one approver cannot skip it.
-    let out = s.approvals(
-        "alice",
-        &[
-            "grant",
-            "--subject",
-            CLIENT,
-            "--connection",
-            "e2e-pg",
-            "--rule",
-            "review-two",
-            "--for",
-            "5m",
-            "--reason",
-            "x",
-        ],
-    );
+    let out = s.grant("alice", CLIENT, "review-two", "5m", "x");
     assert!(!out.status.success());
     assert!(stderr(&out).contains("bypass"), "{}", show(&out));
 }
@@ -525,21 +537,12 @@ fn a_quorum_of_two_needs_two_distinct_approvers() {
 #[test]
 fn a_grant_lets_statements_through_until_it_is_revoked() {
     let s = Setup::start();
-    let out = s.approvals(
+    let out = s.grant(
         "alice",
-        &[
-            "grant",
-            "--subject",
-            CLIENT,
-            "--connection",
-            "e2e-pg",
-            "--rule",
-            "review-held",
-            "--for",
-            "10m",
-            "--reason",
-            "incident 4711 clean-up",
-        ],
+        CLIENT,
+        "review-held",
+        "10m",
+        "incident 4711 clean-up",
     );
     assert!(out.status.success(), "{}", show(&out));
     let grant_id = stdout(&out).split_whitespace().nth(1).unwrap().to_string();
@@ -553,22 +556,7 @@ fn a_grant_lets_statements_through_until_it_is_revoked() {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
     // Too long a grant is refused with the limit.
-    let out = s.approvals(
-        "alice",
-        &[
-            "grant",
-            "--subject",
-            "other",
-            "--connection",
-            "e2e-pg",
-            "--rule",
-            "review-held",
-            "--for",
-            "2h",
-            "--reason",
-            "x",
-        ],
-    );
+    let out = s.grant("alice", "other", "review-held", "2h", "x");
     assert!(stderr(&out).contains("at most 600 s"), "{}", show(&out));
     let out = s.approvals("bob", &["revoke", &grant_id, "--reason", "incident closed"]);
     assert!(out.status.success(), "{}", show(&out));

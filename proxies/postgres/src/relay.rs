@@ -657,14 +657,18 @@ impl Frontend {
     /// A probe Query in place of a refused statement, its error rewritten
     /// into `refusal`.
     fn refuse(&self, seq: u64, refusal: Refusal, out: &mut BytesMut) {
-        let probe = self
-            .shared
+        let probe = self.probe_for(refusal);
+        self.tracker().push_query(seq);
+        out.extend_from_slice(&codec::query(&probe));
+    }
+
+    /// A probe whose error the backend rewrites into `refusal`.
+    fn probe_for(&self, refusal: Refusal) -> String {
+        self.shared
             .refusals
             .lock()
             .expect("refusals lock")
-            .probe(refusal);
-        self.tracker().push_query(seq);
-        out.extend_from_slice(&codec::query(&probe));
+            .probe(refusal)
     }
 
     /// The session's token has expired: what the client sent is refused,
@@ -738,11 +742,7 @@ impl Frontend {
 
     /// The probe to forward in place of a refused statement.
     fn probe(&self, verdict: &Verdict) -> String {
-        self.shared
-            .refusals
-            .lock()
-            .expect("refusals lock")
-            .probe(gate::refusal_for(verdict))
+        self.probe_for(gate::refusal_for(verdict))
     }
 
     fn unclassifiable(&self, what: &str) -> Verdict {

@@ -1030,12 +1030,13 @@ audiences = ["urn:vigil:ehr"]
     #[test]
     fn the_kubernetes_configs_are_valid_for_their_roles() {
         let blocks = configmap_blocks(include_str!("../../../deploy/k8s/config.yaml"));
-        assert_eq!(blocks.len(), 2, "{blocks:?}");
+        assert_eq!(blocks.len(), 3, "{blocks:?}");
         for (name, text) in blocks {
             let config = Config::parse(&text).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             let role = match name.as_str() {
                 "ledger.toml" => crate::up::Roles::Ledger,
                 "proxy.toml" => crate::up::Roles::Proxy,
+                "approvals.toml" => crate::up::Roles::Approvals,
                 other => panic!("unexpected block {other}"),
             };
             config

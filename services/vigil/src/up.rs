@@ -386,9 +386,7 @@ async fn start_ledger(
         tasks.spawn(async move {
             server
                 .add_service(svc)
-                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-                    grpc_listener,
-                ))
+                .serve_with_incoming(nodelay(grpc_listener))
                 .await
                 .context("ledger gRPC API stopped")
         });
@@ -539,9 +537,7 @@ async fn start_approvals(
     tasks.spawn(async move {
         server
             .add_service(svc)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(
-                grpc_listener,
-            ))
+            .serve_with_incoming(nodelay(grpc_listener))
             .await
             .context("approvals gRPC API stopped")
     });
@@ -581,6 +577,21 @@ async fn start_proxies(
         });
     }
     Ok(())
+}
+
+/// A gRPC listener's connections with Nagle's algorithm off: a reply's
+/// frames go out at once instead of waiting for the caller's delayed ACK
+/// (measured: 40 ms added to every proxy's wait for an approval).
+fn nodelay(
+    listener: TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    use tokio_stream::StreamExt;
+    tokio_stream::wrappers::TcpListenerStream::new(listener).map(|conn| {
+        if let Ok(c) = &conn {
+            let _ = c.set_nodelay(true);
+        }
+        conn
+    })
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -9,15 +9,17 @@
 //! p50, p99 and max.
 //!
 //!   vigil-approval-bench --pg "host=... port=... user=agent password=..."
-//!       --approvals http://127.0.0.1:PORT --approver approver:password
+//!       --approvals http://127.0.0.1:PORT --approver-token-file FILE
 //!       --sql "SELECT id FROM bench_held" [--iterations 200]
+//!
+//! The approver presents an OIDC access token, as in production (a static
+//! identity's password would add an Argon2 verification to every call).
 
 // tonic's `Status` is the error type of its interceptors.
 #![allow(clippy::result_large_err)]
 
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use futures_util::StreamExt;
 use tokio_postgres::SimpleQueryMessage;
 use vigil_proto::approvals as pb;
@@ -45,7 +47,12 @@ fn args() -> Args {
         match flag.as_str() {
             "--pg" => a.pg = value,
             "--approvals" => a.approvals = value,
-            "--approver" => a.approver = value,
+            "--approver-token-file" => {
+                a.approver = std::fs::read_to_string(&value)
+                    .expect("read --approver-token-file")
+                    .trim()
+                    .to_string()
+            }
             "--sql" => a.sql = value,
             "--iterations" => a.iterations = value.parse().expect("--iterations N"),
             other => panic!("unknown flag {other}"),
@@ -71,12 +78,8 @@ async fn main() {
     tokio::spawn(conn);
     let pg = std::sync::Arc::new(pg);
 
-    let auth: tonic::metadata::AsciiMetadataValue = format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(&a.approver)
-    )
-    .parse()
-    .unwrap();
+    let auth: tonic::metadata::AsciiMetadataValue =
+        format!("Bearer {}", a.approver).parse().unwrap();
     let channel = tonic::transport::Endpoint::from_shared(a.approvals.clone())
         .unwrap()
         .connect()

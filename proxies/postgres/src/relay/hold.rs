@@ -315,12 +315,7 @@ impl Frontend {
         match held {
             Held::Query => self.refuse(seq, refusal, out),
             Held::Execute { .. } => {
-                let probe = self
-                    .shared
-                    .refusals
-                    .lock()
-                    .expect("refusals lock")
-                    .probe(refusal);
+                let probe = self.probe_for(refusal);
                 self.tracker().push_refused_parse(seq);
                 // A named probe: its failure creates nothing and leaves the
                 // client's unnamed statement alone.

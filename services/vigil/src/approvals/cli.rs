@@ -139,6 +139,7 @@ async fn run_async(args: ApprovalsArgs) -> anyhow::Result<()> {
             Ok(req)
         });
     let refused = |s: tonic::Status| anyhow::anyhow!("{}", s.message());
+    let approving = matches!(args.command, ApprovalsCommand::Approve { .. });
     match args.command {
         ApprovalsCommand::List { state, limit } => {
             let ops = client
@@ -165,30 +166,21 @@ async fn run_async(args: ApprovalsArgs) -> anyhow::Result<()> {
         ApprovalsCommand::Approve {
             operation_id,
             reason,
-        } => {
-            let op = client
-                .approve(pb::DecideRequest {
-                    operation_id,
-                    reason,
-                })
-                .await
-                .map_err(refused)?
-                .into_inner();
-            println!("{}", after_vote(&op));
         }
-        ApprovalsCommand::Deny {
+        | ApprovalsCommand::Deny {
             operation_id,
             reason,
         } => {
-            let op = client
-                .deny(pb::DecideRequest {
-                    operation_id,
-                    reason,
-                })
-                .await
-                .map_err(refused)?
-                .into_inner();
-            println!("{}", after_vote(&op));
+            let request = pb::DecideRequest {
+                operation_id,
+                reason,
+            };
+            let reply = if approving {
+                client.approve(request).await
+            } else {
+                client.deny(request).await
+            };
+            println!("{}", after_vote(&reply.map_err(refused)?.into_inner()));
         }
         ApprovalsCommand::Watch => {
             let mut stream = client
