@@ -655,6 +655,38 @@ fn a_signed_callback_decides_and_a_forged_or_replayed_one_does_not() {
         .0,
         401
     );
+    // Correctly signed but malformed: a clear 400, nothing decided.
+    for (bad, expected) in [
+        (&b"{not json"[..], "bad body"),
+        (
+            &br#"{"operation_id":"x","verdict":"maybe","approver":"U1"}"#[..],
+            "verdict must be",
+        ),
+        (
+            &br#"{"operation_id":"x","verdict":"approve","approver":" "}"#[..],
+            "approver is empty",
+        ),
+        (
+            &br#"{"operation_id":"x","verdict":"approve","approver":"U1","extra":1}"#[..],
+            "unknown field",
+        ),
+    ] {
+        let sig = format!("v1={}", hmac_hex(CALLBACK_SECRET, &now, bad));
+        let reply = ureq::post(&url)
+            .set("X-Vigil-Timestamp", &now)
+            .set("X-Vigil-Signature", &sig)
+            .send_bytes(bad);
+        match reply {
+            Err(ureq::Error::Status(400, r)) => {
+                let text = r.into_string().unwrap_or_default();
+                assert!(text.contains(expected), "{text}");
+            }
+            other => panic!(
+                "expected 400 for {:?}: {other:?}",
+                String::from_utf8_lossy(bad)
+            ),
+        }
+    }
     let good = format!("v1={}", hmac_hex(CALLBACK_SECRET, &now, &body));
     let (status, text) = post(&now, &good);
     assert_eq!(status, 200, "{text}");
