@@ -145,6 +145,13 @@ pub fn approver_of(identity: &VerifiedIdentity) -> Approver {
     }
 }
 
+/// Who may see an operation: its approvers, and the agent who asked. Any
+/// other holder of a valid token learns nothing, not even that it exists
+/// (statements are masked, but who ran what, where, is itself sensitive).
+fn may_see(caller: &Approver, op: &Operation) -> bool {
+    caller.in_any(&op.hold.approver_groups) || caller.principal == op.hold.requester
+}
+
 /// The gRPC status for a refused request: the message says what to do.
 pub fn status_of(e: ServiceError) -> Status {
     use vigil_approvals::{DecideError, GrantError};
@@ -260,14 +267,16 @@ impl Approvals for ApprovalsGrpc {
         &self,
         request: Request<pb::ListRequest>,
     ) -> Result<Response<pb::ListResponse>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let r = request.into_inner();
         let state = parse_state(&r.state)?;
         let limit = if r.limit == 0 { 100 } else { r.limit as usize };
         let operations = self
             .service
-            .operations(state, limit)
+            .operations(state, usize::MAX)
             .iter()
+            .filter(|op| may_see(&caller, op))
+            .take(limit)
             .map(to_pb)
             .collect();
         Ok(Response::new(pb::ListResponse { operations }))
@@ -277,10 +286,12 @@ impl Approvals for ApprovalsGrpc {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::Operation>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         let id = request.into_inner().operation_id;
+        // Someone who may not see it is told the same as for no operation.
         self.service
             .operation(&id)
+            .filter(|op| may_see(&caller, op))
             .map(|op| Response::new(to_pb(&op)))
             .ok_or_else(|| Status::not_found(format!("there is no operation {id}")))
     }
@@ -305,13 +316,15 @@ impl Approvals for ApprovalsGrpc {
         &self,
         request: Request<pb::WatchRequest>,
     ) -> Result<Response<WatchStream>, Status> {
-        self.caller(&request).await?;
+        let caller = self.caller(&request).await?;
         // Subscribe before reading what is pending, so nothing falls between.
         let mut feed = self.service.subscribe();
-        let pending = self.service.operations(Some(State::Pending), usize::MAX);
+        let mut pending = self.service.operations(Some(State::Pending), usize::MAX);
+        pending.retain(|op| may_see(&caller, op));
         let stream = async_stream(pending, move |tx| async move {
             loop {
                 match feed.recv().await {
+                    Ok(op) if !may_see(&caller, &op) => {}
                     Ok(op) => {
                         if tx.send(Ok(to_pb(&op))).await.is_err() {
                             return;
@@ -449,8 +462,21 @@ impl Approvals for ApprovalsGrpc {
         &self,
         request: Request<pb::ListGrantsRequest>,
     ) -> Result<Response<pb::ListGrantsResponse>, Status> {
-        self.caller(&request).await?;
-        let grants = self.service.grants().iter().map(grant_to_pb).collect();
+        let caller = self.caller(&request).await?;
+        let grants = self
+            .service
+            .grants()
+            .iter()
+            .filter(|g| {
+                g.grantee == caller.principal
+                    || g.issued_by == caller.principal
+                    || self
+                        .service
+                        .rule(&g.rule)
+                        .is_some_and(|r| caller.in_any(&r.approver_groups))
+            })
+            .map(grant_to_pb)
+            .collect();
         Ok(Response::new(pb::ListGrantsResponse { grants }))
     }
 }

@@ -181,6 +181,11 @@ impl ApprovalService {
         ops
     }
 
+    /// What policy says about granting `rule`.
+    pub fn rule(&self, rule: &str) -> Option<&GrantRule> {
+        self.rules.get(rule)
+    }
+
     pub fn grants(&self) -> Vec<Grant> {
         let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
         book.grants().cloned().collect()
