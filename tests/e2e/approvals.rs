@@ -489,6 +489,22 @@ fn approvers_must_be_in_an_approver_group_and_never_approve_themselves() {
         "{}",
         show(&out)
     );
+    // Someone outside the approver groups does not see the operation at all.
+    let out = s.approvals("carol", &["list", "--state", "all"]);
+    assert_eq!(stdout(&out), "no operations", "{}", show(&out));
+    let out = s.approvals("carol", &["show", &id]);
+    assert!(
+        stderr(&out).contains("there is no operation"),
+        "{}",
+        show(&out)
+    );
+    // The agent who asked sees its own.
+    let out = s.approvals("dual", &["show", &id]);
+    assert!(
+        stdout(&out).contains("state      pending"),
+        "{}",
+        show(&out)
+    );
     // No token at all: refused before anything is looked at.
     let out = Command::new(vigil_bin())
         .args([
