@@ -365,6 +365,13 @@ impl Fatal {
     }
 }
 
+/// Whether a Parse of `name` replaces what the name holds upstream: the
+/// unnamed statement always is replaced; a named one that exists is not
+/// (the server refuses the Parse with 42P05 and keeps the first).
+fn parse_replaces(existed: bool, name: &str) -> bool {
+    name.is_empty() || !existed
+}
+
 /// The stricter of two verdicts, with the smaller row limit.
 fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
     let mut v = if b.outcome > a.outcome {
@@ -448,11 +455,33 @@ impl Frontend {
                         verdict = Arc::new(stricter(old, &verdict));
                     }
                 }
-                self.verdicts
-                    .insert(parse.statement.clone(), verdict.clone());
-                // A statement held for review is parsed upstream (Parse runs
-                // nothing) and held at its Execute.
-                if verdict.outcome.forwards() || self.reviewer(&verdict).is_some() {
+                let existed = self
+                    .verdicts
+                    .insert(parse.statement.clone(), verdict.clone())
+                    .is_some();
+                // Held before the Parse reaches the server: SQL nobody has
+                // approved never exists upstream, not even as a prepared
+                // statement (the proxy's idea of what a name holds can lag
+                // behind the server's after an error skips messages).
+                if let Some(review) = self.reviewer(&verdict) {
+                    let seq = shared.session.next_statement_seq();
+                    let request = Request {
+                        statement_seq: seq,
+                        statement: parse.query.clone(),
+                        protocol_path: "extended_parse".into(),
+                        statement_name: parse.statement.clone(),
+                        ..Default::default()
+                    };
+                    let held = Held::Parse {
+                        statement: parse.statement,
+                        query: parse.query,
+                        replaces: parse_replaces(existed, &request.statement_name),
+                    };
+                    return self
+                        .hold(frame, held, request, &verdict, review, out, io)
+                        .await;
+                }
+                if verdict.outcome.forwards() {
                     {
                         let mut tracker = self.tracker();
                         tracker.on_parse(parse.statement, parse.query);
@@ -528,20 +557,6 @@ impl Frontend {
                         Arc::new(self.unclassifiable("an Execute of an unknown statement"))
                     });
                 let fresh = self.fresh_portals.remove(&portal);
-                if let Some(review) = self.reviewer(&verdict) {
-                    let request = Request {
-                        statement_seq: seq,
-                        statement,
-                        protocol_path: "extended".into(),
-                        statement_name,
-                        portal_name: portal.clone(),
-                        parameters,
-                    };
-                    let held = Held::Execute { portal, fresh };
-                    return self
-                        .hold(frame, held, request, &verdict, review, out, io)
-                        .await;
-                }
                 let mut attrs = shared.run_attrs(&verdict);
                 attrs.portal = Some((portal.clone(), fresh));
                 if attrs.mask {

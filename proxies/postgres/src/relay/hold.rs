@@ -42,12 +42,17 @@ const MAX_BUFFERED_WHILE_HELD: usize = 1 << 20;
 pub(super) enum Held {
     /// A simple Query: forwarded as is, or a probe Query in its place.
     Query,
-    /// An Execute of `portal` (extended protocol; its Parse and Bind went
-    /// upstream already, and ran nothing): forwarded with the proxy's own
-    /// Describe when masking needs it, or a probe Parse in its place, whose
-    /// error makes the server skip to the Sync exactly as a failed Execute
-    /// would.
-    Execute { portal: String, fresh: bool },
+    /// A Parse (extended protocol), held before it reaches the server:
+    /// forwarded on approval (and the name's verdict becomes the released
+    /// one, so its Executes run masked without another hold), or a probe
+    /// Parse in its place, whose error makes the server skip to the Sync
+    /// exactly as for any refused Parse. `replaces`: whether the Parse
+    /// replaces what the name holds upstream.
+    Parse {
+        statement: String,
+        query: String,
+        replaces: bool,
+    },
 }
 
 /// What ended the wait.
@@ -92,7 +97,7 @@ impl Frontend {
         Some((approvals, settings))
     }
 
-    /// A Query or Execute that policy holds for review; `request` is its
+    /// A Query or Parse that policy holds for review; `request` is its
     /// Request event and `sql` the statement it runs.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn hold(
@@ -105,20 +110,35 @@ impl Frontend {
         out: &mut BytesMut,
         io: &mut Io<'_>,
     ) -> Result<Forward, Fatal> {
+        // Listening for a cancel from the start: a CancelRequest that comes
+        // while the hold is being recorded must not be lost
+        // (`notify_waiters` keeps no permit for later listeners).
+        let hold_cancel = self.hold_cancel.clone().unwrap_or_default();
+        let cancelled = hold_cancel.notified();
+        tokio::pin!(cancelled);
+        cancelled.as_mut().enable();
         let shared = self.shared.clone();
         let session = &shared.session;
         let seq = request.statement_seq;
         let sql = request.statement.clone();
         let request = Kind::Request(request);
 
-        let grant = approvals
-            .covering_grant(GrantQuery {
-                subject: self.identity.subject.clone(),
-                issuer: self.identity.issuer.clone(),
-                connection: session.connection().to_string(),
-                rule: verdict.rule.clone(),
-            })
-            .await;
+        // Rules that allow no grants (quorum above one, or max_grant 0) are
+        // not asked about: the proxy's own policy decides that, whatever
+        // the service's rule table says.
+        let grantable = settings.quorum <= 1 && !settings.max_grant.is_zero();
+        let grant = if grantable {
+            approvals
+                .covering_grant(GrantQuery {
+                    subject: self.identity.subject.clone(),
+                    issuer: self.identity.issuer.clone(),
+                    connection: session.connection().to_string(),
+                    rule: verdict.rule.clone(),
+                })
+                .await
+        } else {
+            Ok(None)
+        };
         match grant {
             Ok(Some(grant_id)) => {
                 let released = released(
@@ -193,20 +213,19 @@ impl Frontend {
             reason: "the client's session ended while the statement waited",
             armed: true,
         };
+        // A safety net: whatever the service does, nothing waits much past
+        // the operation's expiry.
+        let give_up = tokio::time::sleep(settings.ttl + Duration::from_secs(10));
+        tokio::pin!(give_up);
         let waited = {
-            let hold_cancel = self.hold_cancel.clone();
-            let cancelled = async move {
-                match hold_cancel {
-                    Some(n) => n.notified().await,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::pin!(cancelled);
             let mut hold = approvals.hold(pending);
             loop {
                 tokio::select! {
                     r = &mut hold => break Waited::Closed(r),
                     _ = &mut cancelled => break Waited::Cancelled,
+                    _ = &mut give_up => break Waited::Closed(Err(ApprovalUnavailable(
+                        "no decision arrived by the operation's expiry".into(),
+                    ))),
                     n = io.client.read_buf(io.buf), if io.buf.len() < MAX_BUFFERED_WHILE_HELD => match n {
                         Ok(0) | Err(_) => break Waited::Disconnected,
                         Ok(_) => continue,
@@ -289,7 +308,7 @@ impl Frontend {
 
     /// Forwards the held message under the verdict it runs with now.
     fn release(
-        &self,
+        &mut self,
         frame: &Frame,
         held: Held,
         verdict: &Arc<Verdict>,
@@ -298,14 +317,20 @@ impl Frontend {
     ) {
         match held {
             Held::Query => self.forward_or_probe(frame, verdict, seq, out),
-            Held::Execute { portal, fresh } => {
-                let mut attrs = self.shared.run_attrs(verdict);
-                if attrs.mask {
-                    attrs.own_describe = true;
-                    out.extend_from_slice(&results::describe_portal(&portal));
+            Held::Parse {
+                statement,
+                query,
+                replaces,
+            } => {
+                // A named statement that already exists keeps its stricter
+                // (review) verdict: the server keeps the old statement.
+                if replaces {
+                    self.verdicts.insert(statement.clone(), verdict.clone());
                 }
-                attrs.portal = Some((portal, fresh));
-                self.tracker().push_execute_with(seq, attrs);
+                let mut tracker = self.tracker();
+                tracker.on_parse(statement, query);
+                tracker.push_step();
+                drop(tracker);
                 out.extend_from_slice(&frame.raw);
             }
         }
@@ -314,15 +339,15 @@ impl Frontend {
     fn refuse_held(&self, held: Held, seq: u64, refusal: Refusal, out: &mut BytesMut) {
         match held {
             Held::Query => self.refuse(seq, refusal, out),
-            Held::Execute { .. } => {
+            Held::Parse {
+                statement, query, ..
+            } => {
                 let probe = self.probe_for(refusal);
-                self.tracker().push_refused_parse(seq);
-                // A named probe: its failure creates nothing and leaves the
-                // client's unnamed statement alone.
-                out.extend_from_slice(&results::parse_message(
-                    &format!("vigil_held_{seq}"),
-                    &probe,
-                ));
+                let mut tracker = self.tracker();
+                tracker.on_parse(statement.clone(), query);
+                tracker.push_refused_parse(seq);
+                drop(tracker);
+                out.extend_from_slice(&results::parse_message(&statement, &probe));
             }
         }
     }

@@ -243,6 +243,10 @@ impl ApprovalService {
         Ok(op)
     }
 
+    /// One approver's vote. Runs to the end in a task of its own, so that
+    /// a caller who goes away (a cancelled gRPC call, a closed callback
+    /// connection) cannot leave a recorded decision untold to the proxy
+    /// that waits for it.
     pub async fn decide(
         self: &Arc<Self>,
         id: &str,
@@ -250,7 +254,19 @@ impl ApprovalService {
         verdict: Verdict,
         reason: String,
     ) -> Result<(Decided, Operation), ServiceError> {
-        let id = id.to_string();
+        let (me, id) = (self.clone(), id.to_string());
+        tokio::spawn(async move { me.decide_now(id, approver, verdict, reason).await })
+            .await
+            .map_err(|e| ServiceError::Stopped(e.to_string()))?
+    }
+
+    async fn decide_now(
+        self: &Arc<Self>,
+        id: String,
+        approver: Approver,
+        verdict: Verdict,
+        reason: String,
+    ) -> Result<(Decided, Operation), ServiceError> {
         let result = self
             .with_book({
                 let id = id.clone();
@@ -280,8 +296,19 @@ impl ApprovalService {
         result
     }
 
+    /// Withdraws a pending operation (in a task of its own, as `decide`).
     pub async fn withdraw(self: &Arc<Self>, id: &str, reason: &str) -> Result<(), ServiceError> {
-        let (id, reason) = (id.to_string(), reason.to_string());
+        let (me, id, reason) = (self.clone(), id.to_string(), reason.to_string());
+        tokio::spawn(async move { me.withdraw_now(id, reason).await })
+            .await
+            .map_err(|e| ServiceError::Stopped(e.to_string()))?
+    }
+
+    async fn withdraw_now(
+        self: &Arc<Self>,
+        id: String,
+        reason: String,
+    ) -> Result<(), ServiceError> {
         let withdrawn = self
             .with_book({
                 let id = id.clone();

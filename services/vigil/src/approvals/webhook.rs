@@ -329,7 +329,7 @@ async fn decide(
         return (StatusCode::UNAUTHORIZED, "bad signature\n".into());
     }
     let now = unix_secs();
-    if (now - ts).abs() > MAX_SKEW_SECS {
+    if now.abs_diff(ts) > MAX_SKEW_SECS as u64 {
         return (
             StatusCode::UNAUTHORIZED,
             format!("timestamp is more than {MAX_SKEW_SECS} s from now\n"),
@@ -339,7 +339,9 @@ async fn decide(
         .seen
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .first_time(ts, &signature, now)
+        // Keyed on the signature as verified (case and spaces do not make
+        // a captured request new).
+        .first_time(ts, &signature.trim().to_ascii_lowercase(), now)
     {
         return (
             StatusCode::CONFLICT,
