@@ -191,18 +191,23 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         let kafka = kafka.clone().context("no Kafka")?;
         let section = config.approvals.as_ref().context("no [approvals]")?;
         let auth = authenticator_with_keys(&config).await?;
-        let service = start_approvals(&config, section, sink, auth, false, &mut tasks).await?;
+        let service = start_approvals(&config, section, &[], sink, auth, false, &mut tasks).await?;
         consume_holds(&kafka, service, &mut tasks)?;
     }
     if matches!(roles, Roles::All | Roles::Proxy) {
         let sink = sink.context("no event sink")?;
         let auth = authenticator_with_keys(&config).await?;
+        // Loaded once: the listeners, and the review rules the in-process
+        // approval service decides, come from the same policies.
+        let proxies = config.proxies()?;
         let approvals: Option<Arc<dyn Approvals>> =
             match (&config.approvals, &config.approval_service) {
                 (Some(section), _) if roles == Roles::All => {
+                    let policies: Vec<_> = proxies.iter().map(|(_, p)| p.policy.clone()).collect();
                     let service = start_approvals(
                         &config,
                         section,
+                        &policies,
                         sink.clone(),
                         auth.clone(),
                         true,
@@ -216,7 +221,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
-        start_proxies(&config, auth, sink, approvals, &mut tasks).await?;
+        start_proxies(proxies, auth, sink, approvals, &mut tasks).await?;
     }
 
     println!("{}", config.summary());
@@ -464,11 +469,14 @@ fn consume_holds(
 }
 
 /// Starts an approval service in this process: its book, the approvers'
-/// gRPC API, webhooks and the signed callback. `in_process`: the proxies
-/// run here too (`vigil up`).
+/// gRPC API, webhooks and the signed callback. `listener_policies`: the
+/// policies of the proxies in this process (their review rules can be
+/// granted); `in_process`: the proxies run here too (`vigil up`).
+#[allow(clippy::too_many_arguments)]
 async fn start_approvals(
     config: &Config,
     section: &ApprovalsSection,
+    listener_policies: &[Arc<vigil_proxy_core::policy::Policy>],
     sink: Arc<dyn EventSink>,
     auth: vigil_proxy_core::Authenticator,
     in_process: bool,
@@ -502,10 +510,7 @@ async fn start_approvals(
         });
     }
     let hooks = (!targets.is_empty()).then(|| webhook::Webhooks::start(targets));
-    let mut policies: Vec<Arc<vigil_proxy_core::policy::Policy>> = Vec::new();
-    if in_process {
-        policies.extend(config.proxies()?.into_iter().map(|(_, p)| p.policy));
-    }
+    let mut policies = listener_policies.to_vec();
     for spec in &section.policies {
         policies.push(
             crate::policy_setup::load_policy(spec)
@@ -554,14 +559,14 @@ async fn start_approvals(
 
 /// Binds every PostgreSQL listener, then serves them all.
 async fn start_proxies(
-    config: &Config,
+    proxies: Vec<(SocketAddr, vigil_proxy_postgres::ProxyConfig)>,
     auth: vigil_proxy_core::Authenticator,
     sink: Arc<dyn EventSink>,
     approvals: Option<Arc<dyn Approvals>>,
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let mut pg_listeners = Vec::new();
-    for (addr, mut proxy_config) in config.proxies()? {
+    for (addr, mut proxy_config) in proxies {
         proxy_config.approvals = approvals.clone();
         let listener = bind(addr, &format!("postgres \"{}\"", proxy_config.name)).await?;
         pg_listeners.push((listener, proxy_config));

@@ -20,7 +20,7 @@
 //! system names them, under the callback's own issuer (`webhook:<name>`)
 //! and groups: the book still refuses self-approval and double votes.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -127,7 +127,9 @@ pub struct Target {
 /// up only itself.
 pub struct Webhooks {
     queues: Vec<(String, tokio::sync::mpsc::Sender<serde_json::Value>)>,
-    pub failures: Arc<AtomicU64>,
+    /// Notifications not delivered since the start (every log line of a
+    /// loss says the running total).
+    failures: Arc<AtomicU64>,
 }
 
 impl Webhooks {
@@ -149,8 +151,8 @@ impl Webhooks {
         let body = payload(op);
         for (url, q) in &self.queues {
             if q.try_send(body.clone()).is_err() {
-                self.failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(url = %redact_url(url), operation = %op.id(), "webhook queue full: notification dropped");
+                let lost = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::error!(url = %redact_url(url), operation = %op.id(), lost, "webhook queue full: notification dropped");
             }
         }
     }
@@ -227,8 +229,8 @@ async fn deliver_loop(
             }
         }
         if !delivered {
-            failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(url = %redact_url(&target.url), %operation, tries = TRIES, "webhook notification not delivered; giving up");
+            let lost = failures.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(url = %redact_url(&target.url), %operation, tries = TRIES, lost, "webhook notification not delivered; giving up");
         }
     }
 }
@@ -255,7 +257,7 @@ struct CallbackBody {
 #[derive(Default)]
 struct SeenSignatures {
     order: VecDeque<(i64, String)>,
-    set: HashMap<String, i64>,
+    set: HashSet<String>,
 }
 
 impl SeenSignatures {
@@ -268,10 +270,9 @@ impl SeenSignatures {
             let (_, s) = self.order.pop_front().expect("front exists");
             self.set.remove(&s);
         }
-        if self.set.contains_key(sig) {
+        if !self.set.insert(sig.to_string()) {
             return false;
         }
-        self.set.insert(sig.to_string(), ts);
         self.order.push_back((ts.max(now), sig.to_string()));
         true
     }
