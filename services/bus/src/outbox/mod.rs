@@ -16,13 +16,14 @@
 //! deletion not yet on disk): the ledger's deduplication by event id makes
 //! those copies harmless.
 
+mod fresh;
 pub mod shipper;
 pub mod sink;
 pub mod store;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     head: watch::Sender<u64>,
     /// The first sequence number the outbox held when it was opened.
     first_at_open: u64,
+    /// The newest synced events, for the shipper to take without a read.
+    fresh: Mutex<fresh::Fresh>,
     limits: OutboxLimits,
 }
 
@@ -93,6 +96,7 @@ impl Outbox {
                 waiting_bytes: AtomicU64::new(state.bytes),
                 head,
                 first_at_open: state.first,
+                fresh: Mutex::new(fresh::Fresh::new(state.next)),
                 limits,
             }),
         })

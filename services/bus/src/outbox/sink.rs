@@ -101,10 +101,26 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: mpsc::
         let first = *shared.head.borrow();
         let n = accepted.len() as u64;
         let writer = store.clone();
-        let written = tokio::task::spawn_blocking(move || writer.append(first, &accepted)).await;
+        let written = tokio::task::spawn_blocking(move || {
+            let result = writer.append(first, &accepted);
+            (result, accepted)
+        })
+        .await;
         let result = match written {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
+            Ok((Ok(()), accepted)) => {
+                let total: u64 = acks.iter().map(|(_, s)| s).sum();
+                shared.waiting_events.fetch_add(n, Ordering::SeqCst);
+                shared.waiting_bytes.fetch_add(total, Ordering::SeqCst);
+                // In memory for the shipper before the head says it exists.
+                shared
+                    .fresh
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(first, accepted);
+                shared.head.send_replace(first + n);
+                Ok(())
+            }
+            Ok((Err(e), _)) => {
                 tracing::error!(error = %e, "cannot write the audit outbox");
                 Err(SinkError::Unavailable(format!(
                     "cannot write the audit outbox: {e}"
@@ -115,12 +131,6 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: mpsc::
                 Err(SinkError::Unavailable("the outbox write failed".into()))
             }
         };
-        if result.is_ok() {
-            let total: u64 = acks.iter().map(|(_, s)| s).sum();
-            shared.waiting_events.fetch_add(n, Ordering::SeqCst);
-            shared.waiting_bytes.fetch_add(total, Ordering::SeqCst);
-            shared.head.send_replace(first + n);
-        }
         for (ack, _) in acks {
             let _ = ack.send(result.clone());
         }

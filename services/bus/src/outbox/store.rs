@@ -56,6 +56,8 @@ pub enum OutboxError {
     Read(rocksdb::Error),
     #[error("outbox record {seq} is damaged ({what})")]
     Damaged { seq: u64, what: &'static str },
+    #[error("{0}")]
+    Task(String),
 }
 
 pub struct OutboxStore {
