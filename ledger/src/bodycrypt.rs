@@ -175,7 +175,9 @@ impl Keyring {
     pub fn seal(&self, index: u64, plaintext: &[u8]) -> Vec<u8> {
         let key = &self.keys[0];
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        // rand's thread-local CSPRNG (ChaCha12, seeded and reseeded from the
+        // OS) instead of a getrandom syscall for every nonce.
+        rand::thread_rng().fill_bytes(&mut nonce);
         let ad = aad(index);
         let ct = key
             .cipher
