@@ -11,9 +11,18 @@
 //!   event (a probe): the probe's leaf index comes from the ledger's gRPC
 //!   API, the checkpoint times from polling `/checkpoint` every 5 ms.
 //!
+//! - the CPU time each process took over the run (`--pids name=PID,...`,
+//!   read from /proc), per event: on two shared cores that is the budget.
+//!
 //! Usage: vigil-kafka-bench --bootstrap HOST:PORT --ledger-http URL
 //!        --ledger-grpc URL [--proxies 2] [--rate 25000] [--seconds 20]
-//!        [--property librdkafka.key=value ...]
+//!        [--property librdkafka.key=value ...] [--pids name=PID,...]
+//!
+//! Drain mode, to see the ledger's side alone (the script runs the steps):
+//! `--prefill N` produces N events straight into the topic (no outbox), then
+//! reads them all back with a consumer of its own (the broker's fetch rate)
+//! and exits; `--drain N` then waits for a ledger started afterwards to
+//! cover N events with a signed checkpoint and reports its rate.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -37,6 +46,13 @@ struct Args {
     seconds: u64,
     /// librdkafka properties for the proxies' producers (`--property k=v`).
     properties: Vec<(String, String)>,
+    /// Processes whose CPU time to report, besides this one.
+    pids: Vec<(String, u32)>,
+    prefill: Option<u64>,
+    drain: Option<u64>,
+    /// `--count-topic yes`: print how many messages and distinct event ids
+    /// the topic holds, and exit (a check of the broker).
+    count_topic: bool,
 }
 
 fn parse_args() -> Args {
@@ -48,6 +64,10 @@ fn parse_args() -> Args {
         rate: 25_000,
         seconds: 20,
         properties: Vec::new(),
+        pids: Vec::new(),
+        prefill: None,
+        drain: None,
+        count_topic: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -59,6 +79,15 @@ fn parse_args() -> Args {
             "--proxies" => args.proxies = value.parse().expect("--proxies N"),
             "--rate" => args.rate = value.parse().expect("--rate events/s"),
             "--seconds" => args.seconds = value.parse().expect("--seconds N"),
+            "--prefill" => args.prefill = Some(value.parse().expect("--prefill N")),
+            "--drain" => args.drain = Some(value.parse().expect("--drain N")),
+            "--count-topic" => args.count_topic = value == "yes",
+            "--pids" => {
+                for pair in value.split(',').filter(|p| !p.is_empty()) {
+                    let (name, pid) = pair.split_once('=').expect("--pids name=PID,...");
+                    args.pids.push((name.into(), pid.parse().expect("a PID")));
+                }
+            }
             "--property" => {
                 let (k, v) = value.split_once('=').expect("--property key=value");
                 args.properties.push((k.into(), v.into()));
@@ -66,9 +95,12 @@ fn parse_args() -> Args {
             other => panic!("unknown flag {other}"),
         }
     }
+    assert!(!args.bootstrap.is_empty(), "--bootstrap is required");
     assert!(
-        !args.bootstrap.is_empty() && !args.ledger_http.is_empty() && !args.ledger_grpc.is_empty(),
-        "--bootstrap, --ledger-http and --ledger-grpc are required"
+        args.prefill.is_some()
+            || args.count_topic
+            || (!args.ledger_http.is_empty() && !args.ledger_grpc.is_empty()),
+        "--ledger-http and --ledger-grpc are required"
     );
     args
 }
@@ -112,14 +144,21 @@ fn event(session: &str, seq: u64) -> Event {
 /// same events sent as fast as possible with the proxies' producer settings
 /// (idempotent, acks=all) to a topic of their own, no outbox, no ledger.
 async fn broker_baseline(settings: &KafkaSettings, n: u64) -> f64 {
-    use vigil_bus::kafka::producer::SendError;
-    use vigil_proto::Message as _;
     let mut settings = settings.clone();
     settings.topic = "vigil.bench-baseline".into();
     vigil_bus::kafka::ensure_topic(&settings, Duration::from_secs(10))
         .await
         .expect("baseline topic");
-    let producer = vigil_bus::kafka::Producer::new(&settings, "bench-baseline").expect("producer");
+    produce(&settings, n, "bench-baseline", false).await
+}
+
+/// Sends `n` bench events to the settings' topic as fast as the producer
+/// takes them; returns events/s. `fresh`: every event new (its own id, so
+/// the ledger keeps each); otherwise 1,000 made up front are sent round.
+async fn produce(settings: &KafkaSettings, n: u64, client_id: &str, fresh: bool) -> f64 {
+    use vigil_bus::kafka::producer::SendError;
+    use vigil_proto::Message as _;
+    let producer = vigil_bus::kafka::Producer::new(settings, client_id).expect("producer");
     let events: Vec<(String, Vec<u8>)> = (0..1000)
         .map(|i| {
             let e = event(&uuid::Uuid::now_v7().to_string(), i);
@@ -127,27 +166,189 @@ async fn broker_baseline(settings: &KafkaSettings, n: u64) -> f64 {
         })
         .collect();
     let began = Instant::now();
-    let mut inflight = std::collections::VecDeque::new();
-    let mut sent = 0;
+    let (mut sent, mut reported) = (0u64, 0u64);
     while sent < n {
-        let (key, payload) = &events[(sent % 1000) as usize];
-        match producer.send(key.as_bytes(), payload) {
-            Ok(d) => {
-                inflight.push_back(d);
-                sent += 1;
-            }
-            Err(SendError::QueueFull) => {
-                let d: rdkafka::producer::DeliveryFuture =
-                    inflight.pop_front().expect("a full queue has deliveries");
-                d.await.expect("delivery").expect("delivered");
-            }
+        let made;
+        let (key, payload) = if fresh {
+            let e = event(
+                &format!("prefill-{}", sent / EVENTS_PER_SESSION),
+                sent % EVENTS_PER_SESSION,
+            );
+            made = (e.session_id.clone(), e.encode_to_vec());
+            &made
+        } else {
+            &events[(sent % 1000) as usize]
+        };
+        match producer.send(sent, key.as_bytes(), payload) {
+            Ok(()) => sent += 1,
+            Err(SendError::QueueFull) => reported += count_delivered(producer.reports().await),
             Err(SendError::Other(e)) => panic!("baseline send: {e}"),
         }
     }
-    for d in inflight {
-        d.await.expect("delivery").expect("delivered");
+    while reported < n {
+        reported += count_delivered(producer.reports().await);
     }
     n as f64 / began.elapsed().as_secs_f64()
+}
+
+/// Reads the whole events topic with a consumer of its own (until it is
+/// quiet for 5 s): messages, and distinct event ids among them.
+fn count_topic(settings: &KafkaSettings) -> (u64, usize) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message as _;
+    use vigil_proto::Message as _;
+    let consumer: BaseConsumer = settings
+        .client_config("bench-audit")
+        .set("group.id", format!("bench-audit-{}", uuid::Uuid::now_v7()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&settings.topic]).expect("subscribe");
+    let mut ids = std::collections::HashSet::new();
+    let mut messages = 0;
+    let mut quiet_since = Instant::now();
+    while quiet_since.elapsed() < Duration::from_secs(5) {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            messages += 1;
+            quiet_since = Instant::now();
+            if let Ok(e) = Event::decode(m.payload().unwrap_or_default()) {
+                ids.insert(e.event_id);
+            }
+        }
+    }
+    (messages, ids.len())
+}
+
+fn count_delivered(reports: Vec<vigil_bus::kafka::producer::Report>) -> u64 {
+    for r in &reports {
+        r.result.as_ref().expect("delivered");
+    }
+    reports.len() as u64
+}
+
+/// CPU seconds (user + system) a process has used so far, from
+/// /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: count from its ")".
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// CPU time of this process and of `--pids`, sampled at the start of a run.
+struct CpuMeter {
+    procs: Vec<(String, String, f64)>,
+    began: Instant,
+}
+
+impl CpuMeter {
+    fn start(pids: &[(String, u32)]) -> Self {
+        let mut procs = vec![("bench (proxies)".to_string(), "self".to_string())];
+        procs.extend(pids.iter().map(|(n, p)| (n.clone(), p.to_string())));
+        Self {
+            procs: procs
+                .into_iter()
+                .map(|(n, p)| {
+                    let c = cpu_seconds(&p).unwrap_or(f64::NAN);
+                    (n, p, c)
+                })
+                .collect(),
+            began: Instant::now(),
+        }
+    }
+
+    /// Prints cores used and CPU microseconds per event, per process.
+    fn report(&self, events: u64) {
+        let wall = self.began.elapsed().as_secs_f64();
+        let mut total_us = 0.0;
+        for (name, pid, at_start) in &self.procs {
+            let used = cpu_seconds(pid).unwrap_or(f64::NAN) - at_start;
+            let us = used * 1e6 / events as f64;
+            total_us += us;
+            println!(
+                "cpu {name}: {used:.1} s over {wall:.1} s ({:.2} cores), {us:.1} us per event",
+                used / wall
+            );
+        }
+        println!("cpu all measured processes: {total_us:.1} us per event");
+    }
+}
+
+/// Prefill: `n` events straight into the events topic with the proxies'
+/// producer (no outbox), then read back by a consumer of its own: how fast
+/// the broker serves a backlog, with no ledger behind it.
+async fn prefill(settings: &KafkaSettings, n: u64) {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Message as _;
+    vigil_bus::kafka::ensure_topic(settings, Duration::from_secs(10))
+        .await
+        .expect("events topic");
+    let rate = produce(settings, n, "bench-prefill", true).await;
+    println!(
+        "prefill: {n} events into {} at {rate:.0} events/s",
+        settings.topic
+    );
+    let consumer: BaseConsumer = settings
+        .client_config("bench-fetch")
+        .set("group.id", format!("bench-fetch-{}", uuid::Uuid::now_v7()))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create()
+        .expect("consumer");
+    consumer.subscribe(&[&settings.topic]).expect("subscribe");
+    let mut began = None;
+    let mut got = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while got < n && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            began.get_or_insert_with(Instant::now);
+            got += u64::from(m.payload().is_some());
+        }
+    }
+    let secs = began.map_or(f64::NAN, |b| b.elapsed().as_secs_f64());
+    println!(
+        "broker fetch baseline: a bare consumer read {got} events in {secs:.2} s: {:.0} events/s",
+        got as f64 / secs
+    );
+}
+
+/// Drain: a ledger started after the prefill works through the backlog;
+/// timed from the first checkpoint that shows progress to the one that
+/// covers all `n`.
+fn drain(args: &Args, n: u64) {
+    let http = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let cpu = CpuMeter::start(&args.pids);
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut first: Option<(Instant, u64)> = None;
+    let mut last = (Instant::now(), 0);
+    while last.1 < n {
+        assert!(
+            Instant::now() < deadline,
+            "the ledger never covered {n} events: {}",
+            last.1
+        );
+        if let Some(size) = checkpoint_size(&http, &args.ledger_http) {
+            if size > last.1 {
+                last = (Instant::now(), size);
+                first.get_or_insert(last);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (t0, s0) = first.expect("progress");
+    let secs = last.0.duration_since(t0).as_secs_f64();
+    println!(
+        "ledger drain: {} events from the first signed checkpoint to the last in {secs:.2} s: {:.0} events/s",
+        last.1 - s0,
+        (last.1 - s0) as f64 / secs
+    );
+    cpu.report(n);
 }
 
 fn checkpoint_size(client: &ureq::Agent, url: &str) -> Option<u64> {
@@ -171,6 +372,19 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() {
     let args = parse_args();
+    if args.count_topic {
+        let settings = KafkaSettings::new(args.bootstrap.clone(), "vigil.events");
+        let (messages, distinct) = tokio::task::block_in_place(|| count_topic(&settings));
+        println!("topic vigil.events: {messages} messages, {distinct} distinct event ids");
+        return;
+    }
+    if let Some(n) = args.prefill {
+        let settings = KafkaSettings::new(args.bootstrap.clone(), "vigil.events");
+        return prefill(&settings, n).await;
+    }
+    if let Some(n) = args.drain {
+        return tokio::task::block_in_place(|| drain(&args, n));
+    }
     let http = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(5))
         .build();
@@ -211,6 +425,7 @@ async fn main() {
         .collect();
     let per_proxy = args.rate / args.proxies as u64;
     let total_per_proxy = per_proxy * args.seconds;
+    let cpu = CpuMeter::start(&args.pids);
     let began = Instant::now();
     let mut publishers = Vec::new();
     for (p, dir) in dirs.iter().enumerate() {
@@ -273,14 +488,19 @@ async fn main() {
                 break at;
             }
         }
-        assert!(
-            Instant::now() < deadline,
-            "the ledger never caught up: {last:?} of {want}"
-        );
+        if Instant::now() >= deadline {
+            let (messages, distinct) = count_topic(&settings);
+            panic!(
+                "the ledger never caught up: checkpoint {last:?} of {want}; still in the outboxes: {:?}; \
+                 the topic holds {messages} messages, {distinct} distinct event ids",
+                outboxes.iter().map(|o| o.status()).collect::<Vec<_>>()
+            );
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     stop_polling.store(true, std::sync::atomic::Ordering::Relaxed);
     poller.join().unwrap();
+    cpu.report(total_per_proxy * args.proxies as u64);
     drop(outboxes);
 
     // Each probe's leaf index, then the first checkpoint that covers it.

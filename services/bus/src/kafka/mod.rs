@@ -66,7 +66,7 @@ impl KafkaSettings {
     }
 
     /// The settings every client shares, then the operator's own.
-    fn client_config(&self, client_id: &str) -> ClientConfig {
+    pub fn client_config(&self, client_id: &str) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.bootstrap)
             .set("client.id", client_id)
