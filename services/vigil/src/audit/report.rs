@@ -8,13 +8,25 @@ const MAX_LISTED: usize = 100;
 #[derive(Default)]
 pub struct Report {
     pub lines: Vec<String>,
+    /// Findings an auditor should read that do not make the log invalid
+    /// (e.g. a session whose events are not all in the log).
+    pub notes: Vec<String>,
     pub problems: Vec<String>,
     unlisted: u64,
+    unlisted_notes: u64,
 }
 
 impl Report {
     pub fn ok(&mut self, line: String) {
         self.lines.push(line);
+    }
+
+    pub fn note(&mut self, line: String) {
+        if self.notes.len() < MAX_LISTED {
+            self.notes.push(line);
+        } else {
+            self.unlisted_notes += 1;
+        }
     }
 
     pub fn problem(&mut self, line: String) {
@@ -35,6 +47,12 @@ impl Report {
         let mut out = String::new();
         for l in &self.lines {
             out.push_str(&format!("ok    {l}\n"));
+        }
+        for n in &self.notes {
+            out.push_str(&format!("note  {n}\n"));
+        }
+        if self.unlisted_notes > 0 {
+            out.push_str(&format!("note  ... and {} more\n", self.unlisted_notes));
         }
         for p in &self.problems {
             out.push_str(&format!("FAIL  {p}\n"));

@@ -278,6 +278,7 @@ fn check_bodies(
         .context("the minimum index is not a number")?;
     let (mut present, mut pruned) = (0u64, 0u64);
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    let mut streams: HashMap<String, Vec<u64>> = HashMap::new();
     let mut start = 0u64;
     while start < size {
         // Ask only for what the checkpoint covers: the log may have grown since.
@@ -307,9 +308,12 @@ fn check_bodies(
                 Served::Body { salt, body } => {
                     present += 1;
                     match check_body(leaf, &salt, &body) {
-                        Ok(_) => {
+                        Ok(event) => {
                             if let Some(l) = leaf {
                                 *kinds.entry(l.kind.clone()).or_default() += 1;
+                            }
+                            if !event.session_id.is_empty() {
+                                streams.entry(event.session_id).or_default().push(event.seq);
                             }
                         }
                         Err(why) => report.problem(format!("entry {index}: {why}")),
@@ -332,7 +336,58 @@ fn check_bodies(
     ));
     let by_kind: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
     report.ok(format!("events by kind: {}", by_kind.join(" ")));
+    check_continuity(streams, report);
     Ok(())
+}
+
+/// Every session (and approval operation or grant) numbers its events 0, 1,
+/// 2, ...: a number missing between two that are in the log is an event
+/// that was made and never recorded (refused by a full outbox, say), or
+/// that was lost on its way to the ledger (a broker that skipped a record).
+/// Neither makes the log invalid, so these are notes, not failures; the
+/// start of a stream may be pruned and its end is not knowable, so only
+/// gaps between recorded events count.
+fn check_continuity(streams: HashMap<String, Vec<u64>>, report: &mut Report) {
+    let total = streams.len();
+    let mut gaps: Vec<(String, u64, u64)> = streams
+        .into_iter()
+        .flat_map(|(stream, seqs)| {
+            sequence_gaps(seqs)
+                .into_iter()
+                .map(move |(a, b)| (stream.clone(), a, b))
+        })
+        .collect();
+    if gaps.is_empty() {
+        report.ok(format!(
+            "{total} sessions, operations and grants: no event missing between recorded ones"
+        ));
+        return;
+    }
+    gaps.sort();
+    let missing: u64 = gaps.iter().map(|(_, a, b)| b - a + 1).sum();
+    report.note(format!(
+        "{missing} event(s) missing between recorded ones, in {} gap(s) among {total} sessions, operations and grants (made but never recorded, or lost between proxy and ledger)",
+        gaps.len()
+    ));
+    for (stream, a, b) in gaps {
+        let which = if a == b {
+            format!("event {a}")
+        } else {
+            format!("events {a} to {b}")
+        };
+        report.note(format!("{stream}: {which} not in the log"));
+    }
+}
+
+/// The runs of numbers missing between the smallest and the largest of
+/// `seqs` (inclusive ranges); duplicates are harmless.
+fn sequence_gaps(mut seqs: Vec<u64>) -> Vec<(u64, u64)> {
+    seqs.sort_unstable();
+    seqs.dedup();
+    seqs.windows(2)
+        .filter(|w| w[1] > w[0] + 1)
+        .map(|w| (w[0] + 1, w[1] - 1))
+        .collect()
 }
 
 enum Served {
@@ -386,4 +441,55 @@ pub fn check_body_bytes(leaf: &LeafRecord, salt: &[u8; 32], body: &[u8]) -> Resu
         return Err("event's id, time or kind differ from its leaf".into());
     }
     Ok(event)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_gaps_names_only_what_is_missing_between_recorded_events() {
+        // (sequence numbers in the log, the gaps expected)
+        type Case<'a> = (&'a [u64], &'a [(u64, u64)]);
+        let cases: &[Case] = &[
+            (&[], &[]),
+            (&[0], &[]),
+            (&[0, 1, 2, 3], &[]),
+            (&[3, 1, 2, 0], &[]), // order does not matter
+            (&[0, 1, 1, 2], &[]), // a duplicate is not a gap
+            (&[5, 6, 7], &[]),    // a pruned start is not a gap
+            (&[0, 2], &[(1, 1)]),
+            (&[0, 1, 5, 6, 9], &[(2, 4), (7, 8)]),
+        ];
+        for (seqs, want) in cases {
+            assert_eq!(sequence_gaps(seqs.to_vec()), want.to_vec(), "{seqs:?}");
+        }
+    }
+
+    #[test]
+    fn gaps_are_notes_that_leave_the_verdict_alone() {
+        let mut report = Report::default();
+        let streams = HashMap::from([
+            ("s-whole".to_string(), vec![0, 1, 2]),
+            ("s-gap".to_string(), vec![0, 1, 4]),
+        ]);
+        check_continuity(streams, &mut report);
+        assert!(report.is_clean());
+        let text = report.render("");
+        assert!(
+            text.contains("note  2 event(s) missing between recorded ones, in 1 gap(s) among 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("note  s-gap: events 2 to 3 not in the log"),
+            "{text}"
+        );
+        assert!(text.contains("verified: every check passed"), "{text}");
+
+        let mut clean = Report::default();
+        check_continuity(HashMap::from([("s".to_string(), vec![0, 1])]), &mut clean);
+        assert!(clean
+            .render("")
+            .contains("ok    1 sessions, operations and grants: no event missing"));
+    }
 }
