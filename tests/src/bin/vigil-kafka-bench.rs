@@ -159,7 +159,8 @@ async fn produce(settings: &KafkaSettings, n: u64, client_id: &str, fresh: bool)
     use vigil_bus::kafka::producer::SendError;
     use vigil_proto::Message as _;
     let producer = vigil_bus::kafka::Producer::new(settings, client_id).expect("producer");
-    let events: Vec<(String, Vec<u8>)> = (0..1000)
+    // Made up front only when they are sent round.
+    let events: Vec<(String, Vec<u8>)> = (0..if fresh { 0 } else { 1000 })
         .map(|i| {
             let e = event(&uuid::Uuid::now_v7().to_string(), i);
             (e.session_id.clone(), e.encode_to_vec())
@@ -191,20 +192,28 @@ async fn produce(settings: &KafkaSettings, n: u64, client_id: &str, fresh: bool)
     n as f64 / began.elapsed().as_secs_f64()
 }
 
-/// Reads the whole events topic with a consumer of its own (until it is
-/// quiet for 5 s): messages, and distinct event ids among them.
-fn count_topic(settings: &KafkaSettings) -> (u64, usize) {
+/// A consumer in a group of its own, reading the topic from the start and
+/// committing nothing.
+fn topic_reader(settings: &KafkaSettings, name: &str) -> rdkafka::consumer::BaseConsumer {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    use rdkafka::message::Message as _;
-    use vigil_proto::Message as _;
     let consumer: BaseConsumer = settings
-        .client_config("bench-audit")
-        .set("group.id", format!("bench-audit-{}", uuid::Uuid::now_v7()))
+        .client_config(name)
+        .set("group.id", format!("{name}-{}", uuid::Uuid::now_v7()))
         .set("enable.auto.commit", "false")
         .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
         .create()
         .expect("consumer");
     consumer.subscribe(&[&settings.topic]).expect("subscribe");
+    consumer
+}
+
+/// Reads the whole events topic with a consumer of its own (until it is
+/// quiet for 5 s): messages, and distinct event ids among them.
+fn count_topic(settings: &KafkaSettings) -> (u64, usize) {
+    use rdkafka::message::Message as _;
+    use vigil_proto::Message as _;
+    let consumer = topic_reader(settings, "bench-audit");
     let mut ids = std::collections::HashSet::new();
     let mut messages = 0;
     let mut quiet_since = Instant::now();
@@ -281,7 +290,6 @@ impl CpuMeter {
 /// producer (no outbox), then read back by a consumer of its own: how fast
 /// the broker serves a backlog, with no ledger behind it.
 async fn prefill(settings: &KafkaSettings, n: u64) {
-    use rdkafka::consumer::{BaseConsumer, Consumer};
     use rdkafka::message::Message as _;
     vigil_bus::kafka::ensure_topic(settings, Duration::from_secs(10))
         .await
@@ -291,15 +299,7 @@ async fn prefill(settings: &KafkaSettings, n: u64) {
         "prefill: {n} events into {} at {rate:.0} events/s",
         settings.topic
     );
-    let consumer: BaseConsumer = settings
-        .client_config("bench-fetch")
-        .set("group.id", format!("bench-fetch-{}", uuid::Uuid::now_v7()))
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create()
-        .expect("consumer");
-    consumer.subscribe(&[&settings.topic]).expect("subscribe");
+    let consumer = topic_reader(settings, "bench-fetch");
     let mut began = None;
     let mut got = 0u64;
     let deadline = Instant::now() + Duration::from_secs(300);

@@ -153,11 +153,6 @@ impl Producer {
         }
     }
 
-    /// Messages queued or in flight (not yet reported).
-    pub fn in_flight(&self) -> i32 {
-        self.inner.in_flight_count()
-    }
-
     /// Waits up to `timeout` for everything queued to be delivered.
     pub fn flush(&self, timeout: std::time::Duration) {
         let _ = self.inner.flush(Timeout::After(timeout));

@@ -14,6 +14,11 @@ use super::store::Queued;
 /// How much the in-memory copy holds at most.
 pub const MAX_BYTES: usize = 32 << 20;
 
+/// What one event counts against [`MAX_BYTES`].
+fn size_of(key: &[u8], payload: &[u8]) -> usize {
+    key.len() + payload.len()
+}
+
 #[derive(Debug)]
 pub(crate) struct Fresh {
     /// The sequence number of `items[0]` (where the next push continues when
@@ -42,14 +47,14 @@ impl Fresh {
             self.first = first;
         }
         for (key, payload) in events {
-            self.bytes += key.len() + payload.len();
+            self.bytes += size_of(&key, &payload);
             self.items.push_back((key, payload));
         }
         while self.bytes > MAX_BYTES {
             let Some((key, payload)) = self.items.pop_front() else {
                 break;
             };
-            self.bytes -= key.len() + payload.len();
+            self.bytes -= size_of(&key, &payload);
             self.first += 1;
         }
     }
@@ -62,7 +67,7 @@ impl Fresh {
             let Some((key, payload)) = self.items.pop_front() else {
                 break;
             };
-            self.bytes -= key.len() + payload.len();
+            self.bytes -= size_of(&key, &payload);
             self.first += 1;
         }
         if self.first > from {
@@ -71,7 +76,7 @@ impl Fresh {
         let n = max.min(self.items.len());
         let mut out = Vec::with_capacity(n);
         for (key, payload) in self.items.drain(..n) {
-            self.bytes -= key.len() + payload.len();
+            self.bytes -= size_of(&key, &payload);
             out.push(Queued {
                 seq: self.first,
                 key,
