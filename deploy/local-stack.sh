@@ -117,7 +117,7 @@ groups = ["agents"]
 name = "proxy-$name"
 listen = "127.0.0.1:$port"
 policy = "$dir/policy.toml"
-upstream = { host = "127.0.0.1", port = 5432, user = "postgres" }
+upstream = { host = "127.0.0.1", port = 5432, user = "postgres", allow_privileged_role = true }
 [approval_service]
 url = "http://127.0.0.1:6582"
 EOF

@@ -104,7 +104,7 @@ postgres_table() { # $1 port
 name = "bench"
 listen = "127.0.0.1:$1"
 policy = "$WORK/policy.toml"
-upstream = { host = "127.0.0.1", port = 5432, user = "postgres" }
+upstream = { host = "127.0.0.1", port = 5432, user = "postgres", allow_privileged_role = true }
 TOML
 }
 # start NAME ARGS...: runs vigil in the background until it is ready.

@@ -76,7 +76,7 @@ body_keys_file = "$work/body.keys"
 name = "bench"
 listen = "127.0.0.1:$VIGIL_PORT"
 policy = "builtin:phi-default"
-upstream = { host = "127.0.0.1", port = 5432, user = "postgres" }
+upstream = { host = "127.0.0.1", port = 5432, user = "postgres", allow_privileged_role = true }
 [[identities]]
 name = "bench"
 password_hash = "$HASH"

@@ -88,6 +88,12 @@ pub struct GatewaySpec {
     pub static_identities: bool,
     /// The address the PostgreSQL listener binds (default 127.0.0.1).
     pub listen_host: String,
+    /// The upstream login (default `postgres`, a superuser).
+    pub upstream_user: String,
+    /// Whether the config allows a privileged upstream role (default true:
+    /// most tests log in upstream as `postgres`; the least-privilege tests
+    /// turn it off).
+    pub privileged_upstream_ok: bool,
 }
 
 impl GatewaySpec {
@@ -105,6 +111,8 @@ impl GatewaySpec {
             tables_extra: String::new(),
             static_identities: true,
             listen_host: "127.0.0.1".into(),
+            upstream_user: "postgres".into(),
+            privileged_upstream_ok: true,
         }
     }
 
@@ -143,7 +151,7 @@ name = "e2e-pg"
 listen = "{listen_host}:{pg}"
 policy = "{policy}"
 {pg_extra}
-upstream = {{ host = "127.0.0.1", port = {up}, user = "postgres", connect_timeout_ms = 2000{pwfile}{upstream_extra} }}
+upstream = {{ host = "127.0.0.1", port = {up}, user = "{upstream_user}", connect_timeout_ms = 2000, allow_privileged_role = {privileged_ok}{pwfile}{upstream_extra} }}
 {identities}
 [masking]
 hash_key_file = "{data}/../masking.key"
@@ -152,6 +160,8 @@ hash_key_file = "{data}/../masking.key"
             tables_extra = self.tables_extra,
             policy = self.policy,
             upstream_extra = self.upstream_extra,
+            upstream_user = self.upstream_user,
+            privileged_ok = self.privileged_upstream_ok,
             data = data_dir.display(),
             http = self.http_port,
             grpc = self.grpc_port,

@@ -261,6 +261,35 @@ const CASES: &[Case] = &[
     case("EXPLAIN SELECT * FROM patients", "explain read", "patients", "", "", B),
     case("EXPLAIN ANALYZE WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d", "explain explain_analyze select delete cte_write", "t", "t", "", U),
     case("EXPLAIN ANALYZE CREATE TABLE x AS SELECT * FROM patients", "explain explain_analyze create write", "patients", "x", "", U),
+    // Code defined now runs later, out of the classifier's sight.
+    case("CREATE FUNCTION vx_rd(f text) RETURNS text LANGUAGE plpgsql AS 'BEGIN RETURN pg_read_file(f); END'", "create_function ddl define_code", "", "", "", B),
+    case("CREATE OR REPLACE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$", "create_function define_code", "", "", "", B),
+    case("CREATE OPERATOR |/ (RIGHTARG = text, FUNCTION = pg_read_file)", "create ddl define_code", "", "", "", B),
+    case("ALTER FUNCTION pg_catalog.pg_read_file(text) RENAME TO harmless", "alter ddl define_code", "", "", "", B),
+    case("ALTER FUNCTION f(int) SET search_path = public", "alter define_code", "", "", "", B),
+    case("CREATE TRIGGER tr AFTER INSERT ON t FOR EACH ROW EXECUTE FUNCTION wipe()", "create ddl define_code opaque", "", "t", "wipe", B),
+    case("ALTER TABLE t ENABLE TRIGGER tr", "alter define_code admin", "", "t", "", B),
+    case("ALTER TABLE t ENABLE ALWAYS RULE r", "alter define_code", "", "t", "", B),
+    case("CREATE TYPE pair AS (a int, b text)", "create ddl !define_code", "", "", "", B),
+    case("CREATE TYPE mood AS ENUM ('sad', 'ok')", "create !define_code", "", "", "", B),
+    // Calls of functions that are not PostgreSQL's own are opaque.
+    case("SELECT vx_rd('/etc/hostname')", "select opaque user_function", "", "", "vx_rd", B),
+    case("SELECT harmless('/etc/hostname')", "select opaque user_function", "", "", "harmless", B),
+    case("SELECT public.lower('x')", "select opaque user_function", "", "", "public.lower", B),
+    case("SELECT * FROM public.generate_series(1, 2)", "select opaque user_function", "", "", "public.generate_series", B),
+    case("SELECT pg_catalog.lower('x')", "select !opaque !user_function", "", "", "pg_catalog.lower", B),
+    case("SELECT lower(name), coalesce(a, b), nullif(a, b), greatest(1, 2), now(), current_user, current_date, length(trim(name)) FROM t WHERE id = 1", "select read !opaque !user_function", "t", "", "coalesce current_date current_user greatest length lower now nullif", B),
+    case("SELECT count(*), string_agg(x, ','), row_number() OVER () FROM t WHERE id = 1", "select !opaque", "t", "", "count row_number string_agg", B),
+    case("INSERT INTO t (x) VALUES (f_user(1))", "insert write opaque user_function", "", "t", "f_user", B),
+    case("CREATE TABLE t2 (x text DEFAULT vx_rd('/etc/passwd'))", "create opaque", "", "t2", "vx_rd", B),
+    // MERGE is judged like the UPDATE or DELETE it performs.
+    case("MERGE INTO patients p USING (SELECT 1 AS one) s ON true WHEN MATCHED THEN DELETE", "merge write delete unbounded_write destructive", "", "patients", "", B),
+    case("MERGE INTO patients p USING (SELECT 1 AS one) s ON s.one = 1 WHEN MATCHED THEN UPDATE SET name = 'x'", "merge update destructive", "", "patients", "", B),
+    case("MERGE INTO patients p USING (SELECT 1 AS one) s ON one = 1 WHEN MATCHED THEN DELETE", "merge delete destructive", "", "patients", "", B),
+    case("MERGE INTO patients p USING (SELECT 1 AS one) s ON true WHEN MATCHED AND p.id = 7 THEN DELETE", "merge delete !destructive !unbounded_write", "", "patients", "", B),
+    case("MERGE INTO patients USING (SELECT 1 AS id) s ON patients.id = s.id WHEN MATCHED THEN UPDATE SET name = 'x' WHEN NOT MATCHED THEN INSERT VALUES (s.id)", "merge update insert !delete !destructive", "", "patients", "", B),
+    case("MERGE INTO patients p USING (SELECT 1 AS one) s ON true WHEN NOT MATCHED THEN INSERT VALUES (1)", "merge insert !update !destructive", "", "patients", "", B),
+    case("WITH s AS (SELECT 1 AS one) MERGE INTO patients p USING s ON true WHEN MATCHED THEN DELETE", "merge delete destructive", "", "patients", "", B),
 ];
 
 fn set(names: &str) -> BTreeSet<String> {
@@ -391,6 +420,8 @@ fn kinds_are_unique_and_vocabulary_is_closed() {
         "program_execution",
         "load_library",
         "opaque",
+        "user_function",
+        "define_code",
         "explain_analyze",
         "row_lock",
         "maintenance",
@@ -511,6 +542,18 @@ fn fail_closed() {
         "SHOW TABLES",
         "PRAGMA x",
         "BEGIN SELECT 1; END",
+        // Code definitions sqlparser does not parse: refused as unclassified.
+        "CREATE CAST (text AS int) WITH FUNCTION f(text) AS IMPLICIT",
+        "CREATE AGGREGATE agg(text) (SFUNC = f, STYPE = text)",
+        "CREATE RULE r AS ON INSERT TO t DO ALSO DELETE FROM t",
+        "CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION f()",
+        "CREATE LANGUAGE plperlu",
+        "CREATE TRANSFORM FOR int LANGUAGE plpgsql (FROM SQL WITH FUNCTION f(internal), TO SQL WITH FUNCTION g(internal))",
+        "CREATE CONVERSION c FOR 'UTF8' TO 'LATIN1' FROM f",
+        "ALTER PROCEDURE p() RENAME TO q",
+        "ALTER ROUTINE f() RENAME TO g",
+        "ALTER TRIGGER tr ON t RENAME TO tr2",
+        "ALTER EVENT TRIGGER e ENABLE",
         // Not SQL at all.
         "'unterminated",
         "/* unterminated",
@@ -534,6 +577,32 @@ fn fail_closed() {
 }
 
 #[test]
+fn classifier_work_is_bounded() {
+    use vigil_proxy_core::classify::{MAX_CLASSIFIED_BYTES, MAX_CLASSIFIED_TOKENS};
+    // Past the byte budget: not tokenized or parsed at all.
+    let long = format!("SELECT {}1", "1,".repeat(MAX_CLASSIFIED_BYTES / 2));
+    let c = classify(&long);
+    assert!(c.statements.is_empty());
+    assert!(c.unclassified.unwrap().contains("longer than"));
+    // Within the bytes but past the token budget: tokenized, not parsed.
+    let many = format!("SELECT {}1", "1,".repeat(MAX_CLASSIFIED_TOKENS / 2 + 1));
+    assert!(many.len() < MAX_CLASSIFIED_BYTES);
+    let c = classify(&many);
+    assert!(c.unclassified.unwrap().contains("tokens"));
+    // Just inside both: classified as usual.
+    let fits = format!("SELECT {}1", "1,".repeat(MAX_CLASSIFIED_TOKENS / 2 - 10));
+    let c = classify(&fits);
+    assert_eq!(c.unclassified, None);
+    // Redaction applies the same byte budget and shows no literal.
+    let secret = format!("SELECT '123-45-6789' {}", " ".repeat(MAX_CLASSIFIED_BYTES));
+    let shown = redact_literals(&secret);
+    assert!(
+        !shown.contains("123-45-6789") && shown.contains("not shown"),
+        "{shown}"
+    );
+}
+
+#[test]
 fn deep_nesting_is_refused_not_crashed() {
     let parens = format!("SELECT {}1{}", "(".repeat(10_000), ")".repeat(10_000));
     assert!(classify(&parens).unclassified.is_some());
@@ -543,8 +612,8 @@ fn deep_nesting_is_refused_not_crashed() {
     assert!(classify(&unions).unclassified.is_some());
     let casts = format!("SELECT a{}", "::int".repeat(50_000));
     assert!(classify(&casts).unclassified.is_some());
-    // Large but flat statements are fine.
-    let values: Vec<String> = (0..20_000).map(|i| format!("({i}, 'x', -{i})")).collect();
+    // Large but flat statements are fine (within the classifier's budget).
+    let values: Vec<String> = (0..5_000).map(|i| format!("({i}, 'x', -{i})")).collect();
     let insert = format!("INSERT INTO t VALUES {}", values.join(", "));
     assert_eq!(classify(&insert).unclassified, None);
     let ors: Vec<String> = (0..1_000).map(|i| format!("id = {i}")).collect();

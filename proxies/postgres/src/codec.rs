@@ -14,6 +14,16 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// for most messages is 1 GiB; a smaller cap bounds the proxy's memory per
 /// connection while leaving room for large COPY chunks and bulk binds.
 pub const MAX_MESSAGE_LEN: usize = 256 * 1024 * 1024;
+/// Largest Query or Parse a client may send. The classifier reads at most
+/// `vigil_proxy_core::classify::MAX_CLASSIFIED_BYTES` of a statement (a
+/// longer one gets the policy's strictest outcome), so a statement message
+/// this large can only be refused or forwarded unread; the bound keeps what
+/// one statement can make the proxy hold (the text, its Request event) small.
+pub const MAX_STATEMENT_MESSAGE_LEN: usize = 16 * 1024 * 1024;
+/// At most this much room is reserved ahead of the bytes a peer has really
+/// sent: a header announcing 256 MiB must not make the proxy allocate
+/// 256 MiB before any of it arrives.
+const MAX_RESERVE_AHEAD: usize = 1024 * 1024;
 /// Largest startup packet (PostgreSQL's own limit is 10000 bytes).
 pub const MAX_STARTUP_LEN: usize = 10_000;
 
@@ -133,6 +143,20 @@ impl Frame {
 
 /// Decodes one typed message from the front of `buf`, consuming it when whole.
 pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+    decode_frame_limited(buf, MAX_MESSAGE_LEN)
+}
+
+/// Like [`decode_frame`], for messages a client sends: statements (Query,
+/// Parse) have the smaller [`MAX_STATEMENT_MESSAGE_LEN`].
+pub fn decode_client_frame(buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
+    let limit = match buf.first() {
+        Some(b'Q' | b'P') => MAX_STATEMENT_MESSAGE_LEN,
+        _ => MAX_MESSAGE_LEN,
+    };
+    decode_frame_limited(buf, limit)
+}
+
+fn decode_frame_limited(buf: &mut BytesMut, limit: usize) -> Result<Option<Frame>, CodecError> {
     if buf.len() < 5 {
         return Ok(None);
     }
@@ -141,11 +165,11 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
         return Err(CodecError::BadLength(len.into()));
     }
     let total = len as usize + 1;
-    if total > MAX_MESSAGE_LEN {
+    if total > limit {
         return Err(CodecError::TooLong(total));
     }
     if buf.len() < total {
-        buf.reserve(total - buf.len());
+        buf.reserve((total - buf.len()).min(MAX_RESERVE_AHEAD));
         return Ok(None);
     }
     let raw = buf.split_to(total).freeze();
@@ -642,6 +666,43 @@ mod tests {
         joined.extend_from_slice(&q[3..]);
         assert!(decode_frame(&mut joined).unwrap().is_some());
         assert!(joined.is_empty());
+    }
+
+    #[test]
+    fn a_statement_message_has_a_smaller_limit_than_data() {
+        let header = |tag: u8, len: usize| {
+            let mut b = BytesMut::new();
+            b.put_u8(tag);
+            b.put_i32(len as i32);
+            b
+        };
+        let over = MAX_STATEMENT_MESSAGE_LEN + 1;
+        for tag in [b'Q', b'P'] {
+            assert_eq!(
+                decode_client_frame(&mut header(tag, over)),
+                Err(CodecError::TooLong(over + 1)),
+                "{}",
+                tag as char
+            );
+        }
+        // A bulk Bind or COPY chunk of the same size is fine (and waits for
+        // its bytes); the server's messages keep the general limit.
+        assert_eq!(decode_client_frame(&mut header(b'B', over)), Ok(None));
+        assert_eq!(decode_client_frame(&mut header(b'd', over)), Ok(None));
+        assert_eq!(decode_frame(&mut header(b'P', over)), Ok(None));
+    }
+
+    #[test]
+    fn an_announced_length_does_not_reserve_memory_that_never_arrives() {
+        let mut b = BytesMut::new();
+        b.put_u8(b'd');
+        b.put_i32((MAX_MESSAGE_LEN - 1) as i32);
+        assert_eq!(decode_client_frame(&mut b), Ok(None));
+        assert!(
+            b.capacity() <= 2 * MAX_RESERVE_AHEAD,
+            "reserved {} bytes for a header alone",
+            b.capacity()
+        );
     }
 
     #[test]

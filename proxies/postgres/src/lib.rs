@@ -22,6 +22,7 @@ pub mod codec;
 pub mod gate;
 pub mod login;
 pub mod masking;
+pub mod privileges;
 pub mod refuse;
 pub mod relay;
 pub mod results;

@@ -286,7 +286,7 @@ async fn frontend(
     let mut out = BytesMut::with_capacity(8192);
     loop {
         loop {
-            let frame = match codec::decode_frame(&mut buf) {
+            let frame = match codec::decode_client_frame(&mut buf) {
                 Ok(Some(frame)) => frame,
                 Ok(None) => break,
                 Err(e) => {

@@ -59,15 +59,39 @@ fn refusal(name: &str) -> String {
     )
 }
 
+/// The bytes PostgreSQL's `pg_split_opts` separates `options` words at:
+/// C's `isspace()`, which unlike Rust's ASCII whitespace includes vertical
+/// tab. Splitting anywhere else would let `-c application_name=x\x0b-c\x0b
+/// role=other` pass here as one harmless setting and reach the server as two.
+pub const OPTION_SEPARATORS: &[u8] = b" \t\n\x0b\x0c\r";
+
+/// The words PostgreSQL reads out of `options`, split exactly where it
+/// splits them (for text that passed [`check_options`]'s character rules).
+pub fn split_options(options: &str) -> impl Iterator<Item = &str> {
+    options
+        .split(|c: char| c.is_ascii() && OPTION_SEPARATORS.contains(&(c as u8)))
+        .filter(|w| !w.is_empty())
+}
+
 /// `options` as libpq sends it: `-c name=value`, `-cname=value` or
-/// `--name=value`, separated by spaces. Backslash escapes (spaces inside a
-/// value) are refused rather than interpreted: reading them differently
-/// from PostgreSQL would be a bypass.
+/// `--name=value`, separated by whitespace. Backslash escapes (spaces inside
+/// a value) are refused rather than interpreted: reading them differently
+/// from PostgreSQL would be a bypass. So are non-ASCII and control bytes
+/// other than the separators: whether the server's `isspace()` counts such
+/// a byte as a separator depends on its locale.
 fn check_options(options: &str) -> Result<(), String> {
     if options.contains('\\') {
         return Err("Vigil does not accept backslash escapes in the startup options".into());
     }
-    let mut words = options.split_ascii_whitespace();
+    if options
+        .bytes()
+        .any(|b| !(b.is_ascii_graphic() || OPTION_SEPARATORS.contains(&b)))
+    {
+        return Err(
+            "Vigil accepts only printable ASCII and whitespace in the startup options".into(),
+        );
+    }
+    let mut words = split_options(options);
     while let Some(word) = words.next() {
         let setting = if word == "-c" {
             words
@@ -133,6 +157,30 @@ mod tests {
             ("options", "-c role\\ =x", "backslash"),
             ("options", "-c search_path", "\"search_path\""),
             ("log_statement", "none", "\"log_statement\""),
+            // PostgreSQL splits at vertical tab and form feed too.
+            (
+                "options",
+                "-c application_name=x\x0b-c\x0brole=other",
+                "\"role\"",
+            ),
+            (
+                "options",
+                "-c application_name=x\x0c-c\x0csession_replication_role=replica",
+                "\"session_replication_role\"",
+            ),
+            (
+                "options",
+                "-capplication_name=x\r--log_statement=none",
+                "\"log_statement\"",
+            ),
+            // Bytes whose meaning depends on the server's locale.
+            (
+                "options",
+                "-c application_name=x\u{a0}-crole=y",
+                "printable ASCII",
+            ),
+            ("options", "-c application_name=x\u{1}", "printable ASCII"),
+            ("options", "-c application_name=x\u{7f}", "printable ASCII"),
         ] {
             let err = filter(&params(&[(name, value)])).unwrap_err();
             assert!(err.contains(want), "{name}={value}: {err}");

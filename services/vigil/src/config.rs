@@ -368,6 +368,12 @@ pub struct UpstreamSection {
     /// TLS to the upstream database (default: plaintext).
     #[serde(default)]
     pub tls: Option<UpstreamTlsSection>,
+    /// Run even though `user` is a superuser or holds CREATEROLE,
+    /// BYPASSRLS, REPLICATION or a server file/program role (default
+    /// false: such a role is refused at start, since any code the policy
+    /// cannot see into would run with those privileges).
+    #[serde(default)]
+    pub allow_privileged_role: bool,
 }
 
 /// TLS from the gateway to the database, as libpq's sslmode.
@@ -448,6 +454,8 @@ impl Config {
                     database: None,
                     connect_timeout_ms: default_connect_timeout_ms(),
                     tls: None,
+                    // Development only, and the banner says so.
+                    allow_privileged_role: true,
                 },
             }],
             identities: vec![StaticIdentity {

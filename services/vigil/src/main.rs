@@ -10,6 +10,7 @@ mod policy_setup;
 mod retention_cmd;
 mod timefmt;
 mod up;
+mod upstream_check;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -81,11 +82,7 @@ fn main() -> ExitCode {
         Command::Ledger(args) => up::run_role(args, up::Roles::Ledger),
         Command::Audit(cmd) => return audit::run(cmd),
         Command::Approvals(args) => approvals::cli::run(args),
-        Command::CheckConfig { config, role } => config::Config::load(&config).and_then(|c| {
-            c.check_role(role)?;
-            println!("{}", c.summary());
-            Ok(())
-        }),
+        Command::CheckConfig { config, role } => check_config(&config, role),
         Command::HashPassword => hash_password(),
         Command::BodyKey(BodyKeyCommand::New { id }) => {
             body_key::new_line(&id).map(|line| println!("{line}"))
@@ -99,6 +96,23 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `vigil check-config`: the config's own checks, what it would run, and
+/// (for roles that proxy) what each upstream role may do, refused as at
+/// start.
+fn check_config(path: &std::path::Path, role: up::Roles) -> anyhow::Result<()> {
+    let c = config::Config::load(path)?;
+    c.check_role(role)?;
+    println!("{}", c.summary());
+    if matches!(role, up::Roles::All | up::Roles::Proxy) && !c.postgres.is_empty() {
+        let proxies = c.proxies()?;
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(upstream_check::check_upstream_roles(&c, &proxies))?;
+    }
+    Ok(())
 }
 
 fn hash_password() -> anyhow::Result<()> {

@@ -99,7 +99,8 @@ const DEV_BANNER: &str = "\
 ==================================================================
  VIGIL DEVELOPMENT MODE: not for real patient data.
  - identity dev / password dev, accepted from this machine only
- - the upstream is 127.0.0.1:5432 as postgres (trust auth)
+ - the upstream is 127.0.0.1:5432 as postgres (trust auth), a SUPERUSER:
+   any code the policy cannot see into runs with every privilege
  - event bodies are served to any local process without a token
  - the body encryption keyring is kept next to the data it protects
  - policy: the shipped PHI default (deny destructive/admin statements,
@@ -200,6 +201,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         // Loaded once: the listeners, and the review rules the in-process
         // approval service decides, come from the same policies.
         let proxies = config.proxies()?;
+        crate::upstream_check::check_upstream_roles(&config, &proxies).await?;
         let approvals: Option<Arc<dyn Approvals>> =
             match (&config.approvals, &config.approval_service) {
                 (Some(section), _) if roles == Roles::All => {

@@ -297,11 +297,13 @@ impl Collector {
             self.facts.problems.push(p);
         }
         self.facts.tag([d.kind, "write"]);
+        // A MERGE is judged like the UPDATE, DELETE or INSERT it performs.
+        self.facts.tag(d.merge_actions.iter().copied());
         if !is_main {
             self.facts.tag(["cte_write"]);
         }
         // UPDATE or DELETE of every row.
-        let unfiltered = matches!(d.filter, Some(f) if filters_nothing(f));
+        let unfiltered = matches!(d.filter, Some(f) if filters_nothing(f)) || d.merge_unbounded;
         if unfiltered {
             self.facts.tag(["unbounded_write", "destructive"]);
         }

@@ -1,9 +1,14 @@
 //! The target of a data-modifying statement (INSERT, UPDATE, DELETE, MERGE),
 //! wherever it appears: at the top, after a WITH, or inside a CTE.
 
-use sqlparser::ast::{Expr, FromTable, Statement, TableFactor, TableObject, TableWithJoins};
+use std::ops::ControlFlow;
 
-use super::names::{relation_name, UNREADABLE_TABLE};
+use sqlparser::ast::{
+    visit_expressions, Expr, FromTable, Merge, MergeAction, Statement, TableFactor, TableObject,
+    TableWithJoins,
+};
+
+use super::names::{ident, relation_name, UNREADABLE_TABLE};
 
 pub(crate) struct Dml<'a> {
     pub kind: &'static str,
@@ -18,6 +23,13 @@ pub(crate) struct Dml<'a> {
     pub filter: Option<Option<&'a Expr>>,
     /// MERGE's source: every row of it is read.
     pub source: Option<&'a TableFactor>,
+    /// What a MERGE's WHEN clauses do (`update`, `delete`, `insert`): it is
+    /// judged like those statements.
+    pub merge_actions: Vec<&'static str>,
+    /// A MERGE that may UPDATE or DELETE every row of its target: an
+    /// UPDATE/DELETE clause whose row is chosen by nothing that names a
+    /// target column (`ON true`, `ON s.one = 1`).
+    pub merge_unbounded: bool,
     /// Set when the statement has a shape PostgreSQL does not accept and we
     /// do not model (e.g. MySQL's multi-table DELETE): fail closed.
     pub problem: Option<&'static str>,
@@ -31,6 +43,8 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
         returning: false,
         filter: None,
         source: None,
+        merge_actions: Vec::new(),
+        merge_unbounded: false,
         problem: None,
     };
     match stmt {
@@ -74,6 +88,7 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
             d.returning = m.output.is_some();
             d.source = Some(&m.source);
             d.add_factor(&m.table);
+            merge_clauses(&mut d, m);
         }
         _ => return None,
     }
@@ -104,4 +119,63 @@ impl Dml<'_> {
             }
         }
     }
+}
+
+/// Fills in what a MERGE's clauses do, and whether an UPDATE or DELETE
+/// clause could reach every row of the target.
+fn merge_clauses(d: &mut Dml<'_>, m: &Merge) {
+    let target = target_qualifiers(&m.table);
+    let on_bounds = names_target_column(&m.on, &target);
+    for clause in &m.clauses {
+        let action = match clause.action {
+            MergeAction::Update(_) => "update",
+            MergeAction::Delete { .. } => "delete",
+            MergeAction::Insert(_) => "insert",
+            MergeAction::DoNothing { .. } => continue,
+        };
+        if !d.merge_actions.contains(&action) {
+            d.merge_actions.push(action);
+        }
+        let bounded = on_bounds
+            || clause
+                .predicate
+                .as_ref()
+                .is_some_and(|p| names_target_column(p, &target));
+        if action != "insert" && !bounded {
+            d.merge_unbounded = true;
+        }
+    }
+}
+
+/// The names a target's columns can be qualified with: its alias if it has
+/// one (PostgreSQL then hides the table name), else the table's own name.
+fn target_qualifiers(table: &TableFactor) -> Vec<String> {
+    match table {
+        TableFactor::Table {
+            alias: Some(alias), ..
+        } => vec![ident(&alias.name)],
+        TableFactor::Table { name, .. } => relation_name(name)
+            .map(|n| vec![n.rsplit('.').next().unwrap_or(&n).to_string()])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether `e` mentions a column qualified with one of `target`. An
+/// unqualified column may belong to the source (`ON one = 1` matches every
+/// target row when `one` is the source's), so it does not count: the safe
+/// side is to call such a MERGE unbounded.
+fn names_target_column(e: &Expr, target: &[String]) -> bool {
+    let found = visit_expressions(e, |e| match e {
+        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+            let qualifier = ident(&parts[parts.len() - 2]);
+            if target.contains(&qualifier) {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    found.is_break()
 }

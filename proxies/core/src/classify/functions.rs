@@ -7,6 +7,9 @@
 //! schema they were installed into, and tagging a look-alike user function
 //! too is the safe side.
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
 use super::names::last_part;
 
 /// Functions that read, list or write files on the database server.
@@ -101,10 +104,82 @@ const SERVER_ADMIN: &[&str] = &[
     "pg_log_backend_memory_contexts",
 ];
 
+/// Every function name PostgreSQL 15 defines in `pg_catalog`, one a line
+/// (`SELECT DISTINCT proname FROM pg_proc WHERE pronamespace =
+/// 'pg_catalog'::regnamespace`; a test compares it with the server the
+/// suite runs against).
+const PG_CATALOG_FUNCTIONS: &str = include_str!("pg_catalog_functions.txt");
+
+/// Words sqlparser reads as function calls that PostgreSQL treats as
+/// syntax (no `pg_proc` entry of that name, or one only reached through
+/// the syntax): they run no code of anybody's choosing.
+const SQL_SYNTAX_FUNCTIONS: &[&str] = &[
+    "coalesce",
+    "nullif",
+    "greatest",
+    "least",
+    "current_user",
+    "current_role",
+    "session_user",
+    "user",
+    "current_catalog",
+    "current_date",
+    "current_time",
+    "current_timestamp",
+    "localtime",
+    "localtimestamp",
+    "grouping",
+    "xmlelement",
+    "xmlforest",
+    "xmlconcat",
+    "xmlparse",
+    "xmlpi",
+    "xmlroot",
+    "xmlserialize",
+    "xmlexists",
+    "treat",
+    "row",
+    "trim",
+    "collation",
+];
+
+fn builtin_functions() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| {
+        PG_CATALOG_FUNCTIONS
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .chain(SQL_SYNTAX_FUNCTIONS.iter().copied())
+            .collect()
+    })
+}
+
+/// Whether `name` (normalised) can only mean one of PostgreSQL's own
+/// functions: unqualified or qualified with `pg_catalog`, and defined
+/// there. Anything else is code somebody wrote (a function in another
+/// schema, or a name the server does not ship), whose body the gateway
+/// cannot see: calling it is `opaque`. An unqualified built-in name could
+/// still be shadowed by a function earlier on the search path, which needs
+/// CREATE FUNCTION (refused by the shipped policy) or a DBA's own function
+/// placed there (the DBA's business).
+pub(crate) fn is_builtin_function(name: &str) -> bool {
+    let (schema, function) = match name.rsplit_once('.') {
+        Some((schema, function)) => (Some(schema), function),
+        None => (None, name),
+    };
+    matches!(schema, None | Some("pg_catalog")) && builtin_functions().contains(function)
+}
+
 /// The derived kind tags a call of `name` (normalised) adds.
 pub(crate) fn call_tags(name: &str) -> Vec<&'static str> {
     let f = last_part(name);
     let mut tags = Vec::new();
+    if !is_builtin_function(name) {
+        // Code the gateway cannot see into: its body may read files, run
+        // dynamic SQL or write anything its owner may.
+        tags.extend(["opaque", "user_function"]);
+    }
     if FILE_ACCESS.contains(&f) {
         tags.extend(["file_access", "admin"]);
     }

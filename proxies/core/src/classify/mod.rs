@@ -78,6 +78,11 @@
 //!   inside a CTE or run by EXPLAIN ANALYZE), COPY FROM, SELECT INTO,
 //!   CREATE TABLE AS, CREATE MATERIALIZED VIEW, TRUNCATE, ALTER COLUMN TYPE,
 //!   ALTER TABLE ... DROP COLUMN;
+//! - `update`, `delete`, `insert` on a MERGE: what its WHEN clauses do, so
+//!   it is judged like those statements; a MERGE whose UPDATE or DELETE
+//!   clause is bounded by nothing naming a target column (qualified with
+//!   the target's name or alias: `ON true`, `ON s.one = 1`) is
+//!   `unbounded_write` and `destructive`;
 //! - `cte_write`: a data-modifying statement inside a WITH clause; its kind
 //!   (`delete`, ...) and `write` are listed too;
 //! - `unbounded_write`: UPDATE or DELETE without a WHERE (or with one that
@@ -112,7 +117,18 @@
 //! - `program_execution`: COPY TO/FROM PROGRAM (also tagged `file_access`);
 //! - `load_library`: LOAD, CREATE EXTENSION, functions in C or internal,
 //!   setting `*_preload_libraries` or `dynamic_library_path`;
-//! - `opaque`: code the gateway cannot see into: CALL, and functions that
+//! - `define_code`: defines or changes code the server runs later, out of
+//!   the classifier's sight: CREATE FUNCTION / PROCEDURE, CREATE TRIGGER,
+//!   CREATE OPERATOR (and operator classes and families), CREATE TYPE with
+//!   functions (base and range types), ALTER FUNCTION / AGGREGATE (a
+//!   rename launders a denied function under a new name), ALTER OPERATOR,
+//!   and switching a trigger or rule on. CREATE CAST, AGGREGATE, RULE,
+//!   EVENT TRIGGER, LANGUAGE, TRANSFORM and CONVERSION, and ALTER
+//!   PROCEDURE / ROUTINE / TRIGGER do not parse and are unclassified;
+//! - `user_function`: a call of a function that is not one of PostgreSQL's
+//!   own (`pg_catalog`, unqualified or so qualified): always with `opaque`;
+//! - `opaque`: code the gateway cannot see into: CALL, `user_function`
+//!   calls, and functions that
 //!   run SQL given as text or elsewhere (query_to_xml and the other
 //!   *_to_xml*, ts_stat, dblink*, logical decoding functions);
 //! - `explain_analyze`: EXPLAIN ANALYZE (or `EXPLAIN (ANALYZE)`, `ANALYSE`,
@@ -191,6 +207,21 @@ use sqlparser::tokenizer::{Token, TokenWithSpan};
 
 pub use redact::redact_literals;
 
+/// The longest text the classifier reads. Parsing costs 300 to 600 bytes
+/// of memory per token (measured: `SELECT 1,1,...` of 2 MB, 1.2 GB; an
+/// 8 MiB one once took 5 GiB), so without a bound one statement could
+/// exhaust the gateway's memory. Longer texts are unclassified: the
+/// policy's strictest outcome. Tokenizing this much costs about 20 MB at
+/// worst, before the token budget below can be checked.
+pub const MAX_CLASSIFIED_BYTES: usize = 256 * 1024;
+
+/// The most tokens the classifier parses (whitespace and punctuation
+/// included): about 60 MB of parser memory at worst, freed when the
+/// classification is made. Classification runs on the proxy's async
+/// worker threads (one per core), so at most that many run at once. A
+/// multi-row INSERT of 5,000 rows of three values is about 60,000 tokens.
+pub const MAX_CLASSIFIED_TOKENS: usize = 100_000;
+
 /// What one client message does.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Classification {
@@ -247,6 +278,12 @@ pub fn classify(sql: &str) -> Classification {
         statements: Vec::new(),
         unclassified: Some(why),
     };
+    if sql.len() > MAX_CLASSIFIED_BYTES {
+        return unclassified(format!(
+            "the text is longer than the {} KiB the classifier reads",
+            MAX_CLASSIFIED_BYTES / 1024
+        ));
+    }
     if sql.contains('\0') {
         // PostgreSQL reads the query as a C string; text after a NUL would
         // be seen here and not there.
@@ -255,6 +292,11 @@ pub fn classify(sql: &str) -> Classification {
     let Some(tokens) = tokens::tokenize(sql) else {
         return unclassified("the text could not be tokenized".into());
     };
+    if tokens.len() > MAX_CLASSIFIED_TOKENS {
+        return unclassified(format!(
+            "the text has more than the {MAX_CLASSIFIED_TOKENS} tokens the classifier parses"
+        ));
+    }
     if let Err(why) = lexguard::check(sql, &tokens) {
         return unclassified(why.into());
     }

@@ -22,6 +22,10 @@ pub fn redact_literals(sql: &str) -> String {
 }
 
 fn redact(sql: &str) -> Result<String, &'static str> {
+    if sql.len() > super::MAX_CLASSIFIED_BYTES {
+        // The same bound as classification, for the same reason (memory).
+        return Err("longer than the classifier reads");
+    }
     let tokens = tokenize(sql).ok_or("could not be tokenized")?;
     lexguard::check(sql, &tokens).map_err(|_| "literal boundaries are ambiguous")?;
     let positions = Positions::new(sql);

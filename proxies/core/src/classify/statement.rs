@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use sqlparser::ast::{
     AlterFunctionAction, AlterFunctionOperation, AlterSchemaOperation, CommentObject, CopySource,
     CopyTarget, CreateTableLikeKind, DiscardObject, Expr, FunctionSecurity, ObjectName, ObjectType,
-    Reset, SetExpr, Statement, UtilityOption, Value,
+    Reset, SetExpr, Statement, UserDefinedTypeRepresentation, UtilityOption, Value,
 };
 
 use super::collect::collect;
@@ -185,7 +185,8 @@ fn describe<'s>(b: &mut Builder, stmt: &'s Statement) -> Option<&'s Statement> {
             b.write(&ci.table_name);
         }
         Statement::CreateTrigger(ct) => {
-            b.kinds(&["create", "ddl"]);
+            // A trigger runs its function on other sessions' writes.
+            b.kinds(&["create", "ddl", "define_code"]);
             b.write(&ct.table_name);
             if let Some(body) = &ct.exec_body {
                 b.function(&body.func_desc.name);
@@ -197,7 +198,7 @@ fn describe<'s>(b: &mut Builder, stmt: &'s Statement) -> Option<&'s Statement> {
         }
         Statement::CreateFunction(cf) => create_function(b, cf),
         Statement::CreateProcedure { .. } => {
-            b.kinds(&["create_function", "ddl"]);
+            b.kinds(&["create_function", "ddl", "define_code"]);
             b.problems
                 .push("CREATE PROCEDURE, whose body is not classified");
         }
@@ -212,14 +213,30 @@ fn describe<'s>(b: &mut Builder, stmt: &'s Statement) -> Option<&'s Statement> {
             // A foreign server opens access to data elsewhere.
             b.kinds(&["create", "ddl", "admin"]);
         }
+        Statement::CreateType { representation, .. } => {
+            b.kinds(&["create", "ddl"]);
+            // A base type names input/output functions, a range type a
+            // subtype-difference and canonical function: code that runs on
+            // every value of the type.
+            if !matches!(
+                representation,
+                None | Some(
+                    UserDefinedTypeRepresentation::Composite { .. }
+                        | UserDefinedTypeRepresentation::Enum { .. }
+                )
+            ) {
+                b.kind("define_code");
+            }
+        }
+        // An operator is a function under a symbol (`|/ x` can call
+        // anything); classes and families wire functions into indexes.
+        Statement::CreateOperator(_)
+        | Statement::CreateOperatorFamily(_)
+        | Statement::CreateOperatorClass(_) => b.kinds(&["create", "ddl", "define_code"]),
         Statement::CreateSchema { .. }
         | Statement::CreateSequence { .. }
-        | Statement::CreateType { .. }
         | Statement::CreateDomain(_)
         | Statement::CreateCollation(_)
-        | Statement::CreateOperator(_)
-        | Statement::CreateOperatorFamily(_)
-        | Statement::CreateOperatorClass(_)
         | Statement::CreateTextSearch(_) => b.kinds(&["create", "ddl"]),
 
         Statement::AlterTable(at) => alter_table(b, at),
@@ -237,7 +254,10 @@ fn describe<'s>(b: &mut Builder, stmt: &'s Statement) -> Option<&'s Statement> {
             }
         }
         Statement::AlterFunction(af) => {
-            b.kinds(&["alter", "ddl"]);
+            // Any change of a function or aggregate changes what calls of a
+            // name run: a rename launders `pg_read_file` as `harmless`, SET
+            // SCHEMA moves it onto the search path, SET changes its settings.
+            b.kinds(&["alter", "ddl", "define_code"]);
             let escalates = match &af.operation {
                 AlterFunctionOperation::OwnerTo(_) => true,
                 AlterFunctionOperation::Actions { actions, .. } => actions.iter().any(|a| {
@@ -259,12 +279,12 @@ fn describe<'s>(b: &mut Builder, stmt: &'s Statement) -> Option<&'s Statement> {
             b.kinds(&["alter", "ddl", "privilege_change"]);
             b.write(&p.table_name);
         }
-        Statement::AlterType(_)
-        | Statement::AlterCollation(_)
-        | Statement::AlterOperator(_)
+        Statement::AlterOperator(_)
         | Statement::AlterOperatorFamily(_)
-        | Statement::AlterOperatorClass(_)
-        | Statement::AlterTextSearch(_) => b.kinds(&["alter", "ddl"]),
+        | Statement::AlterOperatorClass(_) => b.kinds(&["alter", "ddl", "define_code"]),
+        Statement::AlterType(_) | Statement::AlterCollation(_) | Statement::AlterTextSearch(_) => {
+            b.kinds(&["alter", "ddl"])
+        }
         Statement::AlterRole { .. } | Statement::AlterUser(_) => {
             b.kinds(&["alter_role", "admin", "privilege_change"]);
         }

@@ -1,0 +1,516 @@
+//! The attack corpus: what a hostile (for instance prompt-injected) agent
+//! tries against `vigil up` with the shipped PHI policy, with real psql and
+//! the real PostgreSQL. Each case names what the gateway must answer and,
+//! where the attack would leave a trace in the database, a check made
+//! directly on the server afterwards that it left none. Add every new
+//! variant found to these tables.
+
+use std::process::{Command, Output};
+
+use vigil_proxy_postgres::startup_params::split_options;
+use vigil_tests::{direct_psql, show, vigil_bin, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
+
+fn phi_gateway() -> Gateway {
+    let mut spec = GatewaySpec::new();
+    spec.policy = "builtin:phi-default".into();
+    Gateway::start(spec)
+}
+
+fn psql(gw: &Gateway, sql: &str) -> Output {
+    gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-A", "-t", "-v", "VERBOSITY=verbose", "-c", sql],
+    )
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A statement as the server sees it, run directly as the DBA.
+fn direct(sql: &str) -> String {
+    let out = direct_psql(sql);
+    assert!(out.status.success(), "{sql}: {}", show(&out));
+    stdout(&out).trim().to_string()
+}
+
+/// One attack: the statement, the rules any of which may refuse it (some
+/// forms are refused by the rule for their kind, others because they do not
+/// parse: either way they never reach the server).
+struct Attack {
+    sql: String,
+    rules: &'static [&'static str],
+}
+
+fn attack(sql: impl Into<String>, rules: &'static [&'static str]) -> Attack {
+    Attack {
+        sql: sql.into(),
+        rules,
+    }
+}
+
+const CODE: &[&str] = &["deny-code-definition"];
+const CODE_OR_UNPARSED: &[&str] = &["deny-code-definition", "fail-closed"];
+const UNPARSED: &[&str] = &["fail-closed"];
+const OPAQUE: &[&str] = &["review-opaque-code"];
+const DESTRUCTIVE: &[&str] = &["deny-destructive"];
+
+fn assert_refused(gw: &Gateway, a: &Attack) {
+    let out = psql(gw, &a.sql);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "{} should be refused: {}",
+        a.sql,
+        show(&out)
+    );
+    assert!(
+        err.contains("42501")
+            && a.rules
+                .iter()
+                .any(|rule| { err.contains(&format!("(rule \"{rule}\")")) }),
+        "{} should be refused by one of {:?}: {err}",
+        a.sql,
+        a.rules
+    );
+    assert_eq!(stdout(&out).trim(), "", "{}: {}", a.sql, show(&out));
+}
+
+/// Finding 1: code defined through the gateway would run later, out of
+/// the policy's sight (a function reading files, running programs through
+/// COPY TO PROGRAM, creating a superuser, deleting rows from a trigger; an
+/// operator naming pg_read_file; a rename laundering a denied function).
+/// Every way of defining or changing such code is refused, and calling a
+/// function that is not PostgreSQL's own is held for review (refused here:
+/// no approval service runs).
+#[test]
+fn code_the_policy_cannot_see_is_never_defined_or_run_unreviewed() {
+    let t = "vigil_atk_code";
+    direct(&format!(
+        "DROP TABLE IF EXISTS {t} CASCADE;
+         CREATE TABLE {t} (id int PRIMARY KEY, ssn text);
+         INSERT INTO {t} VALUES (1, '123-45-6789'), (2, '234-56-7890');
+         CREATE OR REPLACE FUNCTION vigil_atk_dba_reader() RETURNS text
+           LANGUAGE sql AS $$ SELECT pg_read_file('/etc/hostname') $$;"
+    ));
+    let gw = phi_gateway();
+    let attacks = [
+        attack(
+            "CREATE FUNCTION vigil_atk_rd(f text) RETURNS text LANGUAGE plpgsql AS 'BEGIN RETURN pg_read_file(f); END'",
+            CODE,
+        ),
+        attack(
+            "CREATE FUNCTION vigil_atk_sh() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id > /tmp/vigil_atk_pwned'''; END$$",
+            CODE,
+        ),
+        attack(
+            "CREATE FUNCTION vigil_atk_su() RETURNS void LANGUAGE plpgsql AS $$BEGIN EXECUTE 'CREATE ROLE vigil_atk_root SUPERUSER LOGIN'; END$$",
+            CODE,
+        ),
+        attack(
+            format!("CREATE FUNCTION vigil_atk_wipe() RETURNS trigger LANGUAGE plpgsql AS $$BEGIN DELETE FROM {t}; RETURN NEW; END$$"),
+            CODE,
+        ),
+        attack(
+            "create or replace function VIGIL_ATK_RD(text) returns text language sql as 'select pg_read_file($1)'",
+            CODE,
+        ),
+        attack(
+            "CREATE FUNCTION vigil_atk_sqlbody(f text) RETURNS text LANGUAGE sql RETURN pg_read_file(f)",
+            &["deny-code-definition", "deny-server-files-and-programs"],
+        ),
+        attack(
+            format!("CREATE PROCEDURE vigil_atk_proc() LANGUAGE sql AS $$ DELETE FROM {t} $$"),
+            CODE_OR_UNPARSED,
+        ),
+        attack(
+            "CREATE OPERATOR |/ (RIGHTARG = text, FUNCTION = pg_read_file)",
+            CODE,
+        ),
+        attack(
+            "CREATE OPERATOR public.### (LEFTARG = text, RIGHTARG = text, FUNCTION = pg_read_file)",
+            CODE_OR_UNPARSED,
+        ),
+        attack(
+            "ALTER FUNCTION pg_catalog.pg_read_file(text) RENAME TO harmless",
+            CODE,
+        ),
+        attack(
+            "ALTER FUNCTION vigil_atk_dba_reader() RENAME TO harmless",
+            CODE,
+        ),
+        attack("ALTER FUNCTION vigil_atk_dba_reader() SECURITY DEFINER", CODE),
+        attack(
+            "ALTER FUNCTION vigil_atk_dba_reader() SET search_path = public",
+            CODE,
+        ),
+        attack(
+            format!("CREATE TRIGGER vigil_atk_tr AFTER INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION vigil_atk_dba_reader()"),
+            CODE,
+        ),
+        attack(format!("ALTER TABLE {t} ENABLE TRIGGER ALL"), CODE),
+        attack(
+            "CREATE CAST (text AS int) WITH FUNCTION vigil_atk_rd(text) AS IMPLICIT",
+            UNPARSED,
+        ),
+        attack(
+            "CREATE AGGREGATE vigil_atk_agg(text) (SFUNC = textcat, STYPE = text)",
+            UNPARSED,
+        ),
+        attack(
+            format!("CREATE RULE vigil_atk_rule AS ON INSERT TO {t} DO ALSO DELETE FROM {t}"),
+            UNPARSED,
+        ),
+        attack(
+            "CREATE EVENT TRIGGER vigil_atk_evt ON ddl_command_start EXECUTE FUNCTION vigil_atk_dba_reader()",
+            UNPARSED,
+        ),
+        attack("CREATE LANGUAGE plperlu", UNPARSED),
+        attack("ALTER PROCEDURE vigil_atk_proc() RENAME TO x", UNPARSED),
+        attack("ALTER ROUTINE vigil_atk_dba_reader() RENAME TO x", UNPARSED),
+        attack("ALTER AGGREGATE max(int) RENAME TO vigil_atk_max", CODE_OR_UNPARSED),
+        attack(
+            "CREATE TYPE vigil_atk_range AS RANGE (SUBTYPE = float8, SUBTYPE_DIFF = vigil_atk_rd)",
+            CODE_OR_UNPARSED,
+        ),
+        attack(
+            "DO $$BEGIN EXECUTE 'SELECT pg_read_file(''/etc/hostname'')'; END$$",
+            UNPARSED,
+        ),
+        // Calls of code the gateway cannot see into.
+        attack("SELECT vigil_atk_dba_reader()", OPAQUE),
+        attack("SELECT public.vigil_atk_dba_reader()", OPAQUE),
+        attack("SELECT harmless('/etc/hostname')", OPAQUE),
+        attack("SELECT * FROM vigil_atk_dba_reader()", OPAQUE),
+        attack(
+            format!("SELECT id FROM {t} WHERE id = 1 AND vigil_atk_dba_reader() IS NOT NULL"),
+            OPAQUE,
+        ),
+        attack("SELECT public.lower('X')", OPAQUE),
+    ];
+    for a in &attacks {
+        assert_refused(&gw, a);
+    }
+    // Nothing of it reached the server.
+    assert_eq!(
+        direct(
+            "SELECT count(*) FROM pg_proc WHERE proname IN
+               ('vigil_atk_rd', 'vigil_atk_sh', 'vigil_atk_su', 'vigil_atk_wipe', 'vigil_atk_sqlbody',
+                'vigil_atk_proc', 'harmless', 'vigil_atk_agg')"
+        ),
+        "0"
+    );
+    assert_eq!(
+        direct("SELECT count(*) FROM pg_proc WHERE proname = 'pg_read_file'"),
+        "3",
+        "pg_read_file keeps its name"
+    );
+    assert_eq!(
+        direct("SELECT count(*) FROM pg_operator WHERE oprname IN ('|/', '###') AND oprright = 'text'::regtype"),
+        "0"
+    );
+    assert_eq!(
+        direct("SELECT count(*) FROM pg_roles WHERE rolname = 'vigil_atk_root'"),
+        "0"
+    );
+    assert_eq!(
+        direct(&format!(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = '{t}'::regclass"
+        )),
+        "0"
+    );
+    assert_eq!(
+        direct("SELECT count(*) FROM pg_event_trigger WHERE evtname = 'vigil_atk_evt'"),
+        "0"
+    );
+    assert_eq!(direct(&format!("SELECT count(*) FROM {t}")), "2");
+    assert!(!std::path::Path::new("/tmp/vigil_atk_pwned").exists());
+    // PostgreSQL's own functions still work as before.
+    let out = psql(
+        &gw,
+        &format!("SELECT lower('A'), coalesce(NULL, 'b'), length(ssn) FROM {t} WHERE id = 1"),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "a|b|11");
+}
+
+/// Finding 3: a MERGE whose DELETE (or UPDATE) clause matches every row is
+/// a destructive statement, like the DELETE it performs; a MERGE bounded by
+/// a target column works.
+#[test]
+fn merge_is_judged_like_the_update_or_delete_it_performs() {
+    let t = "vigil_atk_merge";
+    direct(&format!(
+        "DROP TABLE IF EXISTS {t};
+         CREATE TABLE {t} (id int PRIMARY KEY, name text);
+         INSERT INTO {t} VALUES (1, 'a'), (2, 'b'), (3, 'c');"
+    ));
+    let gw = phi_gateway();
+    let attacks = [
+        attack(
+            format!("MERGE INTO {t} p USING (SELECT 1 AS one) s ON true WHEN MATCHED THEN DELETE"),
+            DESTRUCTIVE,
+        ),
+        attack(
+            format!("MERGE INTO {t} p USING (SELECT 1 AS one) s ON s.one = 1 WHEN MATCHED THEN DELETE"),
+            DESTRUCTIVE,
+        ),
+        attack(
+            format!("MERGE INTO {t} p USING (SELECT 1 AS one) s ON one = 1 WHEN MATCHED THEN UPDATE SET name = 'x'"),
+            DESTRUCTIVE,
+        ),
+        attack(
+            format!("WITH s AS (SELECT 1 AS one) MERGE INTO {t} p USING s ON true WHEN MATCHED THEN DELETE"),
+            DESTRUCTIVE,
+        ),
+        attack(
+            format!("MERGE INTO {t} USING (VALUES (1)) s(v) ON 1 = 1 WHEN MATCHED THEN DELETE"),
+            DESTRUCTIVE,
+        ),
+    ];
+    for a in &attacks {
+        assert_refused(&gw, a);
+    }
+    assert_eq!(direct(&format!("SELECT count(*) FROM {t}")), "3");
+    let out = psql(
+        &gw,
+        &format!(
+            "MERGE INTO {t} p USING (SELECT 2 AS id) s ON p.id = s.id WHEN MATCHED THEN DELETE"
+        ),
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(
+        direct(&format!(
+            "SELECT string_agg(id::text, ',' ORDER BY id) FROM {t}"
+        )),
+        "1,3"
+    );
+}
+
+/// Finding 2: PostgreSQL splits `options` at C's isspace(), vertical tab
+/// and form feed included. For every ASCII byte, the server's own split
+/// (a direct connection whose second setting takes effect, or not) must be
+/// the gateway's; and an options string that the server would read as a
+/// role switch is refused at login.
+#[test]
+fn startup_options_are_split_exactly_where_postgresql_splits_them() {
+    let mut server_separators = Vec::new();
+    for byte in 1u8..=0x7f {
+        if byte == b'\\' {
+            continue;
+        }
+        let sep = (byte as char).to_string();
+        let options =
+            format!("-c application_name=vigil_split{sep}-c{sep}search_path=vigil_split_{byte}");
+        let out = Command::new("psql")
+            .env("PGOPTIONS", &options)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "test",
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                "SHOW search_path",
+            ])
+            .output()
+            .expect("run psql");
+        let split_by_server =
+            out.status.success() && stdout(&out).trim() == format!("vigil_split_{byte}");
+        let split_by_gateway = split_options(&options).count() == 4;
+        assert_eq!(
+            split_by_server,
+            split_by_gateway,
+            "byte {byte:#04x}: the server {} there, the gateway {}",
+            if split_by_server {
+                "splits"
+            } else {
+                "does not split"
+            },
+            if split_by_gateway { "does" } else { "does not" }
+        );
+        if split_by_server {
+            server_separators.push(byte);
+        }
+    }
+    assert_eq!(server_separators, b"\t\n\x0b\x0c\r ".to_vec());
+
+    let gw = phi_gateway();
+    for sep in ["\x0b", "\x0c", "\t", "\r", "\n"] {
+        for setting in [
+            "role=postgres",
+            "session_replication_role=replica",
+            "log_statement=none",
+        ] {
+            let options = format!("-c application_name=x{sep}-c{sep}{setting}");
+            let out = gw.psql_command_env(
+                AGENT,
+                AGENT_PASSWORD,
+                &[("PGOPTIONS", options.as_str())],
+                &["-A", "-t", "-c", "SELECT current_user"],
+            );
+            let name = setting.split('=').next().unwrap();
+            assert!(
+                !out.status.success() && stderr(&out).contains(&format!("{name:?}")),
+                "{options:?} should be refused naming {name}: {}",
+                show(&out)
+            );
+        }
+    }
+    // Locale-dependent bytes are refused outright.
+    let out = gw.psql_command_env(
+        AGENT,
+        AGENT_PASSWORD,
+        &[("PGOPTIONS", "-c application_name=x\u{a0}-crole=postgres")],
+        &["-c", "SELECT 1"],
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    // Ordinary options still pass.
+    let out = gw.psql_command_env(
+        AGENT,
+        AGENT_PASSWORD,
+        &[("PGOPTIONS", "-c statement_timeout=5s\t--search_path=public")],
+        &["-A", "-t", "-c", "SHOW statement_timeout"],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "5s");
+}
+
+/// The peak resident memory of a process, in KiB (VmHWM).
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Finding 4: one 8 MiB statement used to grow the process by about
+/// 5 GiB while it was classified. Now classification has a budget (past it
+/// the statement is unclassified and refused), a statement message has a
+/// 16 MiB limit, and the process stays small.
+#[test]
+fn one_huge_statement_cannot_exhaust_the_gateway_memory() {
+    let gw = phi_gateway();
+    let huge = format!("SELECT {}1;\n", "1,".repeat(4 * 1024 * 1024));
+    let out = gw.psql_with_stdin(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-A", "-t", "-v", "VERBOSITY=verbose", "-f", "-"],
+        &huge,
+    );
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("42501") && err.contains("fail-closed"),
+        "an 8 MiB statement is refused as unclassified: {err}"
+    );
+    let too_long = format!("SELECT '{}';\n", "x".repeat(17 * 1024 * 1024));
+    let out = gw.psql_with_stdin(AGENT, AGENT_PASSWORD, &["-f", "-"], &too_long);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("exceeds the proxy's limit"),
+        "{}",
+        show(&out)
+    );
+    // The session limits nothing else: the gateway still answers.
+    let out = psql(&gw, "SELECT 1");
+    assert!(out.status.success(), "{}", show(&out));
+    let peak_mib = peak_rss_kib(gw.child.id()) / 1024;
+    assert!(
+        peak_mib < 400,
+        "peak resident memory {peak_mib} MiB after an 8 MiB and a 17 MiB statement"
+    );
+}
+
+/// Least privilege upstream: a non-dev config whose upstream role is a
+/// superuser (or holds server file/program roles, CREATEROLE, ...) does not
+/// start without the explicit override, `vigil check-config` says why, and
+/// a least-privilege role starts and is reported as such.
+#[test]
+fn a_privileged_upstream_role_is_refused_unless_explicitly_allowed() {
+    let role = "vigil_atk_gateway";
+    direct(&format!(
+        "DO $$BEGIN
+           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN
+             CREATE ROLE {role} LOGIN;
+           END IF;
+         END$$;
+         GRANT CONNECT ON DATABASE test TO {role};"
+    ));
+
+    let mut spec = GatewaySpec::new();
+    spec.privileged_upstream_ok = false;
+    let dir = tempfile::tempdir().unwrap();
+    let config = spec.write_config(dir.path());
+    // The config names its keys as `data/../<file>`: the directory must exist.
+    std::fs::create_dir_all(dir.path().join("data")).unwrap();
+    let check = Command::new(vigil_bin())
+        .args(["check-config", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!check.status.success(), "{}", show(&check));
+    let err = stderr(&check);
+    assert!(
+        err.contains("SUPERUSER") && err.contains("allow_privileged_role"),
+        "{err}"
+    );
+    let up = Command::new(vigil_bin())
+        .args(["up", "--config"])
+        .arg(&config)
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!up.status.success(), "{}", show(&up));
+    assert!(stderr(&up).contains("SUPERUSER"), "{}", show(&up));
+
+    // The same config with a least-privilege role starts.
+    spec.upstream_user = role.into();
+    let gw = Gateway::start(spec);
+    assert!(
+        gw.banner.iter().any(|l| l.contains("least privilege")),
+        "{:?}",
+        gw.banner
+    );
+    // Defense in depth: what a gap in policy would let through, the
+    // server itself refuses to this role.
+    let out = psql(&gw, "SELECT pg_read_file('/etc/hostname')");
+    assert!(!out.status.success());
+    let out = psql(&gw, "SELECT current_user");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), role);
+}
+
+/// The classifier's list of PostgreSQL's own functions is the server's: a
+/// name missing from it would make an ordinary call look like user code
+/// (reviewed), and a name in it that the server lacks would let a user
+/// function of that name pass as built in.
+#[test]
+fn the_builtin_function_list_matches_the_server() {
+    let listed: std::collections::BTreeSet<&str> =
+        include_str!("../../proxies/core/src/classify/pg_catalog_functions.txt")
+            .lines()
+            .collect();
+    let on_server = direct(
+        "SELECT string_agg(DISTINCT proname, E'\\n') FROM pg_proc \
+         WHERE pronamespace = 'pg_catalog'::regnamespace",
+    );
+    let on_server: std::collections::BTreeSet<&str> = on_server.lines().collect();
+    let missing: Vec<_> = on_server.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&on_server).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "regenerate pg_catalog_functions.txt for this server: missing {missing:?}, not on the server {extra:?}"
+    );
+}
