@@ -192,6 +192,26 @@ fn code_the_policy_cannot_see_is_never_defined_or_run_unreviewed() {
             OPAQUE,
         ),
         attack("SELECT public.lower('X')", OPAQUE),
+        // Found by the independent review.
+        attack("SELECT * FROM set_config('role', 'postgres', false)", UNPARSED),
+        attack("SELECT ('/etc/hostname'::text).pg_read_file", UNPARSED),
+        attack("SELECT ('/etc'::text).pg_ls_dir", UNPARSED),
+        attack(
+            "UPDATE pg_settings SET setting = 'replica' WHERE name = 'session_replication_role'",
+            &["deny-administration"],
+        ),
+        attack(
+            "UPDATE pg_settings SET setting = 'SJIS' WHERE name = 'client_encoding'",
+            &["deny-administration"],
+        ),
+        attack(
+            "SELECT ts_rewrite('a'::tsquery, 'SELECT pg_read_file(''/etc/hostname'')::int::text::tsquery, ''b''::tsquery')",
+            OPAQUE,
+        ),
+        attack("SELECT \"coalesce\"(1)", OPAQUE),
+        attack("EXPLAIN SELECT vigil_atk_dba_reader()", OPAQUE),
+        attack("SELECT query FROM pg_stat_activity", &["deny-administration"]),
+        attack("SELECT * FROM pg_file_settings", &["deny-administration"]),
     ];
     for a in &attacks {
         assert_refused(&gw, a);

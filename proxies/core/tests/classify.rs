@@ -290,6 +290,14 @@ const CASES: &[Case] = &[
     case("MERGE INTO patients USING (SELECT 1 AS id) s ON patients.id = s.id WHEN MATCHED THEN UPDATE SET name = 'x' WHEN NOT MATCHED THEN INSERT VALUES (s.id)", "merge update insert !delete !destructive", "", "patients", "", B),
     case("MERGE INTO patients p USING (SELECT 1 AS one) s ON true WHEN NOT MATCHED THEN INSERT VALUES (1)", "merge insert !update !destructive", "", "patients", "", B),
     case("WITH s AS (SELECT 1 AS one) MERGE INTO patients p USING s ON true WHEN MATCHED THEN DELETE", "merge delete destructive", "", "patients", "", B),
+    // Found by the review of issue 18.
+    case("UPDATE pg_settings SET setting = 'replica' WHERE name = 'session_replication_role'", "update admin", "", "pg_settings", "", B),
+    case("SELECT ts_rewrite('a'::tsquery, 'SELECT 1')", "select opaque", "", "", "ts_rewrite", B),
+    case("SELECT \"coalesce\"(1)", "select opaque user_function", "", "", "coalesce", B),
+    case("EXPLAIN SELECT f_user(1)", "explain opaque user_function", "", "", "f_user", B),
+    case("INSERT INTO t SELECT * FROM t WHERE id > 0 ON CONFLICT (id) DO UPDATE SET name = 'x'", "insert update write", "t", "t", "", B),
+    case("SELECT query FROM pg_stat_activity", "select admin", "pg_stat_activity", "", "", U),
+    case("SELECT * FROM pg_catalog.pg_file_settings", "select admin", "pg_catalog.pg_file_settings", "", "", U),
 ];
 
 fn set(names: &str) -> BTreeSet<String> {
@@ -554,6 +562,10 @@ fn fail_closed() {
         "ALTER ROUTINE f() RENAME TO g",
         "ALTER TRIGGER tr ON t RENAME TO tr2",
         "ALTER EVENT TRIGGER e ENABLE",
+        // set_config in FROM; attribute notation on a computed value.
+        "SELECT * FROM set_config('role', 'admin', false)",
+        "SELECT * FROM pg_catalog.set_config('session_replication_role', 'replica', false) AS x",
+        "SELECT ('/etc/hostname'::text).pg_read_file",
         // Not SQL at all.
         "'unterminated",
         "/* unterminated",

@@ -26,6 +26,9 @@ pub enum Privilege {
     ReadServerFiles,
     WriteServerFiles,
     ExecuteServerProgram,
+    ReadAllData,
+    WriteAllData,
+    SignalBackend,
 }
 
 impl Privilege {
@@ -38,6 +41,9 @@ impl Privilege {
             Privilege::ReadServerFiles => "member of pg_read_server_files",
             Privilege::WriteServerFiles => "member of pg_write_server_files",
             Privilege::ExecuteServerProgram => "member of pg_execute_server_program",
+            Privilege::ReadAllData => "member of pg_read_all_data",
+            Privilege::WriteAllData => "member of pg_write_all_data",
+            Privilege::SignalBackend => "member of pg_signal_backend",
         }
     }
 }
@@ -58,7 +64,7 @@ impl RoleReport {
     pub fn describe(&self) -> String {
         if self.privileges.is_empty() {
             format!(
-                "upstream role {:?}: least privilege (no SUPERUSER, CREATEROLE, BYPASSRLS, REPLICATION or server file/program roles)",
+                "upstream role {:?}: least privilege (no SUPERUSER, CREATEROLE, BYPASSRLS, REPLICATION, server file/program, all-data or signal roles, held or reachable by SET ROLE)",
                 self.role
             )
         } else {
@@ -72,19 +78,25 @@ impl RoleReport {
     }
 }
 
-/// The query: attributes from pg_roles, memberships through pg_has_role
-/// (which follows inherited and superuser membership, as the server's own
-/// permission checks do).
-const QUERY: &str =
-    "SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolbypassrls, r.rolreplication, \
-     pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'USAGE'), \
-     pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'USAGE'), \
-     pg_catalog.pg_has_role(r.oid, 'pg_execute_server_program', 'USAGE') \
-     FROM pg_catalog.pg_roles r WHERE r.rolname = current_user";
+/// The query. Membership is MEMBER, not USAGE: a NOINHERIT member cannot
+/// use a role's privileges directly but can SET ROLE to it, so whatever
+/// any role the gateway can become holds, the gateway holds. Attributes
+/// are read over every such role (the role itself included).
+const QUERY: &str = "SELECT r.rolname, \
+     bool_or(g.rolsuper), bool_or(g.rolcreaterole), bool_or(g.rolbypassrls), bool_or(g.rolreplication), \
+     pg_catalog.pg_has_role(r.oid, 'pg_read_server_files', 'MEMBER'), \
+     pg_catalog.pg_has_role(r.oid, 'pg_write_server_files', 'MEMBER'), \
+     pg_catalog.pg_has_role(r.oid, 'pg_execute_server_program', 'MEMBER'), \
+     pg_catalog.pg_has_role(r.oid, 'pg_read_all_data', 'MEMBER'), \
+     pg_catalog.pg_has_role(r.oid, 'pg_write_all_data', 'MEMBER'), \
+     pg_catalog.pg_has_role(r.oid, 'pg_signal_backend', 'MEMBER') \
+     FROM pg_catalog.pg_roles r JOIN pg_catalog.pg_roles g \
+       ON pg_catalog.pg_has_role(r.oid, g.oid, 'MEMBER') \
+     WHERE r.rolname = current_user GROUP BY r.rolname, r.oid";
 
 /// Reads one row of [`QUERY`] (text values) into a report.
 pub fn report_from_row(values: &[Option<String>]) -> Option<RoleReport> {
-    if values.len() != 8 {
+    if values.len() != 11 {
         return None;
     }
     let role = values[0].clone()?;
@@ -97,6 +109,9 @@ pub fn report_from_row(values: &[Option<String>]) -> Option<RoleReport> {
         (5, Privilege::ReadServerFiles),
         (6, Privilege::WriteServerFiles),
         (7, Privilege::ExecuteServerProgram),
+        (8, Privilege::ReadAllData),
+        (9, Privilege::WriteAllData),
+        (10, Privilege::SignalBackend),
     ];
     let privileges = order
         .into_iter()
@@ -168,13 +183,21 @@ mod tests {
 
     #[test]
     fn each_privilege_is_reported_by_name() {
-        let least = report_from_row(&row(&["gw", "f", "f", "f", "f", "f", "f", "f"])).unwrap();
+        let least = report_from_row(&row(&[
+            "gw", "f", "f", "f", "f", "f", "f", "f", "f", "f", "f",
+        ]))
+        .unwrap();
         assert!(!least.is_privileged());
         assert!(least.describe().contains("least privilege"));
-        let superuser =
-            report_from_row(&row(&["postgres", "t", "t", "t", "t", "t", "t", "t"])).unwrap();
-        assert_eq!(superuser.privileges.len(), 7);
-        let program = report_from_row(&row(&["gw", "f", "f", "f", "f", "f", "f", "t"])).unwrap();
+        let superuser = report_from_row(&row(&[
+            "postgres", "t", "t", "t", "t", "t", "t", "t", "t", "t", "t",
+        ]))
+        .unwrap();
+        assert_eq!(superuser.privileges.len(), 10);
+        let program = report_from_row(&row(&[
+            "gw", "f", "f", "f", "f", "f", "f", "t", "f", "f", "f",
+        ]))
+        .unwrap();
         assert_eq!(program.privileges, vec![Privilege::ExecuteServerProgram]);
         assert!(program.describe().contains("pg_execute_server_program"));
     }
@@ -182,7 +205,7 @@ mod tests {
     #[test]
     fn malformed_rows_are_not_reports() {
         assert_eq!(report_from_row(&row(&["gw", "f"])), None);
-        let mut no_name = row(&["gw", "f", "f", "f", "f", "f", "f", "f"]);
+        let mut no_name = row(&["gw", "f", "f", "f", "f", "f", "f", "f", "f", "f", "f"]);
         no_name[0] = None;
         assert_eq!(report_from_row(&no_name), None);
     }

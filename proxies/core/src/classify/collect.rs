@@ -23,17 +23,17 @@ use std::ptr;
 
 use sqlparser::ast::{
     Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause, ObjectName,
-    Query, Select, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins, Value, Visit,
-    Visitor,
+    ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins,
+    Value, Visit, Visitor,
 };
 
 use super::dml::{dml, Dml};
 use super::functions::{
-    call_tags, is_collecting_aggregate, is_scalar_aggregate, is_set_config, is_utf8_name,
-    setting_tags, NOT_UTF8,
+    call_tags, is_collecting_aggregate, is_scalar_aggregate, is_set_config, is_sql_syntax_word,
+    is_utf8_name, relation_tags, setting_tags, NOT_UTF8,
 };
 use super::names::{
-    from_function_name, ident, object_name, relation_name, single_part, UNREADABLE_TABLE,
+    from_function_name, ident, last_part, object_name, relation_name, single_part, UNREADABLE_TABLE,
 };
 
 const UNREADABLE_FUNCTION: &str =
@@ -227,7 +227,7 @@ impl Visitor for Collector {
                 if args.is_some() {
                     // `FROM pg_ls_dir('.')`: a function, not a table.
                     match from_function_name(name) {
-                        Some(n) => self.call(n),
+                        Some(n) => self.call_in_from(n),
                         None => self.facts.problems.push(UNREADABLE_FUNCTION),
                     }
                     return ControlFlow::Continue(());
@@ -236,12 +236,13 @@ impl Visitor for Collector {
                     None => self.facts.problems.push(UNREADABLE_TABLE),
                     Some(_) if self.is_cte(name) => {}
                     Some(n) => {
+                        self.facts.tag(relation_tags(&n).iter().copied());
                         self.facts.reads.insert(n);
                     }
                 }
             }
             TableFactor::Function { name, .. } => match from_function_name(name) {
-                Some(n) => self.call(n),
+                Some(n) => self.call_in_from(n),
                 None => self.facts.problems.push(UNREADABLE_FUNCTION),
             },
             TableFactor::UNNEST { .. } => self.call("unnest".to_string()),
@@ -282,9 +283,26 @@ impl Visitor for Collector {
                     if is_set_config(&n) {
                         self.set_config(&f.args);
                     }
+                    let quoted = f.name.0.iter().any(|part| {
+                        matches!(part, ObjectNamePart::Identifier(id) if id.quote_style.is_some())
+                    });
+                    if quoted && is_sql_syntax_word(last_part(&n)) {
+                        // `"coalesce"(x)` is a call of whatever function
+                        // has that name, not the syntax.
+                        self.facts.tag(["opaque", "user_function"]);
+                    }
                     self.call(n);
                 }
                 None => self.facts.problems.push("a computed function name"),
+            }
+        }
+        if let Expr::CompoundFieldAccess { root, .. } = e {
+            if !matches!(**root, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
+                // `(x).f` is also PostgreSQL's attribute notation for the
+                // call `f(x)`: `('/etc/hostname'::text).pg_read_file`.
+                self.facts.problems.push(
+                    "a field of a computed value, which PostgreSQL may read as a function call",
+                );
             }
         }
         ControlFlow::Continue(())
@@ -297,8 +315,12 @@ impl Collector {
             self.facts.problems.push(p);
         }
         self.facts.tag([d.kind, "write"]);
+        for target in &d.targets {
+            // UPDATE pg_settings is SET by another name.
+            self.facts.tag(relation_tags(target).iter().copied());
+        }
         // A MERGE is judged like the UPDATE, DELETE or INSERT it performs.
-        self.facts.tag(d.merge_actions.iter().copied());
+        self.facts.tag(d.performs.iter().copied());
         if !is_main {
             self.facts.tag(["cte_write"]);
         }
@@ -320,6 +342,18 @@ impl Collector {
         }
         self.facts.writes.extend(d.targets);
         self.target_factors.extend(d.target_factors);
+    }
+
+    /// A function in FROM. `set_config` there changes a setting the way it
+    /// does in the select list, but its arguments are table-function
+    /// arguments this module does not read: fail closed.
+    fn call_in_from(&mut self, name: String) {
+        if is_set_config(&name) {
+            self.facts
+                .problems
+                .push("set_config in FROM, which is not classified");
+        }
+        self.call(name);
     }
 
     fn call(&mut self, name: String) {

@@ -4,8 +4,8 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    visit_expressions, Expr, FromTable, Merge, MergeAction, Statement, TableFactor, TableObject,
-    TableWithJoins,
+    visit_expressions, Expr, FromTable, Merge, MergeAction, OnConflict, OnConflictAction, OnInsert,
+    Statement, TableFactor, TableObject, TableWithJoins,
 };
 
 use super::names::{ident, relation_name, UNREADABLE_TABLE};
@@ -23,9 +23,10 @@ pub(crate) struct Dml<'a> {
     pub filter: Option<Option<&'a Expr>>,
     /// MERGE's source: every row of it is read.
     pub source: Option<&'a TableFactor>,
-    /// What a MERGE's WHEN clauses do (`update`, `delete`, `insert`): it is
-    /// judged like those statements.
-    pub merge_actions: Vec<&'static str>,
+    /// What else the statement does, so it is judged like that too: a
+    /// MERGE's WHEN clauses (`update`, `delete`, `insert`), an INSERT ...
+    /// ON CONFLICT DO UPDATE (`update`).
+    pub performs: Vec<&'static str>,
     /// A MERGE that may UPDATE or DELETE every row of its target: an
     /// UPDATE/DELETE clause whose row is chosen by nothing that names a
     /// target column (`ON true`, `ON s.one = 1`).
@@ -43,7 +44,7 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
         returning: false,
         filter: None,
         source: None,
-        merge_actions: Vec::new(),
+        performs: Vec::new(),
         merge_unbounded: false,
         problem: None,
     };
@@ -51,6 +52,14 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
         Statement::Insert(ins) => {
             d.kind = "insert";
             d.returning = ins.returning.is_some() || ins.output.is_some();
+            if let Some(OnInsert::OnConflict(OnConflict {
+                action: OnConflictAction::DoUpdate(_),
+                ..
+            })) = &ins.on
+            {
+                // It rewrites the existing rows it collides with.
+                d.performs.push("update");
+            }
             match &ins.table {
                 TableObject::TableName(name) => d.add_name(relation_name(name)),
                 _ => d.problem = Some("INSERT into something other than a table name"),
@@ -133,8 +142,8 @@ fn merge_clauses(d: &mut Dml<'_>, m: &Merge) {
             MergeAction::Insert(_) => "insert",
             MergeAction::DoNothing { .. } => continue,
         };
-        if !d.merge_actions.contains(&action) {
-            d.merge_actions.push(action);
+        if !d.performs.contains(&action) {
+            d.performs.push(action);
         }
         let bounded = on_bounds
             || clause

@@ -57,6 +57,8 @@ const DYNAMIC_SQL: &[&str] = &[
     "database_to_xmlschema",
     "database_to_xml_and_xmlschema",
     "ts_stat",
+    // ts_rewrite(query, text) runs the text as a query.
+    "ts_rewrite",
     "dblink",
     "dblink_exec",
     "dblink_open",
@@ -142,6 +144,46 @@ const SQL_SYNTAX_FUNCTIONS: &[&str] = &[
     "trim",
     "collation",
 ];
+
+/// Whether `word` is one of the words sqlparser reads as a call that
+/// PostgreSQL treats as syntax. Quoted (`"coalesce"(x)`), it is no longer
+/// syntax: PostgreSQL looks up a function of that name, which may be
+/// anybody's.
+pub(crate) fn is_sql_syntax_word(word: &str) -> bool {
+    SQL_SYNTAX_FUNCTIONS.contains(&word)
+}
+
+/// Catalog relations whose rows are not the database's data but the
+/// server's secrets or other sessions': configuration files, password
+/// hashes, other sessions' statement text (with their literals), large
+/// objects' contents. Reading them is operator business.
+const SENSITIVE_RELATIONS: &[&str] = &[
+    "pg_file_settings",
+    "pg_hba_file_rules",
+    "pg_ident_file_mappings",
+    "pg_authid",
+    "pg_shadow",
+    "pg_user_mappings",
+    "pg_user_mapping",
+    "pg_stat_activity",
+    "pg_stat_statements",
+    "pg_largeobject",
+    "pg_settings",
+    "pg_config",
+];
+
+/// The tags reading (or writing) relation `name` (normalised) adds.
+pub(crate) fn relation_tags(name: &str) -> &'static [&'static str] {
+    let (schema, relation) = match name.rsplit_once('.') {
+        Some((schema, relation)) => (Some(schema), relation),
+        None => (None, name),
+    };
+    if matches!(schema, None | Some("pg_catalog")) && SENSITIVE_RELATIONS.contains(&relation) {
+        &["admin"]
+    } else {
+        &[]
+    }
+}
 
 fn builtin_functions() -> &'static HashSet<&'static str> {
     static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();

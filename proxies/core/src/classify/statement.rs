@@ -498,6 +498,13 @@ fn explain(b: &mut Builder, analyze: bool, options: Option<&[UtilityOption]>, in
         b.class.writes.extend(inner_class.writes);
         b.class.unbounded_read |= inner_class.unbounded_read;
     } else {
+        // Planning still folds constant calls of immutable functions: a
+        // user function in the statement runs even without ANALYZE.
+        for k in ["opaque", "user_function"] {
+            if inner_class.has_kind(k) {
+                b.kind(k);
+            }
+        }
         // Nothing runs, but the plan describes the tables it would touch.
         b.class.reads.extend(inner_class.writes);
     }
