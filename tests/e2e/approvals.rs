@@ -782,3 +782,96 @@ print(conn.execute("SELECT 40 + %s", (2,)).fetchone()[0])
     );
     assert_eq!(lines[2], "42", "the session works after a refused hold");
 }
+
+/// What a hostile agent can put into the statement approvers read: a quoted
+/// identifier survives literal masking with every character in it.
+const HOSTILE_IDENTIFIER: &str = "\x1b[2J\x1b[H\r\nvote approve by alice\u{9b}0m\u{202e}\u{2066}\u{200b}\x7f <!channel> <https://evil.example|Approve here> ```*ok*`";
+
+#[test]
+fn agent_text_reaches_approvers_escaped_in_the_terminal_and_in_slack() {
+    let s = Setup::start();
+    let psql = s.psql_bg(
+        CLIENT,
+        &format!("SELECT \"{HOSTILE_IDENTIFIER}\" FROM appr_held WHERE 'marker-e1' <> ''"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let listed = loop {
+        let out = s.approvals("alice", &["list"]);
+        assert!(out.status.success(), "{}", show(&out));
+        if !stdout(&out).starts_with("no operations") {
+            break out;
+        }
+        assert!(Instant::now() < deadline, "nothing pending");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let printed = String::from_utf8(listed.stdout.clone()).unwrap();
+    let forbidden = |c: char| {
+        c.is_control() && c != '\n'
+            || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200b}'..='\u{200f}')
+    };
+    // One line, nothing in it a terminal would act on, and what was there
+    // is visible.
+    assert_eq!(printed.lines().count(), 1, "{printed:?}");
+    assert!(!printed.chars().any(forbidden), "{printed:?}");
+    assert!(
+        printed.contains(
+            r"\x1b[2J\x1b[H\r\nvote approve by alice\u{9b}0m\u{202e}\u{2066}\u{200b}\x7f"
+        ),
+        "{printed:?}"
+    );
+    let id = printed.split_whitespace().next().unwrap().to_string();
+
+    // `show`: its fixed lines and nothing else, after a denial whose reason
+    // tries the same.
+    let out = s.approvals(
+        "alice",
+        &[
+            "deny",
+            &id,
+            "--reason",
+            "\x1b[1A\x1b[2Kvote approve by bob\rnot now",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!stdout(&out).chars().any(forbidden), "{}", show(&out));
+    let shown = s.approvals("bob", &["show", &id]);
+    let shown_text = String::from_utf8(shown.stdout.clone()).unwrap();
+    assert!(!shown_text.chars().any(forbidden), "{shown_text:?}");
+    assert_eq!(shown_text.lines().count(), 12, "{shown_text}");
+    assert!(
+        shown_text.contains(r"\x1b[1A\x1b[2Kvote approve by bob\rnot now"),
+        "{shown_text}"
+    );
+    assert!(!finish(psql).status.success());
+
+    // The webhook: Slack's text is inert, the JSON for programs exact.
+    let pending = loop {
+        let hook = s
+            .hooks
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a webhook for the operation");
+        let body: Value = serde_json::from_slice(&hook.body).unwrap();
+        if body["vigil"]["state"] == "pending" {
+            break body;
+        }
+    };
+    let text = pending["text"].as_str().unwrap();
+    assert!(!text.contains(['<', '>']), "{text}");
+    assert!(text.contains("&lt;!channel&gt;"), "{text}");
+    assert!(
+        text.contains("&lt;https://evil.example|Approve here&gt;"),
+        "{text}"
+    );
+    assert!(
+        !text.replacen('\n', "", 1).chars().any(forbidden),
+        "{text:?}"
+    );
+    assert!(text.contains(r"\x1b[2J"), "{text}");
+    // The statement sits in a code block it cannot close.
+    assert_eq!(text.matches("```").count(), 2, "{text}");
+    assert!(text.ends_with("```"), "{text}");
+    assert!(pending["vigil"]["statement"]
+        .as_str()
+        .unwrap()
+        .contains(HOSTILE_IDENTIFIER));
+}

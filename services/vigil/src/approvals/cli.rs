@@ -19,6 +19,7 @@ use tonic::metadata::AsciiMetadataValue;
 use vigil_proto::approvals as pb;
 use vigil_proto::approvals::approvals_client::ApprovalsClient;
 
+use super::escape;
 use crate::timefmt;
 
 #[derive(Args)]
@@ -138,7 +139,8 @@ async fn run_async(args: ApprovalsArgs) -> anyhow::Result<()> {
             req.metadata_mut().insert("authorization", auth.clone());
             Ok(req)
         });
-    let refused = |s: tonic::Status| anyhow::anyhow!("{}", s.message());
+    // The service's messages can quote what was asked (an id, a rule name).
+    let refused = |s: tonic::Status| anyhow::anyhow!("{}", escape::terminal(s.message()));
     let approving = matches!(args.command, ApprovalsCommand::Approve { .. });
     match args.command {
         ApprovalsCommand::List { state, limit } => {
@@ -247,33 +249,41 @@ fn time(nanos: i64) -> String {
     timefmt::rfc3339(nanos)
 }
 
+/// Every string the service sends is printed through this: statements,
+/// names, rules and reasons come from agents, approvers and operators, and
+/// must not reach the terminal as escape sequences or bidi controls.
+fn e(s: &str) -> String {
+    escape::terminal(s)
+}
+
 fn one_line(op: &pb::Operation) -> String {
     format!(
         "{}  {:<9}  rule={}  by={}  on={}  approvals={}/{}  expires={}  {}",
-        op.operation_id,
-        op.state,
-        op.rule,
-        op.requester_subject,
-        op.connection,
+        e(&op.operation_id),
+        e(&op.state),
+        e(&op.rule),
+        e(&op.requester_subject),
+        e(&op.connection),
         op.approvals,
         op.quorum,
         time(op.expires_unix_nanos),
-        op.statement
+        e(&op.statement)
     )
 }
 
 fn details(op: &pb::Operation) -> String {
+    let groups: Vec<String> = op.approver_groups.iter().map(|g| e(g)).collect();
     let mut s = format!(
         "operation  {}\nstate      {}\nrule       {}\nrequester  {} ({})\nconnection {}\nsession    {}\nstatement  {}\napprovers  {} (quorum {})\nopened     {}\nexpires    {}\n",
-        op.operation_id,
-        op.state,
-        op.rule,
-        op.requester_subject,
-        op.requester_issuer,
-        op.connection,
-        op.session_id,
-        op.statement,
-        op.approver_groups.join(", "),
+        e(&op.operation_id),
+        e(&op.state),
+        e(&op.rule),
+        e(&op.requester_subject),
+        e(&op.requester_issuer),
+        e(&op.connection),
+        e(&op.session_id),
+        e(&op.statement),
+        groups.join(", "),
         op.quorum,
         time(op.opened_unix_nanos),
         time(op.expires_unix_nanos),
@@ -281,14 +291,14 @@ fn details(op: &pb::Operation) -> String {
     for v in &op.votes {
         s.push_str(&format!(
             "vote       {} by {} ({}) at {}{}\n",
-            v.verdict,
-            v.approver_subject,
-            v.approver_issuer,
+            e(&v.verdict),
+            e(&v.approver_subject),
+            e(&v.approver_issuer),
             time(v.at_unix_nanos),
             if v.reason.is_empty() {
                 String::new()
             } else {
-                format!(": {}", v.reason)
+                format!(": {}", e(&v.reason))
             }
         ));
     }
@@ -296,7 +306,7 @@ fn details(op: &pb::Operation) -> String {
         s.push_str(&format!(
             "closed     {}: {}\n",
             time(op.closed_unix_nanos),
-            op.closed_reason
+            e(&op.closed_reason)
         ));
     }
     s
@@ -306,12 +316,16 @@ fn after_vote(op: &pb::Operation) -> String {
     if op.state == "pending" {
         format!(
             "operation {}: vote recorded; {} of {} approvals",
-            op.operation_id, op.approvals, op.quorum
+            e(&op.operation_id),
+            op.approvals,
+            op.quorum
         )
     } else {
         format!(
             "operation {}: {} ({})",
-            op.operation_id, op.state, op.closed_reason
+            e(&op.operation_id),
+            e(&op.state),
+            e(&op.closed_reason)
         )
     }
 }
@@ -319,22 +333,110 @@ fn after_vote(op: &pb::Operation) -> String {
 fn grant_line(g: &pb::GrantInfo) -> String {
     format!(
         "grant {}  {}  {} ({}) on {} rule={} until {} by {}: {}{}",
-        g.grant_id,
+        e(&g.grant_id),
         if g.active { "active" } else { "ended" },
-        g.grantee_subject,
-        g.grantee_issuer,
-        g.connection,
-        g.rule,
+        e(&g.grantee_subject),
+        e(&g.grantee_issuer),
+        e(&g.connection),
+        e(&g.rule),
         time(g.expires_unix_nanos),
-        g.issued_by_subject,
-        g.reason,
+        e(&g.issued_by_subject),
+        e(&g.reason),
         if g.revoked_by_subject.is_empty() {
             String::new()
         } else {
             format!(
                 " (revoked by {}: {})",
-                g.revoked_by_subject, g.revoke_reason
+                e(&g.revoked_by_subject),
+                e(&g.revoke_reason)
             )
         }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str =
+        "x\x1b[2J\x1b[H\r\nvote approve by alice\u{9b}1m\u{202e}\u{2066}\u{200b}\x7f";
+
+    fn hostile_operation() -> pb::Operation {
+        let h = || HOSTILE.to_string();
+        pb::Operation {
+            operation_id: h(),
+            state: h(),
+            session_id: h(),
+            connection: h(),
+            requester_subject: h(),
+            requester_issuer: h(),
+            statement: h(),
+            rule: h(),
+            approver_groups: vec![h(), h()],
+            quorum: 1,
+            approvals: 0,
+            opened_unix_nanos: 0,
+            expires_unix_nanos: 0,
+            closed_reason: h(),
+            closed_unix_nanos: 0,
+            votes: vec![pb::Vote {
+                approver_subject: h(),
+                approver_issuer: h(),
+                verdict: h(),
+                reason: h(),
+                at_unix_nanos: 0,
+            }],
+        }
+    }
+
+    fn assert_inert(printed: &str, lines: usize) {
+        // Line breaks are ours (counted below); nothing else may act.
+        assert!(
+            !printed
+                .chars()
+                .any(|c| c != '\n' && escape::is_unsafe_char(c)),
+            "unescaped control in {printed:?}"
+        );
+        assert_eq!(
+            printed.trim_end_matches('\n').lines().count(),
+            lines,
+            "{printed}"
+        );
+        assert!(printed.contains("x\\x1b[2J\\x1b[H\\r\\nvote"), "{printed}");
+        assert!(
+            printed.contains("\\u{202e}\\u{2066}\\u{200b}\\x7f"),
+            "{printed}"
+        );
+    }
+
+    #[test]
+    fn every_string_the_cli_prints_is_escaped() {
+        let op = hostile_operation();
+        assert_inert(&one_line(&op), 1);
+        // Ten fixed lines, one vote, and the closing line (the state is
+        // not "pending").
+        assert_inert(&details(&op), 12);
+        assert_inert(&after_vote(&op), 1);
+        let pending = pb::Operation {
+            state: "pending".into(),
+            ..hostile_operation()
+        };
+        assert!(!after_vote(&pending).chars().any(escape::is_unsafe_char));
+        let h = || HOSTILE.to_string();
+        let grant = pb::GrantInfo {
+            grant_id: h(),
+            grantee_subject: h(),
+            grantee_issuer: h(),
+            connection: h(),
+            rule: h(),
+            issued_by_subject: h(),
+            reason: h(),
+            issued_unix_nanos: 0,
+            expires_unix_nanos: 0,
+            active: true,
+            revoked_by_subject: h(),
+            revoke_reason: h(),
+        };
+        assert_inert(&grant_line(&grant), 1);
+    }
 }

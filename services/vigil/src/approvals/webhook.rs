@@ -31,6 +31,7 @@ use serde::Deserialize;
 use sha2::Sha256;
 use vigil_approvals::{Approver, Operation, Principal, Verdict};
 
+use super::escape;
 use super::grpc::to_pb;
 use super::service::ApprovalService;
 
@@ -74,26 +75,35 @@ fn unix_secs() -> i64 {
         .as_secs() as i64
 }
 
-/// The Slack-compatible body of a notification.
+/// The Slack-compatible body of a notification. `text` is what people
+/// read: every value in it is agent-, approver- or operator-controlled, so
+/// each goes into a code span (the statement into a code block) escaped by
+/// [`escape`], where it can neither ping a channel, nor make a link, nor
+/// close the span. `vigil` is for programs and carries the values as they
+/// are (JSON escaping is all it needs).
 pub fn payload(op: &Operation) -> serde_json::Value {
     let h = &op.hold;
+    let code = escape::slack_inline;
     let text = match op.state {
         vigil_approvals::State::Pending => format!(
-            "Vigil holds a statement for review: operation {} by {} on {} (rule \"{}\", {} approval(s) needed, from {}): `{}`",
-            h.operation_id,
-            h.requester,
-            h.connection,
-            h.rule,
+            "Vigil holds a statement for review: operation {} by {} on {} (rule {}, {} approval(s) needed, from {}):\n{}",
+            code(&h.operation_id),
+            code(&h.requester.to_string()),
+            code(&h.connection),
+            code(&h.rule),
             h.quorum,
-            h.approver_groups.join(", "),
-            h.statement
+            code(&h.approver_groups.join(", ")),
+            escape::slack_block(&h.statement)
         ),
-        state => format!(
-            "Vigil operation {} is {}: {}",
-            h.operation_id,
-            state,
-            op.closure.as_ref().map(|c| c.reason.as_str()).unwrap_or("")
-        ),
+        state => match op.closure.as_ref().map(|c| c.reason.as_str()) {
+            Some(reason) if !reason.is_empty() => format!(
+                "Vigil operation {} is {}: {}",
+                code(&h.operation_id),
+                state,
+                code(reason)
+            ),
+            _ => format!("Vigil operation {} is {}", code(&h.operation_id), state),
+        },
     };
     let pb = to_pb(op);
     serde_json::json!({
@@ -421,6 +431,77 @@ mod tests {
         // refuses such a request anyway).
         assert!(seen.first_time(2000, "v1=cc", 2000));
         assert_eq!(seen.set.len(), 1);
+    }
+
+    fn hostile_operation() -> Operation {
+        let hostile =
+            "\x1b[2J\r\n<!channel> <https://evil.example|Approve here> ```*ok*` &amp; \u{202e}";
+        Operation::open(vigil_approvals::Hold {
+            operation_id: "op-1".into(),
+            session_id: "s-1".into(),
+            connection: hostile.into(),
+            requester: Principal {
+                subject: hostile.into(),
+                issuer: "https://idp.example".into(),
+            },
+            statement: format!("SELECT \"{hostile}\" FROM t"),
+            rule: hostile.into(),
+            approver_groups: vec![hostile.into()],
+            quorum: 1,
+            opened_unix_nanos: 0,
+            expires_unix_nanos: i64::MAX,
+        })
+        .unwrap()
+    }
+
+    /// The text people read can ping nobody, link nowhere, and break out of
+    /// none of its code spans; the machine-readable part keeps the values.
+    fn assert_inert_text(body: &serde_json::Value) {
+        let text = body["text"].as_str().unwrap();
+        assert!(!text.contains(['<', '>']), "{text}");
+        // One line break of ours (before a statement's code block), and
+        // nothing else that moves, hides or reorders text.
+        assert!(text.matches('\n').count() <= 1, "{text}");
+        let rest = text.replacen('\n', "", 1);
+        assert!(!rest.chars().any(escape::is_unsafe_char), "{text}");
+    }
+
+    #[test]
+    fn the_slack_text_holds_agent_text_only_inside_code_it_cannot_leave() {
+        let mut op = hostile_operation();
+        let body = payload(&op);
+        assert_inert_text(&body);
+        let text = body["text"].as_str().unwrap();
+        assert!(text.contains("&lt;!channel&gt;"), "{text}");
+        assert!(text.contains("&amp;amp;"), "{text}");
+        assert!(text.contains("\\x1b[2J\\r\\n"), "{text}");
+        assert!(text.contains("\\u{202e}"), "{text}");
+        // Our own delimiters only: five inline spans and one block.
+        assert_eq!(text.matches('`').count(), 5 * 2 + 6, "{text}");
+        assert_eq!(text.matches("```").count(), 2, "{text}");
+        assert!(text.ends_with("```"), "{text}");
+        // The JSON for programs is unchanged.
+        assert_eq!(body["vigil"]["statement"], op.hold.statement.as_str());
+        assert_eq!(body["vigil"]["rule"], op.hold.rule.as_str());
+        assert!(serde_json::to_string(&body).unwrap().contains("\\u001b[2J"));
+
+        let approver = Approver {
+            principal: Principal {
+                subject: "alice".into(),
+                issuer: "https://idp.example".into(),
+            },
+            groups: op.hold.approver_groups.clone(),
+        };
+        let reason = "\x1b[32mfine <!here> `x`";
+        op.decide(&approver, Verdict::Deny, reason, 1).unwrap();
+        let body = payload(&op);
+        assert_inert_text(&body);
+        let text = body["text"].as_str().unwrap();
+        assert!(
+            text.contains("&lt;!here&gt;") && text.contains("\\x1b[32m"),
+            "{text}"
+        );
+        assert_eq!(text.matches('`').count(), 4, "{text}");
     }
 
     #[test]
