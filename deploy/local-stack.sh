@@ -66,6 +66,13 @@ write_configs() {
   local hash approver_hash
   hash="$(printf 'dev\n' | "$vigil" hash-password)"
   approver_hash="$(printf 'approver\n' | "$vigil" hash-password)"
+  # The proxies prove themselves to the approval service with a token.
+  if [ ! -f "$dir/proxy.token" ]; then
+    "$vigil" approvals proxy-token | awk '$1 == "token" {print $2}' >"$dir/proxy.token"
+    chmod 600 "$dir/proxy.token"
+  fi
+  local proxy_token_sha
+  proxy_token_sha="$(tr -d '\n' <"$dir/proxy.token" | sha256sum | cut -d' ' -f1)"
   # The shipped PHI policy, with approvers for its review rules.
   sed -e 's/^# \[review\]/[review]/' \
       -e 's/^# approver_groups = .*/approver_groups = ["approvers"]/' \
@@ -100,6 +107,7 @@ groups = ["approvers"]
 [approvals]
 grpc_listen = "127.0.0.1:6582"
 policies = ["$dir/policy.toml"]
+proxy_tokens_sha256 = ["$proxy_token_sha"]
 EOF
   } >"$dir/approvals.toml"
   for p in a:6543 b:6544; do
@@ -120,6 +128,7 @@ policy = "$dir/policy.toml"
 upstream = { host = "127.0.0.1", port = 5432, user = "postgres", allow_privileged_role = true }
 [approval_service]
 url = "http://127.0.0.1:6582"
+token_file = "$dir/proxy.token"
 EOF
     } >"$dir/proxy-$name.toml"
   done

@@ -3,10 +3,13 @@
 //! static identities). The PostgreSQL proxy calls it with the startup user
 //! and password; the approval service's API with a bearer token.
 
+use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
+use crate::gate::Busy;
 use crate::statics::StaticIdentities;
+use crate::throttle::{LoginThrottle, Throttled};
 use crate::verifier::{TokenIdentity, TokenVerifier};
 use crate::{jwt, TokenError};
 
@@ -90,6 +93,13 @@ pub enum AuthError {
     StaticOnScopedListener(String),
     #[error("Vigil refused the access token: {0}")]
     Token(#[from] TokenError),
+    /// Refused before any check: too many failures from the address or
+    /// for the name.
+    #[error("{0}")]
+    Throttled(Throttled),
+    /// Refused before any check: too many passwords are being hashed.
+    #[error("{0}")]
+    Busy(#[from] Busy),
 }
 
 impl AuthError {
@@ -99,7 +109,26 @@ impl AuthError {
             AuthError::BadCredentials(_) => "bad_credentials",
             AuthError::StaticOnScopedListener(_) => "static_on_scoped_listener",
             AuthError::Token(e) => e.code(),
+            AuthError::Throttled(_) => "throttled",
+            AuthError::Busy(_) => "busy",
         }
+    }
+
+    /// Whether the refusal is worth a ledger event: every checked failure
+    /// is, a throttled attempt only as the first of its spell, a busy gate
+    /// never (it says nothing about the caller; the log counts it).
+    pub fn worth_recording(&self) -> bool {
+        match self {
+            AuthError::Throttled(t) => t.first,
+            AuthError::Busy(_) => false,
+            _ => true,
+        }
+    }
+
+    /// Whether the caller should try again later rather than fix its
+    /// credential (PostgreSQL: 53300 rather than 28P01).
+    pub fn is_overload(&self) -> bool {
+        matches!(self, AuthError::Throttled(_) | AuthError::Busy(_))
     }
 }
 
@@ -108,6 +137,8 @@ impl AuthError {
 pub struct Authenticator {
     statics: Arc<StaticIdentities>,
     tokens: Option<Arc<TokenVerifier>>,
+    /// Failed logins of every entry point that shares this authenticator.
+    throttle: Arc<LoginThrottle>,
 }
 
 impl Authenticator {
@@ -115,18 +146,48 @@ impl Authenticator {
         Self {
             statics: Arc::new(statics),
             tokens: tokens.filter(|t| !t.is_empty()),
+            throttle: Arc::default(),
         }
+    }
+
+    /// The same, with the failed-login limits of `[logins]`.
+    pub fn with_throttle(mut self, throttle: LoginThrottle) -> Self {
+        self.throttle = Arc::new(throttle);
+        self
     }
 
     pub fn token_verifier(&self) -> Option<&Arc<TokenVerifier>> {
         self.tokens.as_ref()
     }
 
-    /// Checks what a client presented. A password that looks like a JWT (or
-    /// any password when no static identities are configured) must be a
-    /// valid access token granting `required_scopes`. Blocking: Argon2
-    /// hashing, and a key refresh when a token names an unknown key.
+    /// Checks what a client at `peer` presented. A password that looks
+    /// like a JWT (or any password when no static identities are
+    /// configured) must be a valid access token granting
+    /// `required_scopes`. An address or name with too many recent failures
+    /// is refused before anything is checked. Blocking: Argon2 hashing (at
+    /// most a few at once, see [`crate::gate`]), and a key refresh when a
+    /// token names an unknown key.
     pub fn authenticate(
+        &self,
+        user: &str,
+        password: &[u8],
+        peer: IpAddr,
+        required_scopes: &[String],
+        now: SystemTime,
+    ) -> Result<VerifiedIdentity, AuthError> {
+        self.throttle
+            .check(peer, user, Instant::now())
+            .map_err(AuthError::Throttled)?;
+        let result = self.check(user, password, peer.is_loopback(), required_scopes, now);
+        match &result {
+            // A busy gate checked nothing: not the caller's failure.
+            Err(AuthError::Busy(_)) | Ok(_) => {}
+            Err(_) => self.throttle.failed(peer, user, Instant::now()),
+        }
+        result
+    }
+
+    fn check(
         &self,
         user: &str,
         password: &[u8],

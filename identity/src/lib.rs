@@ -4,6 +4,8 @@
 //!
 //! - [`authenticator`]: password or bearer token -> [`VerifiedIdentity`];
 //! - [`statics`]: the config's static identities (Argon2id), for development;
+//! - [`throttle`]: failed logins limited per address and per name;
+//! - [`gate`]: at most a few Argon2 checks at once, a bounded queue behind;
 //! - [`settings`]: one trusted issuer as configured, checked at start;
 //! - [`jwt`]: splitting a compact JWS without trusting it (pure, fuzzed);
 //! - [`keys`]: an issuer's signing keys via OIDC discovery, cached and
@@ -17,19 +19,23 @@
 #![forbid(unsafe_code)]
 
 pub mod authenticator;
+pub mod gate;
 pub mod jwt;
 pub mod keys;
 pub mod settings;
 pub mod signature;
 pub mod statics;
+pub mod throttle;
 pub mod verifier;
 
 use std::time::SystemTime;
 
 pub use authenticator::{AuthError, Authenticator, VerifiedIdentity};
+pub use gate::{Busy, GateSettings, HashingGate};
 pub use keys::KeySource;
 pub use settings::IssuerSettings;
 pub use statics::{hash_password, StaticIdentities, StaticIdentity, STATIC_ISSUER};
+pub use throttle::{LoginThrottle, ThrottleSettings, Throttled};
 pub use verifier::{TokenIdentity, TokenVerifier};
 
 /// Why a token was refused. Each reason has its own text, safe to show the

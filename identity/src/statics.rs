@@ -6,6 +6,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use argon2::Argon2;
 use serde::Deserialize;
 
+use crate::gate::{GateSettings, HashingGate};
 use crate::{AuthError, VerifiedIdentity};
 
 /// Issuer recorded on events for identities from the static list.
@@ -38,9 +39,11 @@ pub enum IdentityConfigError {
 }
 
 /// The static identity list, checked once at start.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct StaticIdentities {
     entries: Vec<StaticIdentity>,
+    /// Argon2 checks run a few at a time (each holds ~19 MiB).
+    gate: HashingGate,
 }
 
 impl StaticIdentities {
@@ -60,7 +63,16 @@ impl StaticIdentities {
                 detail: e.to_string(),
             })?;
         }
-        Ok(Self { entries })
+        Ok(Self {
+            entries,
+            gate: HashingGate::default(),
+        })
+    }
+
+    /// The same, with the hashing gate of `[logins]`.
+    pub fn with_gate(mut self, settings: GateSettings) -> Self {
+        self.gate = HashingGate::new(settings);
+        self
     }
 
     pub fn is_empty(&self) -> bool {
@@ -79,7 +91,10 @@ impl StaticIdentities {
         let hash_text = entry.map_or(DUMMY_HASH, |e| e.password_hash.as_str());
         let hash = PasswordHash::new(hash_text)
             .map_err(|_| AuthError::BadCredentials(user.to_string()))?;
-        let matches = Argon2::default().verify_password(password, &hash).is_ok();
+        let matches = {
+            let _turn = self.gate.enter()?;
+            Argon2::default().verify_password(password, &hash).is_ok()
+        };
         match entry {
             // A loopback-only identity from elsewhere gets the answer of a
             // wrong password: telling it apart would confirm the password.

@@ -4,15 +4,19 @@
 
 mod common;
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use common::*;
 use serde_json::json;
 use vigil_identity::{
-    hash_password, AuthError, Authenticator, IssuerSettings, StaticIdentities, StaticIdentity,
-    TokenVerifier,
+    hash_password, AuthError, Authenticator, IssuerSettings, LoginThrottle, StaticIdentities,
+    StaticIdentity, ThrottleSettings, TokenVerifier,
 };
+
+const REMOTE: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 fn statics() -> StaticIdentities {
     StaticIdentities::new(vec![StaticIdentity {
@@ -36,7 +40,13 @@ fn a_jwt_password_is_a_token_and_anything_else_a_static_secret() {
     let now = SystemTime::now();
 
     let id = auth
-        .authenticate("ignored", token.as_bytes(), false, &["db:read".into()], now)
+        .authenticate(
+            "ignored",
+            token.as_bytes(),
+            REMOTE,
+            &["db:read".into()],
+            now,
+        )
         .unwrap();
     assert_eq!(
         (id.subject.as_str(), id.auth_method.as_str()),
@@ -47,7 +57,7 @@ fn a_jwt_password_is_a_token_and_anything_else_a_static_secret() {
 
     // A listener that requires scopes is for tokens only.
     let err = auth
-        .authenticate("break-glass", b"s3cret", false, &["db:read".into()], now)
+        .authenticate("break-glass", b"s3cret", REMOTE, &["db:read".into()], now)
         .unwrap_err();
     assert_eq!(err.code(), "static_on_scoped_listener");
     assert!(
@@ -55,7 +65,7 @@ fn a_jwt_password_is_a_token_and_anything_else_a_static_secret() {
         "{err}"
     );
     let id = auth
-        .authenticate("break-glass", b"s3cret", false, &[], now)
+        .authenticate("break-glass", b"s3cret", REMOTE, &[], now)
         .unwrap();
     assert_eq!(
         (id.subject.as_str(), id.auth_method.as_str()),
@@ -66,11 +76,11 @@ fn a_jwt_password_is_a_token_and_anything_else_a_static_secret() {
 
     // A broken token is reported as a token problem, not a wrong password.
     let err = auth
-        .authenticate("break-glass", &token.as_bytes()[..40], false, &[], now)
+        .authenticate("break-glass", &token.as_bytes()[..40], REMOTE, &[], now)
         .unwrap_err();
     assert_eq!(err.code(), "malformed");
     let err = auth
-        .authenticate("break-glass", b"wrong", false, &[], now)
+        .authenticate("break-glass", b"wrong", REMOTE, &[], now)
         .unwrap_err();
     assert_eq!(err, AuthError::BadCredentials("break-glass".into()));
 }
@@ -79,7 +89,7 @@ fn a_jwt_password_is_a_token_and_anything_else_a_static_secret() {
 fn without_static_identities_every_password_must_be_a_token() {
     let auth = Authenticator::new(StaticIdentities::default(), Some(tokens()));
     let err = auth
-        .authenticate("dev", b"dev", true, &[], SystemTime::now())
+        .authenticate("dev", b"dev", LOOPBACK, &[], SystemTime::now())
         .unwrap_err();
     assert_eq!(err.code(), "malformed");
     assert!(err
@@ -156,4 +166,41 @@ fn several_issuers_each_verify_with_their_own_keys() {
     // The partner cannot use our issuer's key, nor we theirs.
     let crossed = s.sign(Signers::header("RS256"), partner_claims);
     assert_eq!(v.verify(&crossed, now).unwrap_err().code(), "unknown_key");
+}
+
+#[test]
+fn failed_logins_are_throttled_before_any_password_is_hashed() {
+    let auth =
+        Authenticator::new(statics(), None).with_throttle(LoginThrottle::new(ThrottleSettings {
+            failures_per_address: 3,
+            failures_per_name: 100,
+            forgive_every: Duration::from_secs(3600),
+            max_tracked: 100,
+        }));
+    let now = SystemTime::now();
+    for _ in 0..3 {
+        let err = auth
+            .authenticate("break-glass", b"wrong", REMOTE, &[], now)
+            .unwrap_err();
+        assert_eq!(err.code(), "bad_credentials");
+        assert!(err.worth_recording() && !err.is_overload());
+    }
+    // Now even the right password is refused from that address, and only
+    // the first refusal of the spell is worth an event.
+    let err = auth
+        .authenticate("break-glass", b"s3cret", REMOTE, &[], now)
+        .unwrap_err();
+    assert_eq!(err.code(), "throttled");
+    assert!(err.is_overload() && err.worth_recording());
+    assert!(err
+        .to_string()
+        .contains("too many failed logins from this address"));
+    let err = auth
+        .authenticate("break-glass", b"s3cret", REMOTE, &[], now)
+        .unwrap_err();
+    assert!(!err.worth_recording());
+    // Another address is unaffected.
+    assert!(auth
+        .authenticate("break-glass", b"s3cret", LOOPBACK, &[], now)
+        .is_ok());
 }

@@ -149,13 +149,19 @@ if [ "$ONLY" != in-process ]; then
   pids+=($!)
   bus() { printf '[bus]\nkind = "kafka"\nbootstrap = "127.0.0.1:%s"\n' "$KP"; }
   { echo "data_dir = \"$WORK/ledger\""; ledger_table "$HP" "$GP"; bus; } >"$WORK/ledger.toml"
+  # The proxy proves itself to the approval service with a token.
+  "$BIN/vigil" approvals proxy-token >"$WORK/proxy-token.out"
+  awk '$1 == "token" {print $2}' "$WORK/proxy-token.out" >"$WORK/proxy.token"
+  PROXY_TOKEN_SHA=$(awk '$1 == "sha256" {print $2}' "$WORK/proxy-token.out")
   {
     echo "data_dir = \"$WORK/approvals\""; echo "allow_static_identities = true"; identities
-    printf '[approvals]\ngrpc_listen = "127.0.0.1:%s"\npolicies = ["%s"]\n' "$AP" "$WORK/policy.toml"; bus
+    printf '[approvals]\ngrpc_listen = "127.0.0.1:%s"\npolicies = ["%s"]\nproxy_tokens_sha256 = ["%s"]\n' \
+      "$AP" "$WORK/policy.toml" "$PROXY_TOKEN_SHA"; bus
   } >"$WORK/approvals.toml"
   {
     echo "data_dir = \"$WORK/proxy\""; echo "allow_static_identities = true"; identities
-    postgres_table "$PG"; printf '[approval_service]\nurl = "http://127.0.0.1:%s"\n' "$AP"; bus
+    postgres_table "$PG"
+    printf '[approval_service]\nurl = "http://127.0.0.1:%s"\ntoken_file = "%s"\n' "$AP" "$WORK/proxy.token"; bus
   } >"$WORK/proxy.toml"
   start ledger ledger --config "$WORK/ledger.toml"
   start approvals approvals serve --config "$WORK/approvals.toml"

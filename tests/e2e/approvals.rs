@@ -482,13 +482,39 @@ fn approvers_must_be_in_an_approver_group_and_never_approve_themselves() {
     let out = s.approvals("dual", &["approve", &id]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no self-approval"), "{}", show(&out));
+    // Someone outside the approver groups is told what they would be told
+    // for an id that does not exist: not that it exists, nor who approves it.
     let out = s.approvals("carol", &["approve", &id]);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("none of the approver groups"),
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("vigil: error: there is no operation {id}"),
         "{}",
         show(&out)
     );
+    let made_up = "0190f0f0-0000-7000-8000-000000000000";
+    let out = s.approvals("carol", &["deny", made_up, "--reason", "x"]);
+    assert_eq!(
+        stderr(&out).trim(),
+        format!("vigil: error: there is no operation {made_up}")
+    );
+    // The proxies' methods need a proxy token, from loopback too: neither
+    // no credential nor an approver's token withdraws a live hold or reads
+    // it through AwaitClosed.
+    for credential in [None, Some(format!("Bearer {}", s.token("alice")))] {
+        let refusals = proxy_calls_without_a_proxy_token(s.approvals_port, &id, credential);
+        for (method, status) in refusals {
+            assert_eq!(
+                status.code(),
+                tonic::Code::PermissionDenied,
+                "{method}: {status:?}"
+            );
+            assert!(
+                status.message().contains("accepts no proxies"),
+                "{method}: {status:?}"
+            );
+        }
+    }
     // Someone outside the approver groups does not see the operation at all.
     let out = s.approvals("carol", &["list", "--state", "all"]);
     assert_eq!(stdout(&out), "no operations", "{}", show(&out));
@@ -521,6 +547,53 @@ fn approvers_must_be_in_an_approver_group_and_never_approve_themselves() {
     let out = s.approvals("alice", &["approve", &id]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(finish(psql).status.success());
+}
+
+/// Calls WithdrawOperation and AwaitClosed as a local process that holds no
+/// proxy token; returns each call's refusal.
+// tonic's interceptors return `Status` as their error.
+#[allow(clippy::result_large_err)]
+fn proxy_calls_without_a_proxy_token(
+    port: u16,
+    operation_id: &str,
+    authorization: Option<String>,
+) -> Vec<(&'static str, tonic::Status)> {
+    use vigil_proto::approvals as pb;
+    use vigil_proto::approvals::approvals_client::ApprovalsClient;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client =
+            ApprovalsClient::with_interceptor(channel, move |mut req: tonic::Request<()>| {
+                if let Some(a) = &authorization {
+                    req.metadata_mut()
+                        .insert("authorization", a.parse().unwrap());
+                }
+                Ok(req)
+            });
+        let withdraw = client
+            .withdraw(pb::WithdrawRequest {
+                operation_id: operation_id.to_string(),
+                reason: "a local process".into(),
+            })
+            .await
+            .expect_err("a withdrawal without a proxy token");
+        let await_closed = client
+            .await_closed(pb::AwaitRequest {
+                operation_id: operation_id.to_string(),
+                expires_unix_nanos: 0,
+            })
+            .await
+            .expect_err("AwaitClosed without a proxy token");
+        vec![("withdraw", withdraw), ("await_closed", await_closed)]
+    })
 }
 
 #[test]

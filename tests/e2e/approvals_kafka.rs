@@ -83,6 +83,23 @@ fn pending_id(port: u16) -> String {
     }
 }
 
+/// `vigil approvals proxy-token`: a token and its SHA-256.
+fn new_proxy_token() -> (String, String) {
+    let out = Command::new(vigil_bin())
+        .args(["approvals", "proxy-token"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_else(|| panic!("no {name} in {text:?}"))
+    };
+    (field("token"), field("sha256"))
+}
+
 #[test]
 fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_approval() {
     let out = direct_psql(
@@ -99,11 +116,17 @@ fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_appro
     spec.tables_extra = bus_table(&broker);
     let ledger = start(spec, &["ledger", "--config", "vigil.toml"]);
 
+    // The proxy proves itself to the service with a token, as in production.
+    let (proxy_token, proxy_token_sha256) = new_proxy_token();
+    let token_file = policy_dir.path().join("proxy.token");
+    std::fs::write(&token_file, &proxy_token).unwrap();
+
     let approvals_port = free_port();
     let mut spec = GatewaySpec::new();
     spec.tables_extra = format!(
         "{bus}\n[[identities]]\nname = \"approver\"\npassword_hash = \"{hash}\"\ngroups = [\"approvers\"]\n\
-         [approvals]\ngrpc_listen = \"127.0.0.1:{approvals_port}\"\npolicies = [\"{policy}\"]\n",
+         [approvals]\ngrpc_listen = \"127.0.0.1:{approvals_port}\"\npolicies = [\"{policy}\"]\n\
+         proxy_tokens_sha256 = [\"{proxy_token_sha256}\"]\n",
         bus = bus_table(&broker),
         hash = hash_password(APPROVER_PASSWORD),
         policy = policy.display(),
@@ -113,8 +136,9 @@ fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_appro
     let mut spec = GatewaySpec::new();
     spec.policy = policy.display().to_string();
     spec.tables_extra = format!(
-        "{}\n[approval_service]\nurl = \"http://127.0.0.1:{approvals_port}\"\n",
-        bus_table(&broker)
+        "{}\n[approval_service]\nurl = \"http://127.0.0.1:{approvals_port}\"\ntoken_file = \"{}\"\n",
+        bus_table(&broker),
+        token_file.display()
     );
     let proxy = start(spec, &["proxy", "--config", "vigil.toml"]);
 

@@ -5,6 +5,7 @@
 //! - [`session`]: the per-connection context that stamps every event with
 //!   session id, sequence number, identity and connection name;
 //! - [`sink`]: the [`sink::EventSink`] trait through which proxies record events;
+//! - [`admission`]: how many sessions a listener holds, in all and per identity;
 //! - [`approval`]: the [`approval::Approvals`] trait through which a proxy holds
 //!   a statement for review and learns the decision.
 //!
@@ -12,6 +13,7 @@
 //! holds can be tested (and fuzzed) without sockets.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod approval;
 pub mod classify;
 pub mod mask;

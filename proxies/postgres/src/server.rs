@@ -13,6 +13,7 @@ use vigil_proto::events::{
 };
 use vigil_proxy_core::{Approvals, Authenticator, EventSink, SessionContext, VerifiedIdentity};
 
+use vigil_proxy_core::admission::{Admission, SessionLimits};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::Policy;
 
@@ -79,6 +80,8 @@ pub struct ProxyConfig {
     /// Where statements that policy holds for review wait for a decision;
     /// `None`: no approval service, so they are refused.
     pub approvals: Option<Arc<dyn Approvals>>,
+    /// How many sessions the listener holds at once, in all and per identity.
+    pub limits: SessionLimits,
 }
 
 /// The PostgreSQL proxy: shared by every connection it accepts.
@@ -88,6 +91,7 @@ pub struct PostgresProxy {
     sink: Arc<dyn EventSink>,
     cancels: CancelRegistry,
     catalog: Arc<Catalog>,
+    sessions: Admission,
 }
 
 /// Why a session ended before the relay started. The text goes to the client.
@@ -108,12 +112,14 @@ enum HandshakeError {
 impl PostgresProxy {
     pub fn new(config: ProxyConfig, auth: Authenticator, sink: Arc<dyn EventSink>) -> Arc<Self> {
         let catalog = Arc::new(Catalog::new(config.upstream.clone()));
+        let sessions = Admission::new(config.limits);
         Arc::new(Self {
             config,
             auth,
             sink,
             cancels: CancelRegistry::default(),
             catalog,
+            sessions,
         })
     }
 
@@ -188,6 +194,22 @@ impl PostgresProxy {
         {
             Some(identity) => identity,
             None => return,
+        };
+        // Held until the session ends: one database connection each.
+        let _slot = match self.sessions.admit(&identity.issuer, &identity.subject) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                tracing::info!(%peer, subject = %identity.subject, error = %refusal, "refused client: session cap");
+                self.record_refused_login(
+                    &startup,
+                    peer,
+                    client.is_tls(),
+                    "too_many_sessions",
+                    &refusal.to_string(),
+                );
+                send_fatal(&mut client, "53300", &refusal.to_string()).await;
+                return;
+            }
         };
 
         let session = Arc::new(SessionContext::new(&self.config.name, &identity));
@@ -357,7 +379,7 @@ impl PostgresProxy {
             auth.authenticate(
                 &user_for_check,
                 &password,
-                loopback,
+                peer.ip(),
                 &scopes,
                 std::time::SystemTime::now(),
             )
@@ -368,8 +390,20 @@ impl PostgresProxy {
             Ok(Err(e)) => {
                 // The reason, never the password or token.
                 tracing::info!(%peer, %user, reason = e.code(), error = %e, "authentication failed");
-                self.record_refused_login(startup, peer, client.is_tls(), &e);
-                send_fatal(client, "28P01", &e.to_string()).await;
+                // A throttled spell is recorded once, a busy gate not at all:
+                // a flood of refusals must not become a flood of events.
+                if e.worth_recording() {
+                    self.record_refused_login(
+                        startup,
+                        peer,
+                        client.is_tls(),
+                        e.code(),
+                        &e.to_string(),
+                    );
+                }
+                // PostgreSQL's "too many connections": try again later.
+                let code = if e.is_overload() { "53300" } else { "28P01" };
+                send_fatal(client, code, &e.to_string()).await;
                 None
             }
             Err(_) => {
@@ -391,7 +425,8 @@ impl PostgresProxy {
         startup: &StartupPacket,
         peer: SocketAddr,
         tls: bool,
-        error: &vigil_proxy_core::AuthError,
+        reason_code: &str,
+        reason: &str,
     ) {
         let nobody = SessionContext::new(&self.config.name, &VerifiedIdentity::default());
         let event = nobody.event(Kind::LoginRefused(LoginRefused {
@@ -401,8 +436,8 @@ impl PostgresProxy {
             client_user: startup.param("user").unwrap_or("").into(),
             application_name: startup.param("application_name").unwrap_or("").into(),
             tls,
-            reason_code: error.code().into(),
-            reason: error.to_string(),
+            reason_code: reason_code.into(),
+            reason: reason.into(),
         }));
         let pending = self.sink.record(event);
         tokio::spawn(async move {

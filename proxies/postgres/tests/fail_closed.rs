@@ -111,6 +111,7 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
                 vigil_proxy_core::mask::Masker::new([0; 32], &Default::default()).unwrap(),
             ),
             approvals: None,
+            limits: Default::default(),
         },
         Authenticator::new(identities, None),
         sink.clone(),

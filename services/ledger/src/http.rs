@@ -6,8 +6,9 @@
 //! - `GET /vigil/v1/bodies?start=S&count=C`: salts and bodies (restricted, see [`crate::access`]);
 //!   pruned entries answer with when they were pruned;
 //! - `GET /vigil/v1/minimum-index`: the tlog-tiles minimum index (bodies below were pruned);
-//! - `GET /vigil/v1/find?session=..|subject=..|from=..&to=..[&limit=&page=]`: leaf indexes;
-//! - `GET /vigil/v1/lookup?event_id=UUID`: the leaf index of an event;
+//! - `GET /vigil/v1/find?session=..|subject=..|from=..&to=..[&limit=&page=]`: leaf indexes
+//!   (restricted like bodies: who was active when is itself sensitive);
+//! - `GET /vigil/v1/lookup?event_id=UUID`: the leaf index of an event (restricted too);
 //! - `GET /vigil/v1/proof/inclusion?index=I&size=S`, `/vigil/v1/proof/consistency?from=A&to=B`:
 //!   RFC 9162 proofs as JSON (public data: hashes only).
 
@@ -169,14 +170,8 @@ async fn bodies(
     headers: HeaderMap,
     Query(q): Query<BodiesQuery>,
 ) -> Response {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !s.access.allows(Some(peer), bearer(auth)) {
-        return text(
-            StatusCode::FORBIDDEN,
-            "event bodies may hold PHI: an auditor token is required\n".into(),
-        );
+    if let Some(refusal) = refuse_unless_auditor(&s, peer, &headers) {
+        return refusal;
     }
     let count = q.count.min(MAX_BODIES_PER_REQUEST);
     let store = s.ledger.store.clone();
@@ -251,7 +246,30 @@ pub struct FindResponse {
 /// Most indexes one find request returns.
 pub const MAX_FIND_PER_REQUEST: usize = 10_000;
 
-async fn find(State(s): State<AppState>, Query(q): Query<FindQuery>) -> Response {
+/// The refusal of a restricted endpoint, or `None` when the caller may read it.
+fn refuse_unless_auditor(s: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Option<Response> {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    (!s.access.allows(Some(peer), bearer(auth))).then(|| {
+        text(
+            StatusCode::FORBIDDEN,
+            "event bodies and the indexes over them may hold PHI or say who did what: an auditor token is required\n".into(),
+        )
+    })
+}
+
+async fn find(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<FindQuery>,
+) -> Response {
+    // The subject and session indexes tell who was active when: the same
+    // rule as the bodies they point at.
+    if let Some(refusal) = refuse_unless_auditor(&s, peer, &headers) {
+        return refusal;
+    }
     let filter = match (q.session, q.subject, q.from, q.to) {
         (Some(session), None, None, None) => EntryFilter::Session(session),
         (None, Some(subject), None, None) => EntryFilter::Subject(subject),
@@ -296,7 +314,15 @@ pub struct LookupResponse {
     pub index: u64,
 }
 
-async fn lookup(State(s): State<AppState>, Query(q): Query<LookupQuery>) -> Response {
+async fn lookup(
+    State(s): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<LookupQuery>,
+) -> Response {
+    if let Some(refusal) = refuse_unless_auditor(&s, peer, &headers) {
+        return refusal;
+    }
     let Ok(id) = uuid::Uuid::parse_str(&q.event_id) else {
         return text(StatusCode::BAD_REQUEST, "event_id is not a UUID\n".into());
     };

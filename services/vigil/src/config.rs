@@ -14,6 +14,7 @@ use anyhow::{bail, Context};
 use serde::Deserialize;
 use vigil_ledger::Keyring;
 use vigil_ledger_service::retention::RetentionPeriod;
+use vigil_proxy_core::identity::LoginThrottle;
 use vigil_proxy_core::identity::{IssuerSettings, TokenVerifier};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::{Authenticator, StaticIdentities, StaticIdentity};
@@ -56,6 +57,9 @@ pub struct Config {
     /// For `vigil proxy`: the approval service of a Kafka deployment.
     #[serde(default)]
     pub approval_service: Option<crate::approvals::settings::ApprovalServiceSection>,
+    /// Failed-login limits, password-hashing concurrency, session caps.
+    #[serde(default)]
+    pub logins: crate::logins::LoginsSection,
 }
 
 /// `[bus]`: the embedded in-process bus (one process, the default), or Kafka
@@ -473,6 +477,7 @@ impl Config {
             bus: BusSection::default(),
             approvals: Some(crate::approvals::settings::ApprovalsSection::dev()),
             approval_service: None,
+            logins: crate::logins::LoginsSection::default(),
         }
     }
 
@@ -552,6 +557,7 @@ impl Config {
         if let Some(a) = &self.approval_service {
             a.validate()?;
         }
+        self.logins.validate()?;
         if let Some(a) = &self.approvals {
             a.validate()?;
             if !addrs.insert(a.grpc_listen) {
@@ -616,8 +622,15 @@ impl Config {
             bail!("`vigil proxy`, `vigil ledger` and `vigil approvals serve` need [bus] kind = \"kafka\" (one process on the embedded bus is `vigil up`)");
         }
         if roles == Roles::Approvals {
-            if self.approvals.is_none() {
+            let Some(approvals) = &self.approvals else {
                 bail!("`vigil approvals serve` needs an [approvals] section");
+            };
+            // Its proxies are in other processes and must prove they are.
+            if approvals.proxy_tokens_sha256.is_empty() {
+                bail!(
+                    "`vigil approvals serve` needs approvals.proxy_tokens_sha256: the proxies \
+                     call it with a token, from loopback too (`vigil approvals proxy-token` makes one)"
+                );
             }
             return Ok(());
         }
@@ -726,7 +739,7 @@ impl Config {
     /// verifier of the configured issuers (keys not fetched yet).
     pub fn authenticator(&self) -> anyhow::Result<Authenticator> {
         let statics = if self.allow_static_identities {
-            StaticIdentities::new(self.identities.clone())?
+            StaticIdentities::new(self.identities.clone())?.with_gate(self.logins.gate())
         } else {
             StaticIdentities::default()
         };
@@ -737,7 +750,8 @@ impl Config {
                 TokenVerifier::new(self.oidc.issuers.clone()).context("[[oidc.issuers]]")?,
             ))
         };
-        Ok(Authenticator::new(statics, tokens))
+        Ok(Authenticator::new(statics, tokens)
+            .with_throttle(LoginThrottle::new(self.logins.throttle())))
     }
 
     /// The proxy configs, with upstream passwords read from their sources.
@@ -842,6 +856,7 @@ impl Config {
                         policy,
                         masker: Arc::new(masker),
                         approvals: None,
+                        limits: self.logins.sessions(),
                     },
                 ))
             })

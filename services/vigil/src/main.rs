@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod body_key;
 mod config;
+mod logins;
 mod policy_setup;
 mod retention_cmd;
 mod timefmt;

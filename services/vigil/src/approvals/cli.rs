@@ -96,17 +96,37 @@ pub enum ApprovalsCommand {
     /// Run the approval service as its own process (a Kafka deployment:
     /// [bus] kind = "kafka" and [approvals] in the config).
     Serve(crate::up::RoleArgs),
+    /// Make a proxy token: prints the token (for a `vigil proxy`'s
+    /// `[approval_service] token_file`) and its SHA-256 (for the service's
+    /// `approvals.proxy_tokens_sha256`).
+    ProxyToken,
 }
 
 pub fn run(args: ApprovalsArgs) -> anyhow::Result<()> {
     if let ApprovalsCommand::Serve(role) = args.command {
         return crate::up::run_role(role, crate::up::Roles::Approvals);
     }
+    if let ApprovalsCommand::ProxyToken = args.command {
+        let (token, sha256) = new_proxy_token();
+        println!("token   {token}\nsha256  {sha256}");
+        return Ok(());
+    }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
         .block_on(run_async(args))
+}
+
+/// A random proxy token (256 bits, hex) and the hex SHA-256 the service keeps.
+pub fn new_proxy_token() -> (String, String) {
+    use rand::RngCore;
+    use sha2::Digest;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let token = hex::encode(bytes);
+    let sha256 = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+    (token, sha256)
 }
 
 fn credential(args: &ApprovalsArgs) -> anyhow::Result<String> {
@@ -226,7 +246,9 @@ async fn run_async(args: ApprovalsArgs) -> anyhow::Result<()> {
                 .into_inner();
             println!("{}", grant_line(&g));
         }
-        ApprovalsCommand::Serve(_) => unreachable!("handled before connecting"),
+        ApprovalsCommand::Serve(_) | ApprovalsCommand::ProxyToken => {
+            unreachable!("handled before connecting")
+        }
         ApprovalsCommand::Grants => {
             let grants = client
                 .list_grants(pb::ListGrantsRequest {})

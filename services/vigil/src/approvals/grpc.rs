@@ -11,7 +11,7 @@
 // only move the allocation.
 #![allow(clippy::result_large_err)]
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -48,22 +48,18 @@ impl ApprovalsGrpc {
         })
     }
 
-    /// A proxy's call: a configured proxy token, or loopback when none is
-    /// configured. Approvers' tokens do not count: an approver cannot
-    /// withdraw someone's statement or read grants this way.
+    /// A proxy's call: it must present a configured proxy token, from
+    /// loopback too (any local process could otherwise withdraw a live
+    /// hold or read a held statement). Approvers' tokens do not count: an
+    /// approver cannot withdraw someone's statement or read grants this way.
+    /// `vigil up` needs none: its proxies call the service in-process.
     fn proxy_caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
         use sha2::Digest;
         if self.proxy_tokens.is_empty() {
-            let loopback = request
-                .remote_addr()
-                .is_some_and(|a: SocketAddr| a.ip().is_loopback());
-            return if loopback {
-                Ok(())
-            } else {
-                Err(Status::permission_denied(
-                    "no approvals.proxy_tokens_sha256 configured: proxies must call from loopback",
-                ))
-            };
+            return Err(Status::permission_denied(
+                "this approval service accepts no proxies: set approvals.proxy_tokens_sha256 \
+                 (`vigil approvals proxy-token` makes a token and its hash)",
+            ));
         }
         let token = request
             .metadata()
@@ -72,7 +68,12 @@ impl ApprovalsGrpc {
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("a proxy token is required"))?;
         let digest: [u8; 32] = sha2::Sha256::digest(token.trim().as_bytes()).into();
-        if self.proxy_tokens.contains(&digest) {
+        // Compare with every configured hash, without stopping at a match.
+        let known = self
+            .proxy_tokens
+            .iter()
+            .fold(false, |found, h| found | constant_time_eq(h, &digest));
+        if known {
             Ok(())
         } else {
             Err(Status::permission_denied(
@@ -89,14 +90,21 @@ impl ApprovalsGrpc {
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| Status::unauthenticated("no authorization: send Bearer <access token>"))?
             .to_string();
-        let loopback = request
+        // No address (not TCP): never loopback, one shared throttle key.
+        let peer = request
             .remote_addr()
-            .is_some_and(|a: SocketAddr| a.ip().is_loopback());
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a: SocketAddr| a.ip());
         let auth = self.auth.clone();
-        let identity = tokio::task::spawn_blocking(move || authenticate(&auth, &header, loopback))
+        let identity = tokio::task::spawn_blocking(move || authenticate(&auth, &header, peer))
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::unauthenticated(e.to_string()))?;
+            .map_err(|e| {
+                if e.is_overload() {
+                    Status::resource_exhausted(e.to_string())
+                } else {
+                    Status::unauthenticated(e.to_string())
+                }
+            })?;
         Ok(approver_of(&identity))
     }
 }
@@ -104,7 +112,7 @@ impl ApprovalsGrpc {
 fn authenticate(
     auth: &Authenticator,
     header: &str,
-    loopback: bool,
+    peer: IpAddr,
 ) -> Result<VerifiedIdentity, AuthError> {
     let now = SystemTime::now();
     if let Some(token) = header.strip_prefix("Bearer ") {
@@ -120,7 +128,7 @@ fn authenticate(
             .split_once(':')
             .ok_or_else(|| AuthError::BadCredentials(String::new()))?;
         // A password that looks like a token is verified as one.
-        return auth.authenticate(user, password.as_bytes(), loopback, &[], now);
+        return auth.authenticate(user, password.as_bytes(), peer, &[], now);
     }
     Err(AuthError::BadCredentials(
         "(send Bearer <access token>)".into(),
@@ -143,6 +151,10 @@ pub fn approver_of(identity: &VerifiedIdentity) -> Approver {
         },
         groups,
     }
+}
+
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Who may see an operation: its approvers, and the agent who asked. Any
@@ -489,6 +501,19 @@ impl ApprovalsGrpc {
     ) -> Result<Response<pb::Operation>, Status> {
         let approver = self.caller(&request).await?;
         let r = request.into_inner();
+        // Someone who may not see the operation is told exactly what they
+        // would be told for an id that does not exist: the book's own
+        // refusal would confirm it exists and name its approver groups.
+        if !self
+            .service
+            .operation(&r.operation_id)
+            .is_some_and(|op| may_see(&approver, &op))
+        {
+            return Err(Status::not_found(format!(
+                "there is no operation {}",
+                r.operation_id
+            )));
+        }
         let (_, op) = self
             .service
             .decide(&r.operation_id, approver, verdict, r.reason)

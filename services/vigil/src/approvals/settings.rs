@@ -27,8 +27,9 @@ pub struct ApprovalsSection {
     #[serde(default)]
     pub callback: Option<CallbackSection>,
     /// SHA-256 (hex) of the tokens `vigil proxy` processes present
-    /// (`[approval_service] token_env`). Empty: proxies must call from
-    /// loopback.
+    /// (`[approval_service] token_env`/`token_file`). Empty: no proxy in
+    /// another process may call (loopback included); `vigil up`'s own
+    /// proxies call in-process and need none.
     #[serde(default)]
     pub proxy_tokens_sha256: Vec<String>,
     /// The policies whose review rules this service decides, for grants
@@ -58,16 +59,18 @@ impl ApprovalServiceSection {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             bail!("approval_service.url must be an http(s) URL");
         }
-        if self.token_env.is_some() && self.token_file.is_some() {
-            bail!("approval_service: give token_env or token_file, not both");
+        match (&self.token_env, &self.token_file) {
+            (Some(_), Some(_)) => bail!("approval_service: give token_env or token_file, not both"),
+            (None, None) => bail!(
+                "approval_service: a proxy token is required (token_env or token_file; \
+                 `vigil approvals proxy-token` makes one and the hash for the service)"
+            ),
+            _ => {}
         }
         Ok(())
     }
 
     pub fn token(&self) -> anyhow::Result<Option<String>> {
-        if self.token_env.is_none() && self.token_file.is_none() {
-            return Ok(None);
-        }
         read_secret("approval_service token", &self.token_env, &self.token_file)
             .map(|b| Some(String::from_utf8_lossy(&b).into_owned()))
     }

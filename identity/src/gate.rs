@@ -1,0 +1,175 @@
+//! Bounded concurrency for password hashing.
+//!
+//! Argon2id is slow and large on purpose (about 19 MiB and tens of
+//! milliseconds a check with the default parameters). Unbounded, 200
+//! concurrent wrong passwords took the gateway from 166 MB to 4 GB on the
+//! runtime's blocking pool. The gate lets a few checks run at once, queues
+//! a bounded number behind them, and refuses the rest at once ("busy"):
+//! memory stays at `running x 19 MiB` whatever the clients do.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// The gate's size, from `[logins]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GateSettings {
+    /// Checks that may run at once.
+    pub max_running: usize,
+    /// Checks that may wait for a turn; more are refused at once.
+    pub max_waiting: usize,
+    /// How long a waiting check waits before it gives up.
+    pub max_wait: Duration,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            max_running: cores.clamp(1, 8),
+            max_waiting: 64,
+            max_wait: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Too many checks are running and waiting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("too many logins are being checked at once; try again shortly")]
+pub struct Busy;
+
+#[derive(Debug, Default)]
+struct Counts {
+    running: usize,
+    waiting: usize,
+}
+
+#[derive(Debug)]
+pub struct HashingGate {
+    settings: GateSettings,
+    counts: Mutex<Counts>,
+    turn: Condvar,
+}
+
+impl Default for HashingGate {
+    fn default() -> Self {
+        Self::new(GateSettings::default())
+    }
+}
+
+/// A turn to hash; the next waiting check runs when it is dropped.
+#[must_use]
+pub struct Turn<'a> {
+    gate: &'a HashingGate,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.gate.lock().running -= 1;
+        self.gate.turn.notify_one();
+    }
+}
+
+impl HashingGate {
+    pub fn new(settings: GateSettings) -> Self {
+        Self {
+            settings: GateSettings {
+                max_running: settings.max_running.max(1),
+                ..settings
+            },
+            counts: Mutex::new(Counts::default()),
+            turn: Condvar::new(),
+        }
+    }
+
+    /// Waits for a turn (blocking), or refuses when the queue is full or the
+    /// wait runs out.
+    pub fn enter(&self) -> Result<Turn<'_>, Busy> {
+        let mut counts = self.lock();
+        if counts.running < self.settings.max_running {
+            counts.running += 1;
+            return Ok(Turn { gate: self });
+        }
+        if counts.waiting >= self.settings.max_waiting {
+            return Err(Busy);
+        }
+        counts.waiting += 1;
+        let (mut counts, timeout) = self
+            .turn
+            .wait_timeout_while(counts, self.settings.max_wait, |c| {
+                c.running >= self.settings.max_running
+            })
+            .unwrap_or_else(|p| p.into_inner());
+        counts.waiting -= 1;
+        if timeout.timed_out() && counts.running >= self.settings.max_running {
+            return Err(Busy);
+        }
+        counts.running += 1;
+        Ok(Turn { gate: self })
+    }
+
+    /// (running, waiting) now.
+    pub fn load(&self) -> (usize, usize) {
+        let c = self.lock();
+        (c.running, c.waiting)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn at_most_max_running_at_once_and_the_rest_refused() {
+        let gate = Arc::new(HashingGate::new(GateSettings {
+            max_running: 2,
+            max_waiting: 3,
+            max_wait: Duration::from_secs(5),
+        }));
+        let peak = Arc::new(AtomicUsize::new(0));
+        let now = Arc::new(AtomicUsize::new(0));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..20)
+            .map(|_| {
+                let (gate, peak, now, refused) =
+                    (gate.clone(), peak.clone(), now.clone(), refused.clone());
+                std::thread::spawn(move || match gate.enter() {
+                    Ok(_turn) => {
+                        let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                        peak.fetch_max(n, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(50));
+                        now.fetch_sub(1, Ordering::SeqCst);
+                    }
+                    Err(Busy) => {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert!(peak.load(Ordering::SeqCst) <= 2);
+        // 20 at once: at most 2 running and 3 waiting get a turn.
+        assert!(refused.load(Ordering::SeqCst) >= 15 - 5, "{refused:?}");
+        assert_eq!(gate.load(), (0, 0));
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_is_refused() {
+        let gate = HashingGate::new(GateSettings {
+            max_running: 1,
+            max_waiting: 1,
+            max_wait: Duration::from_millis(20),
+        });
+        let held = gate.enter().unwrap();
+        assert_eq!(gate.enter().err(), Some(Busy));
+        drop(held);
+        assert!(gate.enter().is_ok());
+    }
+}
