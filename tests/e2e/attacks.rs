@@ -58,6 +58,8 @@ const CODE: &[&str] = &["deny-code-definition"];
 const CODE_OR_UNPARSED: &[&str] = &["deny-code-definition", "fail-closed"];
 const UNPARSED: &[&str] = &["fail-closed"];
 const OPAQUE: &[&str] = &["review-opaque-code"];
+const STORED: &[&str] = &["review-stored-code"];
+const STORED_OR_OPAQUE: &[&str] = &["review-stored-code", "review-opaque-code"];
 const DESTRUCTIVE: &[&str] = &["deny-destructive"];
 
 fn assert_refused(gw: &Gateway, a: &Attack) {
@@ -212,6 +214,38 @@ fn code_the_policy_cannot_see_is_never_defined_or_run_unreviewed() {
         attack("EXPLAIN SELECT vigil_atk_dba_reader()", OPAQUE),
         attack("SELECT query FROM pg_stat_activity", &["deny-administration"]),
         attack("SELECT * FROM pg_file_settings", &["deny-administration"]),
+        // Stored expressions run later, on every row: a CHECK added to a
+        // table is evaluated on each existing row at once.
+        attack(
+            format!("ALTER TABLE {t} ADD CONSTRAINT vigil_atk_chk CHECK (lo_from_bytea(0, convert_to(ssn, 'UTF8')) > 0)"),
+            &["deny-large-objects"],
+        ),
+        attack(
+            format!("ALTER TABLE {t} ADD CONSTRAINT vigil_atk_chk CHECK (length(pg_notify('vigil_atk', ssn)::text) >= 0)"),
+            STORED,
+        ),
+        attack(
+            format!("ALTER TABLE {t} ALTER COLUMN ssn SET DEFAULT vigil_atk_dba_reader()"),
+            STORED_OR_OPAQUE,
+        ),
+        attack(
+            format!("CREATE INDEX vigil_atk_idx ON {t} ((set_config('vigil.atk', ssn, false)))"),
+            STORED,
+        ),
+        attack(
+            "CREATE TABLE vigil_atk_gen (a text, b text GENERATED ALWAYS AS (md5(a)) STORED)",
+            STORED,
+        ),
+        attack(
+            format!("CREATE VIEW vigil_atk_view AS SELECT pg_notify('vigil_atk', ssn) FROM {t}"),
+            STORED,
+        ),
+        // Large objects: data where no column rule follows it.
+        attack(
+            format!("SELECT lo_from_bytea(0, convert_to(ssn, 'UTF8')) FROM {t} WHERE id = 1"),
+            &["deny-large-objects"],
+        ),
+        attack("SELECT lo_get(1)", &["deny-large-objects"]),
     ];
     for a in &attacks {
         assert_refused(&gw, a);
@@ -250,6 +284,25 @@ fn code_the_policy_cannot_see_is_never_defined_or_run_unreviewed() {
     );
     assert_eq!(direct(&format!("SELECT count(*) FROM {t}")), "2");
     assert!(!std::path::Path::new("/tmp/vigil_atk_pwned").exists());
+    assert_eq!(
+        direct(&format!(
+            "SELECT count(*) FROM pg_constraint WHERE conrelid = '{t}'::regclass AND contype = 'c'"
+        )),
+        "0",
+        "no CHECK was added"
+    );
+    assert_eq!(
+        direct("SELECT count(*) FROM pg_class WHERE relname IN ('vigil_atk_idx', 'vigil_atk_gen', 'vigil_atk_view')"),
+        "0"
+    );
+    // A table with ordinary defaults and checks is still created.
+    direct("DROP TABLE IF EXISTS vigil_atk_plain");
+    let out = psql(
+        &gw,
+        "CREATE TABLE vigil_atk_plain (id uuid DEFAULT gen_random_uuid(), at timestamptz DEFAULT now(), n text CHECK (length(n) < 10))",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    direct("DROP TABLE vigil_atk_plain");
     // PostgreSQL's own functions still work as before.
     let out = psql(
         &gw,
@@ -533,4 +586,182 @@ fn the_builtin_function_list_matches_the_server() {
         missing.is_empty() && extra.is_empty(),
         "regenerate pg_catalog_functions.txt for this server: missing {missing:?}, not on the server {extra:?}"
     );
+}
+
+/// Finding 7: with auditor tokens configured, the indexes that say who was
+/// active when (`find` by subject, session or time, `lookup` by event id)
+/// are served only to an auditor token, like the bodies they point at;
+/// checkpoints and proofs stay public.
+#[test]
+fn who_did_what_is_served_only_to_auditors() {
+    use sha2::Digest;
+    let token = "auditor-token-for-the-find-test";
+    let digest: String = sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let mut spec = GatewaySpec::new();
+    spec.ledger_extra = format!("auditor_tokens_sha256 = [\"{digest}\"]\n");
+    let gw = Gateway::start(spec);
+    let out = gw.psql(AGENT, AGENT_PASSWORD, &["-c", "SELECT 1"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let base = gw.ledger_url();
+    let get = |path: &str, bearer: Option<&str>| {
+        let mut req = ureq::get(&format!("{base}/{path}"));
+        if let Some(t) = bearer {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        match req.call() {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => panic!("GET {path}: {e}"),
+        }
+    };
+    let restricted = [
+        format!("vigil/v1/find?subject={AGENT}"),
+        "vigil/v1/find?from=0&to=9223372036854775807".to_string(),
+        "vigil/v1/lookup?event_id=0190f0f0-0000-7000-8000-000000000000".to_string(),
+        "vigil/v1/bodies?start=0&count=1".to_string(),
+    ];
+    for path in &restricted {
+        for bearer in [None, Some("not-the-token")] {
+            let (status, body) = get(path, bearer);
+            assert_eq!(status, 403, "{path} with {bearer:?}: {body}");
+            assert!(body.contains("auditor token is required"), "{path}: {body}");
+        }
+    }
+    let (status, body) = get(&format!("vigil/v1/find?subject={AGENT}"), Some(token));
+    assert_eq!(status, 200, "{body}");
+    let found: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        !found["indexes"].as_array().unwrap().is_empty(),
+        "the agent's session is found: {body}"
+    );
+    // Public evidence stays public.
+    assert_eq!(get("checkpoint", None).0, 200);
+}
+
+/// The review's size findings: a masked result that carries a row too
+/// large to mask in reasonable time is stopped (fail closed) rather than
+/// holding a worker thread; a Bind over 64 MiB ends the session; a large
+/// bound value is recorded as its start, its length and its SHA-256, not
+/// whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_rows_and_binds_are_bounded() {
+    use sha2::Digest;
+    let gw = phi_gateway();
+    // 20 MiB in one row of a masked result.
+    let out = psql(&gw, "SELECT repeat('x', 20 * 1024 * 1024) AS big");
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("54000") && stderr(&out).contains("larger than the 16 MiB it masks"),
+        "{}",
+        show(&out)
+    );
+    assert!(stdout(&out).trim().is_empty());
+    // The session goes on: the next statement works.
+    let out = psql(
+        &gw,
+        "SELECT repeat('x', 1024 * 1024) = repeat('x', 1024 * 1024)",
+    );
+    assert_eq!(stdout(&out).trim(), "t", "{}", show(&out));
+
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={AGENT} password='{AGENT_PASSWORD}' dbname=test",
+        gw.spec.pg_port
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let conn = tokio::spawn(connection);
+    let value = "v".repeat(1024 * 1024);
+    let row = client
+        .query_one("SELECT length($1::text)", &[&value])
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i32>(0), 1024 * 1024);
+    let huge = "h".repeat(65 * 1024 * 1024);
+    let err = client
+        .query_one("SELECT length($1::text)", &[&huge])
+        .await
+        .unwrap_err();
+    // The client sees the FATAL 08P01, unless the connection's reset
+    // overtakes it; either way the session ends, and its end says why.
+    if let Some(db) = err.as_db_error() {
+        assert_eq!(db.code().code(), "08P01", "{}", db.message());
+    }
+    let _ = conn.await;
+    let events = gw.wait_for_events(|ev| {
+        ev.iter().any(|e| {
+            matches!(&e.kind, Some(vigil_proto::events::event::Kind::SessionClosed(c))
+                if c.reason.contains("exceeds the proxy's limit"))
+        })
+    });
+    let recorded = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(vigil_proto::events::event::Kind::Request(r)) => r
+                .parameters
+                .iter()
+                .find(|p| p.length == 1024 * 1024)
+                .cloned(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(recorded.value.len(), 64 * 1024);
+    assert_eq!(
+        recorded.sha256,
+        sha2::Sha256::digest(value.as_bytes()).to_vec()
+    );
+}
+
+/// The review: code reachable under PostgreSQL's own names. `lower(5)`
+/// runs a `lower(int)` of any schema (resolution picks the best argument
+/// match across the path), and `'a' && 'b'` any `&&` on text. The proxy
+/// reads from the catalog which built-in function names and operator
+/// symbols code outside pg_catalog defines, and holds such calls for
+/// review. (A database of its own: other tests' sessions must not see
+/// these names.)
+#[test]
+fn builtin_names_that_other_schemas_define_are_somebodys_code() {
+    let db = "vigil_atk_shadow";
+    let _ = direct_psql(&format!("CREATE DATABASE {db}"));
+    let out = Command::new("psql")
+        .args(["-h", "127.0.0.1", "-p", "5432", "-U", "postgres", "-d", db])
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg(
+            "CREATE SCHEMA IF NOT EXISTS shadow;
+             CREATE OR REPLACE FUNCTION shadow.lower(int) RETURNS text LANGUAGE sql AS $$ SELECT 'shadowed' $$;
+             CREATE OR REPLACE FUNCTION shadow.txt_and(text, text) RETURNS bool LANGUAGE sql AS $$ SELECT true $$;
+             DROP OPERATOR IF EXISTS shadow.&& (text, text);
+             CREATE OPERATOR shadow.&& (LEFTARG = text, RIGHTARG = text, FUNCTION = shadow.txt_and);
+             CREATE TABLE IF NOT EXISTS shadow.pt (id int);
+             CREATE OR REPLACE FUNCTION shadow.reader(shadow.pt) RETURNS text LANGUAGE sql AS $$ SELECT 'shadowed' $$;",
+        )
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", show(&out));
+    let gw = phi_gateway();
+    let run = |sql: &str| gw.psql(AGENT, AGENT_PASSWORD, &["-A", "-t", "-d", db, "-c", sql]);
+    for sql in [
+        "SET search_path = shadow, public; SELECT lower(5)",
+        "SELECT lower(5)",
+        "SET search_path = shadow; SELECT 'a' && 'b'",
+        "SELECT 'a' OPERATOR(shadow.&&) 'b'",
+        // Attribute notation: `p.reader` is `reader(p)`.
+        "SELECT p.reader FROM shadow.pt p WHERE p.id = 1",
+    ] {
+        let out = run(sql);
+        assert!(!out.status.success(), "{sql}: {}", show(&out));
+        assert!(
+            stderr(&out).contains("review-opaque-code"),
+            "{sql}: {}",
+            show(&out)
+        );
+        assert!(!stdout(&out).contains("shadowed"), "{sql}: {}", show(&out));
+    }
+    // PostgreSQL's own, named as such, still runs.
+    let out = run("SELECT pg_catalog.lower('X'), upper('y')");
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(stdout(&out).trim(), "x|Y");
 }

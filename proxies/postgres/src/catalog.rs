@@ -7,7 +7,9 @@
 //! database, logged in with the gateway's credential, and caches answers per
 //! table OID. Entries expire after [`TTL`], so a column renamed to a masked
 //! name is picked up within that time; renaming *away* from a masked name
-//! keeps masking until then, which errs on the safe side.
+//! keeps masking until then, which errs on the safe side. The same
+//! connection reads which function names and operator symbols code outside
+//! `pg_catalog` defines ([`Shadows`]), for the classifier.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,6 +18,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
+
+use vigil_proxy_core::classify::Shadows;
 
 use crate::codec;
 use crate::login::{self, UpstreamError};
@@ -59,6 +63,7 @@ struct DatabaseCatalog {
     database: String,
     conn: Mutex<Option<(UpstreamStream, BytesMut)>>,
     cache: std::sync::Mutex<HashMap<u32, (Arc<TableInfo>, Instant)>>,
+    shadows: std::sync::Mutex<Option<(Arc<Shadows>, Instant)>>,
 }
 
 impl Catalog {
@@ -69,6 +74,53 @@ impl Catalog {
         }
     }
 
+    /// Which function names and operator symbols code outside `pg_catalog`
+    /// defines in `database` (see [`Shadows`]), cached for [`TTL`]. A
+    /// lookup that fails gives [`Shadows::unknown`]: statements that call
+    /// anything are then unclassified (fail closed).
+    pub async fn shadows(&self, database: &str) -> Arc<Shadows> {
+        let db = self.database(database).await;
+        if let Some((shadows, at)) = db.shadows.lock().expect("shadows lock").as_ref() {
+            if at.elapsed() < TTL {
+                return shadows.clone();
+            }
+        }
+        let limit = Duration::from_millis(self.upstream.connect_timeout_ms.max(1) * 2);
+        let fetched = tokio::time::timeout(limit, db.fetch_shadows(&self.upstream)).await;
+        match fetched {
+            Ok(Ok(shadows)) => {
+                let shadows = Arc::new(shadows);
+                *db.shadows.lock().expect("shadows lock") = Some((shadows.clone(), Instant::now()));
+                shadows
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(database, error = %e, "cannot read which functions shadow PostgreSQL's own; statements that call code are refused until it can");
+                Arc::new(Shadows::unknown())
+            }
+            Err(_) => {
+                tracing::warn!(
+                    database,
+                    "reading which functions shadow PostgreSQL's own timed out"
+                );
+                Arc::new(Shadows::unknown())
+            }
+        }
+    }
+
+    async fn database(&self, database: &str) -> Arc<DatabaseCatalog> {
+        let mut dbs = self.databases.lock().await;
+        dbs.entry(database.to_string())
+            .or_insert_with(|| {
+                Arc::new(DatabaseCatalog {
+                    database: database.to_string(),
+                    conn: Mutex::new(None),
+                    cache: std::sync::Mutex::new(HashMap::new()),
+                    shadows: std::sync::Mutex::new(None),
+                })
+            })
+            .clone()
+    }
+
     /// The tables behind `oids` (0 is skipped). A table that no longer exists
     /// comes back with no columns.
     pub async fn tables(
@@ -76,18 +128,7 @@ impl Catalog {
         database: &str,
         oids: &[u32],
     ) -> Result<HashMap<u32, Arc<TableInfo>>, CatalogError> {
-        let db = {
-            let mut dbs = self.databases.lock().await;
-            dbs.entry(database.to_string())
-                .or_insert_with(|| {
-                    Arc::new(DatabaseCatalog {
-                        database: database.to_string(),
-                        conn: Mutex::new(None),
-                        cache: std::sync::Mutex::new(HashMap::new()),
-                    })
-                })
-                .clone()
-        };
+        let db = self.database(database).await;
         let mut found = HashMap::new();
         let mut missing = Vec::new();
         {
@@ -132,6 +173,59 @@ impl DatabaseCatalog {
         upstream: &UpstreamConfig,
         oids: &[u32],
     ) -> Result<HashMap<u32, TableInfo>, CatalogError> {
+        let list = oids
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        // OIDs are numbers the proxy formats itself: nothing from a client is
+        // interpolated into this text.
+        let sql = format!(
+            "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname \
+             FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+             WHERE c.oid IN ({list}) AND a.attnum > 0 AND NOT a.attisdropped"
+        );
+        let mut tables: HashMap<u32, TableInfo> = HashMap::new();
+        for row in self.rows(upstream, &sql).await? {
+            let text = |i: usize| row.get(i).cloned().unwrap_or_default();
+            let (Ok(oid), Ok(attnum)) = (text(0).parse::<u32>(), text(3).parse::<i16>()) else {
+                continue;
+            };
+            let entry = tables.entry(oid).or_insert_with(|| TableInfo {
+                schema: text(1),
+                table: text(2),
+                columns: HashMap::new(),
+            });
+            entry.columns.insert(attnum, text(4));
+        }
+        Ok(tables)
+    }
+
+    /// The function names and operator symbols defined outside `pg_catalog`
+    /// (and not by an extension), in this database.
+    async fn fetch_shadows(&self, upstream: &UpstreamConfig) -> Result<Shadows, CatalogError> {
+        let rows = self.rows(upstream, SHADOWS_QUERY).await?;
+        let (mut functions, mut operators, mut attributes) = (Vec::new(), Vec::new(), Vec::new());
+        for row in rows {
+            match (row.first().map(String::as_str), row.get(1)) {
+                (Some("f"), Some(name)) => functions.push(name.clone()),
+                (Some("o"), Some(name)) => operators.push(name.clone()),
+                (Some("a"), Some(name)) => attributes.push(name.clone()),
+                _ => {}
+            }
+        }
+        Ok(Shadows::new(functions, operators, attributes))
+    }
+
+    /// Runs `sql` on the catalog connection and returns its rows as text
+    /// (NULL as empty).
+    async fn rows(
+        &self,
+        upstream: &UpstreamConfig,
+        sql: &str,
+    ) -> Result<Vec<Vec<String>>, CatalogError> {
         let mut conn = self.conn.lock().await;
         // One retry with a fresh connection: the old one may have been closed
         // by the server (idle timeout, restart) since the last lookup.
@@ -146,10 +240,10 @@ impl DatabaseCatalog {
                     (stream, BytesMut::with_capacity(8192))
                 }
             };
-            match query_tables(&mut stream, &mut buf, oids).await {
-                Ok(tables) => {
+            match query_rows(&mut stream, &mut buf, sql).await {
+                Ok(rows) => {
                     *conn = Some((stream, buf));
-                    return Ok(tables);
+                    return Ok(rows);
                 }
                 Err(e) => {
                     if attempt == 1 || matches!(e, CatalogError::Server(_)) {
@@ -162,27 +256,33 @@ impl DatabaseCatalog {
     }
 }
 
-async fn query_tables(
+/// Function names and operator symbols of every schema but `pg_catalog`,
+/// leaving out extensions' members (`pg_depend` type `e`), and the names of
+/// functions of one row-type argument (attribute notation reaches them;
+/// extensions' too).
+const SHADOWS_QUERY: &str = "\
+    SELECT DISTINCT 'f', p.proname FROM pg_catalog.pg_proc p \
+    WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace \
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+        WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e') \
+    UNION ALL \
+    SELECT DISTINCT 'o', o.oprname FROM pg_catalog.pg_operator o \
+    WHERE o.oprnamespace <> 'pg_catalog'::pg_catalog.regnamespace \
+      AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d \
+        WHERE d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objid = o.oid AND d.deptype = 'e') \
+    UNION ALL \
+    SELECT DISTINCT 'a', p.proname FROM pg_catalog.pg_proc p \
+    JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0] \
+    WHERE p.pronargs = 1 AND t.typrelid <> 0 \
+      AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace";
+
+async fn query_rows(
     stream: &mut UpstreamStream,
     buf: &mut BytesMut,
-    oids: &[u32],
-) -> Result<HashMap<u32, TableInfo>, CatalogError> {
-    let list = oids
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
-    // OIDs are numbers the proxy formats itself: nothing from a client is
-    // interpolated into this text.
-    let sql = format!(
-        "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname \
-         FROM pg_catalog.pg_class c \
-         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
-         WHERE c.oid IN ({list}) AND a.attnum > 0 AND NOT a.attisdropped"
-    );
-    stream.write_all(&codec::query(&sql)).await?;
-    let mut tables: HashMap<u32, TableInfo> = HashMap::new();
+    sql: &str,
+) -> Result<Vec<Vec<String>>, CatalogError> {
+    stream.write_all(&codec::query(sql)).await?;
+    let mut rows = Vec::new();
     let mut error = None;
     loop {
         let frame = read_frame(stream, buf).await?.ok_or(CatalogError::Closed)?;
@@ -190,23 +290,15 @@ async fn query_tables(
             b'D' => {
                 let body = frame.body();
                 let values = results::data_row_values(&body)?;
-                let text = |i: usize| -> String {
+                rows.push(
                     values
-                        .get(i)
-                        .cloned()
-                        .flatten()
-                        .map(|r| String::from_utf8_lossy(&body[r]).into_owned())
-                        .unwrap_or_default()
-                };
-                let (Ok(oid), Ok(attnum)) = (text(0).parse::<u32>(), text(3).parse::<i16>()) else {
-                    continue;
-                };
-                let entry = tables.entry(oid).or_insert_with(|| TableInfo {
-                    schema: text(1),
-                    table: text(2),
-                    columns: HashMap::new(),
-                });
-                entry.columns.insert(attnum, text(4));
+                        .into_iter()
+                        .map(|v| {
+                            v.map(|r| String::from_utf8_lossy(&body[r]).into_owned())
+                                .unwrap_or_default()
+                        })
+                        .collect(),
+                );
             }
             b'E' => {
                 let fields = codec::parse_error_fields(frame.body())?;
@@ -218,6 +310,6 @@ async fn query_tables(
     }
     match error {
         Some(e) => Err(CatalogError::Server(e)),
-        None => Ok(tables),
+        None => Ok(rows),
     }
 }

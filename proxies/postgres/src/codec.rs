@@ -20,6 +20,14 @@ pub const MAX_MESSAGE_LEN: usize = 256 * 1024 * 1024;
 /// this large can only be refused or forwarded unread; the bound keeps what
 /// one statement can make the proxy hold (the text, its Request event) small.
 pub const MAX_STATEMENT_MESSAGE_LEN: usize = 16 * 1024 * 1024;
+/// Largest Bind or CopyData a client may send. Bound parameters are
+/// recorded (up to [`MAX_RECORDED_PARAMETER_LEN`] each, with the length and
+/// SHA-256 of the whole), and a session holds a whole message before it
+/// forwards it: a 200 MB Bind once cost 1 GB of gateway memory.
+pub const MAX_BIND_MESSAGE_LEN: usize = 64 * 1024 * 1024;
+/// A bound value longer than this is recorded as its first this-many
+/// bytes, its full length and its SHA-256.
+pub const MAX_RECORDED_PARAMETER_LEN: usize = 64 * 1024;
 /// At most this much room is reserved ahead of the bytes a peer has really
 /// sent: a header announcing 256 MiB must not make the proxy allocate
 /// 256 MiB before any of it arrives.
@@ -147,10 +155,12 @@ pub fn decode_frame(buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
 }
 
 /// Like [`decode_frame`], for messages a client sends: statements (Query,
-/// Parse) have the smaller [`MAX_STATEMENT_MESSAGE_LEN`].
+/// Parse) have the smaller [`MAX_STATEMENT_MESSAGE_LEN`], bound values
+/// (Bind, CopyData, FunctionCall) [`MAX_BIND_MESSAGE_LEN`].
 pub fn decode_client_frame(buf: &mut BytesMut) -> Result<Option<Frame>, CodecError> {
     let limit = match buf.first() {
         Some(b'Q' | b'P') => MAX_STATEMENT_MESSAGE_LEN,
+        Some(b'B' | b'd' | b'F') => MAX_BIND_MESSAGE_LEN,
         _ => MAX_MESSAGE_LEN,
     };
     decode_frame_limited(buf, limit)
@@ -690,12 +700,23 @@ mod tests {
         assert_eq!(decode_client_frame(&mut header(b'B', over)), Ok(None));
         assert_eq!(decode_client_frame(&mut header(b'd', over)), Ok(None));
         assert_eq!(decode_frame(&mut header(b'P', over)), Ok(None));
+        // Bound values have their own, larger cap.
+        let over = MAX_BIND_MESSAGE_LEN + 1;
+        for tag in [b'B', b'd', b'F'] {
+            assert_eq!(
+                decode_client_frame(&mut header(tag, over)),
+                Err(CodecError::TooLong(over + 1)),
+                "{}",
+                tag as char
+            );
+        }
+        assert_eq!(decode_frame(&mut header(b'd', over)), Ok(None));
     }
 
     #[test]
     fn an_announced_length_does_not_reserve_memory_that_never_arrives() {
         let mut b = BytesMut::new();
-        b.put_u8(b'd');
+        b.put_u8(b'D');
         b.put_i32((MAX_MESSAGE_LEN - 1) as i32);
         assert_eq!(decode_client_frame(&mut b), Ok(None));
         assert!(

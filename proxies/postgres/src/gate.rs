@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use vigil_proxy_core::classify::{self, Classification};
+use vigil_proxy_core::classify::{self, Classification, Shadows};
 use vigil_proxy_core::policy::{Asker, Outcome, Policy, PreparedStatements, Verdict};
 
 use crate::refuse::Refusal;
@@ -18,6 +18,8 @@ pub struct Gate {
     groups: Vec<String>,
     connection: String,
     prepared: PreparedStatements,
+    /// What code outside pg_catalog calls itself (from the catalog).
+    shadows: Arc<Shadows>,
 }
 
 /// A bound on SQL-level prepared statements remembered per session; past it,
@@ -33,7 +35,14 @@ impl Gate {
             groups: groups.to_vec(),
             connection: connection.to_string(),
             prepared: PreparedStatements::new(),
+            shadows: Arc::default(),
         }
+    }
+
+    /// The names code outside pg_catalog defines in the session's
+    /// database, as the catalog last said.
+    pub fn set_shadows(&mut self, shadows: Arc<Shadows>) {
+        self.shadows = shadows;
     }
 
     pub fn policy(&self) -> &Policy {
@@ -62,7 +71,8 @@ impl Gate {
     /// statement through, SQL-level PREPAREs and DEALLOCATEs in it update the
     /// session's map.
     pub fn judge(&mut self, sql: &str) -> Verdict {
-        let class = classify::classify(sql);
+        let mut class = classify::classify(sql);
+        self.shadows.apply(&mut class);
         let verdict = self.judge_classification(&class);
         if verdict.outcome.forwards() {
             self.remember_prepares(&class);
@@ -117,6 +127,20 @@ pub fn refusal_for(verdict: &Verdict) -> Refusal {
 }
 
 /// What the client is told when a result grew past the policy's row limit.
+/// What the client is told when a masked result carries a row too large to
+/// mask.
+pub fn oversized_row_refusal(rule: &str, len: usize, max: usize) -> Refusal {
+    Refusal {
+        code: "54000",
+        message: format!(
+            "Vigil stopped this result: a row of {len} bytes is larger than the {} MiB it masks (rule \"{rule}\")",
+            max / (1024 * 1024)
+        ),
+        detail: "no row from that one on was sent".into(),
+        hint: "Select fewer or smaller columns, or substrings of large values.".into(),
+    }
+}
+
 pub fn row_limit_refusal(verdict: &Verdict, limit: u64) -> Refusal {
     let held = verdict.over_limit == Outcome::Review;
     Refusal {

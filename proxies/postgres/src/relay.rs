@@ -116,6 +116,8 @@ pub async fn run(
         Frontend {
             shared: shared.clone(),
             gate,
+            catalog: catalog.clone(),
+            database: database.clone(),
             identity,
             approvals,
             hold_cancel,
@@ -265,6 +267,9 @@ impl Shared {
 struct Frontend {
     shared: Arc<Shared>,
     gate: Gate,
+    /// Where the gate learns which names code outside pg_catalog defines.
+    catalog: Arc<Catalog>,
+    database: String,
     identity: vigil_proxy_core::VerifiedIdentity,
     approvals: Option<Arc<dyn Approvals>>,
     hold_cancel: Option<Arc<Notify>>,
@@ -386,14 +391,29 @@ fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
     v
 }
 
-/// Bound values as the Request event records them: exactly as sent.
+/// Bound values as the Request event records them: exactly as sent, or,
+/// past [`codec::MAX_RECORDED_PARAMETER_LEN`], their start with the full
+/// length and SHA-256 (a 200 MB value once cost 384 MB of ledger).
 fn parameters(params: Vec<codec::BindParam>) -> Vec<Parameter> {
+    use sha2::Digest;
     params
         .into_iter()
-        .map(|p| Parameter {
-            is_null: p.value.is_none(),
-            binary: p.binary,
-            value: p.value.map(|v| v.to_vec()).unwrap_or_default(),
+        .map(|p| {
+            let mut recorded = Parameter {
+                is_null: p.value.is_none(),
+                binary: p.binary,
+                ..Parameter::default()
+            };
+            if let Some(v) = p.value {
+                if v.len() > codec::MAX_RECORDED_PARAMETER_LEN {
+                    recorded.length = v.len() as u64;
+                    recorded.sha256 = sha2::Sha256::digest(&v).to_vec();
+                    recorded.value = v[..codec::MAX_RECORDED_PARAMETER_LEN].to_vec();
+                } else {
+                    recorded.value = v.to_vec();
+                }
+            }
+            recorded
         })
         .collect()
 }
@@ -401,6 +421,13 @@ fn parameters(params: Vec<codec::BindParam>) -> Vec<Parameter> {
 impl Frontend {
     fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
         self.shared.tracker.lock().expect("tracker lock")
+    }
+
+    /// Which names code outside pg_catalog defines, before a statement is
+    /// judged (cached by the catalog; an unknown answer fails closed).
+    async fn refresh_shadows(&mut self) {
+        let shadows = self.catalog.shadows(&self.database).await;
+        self.gate.set_shadows(shadows);
     }
 
     async fn on_client_frame(
@@ -418,6 +445,7 @@ impl Frontend {
         let events: Vec<Kind> = match frame.tag {
             b'Q' => {
                 let sql = codec::parse_query(frame.body()).map_err(Fatal::protocol)?;
+                self.refresh_shadows().await;
                 let verdict = Arc::new(self.gate.judge(&sql));
                 let seq = shared.session.next_statement_seq();
                 if let Some(review) = self.reviewer(&verdict) {
@@ -444,6 +472,7 @@ impl Frontend {
             }
             b'P' => {
                 let parse = codec::parse_parse(frame.body()).map_err(Fatal::protocol)?;
+                self.refresh_shadows().await;
                 let mut verdict = Arc::new(self.gate.judge(&parse.query));
                 // A named statement cannot be replaced while it exists: the
                 // server refuses the second Parse (42P05) and keeps the
@@ -780,6 +809,12 @@ struct Masking {
 /// Rows each open portal has returned so far (backend side).
 type PortalRows = std::collections::HashMap<String, u64>;
 
+/// Rows (and COPY lines) larger than this are not masked: scanning one
+/// holds an async worker thread (a 240 MB row took the masker 14 s, while
+/// every other session on that thread waited), so a masked result that
+/// carries one is stopped, fail closed. Unmasked results pass whole.
+pub const MAX_MASKED_ROW_LEN: usize = 16 * 1024 * 1024;
+
 /// The result being streamed now.
 #[derive(Default)]
 struct ResultState {
@@ -941,6 +976,10 @@ async fn on_backend_frame(
                 stop_result(shared, masking, result, &attrs, limit);
                 return Ok(None);
             }
+            if result.plan.is_some() && frame.raw.len() > MAX_MASKED_ROW_LEN {
+                stop_oversized_row(shared, masking, result, &attrs, rows - 1, frame.raw.len());
+                return Ok(None);
+            }
             match &mut result.plan {
                 Some(plan) => Ok(Some(
                     plan.apply(&frame.body())?.unwrap_or(frame.raw.clone()),
@@ -988,6 +1027,10 @@ async fn on_backend_frame(
             }
             if let Some(limit) = attrs.max_rows.filter(|&m| rows > m) {
                 stop_result(shared, masking, result, &attrs, limit);
+                return Ok(None);
+            }
+            if result.copy.is_some() && frame.raw.len() > MAX_MASKED_ROW_LEN {
+                stop_oversized_row(shared, masking, result, &attrs, rows - 1, frame.raw.len());
                 return Ok(None);
             }
             match &mut result.copy {
@@ -1179,18 +1222,69 @@ fn stop_result(
     let Some(verdict) = attrs.verdict.clone() else {
         return;
     };
-    result.stopped = Some(gate::row_limit_refusal(&verdict, limit));
-    let seq = {
-        let mut tracker = shared.tracker.lock().expect("tracker lock");
-        tracker.mark_stopped(limit);
-        tracker.front_statement_seq().unwrap_or_default()
-    };
     let stopped = Verdict {
         outcome: verdict.over_limit,
         reason: format!("the result grew past {limit} rows"),
         ..(*verdict).clone()
     };
-    shared.record_in_background(shared.decision(seq, &stopped, "row_limit"));
+    let refusal = gate::row_limit_refusal(&verdict, limit);
+    stop(
+        shared,
+        masking,
+        result,
+        limit,
+        refusal,
+        &stopped,
+        "row_limit",
+    );
+}
+
+/// Stops a masked result at a row (or COPY line) too large to mask:
+/// scanning it would hold a worker thread for seconds. Fail closed.
+fn stop_oversized_row(
+    shared: &Arc<Shared>,
+    masking: &Masking,
+    result: &mut ResultState,
+    attrs: &RunAttrs,
+    rows_sent: u64,
+    len: usize,
+) {
+    let rule = attrs
+        .verdict
+        .as_ref()
+        .map(|v| v.rule.clone())
+        .unwrap_or_default();
+    let refusal = gate::oversized_row_refusal(&rule, len, MAX_MASKED_ROW_LEN);
+    let stopped = Verdict {
+        outcome: Outcome::Deny,
+        rule,
+        reason: format!("a row of {len} bytes is larger than the proxy masks"),
+        max_rows: None,
+        over_limit: Outcome::Deny,
+    };
+    stop(
+        shared, masking, result, rows_sent, refusal, &stopped, "row_size",
+    );
+}
+
+/// Ends the current result with `refusal` after `rows_sent` rows, records
+/// why, and asks the server to stop producing it.
+fn stop(
+    shared: &Arc<Shared>,
+    masking: &Masking,
+    result: &mut ResultState,
+    rows_sent: u64,
+    refusal: Refusal,
+    stopped: &Verdict,
+    stage: &str,
+) {
+    result.stopped = Some(refusal);
+    let seq = {
+        let mut tracker = shared.tracker.lock().expect("tracker lock");
+        tracker.mark_stopped(rows_sent);
+        tracker.front_statement_seq().unwrap_or_default()
+    };
+    shared.record_in_background(shared.decision(seq, stopped, stage));
     send_cancel(shared, masking);
 }
 

@@ -6,6 +6,8 @@
 //! settings that shape how results look pass; anything else ends the
 //! startup with a reason. Pure: no I/O.
 
+use vigil_proxy_core::classify::search_path_text_shadows_builtins;
+
 /// Settings a client may give at startup (lower case; PostgreSQL's names
 /// are case-insensitive). The same settings a client can `SET` later under
 /// the shipped policies.
@@ -41,6 +43,8 @@ pub fn filter(params: &[(String, String)]) -> Result<Vec<(String, String)>, Stri
             check_options(value)?;
         } else if !allowed(name) {
             return Err(refusal(name));
+        } else {
+            check_value(name, value)?;
         }
         passed.push((name.clone(), value.clone()));
     }
@@ -50,6 +54,20 @@ pub fn filter(params: &[(String, String)]) -> Result<Vec<(String, String)>, Stri
 fn allowed(name: &str) -> bool {
     let lower = name.to_ascii_lowercase().replace('-', "_");
     PASSED.contains(&lower.as_str())
+}
+
+/// A passed setting whose value would still change what statements mean:
+/// a search_path that puts another schema before `pg_catalog` lets its
+/// functions shadow PostgreSQL's own (`SET` of it is administration).
+fn check_value(name: &str, value: &str) -> Result<(), String> {
+    let lower = name.to_ascii_lowercase().replace('-', "_");
+    if lower == "search_path" && search_path_text_shadows_builtins(value) != Some(false) {
+        return Err(
+            "Vigil does not accept a startup search_path that puts another schema before pg_catalog"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 fn refusal(name: &str) -> String {
@@ -104,10 +122,11 @@ fn check_options(options: &str) -> Result<(), String> {
                 "Vigil does not accept the startup option {word:?} (only -c name=value)"
             ));
         };
-        let name = setting.split('=').next().unwrap_or("");
+        let (name, value) = setting.split_once('=').unwrap_or((setting, ""));
         if !setting.contains('=') || !allowed(name) {
             return Err(refusal(name));
         }
+        check_value(name, value)?;
     }
     Ok(())
 }
@@ -157,6 +176,18 @@ mod tests {
             ("options", "-c role\\ =x", "backslash"),
             ("options", "-c search_path", "\"search_path\""),
             ("log_statement", "none", "\"log_statement\""),
+            // Another schema before pg_catalog shadows built-in functions.
+            ("search_path", "public, pg_catalog", "before pg_catalog"),
+            (
+                "options",
+                "-c search_path=public,pg_catalog",
+                "before pg_catalog",
+            ),
+            (
+                "options",
+                "--search_path=\"$user\",PG_CATALOG",
+                "before pg_catalog",
+            ),
             // PostgreSQL splits at vertical tab and form feed too.
             (
                 "options",

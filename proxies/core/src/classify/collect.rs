@@ -22,19 +22,20 @@ use std::ops::ControlFlow;
 use std::ptr;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr, LimitClause, ObjectName,
-    ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement, TableFactor, TableWithJoins,
-    Value, Visit, Visitor,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, GroupByExpr,
+    LimitClause, ObjectName, ObjectNamePart, Query, Select, SelectItem, SetExpr, Statement,
+    TableFactor, TableWithJoins, Value, Visit, Visitor,
 };
 
 use super::dml::{dml, Dml};
 use super::functions::{
     call_tags, is_collecting_aggregate, is_scalar_aggregate, is_set_config, is_sql_syntax_word,
-    is_utf8_name, relation_tags, setting_tags, NOT_UTF8,
+    is_storable_function, is_utf8_name, relation_tags, setting_tags, NOT_UTF8,
 };
 use super::names::{
     from_function_name, ident, last_part, object_name, relation_name, single_part, UNREADABLE_TABLE,
 };
+use super::search_path::search_path_text_shadows_builtins;
 
 const UNREADABLE_FUNCTION: &str =
     "a function name in FROM that is computed or that PostgreSQL would not read as one";
@@ -46,6 +47,11 @@ pub(crate) struct Facts {
     pub reads: BTreeSet<String>,
     pub writes: BTreeSet<String>,
     pub functions: BTreeSet<String>,
+    /// Operator symbols used unqualified (`+`, `&&`, `|/`).
+    pub operators: BTreeSet<String>,
+    /// The last part of every qualified name (`p.name` -> `name`): a column,
+    /// or PostgreSQL's attribute notation for a call `name(p)`.
+    pub attributes: BTreeSet<String>,
     /// Names seen in table positions outside FROM lists: statement targets,
     /// `REFERENCES`, `PARTITION OF`, `ANALYZE t`, ... The statement layer
     /// takes out those it accounts for; the rest count as reads.
@@ -80,6 +86,7 @@ pub(crate) fn collect(stmt: &Statement, main_dml: Option<&Statement>) -> Facts {
         factor_name: None,
         boolean_queries: HashSet::new(),
         limited_queries: HashSet::new(),
+        stores_expressions: stores_expressions(stmt),
         facts: Facts::default(),
     };
     let _ = stmt.visit(&mut c);
@@ -112,6 +119,8 @@ struct Collector {
     boolean_queries: HashSet<*const Query>,
     /// Set-operation branches of a limited query.
     limited_queries: HashSet<*const Query>,
+    /// The statement stores expressions the server evaluates later.
+    stores_expressions: bool,
     facts: Facts,
 }
 
@@ -296,6 +305,33 @@ impl Visitor for Collector {
                 None => self.facts.problems.push("a computed function name"),
             }
         }
+        match e {
+            Expr::BinaryOp {
+                op: BinaryOperator::PGCustomBinaryOperator(parts),
+                ..
+            } => match parts.as_slice() {
+                [symbol] => {
+                    self.facts.operators.insert(symbol.clone());
+                }
+                [schema, symbol] if schema.eq_ignore_ascii_case("pg_catalog") => {
+                    let _ = symbol;
+                }
+                // OPERATOR(public.&&): somebody's operator, named.
+                _ => self.facts.tag(["opaque", "user_function"]),
+            },
+            Expr::BinaryOp { op, .. } => {
+                self.facts.operators.insert(op.to_string());
+            }
+            Expr::UnaryOp { op, .. } => {
+                self.facts.operators.insert(op.to_string());
+            }
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                if let Some(last) = parts.last() {
+                    self.facts.attributes.insert(ident(last));
+                }
+            }
+            _ => {}
+        }
         if let Expr::CompoundFieldAccess { root, .. } = e {
             if !matches!(**root, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
                 // `(x).f` is also PostgreSQL's attribute notation for the
@@ -325,7 +361,8 @@ impl Collector {
             self.facts.tag(["cte_write"]);
         }
         // UPDATE or DELETE of every row.
-        let unfiltered = matches!(d.filter, Some(f) if filters_nothing(f)) || d.merge_unbounded;
+        let unfiltered =
+            matches!(d.filter, Some(f) if filters_nothing(f)) || d.merge_unbounded || d.unselective;
         if unfiltered {
             self.facts.tag(["unbounded_write", "destructive"]);
         }
@@ -358,6 +395,9 @@ impl Collector {
 
     fn call(&mut self, name: String) {
         self.facts.tag(call_tags(&name));
+        if self.stores_expressions && !is_storable_function(&name) {
+            self.facts.tag(["stored_code", "opaque"]);
+        }
         self.facts.functions.insert(name);
     }
 
@@ -383,8 +423,18 @@ impl Collector {
             return;
         };
         self.facts.tag(setting_tags(&setting).iter().copied());
-        if setting == "client_encoding" && !value.is_some_and(|v| is_utf8_name(&v)) {
+        if setting == "client_encoding" && !value.as_deref().is_some_and(is_utf8_name) {
             self.facts.problems.push(NOT_UTF8);
+        }
+        if setting == "search_path" {
+            match value.as_deref().and_then(search_path_text_shadows_builtins) {
+                Some(true) => self.facts.tag(["admin"]),
+                Some(false) => {}
+                None => self
+                    .facts
+                    .problems
+                    .push("set_config of search_path with a value that is not a literal list"),
+            }
         }
     }
 
@@ -418,6 +468,25 @@ impl Collector {
             | TableFactor::MatchRecognize { table, .. } => self.factor_reads_table(table),
             _ => false,
         }
+    }
+}
+
+/// Whether `stmt` stores expressions the server evaluates later, on rows
+/// and in sessions the statement does not name: column defaults, checks
+/// and generated columns, index expressions and predicates, domain checks,
+/// partition keys, views. (CREATE TABLE AS runs its query once, now, in
+/// plain sight.)
+fn stores_expressions(stmt: &Statement) -> bool {
+    match stmt {
+        Statement::CreateTable(ct) => ct.query.is_none(),
+        Statement::AlterTable(_)
+        | Statement::CreateIndex(_)
+        | Statement::CreateDomain(_)
+        | Statement::CreateView(_)
+        | Statement::AlterView { .. }
+        | Statement::CreatePolicy(_)
+        | Statement::AlterPolicy(_) => true,
+        _ => false,
     }
 }
 

@@ -1,14 +1,13 @@
 //! The target of a data-modifying statement (INSERT, UPDATE, DELETE, MERGE),
 //! wherever it appears: at the top, after a WITH, or inside a CTE.
 
-use std::ops::ControlFlow;
-
 use sqlparser::ast::{
-    visit_expressions, Expr, FromTable, Merge, MergeAction, OnConflict, OnConflictAction, OnInsert,
-    Statement, TableFactor, TableObject, TableWithJoins,
+    Expr, FromTable, Merge, MergeAction, OnConflict, OnConflictAction, OnInsert, Statement,
+    TableFactor, TableObject, TableWithJoins,
 };
 
 use super::names::{ident, relation_name, UNREADABLE_TABLE};
+use super::selective::{names_target_column, selects_rows, Target};
 
 pub(crate) struct Dml<'a> {
     pub kind: &'static str,
@@ -31,6 +30,10 @@ pub(crate) struct Dml<'a> {
     /// UPDATE/DELETE clause whose row is chosen by nothing that names a
     /// target column (`ON true`, `ON s.one = 1`).
     pub merge_unbounded: bool,
+    /// An UPDATE or DELETE whose WHERE names columns but selects no rows
+    /// of its target by them (`id = id`, `id IS NOT NULL`, only the FROM
+    /// or USING table's columns): see [`super::selective`].
+    pub unselective: bool,
     /// Set when the statement has a shape PostgreSQL does not accept and we
     /// do not model (e.g. MySQL's multi-table DELETE): fail closed.
     pub problem: Option<&'static str>,
@@ -46,6 +49,7 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
         source: None,
         performs: Vec::new(),
         merge_unbounded: false,
+        unselective: false,
         problem: None,
     };
     match stmt {
@@ -70,6 +74,14 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
             d.returning = up.returning.is_some() || up.output.is_some();
             d.filter = Some(up.selection.as_ref());
             d.add_factor(&up.table.relation);
+            let target = Target {
+                qualifiers: target_qualifiers(&up.table.relation),
+                unqualified_is_target: up.from.is_none() && up.table.joins.is_empty(),
+            };
+            d.unselective = up
+                .selection
+                .as_ref()
+                .is_some_and(|w| !selects_rows(w, &target));
             // PostgreSQL has no joins on the UPDATE target itself; anything
             // joined there is read like a FROM entry.
         }
@@ -83,6 +95,16 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
             if del.tables.is_empty() {
                 for TableWithJoins { relation, .. } in from {
                     d.add_factor(relation);
+                }
+                if let [only] = from.as_slice() {
+                    let target = Target {
+                        qualifiers: target_qualifiers(&only.relation),
+                        unqualified_is_target: del.using.is_none() && only.joins.is_empty(),
+                    };
+                    d.unselective = del
+                        .selection
+                        .as_ref()
+                        .is_some_and(|w| !selects_rows(w, &target));
                 }
             } else {
                 // `DELETE t1 FROM t1 JOIN t2` (MySQL): the named tables are
@@ -133,7 +155,13 @@ impl Dml<'_> {
 /// Fills in what a MERGE's clauses do, and whether an UPDATE or DELETE
 /// clause could reach every row of the target.
 fn merge_clauses(d: &mut Dml<'_>, m: &Merge) {
-    let target = target_qualifiers(&m.table);
+    // An unqualified column may belong to the source (`ON one = 1`
+    // matches every target row when `one` is the source's), so it does not
+    // count: the safe side is to call such a MERGE unbounded.
+    let target = Target {
+        qualifiers: target_qualifiers(&m.table),
+        unqualified_is_target: false,
+    };
     let on_bounds = names_target_column(&m.on, &target);
     for clause in &m.clauses {
         let action = match clause.action {
@@ -168,23 +196,4 @@ fn target_qualifiers(table: &TableFactor) -> Vec<String> {
             .unwrap_or_default(),
         _ => Vec::new(),
     }
-}
-
-/// Whether `e` mentions a column qualified with one of `target`. An
-/// unqualified column may belong to the source (`ON one = 1` matches every
-/// target row when `one` is the source's), so it does not count: the safe
-/// side is to call such a MERGE unbounded.
-fn names_target_column(e: &Expr, target: &[String]) -> bool {
-    let found = visit_expressions(e, |e| match e {
-        Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
-            let qualifier = ident(&parts[parts.len() - 2]);
-            if target.contains(&qualifier) {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        }
-        _ => ControlFlow::Continue(()),
-    });
-    found.is_break()
 }

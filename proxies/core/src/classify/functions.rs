@@ -106,6 +106,74 @@ const SERVER_ADMIN: &[&str] = &[
     "pg_log_backend_memory_contexts",
 ];
 
+/// Large-object functions. Large objects are storage outside every table:
+/// writing one copies data where no column rule follows it
+/// (`lo_from_bytea(0, convert_to(ssn, 'UTF8'))`), reading one returns bytes
+/// no column rule masks. (`lo_import`/`lo_export` are file access too.)
+const LARGE_OBJECTS: &[&str] = &[
+    "lo_from_bytea",
+    "lo_put",
+    "lo_get",
+    "lo_create",
+    "lo_creat",
+    "lo_open",
+    "lo_close",
+    "loread",
+    "lowrite",
+    "lo_lseek",
+    "lo_lseek64",
+    "lo_tell",
+    "lo_tell64",
+    "lo_truncate",
+    "lo_truncate64",
+    "lo_unlink",
+    "lo_import",
+    "lo_export",
+];
+
+/// Functions a stored expression (a DEFAULT, CHECK, generated column, index
+/// expression, domain check or view) may call without review: they compute
+/// from their arguments or the clock and write nothing. Any other call in a
+/// stored expression runs later, on rows and in sessions the statement
+/// does not name (a CHECK is evaluated on every existing row when it is
+/// added), so it is reviewed like code the gateway cannot see.
+const STORABLE_FUNCTIONS: &[&str] = &[
+    "now",
+    "clock_timestamp",
+    "statement_timestamp",
+    "transaction_timestamp",
+    "gen_random_uuid",
+    "nextval",
+    "lower",
+    "upper",
+    "length",
+    "char_length",
+    "character_length",
+    "octet_length",
+    "btrim",
+    "ltrim",
+    "rtrim",
+    "abs",
+    "round",
+    "date_trunc",
+    "date_part",
+    "extract",
+    "to_tsvector",
+    "jsonb_typeof",
+    "json_typeof",
+    "array_length",
+    "cardinality",
+];
+
+/// Whether a stored expression may call `name` (normalised) unreviewed.
+pub(crate) fn is_storable_function(name: &str) -> bool {
+    let f = last_part(name);
+    is_builtin_function(name)
+        && (STORABLE_FUNCTIONS.contains(&f)
+            || SQL_SYNTAX_FUNCTIONS.contains(&f)
+            || SCALAR_AGGREGATES.contains(&f))
+}
+
 /// Every function name PostgreSQL 15 defines in `pg_catalog`, one a line
 /// (`SELECT DISTINCT proname FROM pg_proc WHERE pronamespace =
 /// 'pg_catalog'::regnamespace`; a test compares it with the server the
@@ -230,6 +298,9 @@ pub(crate) fn call_tags(name: &str) -> Vec<&'static str> {
     }
     if SERVER_ADMIN.contains(&f) || f.starts_with("pg_logical_slot_") {
         tags.push("admin");
+    }
+    if LARGE_OBJECTS.contains(&f) {
+        tags.push("large_object");
     }
     tags
 }

@@ -195,7 +195,10 @@ mod functions;
 mod lexguard;
 mod names;
 mod redact;
+mod search_path;
+mod selective;
 mod session;
+mod shadows;
 mod statement;
 mod tokens;
 
@@ -206,6 +209,8 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
 pub use redact::redact_literals;
+pub use search_path::search_path_text_shadows_builtins;
+pub use shadows::Shadows;
 
 /// The longest text the classifier reads. Parsing costs 300 to 600 bytes
 /// of memory per token (measured: `SELECT 1,1,...` of 2 MB, 1.2 GB; an
@@ -245,6 +250,13 @@ pub struct StatementClass {
     pub writes: BTreeSet<String>,
     /// Function names called, normalised.
     pub functions: BTreeSet<String>,
+    /// Operator symbols used without a schema (`+`, `&&`): which function
+    /// runs depends on the operators the database defines (see
+    /// [`Shadows`]).
+    pub operators: BTreeSet<String>,
+    /// The last part of every qualified name (`p.name` -> `name`): a column,
+    /// or attribute notation for a call `name(p)` (see [`Shadows`]).
+    pub attributes: BTreeSet<String>,
     /// A table is read in bulk (see the module documentation).
     pub unbounded_read: bool,
     /// SQL-level `PREPARE name AS <stmt>`: the name and the inner class.

@@ -5,6 +5,7 @@ use sqlparser::ast::{Expr, ObjectName, Set, SetSessionAuthorizationParamKind, Va
 
 use super::functions::{is_utf8_name, setting_tags, NOT_UTF8};
 use super::names::object_name;
+use super::search_path::catalog_not_first;
 use super::statement::Builder;
 
 pub(super) fn is_role_setting(name: &ObjectName) -> bool {
@@ -36,6 +37,9 @@ pub(super) fn set(b: &mut Builder, s: &Set) {
                     b.kinds(setting_tags(&n));
                     if n == "client_encoding" && !values.iter().all(is_utf8_or_default) {
                         b.problems.push(NOT_UTF8);
+                    }
+                    if n == "search_path" {
+                        search_path(b, values);
                     }
                 }
                 None => b.unclassified("SET of a computed name"),
@@ -81,6 +85,35 @@ pub(super) fn set(b: &mut Builder, s: &Set) {
             b.kind("set")
         }
         Set::SetSessionParam(_) => b.unclassified("a SET form PostgreSQL does not have"),
+    }
+}
+
+/// `SET search_path = a, b`: each value is one schema name. A path that
+/// puts another schema before `pg_catalog` lets its functions shadow
+/// PostgreSQL's own (see [`super::search_path`]): administration.
+fn search_path(b: &mut Builder, values: &[Expr]) {
+    let mut names = Vec::new();
+    for v in values {
+        match v {
+            Expr::Identifier(id) if id.quote_style.is_some() => names.push(id.value.clone()),
+            Expr::Identifier(id) => names.push(id.value.to_ascii_lowercase()),
+            Expr::Value(v) => match &v.value {
+                Value::SingleQuotedString(s) => names.push(s.clone()),
+                _ => {
+                    return b
+                        .problems
+                        .push("a search_path value that is not a schema name")
+                }
+            },
+            _ => {
+                return b
+                    .problems
+                    .push("a search_path value that is not a schema name")
+            }
+        }
+    }
+    if catalog_not_first(&names) {
+        b.kind("admin");
     }
 }
 

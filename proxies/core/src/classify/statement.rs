@@ -47,6 +47,8 @@ pub(crate) fn classify_statement(stmt: &Statement) -> (StatementClass, Vec<&'sta
             b.class.reads.extend(facts.reads);
             b.class.writes.extend(facts.writes);
             b.class.functions.extend(facts.functions);
+            b.class.operators.extend(facts.operators);
+            b.class.attributes.extend(facts.attributes);
             b.class.unbounded_read |= facts.unbounded_read;
             b.problems.extend(facts.problems);
             // Names in table positions the statement's own form does not
@@ -510,6 +512,8 @@ fn explain(b: &mut Builder, analyze: bool, options: Option<&[UtilityOption]>, in
     }
     b.class.reads.extend(inner_class.reads);
     b.class.functions.extend(inner_class.functions);
+    b.class.operators.extend(inner_class.operators);
+    b.class.attributes.extend(inner_class.attributes);
     b.class.executes = inner_class.executes;
 }
 

@@ -67,6 +67,14 @@ fn describe(e: &Event) -> String {
                     .map(|p| {
                         if p.is_null {
                             "NULL".into()
+                        } else if p.length > 0 {
+                            // Recorded cut short: the whole is proven by its hash.
+                            format!(
+                                "<{} bytes, sha256 {}, first {} recorded>",
+                                p.length,
+                                hex::encode(&p.sha256),
+                                p.value.len()
+                            )
                         } else if p.binary {
                             format!("<{} binary bytes>", p.value.len())
                         } else {
