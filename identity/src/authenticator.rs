@@ -175,14 +175,15 @@ impl Authenticator {
         required_scopes: &[String],
         now: SystemTime,
     ) -> Result<VerifiedIdentity, AuthError> {
+        // Charged as a failure before the check, so that concurrent
+        // attempts cannot overrun the budget; refunded below.
         self.throttle
-            .check(peer, user, Instant::now())
+            .charge(peer, user, Instant::now())
             .map_err(AuthError::Throttled)?;
         let result = self.check(user, password, peer.is_loopback(), required_scopes, now);
-        match &result {
-            // A busy gate checked nothing: not the caller's failure.
-            Err(AuthError::Busy(_)) | Ok(_) => {}
-            Err(_) => self.throttle.failed(peer, user, Instant::now()),
+        // A success, or a busy gate that checked nothing, was no failure.
+        if matches!(result, Ok(_) | Err(AuthError::Busy(_))) {
+            self.throttle.refund(peer, user);
         }
         result
     }

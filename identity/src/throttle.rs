@@ -106,9 +106,43 @@ impl LoginThrottle {
         &self.settings
     }
 
+    /// Takes an attempt from `address` as `name` at `now` out of both
+    /// budgets *before* it is checked, or refuses it. Charging first, under
+    /// one lock, is what keeps a burst of concurrent attempts inside the
+    /// budget (checking first and counting after let 60 concurrent wrong
+    /// passwords through a budget of 10). A success, or an attempt that
+    /// was never checked, gets its charge back with [`Self::refund`].
+    pub fn charge(&self, address: IpAddr, name: &str, now: Instant) -> Result<(), Throttled> {
+        let mut cells = self.lock();
+        self.check_locked(&mut cells, address, name, now)?;
+        self.failed_locked(&mut cells, address, name, now);
+        Ok(())
+    }
+
+    /// Gives back what [`Self::charge`] took: the attempt succeeded or was
+    /// not checked.
+    pub fn refund(&self, address: IpAddr, name: &str) {
+        let mut cells = self.lock();
+        for (key, _) in self.keys(address, name) {
+            if let Some(cell) = cells.get_mut(&key) {
+                cell.theoretical_arrival -= self.settings.forgive_every;
+            }
+        }
+    }
+
     /// Whether an attempt from `address` as `name` may be checked at `now`.
     pub fn check(&self, address: IpAddr, name: &str, now: Instant) -> Result<(), Throttled> {
         let mut cells = self.lock();
+        self.check_locked(&mut cells, address, name, now)
+    }
+
+    fn check_locked(
+        &self,
+        cells: &mut HashMap<Key, Cell>,
+        address: IpAddr,
+        name: &str,
+        now: Instant,
+    ) -> Result<(), Throttled> {
         for (key, budget) in self.keys(address, name) {
             let by_address = matches!(key, Key::Address(_));
             if let Some(cell) = cells.get_mut(&key) {
@@ -129,9 +163,19 @@ impl LoginThrottle {
     /// Counts a failed attempt against the address and the name.
     pub fn failed(&self, address: IpAddr, name: &str, now: Instant) {
         let mut cells = self.lock();
+        self.failed_locked(&mut cells, address, name, now);
+    }
+
+    fn failed_locked(
+        &self,
+        cells: &mut HashMap<Key, Cell>,
+        address: IpAddr,
+        name: &str,
+        now: Instant,
+    ) {
         for (key, _) in self.keys(address, name) {
             if !cells.contains_key(&key) && cells.len() >= self.settings.max_tracked {
-                make_room(&mut cells, now);
+                make_room(cells, now);
             }
             let cell = cells.entry(key).or_insert(Cell {
                 theoretical_arrival: now,
@@ -175,8 +219,14 @@ impl LoginThrottle {
 }
 
 /// An IPv6 client owns at least a /64: counting its full addresses would
-/// give it 2^64 budgets.
+/// give it 2^64 budgets. Every loopback address (127/8, ::1) is one client
+/// too: a local process can send from any of 16 million of them.
 fn counted_address(address: IpAddr) -> IpAddr {
+    if address.is_loopback()
+        || matches!(address, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
+    {
+        return IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+    }
     match address {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
@@ -276,6 +326,33 @@ mod tests {
             t.failed(ip("::ffff:10.9.9.9"), &format!("m{i}"), now);
         }
         assert!(t.check(ip("10.9.9.9"), "x", now).is_err());
+    }
+
+    #[test]
+    fn a_burst_is_charged_before_it_is_checked_and_successes_are_refunded() {
+        let t = throttle();
+        let now = Instant::now();
+        let a = ip("10.0.3.1");
+        // Three attempts in flight at once use up the budget of three.
+        for i in 0..3 {
+            assert!(t.charge(a, &format!("b{i}"), now).is_ok());
+        }
+        assert!(t.charge(a, "b9", now).is_err(), "a fourth waits");
+        // One of them succeeded: its charge comes back.
+        t.refund(a, "b0");
+        assert!(t.charge(a, "b8", now).is_ok());
+    }
+
+    #[test]
+    fn every_loopback_address_is_one_client() {
+        let t = throttle();
+        let now = Instant::now();
+        for i in 0..3 {
+            t.failed(ip(&format!("127.1.{i}.1")), &format!("l{i}"), now);
+        }
+        assert!(t.check(ip("127.0.0.1"), "x", now).is_err());
+        assert!(t.check(ip("::1"), "x", now).is_err());
+        assert!(t.check(ip("::ffff:127.0.0.9"), "x", now).is_err());
     }
 
     #[test]

@@ -60,6 +60,7 @@ const UNPARSED: &[&str] = &["fail-closed"];
 const OPAQUE: &[&str] = &["review-opaque-code"];
 const STORED: &[&str] = &["review-stored-code"];
 const STORED_OR_OPAQUE: &[&str] = &["review-stored-code", "review-opaque-code"];
+const STORED_OR_CHANNEL: &[&str] = &["review-stored-code", "deny-unmasked-channels"];
 const DESTRUCTIVE: &[&str] = &["deny-destructive"];
 
 fn assert_refused(gw: &Gateway, a: &Attack) {
@@ -222,7 +223,7 @@ fn code_the_policy_cannot_see_is_never_defined_or_run_unreviewed() {
         ),
         attack(
             format!("ALTER TABLE {t} ADD CONSTRAINT vigil_atk_chk CHECK (length(pg_notify('vigil_atk', ssn)::text) >= 0)"),
-            STORED,
+            STORED_OR_CHANNEL,
         ),
         attack(
             format!("ALTER TABLE {t} ALTER COLUMN ssn SET DEFAULT vigil_atk_dba_reader()"),
@@ -230,7 +231,7 @@ fn code_the_policy_cannot_see_is_never_defined_or_run_unreviewed() {
         ),
         attack(
             format!("CREATE INDEX vigil_atk_idx ON {t} ((set_config('vigil.atk', ssn, false)))"),
-            STORED,
+            STORED_OR_CHANNEL,
         ),
         attack(
             "CREATE TABLE vigil_atk_gen (a text, b text GENERATED ALWAYS AS (md5(a)) STORED)",
@@ -238,7 +239,7 @@ fn code_the_policy_cannot_see_is_never_defined_or_run_unreviewed() {
         ),
         attack(
             format!("CREATE VIEW vigil_atk_view AS SELECT pg_notify('vigil_atk', ssn) FROM {t}"),
-            STORED,
+            STORED_OR_CHANNEL,
         ),
         // Large objects: data where no column rule follows it.
         attack(
@@ -246,6 +247,13 @@ fn code_the_policy_cannot_see_is_never_defined_or_run_unreviewed() {
             &["deny-large-objects"],
         ),
         attack("SELECT lo_get(1)", &["deny-large-objects"]),
+        // Whole-table writes in other spellings (found by the review).
+        attack(format!("DELETE FROM {t} WHERE id * 0 = 0"), DESTRUCTIVE),
+        attack(format!("DELETE FROM {t} WHERE id IN (SELECT id FROM {t})"), DESTRUCTIVE),
+        attack(format!("DELETE FROM {t} WHERE id = (SELECT id)"), DESTRUCTIVE),
+        attack(format!("DELETE FROM {t} USING {t} p2 WHERE {t}.id = p2.id"), DESTRUCTIVE),
+        attack(format!("UPDATE {t} SET ssn = NULL WHERE (ssn = ssn) IS TRUE"), DESTRUCTIVE),
+        attack(format!("DELETE FROM {t} WHERE ssn LIKE '%'"), DESTRUCTIVE),
     ];
     for a in &attacks {
         assert_refused(&gw, a);
@@ -654,11 +662,23 @@ async fn oversized_rows_and_binds_are_bounded() {
     let out = psql(&gw, "SELECT repeat('x', 20 * 1024 * 1024) AS big");
     assert!(!out.status.success(), "{}", show(&out));
     assert!(
-        stderr(&out).contains("54000") && stderr(&out).contains("larger than the 16 MiB it masks"),
+        stderr(&out).contains("54000")
+            && stderr(&out).contains("larger than the 4 MiB it masks per row"),
         "{}",
         show(&out)
     );
     assert!(stdout(&out).trim().is_empty());
+    // Many rows under the row cap, together past the result's budget.
+    let out = psql(
+        &gw,
+        "SELECT repeat('x', 3 * 1024 * 1024) FROM generate_series(1, 30) g LIMIT 30",
+    );
+    assert!(
+        stderr(&out).contains("54000")
+            && stderr(&out).contains("larger than the 64 MiB it masks per result"),
+        "{}",
+        show(&out).chars().take(2000).collect::<String>()
+    );
     // The session goes on: the next statement works.
     let out = psql(
         &gw,
@@ -736,7 +756,11 @@ fn builtin_names_that_other_schemas_define_are_somebodys_code() {
              DROP OPERATOR IF EXISTS shadow.&& (text, text);
              CREATE OPERATOR shadow.&& (LEFTARG = text, RIGHTARG = text, FUNCTION = shadow.txt_and);
              CREATE TABLE IF NOT EXISTS shadow.pt (id int);
-             CREATE OR REPLACE FUNCTION shadow.reader(shadow.pt) RETURNS text LANGUAGE sql AS $$ SELECT 'shadowed' $$;",
+             CREATE OR REPLACE FUNCTION shadow.reader(shadow.pt) RETURNS text LANGUAGE sql AS $$ SELECT 'shadowed' $$;
+             CREATE OR REPLACE FUNCTION shadow.any_reader(record) RETURNS text LANGUAGE plpgsql AS $$ BEGIN RETURN 'shadowed'; END $$;
+             CREATE OR REPLACE FUNCTION shadow.txt_int_eq(text, int) RETURNS bool LANGUAGE sql AS $$ SELECT true $$;
+             DROP OPERATOR IF EXISTS shadow.= (text, int);
+             CREATE OPERATOR shadow.= (LEFTARG = text, RIGHTARG = int, FUNCTION = shadow.txt_int_eq);",
         )
         .output()
         .unwrap();
@@ -748,8 +772,16 @@ fn builtin_names_that_other_schemas_define_are_somebodys_code() {
         "SELECT lower(5)",
         "SET search_path = shadow; SELECT 'a' && 'b'",
         "SELECT 'a' OPERATOR(shadow.&&) 'b'",
-        // Attribute notation: `p.reader` is `reader(p)`.
-        "SELECT p.reader FROM shadow.pt p WHERE p.id = 1",
+        // Attribute notation: `p.reader` is `reader(p)`, of a row type or
+        // of any record.
+        "SELECT p.reader FROM shadow.pt p WHERE p.id IS NULL",
+        "SELECT p.any_reader FROM shadow.pt p WHERE p.id IS NULL",
+        // Syntax that runs `=` with no `=` in the text (the review).
+        "SET search_path = shadow; SELECT CASE 'a'::text WHEN 1 THEN 'x' END",
+        "SET search_path = shadow; SELECT 'a'::text IS DISTINCT FROM 1",
+        "SET search_path = shadow; SELECT NULLIF('a'::text, 1)",
+        "SET search_path = shadow; SELECT 'a'::text = ANY(ARRAY[1])",
+        "SET search_path = shadow; SELECT 'a'::text IN (1)",
     ] {
         let out = run(sql);
         assert!(!out.status.success(), "{sql}: {}", show(&out));

@@ -107,6 +107,22 @@ fn failed_logins_are_throttled_and_a_spell_is_recorded_once() {
         );
     }
     let events = gw.wait_for_events(|ev| refusals(ev).iter().any(|r| r.reason_code == "throttled"));
+    // Another gateway: a burst of concurrent wrong passwords is charged
+    // before any is checked, so no more than the budget is checked.
+    let burst = gateway("max_failures_per_address = 10\nforgive_failure_every_secs = 3600");
+    let port = burst.spec.pg_port;
+    let threads: Vec<_> = (0..60)
+        .map(|i| {
+            std::thread::spawn(move || login(port, &format!("burst{i}"), "wrong").unwrap_err().0)
+        })
+        .collect();
+    let codes: Vec<String> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let checked = codes.iter().filter(|c| *c == "28P01").count();
+    assert!(
+        checked <= 10,
+        "{checked} of a budget of 10 were checked: {codes:?}"
+    );
+    assert_eq!(codes.iter().filter(|c| *c == "53300").count(), 60 - checked);
     let mut codes: Vec<&str> = refusals(&events)
         .iter()
         .map(|r| r.reason_code.as_str())

@@ -257,9 +257,10 @@ impl DatabaseCatalog {
 }
 
 /// Function names and operator symbols of every schema but `pg_catalog`,
-/// leaving out extensions' members (`pg_depend` type `e`), and the names of
-/// functions of one row-type argument (attribute notation reaches them;
-/// extensions' too).
+/// leaving out extensions' members (`pg_depend` type `e`), and the name of
+/// every function outside `pg_catalog` (attribute notation `p.f` reaches
+/// any that one argument can call: a row type, `record`, a polymorphic
+/// type, defaults, VARIADIC; extensions' too).
 const SHADOWS_QUERY: &str = "\
     SELECT DISTINCT 'f', p.proname FROM pg_catalog.pg_proc p \
     WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace \
@@ -272,9 +273,7 @@ const SHADOWS_QUERY: &str = "\
         WHERE d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objid = o.oid AND d.deptype = 'e') \
     UNION ALL \
     SELECT DISTINCT 'a', p.proname FROM pg_catalog.pg_proc p \
-    JOIN pg_catalog.pg_type t ON t.oid = p.proargtypes[0] \
-    WHERE p.pronargs = 1 AND t.typrelid <> 0 \
-      AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace";
+    WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace";
 
 async fn query_rows(
     stream: &mut UpstreamStream,

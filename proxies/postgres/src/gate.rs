@@ -127,17 +127,14 @@ pub fn refusal_for(verdict: &Verdict) -> Refusal {
 }
 
 /// What the client is told when a result grew past the policy's row limit.
-/// What the client is told when a masked result carries a row too large to
-/// mask.
-pub fn oversized_row_refusal(rule: &str, len: usize, max: usize) -> Refusal {
+/// What the client is told when a masked result is too large to mask
+/// (`why`: "a row of N bytes is larger than the 4 MiB it masks per row").
+pub fn too_large_to_mask(rule: &str, why: &str) -> Refusal {
     Refusal {
         code: "54000",
-        message: format!(
-            "Vigil stopped this result: a row of {len} bytes is larger than the {} MiB it masks (rule \"{rule}\")",
-            max / (1024 * 1024)
-        ),
+        message: format!("Vigil stopped this result: {why} (rule \"{rule}\")"),
         detail: "no row from that one on was sent".into(),
-        hint: "Select fewer or smaller columns, or substrings of large values.".into(),
+        hint: "Select fewer rows, fewer or smaller columns, or substrings of large values.".into(),
     }
 }
 

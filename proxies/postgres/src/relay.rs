@@ -38,6 +38,7 @@ use crate::gate::{self, Gate};
 use crate::masking::{self, RowPlan};
 use crate::refuse::{Refusal, Refusals};
 use crate::results;
+use crate::scrub::{self, ClientText};
 use crate::tls::ClientStream;
 use crate::tracker::{Completed, DescriptionFor, RunAttrs, Tracker};
 use crate::upstream_tls::UpstreamStream;
@@ -95,6 +96,7 @@ pub async fn run(
         refusals: Mutex::new(Refusals::new(rand::random())),
         policy_name: gate.policy().name().to_string(),
         masks_anything: gate.policy().masks_anything(),
+        client_text: Mutex::new(ClientText::default()),
         session,
         sink,
         audit_failed: Notify::new(),
@@ -197,12 +199,44 @@ struct Shared {
     refusals: Mutex<Refusals>,
     policy_name: String,
     masks_anything: bool,
+    /// What the client sent lately: error text may quote it back.
+    client_text: Mutex<ClientText>,
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
     audit_failed: Notify,
 }
 
 impl Shared {
+    fn remember_client_text(&self, text: &str) {
+        if self.masks_anything {
+            self.client_text
+                .lock()
+                .expect("client text lock")
+                .remember(text);
+        }
+    }
+
+    /// An ErrorResponse or NoticeResponse as the client may see it: in a
+    /// session that masks, values the client did not send are scrubbed
+    /// from its text (see [`crate::scrub`]). `None`: forward it as it is.
+    fn scrub_message(
+        &self,
+        frame: &Frame,
+        masker: &Masker,
+    ) -> Result<Option<Bytes>, codec::CodecError> {
+        if !self.masks_anything {
+            return Ok(None);
+        }
+        let known = self.client_text.lock().expect("client text lock");
+        let Some(body) = scrub::scrub_body(&frame.body(), &known, masker)? else {
+            return Ok(None);
+        };
+        let mut out = BytesMut::with_capacity(body.len() + 5);
+        out.extend_from_slice(&[frame.tag]);
+        out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+        out.extend_from_slice(&body);
+        Ok(Some(out.freeze()))
+    }
     /// Records a Response without holding up the results: if recording fails,
     /// the session is ended (fail closed) before the client can send much more.
     fn record_response(self: &Arc<Self>, done: Completed) {
@@ -445,6 +479,7 @@ impl Frontend {
         let events: Vec<Kind> = match frame.tag {
             b'Q' => {
                 let sql = codec::parse_query(frame.body()).map_err(Fatal::protocol)?;
+                shared.remember_client_text(&sql);
                 self.refresh_shadows().await;
                 let verdict = Arc::new(self.gate.judge(&sql));
                 let seq = shared.session.next_statement_seq();
@@ -472,6 +507,7 @@ impl Frontend {
             }
             b'P' => {
                 let parse = codec::parse_parse(frame.body()).map_err(Fatal::protocol)?;
+                shared.remember_client_text(&parse.query);
                 self.refresh_shadows().await;
                 let mut verdict = Arc::new(self.gate.judge(&parse.query));
                 // A named statement cannot be replaced while it exists: the
@@ -567,6 +603,11 @@ impl Frontend {
                     codec::parse_execute(frame.body()).map_err(Fatal::protocol)?;
                 let seq = shared.session.next_statement_seq();
                 let info = self.tracker().portal(&portal).cloned();
+                if let Some(info) = &info {
+                    for value in info.params.iter().filter_map(|p| p.value.as_ref()) {
+                        shared.remember_client_text(&String::from_utf8_lossy(value));
+                    }
+                }
                 let (statement, statement_name, parameters) = match info {
                     Some(info) => (
                         info.query.to_string(),
@@ -810,15 +851,22 @@ struct Masking {
 type PortalRows = std::collections::HashMap<String, u64>;
 
 /// Rows (and COPY lines) larger than this are not masked: scanning one
-/// holds an async worker thread (a 240 MB row took the masker 14 s, while
-/// every other session on that thread waited), so a masked result that
-/// carries one is stopped, fail closed. Unmasked results pass whole.
-pub const MAX_MASKED_ROW_LEN: usize = 16 * 1024 * 1024;
+/// holds an async worker thread (a 240 MB row took the masker 14 s, a
+/// 16 MB one 1.2 s, while every other session on that thread waited), so a
+/// masked result that carries one is stopped, fail closed. Unmasked
+/// results pass whole.
+pub const MAX_MASKED_ROW_LEN: usize = 4 * 1024 * 1024;
+/// The most bytes of one masked result (or masked COPY) the proxy masks;
+/// past it the result is stopped like one with an oversized row. Bounds
+/// the masking work one statement can ask for (about 5 s of one core).
+pub const MAX_MASKED_RESULT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The result being streamed now.
 #[derive(Default)]
 struct ResultState {
     plan: Option<RowPlan>,
+    /// Bytes of this result masked so far.
+    masked_bytes: u64,
     /// Textual COPY out being masked line by line.
     copy: Option<MaskedColumn>,
     /// Stopped by the proxy: what the client is told instead of the end.
@@ -976,9 +1024,11 @@ async fn on_backend_frame(
                 stop_result(shared, masking, result, &attrs, limit);
                 return Ok(None);
             }
-            if result.plan.is_some() && frame.raw.len() > MAX_MASKED_ROW_LEN {
-                stop_oversized_row(shared, masking, result, &attrs, rows - 1, frame.raw.len());
-                return Ok(None);
+            if result.plan.is_some() {
+                if let Some(why) = too_much_to_mask(result, frame.raw.len()) {
+                    stop_unmaskable(shared, masking, result, &attrs, rows - 1, why);
+                    return Ok(None);
+                }
             }
             match &mut result.plan {
                 Some(plan) => Ok(Some(
@@ -1029,9 +1079,11 @@ async fn on_backend_frame(
                 stop_result(shared, masking, result, &attrs, limit);
                 return Ok(None);
             }
-            if result.copy.is_some() && frame.raw.len() > MAX_MASKED_ROW_LEN {
-                stop_oversized_row(shared, masking, result, &attrs, rows - 1, frame.raw.len());
-                return Ok(None);
+            if result.copy.is_some() {
+                if let Some(why) = too_much_to_mask(result, frame.raw.len()) {
+                    stop_unmaskable(shared, masking, result, &attrs, rows - 1, why);
+                    return Ok(None);
+                }
             }
             match &mut result.copy {
                 Some(report) => Ok(Some(
@@ -1134,11 +1186,23 @@ async fn on_backend_frame(
                     Ok(Some(bytes))
                 }
                 None => {
+                    // The ledger keeps the error as the server sent it; the
+                    // client gets it without values it did not send.
                     completed.extend(tracker.on_error(fields));
-                    Ok(forward)
+                    drop(tracker);
+                    Ok(Some(
+                        shared
+                            .scrub_message(frame, &masking.masker)?
+                            .unwrap_or(frame.raw.clone()),
+                    ))
                 }
             }
         }
+        b'N' => Ok(Some(
+            shared
+                .scrub_message(frame, &masking.masker)?
+                .unwrap_or(frame.raw.clone()),
+        )),
         b'Z' => {
             *result = ResultState::default();
             if frame.body().first() == Some(&b'I') {
@@ -1239,26 +1303,45 @@ fn stop_result(
     );
 }
 
-/// Stops a masked result at a row (or COPY line) too large to mask:
-/// scanning it would hold a worker thread for seconds. Fail closed.
-fn stop_oversized_row(
+/// Why the next row of `len` bytes is more than the proxy masks, if it is.
+fn too_much_to_mask(result: &mut ResultState, len: usize) -> Option<String> {
+    result.masked_bytes += len as u64;
+    if len > MAX_MASKED_ROW_LEN {
+        Some(format!(
+            "a row of {len} bytes is larger than the {} MiB it masks per row",
+            MAX_MASKED_ROW_LEN >> 20
+        ))
+    } else if result.masked_bytes > MAX_MASKED_RESULT_BYTES {
+        Some(format!(
+            "the result is larger than the {} MiB it masks per result",
+            MAX_MASKED_RESULT_BYTES >> 20
+        ))
+    } else {
+        None
+    }
+}
+
+/// Stops a masked result at a row (or COPY line) too large to mask, or
+/// past the masking budget of a result: scanning on would hold a worker
+/// thread for seconds. Fail closed.
+fn stop_unmaskable(
     shared: &Arc<Shared>,
     masking: &Masking,
     result: &mut ResultState,
     attrs: &RunAttrs,
     rows_sent: u64,
-    len: usize,
+    why: String,
 ) {
     let rule = attrs
         .verdict
         .as_ref()
         .map(|v| v.rule.clone())
         .unwrap_or_default();
-    let refusal = gate::oversized_row_refusal(&rule, len, MAX_MASKED_ROW_LEN);
+    let refusal = gate::too_large_to_mask(&rule, &why);
     let stopped = Verdict {
         outcome: Outcome::Deny,
         rule,
-        reason: format!("a row of {len} bytes is larger than the proxy masks"),
+        reason: why,
         max_rows: None,
         over_limit: Outcome::Deny,
     };

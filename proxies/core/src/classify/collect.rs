@@ -292,6 +292,14 @@ impl Visitor for Collector {
                     if is_set_config(&n) {
                         self.set_config(&f.args);
                     }
+                    if last_part(&n) == "nullif" {
+                        self.facts.operators.insert("=".into());
+                    }
+                    if last_part(&n) == "pg_notify" && !arg_is_literal(&f.args, 1) {
+                        // The payload goes to every listener as a
+                        // NotificationResponse, which is not a result.
+                        self.facts.tag(["channel_write"]);
+                    }
                     let quoted = f.name.0.iter().any(|part| {
                         matches!(part, ObjectNamePart::Identifier(id) if id.quote_style.is_some())
                     });
@@ -324,6 +332,43 @@ impl Visitor for Collector {
             }
             Expr::UnaryOp { op, .. } => {
                 self.facts.operators.insert(op.to_string());
+            }
+            Expr::AnyOp { compare_op, .. } | Expr::AllOp { compare_op, .. } => {
+                self.facts.operators.insert(compare_op.to_string());
+            }
+            // Syntax that PostgreSQL runs as operators with no symbol in
+            // the text: `=` for IN, simple CASE, IS [NOT] DISTINCT FROM
+            // and NULLIF; `>=` and `<=` for BETWEEN; `~~` (`~~*`) for
+            // [I]LIKE; `~` for SIMILAR TO.
+            Expr::InList { .. }
+            | Expr::InSubquery { .. }
+            | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
+            | Expr::Case {
+                operand: Some(_), ..
+            } => {
+                self.facts.operators.insert("=".into());
+                self.facts.operators.insert("<>".into());
+            }
+            Expr::Between { .. } => {
+                self.facts
+                    .operators
+                    .extend([">=".to_string(), "<=".to_string()]);
+            }
+            Expr::Like { .. } => {
+                self.facts
+                    .operators
+                    .extend(["~~".to_string(), "!~~".to_string()]);
+            }
+            Expr::ILike { .. } => {
+                self.facts
+                    .operators
+                    .extend(["~~*".to_string(), "!~~*".to_string()]);
+            }
+            Expr::SimilarTo { .. } => {
+                self.facts
+                    .operators
+                    .extend(["~".to_string(), "!~".to_string()]);
             }
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
                 if let Some(last) = parts.last() {
@@ -416,6 +461,12 @@ impl Collector {
             }
             _ => (None, None),
         };
+        if !arg_is_literal(args, 1) {
+            // A value the statement computes (from a column, say) goes
+            // into a setting the client reads back as a ParameterStatus or
+            // through current_setting, outside any masked column.
+            self.facts.tag(["channel_write"]);
+        }
         let Some(setting) = setting.map(|s| s.to_ascii_lowercase()) else {
             self.facts
                 .problems
@@ -468,6 +519,26 @@ impl Collector {
             | TableFactor::MatchRecognize { table, .. } => self.factor_reads_table(table),
             _ => false,
         }
+    }
+}
+
+/// Whether argument `index` of a call is a literal or a parameter the
+/// client sends: a value it already knows.
+fn arg_is_literal(args: &FunctionArguments, index: usize) -> bool {
+    let FunctionArguments::List(list) = args else {
+        return false;
+    };
+    match list.args.get(index) {
+        Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => {
+            let mut e = e;
+            // A cast of a literal is still the literal: '1'::text.
+            while let Expr::Cast { expr, .. } | Expr::Nested(expr) = e {
+                e = expr;
+            }
+            matches!(e, Expr::Value(_))
+        }
+        None => true,
+        _ => false,
     }
 }
 

@@ -74,9 +74,17 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
             d.returning = up.returning.is_some() || up.output.is_some();
             d.filter = Some(up.selection.as_ref());
             d.add_factor(&up.table.relation);
+            let others: Vec<&TableFactor> = up
+                .table
+                .joins
+                .iter()
+                .map(|j| &j.relation)
+                .chain(update_from(up).flat_map(factors))
+                .collect();
             let target = Target {
                 qualifiers: target_qualifiers(&up.table.relation),
-                unqualified_is_target: up.from.is_none() && up.table.joins.is_empty(),
+                unqualified_is_target: others.is_empty(),
+                self_joined: joins_itself(&up.table.relation, &others),
             };
             d.unselective = up
                 .selection
@@ -97,9 +105,16 @@ pub(crate) fn dml(stmt: &Statement) -> Option<Dml<'_>> {
                     d.add_factor(relation);
                 }
                 if let [only] = from.as_slice() {
+                    let others: Vec<&TableFactor> = only
+                        .joins
+                        .iter()
+                        .map(|j| &j.relation)
+                        .chain(del.using.iter().flatten().flat_map(factors))
+                        .collect();
                     let target = Target {
                         qualifiers: target_qualifiers(&only.relation),
-                        unqualified_is_target: del.using.is_none() && only.joins.is_empty(),
+                        unqualified_is_target: others.is_empty(),
+                        self_joined: joins_itself(&only.relation, &others),
                     };
                     d.unselective = del
                         .selection
@@ -152,6 +167,35 @@ impl Dml<'_> {
     }
 }
 
+/// The tables of an UPDATE's FROM list.
+fn update_from(up: &sqlparser::ast::Update) -> impl Iterator<Item = &TableWithJoins> {
+    use sqlparser::ast::UpdateTableFromKind;
+    up.from.iter().flat_map(|f| match f {
+        UpdateTableFromKind::BeforeSet(t) | UpdateTableFromKind::AfterSet(t) => t.iter(),
+    })
+}
+
+/// A FROM entry and the tables joined to it.
+fn factors(t: &TableWithJoins) -> impl Iterator<Item = &TableFactor> {
+    std::iter::once(&t.relation).chain(t.joins.iter().map(|j| &j.relation))
+}
+
+/// Whether the target table appears again among `others`.
+fn joins_itself(target: &TableFactor, others: &[&TableFactor]) -> bool {
+    let name = |f: &TableFactor| match f {
+        TableFactor::Table { name, .. } => relation_name(name),
+        _ => None,
+    };
+    let Some(target) = name(target) else {
+        return false;
+    };
+    let last = |n: &str| n.rsplit('.').next().unwrap_or(n).to_string();
+    others
+        .iter()
+        .filter_map(|f| name(f))
+        .any(|n| last(&n) == last(&target))
+}
+
 /// Fills in what a MERGE's clauses do, and whether an UPDATE or DELETE
 /// clause could reach every row of the target.
 fn merge_clauses(d: &mut Dml<'_>, m: &Merge) {
@@ -161,6 +205,7 @@ fn merge_clauses(d: &mut Dml<'_>, m: &Merge) {
     let target = Target {
         qualifiers: target_qualifiers(&m.table),
         unqualified_is_target: false,
+        self_joined: false,
     };
     let on_bounds = names_target_column(&m.on, &target);
     for clause in &m.clauses {

@@ -8,9 +8,8 @@
 //! the database's catalog can. [`Shadows`] is what the proxy read there:
 //! the function names and operator symbols that code outside `pg_catalog`
 //! defines (extensions' members excluded: a DBA installed those, and their
-//! dangerous functions are tagged by name), and the names of functions of
-//! one row-type argument, which `p.f` calls when table alias `p` has no
-//! column `f`. A call of such a name, or a use
+//! dangerous functions are tagged by name), and the name of every function
+//! outside `pg_catalog`, which `p.f` may call when `p` has no column `f`. A call of such a name, or a use
 //! of such a symbol, is `opaque` + `user_function`, like any call of
 //! somebody's code. Applied after classification, so the classifier stays a
 //! function of the text.
@@ -27,8 +26,10 @@ pub struct Shadows {
     functions: HashSet<String>,
     /// Operator symbols some other schema defines.
     operators: HashSet<String>,
-    /// Functions of one row-type argument some other schema defines:
-    /// PostgreSQL calls `f(p)` for `p.f` when `p` has no column `f`.
+    /// Every function name some other schema defines: PostgreSQL calls
+    /// `f(p)` for `p.f` when `p` has no column `f` and some `f` takes one
+    /// argument of its type (a row type, `record`, a polymorphic type, with
+    /// defaults or VARIADIC), which the name alone cannot rule out.
     attributes: HashSet<String>,
     /// The catalog could not be read: any call or operator may be
     /// somebody's code.
@@ -158,6 +159,19 @@ mod tests {
         assert!(c.statements[0].has_kind("opaque"), "{c:?}");
         let c = applied("EXPLAIN SELECT 'a' && 'b'", &shadows);
         assert!(c.statements[0].has_kind("opaque"), "{c:?}");
+        // Syntax that runs `=` with no `=` in the text (found by the review).
+        let eq = Shadows::new([], ["=".to_string()], []);
+        for sql in [
+            "SELECT CASE 'a'::text WHEN 1 THEN 'x' END",
+            "SELECT 'a'::text IS DISTINCT FROM 1",
+            "SELECT NULLIF('a'::text, 1)",
+            "SELECT 'a'::text = ANY(ARRAY[1])",
+            "SELECT 'a'::text IN (1)",
+        ] {
+            assert!(applied(sql, &eq).statements[0].has_kind("opaque"), "{sql}");
+        }
+        let like = Shadows::new([], ["~~".to_string()], []);
+        assert!(applied("SELECT 'a' LIKE 'b'", &like).statements[0].has_kind("opaque"));
     }
 
     #[test]

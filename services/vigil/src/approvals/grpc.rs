@@ -398,7 +398,16 @@ impl Approvals for ApprovalsGrpc {
             .service
             .revoke(&r.grant_id, approver, r.reason)
             .await
-            .map_err(status_of)?;
+            .map_err(|e| match e {
+                // Someone who may not revoke a grant is told what they
+                // would be told for an id that does not exist.
+                ServiceError::Book(BookError::Grant(
+                    vigil_approvals::GrantError::MayNotRevoke { .. },
+                )) => status_of(ServiceError::Book(BookError::UnknownGrant(
+                    r.grant_id.clone(),
+                ))),
+                e => status_of(e),
+            })?;
         Ok(Response::new(grant_to_pb(&grant)))
     }
 
