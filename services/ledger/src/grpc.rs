@@ -34,6 +34,15 @@ impl LedgerGrpc {
         LedgerServer::new(Self { ledger, access })
     }
 
+    /// Whether the caller may read bodies and the indexes over them.
+    fn is_auditor<T>(&self, req: &Request<T>) -> bool {
+        let auth = req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        self.access.allows(req.remote_addr(), bearer(auth))
+    }
+
     /// The latest signed checkpoint and its parsed body. Proofs are served
     /// against what auditors can verify, not against unsigned state.
     fn latest(&self) -> Result<(String, vigil_ledger::Checkpoint), Status> {
@@ -146,14 +155,9 @@ impl LedgerApi for LedgerGrpc {
         &self,
         req: Request<GetEntriesRequest>,
     ) -> Result<Response<GetEntriesResponse>, Status> {
-        let peer = req.remote_addr();
-        let auth = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let auditor = self.is_auditor(&req);
         let req = req.into_inner();
-        if req.include_bodies && !self.access.allows(peer, bearer(auth.as_deref())) {
+        if req.include_bodies && !auditor {
             return Err(Status::permission_denied(
                 "event bodies may hold PHI: an auditor token is required",
             ));
@@ -194,13 +198,7 @@ impl LedgerApi for LedgerGrpc {
         req: Request<FindEntriesRequest>,
     ) -> Result<Response<FindEntriesResponse>, Status> {
         // Who was active when is itself sensitive: the bodies' rule.
-        let peer = req.remote_addr();
-        let auth = req
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        if !self.access.allows(peer, bearer(auth.as_deref())) {
+        if !self.is_auditor(&req) {
             return Err(Status::permission_denied(
                 "the indexes over event bodies say who did what: an auditor token is required",
             ));
