@@ -60,7 +60,11 @@ const UNPARSED: &[&str] = &["fail-closed"];
 const OPAQUE: &[&str] = &["review-opaque-code"];
 const STORED: &[&str] = &["review-stored-code"];
 const STORED_OR_OPAQUE: &[&str] = &["review-stored-code", "review-opaque-code"];
-const STORED_OR_CHANNEL: &[&str] = &["review-stored-code", "deny-unmasked-channels"];
+const STORED_OR_CHANNEL: &[&str] = &[
+    "review-stored-code",
+    "deny-unmasked-channels",
+    "deny-masked-copy",
+];
 const DESTRUCTIVE: &[&str] = &["deny-destructive"];
 
 fn assert_refused(gw: &Gateway, a: &Attack) {

@@ -18,9 +18,11 @@ const EMAIL: &str = "ada@example.org";
 
 fn setup() {
     let out = direct_psql(&format!(
-        "DROP TABLE IF EXISTS {TABLE};
-         CREATE TABLE {TABLE} (id int PRIMARY KEY, ssn text UNIQUE, mrn text, email text);
-         INSERT INTO {TABLE} VALUES (1, '{SSN}', '{MRN}', '{EMAIL}');"
+        "DROP VIEW IF EXISTS vigil_leak_view;
+         DROP TABLE IF EXISTS {TABLE}, vigil_leak_copy, vigil_leak_ctas;
+         CREATE TABLE {TABLE} (id int PRIMARY KEY, ssn text UNIQUE, mrn text, email text NOT NULL);
+         INSERT INTO {TABLE} VALUES (1, '{SSN}', '{MRN}', '{EMAIL}');
+         CREATE TABLE vigil_leak_copy (id int, note text);"
     ));
     assert!(out.status.success(), "{}", show(&out));
 }
@@ -63,9 +65,38 @@ fn phi_does_not_leave_through_errors_settings_or_notifications() {
             code: "22P02",
         },
         Leak {
-            name: "error detail / unique violation quotes the key",
-            sql: format!("INSERT INTO {TABLE} (id, ssn) SELECT 2, ssn FROM {TABLE} WHERE id = 1"),
-            code: "23505",
+            name: "error detail / a NOT NULL violation quotes the failing row",
+            sql: format!("UPDATE {TABLE} SET email = NULL WHERE id = 1"),
+            code: "23502",
+        },
+        Leak {
+            name: "new name / rename column",
+            sql: format!("ALTER TABLE {TABLE} RENAME COLUMN mrn TO m"),
+            code: "42501",
+        },
+        Leak {
+            name: "new name / view",
+            sql: format!("CREATE VIEW vigil_leak_view AS SELECT id, mrn AS m FROM {TABLE}"),
+            code: "42501",
+        },
+        Leak {
+            name: "copy / INSERT ... SELECT into another table",
+            sql: format!(
+                "INSERT INTO vigil_leak_copy (id, note) SELECT id, mrn FROM {TABLE} WHERE id = 1"
+            ),
+            code: "42501",
+        },
+        Leak {
+            name: "copy / UPDATE ... SET another column",
+            sql: format!("UPDATE {TABLE} SET email = mrn WHERE id = 1"),
+            code: "42501",
+        },
+        Leak {
+            name: "copy / CREATE TABLE AS",
+            sql: format!(
+                "CREATE TABLE vigil_leak_ctas AS SELECT id, mrn AS m FROM {TABLE} WHERE id = 1"
+            ),
+            code: "42501",
         },
         Leak {
             name: "parameter status / set_config of a reported setting",
@@ -129,6 +160,29 @@ fn phi_does_not_leave_through_errors_settings_or_notifications() {
         "SELECT set_config('application_name', 'report', false)",
     );
     assert!(out.status.success(), "{}", show(&out));
+    let out = psql(
+        &gw,
+        &format!(
+            "INSERT INTO vigil_leak_copy (id, note) SELECT id, 'seen' FROM {TABLE} WHERE id = 1"
+        ),
+    );
+    assert!(
+        out.status.success(),
+        "a copy of no masked column: {}",
+        show(&out)
+    );
+    // Nothing of the refused writes reached the server.
+    let out = direct_psql(&format!(
+        "SELECT (SELECT count(*) FROM information_schema.columns WHERE table_name = '{TABLE}' AND column_name = 'mrn'),
+                (SELECT count(*) FROM pg_class WHERE relname IN ('vigil_leak_view', 'vigil_leak_ctas')),
+                (SELECT email FROM {TABLE} WHERE id = 1)"
+    ));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("1|0|{EMAIL}"),
+        "{}",
+        show(&out)
+    );
 
     // The auditor's copy keeps the server's own words.
     let events = gw.wait_for_events(|ev| {
@@ -138,5 +192,5 @@ fn phi_does_not_leave_through_errors_settings_or_notifications() {
     });
     assert!(events
         .iter()
-        .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "23505")));
+        .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "23502")));
 }

@@ -199,6 +199,13 @@ pub struct Rule {
     /// Holds for a statement reading a table that has masked columns.
     #[serde(default)]
     pub reads_phi: Option<bool>,
+    /// Holds for a statement that moves a masked column's values where its
+    /// column rule no longer follows them: a write (INSERT ... SELECT,
+    /// UPDATE ... SET, CREATE TABLE AS, SELECT INTO, MERGE), a view, or a
+    /// RENAME COLUMN, that mentions a column some `[[masking.columns]]`
+    /// rule covers in a table the statement reads or changes.
+    #[serde(default)]
+    pub moves_masked: Option<bool>,
     /// Overrides `limits.max_rows` for statements this rule lets through.
     #[serde(default)]
     pub max_rows: Option<u64>,
@@ -222,6 +229,7 @@ impl Rule {
             || !self.functions.is_empty()
             || self.unbounded_read.is_some()
             || self.reads_phi.is_some()
+            || self.moves_masked.is_some()
     }
 }
 
@@ -609,6 +617,22 @@ impl Policy {
             && rule
                 .reads_phi
                 .is_none_or(|want| self.reads_phi(stmt) == want)
+            && rule
+                .moves_masked
+                .is_none_or(|want| self.moves_masked(stmt) == want)
+    }
+
+    fn moves_masked(&self, stmt: &StatementClass) -> bool {
+        let moves = ["write", "rename_column"].iter().any(|k| stmt.has_kind(k))
+            || (stmt.main_kind() == "create" && !stmt.reads.is_empty());
+        if !moves {
+            return false;
+        }
+        let lenient = Lenience::UnqualifiedMatchesAnySchema;
+        let touched: BTreeSet<&String> = stmt.reads.union(&stmt.writes).collect();
+        self.columns.iter().any(|(table, column, _)| {
+            stmt.columns.contains(column) && touched.iter().any(|t| name_matches(table, t, lenient))
+        })
     }
 
     fn reads_phi(&self, stmt: &StatementClass) -> bool {

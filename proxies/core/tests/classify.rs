@@ -280,6 +280,7 @@ const CASES: &[Case] = &[
     case("SELECT \"pg_read_file\"('/etc/passwd')", "select file_access", "", "", "pg_read_file", B),
     case("SELECT lo_export(1, '/tmp/x')", "select file_access", "", "", "lo_export", B),
     case("SELECT lo_import('/etc/passwd')", "select file_access large_object", "", "", "lo_import", B),
+    case("ALTER TABLE patients RENAME COLUMN dob TO born", "alter rename_column", "", "patients", "", B),
     // A computed value sent to a channel that is not a result.
     case("SELECT set_config('application_name', ssn, false) FROM patients WHERE id = 1", "select set channel_write", "patients", "", "set_config", B),
     case("SELECT set_config('application_name', 'x', false)", "select set !channel_write", "", "", "set_config", B),
@@ -494,6 +495,7 @@ fn kinds_are_unique_and_vocabulary_is_closed() {
         "stored_code",
         "large_object",
         "channel_write",
+        "rename_column",
         "explain_analyze",
         "row_lock",
         "maintenance",

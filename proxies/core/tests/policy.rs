@@ -383,6 +383,34 @@ fn the_shipped_policies_parse_and_mean_what_they_say() {
         ("SELECT * FROM pg_class", Outcome::Mask),
         ("DISCARD ALL", Outcome::Mask),
         ("BEGIN", Outcome::Mask),
+        // A masked column moved where its rule no longer follows it.
+        ("ALTER TABLE patients RENAME COLUMN ssn TO s", Outcome::Deny),
+        (
+            "ALTER TABLE patients RENAME COLUMN note TO remark",
+            Outcome::Mask,
+        ),
+        (
+            "INSERT INTO notes (id, body) SELECT id, ssn FROM patients WHERE id = 1",
+            Outcome::Deny,
+        ),
+        (
+            "INSERT INTO notes (id, body) SELECT id, name FROM patients WHERE id = 1",
+            Outcome::Mask,
+        ),
+        (
+            "UPDATE patients SET note = dob::text WHERE id = 1",
+            Outcome::Deny,
+        ),
+        ("UPDATE patients SET ssn = NULL WHERE id = 1", Outcome::Mask),
+        (
+            "CREATE TABLE c AS SELECT mrn AS m FROM patients WHERE id = 1",
+            Outcome::Deny,
+        ),
+        (
+            "CREATE VIEW v AS SELECT email AS e FROM patients",
+            Outcome::Deny,
+        ),
+        ("CREATE TABLE t (ssn text)", Outcome::Mask),
     ] {
         assert_eq!(
             judge(&phi, &[], "ehr", sql).0,

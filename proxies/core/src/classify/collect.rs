@@ -52,6 +52,9 @@ pub(crate) struct Facts {
     /// The last part of every qualified name (`p.name` -> `name`): a column,
     /// or PostgreSQL's attribute notation for a call `name(p)`.
     pub attributes: BTreeSet<String>,
+    /// Every name in an expression, by its last part: the columns the
+    /// statement mentions (and some other names).
+    pub columns: BTreeSet<String>,
     /// Names seen in table positions outside FROM lists: statement targets,
     /// `REFERENCES`, `PARTITION OF`, `ANALYZE t`, ... The statement layer
     /// takes out those it accounts for; the rest count as reads.
@@ -373,7 +376,11 @@ impl Visitor for Collector {
             Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
                 if let Some(last) = parts.last() {
                     self.facts.attributes.insert(ident(last));
+                    self.facts.columns.insert(ident(last));
                 }
+            }
+            Expr::Identifier(id) => {
+                self.facts.columns.insert(ident(id));
             }
             _ => {}
         }

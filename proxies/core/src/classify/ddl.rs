@@ -90,6 +90,14 @@ pub(super) fn alter_table(b: &mut Builder, at: &AlterTable) {
             | AlterTableOperation::EnableReplicaRule { .. } => b.kind("admin"),
             // Switching a trigger or rule on makes its code run on writes
             // that ran none before.
+            // The column's values come back under a name no masking rule
+            // may know.
+            AlterTableOperation::RenameColumn {
+                old_column_name, ..
+            } => {
+                b.kind("rename_column");
+                b.class.columns.insert(ident(old_column_name));
+            }
             AlterTableOperation::EnableTrigger { .. }
             | AlterTableOperation::EnableAlwaysTrigger { .. }
             | AlterTableOperation::EnableRule { .. }

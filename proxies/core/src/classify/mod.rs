@@ -257,6 +257,10 @@ pub struct StatementClass {
     /// The last part of every qualified name (`p.name` -> `name`): a column,
     /// or attribute notation for a call `name(p)` (see [`Shadows`]).
     pub attributes: BTreeSet<String>,
+    /// The columns the statement's expressions mention (the last part of
+    /// every name in an expression, and a renamed column's old name), so
+    /// that policy can tell a write that moves a masked column.
+    pub columns: BTreeSet<String>,
     /// A table is read in bulk (see the module documentation).
     pub unbounded_read: bool,
     /// SQL-level `PREPARE name AS <stmt>`: the name and the inner class.

@@ -49,6 +49,7 @@ pub(crate) fn classify_statement(stmt: &Statement) -> (StatementClass, Vec<&'sta
             b.class.functions.extend(facts.functions);
             b.class.operators.extend(facts.operators);
             b.class.attributes.extend(facts.attributes);
+            b.class.columns.extend(facts.columns);
             b.class.unbounded_read |= facts.unbounded_read;
             b.problems.extend(facts.problems);
             // Names in table positions the statement's own form does not
@@ -514,6 +515,7 @@ fn explain(b: &mut Builder, analyze: bool, options: Option<&[UtilityOption]>, in
     b.class.functions.extend(inner_class.functions);
     b.class.operators.extend(inner_class.operators);
     b.class.attributes.extend(inner_class.attributes);
+    b.class.columns.extend(inner_class.columns);
     b.class.executes = inner_class.executes;
 }
 
