@@ -306,6 +306,7 @@ const CASES: &[Case] = &[
     case("SELECT * FROM patients p, LATERAL pg_stat_file('x') f WHERE p.id = 1", "select file_access read", "patients", "", "pg_stat_file", B),
     case("SELECT pg_file_write('x', 'y', false)", "select file_access", "", "", "pg_file_write", B),
     case("SELECT pg_terminate_backend(123)", "select admin", "", "", "pg_terminate_backend", B),
+    case("SELECT query FROM pg_stat_get_activity(NULL)", "select admin", "", "", "pg_stat_get_activity", B),
     case("SELECT query_to_xml('select * from patients', true, false, '')", "select opaque", "", "", "query_to_xml", B),
     case("SELECT dblink_exec('x', 'DROP TABLE t')", "select opaque !drop", "", "", "dblink_exec", B),
     case("SELECT * FROM generate_series(1, 10)", "select !read", "", "", "generate_series", B),

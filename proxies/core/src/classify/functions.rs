@@ -104,6 +104,10 @@ const SERVER_ADMIN: &[&str] = &[
     "pg_stat_statements_reset",
     "pg_import_system_collations",
     "pg_log_backend_memory_contexts",
+    // pg_stat_activity by function: other sessions' statement text, with
+    // its literals (which can be PHI).
+    "pg_stat_get_activity",
+    "pg_stat_get_backend_activity",
 ];
 
 /// Large-object functions. Large objects are storage outside every table:
