@@ -194,3 +194,34 @@ fn phi_does_not_leave_through_errors_settings_or_notifications() {
         .iter()
         .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "23502")));
 }
+
+/// The same channels through psycopg (text and binary results) and asyncpg
+/// (`tests/clients/leak_clients.py`).
+#[test]
+fn python_drivers_see_no_phi_in_errors_settings_or_notifications() {
+    let table = "vigil_leak_drivers";
+    let out = direct_psql(&format!(
+        "DROP TABLE IF EXISTS {table};
+         CREATE TABLE {table} (id int PRIMARY KEY, mrn text);
+         INSERT INTO {table} VALUES (1, '{MRN}');"
+    ));
+    assert!(out.status.success(), "{}", show(&out));
+    let mut spec = GatewaySpec::new();
+    spec.policy = "builtin:phi-default".into();
+    let gw = Gateway::start(spec);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/leak_clients.py");
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .env("VIGIL_PG_PORT", gw.spec.pg_port.to_string())
+        .env("VIGIL_USER", AGENT)
+        .env("VIGIL_PASSWORD", AGENT_PASSWORD)
+        .env("VIGIL_TABLE", table)
+        .env("VIGIL_SECRET", MRN)
+        .output()
+        .expect("run python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", show(&out));
+    for line in ["OK psycopg leaks", "OK asyncpg leaks"] {
+        assert!(text.contains(line), "{}", show(&out));
+    }
+}

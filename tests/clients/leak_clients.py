@@ -1,0 +1,97 @@
+"""Issue 19's leak corpus with real Python drivers through Vigil under the
+shipped PHI policy: a masked column cast to another type fails without the
+value in the error (psycopg text and binary, asyncpg), set_config and
+pg_notify of a masked value are refused, and an error that quotes what the
+client sent itself keeps it.
+
+Run by tests/e2e/leaks.rs with VIGIL_PG_PORT, VIGIL_USER, VIGIL_PASSWORD,
+VIGIL_TABLE (rows with id 1 and the masked mrn VIGIL_SECRET); prints one OK
+line per driver.
+"""
+
+import asyncio
+import os
+import sys
+
+import asyncpg
+import psycopg
+
+PORT = int(os.environ["VIGIL_PG_PORT"])
+USER = os.environ["VIGIL_USER"]
+PASSWORD = os.environ["VIGIL_PASSWORD"]
+TABLE = os.environ["VIGIL_TABLE"]
+SECRET = os.environ["VIGIL_SECRET"]
+
+
+def fail(what):
+    print(f"FAIL {what}")
+    sys.exit(1)
+
+
+def no_secret(text, what):
+    if SECRET in text or SECRET[4:9] in text:
+        fail(f"{what}: the masked value is in {text!r}")
+
+
+def psycopg_checks():
+    with psycopg.connect(
+        host="127.0.0.1", port=PORT, user=USER, password=PASSWORD, dbname="test",
+        autocommit=True,
+    ) as conn:
+        for binary in (False, True):
+            with conn.cursor(binary=binary) as cur:
+                try:
+                    cur.execute(f"SELECT mrn::int FROM {TABLE} WHERE id = %s", (1,))
+                    fail(f"psycopg binary={binary}: the cast succeeded")
+                except psycopg.errors.InvalidTextRepresentation as e:
+                    no_secret(str(e), f"psycopg binary={binary} cast error")
+                    if e.diag.message_primary is None or "<redacted by Vigil>" not in e.diag.message_primary:
+                        fail(f"psycopg binary={binary}: {e.diag.message_primary!r}")
+        for sql in (
+            f"SELECT set_config('application_name', mrn, false) FROM {TABLE} WHERE id = %s",
+            f"SELECT pg_notify('leak', mrn) FROM {TABLE} WHERE id = %s",
+        ):
+            try:
+                conn.execute(sql, (1,))
+                fail(f"psycopg: not refused: {sql}")
+            except psycopg.errors.InsufficientPrivilege as e:
+                if "deny-unmasked-channels" not in str(e):
+                    fail(f"psycopg: refused by another rule: {e}")
+        if SECRET in (conn.info.parameter_status("application_name") or ""):
+            fail("psycopg: application_name carries the masked value")
+        # What the client sent comes back in the error as it was.
+        try:
+            conn.execute("SELECT %s::int", ("not-a-number",))
+            fail("psycopg: the literal cast succeeded")
+        except psycopg.errors.InvalidTextRepresentation as e:
+            if "not-a-number" not in str(e):
+                fail(f"psycopg: the client's own value was scrubbed: {e}")
+    print("OK psycopg leaks")
+
+
+async def asyncpg_checks():
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=PORT, user=USER, password=PASSWORD, database="test"
+    )
+    heard = []
+    await conn.add_listener("leak", lambda *args: heard.append(args[-1]))
+    try:
+        await conn.fetchval(f"SELECT mrn::int FROM {TABLE} WHERE id = $1", 1)
+        fail("asyncpg: the cast succeeded")
+    except asyncpg.exceptions.InvalidTextRepresentationError as e:
+        no_secret(str(e), "asyncpg cast error")
+    try:
+        await conn.fetchval(f"SELECT pg_notify('leak', mrn) FROM {TABLE} WHERE id = $1", 1)
+        fail("asyncpg: pg_notify was not refused")
+    except asyncpg.exceptions.InsufficientPrivilegeError as e:
+        if "deny-unmasked-channels" not in str(e):
+            fail(f"asyncpg: refused by another rule: {e}")
+    await asyncio.sleep(0.3)
+    for payload in heard:
+        no_secret(payload, "asyncpg notification")
+    await conn.close()
+    print("OK asyncpg leaks")
+
+
+psycopg_checks()
+asyncio.run(asyncpg_checks())
