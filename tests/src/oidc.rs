@@ -31,17 +31,36 @@ impl OidcProvider {
     }
 
     /// Starts the provider with a JSON config (`clients`, `resources`).
+    /// A provider that exits before it is ready (its free port taken by
+    /// another test in the meantime) is started again on another port.
     pub fn start_with(config: Option<Value>) -> Self {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/oidc_provider.mjs");
-        let port = crate::free_port();
         let file = config.map(|c| {
             let f = tempfile::NamedTempFile::new().expect("temp config");
             std::fs::write(f.path(), c.to_string()).expect("write provider config");
             f
         });
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::spawn(file.as_ref()) {
+                Ok((child, issuer)) => {
+                    return Self {
+                        child,
+                        issuer,
+                        _config: file,
+                    }
+                }
+                Err(output) => last = output,
+            }
+        }
+        panic!("the OpenID provider did not start; it last printed {last:?}")
+    }
+
+    fn spawn(file: Option<&tempfile::NamedTempFile>) -> Result<(Child, String), String> {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/oidc_provider.mjs");
+        let port = crate::free_port();
         let mut cmd = Command::new("node");
         cmd.arg(script).arg("--port").arg(port.to_string());
-        if let Some(f) = &file {
+        if let Some(f) = file {
             cmd.arg("--config").arg(f.path());
         }
         let mut child = cmd
@@ -59,15 +78,13 @@ impl OidcProvider {
         let line = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("the OpenID provider did not start within 30 s");
-        let issuer = line
-            .trim()
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("unexpected provider output {line:?}"))
-            .to_string();
-        Self {
-            child,
-            issuer,
-            _config: file,
+        match line.trim().strip_prefix("ready ") {
+            Some(issuer) => Ok((child, issuer.to_string())),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(line)
+            }
         }
     }
 
