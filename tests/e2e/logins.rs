@@ -235,10 +235,13 @@ async fn sessions_are_capped_per_identity_and_per_listener() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(again.is_some(), "a freed place is taken again");
-    let events = gw.events();
-    let refused: Vec<_> = refusals(&events)
-        .into_iter()
-        .filter(|r| r.reason_code == "too_many_sessions")
-        .collect();
-    assert!(refused.len() >= 2, "{refused:#?}");
+    // Refused logins are recorded in the background: wait for both.
+    let too_many = |ev: &[Event]| {
+        refusals(ev)
+            .into_iter()
+            .filter(|r| r.reason_code == "too_many_sessions")
+            .count()
+    };
+    let events = gw.wait_for_events(|ev| too_many(ev) >= 2);
+    assert_eq!(too_many(&events), 2, "{:#?}", refusals(&events));
 }
