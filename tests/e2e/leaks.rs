@@ -8,7 +8,7 @@
 use std::process::Output;
 
 use vigil_proto::events::event::Kind;
-use vigil_tests::{direct_psql, show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
+use vigil_tests::{direct_psql, python_client, show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
 
 const TABLE: &str = "vigil_leak_patients";
 /// Values of the masked columns; none may reach the client in clear.
@@ -209,16 +209,11 @@ fn python_drivers_see_no_phi_in_errors_settings_or_notifications() {
     let mut spec = GatewaySpec::new();
     spec.policy = "builtin:phi-default".into();
     let gw = Gateway::start(spec);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/leak_clients.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .env("VIGIL_PG_PORT", gw.spec.pg_port.to_string())
-        .env("VIGIL_USER", AGENT)
-        .env("VIGIL_PASSWORD", AGENT_PASSWORD)
-        .env("VIGIL_TABLE", table)
-        .env("VIGIL_SECRET", MRN)
-        .output()
-        .expect("run python3");
+    let out = python_client(
+        "leak_clients.py",
+        &gw,
+        &[("VIGIL_TABLE", table), ("VIGIL_SECRET", MRN)],
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", show(&out));
     for line in ["OK psycopg leaks", "OK asyncpg leaks"] {

@@ -9,7 +9,7 @@ use std::process::Output;
 
 use vigil_proto::events::event::Kind;
 use vigil_proto::events::Event;
-use vigil_tests::{direct_psql, show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
+use vigil_tests::{direct_psql, python_client, show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
 
 const SSN_1: &str = "123-45-6789";
 const SSN_2: &str = "234-56-7890";
@@ -356,15 +356,7 @@ fn drivers_see_refusals_and_masked_values_in_text_and_binary() {
     let table = "vigil_pol_drivers";
     create_patients(table);
     let gw = phi_gateway();
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/clients/policy_clients.py");
-    let out = std::process::Command::new("python3")
-        .arg(script)
-        .env("VIGIL_PG_PORT", gw.spec.pg_port.to_string())
-        .env("VIGIL_USER", AGENT)
-        .env("VIGIL_PASSWORD", AGENT_PASSWORD)
-        .env("VIGIL_TABLE", table)
-        .output()
-        .expect("run python3");
+    let out = python_client("policy_clients.py", &gw, &[("VIGIL_TABLE", table)]);
     assert!(out.status.success(), "{}", show(&out));
     let text = stdout(&out);
     for line in ["OK psycopg policy", "OK asyncpg policy"] {

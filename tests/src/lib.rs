@@ -570,6 +570,22 @@ pub fn direct_psql(sql: &str) -> Output {
         .expect("run psql")
 }
 
+/// Runs one of the Python driver scripts in `tests/clients/` against `gw`
+/// as the static agent, with `env` added (table names and the like).
+pub fn python_client(script: &str, gw: &Gateway, env: &[(&str, &str)]) -> Output {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients")
+        .join(script);
+    Command::new("python3")
+        .arg(path)
+        .env("VIGIL_PG_PORT", gw.spec.pg_port.to_string())
+        .env("VIGIL_USER", AGENT)
+        .env("VIGIL_PASSWORD", AGENT_PASSWORD)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run python3")
+}
+
 /// Stdout and stderr of a command, for assertion messages.
 pub fn show(out: &Output) -> String {
     format!(

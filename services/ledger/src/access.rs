@@ -36,13 +36,17 @@ impl BodyAccess {
         if self.token_hashes.is_empty() {
             return peer.is_some_and(|p| p.ip().is_loopback());
         }
-        let Some(token) = bearer else { return false };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        // Compare every configured hash without short-circuiting on content.
-        self.token_hashes
-            .iter()
-            .fold(false, |found, h| found | constant_time_eq(h, &digest))
+        bearer.is_some_and(|token| token_matches(&self.token_hashes, token))
     }
+}
+
+/// Whether `token`'s SHA-256 is one of `hashes` (the configured tokens of
+/// auditors, or of proxies), compared without short-circuiting on content.
+pub fn token_matches(hashes: &[[u8; 32]], token: &str) -> bool {
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    hashes
+        .iter()
+        .fold(false, |found, h| found | constant_time_eq(h, &digest))
 }
 
 fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {

@@ -21,6 +21,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 use vigil_approvals::book::BookError;
 use vigil_approvals::{Approver, GrantRequest, Operation, Principal, State, Verdict};
+use vigil_ledger_service::access::token_matches;
 use vigil_proto::approvals as pb;
 use vigil_proto::approvals::approvals_server::{Approvals, ApprovalsServer};
 use vigil_proxy_core::{AuthError, Authenticator, VerifiedIdentity};
@@ -54,7 +55,6 @@ impl ApprovalsGrpc {
     /// approver cannot withdraw someone's statement or read grants this way.
     /// `vigil up` needs none: its proxies call the service in-process.
     fn proxy_caller<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        use sha2::Digest;
         if self.proxy_tokens.is_empty() {
             return Err(Status::permission_denied(
                 "this approval service accepts no proxies: set approvals.proxy_tokens_sha256 \
@@ -67,13 +67,7 @@ impl ApprovalsGrpc {
             .and_then(|v| v.to_str().ok())
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("a proxy token is required"))?;
-        let digest: [u8; 32] = sha2::Sha256::digest(token.trim().as_bytes()).into();
-        // Compare with every configured hash, without stopping at a match.
-        let known = self
-            .proxy_tokens
-            .iter()
-            .fold(false, |found, h| found | constant_time_eq(h, &digest));
-        if known {
+        if token_matches(&self.proxy_tokens, token.trim()) {
             Ok(())
         } else {
             Err(Status::permission_denied(
@@ -151,10 +145,6 @@ pub fn approver_of(identity: &VerifiedIdentity) -> Approver {
         },
         groups,
     }
-}
-
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Who may see an operation: its approvers, and the agent who asked. Any
