@@ -16,6 +16,7 @@
 pub mod admission;
 pub mod approval;
 pub mod classify;
+pub mod lineage;
 pub mod mask;
 pub mod policy;
 pub mod session;

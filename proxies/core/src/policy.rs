@@ -150,6 +150,55 @@ pub struct MaskingSection {
     /// Column rules, matched on where a result column really comes from.
     #[serde(default)]
     pub columns: Vec<ColumnRule>,
+    /// Date and time columns of PHI tables (`phi_tables`) are masked
+    /// (`redact`: NULL) unless a column rule names them (`format =
+    /// "clear"` keeps one): whatever they are called, they hold dates of
+    /// birth, admission, discharge or death. On unless set to false.
+    #[serde(default = "yes")]
+    pub phi_dates: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A column rule's format: a mask, or `clear` (never masked by this rule's
+/// columns, which are then only scanned like any text).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ColumnFormat {
+    Redact,
+    Partial,
+    Hash,
+    Clear,
+}
+
+impl ColumnFormat {
+    fn mask(self) -> Option<MaskFormat> {
+        match self {
+            ColumnFormat::Redact => Some(MaskFormat::Redact),
+            ColumnFormat::Partial => Some(MaskFormat::Partial),
+            ColumnFormat::Hash => Some(MaskFormat::Hash),
+            ColumnFormat::Clear => None,
+        }
+    }
+}
+
+/// What the policy says of one table column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnTreatment {
+    /// A column rule masks it.
+    Masked(MaskFormat),
+    /// A date or time column of a PHI table that no rule names: redacted.
+    PhiDate,
+    /// A rule says `clear`, or none applies.
+    Unmasked,
+}
+
+/// Date and time types (and their arrays): `date`, `timestamp`,
+/// `timestamptz`.
+pub fn is_date_type(type_oid: u32) -> bool {
+    matches!(type_oid, 1082 | 1114 | 1184 | 1182 | 1115 | 1185)
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -158,7 +207,7 @@ pub struct ColumnRule {
     /// `table` or `schema.table`; an unqualified table matches in any schema.
     pub table: String,
     pub columns: Vec<String>,
-    pub format: MaskFormat,
+    pub format: ColumnFormat,
 }
 
 /// One rule: conditions (all must hold; a list holds if any entry matches)
@@ -206,6 +255,13 @@ pub struct Rule {
     /// rule covers in a table the statement reads or changes.
     #[serde(default)]
     pub moves_masked: Option<bool>,
+    /// Holds for a statement whose WHERE, HAVING or JOIN ... ON names a
+    /// column some `[[masking.columns]]` rule masks, in a table it reads:
+    /// `SELECT count(*) FROM patients WHERE ssn LIKE '1%'` tells a masked
+    /// value digit by digit without returning it. Masking cannot stop that
+    /// inference; a rule with this condition refuses it.
+    #[serde(default)]
+    pub filters_masked: Option<bool>,
     /// Overrides `limits.max_rows` for statements this rule lets through.
     #[serde(default)]
     pub max_rows: Option<u64>,
@@ -230,6 +286,7 @@ impl Rule {
             || self.unbounded_read.is_some()
             || self.reads_phi.is_some()
             || self.moves_masked.is_some()
+            || self.filters_masked.is_some()
     }
 }
 
@@ -265,6 +322,9 @@ pub struct Verdict {
     pub max_rows: Option<u64>,
     /// What a result over `max_rows` becomes.
     pub over_limit: Outcome,
+    /// The statements' shapes, for masking by lineage: unknown (every
+    /// computed column redacted) unless the caller fills them in.
+    pub shapes: crate::lineage::MessageShapes,
 }
 
 /// A loaded, checked policy.
@@ -274,7 +334,7 @@ pub struct Policy {
     /// Tables with masked columns and `phi_tables`: what `reads_phi` looks for.
     phi_tables: Vec<String>,
     /// (table pattern, column, format), in file order.
-    columns: Vec<(String, String, MaskFormat)>,
+    columns: Vec<(String, String, ColumnFormat)>,
 }
 
 /// The rule name under which a result stopped at the row limit is reviewed.
@@ -372,7 +432,9 @@ impl Policy {
                     rule.table
                 )));
             }
-            phi_tables.push(table.clone());
+            if rule.format != ColumnFormat::Clear {
+                phi_tables.push(table.clone());
+            }
             for c in &rule.columns {
                 columns.push((table.clone(), normalise(c), rule.format));
             }
@@ -466,7 +528,52 @@ impl Policy {
 
     /// Whether results may need masking at all under this policy.
     pub fn masks_anything(&self) -> bool {
-        self.file.masking.scan_all_results || !self.columns.is_empty()
+        self.file.masking.scan_all_results
+            || self.columns.iter().any(|(_, _, f)| f.mask().is_some())
+            || (self.file.masking.phi_dates && !self.phi_tables.is_empty())
+    }
+
+    /// Whether `schema.table` holds PHI (`phi_tables` or a column rule's
+    /// table, and not `not_phi_tables`).
+    pub fn is_phi_table(&self, schema: &str, table: &str) -> bool {
+        let qualified = format!("{schema}.{table}");
+        self.phi_tables
+            .iter()
+            .any(|p| name_matches(p, &qualified, Lenience::Exact))
+            && !self
+                .file
+                .not_phi_tables
+                .iter()
+                .any(|p| name_matches(p, &qualified, Lenience::Exact))
+    }
+
+    /// How the column `schema.table.column` of type `type_oid` is masked:
+    /// the first column rule naming it decides; a date column of a PHI
+    /// table that no rule names is redacted (`phi_dates`).
+    pub fn column_treatment(
+        &self,
+        schema: &str,
+        table: &str,
+        column: &str,
+        type_oid: u32,
+    ) -> ColumnTreatment {
+        let qualified = format!("{schema}.{table}");
+        let column = column.to_lowercase();
+        let rule = self
+            .columns
+            .iter()
+            .find(|(t, c, _)| *c == column && name_matches(t, &qualified, Lenience::Exact));
+        match rule.map(|(_, _, f)| f.mask()) {
+            Some(Some(format)) => ColumnTreatment::Masked(format),
+            Some(None) => ColumnTreatment::Unmasked,
+            None if self.file.masking.phi_dates
+                && is_date_type(type_oid)
+                && self.is_phi_table(schema, table) =>
+            {
+                ColumnTreatment::PhiDate
+            }
+            None => ColumnTreatment::Unmasked,
+        }
     }
 
     /// The format for a result column that comes from `schema.table.column`.
@@ -477,7 +584,26 @@ impl Policy {
         self.columns
             .iter()
             .find(|(t, c, _)| *c == column && name_matches(t, &qualified, Lenience::Exact))
-            .map(|(_, _, f)| *f)
+            .and_then(|(_, _, f)| f.mask())
+    }
+
+    /// Whether settings of `asker`'s sessions may hold values computed
+    /// from tables: `set_config` and `pg_notify` with a computed value
+    /// (`channel_write`) would not be denied outright. If they are, a
+    /// setting holds only what the agent wrote as a literal (or the
+    /// server's configuration), and reading one back masks nothing.
+    pub fn settings_may_hold_data(&self, asker: Asker<'_>) -> bool {
+        let write = StatementClass {
+            kinds: vec!["select".into(), "set".into(), "channel_write".into()],
+            ..StatementClass::default()
+        };
+        let class = Classification {
+            statements: vec![write],
+            unclassified: None,
+        };
+        self.evaluate(asker, &class, &PreparedStatements::new())
+            .outcome
+            != Outcome::Deny
     }
 
     /// Judges one client message.
@@ -515,6 +641,7 @@ impl Policy {
             reason: "empty statement".into(),
             max_rows: None,
             over_limit: self.file.limits.over_limit,
+            shapes: Default::default(),
         })
     }
 
@@ -548,6 +675,7 @@ impl Policy {
                         .unwrap_or_else(|| format!("matched rule \"{}\"", rule.name)),
                     max_rows: rule.max_rows.or(self.file.limits.max_rows),
                     over_limit: self.file.limits.over_limit,
+                    shapes: Default::default(),
                 };
             }
         }
@@ -557,6 +685,7 @@ impl Policy {
             reason: format!("no rule matched; policy \"{}\" default", self.file.name),
             max_rows: self.file.limits.max_rows,
             over_limit: self.file.limits.over_limit,
+            shapes: Default::default(),
         }
     }
 
@@ -577,6 +706,7 @@ impl Policy {
             reason: format!("{why}; the strictest outcome that could apply ({source}) is used"),
             max_rows: self.file.limits.max_rows,
             over_limit: self.file.limits.over_limit,
+            shapes: Default::default(),
         }
     }
 
@@ -620,6 +750,9 @@ impl Policy {
             && rule
                 .moves_masked
                 .is_none_or(|want| self.moves_masked(stmt) == want)
+            && rule
+                .filters_masked
+                .is_none_or(|want| self.filters_masked(stmt) == want)
     }
 
     fn moves_masked(&self, stmt: &StatementClass) -> bool {
@@ -630,8 +763,20 @@ impl Policy {
         }
         let lenient = Lenience::UnqualifiedMatchesAnySchema;
         let touched: BTreeSet<&String> = stmt.reads.union(&stmt.writes).collect();
-        self.columns.iter().any(|(table, column, _)| {
-            stmt.columns.contains(column) && touched.iter().any(|t| name_matches(table, t, lenient))
+        self.columns.iter().any(|(table, column, format)| {
+            format.mask().is_some()
+                && stmt.columns.contains(column)
+                && touched.iter().any(|t| name_matches(table, t, lenient))
+        })
+    }
+
+    fn filters_masked(&self, stmt: &StatementClass) -> bool {
+        let lenient = Lenience::UnqualifiedMatchesAnySchema;
+        let touched: BTreeSet<&String> = stmt.reads.union(&stmt.writes).collect();
+        self.columns.iter().any(|(table, column, format)| {
+            format.mask().is_some()
+                && stmt.filter_columns.contains(column)
+                && touched.iter().any(|t| name_matches(table, t, lenient))
         })
     }
 

@@ -503,3 +503,95 @@ fn review_settings_that_could_never_work_are_refused() {
     let defaults = "name = \"b\"\ndefault = \"allow\"\n[review]\nquorum = 0\n";
     assert!(Policy::parse(defaults).is_err());
 }
+
+#[test]
+fn dates_of_phi_tables_are_masked_unless_a_rule_keeps_them() {
+    use vigil_proxy_core::policy::ColumnTreatment;
+    const DATE: u32 = 1082;
+    const TIMESTAMPTZ: u32 = 1184;
+    let p = Policy::parse(
+        r#"
+name = "dates"
+default = "mask"
+phi_tables = ["clinical.*"]
+not_phi_tables = ["clinical.lookup"]
+[[masking.columns]]
+table = "clinical.visits"
+columns = ["created_at"]
+format = "clear"
+"#,
+    )
+    .unwrap();
+    let t = |s: &str, tb: &str, c: &str, ty: u32| p.column_treatment(s, tb, c, ty);
+    assert_eq!(
+        t("clinical", "visits", "admitted", DATE),
+        ColumnTreatment::PhiDate
+    );
+    assert_eq!(
+        t("clinical", "visits", "seen", TIMESTAMPTZ),
+        ColumnTreatment::PhiDate
+    );
+    // A rule says otherwise; not a PHI table; not a date.
+    assert_eq!(
+        t("clinical", "visits", "created_at", TIMESTAMPTZ),
+        ColumnTreatment::Unmasked
+    );
+    assert_eq!(
+        t("clinical", "lookup", "valid_from", DATE),
+        ColumnTreatment::Unmasked
+    );
+    assert_eq!(
+        t("public", "holidays", "day", DATE),
+        ColumnTreatment::Unmasked
+    );
+    assert_eq!(
+        t("clinical", "visits", "note", 25),
+        ColumnTreatment::Unmasked
+    );
+    assert!(p.masks_anything());
+    // Switched off.
+    let off = Policy::parse(
+        "name = \"x\"\ndefault = \"mask\"\nphi_tables = [\"*\"]\n[masking]\nphi_dates = false\n",
+    )
+    .unwrap();
+    assert_eq!(
+        off.column_treatment("public", "visits", "admitted", DATE),
+        ColumnTreatment::Unmasked
+    );
+}
+
+#[test]
+fn predicates_on_masked_columns_can_be_refused() {
+    let p = Policy::parse(
+        r#"
+name = "no-inference"
+default = "mask"
+[[masking.columns]]
+table = "*"
+columns = ["ssn"]
+format = "partial"
+[[rules]]
+name = "no-predicates-on-masked"
+action = "deny"
+filters_masked = true
+"#,
+    )
+    .unwrap();
+    let denied = |sql: &str| judge(&p, &[], "db", sql).0 == Outcome::Deny;
+    for sql in [
+        "SELECT count(*) FROM patients WHERE ssn LIKE '1%'",
+        "SELECT id FROM patients p WHERE p.ssn > '5'",
+        "SELECT 1 FROM patients GROUP BY id HAVING max(ssn) < '2'",
+        "SELECT a.id FROM patients a JOIN guesses g ON a.ssn = g.value",
+        "UPDATE patients SET name = name WHERE ssn = '123-45-6789'",
+        "SELECT id FROM visits WHERE patient_id IN (SELECT id FROM patients WHERE ssn LIKE '9%')",
+    ] {
+        assert!(denied(sql), "{sql}");
+    }
+    for sql in [
+        "SELECT ssn FROM patients WHERE id = 1",
+        "SELECT count(*) FROM patients WHERE name LIKE 'A%'",
+    ] {
+        assert!(!denied(sql), "{sql}");
+    }
+}

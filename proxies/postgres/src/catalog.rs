@@ -20,6 +20,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
 use vigil_proxy_core::classify::Shadows;
+use vigil_proxy_core::lineage::{
+    self, ColumnInfo, RelationInfo, RelationKind, Relations, MAX_VIEW_DEPTH,
+};
 
 use crate::codec;
 use crate::login::{self, UpstreamError};
@@ -35,6 +38,33 @@ pub struct TableInfo {
     pub schema: String,
     pub table: String,
     pub columns: HashMap<i16, String>,
+    /// Column types by number (`atttypid`).
+    pub types: HashMap<i16, u32>,
+    /// A view or materialized view: its columns are computed by its
+    /// definition, and lineage follows them to the tables behind it.
+    pub is_view: bool,
+}
+
+/// Every schema's relation of one name.
+type Candidates = Vec<Arc<RelationInfo>>;
+
+/// Relations by name, as lineage asks for them (every schema's relation of
+/// a name is a candidate).
+#[derive(Debug, Default)]
+pub struct NamedRelations(HashMap<String, Vec<Arc<RelationInfo>>>);
+
+impl Relations for NamedRelations {
+    fn find(&self, schema: Option<&str>, name: &str) -> Vec<Arc<RelationInfo>> {
+        self.0
+            .get(name)
+            .map(|all| {
+                all.iter()
+                    .filter(|r| schema.is_none_or(|s| s == r.schema))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +93,8 @@ struct DatabaseCatalog {
     database: String,
     conn: Mutex<Option<(UpstreamStream, BytesMut)>>,
     cache: std::sync::Mutex<HashMap<u32, (Arc<TableInfo>, Instant)>>,
+    /// Relations by name (every schema's), for lineage.
+    named: std::sync::Mutex<HashMap<String, (Candidates, Instant)>>,
     shadows: std::sync::Mutex<Option<(Arc<Shadows>, Instant)>>,
 }
 
@@ -115,6 +147,7 @@ impl Catalog {
                     database: database.to_string(),
                     conn: Mutex::new(None),
                     cache: std::sync::Mutex::new(HashMap::new()),
+                    named: std::sync::Mutex::new(HashMap::new()),
                     shadows: std::sync::Mutex::new(None),
                 })
             })
@@ -167,7 +200,144 @@ impl Catalog {
     }
 }
 
+impl Catalog {
+    /// The relations called by `names` (a statement's, see
+    /// [`lineage::relation_names`]), and those the views among them read,
+    /// through [`MAX_VIEW_DEPTH`] levels of views; cached per name for
+    /// [`TTL`].
+    pub async fn relations(
+        &self,
+        database: &str,
+        names: impl IntoIterator<Item = String>,
+    ) -> Result<NamedRelations, CatalogError> {
+        let db = self.database(database).await;
+        let mut found: HashMap<String, Vec<Arc<RelationInfo>>> = HashMap::new();
+        let mut wanted: Vec<String> = names.into_iter().collect();
+        let limit = Duration::from_millis(self.upstream.connect_timeout_ms.max(1) * 2);
+        for _ in 0..=MAX_VIEW_DEPTH {
+            wanted.retain(|n| !found.contains_key(n));
+            wanted.sort_unstable();
+            wanted.dedup();
+            if wanted.is_empty() {
+                break;
+            }
+            let mut missing = Vec::new();
+            {
+                let cache = db.named.lock().expect("catalog cache lock");
+                for name in wanted.drain(..) {
+                    match cache.get(&name) {
+                        Some((rels, at)) if at.elapsed() < TTL => {
+                            found.insert(name, rels.clone());
+                        }
+                        _ => missing.push(name),
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                let fetched = tokio::time::timeout(limit, db.fetch_named(&self.upstream, &missing))
+                    .await
+                    .map_err(|_| CatalogError::Timeout)??;
+                let mut cache = db.named.lock().expect("catalog cache lock");
+                if cache.len() > MAX_NAMED_CACHED {
+                    cache.clear();
+                }
+                let now = Instant::now();
+                for name in missing {
+                    let rels = fetched.get(&name).cloned().unwrap_or_default();
+                    cache.insert(name.clone(), (rels.clone(), now));
+                    found.insert(name, rels);
+                }
+            }
+            // What the views found so far read, for the next round.
+            for rel in found.values().flatten() {
+                if let RelationKind::View(Some(shape)) = &rel.kind {
+                    let mut inner = std::collections::BTreeSet::new();
+                    lineage::query_relation_names(shape, &mut inner);
+                    wanted.extend(inner.into_iter().map(|(_, n)| n));
+                }
+            }
+        }
+        Ok(NamedRelations(found))
+    }
+}
+
+/// Whether a relation of kind `relkind` in `schema` is a view whose columns
+/// lineage follows into its definition. PostgreSQL's own views (in
+/// `pg_catalog` and `information_schema`) count as tables: they read the
+/// system catalogs, and the ones that show data or secrets (`pg_stats`,
+/// `pg_settings`, `pg_stat_activity`, ...) are refused by the classifier.
+fn is_view_to_follow(relkind: &str, schema: &str) -> bool {
+    matches!(relkind, "v" | "m") && !matches!(schema, "pg_catalog" | "information_schema")
+}
+
+/// Names cached per database before the cache starts over: statements
+/// naming relations that do not exist must not grow it without bound.
+const MAX_NAMED_CACHED: usize = 10_000;
+
 impl DatabaseCatalog {
+    /// Every table, view and materialized view called one of `names`, in
+    /// any schema, with its columns and (for views) its definition's shape.
+    async fn fetch_named(
+        &self,
+        upstream: &UpstreamConfig,
+        names: &[String],
+    ) -> Result<HashMap<String, Vec<Arc<RelationInfo>>>, CatalogError> {
+        // The names come from the client: sent as hex, decoded by the
+        // server, so no character of them is ever SQL text.
+        let list = names
+            .iter()
+            .map(|n| format!("'{}'", hex::encode(n.as_bytes())))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!(
+            "SELECT n.nspname, c.relname, c.relkind, a.attnum, a.attname, a.atttypid, \
+               CASE WHEN c.relkind IN ('v', 'm') AND a.attnum = 1 \
+                 THEN pg_catalog.pg_get_viewdef(c.oid) END \
+             FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
+               AND a.attnum > 0 AND NOT a.attisdropped \
+             WHERE c.relkind IN ('r', 'p', 'f', 'v', 'm') \
+               AND c.relname IN (SELECT pg_catalog.convert_from(pg_catalog.decode(x, 'hex'), 'UTF8') \
+                 FROM pg_catalog.unnest(ARRAY[{list}]::pg_catalog.text[]) AS x) \
+             ORDER BY c.oid, a.attnum"
+        );
+        let mut rels: Vec<RelationInfo> = Vec::new();
+        let mut last: Option<(String, String)> = None;
+        for row in self.rows(upstream, &sql).await? {
+            let text = |i: usize| row.get(i).cloned().unwrap_or_default();
+            let key = (text(0), text(1));
+            if last.as_ref() != Some(&key) {
+                let kind = if is_view_to_follow(&text(2), &key.0) {
+                    RelationKind::View(None)
+                } else {
+                    RelationKind::Table
+                };
+                rels.push(RelationInfo {
+                    schema: key.0.clone(),
+                    name: key.1.clone(),
+                    columns: Vec::new(),
+                    kind,
+                });
+                last = Some(key);
+            }
+            let rel = rels.last_mut().expect("pushed above");
+            rel.columns.push(ColumnInfo {
+                name: text(4),
+                type_oid: text(5).parse().unwrap_or(0),
+            });
+            let definition = text(6);
+            if matches!(rel.kind, RelationKind::View(_)) && !definition.is_empty() {
+                rel.kind = RelationKind::View(lineage::view_shape(&definition).map(Arc::new));
+            }
+        }
+        let mut out: HashMap<String, Vec<Arc<RelationInfo>>> = HashMap::new();
+        for rel in rels {
+            out.entry(rel.name.clone()).or_default().push(Arc::new(rel));
+        }
+        Ok(out)
+    }
+
     async fn fetch(
         &self,
         upstream: &UpstreamConfig,
@@ -181,7 +351,7 @@ impl DatabaseCatalog {
         // OIDs are numbers the proxy formats itself: nothing from a client is
         // interpolated into this text.
         let sql = format!(
-            "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname \
+            "SELECT c.oid, n.nspname, c.relname, a.attnum, a.attname, a.atttypid, c.relkind \
              FROM pg_catalog.pg_class c \
              JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
              JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid \
@@ -197,8 +367,11 @@ impl DatabaseCatalog {
                 schema: text(1),
                 table: text(2),
                 columns: HashMap::new(),
+                types: HashMap::new(),
+                is_view: is_view_to_follow(&text(6), &text(1)),
             });
             entry.columns.insert(attnum, text(4));
+            entry.types.insert(attnum, text(5).parse().unwrap_or(0));
         }
         Ok(tables)
     }

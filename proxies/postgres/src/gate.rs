@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use vigil_proxy_core::classify::{self, Classification, Shadows};
+use vigil_proxy_core::lineage::MessageShapes;
 use vigil_proxy_core::policy::{Asker, Outcome, Policy, PreparedStatements, Verdict};
 
 use crate::refuse::Refusal;
@@ -20,6 +21,9 @@ pub struct Gate {
     prepared: PreparedStatements,
     /// What code outside pg_catalog calls itself (from the catalog).
     shadows: Arc<Shadows>,
+    /// The policy lets this identity write computed values into settings,
+    /// so reading a setting back is masked (see `lineage`).
+    settings_may_hold_data: bool,
 }
 
 /// A bound on SQL-level prepared statements remembered per session; past it,
@@ -29,13 +33,20 @@ const MAX_PREPARED: usize = 10_000;
 
 impl Gate {
     pub fn new(policy: Arc<Policy>, subject: &str, groups: &[String], connection: &str) -> Self {
+        let groups = groups.to_vec();
+        let settings_may_hold_data = policy.settings_may_hold_data(Asker {
+            subject,
+            groups: &groups,
+            connection,
+        });
         Self {
             policy,
             subject: subject.to_string(),
-            groups: groups.to_vec(),
+            groups,
             connection: connection.to_string(),
             prepared: PreparedStatements::new(),
             shadows: Arc::default(),
+            settings_may_hold_data,
         }
     }
 
@@ -73,7 +84,8 @@ impl Gate {
     pub fn judge(&mut self, sql: &str) -> Verdict {
         let mut class = classify::classify(sql);
         self.shadows.apply(&mut class);
-        let verdict = self.judge_classification(&class);
+        let mut verdict = self.judge_classification(&class);
+        verdict.shapes = MessageShapes::of(&class, self.settings_may_hold_data);
         if verdict.outcome.forwards() {
             self.remember_prepares(&class);
         }

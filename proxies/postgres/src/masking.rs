@@ -11,18 +11,25 @@
 //!   wire format; integers under `hash` get a keyed-hash integer of the same
 //!   width (joins still work); any other type becomes NULL, because a masked
 //!   string in a date or numeric column would break every driver decoding it;
+//! - a date or time column of a PHI table that no rule names: redacted
+//!   (NULL), whatever its name (`phi_dates`);
 //! - no rule, masking on and the column is text-like: the content detectors
 //!   replace the PHI-shaped parts of the value;
 //! - the column comes from a table the catalog could not name: fail closed,
-//!   as if a `redact` rule matched.
+//!   as if a `redact` rule matched;
+//! - a computed column, or a view's: the statement's lineage names the
+//!   table columns it is computed from (see `vigil_proxy_core::lineage`),
+//!   and it takes their rules ([`computed_action`]); computed from no column
+//!   at all (`now()`), it is left alone; of unknown lineage, redacted.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use vigil_proto::events::MaskedColumn;
+use vigil_proxy_core::lineage::{Lineage, Outputs};
 use vigil_proxy_core::mask::{MaskFormat, Masker};
-use vigil_proxy_core::policy::Policy;
+use vigil_proxy_core::policy::{ColumnTreatment, Policy};
 
 use crate::catalog::TableInfo;
 use crate::codec::CodecError;
@@ -105,60 +112,52 @@ pub struct RowPlan {
 }
 
 impl RowPlan {
-    /// `tables` names the tables behind the result's columns; a table OID
-    /// missing from it could not be looked up.
+    /// `tables` names the tables behind the result's columns (a table OID
+    /// missing from it could not be looked up); `lineage` says what each
+    /// column of the statement is computed from.
     pub fn build(
         fields: &[Field],
         tables: &HashMap<u32, Arc<TableInfo>>,
+        lineage: &Outputs,
         policy: &Policy,
         masker: Arc<Masker>,
     ) -> Self {
+        let lineage = lineage_per_field(fields, tables, lineage);
         let scan_all = policy.masking().scan_all_results;
         let mut actions = Vec::with_capacity(fields.len());
         let mut report = Vec::new();
-        for field in fields {
-            let source = if field.table_oid == 0 {
-                Source::Computed
-            } else {
-                match tables.get(&field.table_oid) {
-                    Some(info) => match info.columns.get(&field.column) {
-                        Some(col) => Source::Column(info.clone(), col.clone()),
-                        None => Source::Unknown,
-                    },
-                    None => Source::Unknown,
+        for (field, lineage) in fields.iter().zip(lineage) {
+            let (action, source, method) = match origin(field, tables) {
+                Origin::Column(info, col) => {
+                    let type_oid = info.types.get(&field.column).copied().unwrap_or(0);
+                    column_action(
+                        field,
+                        &info.schema,
+                        &info.table,
+                        col,
+                        type_oid,
+                        policy,
+                        scan_all,
+                    )
                 }
-            };
-            let (rule_format, source_name) = match &source {
-                Source::Column(info, col) => (
-                    policy.column_format(&info.schema, &info.table, col),
-                    format!("{}.{}.{}", info.schema, info.table, col),
+                Origin::Unknown => (
+                    rule_action(field, MaskFormat::Redact),
+                    "unknown".into(),
+                    String::new(),
                 ),
-                Source::Unknown => (Some(MaskFormat::Redact), "unknown".to_string()),
-                Source::Computed => (None, String::new()),
-            };
-            let action = match rule_format {
-                Some(format) => rule_action(field, format),
-                None if scan_all && is_text_like(field.type_oid) => Action::Scan {
-                    offset: text_offset(field),
-                },
-                None if scan_all
-                    && matches!(source, Source::Computed)
-                    && !is_plain_number(field.type_oid) =>
-                {
-                    Action::ScanOrNull
-                }
-                None => Action::Keep,
+                Origin::Computed => computed_action(field, &lineage, policy, scan_all),
             };
             if action != Action::Keep {
                 report.push(MaskedColumn {
                     column: field.name.clone(),
-                    source: source_name,
-                    method: match (action, rule_format) {
-                        (Action::Scan { .. }, _) => "detectors".into(),
-                        (Action::ScanOrNull, _) => "detectors (as NULL)".into(),
-                        (Action::Null, Some(f)) => format!("{} (as NULL)", format_name(f)),
-                        (_, Some(f)) => format_name(f).into(),
-                        (_, None) => "detectors".into(),
+                    source,
+                    method: match action {
+                        Action::Scan { .. } => "detectors".into(),
+                        Action::ScanOrNull => "detectors (as NULL)".into(),
+                        Action::Null if method.is_empty() => "redact (as NULL)".into(),
+                        Action::Null => format!("{method} (as NULL)"),
+                        _ if method.is_empty() => "redact".into(),
+                        _ => method,
                     },
                     values_masked: 0,
                     detector_hits: BTreeMap::new(),
@@ -264,12 +263,160 @@ impl RowPlan {
     }
 }
 
-enum Source {
-    Column(Arc<TableInfo>, String),
+enum Origin<'a> {
+    /// A plain column of a table (not a view), named by the catalog.
+    Column(&'a TableInfo, &'a str),
     /// A table column the catalog could not name.
     Unknown,
-    /// An expression: no table behind it.
+    /// An expression, or a column of a view: lineage says where it is from.
     Computed,
+}
+
+fn origin<'a>(field: &Field, tables: &'a HashMap<u32, Arc<TableInfo>>) -> Origin<'a> {
+    if field.table_oid == 0 {
+        return Origin::Computed;
+    }
+    match tables.get(&field.table_oid) {
+        Some(info) if info.is_view => Origin::Computed,
+        Some(info) => match info.columns.get(&field.column) {
+            Some(col) => Origin::Column(info, col),
+            None => Origin::Unknown,
+        },
+        None => Origin::Unknown,
+    }
+}
+
+/// A table column's value, under its own name or another: the policy's
+/// treatment of the column. Returns the action, the source and the method
+/// for the report.
+fn column_action(
+    field: &Field,
+    schema: &str,
+    table: &str,
+    column: &str,
+    type_oid: u32,
+    policy: &Policy,
+    scan_all: bool,
+) -> (Action, String, String) {
+    let source = format!("{schema}.{table}.{column}");
+    match policy.column_treatment(schema, table, column, type_oid) {
+        ColumnTreatment::Masked(format) => {
+            (rule_action(field, format), source, method_name(format))
+        }
+        ColumnTreatment::PhiDate => (
+            rule_action(field, MaskFormat::Redact),
+            source,
+            "redact (a date of a PHI table)".into(),
+        ),
+        ColumnTreatment::Unmasked if scan_all && is_text_like(field.type_oid) => (
+            Action::Scan {
+                offset: text_offset(field),
+            },
+            source,
+            String::new(),
+        ),
+        ColumnTreatment::Unmasked => (Action::Keep, source, String::new()),
+    }
+}
+
+/// The lineage of each field. Statement lineage is paired with the result
+/// by position; if the count differs, or a plain table column is not among
+/// the sources lineage gives its position, the pairing is wrong (another
+/// statement's result) and every field's lineage is unknown.
+fn lineage_per_field(
+    fields: &[Field],
+    tables: &HashMap<u32, Arc<TableInfo>>,
+    lineage: &Outputs,
+) -> Vec<Lineage> {
+    let unknown = || vec![Lineage::Unknown; fields.len()];
+    let columns = match lineage {
+        Outputs::Columns(c) if c.len() == fields.len() => c,
+        Outputs::FromNothing => return vec![Lineage::none(); fields.len()],
+        _ => return unknown(),
+    };
+    for (field, l) in fields.iter().zip(columns) {
+        if let (Origin::Column(info, col), Some(sources)) = (origin(field, tables), l.sources()) {
+            let agrees = sources
+                .iter()
+                .any(|s| s.schema == info.schema && s.table == info.table && s.column == col);
+            if !agrees {
+                return unknown();
+            }
+        }
+    }
+    columns.clone()
+}
+
+/// A computed value (or a view's column) takes the rule of the columns it
+/// is computed from: `hash` stays a keyed hash when every masked source is
+/// hashed (equal inputs still give equal tokens), anything else is
+/// redacted, because the last four characters of a transformed value are
+/// not the last four of the value (`reverse(ssn)`). A value computed from
+/// no masked column is scanned as before; one computed from nothing is left
+/// alone; one whose lineage is unknown is redacted.
+fn computed_action(
+    field: &Field,
+    lineage: &Lineage,
+    policy: &Policy,
+    scan_all: bool,
+) -> (Action, String, String) {
+    let sources = match lineage {
+        // A column under another name (a view's, an alias): its own rule,
+        // whole, as if it were the column itself.
+        Lineage::Copy(s) => {
+            return column_action(
+                field, &s.schema, &s.table, &s.column, s.type_oid, policy, scan_all,
+            )
+        }
+        Lineage::Unknown => {
+            return (
+                rule_action(field, MaskFormat::Redact),
+                "computed (lineage unknown)".into(),
+                "redact".into(),
+            )
+        }
+        Lineage::Known(s) if s.is_empty() => return (Action::Keep, String::new(), String::new()),
+        Lineage::Known(s) => s,
+    };
+    let mut formats = Vec::new();
+    for s in sources {
+        match policy.column_treatment(&s.schema, &s.table, &s.column, s.type_oid) {
+            ColumnTreatment::Masked(f) => formats.push(f),
+            ColumnTreatment::PhiDate => formats.push(MaskFormat::Redact),
+            ColumnTreatment::Unmasked => {}
+        }
+    }
+    let mut named: Vec<String> = sources
+        .iter()
+        .take(8)
+        .map(|s| format!("{}.{}.{}", s.schema, s.table, s.column))
+        .collect();
+    if sources.len() > 8 {
+        named.push("...".into());
+    }
+    let source = format!("computed from {}", named.join(", "));
+    if formats.is_empty() {
+        let action = if scan_all && is_text_like(field.type_oid) {
+            Action::Scan {
+                offset: text_offset(field),
+            }
+        } else if scan_all && !is_plain_number(field.type_oid) {
+            Action::ScanOrNull
+        } else {
+            Action::Keep
+        };
+        return (action, source, String::new());
+    }
+    let format = if formats.iter().all(|f| *f == MaskFormat::Hash) {
+        MaskFormat::Hash
+    } else {
+        MaskFormat::Redact
+    };
+    (rule_action(field, format), source, method_name(format))
+}
+
+fn method_name(f: MaskFormat) -> String {
+    format_name(f).to_string()
 }
 
 fn rule_action(field: &Field, format: MaskFormat) -> Action {

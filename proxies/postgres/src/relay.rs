@@ -20,6 +20,7 @@ mod hold;
 
 use hold::Held;
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -28,11 +29,12 @@ use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use vigil_proto::events::{event::Kind, Decision, MaskedColumn, Parameter, Request, Response};
 use vigil_proxy_core::classify::Classification;
+use vigil_proxy_core::lineage::{self, Outputs, StatementShape};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::{Outcome, Policy, Verdict};
 use vigil_proxy_core::{Approvals, EventSink, SessionContext};
 
-use crate::catalog::Catalog;
+use crate::catalog::{self, Catalog};
 use crate::codec::{self, Frame};
 use crate::gate::{self, Gate};
 use crate::masking::{self, RowPlan};
@@ -422,6 +424,11 @@ fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
         (Some(x), Some(y)) => Some(x.min(y)),
         (x, y) => x.or(y),
     };
+    // Which text the server holds under the name is the proxy's guess:
+    // unless both agree, no lineage.
+    if a.shapes != b.shapes {
+        v.shapes = Default::default();
+    }
     v
 }
 
@@ -776,6 +783,7 @@ impl Frontend {
                 reason: format!("the session's access token expired at {when}"),
                 max_rows: None,
                 over_limit: Outcome::Deny,
+                shapes: Default::default(),
             };
             let request = shared.sink.record(
                 shared.session.event(Kind::Request(Request {
@@ -939,6 +947,35 @@ async fn backend(
     }
 }
 
+/// What each column of a result is computed from, when any column needs it
+/// (a computed column or a view's); unknown when the statement is not
+/// known or the catalog cannot be read (its computed columns are then
+/// redacted).
+async fn result_lineage(
+    shared: &Arc<Shared>,
+    masking: &Masking,
+    fields: &[results::Field],
+    tables: &HashMap<u32, Arc<catalog::TableInfo>>,
+    shape: Option<(&StatementShape, bool)>,
+) -> Outputs {
+    let needed = fields
+        .iter()
+        .any(|f| f.table_oid == 0 || tables.get(&f.table_oid).is_some_and(|t| t.is_view));
+    let Some((shape, settings_hold_data)) = shape.filter(|_| needed) else {
+        return Outputs::Unknown;
+    };
+    let names = lineage::relation_names(shape)
+        .into_iter()
+        .map(|(_, name)| name);
+    match masking.catalog.relations(&masking.database, names).await {
+        Ok(relations) => lineage::resolve(shape, &relations, settings_hold_data),
+        Err(e) => {
+            tracing::warn!(session = %shared.session.session_id(), error = %e, "catalog lookup for lineage failed; computed columns are redacted");
+            Outputs::Unknown
+        }
+    }
+}
+
 /// Ends the session on a message from the upstream the proxy cannot read.
 async fn invalid_upstream_message(client_wr: &ClientWriter, e: codec::CodecError) -> String {
     send_fatal(
@@ -963,10 +1000,14 @@ async fn on_backend_frame(
     let forward = Some(frame.raw.clone());
     match frame.tag {
         b'T' => {
-            let (who, attrs) = {
+            let (who, index, attrs) = {
                 let mut tracker = shared.tracker.lock().expect("tracker lock");
-                let who = tracker.on_description();
-                (who, attrs_or_fail_closed(tracker.front_attrs(), masking))
+                let (who, index) = tracker.on_row_description();
+                (
+                    who,
+                    index,
+                    attrs_or_fail_closed(tracker.front_attrs(), masking),
+                )
             };
             *result = ResultState::default();
             if attrs.mask {
@@ -980,8 +1021,15 @@ async fn on_backend_frame(
                         Default::default()
                     }
                 };
-                let plan =
-                    RowPlan::build(&fields, &tables, &masking.policy, masking.masker.clone());
+                let shape = attrs.verdict.as_ref().and_then(|v| v.shapes.nth(index));
+                let lineage = result_lineage(shared, masking, &fields, &tables, shape).await;
+                let plan = RowPlan::build(
+                    &fields,
+                    &tables,
+                    &lineage,
+                    &masking.policy,
+                    masking.masker.clone(),
+                );
                 result.plan = (!plan.is_noop()).then_some(plan);
             }
             Ok(if who == DescriptionFor::Proxy {
@@ -1255,6 +1303,7 @@ fn attrs_or_fail_closed(attrs: Option<&RunAttrs>, masking: &Masking) -> RunAttrs
             reason: "a result the proxy could not pair with a judged statement".into(),
             max_rows: limits.max_rows,
             over_limit: limits.over_limit,
+            shapes: Default::default(),
         })),
         portal: None,
     }
@@ -1344,6 +1393,7 @@ fn stop_unmaskable(
         reason: why,
         max_rows: None,
         over_limit: Outcome::Deny,
+        shapes: Default::default(),
     };
     stop(
         shared, masking, result, rows_sent, refusal, &stopped, "row_size",

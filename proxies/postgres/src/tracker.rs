@@ -78,6 +78,10 @@ struct Run {
     error: Option<ErrorFields>,
     masked_columns: Vec<MaskedColumn>,
     stopped_after_rows: u64,
+    /// RowDescriptions the server sent for this run so far: a simple Query
+    /// of several statements answers with one per statement that returns
+    /// rows.
+    descriptions: usize,
 }
 
 impl Run {
@@ -271,6 +275,7 @@ impl Tracker {
             error: None,
             masked_columns: Vec::new(),
             stopped_after_rows: 0,
+            descriptions: 0,
         })));
     }
 
@@ -355,20 +360,28 @@ impl Tracker {
     /// A `RowDescription` or `NoData`: says who asked for it, and retires the
     /// client Describe or the proxy's own Describe it answers.
     pub fn on_description(&mut self) -> DescriptionFor {
+        self.on_row_description().0
+    }
+
+    /// As [`Tracker::on_description`], for a `RowDescription`: also which
+    /// of its run's results it describes (0 for the first), so that a
+    /// result is paired with its statement in a message of several.
+    pub fn on_row_description(&mut self) -> (DescriptionFor, usize) {
         match self.outstanding.front_mut() {
             Some(Outstanding::ClientDescribe) => {
                 self.outstanding.pop_front();
-                DescriptionFor::Client
+                (DescriptionFor::Client, 0)
             }
             Some(Outstanding::Run(run)) if run.attrs.own_describe => {
                 run.attrs.own_describe = false;
-                DescriptionFor::Proxy
+                (DescriptionFor::Proxy, 0)
             }
             Some(Outstanding::Run(run)) => {
                 run.answered = true;
-                DescriptionFor::Client
+                run.descriptions += 1;
+                (DescriptionFor::Client, run.descriptions - 1)
             }
-            _ => DescriptionFor::Client,
+            _ => (DescriptionFor::Client, 0),
         }
     }
 

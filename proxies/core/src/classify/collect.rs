@@ -55,6 +55,9 @@ pub(crate) struct Facts {
     /// Every name in an expression, by its last part: the columns the
     /// statement mentions (and some other names).
     pub columns: BTreeSet<String>,
+    /// The names in a WHERE, HAVING or JOIN ... ON (by their last part):
+    /// columns whose values decide which rows come back.
+    pub filter_columns: BTreeSet<String>,
     /// Names seen in table positions outside FROM lists: statement targets,
     /// `REFERENCES`, `PARTITION OF`, `ANALYZE t`, ... The statement layer
     /// takes out those it accounts for; the rest count as reads.
@@ -215,6 +218,18 @@ impl Visitor for Collector {
             .frames
             .last()
             .map_or((false, false), |f| (f.limited, f.boolean_only));
+        for e in s.selection.iter().chain(s.having.iter()) {
+            names_in(e, &mut self.facts.filter_columns);
+        }
+        for twj in &s.from {
+            for join in &twj.joins {
+                if let Some(sqlparser::ast::JoinConstraint::On(on)) =
+                    join_constraint(&join.join_operator)
+                {
+                    names_in(on, &mut self.facts.filter_columns);
+                }
+            }
+        }
         // A LIMIT bounds rows, not what one row carries: a string_agg over
         // a whole table is one row.
         let limited = limited && !collects_rows(s);
@@ -411,6 +426,9 @@ impl Collector {
         self.facts.tag(d.performs.iter().copied());
         if !is_main {
             self.facts.tag(["cte_write"]);
+        }
+        if let Some(Some(filter)) = d.filter {
+            names_in(filter, &mut self.facts.filter_columns);
         }
         // UPDATE or DELETE of every row.
         let unfiltered =
@@ -612,6 +630,52 @@ fn collects_rows(s: &Select) -> bool {
         let _ = item.visit(&mut finder);
     }
     finder.0
+}
+
+/// The last part of every name in `e`, subqueries included.
+fn names_in(e: &Expr, out: &mut BTreeSet<String>) {
+    struct Names<'a>(&'a mut BTreeSet<String>);
+    impl Visitor for Names<'_> {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+            match e {
+                Expr::Identifier(id) => {
+                    self.0.insert(ident(id));
+                }
+                Expr::CompoundIdentifier(ids) => {
+                    if let Some(last) = ids.last() {
+                        self.0.insert(ident(last));
+                    }
+                }
+                _ => {}
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let _ = e.visit(&mut Names(out));
+}
+
+fn join_constraint(op: &sqlparser::ast::JoinOperator) -> Option<&sqlparser::ast::JoinConstraint> {
+    use sqlparser::ast::JoinOperator as J;
+    match op {
+        J::Join(c)
+        | J::Inner(c)
+        | J::Left(c)
+        | J::LeftOuter(c)
+        | J::Right(c)
+        | J::RightOuter(c)
+        | J::FullOuter(c)
+        | J::Semi(c)
+        | J::LeftSemi(c)
+        | J::RightSemi(c)
+        | J::Anti(c)
+        | J::LeftAnti(c)
+        | J::RightAnti(c)
+        | J::CrossJoin(c)
+        | J::StraightJoin(c)
+        | J::AsOf { constraint: c, .. } => Some(c),
+        _ => None,
+    }
 }
 
 fn is_number(e: &Expr) -> bool {

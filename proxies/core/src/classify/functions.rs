@@ -242,6 +242,13 @@ const SENSITIVE_RELATIONS: &[&str] = &[
     "pg_largeobject",
     "pg_settings",
     "pg_config",
+    // Column statistics: most common values and histogram bounds are
+    // samples of every column's values, masked ones included.
+    "pg_stats",
+    "pg_stats_ext",
+    "pg_stats_ext_exprs",
+    "pg_statistic",
+    "pg_statistic_ext_data",
 ];
 
 /// The tags reading (or writing) relation `name` (normalised) adds.

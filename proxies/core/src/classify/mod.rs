@@ -193,7 +193,7 @@ mod dml;
 mod fallback;
 mod functions;
 mod lexguard;
-mod names;
+pub(crate) mod names;
 mod redact;
 mod search_path;
 mod selective;
@@ -211,6 +211,9 @@ use sqlparser::tokenizer::{Token, TokenWithSpan};
 pub use redact::redact_literals;
 pub use search_path::search_path_text_shadows_builtins;
 pub use shadows::Shadows;
+
+pub(crate) use functions::is_builtin_function;
+pub(crate) use names::last_part;
 
 /// The longest text the classifier reads. Parsing costs 300 to 600 bytes
 /// of memory per token (measured: `SELECT 1,1,...` of 2 MB, 1.2 GB; an
@@ -261,6 +264,9 @@ pub struct StatementClass {
     /// every name in an expression, and a renamed column's old name), so
     /// that policy can tell a write that moves a masked column.
     pub columns: BTreeSet<String>,
+    /// The columns named in a WHERE, HAVING or JOIN ... ON (last parts):
+    /// what decides which rows come back, for `filters_masked`.
+    pub filter_columns: BTreeSet<String>,
     /// A table is read in bulk (see the module documentation).
     pub unbounded_read: bool,
     /// SQL-level `PREPARE name AS <stmt>`: the name and the inner class.
@@ -268,6 +274,10 @@ pub struct StatementClass {
     /// SQL-level `EXECUTE name`: the caller looks the name up among this
     /// session's PREPAREs; an unknown name must be treated as unclassified.
     pub executes: Option<String>,
+    /// What its result columns are computed from, before names are bound
+    /// to the catalog (see [`crate::lineage`]); `None` for statements the
+    /// parser did not read (the fallback's).
+    pub shape: Option<std::sync::Arc<crate::lineage::StatementShape>>,
 }
 
 impl StatementClass {
@@ -348,7 +358,8 @@ pub fn classify(sql: &str) -> Classification {
     let mut out = Classification::default();
     let mut reasons: Vec<&'static str> = Vec::new();
     for stmt in &statements {
-        let (class, problems) = statement::classify_statement(stmt);
+        let (mut class, problems) = statement::classify_statement(stmt);
+        class.shape = Some(std::sync::Arc::new(crate::lineage::statement_shape(stmt)));
         for p in problems {
             if !reasons.contains(&p) {
                 reasons.push(p);

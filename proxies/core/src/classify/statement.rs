@@ -50,6 +50,7 @@ pub(crate) fn classify_statement(stmt: &Statement) -> (StatementClass, Vec<&'sta
             b.class.operators.extend(facts.operators);
             b.class.attributes.extend(facts.attributes);
             b.class.columns.extend(facts.columns);
+            b.class.filter_columns.extend(facts.filter_columns);
             b.class.unbounded_read |= facts.unbounded_read;
             b.problems.extend(facts.problems);
             // Names in table positions the statement's own form does not

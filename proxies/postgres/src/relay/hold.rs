@@ -362,6 +362,7 @@ fn released(held: &Verdict, reason: String) -> Verdict {
         reason,
         max_rows: held.max_rows,
         over_limit: held.over_limit,
+        shapes: held.shapes.clone(),
     }
 }
 
@@ -372,6 +373,7 @@ fn refused(held: &Verdict, reason: String) -> Verdict {
         reason,
         max_rows: None,
         over_limit: Outcome::Deny,
+        shapes: Default::default(),
     }
 }
 
