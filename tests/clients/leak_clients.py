@@ -5,11 +5,18 @@ pg_notify of a masked value are refused, and an error that quotes what the
 client sent itself keeps it.
 
 Run by tests/e2e/leaks.rs with VIGIL_PG_PORT, VIGIL_USER, VIGIL_PASSWORD,
-VIGIL_TABLE (rows with id 1 and the masked mrn VIGIL_SECRET); prints one OK
-line per driver.
+VIGIL_TABLE (rows with id 1, the masked mrn VIGIL_SECRET and a date column
+`admitted`); prints one OK line per driver.
+
+Lineage (issue 19): values computed from the masked mrn (base64, reversed,
+one code point) and the PHI table's date (as it is, plus a day, in binary
+too) come back masked; values computed from nothing (now(), the client's
+own parameter) come back as they are.
 """
 
 import asyncio
+import base64
+import datetime
 import os
 import sys
 
@@ -31,6 +38,26 @@ def fail(what):
 def no_secret(text, what):
     if SECRET in text or SECRET[4:9] in text:
         fail(f"{what}: the masked value is in {text!r}")
+
+
+TRANSFORMS = [
+    # (SQL computed from the masked value, what it would be in clear)
+    ("SELECT encode(convert_to(mrn, 'UTF8'), 'base64') FROM {t} WHERE id = {p}",
+     lambda: base64.b64encode(SECRET.encode()).decode()),
+    ("SELECT reverse(mrn) FROM {t} WHERE id = {p}", lambda: SECRET[::-1]),
+    ("SELECT ascii(substr(mrn, 5, 1)) FROM {t} WHERE id = {p}", lambda: ord(SECRET[4])),
+    ("SELECT admitted FROM {t} WHERE id = {p}", lambda: datetime.date(2026, 3, 1)),
+    ("SELECT admitted + 1 FROM {t} WHERE id = {p}", lambda: datetime.date(2026, 3, 2)),
+]
+
+
+def check_transforms(what, values):
+    """`values`: what each TRANSFORMS statement returned, in order."""
+    for (sql, clear), value in zip(TRANSFORMS, values, strict=True):
+        if value == clear() or (isinstance(value, str) and SECRET in value):
+            fail(f"{what}: {sql} came back in clear: {value!r}")
+        if value is not None and value != "[REDACTED]":
+            fail(f"{what}: {sql} came back as {value!r}, not masked")
 
 
 def psycopg_checks():
@@ -57,6 +84,18 @@ def psycopg_checks():
             except psycopg.errors.InsufficientPrivilege as e:
                 if "deny-unmasked-channels" not in str(e):
                     fail(f"psycopg: refused by another rule: {e}")
+        for binary in (False, True):
+            values = []
+            with conn.cursor(binary=binary) as cur:
+                for sql, _ in TRANSFORMS:
+                    cur.execute(sql.format(t=TABLE, p="%s"), (1,))
+                    values.append(cur.fetchone()[0])
+            check_transforms(f"psycopg binary={binary}", values)
+            with conn.cursor(binary=binary) as cur:
+                cur.execute("SELECT now(), length(%s::text)", ("MRN-12345-Z",))
+                now, length = cur.fetchone()
+                if not isinstance(now, datetime.datetime) or length != 11:
+                    fail(f"psycopg binary={binary}: values from nothing masked: {now!r} {length!r}")
         if SECRET in (conn.info.parameter_status("application_name") or ""):
             fail("psycopg: application_name carries the masked value")
         # What the client sent comes back in the error as it was.
@@ -86,6 +125,11 @@ async def asyncpg_checks():
     except asyncpg.exceptions.InsufficientPrivilegeError as e:
         if "deny-unmasked-channels" not in str(e):
             fail(f"asyncpg: refused by another rule: {e}")
+    values = [await conn.fetchval(sql.format(t=TABLE, p="$1"), 1) for sql, _ in TRANSFORMS]
+    check_transforms("asyncpg", values)
+    now = await conn.fetchval("SELECT now()")
+    if not isinstance(now, datetime.datetime):
+        fail(f"asyncpg: now() masked: {now!r}")
     await asyncio.sleep(0.3)
     for payload in heard:
         no_secret(payload, "asyncpg notification")

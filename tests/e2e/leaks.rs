@@ -196,14 +196,15 @@ fn phi_does_not_leave_through_errors_settings_or_notifications() {
 }
 
 /// The same channels through psycopg (text and binary results) and asyncpg
-/// (`tests/clients/leak_clients.py`).
+/// (`tests/clients/leak_clients.py`), and values computed from the masked
+/// column or a date of the PHI table, in both formats.
 #[test]
 fn python_drivers_see_no_phi_in_errors_settings_or_notifications() {
     let table = "vigil_leak_drivers";
     let out = direct_psql(&format!(
         "DROP TABLE IF EXISTS {table};
-         CREATE TABLE {table} (id int PRIMARY KEY, mrn text);
-         INSERT INTO {table} VALUES (1, '{MRN}');"
+         CREATE TABLE {table} (id int PRIMARY KEY, mrn text, admitted date);
+         INSERT INTO {table} VALUES (1, '{MRN}', '2026-03-01');"
     ));
     assert!(out.status.success(), "{}", show(&out));
     let mut spec = GatewaySpec::new();

@@ -287,6 +287,11 @@ const CASES: &[Case] = &[
     case("SELECT set_config('my.var', $1, false)", "select set !channel_write", "", "", "set_config", B),
     case("SELECT pg_notify('c', ssn) FROM patients WHERE id = 1", "select channel_write", "patients", "", "pg_notify", B),
     case("SELECT pg_notify('c', 'done')", "select !channel_write", "", "", "pg_notify", B),
+    // Sequence values and advisory-lock keys are read back by anyone.
+    case("SELECT setval('s', ascii(substr(ssn, 1, 1))) FROM patients WHERE id = 1", "select channel_write", "patients", "", "ascii setval", B),
+    case("SELECT setval('s', 42)", "select !channel_write", "", "", "setval", B),
+    case("SELECT pg_advisory_lock(hashtext(ssn)) FROM patients WHERE id = 1", "select channel_write", "patients", "", "hashtext pg_advisory_lock", B),
+    case("SELECT pg_try_advisory_xact_lock(7, $1)", "select !channel_write", "", "", "pg_try_advisory_xact_lock", B),
     // Large objects hold data where no column rule follows it.
     case("SELECT lo_from_bytea(0, convert_to(ssn, 'UTF8')) FROM patients WHERE id = 1", "select large_object !stored_code", "patients", "", "convert_to lo_from_bytea", B),
     case("SELECT lo_get(16400)", "select large_object", "", "", "lo_get", B),

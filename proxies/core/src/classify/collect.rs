@@ -313,6 +313,15 @@ impl Visitor for Collector {
                     if last_part(&n) == "nullif" {
                         self.facts.operators.insert("=".into());
                     }
+                    let f_name = last_part(&n);
+                    let stores_computed_value = (f_name == "setval" || f_name.contains("advisory"))
+                        && !all_args_literal(&f.args);
+                    if stores_computed_value {
+                        // A sequence's value and an advisory lock's key are
+                        // read back by anyone (`currval`, `pg_locks`): a
+                        // channel out that is not a masked result.
+                        self.facts.tag(["channel_write"]);
+                    }
                     if last_part(&n) == "pg_notify" && !arg_is_literal(&f.args, 1) {
                         // The payload goes to every listener as a
                         // NotificationResponse, which is not a result.
@@ -549,6 +558,15 @@ impl Collector {
 
 /// Whether argument `index` of a call is a literal or a parameter the
 /// client sends: a value it already knows.
+/// Every argument is a literal (or a parameter).
+fn all_args_literal(args: &FunctionArguments) -> bool {
+    match args {
+        FunctionArguments::List(list) => (0..list.args.len()).all(|i| arg_is_literal(args, i)),
+        FunctionArguments::None => true,
+        FunctionArguments::Subquery(_) => false,
+    }
+}
+
 fn arg_is_literal(args: &FunctionArguments, index: usize) -> bool {
     let FunctionArguments::List(list) = args else {
         return false;
