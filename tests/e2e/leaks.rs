@@ -241,8 +241,10 @@ struct Transformed {
 fn transformed_phi_is_masked_by_lineage_and_the_rest_is_left_alone() {
     let t = LINEAGE_TABLE;
     let out = direct_psql(&format!(
-        "DROP VIEW IF EXISTS vigil_lineage_view;
-         DROP TABLE IF EXISTS {t};
+        "DROP TABLE IF EXISTS {t} CASCADE;
+         DROP TABLE IF EXISTS vigil_lineage_sink, vigil_lineage_b, vigil_lineage_x, vigil_lineage_swap, vigil_lineage_swap_old;
+         CREATE TABLE vigil_lineage_sink (code text);
+         CREATE TABLE vigil_lineage_b (x text);
          CREATE TABLE {t} (id int PRIMARY KEY, name text, ssn text, mrn text, dob date, admitted timestamptz, visits int);
          INSERT INTO {t} VALUES (1, 'Ada Lovelace', '{SSN}', '{MRN}', '1815-12-10', '2026-03-01 10:00+00', 7);
          CREATE VIEW vigil_lineage_view AS SELECT id, dob AS born, reverse(mrn) AS r, name FROM {t};"
@@ -371,6 +373,51 @@ fn transformed_phi_is_masked_by_lineage_and_the_rest_is_left_alone() {
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+
+    // Whole rows copied into another table are refused (deny-masked-copy).
+    for sql in [
+        format!("INSERT INTO vigil_lineage_b SELECT reverse(p::text) FROM {t} p {w}"),
+        format!("CREATE TABLE vigil_lineage_x AS SELECT translate(p::text, '0123456789', 'abcdefghij') AS j FROM {t} p {w}"),
+        format!("INSERT INTO vigil_lineage_b SELECT * FROM (SELECT mrn FROM {t} {w}) s"),
+    ] {
+        let out = psql(&gw, &sql);
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("deny-masked-copy"),
+            "{sql}: {}",
+            show(&out)
+        );
+    }
+    // A table renamed away through the gateway, and a view of a masked
+    // value put under its name: the name is looked up anew, not taken
+    // from the cache of 30 s (the rename dropped it).
+    for sql in [
+        "CREATE TABLE vigil_lineage_swap (j text)",
+        "SELECT j || '' FROM vigil_lineage_swap LIMIT 1",
+        "ALTER TABLE vigil_lineage_swap RENAME TO vigil_lineage_swap_old",
+    ] {
+        let out = psql(&gw, sql);
+        assert!(out.status.success(), "{sql}: {}", show(&out));
+    }
+    direct_psql(&format!(
+        "CREATE OR REPLACE VIEW vigil_lineage_swap AS SELECT reverse(mrn) AS j FROM {t} {w}"
+    ));
+    let out = psql(&gw, "SELECT j || '' FROM vigil_lineage_swap");
+    let reversed: String = MRN.chars().rev().collect();
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains(&reversed),
+        "{}",
+        show(&out)
+    );
+    // Error text: a value holding quotes cannot step outside them.
+    let out = psql(
+        &gw,
+        &format!("SELECT (upper('zq') || '\"' || translate(ssn, '0123456789', 'abcdefghij') || '\"' || upper('wk'))::int FROM {t} {w}"),
+    );
+    assert!(
+        !String::from_utf8_lossy(&out.stderr).contains("bcd-ef-ghij"),
+        "{}",
+        show(&out)
+    );
 
     // Look-alikes: computed from nothing masked, exactly as the server says.
     for sql in [

@@ -765,7 +765,7 @@ impl Policy {
         let touched: BTreeSet<&String> = stmt.reads.union(&stmt.writes).collect();
         self.columns.iter().any(|(table, column, format)| {
             format.mask().is_some()
-                && stmt.columns.contains(column)
+                && (stmt.columns.contains(column) || stmt.copies_whole_rows)
                 && touched.iter().any(|t| name_matches(table, t, lenient))
         })
     }

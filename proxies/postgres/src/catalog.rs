@@ -270,6 +270,16 @@ fn is_view_to_follow(relkind: &str, schema: &str) -> bool {
     matches!(relkind, "v" | "m") && !matches!(schema, "pg_catalog" | "information_schema")
 }
 
+impl Catalog {
+    /// Drops what is cached by name for `database` (a session's DDL has
+    /// settled: a name may mean another relation now).
+    pub async fn forget_names(&self, database: &str) {
+        let db = self.database(database).await;
+        db.named.lock().expect("catalog cache lock").clear();
+        db.cache.lock().expect("catalog cache lock").clear();
+    }
+}
+
 /// Names cached per database before the cache starts over: statements
 /// naming relations that do not exist must not grow it without bound.
 const MAX_NAMED_CACHED: usize = 10_000;

@@ -24,6 +24,37 @@ pub struct Gate {
     /// The policy lets this identity write computed values into settings,
     /// so reading a setting back is masked (see `lineage`).
     settings_may_hold_data: bool,
+    last_names: SqlNames,
+}
+
+/// Names SQL statements create or drop in the namespaces the extended
+/// protocol uses too (prepared statements, portals).
+#[derive(Debug, Default, Clone)]
+pub struct SqlNames {
+    pub prepared: Vec<String>,
+    pub cursors: Vec<String>,
+    /// DEALLOCATE or DISCARD: any name may be gone, or hold something else
+    /// soon.
+    pub forgets: bool,
+    /// It changes the schema (DDL, or text that could not be classified).
+    pub changes_schema: bool,
+}
+
+impl SqlNames {
+    fn of(class: &Classification) -> SqlNames {
+        let mut names = SqlNames::default();
+        for stmt in &class.statements {
+            if let Some((name, _)) = &stmt.prepares {
+                names.prepared.push(name.clone());
+            }
+            names.cursors.extend(stmt.declares.iter().cloned());
+            names.forgets |= stmt.has_kind("deallocate") || stmt.has_kind("discard");
+            names.changes_schema |= stmt.has_kind("ddl") || stmt.has_kind("rename_column");
+        }
+        names.forgets |= class.unclassified.is_some();
+        names.changes_schema |= class.unclassified.is_some();
+        names
+    }
 }
 
 /// A bound on SQL-level prepared statements remembered per session; past it,
@@ -47,6 +78,7 @@ impl Gate {
             prepared: PreparedStatements::new(),
             shadows: Arc::default(),
             settings_may_hold_data,
+            last_names: SqlNames::default(),
         }
     }
 
@@ -78,6 +110,13 @@ impl Gate {
         self.policy.evaluate(self.asker(), class, &self.prepared)
     }
 
+    /// What the SQL of the last judged text does to names the extended
+    /// protocol shares: statement names it PREPAREs, portal names it
+    /// DECLAREs, and whether it may DEALLOCATE or DISCARD any of them.
+    pub fn sql_names(&self) -> &SqlNames {
+        &self.last_names
+    }
+
     /// Judges the text of a `Query` or a `Parse`. When the verdict lets the
     /// statement through, SQL-level PREPAREs and DEALLOCATEs in it update the
     /// session's map.
@@ -86,6 +125,7 @@ impl Gate {
         self.shadows.apply(&mut class);
         let mut verdict = self.judge_classification(&class);
         verdict.shapes = MessageShapes::of(&class, self.settings_may_hold_data);
+        self.last_names = SqlNames::of(&class);
         if verdict.outcome.forwards() {
             self.remember_prepares(&class);
         }

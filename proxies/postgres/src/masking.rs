@@ -320,9 +320,10 @@ fn column_action(
 }
 
 /// The lineage of each field. Statement lineage is paired with the result
-/// by position; if the count differs, or a plain table column is not among
-/// the sources lineage gives its position, the pairing is wrong (another
-/// statement's result) and every field's lineage is unknown.
+/// by position; if the count differs, a name lineage is sure of differs
+/// from the result's, or a plain table column is not among the sources
+/// lineage gives its position, the pairing is wrong (another statement's
+/// result) and every field's lineage is unknown.
 fn lineage_per_field(
     fields: &[Field],
     tables: &HashMap<u32, Arc<TableInfo>>,
@@ -331,10 +332,21 @@ fn lineage_per_field(
     let unknown = || vec![Lineage::Unknown; fields.len()];
     let columns = match lineage {
         Outputs::Columns(c) if c.len() == fields.len() => c,
-        Outputs::FromNothing => return vec![Lineage::none(); fields.len()],
+        Outputs::FromNothing { column }
+            if fields.len() == 1 && fields[0].name.eq_ignore_ascii_case(column) =>
+        {
+            return vec![Lineage::none()];
+        }
         _ => return unknown(),
     };
-    for (field, l) in fields.iter().zip(columns) {
+    for (field, (l, name)) in fields.iter().zip(columns) {
+        // PostgreSQL cuts names at 63 bytes.
+        if name
+            .as_ref()
+            .is_some_and(|n| n.len() < 64 && *n != field.name)
+        {
+            return unknown();
+        }
         if let (Origin::Column(info, col), Some(sources)) = (origin(field, tables), l.sources()) {
             let agrees = sources
                 .iter()
@@ -344,7 +356,7 @@ fn lineage_per_field(
             }
         }
     }
-    columns.clone()
+    columns.iter().map(|(l, _)| l.clone()).collect()
 }
 
 /// A computed value (or a view's column) takes the rule of the columns it

@@ -102,6 +102,7 @@ pub async fn run(
         session,
         sink,
         audit_failed: Notify::new(),
+        schema_changing: Default::default(),
     });
     // The client writer is shared: the frontend task uses it to report a
     // refusal, the backend task to relay results.
@@ -206,6 +207,12 @@ struct Shared {
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
     audit_failed: Notify,
+    /// A statement that changes the schema (DDL) has gone upstream and the
+    /// session has not yet been idle outside a transaction since: the
+    /// catalog connection may not see what this session sees (its own
+    /// uncommitted DDL) and cached names may be stale, so results get no
+    /// lineage until then, and the name cache is dropped after.
+    schema_changing: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -489,6 +496,10 @@ impl Frontend {
                 shared.remember_client_text(&sql);
                 self.refresh_shadows().await;
                 let verdict = Arc::new(self.gate.judge(&sql));
+                if verdict.outcome.forwards() {
+                    self.sql_touches_protocol_names(&verdict);
+                    self.note_schema_change();
+                }
                 let seq = shared.session.next_statement_seq();
                 if let Some(review) = self.reviewer(&verdict) {
                     let request = Request {
@@ -554,6 +565,7 @@ impl Frontend {
                         .await;
                 }
                 if verdict.outcome.forwards() {
+                    self.note_schema_change();
                     {
                         let mut tracker = self.tracker();
                         tracker.on_parse(parse.statement, parse.query);
@@ -838,6 +850,49 @@ impl Frontend {
         self.probe_for(gate::refusal_for(verdict))
     }
 
+    /// SQL PREPARE, DECLARE, DEALLOCATE and DISCARD act on the names the
+    /// extended protocol uses too: a Bind of a name SQL prepared, or an
+    /// Execute of a cursor SQL declared, runs that SQL, not what the proxy
+    /// last saw Parsed or Bound under the name. Those names take this
+    /// message's verdict, with no lineage (its results are paired with no
+    /// statement text).
+    fn sql_touches_protocol_names(&mut self, verdict: &Verdict) {
+        let names = self.gate.sql_names().clone();
+        let blind = || {
+            Arc::new(Verdict {
+                shapes: Default::default(),
+                ..verdict.clone()
+            })
+        };
+        if names.forgets {
+            for v in self
+                .verdicts
+                .values_mut()
+                .chain(self.portal_verdicts.values_mut())
+            {
+                *v = Arc::new(Verdict {
+                    shapes: Default::default(),
+                    ..stricter(v, verdict)
+                });
+            }
+        }
+        for name in names.prepared {
+            self.verdicts.insert(name, blind());
+        }
+        for name in names.cursors {
+            self.portal_verdicts.insert(name, blind());
+        }
+    }
+
+    /// The text just judged (and let through) changes the schema.
+    fn note_schema_change(&self) {
+        if self.gate.sql_names().changes_schema {
+            self.shared
+                .schema_changing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
     fn unclassifiable(&self, what: &str) -> Verdict {
         self.gate.judge_classification(&Classification {
             statements: Vec::new(),
@@ -964,6 +1019,12 @@ async fn result_lineage(
     let Some((shape, settings_hold_data)) = shape.filter(|_| needed) else {
         return Outputs::Unknown;
     };
+    if shared
+        .schema_changing
+        .load(std::sync::atomic::Ordering::SeqCst)
+    {
+        return Outputs::Unknown;
+    }
     let names = lineage::relation_names(shape)
         .into_iter()
         .map(|(_, name)| name);
@@ -1253,17 +1314,24 @@ async fn on_backend_frame(
         )),
         b'Z' => {
             *result = ResultState::default();
-            if frame.body().first() == Some(&b'I') {
+            let idle = frame.body().first() == Some(&b'I');
+            if idle {
                 // Out of any transaction: every portal is gone.
                 portal_rows.clear();
             }
-            completed.extend(
-                shared
-                    .tracker
-                    .lock()
-                    .expect("tracker lock")
-                    .on_ready_for_query(),
-            );
+            let settled = {
+                let mut tracker = shared.tracker.lock().expect("tracker lock");
+                completed.extend(tracker.on_ready_for_query());
+                idle && tracker.outstanding_runs() == 0
+            };
+            if settled
+                && shared
+                    .schema_changing
+                    .swap(false, std::sync::atomic::Ordering::SeqCst)
+            {
+                // The DDL is committed or rolled back: names resolve anew.
+                masking.catalog.forget_names(&masking.database).await;
+            }
             Ok(forward)
         }
         _ => Ok(forward),

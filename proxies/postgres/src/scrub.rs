@@ -4,11 +4,12 @@
 //! integer: "123-45-6789"` after a cast of a masked column, `Key
 //! (ssn)=(123-45-6789) already exists.`, `Failing row contains (...)`. An
 //! agent that casts a masked column gets it back in clear through the error
-//! channel. In a session whose policy masks anything, every quoted
-//! (`"..."`) or parenthesized (`(...)`) part of an ErrorResponse's or
-//! NoticeResponse's text fields is replaced unless the client itself sent
-//! that text (in a statement or a bound value: it learns nothing), and
-//! the content detectors run over the rest. The original goes only into
+//! channel. In a session whose policy masks anything, the stretch of each
+//! of an ErrorResponse's or NoticeResponse's text fields from its first
+//! quote or opening parenthesis to its last quote or closing parenthesis
+//! is replaced unless the client itself sent all of it (in a statement or
+//! a bound value: it learns nothing), and the content detectors run over
+//! the rest (see [`scrub_text`] for why one stretch). The original goes only into
 //! the ledger's sealed Response event. Pure: no I/O.
 
 use std::collections::VecDeque;
@@ -98,49 +99,42 @@ pub fn scrub_body(
     Ok(changed.then(|| out.freeze()))
 }
 
-/// One text field: quoted and parenthesized parts the client did not send
-/// are replaced, then detector hits in what is left.
+/// One text field: the span from its first quote or opening parenthesis
+/// to its last quote or closing parenthesis is replaced whole unless the
+/// client itself sent all of it; then detector hits in what is left.
+///
+/// Why one span and not each quoted part: a value may itself hold quotes
+/// and parentheses, and an agent that builds one as `ZQ" 9876 "ZQ`, with
+/// `ZQ` in its own statement, makes `"ZQ"` look like two known quoted parts
+/// with the data between them outside any quotes. PostgreSQL puts data only
+/// inside quotes or parentheses, so everything between the first opener
+/// and the last closer is where data can be. The price: a message naming
+/// two things (`column "x" of relation "y"`) keeps them only when the
+/// client sent that whole stretch.
 pub fn scrub_text(text: &str, known: &ClientText, masker: &Masker) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.char_indices().peekable();
-    let mut last = 0;
-    while let Some((i, c)) = chars.next() {
-        let close = match c {
-            '"' => '"',
-            '(' => ')',
-            _ => continue,
-        };
-        // The matching close (parentheses nest; quotes do not).
-        let mut depth = 1;
-        let mut end = None;
-        for (j, d) in text[i + 1..].char_indices() {
-            if close == ')' && d == '(' {
-                depth += 1;
-            } else if d == close {
-                depth -= 1;
-                if depth == 0 {
-                    end = Some(i + 1 + j);
-                    break;
-                }
+    let first = text.find(['"', '(']);
+    let last = text.rfind(['"', ')']);
+    let spanned = match (first, last) {
+        (Some(first), Some(last)) if first < last => {
+            let inner = &text[first + 1..last];
+            if inner.is_empty() || known.contains(inner) {
+                text.to_string()
+            } else {
+                let (open, close) = if text[first..].starts_with('"') {
+                    ('"', '"')
+                } else {
+                    ('(', ')')
+                };
+                format!(
+                    "{}{open}{REDACTED}{close}{}",
+                    &text[..first],
+                    &text[last + 1..]
+                )
             }
         }
-        let Some(end) = end else {
-            continue;
-        };
-        let inner = &text[i + 1..end];
-        if inner.is_empty() || known.contains(inner) {
-            continue;
-        }
-        out.push_str(&text[last..=i]);
-        out.push_str(REDACTED);
-        out.push(close);
-        last = end + close.len_utf8();
-        while chars.peek().is_some_and(|(k, _)| *k < last) {
-            chars.next();
-        }
-    }
-    out.push_str(&text[last..]);
-    detectors(&out, masker)
+        _ => text.to_string(),
+    };
+    detectors(&spanned, masker)
 }
 
 /// Replaces what the content detectors recognise (an SSN, an email, ...).
@@ -187,7 +181,17 @@ mod tests {
             ),
             (
                 "Key (ssn)=(1234) already exists.",
-                "Key (ssn)=(<redacted by Vigil>) already exists.",
+                "Key (<redacted by Vigil>) already exists.",
+            ),
+            // A value that holds quotes cannot make its middle look
+            // unquoted, even around text the client sent.
+            (
+                "invalid input syntax for type integer: \"ZQ\" bcdefghij \"ZQ\"",
+                "invalid input syntax for type integer: \"<redacted by Vigil>\"",
+            ),
+            (
+                "invalid input syntax for type integer: \"ssn\"bcd-ef(ghij)\"ssn\"",
+                "invalid input syntax for type integer: \"<redacted by Vigil>\"",
             ),
             (
                 "Failing row contains (1, secret, (2,3)).",

@@ -58,6 +58,12 @@ pub(crate) struct Facts {
     /// The names in a WHERE, HAVING or JOIN ... ON (by their last part):
     /// columns whose values decide which rows come back.
     pub filter_columns: BTreeSet<String>,
+    /// The names FROM items go by (aliases, or a table's own name): an
+    /// expression naming one is a whole row.
+    pub relation_aliases: BTreeSet<String>,
+    /// A `*`, `t.*` or `t.*` inside a call: whole rows, every column of
+    /// them under no name of its own.
+    pub whole_rows: bool,
     /// Names seen in table positions outside FROM lists: statement targets,
     /// `REFERENCES`, `PARTITION OF`, `ANALYZE t`, ... The statement layer
     /// takes out those it accounts for; the rest count as reads.
@@ -221,6 +227,15 @@ impl Visitor for Collector {
         for e in s.selection.iter().chain(s.having.iter()) {
             names_in(e, &mut self.facts.filter_columns);
         }
+        if s.projection.iter().any(|item| {
+            matches!(
+                item,
+                sqlparser::ast::SelectItem::Wildcard(_)
+                    | sqlparser::ast::SelectItem::QualifiedWildcard(..)
+            )
+        }) {
+            self.facts.whole_rows = true;
+        }
         for twj in &s.from {
             for join in &twj.joins {
                 if let Some(sqlparser::ast::JoinConstraint::On(on)) =
@@ -245,6 +260,20 @@ impl Visitor for Collector {
     }
 
     fn pre_visit_table_factor(&mut self, f: &TableFactor) -> ControlFlow<()> {
+        match f {
+            TableFactor::Table { alias: Some(a), .. }
+            | TableFactor::Derived { alias: Some(a), .. } => {
+                self.facts.relation_aliases.insert(ident(&a.name));
+            }
+            TableFactor::Table { name, .. } => {
+                if let Some(n) = relation_name(name) {
+                    self.facts
+                        .relation_aliases
+                        .insert(last_part(&n).to_string());
+                }
+            }
+            _ => {}
+        }
         match f {
             TableFactor::Table { name, args, .. } => {
                 self.factor_name = Some(name as *const ObjectName);
@@ -405,6 +434,22 @@ impl Visitor for Collector {
             }
             Expr::Identifier(id) => {
                 self.facts.columns.insert(ident(id));
+            }
+            Expr::QualifiedWildcard(..) => self.facts.whole_rows = true,
+            Expr::Function(f) => {
+                if let FunctionArguments::List(list) = &f.args {
+                    let whole = list.args.iter().any(|a| {
+                        matches!(
+                            a,
+                            FunctionArg::Unnamed(FunctionArgExpr::QualifiedWildcard(_))
+                                | FunctionArg::Named {
+                                    arg: FunctionArgExpr::QualifiedWildcard(_),
+                                    ..
+                                }
+                        )
+                    });
+                    self.facts.whole_rows |= whole;
+                }
             }
             _ => {}
         }

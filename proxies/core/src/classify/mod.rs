@@ -264,6 +264,9 @@ pub struct StatementClass {
     /// every name in an expression, and a renamed column's old name), so
     /// that policy can tell a write that moves a masked column.
     pub columns: BTreeSet<String>,
+    /// An expression takes whole rows (`*`, `t.*`, `row_to_json(t)`,
+    /// `t::text`): every column of them moves, none by name.
+    pub copies_whole_rows: bool,
     /// The columns named in a WHERE, HAVING or JOIN ... ON (last parts):
     /// what decides which rows come back, for `filters_masked`.
     pub filter_columns: BTreeSet<String>,
@@ -274,6 +277,9 @@ pub struct StatementClass {
     /// SQL-level `EXECUTE name`: the caller looks the name up among this
     /// session's PREPAREs; an unknown name must be treated as unclassified.
     pub executes: Option<String>,
+    /// SQL-level `DECLARE name CURSOR`: the portal it creates, which the
+    /// extended protocol can Execute by that name.
+    pub declares: Vec<String>,
     /// What its result columns are computed from, before names are bound
     /// to the catalog (see [`crate::lineage`]); `None` for statements the
     /// parser did not read (the fallback's).
@@ -360,6 +366,12 @@ pub fn classify(sql: &str) -> Classification {
     for stmt in &statements {
         let (mut class, problems) = statement::classify_statement(stmt);
         class.shape = Some(std::sync::Arc::new(crate::lineage::statement_shape(stmt)));
+        if let sqlparser::ast::Statement::Declare { stmts } = stmt {
+            class.declares = stmts
+                .iter()
+                .flat_map(|d| d.names.iter().map(names::ident))
+                .collect();
+        }
         for p in problems {
             if !reasons.contains(&p) {
                 reasons.push(p);

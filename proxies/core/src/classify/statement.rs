@@ -51,6 +51,11 @@ pub(crate) fn classify_statement(stmt: &Statement) -> (StatementClass, Vec<&'sta
             b.class.attributes.extend(facts.attributes);
             b.class.columns.extend(facts.columns);
             b.class.filter_columns.extend(facts.filter_columns);
+            b.class.copies_whole_rows |= facts.whole_rows
+                || facts
+                    .relation_aliases
+                    .iter()
+                    .any(|a| b.class.columns.contains(a));
             b.class.unbounded_read |= facts.unbounded_read;
             b.problems.extend(facts.problems);
             // Names in table positions the statement's own form does not

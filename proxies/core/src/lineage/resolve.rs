@@ -18,11 +18,13 @@ pub const MAX_VIEW_DEPTH: usize = 8;
 /// The lineage of a statement's result columns.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outputs {
-    /// One per result column, in order.
-    Columns(Vec<Lineage>),
-    /// Every column is computed from nothing a table or a session holds
-    /// (EXPLAIN).
-    FromNothing,
+    /// One per result column, in order, with the name PostgreSQL gives the
+    /// column where it is certain (the caller checks it against the
+    /// result's, to catch a result paired with the wrong statement).
+    Columns(Vec<(Lineage, Option<String>)>),
+    /// One column computed from nothing a table or a session holds
+    /// (EXPLAIN's plan, a setting under SHOW), called `column`.
+    FromNothing { column: String },
     /// Neither the columns nor their number could be established.
     Unknown,
 }
@@ -43,14 +45,20 @@ pub fn resolve(
             };
             let cols = r.query(q, &Env::root(), 0);
             if cols.complete {
-                Outputs::Columns(cols.cols.into_iter().map(|c| c.lineage).collect())
+                Outputs::Columns(cols.cols.into_iter().map(|c| (c.lineage, c.name)).collect())
             } else {
                 Outputs::Unknown
             }
         }
-        StatementShape::FromNothing => Outputs::FromNothing,
-        StatementShape::Show if !settings_hold_data => Outputs::FromNothing,
-        StatementShape::Show | StatementShape::NoRows | StatementShape::Opaque => Outputs::Unknown,
+        StatementShape::FromNothing => Outputs::FromNothing {
+            column: "QUERY PLAN".into(),
+        },
+        StatementShape::Show(name) if !settings_hold_data => Outputs::FromNothing {
+            column: name.clone(),
+        },
+        StatementShape::Show(_) | StatementShape::NoRows | StatementShape::Opaque => {
+            Outputs::Unknown
+        }
     }
 }
 
@@ -82,7 +90,7 @@ fn names_in_body(b: &Body, out: &mut BTreeSet<(Option<String>, String)>) {
                     }
                     FromItem::Derived { shape, .. } => query_relation_names(shape, out),
                     FromItem::Function { refs, .. } => names_in_refs(refs, out),
-                    FromItem::Unknown => {}
+                    FromItem::Unknown { .. } => {}
                 }
             }
             for o in outputs {
@@ -111,11 +119,19 @@ fn names_in_refs(refs: &ExprRefs, out: &mut BTreeSet<(Option<String>, String)>) 
     }
 }
 
-/// A named column of a relation in scope.
+/// A column of a relation in scope; `name` is `None` where PostgreSQL's
+/// name for it is not known for sure (a reference by any name that finds
+/// no other column may mean it).
 #[derive(Clone, Debug)]
 struct Col {
-    name: String,
+    name: Option<String>,
     lineage: Lineage,
+}
+
+impl Col {
+    fn is(&self, name: &str) -> bool {
+        self.name.as_deref() == Some(name)
+    }
 }
 
 /// The columns a query level returns; `complete` is false when their number
@@ -171,10 +187,20 @@ impl<'p> Env<'p> {
         None
     }
 
+    /// The FROM item called `alias`, innermost scope first. A scope that
+    /// holds an item lineage could not read and that has no name answers
+    /// for any name (it may hide one): its lineage is unknown.
     fn rel(&self, alias: &str) -> Option<&Rel> {
         let mut env = Some(self);
         while let Some(e) = env {
             if let Some(r) = e.rels.iter().find(|r| r.alias == alias) {
+                return Some(r);
+            }
+            if let Some(r) = e
+                .rels
+                .iter()
+                .find(|r| r.alias.is_empty() && r.open.is_unknown())
+            {
                 return Some(r);
             }
             env = e.parent;
@@ -191,29 +217,35 @@ struct Resolver<'a> {
 impl Resolver<'_> {
     fn query(&self, q: &QueryShape, outer: &Env<'_>, view_depth: usize) -> Cols {
         let mut env = outer.child();
-        for cte in &q.ctes {
-            let cols = if cte.recursive {
-                // It may read itself: every column that does is unknown.
+        let recursive = q.ctes.iter().any(|c| c.recursive);
+        if recursive {
+            // In WITH RECURSIVE every CTE sees every other, those after it
+            // too: until each is resolved, a reference to it is unknown.
+            for cte in &q.ctes {
                 let placeholder = Arc::new(Cols {
                     cols: cte
                         .columns
                         .iter()
                         .map(|n| Col {
-                            name: n.clone(),
+                            name: Some(n.clone()),
                             lineage: Lineage::Unknown,
                         })
                         .collect(),
-                    complete: !cte.columns.is_empty(),
+                    complete: false,
                 });
                 env.ctes.push((cte.name.clone(), placeholder));
-                let cols = self.query(&cte.shape, &env, view_depth);
-                env.ctes.pop();
-                cols
+            }
+        }
+        for (i, cte) in q.ctes.iter().enumerate() {
+            let cols = rename(self.query(&cte.shape, &env, view_depth), &cte.columns);
+            let cols = Arc::new(cols);
+            if recursive {
+                // It may have read itself (or a later one) as unknown; its
+                // own columns stay as resolved, others see them from now on.
+                env.ctes[i] = (cte.name.clone(), cols);
             } else {
-                self.query(&cte.shape, &env, view_depth)
-            };
-            let cols = rename(cols, &cte.columns);
-            env.ctes.push((cte.name.clone(), Arc::new(cols)));
+                env.ctes.push((cte.name.clone(), cols));
+            }
         }
         self.body(&q.body, env, view_depth)
     }
@@ -300,7 +332,7 @@ impl Resolver<'_> {
                 };
                 let mut cols: Vec<Col> = (1..=width)
                     .map(|i| Col {
-                        name: format!("column{i}"),
+                        name: Some(format!("column{i}")),
                         lineage: Lineage::none(),
                     })
                     .collect();
@@ -346,8 +378,20 @@ impl Resolver<'_> {
                 shape,
                 alias,
                 columns,
+                lateral,
             } => {
-                let cols = rename(self.query(shape, env, view_depth), columns);
+                // Only a LATERAL subquery sees the FROM items before it.
+                let cols = if *lateral {
+                    self.query(shape, env, view_depth)
+                } else {
+                    let level = Env {
+                        parent: env.parent,
+                        ctes: env.ctes.clone(),
+                        rels: Vec::new(),
+                    };
+                    self.query(shape, &level, view_depth)
+                };
+                let cols = rename(cols, columns);
                 let alias = alias.clone().unwrap_or_default();
                 if cols.complete {
                     closed_rel(alias, None, cols)
@@ -371,7 +415,9 @@ impl Resolver<'_> {
                 // arguments.
                 open_rel(alias.clone().unwrap_or_default(), lineage)
             }
-            FromItem::Unknown => open_rel(String::new(), Lineage::Unknown),
+            FromItem::Unknown { alias } => {
+                open_rel(alias.clone().unwrap_or_default(), Lineage::Unknown)
+            }
         }
     }
 
@@ -407,7 +453,7 @@ impl Resolver<'_> {
                 .columns
                 .iter()
                 .map(|c| Col {
-                    name: c.name.clone(),
+                    name: Some(c.name.clone()),
                     lineage: Lineage::Unknown,
                 })
                 .collect(),
@@ -419,7 +465,7 @@ impl Resolver<'_> {
                     .columns
                     .iter()
                     .map(|c| Col {
-                        name: c.name.clone(),
+                        name: Some(c.name.clone()),
                         lineage: Lineage::column(SourceColumn {
                             schema: rel.schema.clone(),
                             table: rel.name.clone(),
@@ -443,7 +489,7 @@ impl Resolver<'_> {
                         .iter()
                         .zip(inner.cols)
                         .map(|(c, i)| Col {
-                            name: c.name.clone(),
+                            name: Some(c.name.clone()),
                             lineage: i.lineage,
                         })
                         .collect(),
@@ -517,10 +563,14 @@ impl Resolver<'_> {
                         match &rel.cols {
                             Some(cols) => {
                                 matches.extend(
-                                    cols.iter()
-                                        .filter(|c| &c.name == column)
-                                        .map(|c| &c.lineage),
+                                    cols.iter().filter(|c| c.is(column)).map(|c| &c.lineage),
                                 );
+                                // A column whose name is not certain may be
+                                // the one meant.
+                                for c in cols.iter().filter(|c| c.name.is_none()) {
+                                    opens.union(&c.lineage);
+                                    saw_open = true;
+                                }
                             }
                             None => {
                                 opens.union(&rel.open);
@@ -558,8 +608,17 @@ impl Resolver<'_> {
                 Some(Rel {
                     cols: Some(cols), ..
                 }) => {
-                    let matches: Vec<&Col> = cols.iter().filter(|c| &c.name == column).collect();
+                    let matches: Vec<&Col> = cols.iter().filter(|c| c.is(column)).collect();
+                    let unsure: Vec<&Col> = cols.iter().filter(|c| c.name.is_none()).collect();
                     match matches.as_slice() {
+                        // A column whose name is not certain may be it.
+                        [] if !unsure.is_empty() => {
+                            let mut found = Lineage::none();
+                            for c in unsure {
+                                found.union(&c.lineage);
+                            }
+                            found
+                        }
                         // Not a column of it: attribute notation calls a
                         // function `column(qualifier)`.
                         [] => Lineage::Unknown,
@@ -583,7 +642,7 @@ impl Resolver<'_> {
                     Some(rel) => match &rel.cols {
                         Some(cols) => cols
                             .iter()
-                            .find(|c| &c.name == column)
+                            .find(|c| c.is(column))
                             .map_or(Lineage::Unknown, |c| c.lineage.clone()),
                         None => rel.open.clone(),
                     },
@@ -633,7 +692,7 @@ fn open_rel(alias: String, open: Lineage) -> Rel {
 /// Column aliases (`AS t(a, b)`) rename the first columns.
 fn rename(mut cols: Cols, names: &[String]) -> Cols {
     for (c, n) in cols.cols.iter_mut().zip(names) {
-        c.name = n.clone();
+        c.name = Some(n.clone());
     }
     cols
 }

@@ -28,8 +28,9 @@ pub enum StatementShape {
     Rows(QueryShape),
     /// Rows computed from no table and no session state: EXPLAIN's plan.
     FromNothing,
-    /// SHOW: a setting's value (see [`ExprRefs::settings`]).
-    Show,
+    /// SHOW of one setting (its name): the setting's value (see
+    /// [`ExprRefs::settings`]).
+    Show(String),
     /// Rows the gateway cannot follow to their columns: SHOW (settings an
     /// agent may have filled), FETCH, EXECUTE, CALL, anything unreadable.
     Opaque,
@@ -79,11 +80,13 @@ pub(crate) enum FromItem {
         alias: Option<String>,
         columns: Vec<String>,
     },
-    /// A subquery in FROM.
+    /// A subquery in FROM; only a LATERAL one sees the FROM items before
+    /// it.
     Derived {
         shape: Box<QueryShape>,
         alias: Option<String>,
         columns: Vec<String>,
+        lateral: bool,
     },
     /// A set-returning function (`unnest(...)`, `generate_series(...)`):
     /// its columns are not known here, and every one of them is computed
@@ -93,8 +96,9 @@ pub(crate) enum FromItem {
         alias: Option<String>,
         columns: Vec<String>,
     },
-    /// A FROM item lineage does not read: any name may come from it.
-    Unknown,
+    /// A FROM item lineage does not read, under its alias if it has one:
+    /// any name may come from it.
+    Unknown { alias: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,10 +107,11 @@ pub(crate) enum Output {
     Star,
     /// `t.*` (or `s.t.*`)
     QualifiedStar(Vec<String>),
-    /// An expression, with the column name PostgreSQL gives it; `bare`
-    /// when it is just a column reference (its value is the column's).
+    /// An expression, with the column name PostgreSQL gives it (`None`
+    /// where this module cannot be sure of it); `bare` when it is just a
+    /// column reference (its value is the column's).
     Expr {
-        name: String,
+        name: Option<String>,
         refs: ExprRefs,
         bare: bool,
     },
@@ -134,10 +139,10 @@ pub(crate) struct ExprRefs {
 /// The shape of one statement.
 pub fn statement_shape(stmt: &Statement) -> StatementShape {
     match stmt {
-        // SELECT ... INTO makes a table and returns no rows.
-        Statement::Query(q) if q.body.as_select().is_some_and(|s| s.into.is_some()) => {
-            StatementShape::NoRows
-        }
+        // A WITH ... INSERT/UPDATE/DELETE parses as a query: it returns
+        // rows only through RETURNING, which is not followed there; a
+        // SELECT ... INTO anywhere in the query makes a table instead.
+        Statement::Query(q) if query_may_return_nothing(q) => StatementShape::Opaque,
         Statement::Query(q) => StatementShape::Rows(query_shape(q)),
         Statement::Insert(insert) => match &insert.returning {
             Some(items) => insert_returning(insert, items),
@@ -151,17 +156,98 @@ pub fn statement_shape(stmt: &Statement) -> StatementShape {
             Some(items) => delete_returning(delete, items),
             None => StatementShape::NoRows,
         },
-        Statement::Explain { .. } | Statement::ExplainTable { .. } => StatementShape::FromNothing,
-        Statement::ShowVariable { .. } => StatementShape::Show,
-        Statement::ShowVariables { .. }
-        | Statement::Fetch { .. }
-        | Statement::Execute { .. }
-        | Statement::Call(_) => StatementShape::Opaque,
-        // Anything else PostgreSQL answers with rows is not parsed into a
-        // form the classifier accepts; DDL, SET, transaction control and
-        // the like answer with a tag only.
-        _ => StatementShape::NoRows,
+        Statement::Explain { .. } => StatementShape::FromNothing,
+        Statement::ShowVariable { variable } => {
+            StatementShape::Show(variable.iter().map(ident).collect::<Vec<_>>().join("."))
+        }
+        s if returns_no_rows(s) => StatementShape::NoRows,
+        // Anything else may answer with rows lineage cannot follow (FETCH,
+        // EXECUTE, CALL, SHOW ALL, ...): the results of a message holding
+        // one can no longer be paired with statements.
+        _ => StatementShape::Opaque,
     }
+}
+
+/// Statements PostgreSQL answers with a command tag and never with a
+/// RowDescription (COPY's data is not a RowDescription either).
+fn returns_no_rows(stmt: &Statement) -> bool {
+    matches!(
+        stmt,
+        Statement::Set(..)
+            | Statement::Reset(..)
+            | Statement::Truncate(..)
+            | Statement::Close { .. }
+            | Statement::Copy { .. }
+            | Statement::Merge(..)
+            | Statement::CreateView(..)
+            | Statement::CreateTable(..)
+            | Statement::CreateIndex(..)
+            | Statement::CreateRole(..)
+            | Statement::CreateServer(..)
+            | Statement::CreatePolicy(..)
+            | Statement::CreateExtension(..)
+            | Statement::CreateSchema { .. }
+            | Statement::CreateDatabase { .. }
+            | Statement::CreateFunction(..)
+            | Statement::CreateProcedure { .. }
+            | Statement::CreateTrigger(..)
+            | Statement::CreateSequence { .. }
+            | Statement::CreateDomain(..)
+            | Statement::CreateType { .. }
+            | Statement::CreateOperator(..)
+            | Statement::AlterTable(..)
+            | Statement::AlterSchema(..)
+            | Statement::AlterIndex { .. }
+            | Statement::AlterView { .. }
+            | Statement::AlterType(..)
+            | Statement::AlterRole { .. }
+            | Statement::AlterPolicy(..)
+            | Statement::AlterFunction(..)
+            | Statement::AlterOperator(..)
+            | Statement::Drop { .. }
+            | Statement::DropFunction(..)
+            | Statement::DropDomain(..)
+            | Statement::DropProcedure { .. }
+            | Statement::DropPolicy(..)
+            | Statement::DropExtension(..)
+            | Statement::DropTrigger(..)
+            | Statement::DropOperator(..)
+            | Statement::Declare { .. }
+            | Statement::Discard { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Savepoint { .. }
+            | Statement::ReleaseSavepoint { .. }
+            | Statement::Comment { .. }
+            | Statement::Grant(..)
+            | Statement::Revoke(..)
+            | Statement::Deallocate { .. }
+            | Statement::Prepare { .. }
+            | Statement::Lock(..)
+            | Statement::LISTEN { .. }
+            | Statement::UNLISTEN { .. }
+            | Statement::NOTIFY { .. }
+            | Statement::Vacuum(..)
+            | Statement::Analyze(..)
+    )
+}
+
+/// A query that is really a data-modifying statement, or that holds a
+/// SELECT ... INTO at any level of its set operations.
+fn query_may_return_nothing(q: &Query) -> bool {
+    fn body(b: &SetExpr) -> bool {
+        match b {
+            SetExpr::Select(s) => s.into.is_some(),
+            SetExpr::Query(q) => query_may_return_nothing(q),
+            SetExpr::SetOperation { left, right, .. } => body(left) || body(right),
+            SetExpr::Values(_) | SetExpr::Table(_) => false,
+            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                true
+            }
+        }
+    }
+    body(&q.body)
 }
 
 fn returning(from: Vec<FromItem>, items: &[SelectItem]) -> StatementShape {
@@ -301,15 +387,19 @@ fn table_factor(f: &TableFactor, out: &mut Vec<FromItem>, merges: &mut bool) {
                 for arg in &args.args {
                     function_arg_refs(arg, &mut refs);
                 }
-                out.push(function_item(refs, alias.as_ref()));
+                out.push(function_item(refs, alias.as_ref(), Some(name)));
             }
         },
         TableFactor::Derived {
-            subquery, alias, ..
+            lateral,
+            subquery,
+            alias,
+            ..
         } => out.push(FromItem::Derived {
             shape: Box::new(query_shape(subquery)),
             alias: alias.as_ref().map(|a| ident(&a.name)),
             columns: alias.as_ref().map(alias_columns).unwrap_or_default(),
+            lateral: *lateral,
         }),
         TableFactor::Function {
             name, args, alias, ..
@@ -319,10 +409,10 @@ fn table_factor(f: &TableFactor, out: &mut Vec<FromItem>, merges: &mut bool) {
             for arg in args {
                 function_arg_refs(arg, &mut refs);
             }
-            out.push(function_item(refs, alias.as_ref()));
+            out.push(function_item(refs, alias.as_ref(), Some(name)));
         }
         TableFactor::TableFunction { expr, alias } => {
-            out.push(function_item(expr_refs(expr), alias.as_ref()));
+            out.push(function_item(expr_refs(expr), alias.as_ref(), None));
         }
         TableFactor::UNNEST {
             alias, array_exprs, ..
@@ -331,20 +421,53 @@ fn table_factor(f: &TableFactor, out: &mut Vec<FromItem>, merges: &mut bool) {
             for e in array_exprs {
                 refs.absorb(expr_refs(e));
             }
-            out.push(function_item(refs, alias.as_ref()));
+            // PostgreSQL names an unaliased unnest(...) `unnest`.
+            let unnest = ObjectName::from(vec![sqlparser::ast::Ident::new("unnest")]);
+            out.push(function_item(refs, alias.as_ref(), Some(&unnest)));
         }
         TableFactor::NestedJoin {
             table_with_joins: inner,
             alias: None,
         } => table_with_joins(inner, out, merges),
-        _ => out.push(FromItem::Unknown),
+        other => out.push(FromItem::Unknown {
+            alias: factor_alias(other),
+        }),
     }
 }
 
-fn function_item(refs: ExprRefs, alias: Option<&TableAlias>) -> FromItem {
+/// The alias of a FROM item lineage does not read, so that a qualified
+/// name cannot pass it by to bind in an outer scope.
+fn factor_alias(f: &TableFactor) -> Option<String> {
+    let alias = match f {
+        TableFactor::Table { alias, .. }
+        | TableFactor::Derived { alias, .. }
+        | TableFactor::TableFunction { alias, .. }
+        | TableFactor::Function { alias, .. }
+        | TableFactor::UNNEST { alias, .. }
+        | TableFactor::JsonTable { alias, .. }
+        | TableFactor::OpenJsonTable { alias, .. }
+        | TableFactor::NestedJoin { alias, .. }
+        | TableFactor::Pivot { alias, .. }
+        | TableFactor::Unpivot { alias, .. }
+        | TableFactor::MatchRecognize { alias, .. } => alias.as_ref(),
+        _ => None,
+    };
+    alias.map(|a| ident(&a.name))
+}
+
+/// A set-returning function in FROM: without an alias, PostgreSQL calls it
+/// by the function's name.
+fn function_item(
+    refs: ExprRefs,
+    alias: Option<&TableAlias>,
+    name: Option<&ObjectName>,
+) -> FromItem {
+    let default = name
+        .and_then(object_name)
+        .map(|n| last_part(&n).to_string());
     FromItem::Function {
         refs,
-        alias: alias.map(|a| ident(&a.name)),
+        alias: alias.map(|a| ident(&a.name)).or(default),
         columns: alias.map(alias_columns).unwrap_or_default(),
     }
 }
@@ -353,7 +476,7 @@ fn relation(name: &ObjectName, alias: Option<String>, columns: Vec<String>) -> F
     // A name PostgreSQL would not read as a table (the classifier refuses
     // those statements anyway) or one with a database part: not followed.
     let Some(_) = relation_name(name) else {
-        return FromItem::Unknown;
+        return FromItem::Unknown { alias };
     };
     let parts: Vec<String> = name
         .0
@@ -376,7 +499,7 @@ fn relation(name: &ObjectName, alias: Option<String>, columns: Vec<String>) -> F
             alias,
             columns,
         },
-        _ => FromItem::Unknown,
+        _ => FromItem::Unknown { alias },
     }
 }
 
@@ -392,7 +515,7 @@ fn output(item: &SelectItem) -> Output {
             bare: is_bare(e),
         },
         SelectItem::ExprWithAlias { expr, alias } => Output::Expr {
-            name: ident(alias),
+            name: Some(ident(alias)),
             refs: expr_refs(expr),
             bare: is_bare(expr),
         },
@@ -402,7 +525,7 @@ fn output(item: &SelectItem) -> Output {
         }
         // Forms PostgreSQL does not have: unknown.
         _ => Output::Expr {
-            name: "?column?".into(),
+            name: None,
             refs: ExprRefs {
                 opaque: true,
                 ..ExprRefs::default()
@@ -432,28 +555,24 @@ fn name_parts(n: &ObjectName) -> Vec<String> {
 }
 
 /// The column name PostgreSQL gives an unaliased expression
-/// (`FigureColname`): a column's name, a function's name, the inner name
-/// of a cast, `case`, `array`, `row`, else `?column?`.
-fn figure_name(e: &Expr) -> String {
+/// (`FigureColname`), where this module can be sure of it: a column's name,
+/// a function's name, the inner name of a cast, `case`, `array`, `exists`.
+/// `None` otherwise (PostgreSQL's `?column?`, a type's name, the names of
+/// forms sqlparser does not parse as calls such as `substring` and
+/// `trim`): a reference to such a column by name cannot be bound to it
+/// with certainty.
+fn figure_name(e: &Expr) -> Option<String> {
     match e {
-        Expr::Identifier(id) => ident(id),
-        Expr::CompoundIdentifier(ids) => ids.last().map(ident).unwrap_or_default(),
-        Expr::Function(f) => object_name(&f.name)
-            .map(|n| last_part(&n).to_string())
-            .unwrap_or_else(|| "?column?".into()),
-        // PostgreSQL names a cast of an unnamed value after the type;
-        // `?column?` here only means an outer reference by that name is
-        // unknown.
-        Expr::Cast { expr, .. } | Expr::Nested(expr) => figure_name(expr),
-        Expr::Case { .. } => "case".into(),
-        Expr::Array(_) => "array".into(),
-        Expr::Exists { .. } => "exists".into(),
-        Expr::Subquery(q) => match q.body.as_select().and_then(|s| s.projection.first()) {
-            Some(SelectItem::UnnamedExpr(inner)) => figure_name(inner),
-            Some(SelectItem::ExprWithAlias { alias, .. }) => ident(alias),
-            _ => "?column?".into(),
-        },
-        _ => "?column?".into(),
+        Expr::Identifier(id) => Some(ident(id)),
+        Expr::CompoundIdentifier(ids) => ids.last().map(ident),
+        Expr::Function(f) => object_name(&f.name).map(|n| last_part(&n).to_string()),
+        Expr::Cast { expr, .. } | Expr::Nested(expr) | Expr::Collate { expr, .. } => {
+            figure_name(expr)
+        }
+        Expr::Case { .. } => Some("case".into()),
+        Expr::Array(_) => Some("array".into()),
+        Expr::Exists { .. } => Some("exists".into()),
+        _ => None,
     }
 }
 
