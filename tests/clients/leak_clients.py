@@ -96,6 +96,18 @@ def psycopg_checks():
                 now, length = cur.fetchone()
                 if not isinstance(now, datetime.datetime) or length != 11:
                     fail(f"psycopg binary={binary}: values from nothing masked: {now!r} {length!r}")
+        # A protocol-level statement name that SQL DEALLOCATEs and PREPAREs
+        # again runs the SQL's statement: the gateway must not pair its
+        # result with the first statement's lineage (review, helper-5).
+        pg = conn.pgconn
+        pg.prepare(b"vigil_s1", b"SELECT 'x'::text AS a")
+        conn.execute("DEALLOCATE vigil_s1")
+        conn.execute(f"PREPARE vigil_s1 AS SELECT reverse(mrn) AS a FROM {TABLE} WHERE id = 1")
+        res = pg.exec_prepared(b"vigil_s1", [])
+        value = (res.get_value(0, 0) or b"").decode()
+        if SECRET[::-1] in value:
+            fail(f"psycopg: a re-PREPAREd protocol name leaked {value!r}")
+        conn.execute("DEALLOCATE vigil_s1")
         if SECRET in (conn.info.parameter_status("application_name") or ""):
             fail("psycopg: application_name carries the masked value")
         # What the client sent comes back in the error as it was.
