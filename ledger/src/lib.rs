@@ -22,7 +22,7 @@ pub mod tree;
 pub use bodycrypt::{BodyCryptError, Keyring};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use hash::{empty_root, leaf_hash, node_hash, Hash};
-pub use leaf::{body_commitment, LeafError, LeafRecord};
+pub use leaf::{body_commitment, stream_position, LeafError, LeafRecord};
 pub use note::{open_note, sign_note, NoteError, NoteSigner, NoteVerifier};
 pub use proof::{verify_consistency, verify_inclusion, ProofError};
 pub use store::{

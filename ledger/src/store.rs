@@ -35,7 +35,7 @@ use rocksdb::{
 use crate::bodycrypt::{BodyCryptError, Keyring};
 use crate::checkpoint::Checkpoint;
 use crate::hash::{leaf_hash, Hash};
-use crate::leaf::{body_commitment, LeafError, LeafRecord};
+use crate::leaf::{body_commitment, stream_position, LeafError, LeafRecord};
 use crate::note::{NoteError, NoteSigner};
 use crate::proof::ProofError;
 use crate::tile::{encode_entry_bundle, MAX_TILE_LEVEL, TILE_HEIGHT, TILE_WIDTH};
@@ -78,8 +78,11 @@ pub struct NewEntry {
     pub kind: String,
     /// Event body, stored beside the tree (sealed) and committed to with a salt.
     pub body: Vec<u8>,
-    /// Session the event belongs to, for the by-session index ("" = none).
+    /// Session (or other stream) the event belongs to, for the by-session
+    /// index and the leaf's stream position ("" = none).
     pub session_id: String,
+    /// The event's number in its stream (0 for events of no stream).
+    pub seq: u64,
     /// Who acted (identity subject), for the by-subject index ("" = none).
     pub subject: String,
 }
@@ -520,6 +523,7 @@ impl Store {
                 time_unix_nanos: e.time_unix_nanos,
                 kind: e.kind,
                 commitment: body_commitment(&salt, &e.body),
+                position: Some(stream_position(&e.session_id, e.seq)),
             }
             .try_encode()?;
             let key = index.to_be_bytes();
@@ -683,8 +687,15 @@ impl Store {
 
     /// Index of the first entry at or after `from` whose time is not before
     /// `cutoff`, scanning at most `max_scan` leaves (so a huge backlog is
-    /// pruned in bounded steps).
-    fn prune_end(&self, from: u64, cutoff: i64, max_scan: u64) -> Result<u64, StoreError> {
+    /// pruned in bounded steps); and the indexes below it whose leaf kind is
+    /// `keep_kind`.
+    fn prune_end(
+        &self,
+        from: u64,
+        cutoff: i64,
+        max_scan: u64,
+        keep_kind: &str,
+    ) -> Result<(u64, Vec<u64>), StoreError> {
         let size = self.size();
         let stop = size.min(from.saturating_add(max_scan));
         let mut iter = self.db.iterator_cf(
@@ -692,6 +703,7 @@ impl Store {
             rocksdb::IteratorMode::From(&from.to_be_bytes(), rocksdb::Direction::Forward),
         );
         let mut expect = from;
+        let mut keep = Vec::new();
         while expect < stop {
             let Some((k, v)) = iter.next().transpose()? else {
                 break;
@@ -704,9 +716,12 @@ impl Store {
             if leaf.time_unix_nanos >= cutoff {
                 break;
             }
+            if !keep_kind.is_empty() && leaf.kind == keep_kind {
+                keep.push(expect);
+            }
             expect += 1;
         }
-        Ok(expect)
+        Ok((expect, keep))
     }
 
     /// Retention: deletes the sealed bodies (and so the salts) of the longest
@@ -714,6 +729,12 @@ impl Store {
     /// most `max_entries` of them; advances the minimum index; keeps a
     /// [`PruneRecord`]; and appends `record(&prune_record)` as a new entry —
     /// all in one synced batch, so a crash leaves either none or all of it.
+    ///
+    /// The record entry is of kind `record_kind`. The bodies of earlier
+    /// prune records (entries of that kind)
+    /// in the range are kept: they are what lets an auditor check every
+    /// run against the log itself (its range and cutoff), so they must
+    /// outlive every later run.
     ///
     /// Only a prefix is pruned: an entry that is younger than the cutoff
     /// stops the run even if older ones follow it (they are pruned by a
@@ -724,11 +745,12 @@ impl Store {
         cutoff_unix_nanos: i64,
         pruned_at_unix_nanos: i64,
         max_entries: u64,
+        record_kind: &str,
         record: impl FnOnce(&PruneRecord) -> NewEntry,
     ) -> Result<Option<(PruneRecord, Appended)>, StoreError> {
         let from = self.min_index()?;
         // Leaves are immutable: scan without blocking appends.
-        let end = self.prune_end(from, cutoff_unix_nanos, max_entries)?;
+        let (end, keep) = self.prune_end(from, cutoff_unix_nanos, max_entries, record_kind)?;
         if end == from {
             return Ok(None);
         }
@@ -739,6 +761,12 @@ impl Store {
             pruned_at_unix_nanos,
         };
         let entry = record(&pruned);
+        if entry.kind != record_kind {
+            return Err(StoreError::InvalidArgument(format!(
+                "a prune record of kind {:?} was declared as {record_kind:?}",
+                entry.kind
+            )));
+        }
         validate(std::slice::from_ref(&entry))?;
         let mut frontier = self.lock_writer();
         if self.min_index()? != from {
@@ -746,11 +774,24 @@ impl Store {
                 "another retention run changed the minimum index".into(),
             ));
         }
+        let bodies = self.cf(CF_BODIES);
+        let mut kept = Vec::with_capacity(keep.len());
+        for index in keep {
+            let key = index.to_be_bytes();
+            let sealed = self.db.get_cf(bodies, key)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("the body of prune record {index} is missing"))
+            })?;
+            kept.push((key, sealed));
+        }
         let mut next = frontier.clone();
         let mut batch = WriteBatch::default();
         let mut upper = Vec::new();
-        let bodies = self.cf(CF_BODIES);
         batch.delete_range_cf(bodies, from.to_be_bytes(), end.to_be_bytes());
+        // Later operations of one batch win over earlier ones: the kept
+        // bodies survive the range deletion.
+        for (key, sealed) in &kept {
+            batch.put_cf(bodies, key, sealed);
+        }
         batch.put_cf(self.cf(CF_META), META_MIN_INDEX, end.to_be_bytes());
         batch.put_cf(self.cf(CF_META), pruned_key(end), pruned.encode());
         let appended = self.stage(&mut next, &mut batch, &mut upper, vec![entry])?;

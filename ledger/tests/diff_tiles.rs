@@ -264,6 +264,7 @@ fn entry(n: u64) -> NewEntry {
         kind: "t".into(),
         body: Vec::new(),
         session_id: String::new(),
+        seq: 0,
         subject: String::new(),
     }
 }

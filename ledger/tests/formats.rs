@@ -103,6 +103,7 @@ fn sample() -> LeafRecord {
         time_unix_nanos: -42,
         kind: "pg.query".into(),
         commitment: body_commitment(&[1; 32], b"select 1"),
+        position: None,
     }
 }
 
@@ -115,6 +116,39 @@ fn leaf_round_trip_and_layout() {
     assert_eq!(&b[17..25], &(-42i64).to_be_bytes());
     assert_eq!(b[25], 8);
     assert_eq!(LeafRecord::decode(&b).unwrap(), r);
+    // Version 2: the stream position follows the commitment.
+    let position = vigil_ledger::stream_position("0190a0a0-0000-7000-8000-000000000001", 3);
+    let v2 = LeafRecord {
+        position: Some(position),
+        ..sample()
+    };
+    let b2 = v2.encode();
+    assert_eq!(b2.len(), b.len() + 32);
+    assert_eq!(b2[0], 2);
+    assert_eq!(&b2[b.len()..], &position);
+    assert_eq!(LeafRecord::decode(&b2).unwrap(), v2);
+    // A version 1 leaf with 32 more bytes, or a version 2 leaf without
+    // them, is refused: the version says which layout it is.
+    let mut v1_long = b.clone();
+    v1_long.extend_from_slice(&position);
+    assert!(LeafRecord::decode(&v1_long).is_err());
+    let mut v2_short = b.clone();
+    v2_short[0] = 2;
+    assert!(LeafRecord::decode(&v2_short).is_err());
+    // Positions differ by stream and by number, and a stream id cannot be
+    // shifted into the number.
+    assert_ne!(
+        position,
+        vigil_ledger::stream_position("0190a0a0-0000-7000-8000-000000000001", 4)
+    );
+    assert_ne!(
+        position,
+        vigil_ledger::stream_position("0190a0a0-0000-7000-8000-000000000002", 3)
+    );
+    assert_ne!(
+        vigil_ledger::stream_position("a", 0),
+        vigil_ledger::stream_position("", 0)
+    );
     let max = LeafRecord {
         kind: "k".repeat(64),
         ..sample()
@@ -152,9 +186,14 @@ fn leaf_decode_rejects_malformed() {
             LeafError::UnsupportedVersion(0),
         ),
         (
-            "version 2",
+            "version 3",
+            with(&|b| b[0] = 3),
+            LeafError::UnsupportedVersion(3),
+        ),
+        (
+            "version 2 without its position",
             with(&|b| b[0] = 2),
-            LeafError::UnsupportedVersion(2),
+            LeafError::Truncated(good.len()),
         ),
         ("header only", good[..26].to_vec(), LeafError::Truncated(26)),
         (

@@ -287,6 +287,7 @@ proptest! {
             time_unix_nanos: 1_700_000_000_000_000_000,
             kind,
             commitment: body_commitment(&[3; 32], b"select 1"),
+            position: None,
         };
         let m = apply_bytes(&r.encode(), &edits);
         match LeafRecord::decode(&m) {
@@ -744,6 +745,7 @@ fn bundle_and_leaf_errors() {
         time_unix_nanos: i64::MIN,
         kind: "k".into(),
         commitment: [2; 32],
+        position: None,
     }
     .encode();
     assert_eq!(LeafRecord::decode(&good[..1]), Err(LeafError::Truncated(1)));

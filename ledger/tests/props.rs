@@ -204,8 +204,9 @@ proptest! {
         time_unix_nanos in any::<i64>(),
         kind in "\\PC{0,24}",
         commitment in any::<[u8; 32]>(),
+        position in proptest::option::of(any::<[u8; 32]>()),
     ) {
-        let r = LeafRecord { event_id, time_unix_nanos, kind, commitment };
+        let r = LeafRecord { event_id, time_unix_nanos, kind, commitment, position };
         match r.try_encode() {
             Ok(b) => prop_assert_eq!(LeafRecord::decode(&b), Ok(r)),
             Err(_) => prop_assert!(r.kind.len() > MAX_KIND_LEN),

@@ -35,6 +35,7 @@ fn entry(n: u32) -> NewEntry {
         kind: "test.event".into(),
         body: format!("body {n}").into_bytes(),
         session_id: format!("session-{}", n % 3),
+        seq: u64::from(n / 3),
         subject: if n.is_multiple_of(2) {
             "alice".into()
         } else {

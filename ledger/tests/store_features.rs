@@ -21,6 +21,7 @@ fn entry(n: u32, time: i64) -> NewEntry {
         kind: "request".into(),
         body: format!("SELECT * FROM patients WHERE ssn = '{MARKER}-{n:06}'").into_bytes(),
         session_id: format!("session-{}", n % 3),
+        seq: u64::from(n / 3),
         subject: if n.is_multiple_of(2) {
             "alice".into()
         } else {
@@ -178,12 +179,13 @@ fn pruning_deletes_old_bodies_from_disk_and_every_proof_still_verifies() {
         kind: "retention_pruned".into(),
         body: format!("pruned {}..{}", r.from_index, r.end_index).into_bytes(),
         session_id: String::new(),
+        seq: 0,
         subject: "vigil-ledger".into(),
     };
 
     // Cutoff 10_500: entries 0..=10 are older.
     let (record, appended) = store
-        .prune_before(10_500, 99_000, 1_000, record_entry)
+        .prune_before(10_500, 99_000, 1_000, "retention_pruned", record_entry)
         .unwrap()
         .expect("something to prune");
     assert_eq!((record.from_index, record.end_index), (0, 11));
@@ -217,14 +219,14 @@ fn pruning_deletes_old_bodies_from_disk_and_every_proof_still_verifies() {
 
     // Nothing newly eligible: no second run, no second record.
     assert!(store
-        .prune_before(10_500, 99_500, 1_000, record_entry)
+        .prune_before(10_500, 99_500, 1_000, "retention_pruned", record_entry)
         .unwrap()
         .is_none());
     assert_eq!(store.size(), 41);
 
     // A bounded run prunes at most max_entries; the next continues.
     let (r2, _) = store
-        .prune_before(20_500, 100_000, 4, |r| NewEntry {
+        .prune_before(20_500, 100_000, 4, "retention_pruned", |r| NewEntry {
             event_id: [0xef; 16],
             ..record_entry(r)
         })
@@ -237,10 +239,32 @@ fn pruning_deletes_old_bodies_from_disk_and_every_proof_still_verifies() {
     assert_eq!(store.prune_record_for(15).unwrap(), None);
     check_all_proofs(&store, &[1, 11, 15, 41]);
 
+    // A later run over the records of earlier runs keeps their bodies:
+    // they are the auditor's evidence of what each run pruned.
+    let (r3, _) = store
+        .prune_before(200_000, 300_000, 100, "retention_pruned", |r| NewEntry {
+            event_id: [0xf0; 16],
+            ..record_entry(r)
+        })
+        .unwrap()
+        .unwrap();
+    assert_eq!((r3.from_index, r3.end_index), (15, 42));
+    for i in [40, 41] {
+        assert!(
+            matches!(store.body(i).unwrap(), BodyLookup::Present { ref body, .. } if body.starts_with(b"pruned ")),
+            "prune record {i} keeps its body"
+        );
+    }
+    assert_eq!(store.body(39).unwrap(), BodyLookup::Pruned(r3));
+    // A record entry of another kind than declared is refused.
+    assert!(store
+        .prune_before(400_000, 500_000, 100, "other_kind", record_entry)
+        .is_err());
+
     // Survives reopening.
     drop(store);
     let store = Store::open(dir.path(), Keyring::random("other")).unwrap();
-    assert_eq!(store.min_index().unwrap(), 15);
+    assert_eq!(store.min_index().unwrap(), 42);
     assert_eq!(store.body(2).unwrap(), BodyLookup::Pruned(record));
 }
 
@@ -260,7 +284,7 @@ fn pruning_only_takes_a_prefix_and_never_a_younger_entry() {
         )
         .unwrap();
     let (r, _) = store
-        .prune_before(1_000, 9_000, 100, |_| entry(100, 9_000))
+        .prune_before(1_000, 9_000, 100, "request", |_| entry(100, 9_000))
         .unwrap()
         .unwrap();
     assert_eq!((r.from_index, r.end_index), (0, 2));

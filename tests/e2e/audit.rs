@@ -166,7 +166,7 @@ fn verify_prove_export_check_and_replay_a_session() {
     assert!(out.status.success(), "{}", show(&out));
     let report = stdout(&out);
     assert!(
-        report.contains("all present, none missing, ends with SessionClosed"),
+        report.contains("all proven, none missing, ends with session_closed"),
         "{report}"
     );
     // Without --key, it still checks, and says whose key it used.
@@ -307,8 +307,9 @@ fn tampering_with_the_stored_log_is_caught_and_names_the_entry() {
         let cf = db.cf_handle("leaves").unwrap();
         let mut leaf = db.get_cf(cf, 3u64.to_be_bytes()).unwrap().unwrap();
         saved = leaf.clone();
-        let last = leaf.len() - 1;
-        leaf[last] ^= 0x80;
+        // A version 2 leaf ends with the commitment, then the position.
+        let in_commitment = leaf.len() - 33;
+        leaf[in_commitment] ^= 0x80;
         db.put_cf(cf, 3u64.to_be_bytes(), leaf).unwrap();
     });
     let gw = Gateway::spawn(spec.clone(), dir, Gateway::config_args_for(&spec));
@@ -443,6 +444,7 @@ fn retention_prunes_old_bodies_and_every_proof_still_verifies() {
             "prune",
             "--older-than",
             "2s",
+            "--force",
             "--config",
             &config,
         ])
@@ -490,7 +492,8 @@ fn retention_prunes_old_bodies_and_every_proof_still_verifies() {
         })
         .expect("a retention_pruned event");
     assert_eq!(pruned.end_index, min);
-    assert_eq!(pruned.policy, "older than 2s");
+    assert_eq!(pruned.policy, "older than 2s (forced below the minimum 6y)");
+    assert!(pruned.forced);
     assert!(
         events.iter().any(|e| e.session_id == recent),
         "recent bodies stay"
@@ -504,7 +507,7 @@ fn retention_prunes_old_bodies_and_every_proof_still_verifies() {
     let out = verify_state(&gw, &state);
     assert!(out.status.success(), "{}", show(&out));
     assert!(
-        stdout(&out).contains("pruned by retention"),
+        stdout(&out).contains("pruned by 1 retention run(s) recorded in the log"),
         "{}",
         show(&out)
     );
@@ -522,8 +525,16 @@ fn retention_prunes_old_bodies_and_every_proof_still_verifies() {
         &gw.verifier_key(),
     ]);
     assert!(out.status.success(), "{}", show(&out));
+    let report = stdout(&out);
     assert!(
-        stdout(&out).contains("pruned by retention"),
+        report.contains("pruned by a retention run recorded in the log"),
+        "{}",
+        show(&out)
+    );
+    // Pruned or not, every event of the session is accounted for: the
+    // pruned leaves prove their place in it.
+    assert!(
+        report.contains("none missing, ends with session_closed"),
         "{}",
         show(&out)
     );
@@ -634,7 +645,8 @@ fn gw_pg_port(gw: &Gateway) -> String {
 #[test]
 fn the_retention_schedule_in_vigil_up_prunes_on_its_own() {
     let mut spec = GatewaySpec::new();
-    spec.ledger_extra = "[ledger.retention]\nolder_than = \"2s\"\nevery = \"1s\"\n".into();
+    spec.ledger_extra =
+        "[ledger.retention]\nolder_than = \"2s\"\nevery = \"1s\"\nminimum = \"1s\"\n".into();
     let gw = Gateway::start(spec);
     let old = session(&gw, &["SELECT 'to be pruned'"]);
     let state = gw.dir.path().join("state.json");

@@ -601,6 +601,7 @@ pub fn show(out: &Output) -> String {
 /// and bodies from the same pure functions.
 pub mod kafka;
 pub mod oidc;
+pub mod rewriting_proxy;
 
 pub mod crash_load {
     /// Event id of fresh event `seq` of run `run`: `run (u64 BE) || seq (u64 BE)`.

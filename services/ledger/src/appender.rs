@@ -65,6 +65,7 @@ pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
         kind: event.kind_name().to_string(),
         body: event.encode_to_vec(),
         session_id: event.session_id.clone(),
+        seq: event.seq,
         subject: event
             .identity
             .as_ref()

@@ -4,7 +4,12 @@
 //! Each run prunes the longest prefix of entries older than the cutoff (see
 //! [`vigil_ledger::Store::prune_before`]) and appends a `RetentionPruned`
 //! event in the same atomic batch, so the log itself says what was pruned,
-//! when, and under which policy.
+//! when, and under which policy. Those events keep their bodies through
+//! later runs: an auditor checks every run against them.
+//!
+//! A period shorter than the configured minimum (default six years) is
+//! refused unless the operator forces it; a forced run says so in its
+//! event, so the auditor sees it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,9 +79,62 @@ impl RetentionPeriod {
         Duration::from_nanos(self.nanos as u64)
     }
 
+    /// The period in nanoseconds.
+    pub fn nanos(&self) -> i64 {
+        self.nanos
+    }
+
     /// The cutoff for a run at `now`: entries older than it are eligible.
     pub fn cutoff(&self, now_unix_nanos: i64) -> i64 {
         now_unix_nanos.saturating_sub(self.nanos)
+    }
+}
+
+/// One retention job's settings: the period, the configured minimum it
+/// must not undercut, and whether the operator forced it below that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    pub period: RetentionPeriod,
+    pub minimum: RetentionPeriod,
+    pub forced: bool,
+}
+
+/// Why a retention job was refused before it touched anything.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    #[error(
+        "a retention period of {period} is shorter than the configured minimum {minimum}; \
+         pruning it would delete evidence early (force it only if you mean it: the run \
+         is then recorded as forced)"
+    )]
+    BelowMinimum { period: String, minimum: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RetentionPolicy {
+    /// The period must not be shorter than the minimum unless `forced`.
+    pub fn new(
+        period: RetentionPeriod,
+        minimum: RetentionPeriod,
+        forced: bool,
+    ) -> Result<Self, PruneError> {
+        if period.nanos < minimum.nanos && !forced {
+            return Err(PruneError::BelowMinimum {
+                period: period.text,
+                minimum: minimum.text,
+            });
+        }
+        Ok(Self {
+            period,
+            minimum,
+            forced,
+        })
+    }
+
+    /// Below the minimum (and so forced).
+    pub fn is_below_minimum(&self) -> bool {
+        self.period.nanos < self.minimum.nanos
     }
 }
 
@@ -102,7 +160,8 @@ fn now_unix_nanos() -> i64 {
 }
 
 /// The event that records one pruning batch.
-fn record_event(r: &PruneRecord, period: &RetentionPeriod) -> NewEntry {
+fn record_event(r: &PruneRecord, policy: &RetentionPolicy) -> NewEntry {
+    let period = &policy.period;
     let id = uuid::Uuid::now_v7();
     let event = Event {
         event_id: id.to_string(),
@@ -117,8 +176,19 @@ fn record_event(r: &PruneRecord, period: &RetentionPeriod) -> NewEntry {
             first_index: r.from_index,
             end_index: r.end_index,
             cutoff_unix_nanos: r.cutoff_unix_nanos,
-            policy: format!("older than {}", period.as_str()),
+            policy: format!(
+                "older than {}{}",
+                period.as_str(),
+                if policy.is_below_minimum() {
+                    format!(" (forced below the minimum {})", policy.minimum.as_str())
+                } else {
+                    String::new()
+                }
+            ),
             entries_pruned: r.end_index - r.from_index,
+            period_nanos: period.nanos,
+            minimum_period_nanos: policy.minimum.nanos,
+            forced: policy.is_below_minimum(),
         })),
         ..Default::default()
     };
@@ -128,34 +198,39 @@ fn record_event(r: &PruneRecord, period: &RetentionPeriod) -> NewEntry {
         kind: event.kind_name().to_string(),
         body: event.encode_to_vec(),
         session_id: String::new(),
+        seq: 0,
         subject: "vigil-ledger".into(),
     }
 }
 
+/// The leaf kind of the events [`record_event`] makes.
+pub const RECORD_KIND: &str = "retention_pruned";
+
 /// Prunes everything eligible now, in batches of [`PRUNE_CHUNK`]. Blocking.
-pub fn prune(ledger: &Ledger, period: &RetentionPeriod) -> Result<PruneSummary, StoreError> {
-    prune_at(ledger, period, now_unix_nanos())
+pub fn prune(ledger: &Ledger, policy: &RetentionPolicy) -> Result<PruneSummary, StoreError> {
+    prune_at(ledger, policy, now_unix_nanos())
 }
 
 /// [`prune`] as if the time were `now_unix_nanos` (for tests).
 pub fn prune_at(
     ledger: &Ledger,
-    period: &RetentionPeriod,
+    policy: &RetentionPolicy,
     now_unix_nanos: i64,
 ) -> Result<PruneSummary, StoreError> {
-    let cutoff = period.cutoff(now_unix_nanos);
+    let cutoff = policy.period.cutoff(now_unix_nanos);
     let mut summary = PruneSummary::default();
     while let Some((record, _)) =
         ledger
             .store
-            .prune_before(cutoff, now_unix_nanos, PRUNE_CHUNK, |r| {
-                record_event(r, period)
+            .prune_before(cutoff, now_unix_nanos, PRUNE_CHUNK, RECORD_KIND, |r| {
+                record_event(r, policy)
             })?
     {
         tracing::info!(
             from = record.from_index,
             to = record.end_index,
-            policy = period.as_str(),
+            policy = policy.period.as_str(),
+            forced = policy.is_below_minimum(),
             "retention pruned event bodies"
         );
         summary.runs.push(record);
@@ -164,12 +239,12 @@ pub fn prune_at(
 }
 
 /// Runs [`prune`] every `every`, starting now.
-pub async fn run(ledger: Arc<Ledger>, period: RetentionPeriod, every: Duration) {
+pub async fn run(ledger: Arc<Ledger>, policy: RetentionPolicy, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (l, p) = (ledger.clone(), period.clone());
+        let (l, p) = (ledger.clone(), policy.clone());
         match tokio::task::spawn_blocking(move || prune(&l, &p)).await {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::error!(error = %e, "retention run failed"),
@@ -199,5 +274,37 @@ mod tests {
         for bad in ["", "6", "y", "6w", "-1d", "0y", "99999999999999y", "6 y"] {
             assert!(RetentionPeriod::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_period_below_the_minimum_needs_force_and_says_so() {
+        let p = |t: &str| RetentionPeriod::parse(t).unwrap();
+        let err = RetentionPolicy::new(p("1s"), p("6y"), false).unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("shorter than the configured minimum 6y"));
+        assert!(!RetentionPolicy::new(p("6y"), p("6y"), false)
+            .unwrap()
+            .is_below_minimum());
+        let forced = RetentionPolicy::new(p("1s"), p("6y"), true).unwrap();
+        assert!(forced.is_below_minimum());
+        let entry = record_event(
+            &PruneRecord {
+                from_index: 0,
+                end_index: 3,
+                cutoff_unix_nanos: 5,
+                pruned_at_unix_nanos: 1_000_000_005,
+            },
+            &forced,
+        );
+        assert_eq!(entry.kind, RECORD_KIND);
+        let event = Event::decode(entry.body.as_slice()).unwrap();
+        let Some(event::Kind::RetentionPruned(r)) = event.kind else {
+            panic!("not a RetentionPruned event")
+        };
+        assert!(r.forced);
+        assert_eq!(r.period_nanos, 1_000_000_000);
+        assert_eq!(r.minimum_period_nanos, p("6y").nanos());
+        assert_eq!(r.policy, "older than 1s (forced below the minimum 6y)");
     }
 }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use vigil_ledger::Keyring;
-use vigil_ledger_service::retention::RetentionPeriod;
+use vigil_ledger_service::retention::{RetentionPeriod, RetentionPolicy};
 use vigil_proxy_core::identity::LoginThrottle;
 use vigil_proxy_core::identity::{IssuerSettings, TokenVerifier};
 use vigil_proxy_core::mask::Masker;
@@ -290,6 +290,11 @@ pub struct RetentionSection {
     /// How often the retention job runs (`24h`, `1h`, `90s`, ...).
     #[serde(default = "default_retention_every")]
     pub every: String,
+    /// The shortest period any run may use, here or by `vigil retention
+    /// prune` (which can only go below it with `--force`, recorded in the
+    /// log). Default `6y`.
+    #[serde(default = "default_older_than")]
+    pub minimum: String,
 }
 
 impl Default for RetentionSection {
@@ -298,6 +303,7 @@ impl Default for RetentionSection {
             enabled: true,
             older_than: default_older_than(),
             every: default_retention_every(),
+            minimum: default_older_than(),
         }
     }
 }
@@ -496,10 +502,13 @@ impl Config {
             bail!("give ledger.body_keys_file or ledger.body_keys_env, not both")
         }
         let r = &self.ledger.retention;
-        RetentionPeriod::parse(&r.older_than)
+        let older_than = RetentionPeriod::parse(&r.older_than)
             .map_err(|e| anyhow::anyhow!("ledger.retention.older_than: {e}"))?;
         RetentionPeriod::parse(&r.every)
             .map_err(|e| anyhow::anyhow!("ledger.retention.every: {e}"))?;
+        let minimum = self.retention_minimum()?;
+        RetentionPolicy::new(older_than, minimum, false)
+            .map_err(|e| anyhow::anyhow!("ledger.retention.older_than: {e}"))?;
         let mut names = HashSet::new();
         let mut addrs = HashSet::from([self.ledger.http_listen, self.ledger.grpc_listen]);
         if addrs.len() != 2 {
@@ -724,15 +733,23 @@ impl Config {
         Keyring::parse(&text).context("invalid body keyring")
     }
 
-    /// The retention period and interval, if retention is enabled.
-    pub fn retention(&self) -> Option<(RetentionPeriod, std::time::Duration)> {
+    /// The retention policy and interval, if retention is enabled.
+    pub fn retention(&self) -> Option<(RetentionPolicy, std::time::Duration)> {
         let r = &self.ledger.retention;
         if !r.enabled {
             return None;
         }
         let period = RetentionPeriod::parse(&r.older_than).ok()?;
         let every = RetentionPeriod::parse(&r.every).ok()?;
-        Some((period, every.as_duration()))
+        let policy = RetentionPolicy::new(period, self.retention_minimum().ok()?, false).ok()?;
+        Some((policy, every.as_duration()))
+    }
+
+    /// `ledger.retention.minimum`: no run may use a shorter period unless
+    /// forced by hand.
+    pub fn retention_minimum(&self) -> anyhow::Result<RetentionPeriod> {
+        RetentionPeriod::parse(&self.ledger.retention.minimum)
+            .map_err(|e| anyhow::anyhow!("ledger.retention.minimum: {e}"))
     }
 
     /// Who may log in: the static identities (if allowed) and the token
@@ -888,8 +905,8 @@ impl Config {
         let r = &self.ledger.retention;
         if r.enabled {
             out.push_str(&format!(
-                "retention: bodies older than {} deleted, checked every {}\n",
-                r.older_than, r.every
+                "retention: bodies older than {} deleted, checked every {} (minimum period {})\n",
+                r.older_than, r.every, r.minimum
             ));
         } else {
             out.push_str("retention: disabled (bodies are kept forever)\n");
@@ -1189,6 +1206,22 @@ bootstrap = "127.0.0.1:9092"
                     "body_keys_env = \"K\"\n[ledger.retention]\nolder_than = \"6 years\"",
                 ),
                 "ledger.retention.older_than",
+            ),
+            (
+                "retention below its minimum",
+                GOOD.replace(
+                    "body_keys_env = \"VIGIL_TEST_BODY_KEYS\"",
+                    "body_keys_env = \"K\"\n[ledger.retention]\nolder_than = \"30d\"",
+                ),
+                "shorter than the configured minimum 6y",
+            ),
+            (
+                "bad retention minimum",
+                GOOD.replace(
+                    "body_keys_env = \"VIGIL_TEST_BODY_KEYS\"",
+                    "body_keys_env = \"K\"\n[ledger.retention]\nminimum = \"0d\"",
+                ),
+                "ledger.retention.minimum",
             ),
             (
                 "plaintext hash",

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use vigil_ledger_service::retention::{self, RetentionPeriod};
+use vigil_ledger_service::retention::{self, RetentionPeriod, RetentionPolicy};
 use vigil_ledger_service::{checkpointer, Ledger};
 
 use crate::config::Config;
@@ -32,6 +32,10 @@ pub struct PruneArgs {
     /// Or the data directory of `vigil up --dev`.
     #[arg(long, conflicts_with = "config")]
     dev_data_dir: Option<PathBuf>,
+    /// Prune with a period shorter than `ledger.retention.minimum` (default
+    /// 6y). The run is recorded as forced, and auditors see it.
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn run(cmd: RetentionCommand) -> anyhow::Result<()> {
@@ -43,11 +47,14 @@ pub fn run(cmd: RetentionCommand) -> anyhow::Result<()> {
         (None, Some(dir)) => Config::dev(dir.clone()),
         (None, None) => anyhow::bail!("give --config FILE or --dev-data-dir DIR"),
     };
+    let policy = RetentionPolicy::new(period, config.retention_minimum()?, args.force)
+        .map_err(|e| anyhow::anyhow!("--older-than: {e}"))?;
+    let period = &policy.period;
     let ledger = Ledger::open(&config.data_dir, &config.ledger.origin, config.keyring()?).context(
         "cannot open the ledger (if `vigil up` is running on this data directory, \
              stop it first, or let its [ledger.retention] schedule do this)",
     )?;
-    let summary = retention::prune(&ledger, &period)?;
+    let summary = retention::prune(&ledger, &policy)?;
     if summary.runs.is_empty() {
         println!(
             "nothing to prune: no entry before the minimum index {} is older than {}",
@@ -58,11 +65,19 @@ pub fn run(cmd: RetentionCommand) -> anyhow::Result<()> {
     }
     for r in &summary.runs {
         println!(
-            "pruned bodies of entries {}..{} (older than {}, cutoff {})",
+            "pruned bodies of entries {}..{} (older than {}, cutoff {}){}",
             r.from_index,
             r.end_index,
             period.as_str(),
-            rfc3339(r.cutoff_unix_nanos)
+            rfc3339(r.cutoff_unix_nanos),
+            if policy.is_below_minimum() {
+                format!(
+                    "; FORCED below the minimum {}, recorded as forced",
+                    policy.minimum.as_str()
+                )
+            } else {
+                String::new()
+            }
         );
     }
     checkpointer::sign_now(&ledger)?;

@@ -371,8 +371,8 @@ async fn start_ledger(
         ledger.clone(),
         Duration::from_millis(config.ledger.checkpoint_interval_ms),
     ));
-    if let Some((period, every)) = config.retention() {
-        tokio::spawn(retention::run(ledger.clone(), period, every));
+    if let Some((policy, every)) = config.retention() {
+        tokio::spawn(retention::run(ledger.clone(), policy, every));
     }
     {
         let (ledger, access) = (ledger.clone(), access.clone());

@@ -193,6 +193,7 @@ fn entry(id: [u8; 16], body: Vec<u8>, seq: u64) -> NewEntry {
         kind: "Request".to_owned(),
         body,
         session_id: format!("0190a1b2-c3d4-7e5f-8a9b-{:012x}", seq / 64),
+        seq: seq % 64,
         subject: "agent".to_owned(),
     }
 }

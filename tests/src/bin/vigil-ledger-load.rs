@@ -294,6 +294,7 @@ fn main() {
                 kind: "crash.load".to_owned(),
                 body: event_body(r, s),
                 session_id: format!("run-{run}"),
+                seq: s,
                 subject: "load".to_owned(),
             })
             .collect();

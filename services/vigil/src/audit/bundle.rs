@@ -5,28 +5,48 @@
 //! gateway.
 //!
 //! What a bundle proves: each event it holds is in the log the checkpoint
-//! commits to, unaltered. For a session it also shows completeness, because
-//! every event of a session carries its position (`seq`, from 0): a missing
-//! event is a gap. For a time range, completeness rests on the ledger's
-//! index (the leaves of the whole range are not included).
+//! commits to, unaltered. For a session it also proves completeness: every
+//! event of a session carries its number (`seq`, from 0) and every leaf
+//! commits to its session and number (its stream position), so the
+//! bundle must account for every number up to the session's end
+//! (`SessionClosed`), each by an event or by a leaf whose body retention
+//! deleted. A pruned entry counts only where a retention run recorded in
+//! the log (its event, never pruned, is in the bundle too) pruned it, and
+//! its leaf is older than that run's cutoff. A session without its end is
+//! accepted only when the auditor says so (`--allow-open`). For a time
+//! range, completeness rests on the ledger's index (the leaves of the whole
+//! range are not included).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{anyhow, bail, Context};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use vigil_ledger::{leaf_hash, verify_inclusion, Checkpoint, LeafRecord};
-use vigil_proto::events::{event, Event};
+use vigil_ledger::{
+    leaf_hash, stream_position, verify_consistency, verify_inclusion, Checkpoint, Hash, LeafRecord,
+};
+use vigil_proto::events::Event;
 
 use super::client::{decode_hashes, open_checkpoint, verifier, Client, LeafFetcher};
+use super::pruning::{self, ProvenRun, ProvenRuns};
 use super::report::Report;
-use super::verify::check_body;
+use super::verify::{check_body, TrustedState};
 
-/// The format tag every bundle starts with.
-pub const FORMAT: &str = "vigil-evidence-bundle/v1";
+/// The format tag bundles are written with.
+pub const FORMAT: &str = "vigil-evidence-bundle/v2";
+/// Bundles written before stream positions and retention proofs; still read
+/// (their pruned entries cannot be tied to a session).
+pub const FORMAT_V1: &str = "vigil-evidence-bundle/v1";
 /// Largest bundle file `check-bundle` reads.
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
+/// Leaf kinds that end a stream: nothing of it comes after one.
+const END_KINDS: [&str; 4] = [
+    "session_closed",
+    "login_refused",
+    "operation_closed",
+    "grant_revoked",
+];
 
 /// Which events a bundle claims to hold.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
@@ -50,6 +70,22 @@ pub struct Bundle {
     /// The C2SP signed checkpoint every proof is against.
     pub checkpoint: String,
     pub entries: Vec<BundleEntry>,
+    /// The `RetentionPruned` entries (bodies included) of the runs that
+    /// pruned any entry of `entries`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retention: Vec<BundleEntry>,
+    /// A consistency proof from a smaller checkpoint the exporter trusted
+    /// to this one, so an auditor who trusts that one can accept this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<ConsistencyFrom>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ConsistencyFrom {
+    pub from_size: u64,
+    /// Base64 hashes of the RFC 9162 consistency proof.
+    pub proof: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -65,14 +101,30 @@ pub struct BundleEntry {
     pub salt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
-    /// When retention deleted the body, if it did.
+    /// When retention deleted the body, if it did (as the ledger said; the
+    /// checker relies on the retention entries instead).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruned_at_unix_nanos: Option<i64>,
+    /// For a pruned entry of a session bundle: its number in the session,
+    /// which the leaf's stream position proves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
+}
+
+/// What the exporter trusts: a checkpoint to prove this one extends.
+#[derive(Default)]
+pub struct ExportOptions {
+    pub trusted: Option<TrustedState>,
 }
 
 /// Builds a bundle from a live ledger. The checkpoint is verified first, so
 /// an export never packages a log the key does not vouch for.
-pub fn export(client: &Client, vkey: &str, selection: Selection) -> anyhow::Result<Bundle> {
+pub fn export(
+    client: &Client,
+    vkey: &str,
+    selection: Selection,
+    options: &ExportOptions,
+) -> anyhow::Result<Bundle> {
     let verifier = verifier(vkey)?;
     let note = client.checkpoint_note()?;
     let checkpoint = open_checkpoint(&note, &verifier).map_err(|e| anyhow!("the ledger's {e}"))?;
@@ -92,38 +144,115 @@ pub fn export(client: &Client, vkey: &str, selection: Selection) -> anyhow::Resu
     indexes.dedup();
     let mut fetcher = LeafFetcher::new(client, checkpoint.size);
     let mut entries = Vec::with_capacity(indexes.len());
-    for index in indexes {
-        let leaf = fetcher.leaf(index)?;
-        let proof = client.inclusion_proof(index, checkpoint.size)?;
-        let body = client
-            .bodies(index, 1)?
-            .into_iter()
-            .find(|b| b.index == index);
-        let (salt, body, pruned) = match body {
-            Some(b) if b.error.is_some() => bail!(
-                "entry {index}: the ledger cannot read its body: {}",
-                b.error.unwrap_or_default()
-            ),
-            Some(b) if b.pruned.is_some() => (None, None, b.pruned.map(|p| p.pruned_at_unix_nanos)),
-            Some(b) => (Some(b.salt), Some(b.body), None),
-            None => bail!("entry {index}: the ledger served no body"),
-        };
-        entries.push(BundleEntry {
-            index,
-            leaf: B64.encode(&leaf),
-            inclusion_proof: proof.iter().map(|h| B64.encode(h)).collect(),
-            salt,
-            body,
-            pruned_at_unix_nanos: pruned,
-        });
+    for &index in &indexes {
+        entries.push(export_entry(client, &mut fetcher, index, checkpoint.size)?);
     }
+    if let Selection::Session { session_id } = &selection {
+        name_pruned_positions(session_id, &mut entries, indexes.len());
+    }
+    let retention = if entries.iter().any(|e| e.body.is_none()) {
+        retention_entries(client, &mut fetcher, checkpoint.size)?
+    } else {
+        Vec::new()
+    };
+    let consistency = match &options.trusted {
+        Some(t) if t.size > 0 && t.size < checkpoint.size => Some(ConsistencyFrom {
+            from_size: t.size,
+            proof: client
+                .consistency_proof(t.size, checkpoint.size)?
+                .iter()
+                .map(|h| B64.encode(h))
+                .collect(),
+        }),
+        _ => None,
+    };
     Ok(Bundle {
         format: FORMAT.into(),
         selection,
         verifier_key: vkey.trim().to_string(),
         checkpoint: note,
         entries,
+        retention,
+        consistency,
     })
+}
+
+/// One entry with its leaf, inclusion proof and body (or pruned time).
+fn export_entry(
+    client: &Client,
+    fetcher: &mut LeafFetcher,
+    index: u64,
+    size: u64,
+) -> anyhow::Result<BundleEntry> {
+    let leaf = fetcher.leaf(index)?;
+    let proof = client.inclusion_proof(index, size)?;
+    let body = client
+        .bodies(index, 1)?
+        .into_iter()
+        .find(|b| b.index == index);
+    let (salt, body, pruned) = match body {
+        Some(b) if b.error.is_some() => bail!(
+            "entry {index}: the ledger cannot read its body: {}",
+            b.error.unwrap_or_default()
+        ),
+        Some(b) if b.pruned.is_some() => (None, None, b.pruned.map(|p| p.pruned_at_unix_nanos)),
+        Some(b) => (Some(b.salt), Some(b.body), None),
+        None => bail!("entry {index}: the ledger served no body"),
+    };
+    Ok(BundleEntry {
+        index,
+        leaf: B64.encode(&leaf),
+        inclusion_proof: proof.iter().map(|h| B64.encode(h)).collect(),
+        salt,
+        body,
+        pruned_at_unix_nanos: pruned,
+        seq: None,
+    })
+}
+
+/// A pruned entry's number in its session is gone with its body; its leaf
+/// still commits to it. Finds it by trying the numbers the session can
+/// have (it has `found` entries; a few more for entries the index missed).
+fn name_pruned_positions(session_id: &str, entries: &mut [BundleEntry], found: usize) {
+    let candidates = found as u64 + 1024;
+    let mut by_position: Option<HashMap<Hash, u64>> = None;
+    for e in entries.iter_mut().filter(|e| e.body.is_none()) {
+        let Some(position) = B64
+            .decode(&e.leaf)
+            .ok()
+            .and_then(|l| LeafRecord::decode(&l).ok())
+            .and_then(|l| l.position)
+        else {
+            continue;
+        };
+        let map = by_position.get_or_insert_with(|| {
+            (0..candidates)
+                .map(|s| (stream_position(session_id, s), s))
+                .collect()
+        });
+        e.seq = map.get(&position).copied();
+    }
+}
+
+/// Every retention record the ledger lists (they are the ledger's own
+/// events, subject `vigil-ledger`), with bodies and proofs.
+fn retention_entries(
+    client: &Client,
+    fetcher: &mut LeafFetcher,
+    size: u64,
+) -> anyhow::Result<Vec<BundleEntry>> {
+    let mut out = Vec::new();
+    for index in client.find_all("subject=vigil-ledger")? {
+        if index >= size {
+            continue;
+        }
+        let leaf =
+            LeafRecord::decode(&fetcher.leaf(index)?).map_err(|e| anyhow!("leaf {index}: {e}"))?;
+        if leaf.kind == pruning::RECORD_KIND {
+            out.push(export_entry(client, fetcher, index, size)?);
+        }
+    }
+    Ok(out)
 }
 
 fn url_escape(s: &str) -> String {
@@ -145,10 +274,21 @@ pub struct BundleReport {
     pub events: Vec<(u64, Event)>,
 }
 
+/// What the auditor brings to a check besides the key.
+#[derive(Default)]
+pub struct CheckOptions {
+    /// The newest checkpoint the auditor trusts: the bundle's must not be
+    /// older, and must be shown to extend it.
+    pub trusted: Option<TrustedState>,
+    /// Accept a session whose end is not in the bundle (it was open at the
+    /// checkpoint), knowing that nothing proves there were no more events.
+    pub allow_open: bool,
+}
+
 /// Parses bundle JSON; malformed input is an error, never a panic.
 pub fn parse(text: &str) -> anyhow::Result<Bundle> {
     let bundle: Bundle = serde_json::from_str(text).context("not an evidence bundle")?;
-    if bundle.format != FORMAT {
+    if bundle.format != FORMAT && bundle.format != FORMAT_V1 {
         bail!(
             "unsupported bundle format {:?} (expected {FORMAT})",
             bundle.format
@@ -157,10 +297,24 @@ pub fn parse(text: &str) -> anyhow::Result<Bundle> {
     Ok(bundle)
 }
 
+/// One entry whose leaf is proven in the checkpoint's tree.
+struct ProvenEntry {
+    index: u64,
+    leaf: LeafRecord,
+    /// The event, if the body is there and matches the leaf.
+    event: Option<Event>,
+    /// The claimed number of a pruned entry.
+    seq: Option<u64>,
+}
+
 /// Checks a bundle offline. `trusted_key`, when given, must be the key the
 /// bundle names; without it the bundle's own key is used and the report
 /// says so (the auditor must compare its key id with the one they trust).
-pub fn check(bundle: &Bundle, trusted_key: Option<&str>) -> anyhow::Result<BundleReport> {
+pub fn check(
+    bundle: &Bundle,
+    trusted_key: Option<&str>,
+    options: &CheckOptions,
+) -> anyhow::Result<BundleReport> {
     let mut report = BundleReport::default();
     let vkey = match trusted_key {
         Some(k) if k.trim() != bundle.verifier_key.trim() => {
@@ -194,40 +348,155 @@ pub fn check(bundle: &Bundle, trusted_key: Option<&str>) -> anyhow::Result<Bundl
         checkpoint.origin,
         checkpoint.size
     ));
+    if let Some(t) = &options.trusted {
+        check_against_trusted(bundle, &checkpoint, t, &mut report.checks);
+    }
+    if bundle.entries.is_empty() {
+        report.checks.problem(
+            "the bundle holds no entries: it proves nothing (a session always has at least one event; an empty answer may be a ledger hiding it)".into(),
+        );
+        return Ok(report);
+    }
 
+    let runs = bundle_runs(bundle, &checkpoint, &mut report.checks);
     let mut seen = BTreeSet::new();
-    let mut pruned = 0u64;
+    let mut proven = Vec::with_capacity(bundle.entries.len());
     for e in &bundle.entries {
-        match check_entry(e, &checkpoint, &bundle.selection) {
-            Ok(Some(event)) => report.events.push((e.index, event)),
-            Ok(None) => pruned += 1,
-            Err(why) => report.checks.problem(format!("entry {}: {why}", e.index)),
-        }
         if !seen.insert(e.index) {
             report
                 .checks
                 .problem(format!("entry {}: listed twice", e.index));
+            continue;
+        }
+        match check_entry(e, &checkpoint, &bundle.selection) {
+            Ok(p) => proven.push(p),
+            Err(why) => report.checks.problem(format!("entry {}: {why}", e.index)),
+        }
+    }
+    let mut pruned = 0u64;
+    for p in &proven {
+        match &p.event {
+            Some(event) => report.events.push((p.index, event.clone())),
+            None => match runs.pruned_by(p.index, Some(&p.leaf)) {
+                Ok(_) => pruned += 1,
+                Err(why) => report.checks.problem(format!("entry {}: {why}", p.index)),
+            },
         }
     }
     report.events.sort_by_key(|(i, _)| *i);
     report.checks.ok(format!(
-        "{} entries: {} events proven included and unaltered, {pruned} pruned by retention (leaf proven, body gone)",
+        "{} entries: {} events proven included and unaltered, {pruned} pruned by a retention run recorded in the log (leaf proven, body gone)",
         bundle.entries.len(),
         report.events.len()
     ));
     if let Selection::Session { session_id } = &bundle.selection {
-        check_session_complete(session_id, &report.events.clone(), pruned, &mut report);
+        check_session_complete(session_id, &proven, options.allow_open, &mut report.checks);
     }
     Ok(report)
 }
 
+/// The bundle's checkpoint against the newest one the auditor trusts: not
+/// older, the same root at the same size, and proven to extend it.
+fn check_against_trusted(
+    bundle: &Bundle,
+    checkpoint: &Checkpoint,
+    trusted: &TrustedState,
+    report: &mut Report,
+) {
+    let Ok(trusted_root) = trusted.root() else {
+        report.problem("the state file's root is not 32 bytes of base64".into());
+        return;
+    };
+    if trusted.origin != checkpoint.origin {
+        report.problem(format!(
+            "the bundle's log {:?} is not the trusted log {:?}",
+            checkpoint.origin, trusted.origin
+        ));
+    } else if checkpoint.size < trusted.size {
+        report.problem(format!(
+            "the bundle's checkpoint (size {}) is older than the newest you trust (size {}): it can leave out what came later; export the bundle again",
+            checkpoint.size, trusted.size
+        ));
+    } else if checkpoint.size == trusted.size {
+        if checkpoint.root == trusted_root {
+            report.ok(format!(
+                "the bundle's checkpoint is the one you trust (size {})",
+                trusted.size
+            ));
+        } else {
+            report.problem(format!(
+                "the bundle's checkpoint has another root than the one you trust at size {}: the log was forked or rewritten",
+                trusted.size
+            ));
+        }
+    } else {
+        let proof = bundle
+            .consistency
+            .as_ref()
+            .filter(|c| c.from_size == trusted.size)
+            .map(|c| decode_hashes(&c.proof));
+        match proof {
+            Some(Ok(proof)) => match verify_consistency(
+                trusted.size,
+                checkpoint.size,
+                &proof,
+                &trusted_root,
+                &checkpoint.root,
+            ) {
+                Ok(()) => report.ok(format!(
+                    "the bundle's checkpoint extends the one you trust (consistency from size {})",
+                    trusted.size
+                )),
+                Err(e) => report.problem(format!(
+                    "the bundle's consistency proof from your trusted size {}: {e}",
+                    trusted.size
+                )),
+            },
+            Some(Err(e)) => report.problem(format!("the bundle's consistency proof: {e}")),
+            None => report.problem(format!(
+                "nothing shows the bundle's checkpoint (size {}) extends the one you trust (size {}): export it with --state",
+                checkpoint.size, trusted.size
+            )),
+        }
+    }
+}
+
+/// The retention runs the bundle proves: each `RetentionPruned` entry's
+/// leaf in the checkpoint's tree and its body against the leaf.
+fn bundle_runs(bundle: &Bundle, checkpoint: &Checkpoint, report: &mut Report) -> ProvenRuns {
+    let mut runs = Vec::new();
+    for e in &bundle.retention {
+        let any_session = Selection::TimeRange {
+            from_unix_nanos: i64::MIN,
+            to_unix_nanos: i64::MAX,
+        };
+        let run = check_entry(e, checkpoint, &any_session).and_then(|p| {
+            p.event
+                .as_ref()
+                .and_then(|ev| ProvenRun::from_event(e.index, ev))
+                .ok_or_else(|| "not a retention run with its body".to_string())
+        });
+        match run {
+            Ok(run) => runs.push(run),
+            Err(why) => report.problem(format!("retention entry {}: {why}", e.index)),
+        }
+    }
+    let (runs, problems) = ProvenRuns::new(runs, false);
+    for p in problems {
+        report.problem(p);
+    }
+    for run in runs.runs() {
+        report.ok(run.describe());
+    }
+    runs
+}
+
 /// One entry: leaf in the tree, body against leaf, event in the selection.
-/// `Ok(None)` for a pruned entry whose leaf is proven.
 fn check_entry(
     e: &BundleEntry,
     checkpoint: &Checkpoint,
     selection: &Selection,
-) -> Result<Option<Event>, String> {
+) -> Result<ProvenEntry, String> {
     let leaf_data = B64.decode(&e.leaf).map_err(|_| "leaf is not base64")?;
     let proof = decode_hashes(&e.inclusion_proof).map_err(|e| e.to_string())?;
     verify_inclusion(
@@ -239,63 +508,157 @@ fn check_entry(
     )
     .map_err(|err| format!("inclusion proof does not verify: {err}"))?;
     let leaf = LeafRecord::decode(&leaf_data).map_err(|err| format!("leaf: {err}"))?;
-    let (salt, body) = match (&e.salt, &e.body, e.pruned_at_unix_nanos) {
-        (Some(s), Some(b), None) => (s, b),
-        (None, None, Some(_)) => return Ok(None),
-        _ => return Err("needs both salt and body, or a pruned time".into()),
+    let (salt, body) = match (&e.salt, &e.body) {
+        (Some(s), Some(b)) => (s, b),
+        (None, None) => {
+            if let Selection::TimeRange {
+                from_unix_nanos,
+                to_unix_nanos,
+            } = selection
+            {
+                if leaf.time_unix_nanos < *from_unix_nanos || leaf.time_unix_nanos >= *to_unix_nanos
+                {
+                    return Err("leaf time is outside the bundle's range".into());
+                }
+            }
+            return Ok(ProvenEntry {
+                index: e.index,
+                leaf,
+                event: None,
+                seq: e.seq,
+            });
+        }
+        _ => return Err("needs both salt and body, or neither (pruned)".into()),
     };
     let event = check_body(Some(&leaf), salt, body)?;
     match selection {
-        Selection::Session { session_id } if &event.session_id != session_id => Err(format!(
-            "event belongs to session {:?}, not the bundle's",
-            event.session_id
-        )),
+        Selection::Session { session_id } if &event.session_id != session_id => {
+            return Err(format!(
+                "event belongs to session {:?}, not the bundle's",
+                event.session_id
+            ))
+        }
         Selection::TimeRange {
             from_unix_nanos,
             to_unix_nanos,
         } if event.time_unix_nanos < *from_unix_nanos
             || event.time_unix_nanos >= *to_unix_nanos =>
         {
-            Err("event time is outside the bundle's range".into())
+            return Err("event time is outside the bundle's range".into())
         }
-        _ => Ok(Some(event)),
+        _ => {}
+    }
+    Ok(ProvenEntry {
+        index: e.index,
+        leaf,
+        seq: Some(event.seq),
+        event: Some(event),
+    })
+}
+
+/// Every number of the session up to its end must be accounted for: by an
+/// event, or by a pruned leaf whose stream position proves it is that
+/// number of this session. Without its end, the session is only accepted
+/// as open when the auditor allows it.
+fn check_session_complete(
+    session_id: &str,
+    entries: &[ProvenEntry],
+    allow_open: bool,
+    report: &mut Report,
+) {
+    // seq -> (entry index, leaf kind)
+    let mut numbers: BTreeMap<u64, (u64, &str)> = BTreeMap::new();
+    for p in entries {
+        let seq = match (&p.event, p.seq) {
+            (Some(e), _) => e.seq,
+            (None, Some(seq)) => {
+                if p.leaf.position != Some(stream_position(session_id, seq)) {
+                    report.problem(format!(
+                        "entry {}: pruned, and its leaf does not prove it is event {seq} of this session",
+                        p.index
+                    ));
+                    continue;
+                }
+                seq
+            }
+            (None, None) => {
+                report.problem(format!(
+                    "entry {}: pruned, and nothing ties its leaf to this session",
+                    p.index
+                ));
+                continue;
+            }
+        };
+        if let Some((other, _)) = numbers.insert(seq, (p.index, p.leaf.kind.as_str())) {
+            report.problem(format!(
+                "entries {other} and {} both claim to be event {seq} of the session",
+                p.index
+            ));
+        }
+    }
+    let end = numbers
+        .iter()
+        .find(|(_, (_, kind))| END_KINDS.contains(kind))
+        .map(|(&seq, &(_, kind))| (seq, kind));
+    let last = numbers.keys().next_back().copied();
+    let upto = match (end, last) {
+        (Some((seq, _)), _) => seq,
+        (None, Some(last)) => last,
+        (None, None) => {
+            report.problem(format!("session {session_id}: no event of it is proven"));
+            return;
+        }
+    };
+    let missing: Vec<u64> = (0..=upto).filter(|s| !numbers.contains_key(s)).collect();
+    if !missing.is_empty() {
+        report.problem(format!(
+            "session {session_id}: event(s) with seq {} are missing from the bundle",
+            compact_ranges(&missing)
+        ));
+    }
+    if let Some((seq, kind)) = end {
+        if let Some(&after) = numbers.keys().find(|&&s| s > seq) {
+            report.problem(format!(
+                "session {session_id}: event {after} comes after its end ({kind}, event {seq})"
+            ));
+        }
+        if missing.is_empty() {
+            report.ok(format!(
+                "session {session_id}: events 0..={seq} all proven, none missing, ends with {kind}"
+            ));
+        }
+    } else if allow_open {
+        if missing.is_empty() {
+            report.ok(format!(
+                "session {session_id}: events 0..={upto} all proven; no end: open at the checkpoint (accepted with --allow-open: nothing proves there were no more events)"
+            ));
+        }
+    } else {
+        report.problem(format!(
+            "session {session_id}: its end is not in the bundle (events 0..={upto} proven): it was open at the checkpoint, or its end and later events were left out; pass --allow-open to accept an open session"
+        ));
     }
 }
 
-/// Sessions number their events from 0: any gap is a missing event.
-fn check_session_complete(
-    session_id: &str,
-    events: &[(u64, Event)],
-    pruned: u64,
-    report: &mut BundleReport,
-) {
-    let mut seqs: Vec<u64> = events.iter().map(|(_, e)| e.seq).collect();
-    seqs.sort_unstable();
-    let expected_len = seqs.last().map_or(0, |&last| last + 1);
-    let missing: Vec<u64> = (0..expected_len)
-        .filter(|s| seqs.binary_search(s).is_err())
-        .collect();
-    let closed = events
-        .iter()
-        .any(|(_, e)| matches!(e.kind, Some(event::Kind::SessionClosed(_))));
-    if missing.is_empty() && pruned == 0 {
-        report.checks.ok(format!(
-            "session {session_id}: events 0..{expected_len} all present, none missing{}",
-            if closed {
-                ", ends with SessionClosed"
-            } else {
-                " (no SessionClosed: the session was open at the checkpoint)"
-            }
-        ));
-    } else if pruned == 0 {
-        report.checks.problem(format!(
-            "session {session_id}: event(s) with seq {missing:?} are missing from the bundle"
-        ));
-    } else {
-        report.checks.ok(format!(
-            "session {session_id}: {pruned} event(s) pruned by retention, so completeness cannot be shown for those"
-        ));
+/// `[1, 2, 3, 7]` -> `1..=3, 7`.
+fn compact_ranges(numbers: &[u64]) -> String {
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < numbers.len() {
+        let start = numbers[i];
+        let mut end = start;
+        while i + 1 < numbers.len() && numbers[i + 1] == end + 1 {
+            i += 1;
+            end = numbers[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}..={end}")
+        });
+        i += 1;
     }
+    parts.join(", ")
 }
 
 #[cfg(test)]
@@ -335,7 +698,7 @@ mod tests {
             }
             if let Ok(text) = std::str::from_utf8(&bytes) {
                 if let Ok(b) = parse(text) {
-                    let _ = check(&b, None);
+                    let _ = check(&b, None, &CheckOptions::default());
                 }
             }
         }

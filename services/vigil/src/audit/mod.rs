@@ -13,6 +13,7 @@
 pub mod bundle;
 pub mod client;
 pub mod prove;
+pub mod pruning;
 pub mod replay;
 pub mod report;
 pub mod verify;
@@ -26,6 +27,7 @@ use clap::{Args, Subcommand};
 use crate::timefmt::parse_time;
 use bundle::Selection;
 use client::Client;
+use vigil_ledger_service::retention::RetentionPeriod;
 
 #[derive(Args, Clone)]
 pub struct LedgerArgs {
@@ -93,6 +95,10 @@ pub enum AuditCommand {
         /// advanced only when every check passes.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// How long you expect evidence to be kept (HIPAA: six years): a
+        /// retention run that deleted younger bodies is warned about.
+        #[arg(long, default_value = "6y")]
+        retention_period: String,
     },
     /// Print the inclusion proof of one event as JSON (verified first).
     Prove {
@@ -112,6 +118,10 @@ pub enum AuditCommand {
         /// Where to write the bundle (JSON).
         #[arg(long, short)]
         out: PathBuf,
+        /// Your state file (from `verify --state`): the bundle then carries
+        /// a consistency proof from the checkpoint you trust.
+        #[arg(long)]
+        state: Option<PathBuf>,
     },
     /// Verify an evidence bundle offline.
     CheckBundle {
@@ -120,6 +130,8 @@ pub enum AuditCommand {
         /// The verifier key you trust (else the bundle's own key is used, with a warning).
         #[arg(long)]
         key: Option<String>,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
     /// A session's transcript, statement by statement, from proven events.
     Replay {
@@ -128,7 +140,38 @@ pub enum AuditCommand {
         /// The session id.
         #[arg(long)]
         session: String,
+        #[command(flatten)]
+        trust: TrustArgs,
     },
+}
+
+/// What an auditor brings to a bundle besides the key.
+#[derive(Args, Clone)]
+pub struct TrustArgs {
+    /// Your state file (from `verify --state`): a bundle whose checkpoint is
+    /// older than the one you trust, or not shown to extend it, is refused.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Accept a session whose end (SessionClosed) is not in the log: it was
+    /// open at the checkpoint. Nothing then proves there were no more events.
+    #[arg(long)]
+    allow_open: bool,
+}
+
+impl TrustArgs {
+    fn options(&self) -> anyhow::Result<bundle::CheckOptions> {
+        Ok(bundle::CheckOptions {
+            trusted: trusted_state(self.state.as_deref())?,
+            allow_open: self.allow_open,
+        })
+    }
+}
+
+fn trusted_state(path: Option<&std::path::Path>) -> anyhow::Result<Option<verify::TrustedState>> {
+    match path {
+        Some(p) => verify::TrustedState::load(p),
+        None => Ok(None),
+    }
 }
 
 pub fn run(cmd: AuditCommand) -> ExitCode {
@@ -145,8 +188,15 @@ pub fn run(cmd: AuditCommand) -> ExitCode {
 /// Ok(true): all checks passed; Ok(false): a check failed.
 fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
     match cmd {
-        AuditCommand::Verify { ledger, state } => {
-            let report = verify::verify(&ledger.client(), &ledger.key, state.as_deref())?;
+        AuditCommand::Verify {
+            ledger,
+            state,
+            retention_period,
+        } => {
+            let expected = RetentionPeriod::parse(&retention_period)
+                .map_err(|e| anyhow::anyhow!("--retention-period: {e}"))?;
+            let report =
+                verify::verify(&ledger.client(), &ledger.key, state.as_deref(), &expected)?;
             print!("{}", report.render(""));
             Ok(report.is_clean())
         }
@@ -159,10 +209,21 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             ledger,
             select,
             out,
+            state,
         } => {
-            let b = bundle::export(&ledger.client(), &ledger.key, select.selection()?)?;
-            // Check what we wrote with the same code an auditor runs.
-            let report = bundle::check(&b, Some(&ledger.key))?;
+            let trusted = trusted_state(state.as_deref())?;
+            let options = bundle::ExportOptions {
+                trusted: trusted.clone(),
+            };
+            let b = bundle::export(&ledger.client(), &ledger.key, select.selection()?, &options)?;
+            // Check what we wrote with the same code an auditor runs. An
+            // open session is not the exporter's problem: it is written,
+            // and the auditor decides.
+            let check_options = bundle::CheckOptions {
+                trusted,
+                allow_open: true,
+            };
+            let report = bundle::check(&b, Some(&ledger.key), &check_options)?;
             std::fs::write(&out, serde_json::to_string_pretty(&b)? + "\n")
                 .with_context(|| format!("cannot write {}", out.display()))?;
             println!(
@@ -178,7 +239,11 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             }
             Ok(report.checks.is_clean())
         }
-        AuditCommand::CheckBundle { bundle: path, key } => {
+        AuditCommand::CheckBundle {
+            bundle: path,
+            key,
+            trust,
+        } => {
             let meta = std::fs::metadata(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             anyhow::ensure!(
@@ -190,16 +255,24 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let b = bundle::parse(&text)?;
-            let report = bundle::check(&b, key.as_deref())?;
+            let report = bundle::check(&b, key.as_deref(), &trust.options()?)?;
             print!("{}", report.checks.render("bundle "));
             Ok(report.checks.is_clean())
         }
-        AuditCommand::Replay { ledger, session } => {
+        AuditCommand::Replay {
+            ledger,
+            session,
+            trust,
+        } => {
             let selection = Selection::Session {
                 session_id: session,
             };
-            let b = bundle::export(&ledger.client(), &ledger.key, selection)?;
-            let report = bundle::check(&b, Some(&ledger.key))?;
+            let options = trust.options()?;
+            let export_options = bundle::ExportOptions {
+                trusted: options.trusted.clone(),
+            };
+            let b = bundle::export(&ledger.client(), &ledger.key, selection, &export_options)?;
+            let report = bundle::check(&b, Some(&ledger.key), &options)?;
             print!("{}", replay::transcript(&report.events));
             if !report.checks.is_clean() {
                 eprint!("{}", report.checks.render("bundle "));

@@ -11,6 +11,9 @@ pub struct Report {
     /// Findings an auditor should read that do not make the log invalid
     /// (e.g. a session whose events are not all in the log).
     pub notes: Vec<String>,
+    /// Findings that do not make the log invalid but that an auditor must
+    /// act on (e.g. evidence pruned younger than the retention period).
+    pub warnings: Vec<String>,
     pub problems: Vec<String>,
     unlisted: u64,
     unlisted_notes: u64,
@@ -27,6 +30,10 @@ impl Report {
         } else {
             self.unlisted_notes += 1;
         }
+    }
+
+    pub fn warn(&mut self, line: String) {
+        self.warnings.push(line);
     }
 
     pub fn problem(&mut self, line: String) {
@@ -54,13 +61,21 @@ impl Report {
         if self.unlisted_notes > 0 {
             out.push_str(&format!("note  ... and {} more\n", self.unlisted_notes));
         }
+        for w in &self.warnings {
+            out.push_str(&format!("WARN  {w}\n"));
+        }
         for p in &self.problems {
             out.push_str(&format!("FAIL  {p}\n"));
         }
         if self.unlisted > 0 {
             out.push_str(&format!("FAIL  ... and {} more problems\n", self.unlisted));
         }
-        if self.problems.is_empty() {
+        if self.problems.is_empty() && !self.warnings.is_empty() {
+            out.push_str(&format!(
+                "{subject}verified: every check passed, with {} warning(s) to read\n",
+                self.warnings.len()
+            ));
+        } else if self.problems.is_empty() {
             out.push_str(&format!("{subject}verified: every check passed\n"));
         } else {
             out.push_str(&format!(

@@ -8,8 +8,10 @@
 //! tree recomputed from every entry bundle equals the checkpoint's root;
 //! every level-0 hash tile agrees with the entries; every body still
 //! present matches its leaf's commitment and the event decoded from it
-//! matches the leaf's id, time and kind; bodies are missing only where
-//! retention pruned them. Every problem names the entry it concerns.
+//! matches the leaf's id, time and kind; bodies are missing only where a
+//! retention run recorded in the log pruned them (see [`super::pruning`]),
+//! and the minimum index is the one those runs prove. Every problem names
+//! the entry it concerns.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -20,14 +22,17 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use vigil_ledger::tile::tile_path;
 use vigil_ledger::{
-    body_commitment, leaf_hash, verify_consistency, Checkpoint, Frontier, Hash, LeafRecord,
-    TILE_WIDTH,
+    body_commitment, leaf_hash, stream_position, verify_consistency, Checkpoint, Frontier, Hash,
+    LeafRecord, TILE_WIDTH,
 };
 use vigil_ledger_service::http::BodyRecord;
 use vigil_proto::events::Event;
 use vigil_proto::Message;
 
+use vigil_ledger_service::retention::RetentionPeriod;
+
 use super::client::{open_checkpoint, verifier, Client, LeafFetcher};
+use super::pruning::{self, ProvenRun, ProvenRuns};
 pub use super::report::Report;
 use crate::timefmt::rfc3339;
 
@@ -44,7 +49,7 @@ pub struct TrustedState {
 }
 
 impl TrustedState {
-    fn load(path: &Path) -> anyhow::Result<Option<Self>> {
+    pub fn load(path: &Path) -> anyhow::Result<Option<Self>> {
         match std::fs::read_to_string(path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
@@ -54,7 +59,7 @@ impl TrustedState {
         }
     }
 
-    fn root(&self) -> anyhow::Result<Hash> {
+    pub fn root(&self) -> anyhow::Result<Hash> {
         B64.decode(&self.root)
             .ok()
             .and_then(|v| v.try_into().ok())
@@ -72,7 +77,14 @@ impl TrustedState {
 
 /// Runs every check; with `state`, also against (and then updating) the
 /// trusted state file. The state is only advanced when every check passed.
-pub fn verify(client: &Client, vkey: &str, state: Option<&Path>) -> anyhow::Result<Report> {
+/// `expected_retention`: the period the auditor expects evidence to be
+/// kept; runs that pruned younger entries are warned about.
+pub fn verify(
+    client: &Client,
+    vkey: &str,
+    state: Option<&Path>,
+    expected_retention: &RetentionPeriod,
+) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let verifier = verifier(vkey)?;
     let trusted = match state {
@@ -121,7 +133,7 @@ pub fn verify(client: &Client, vkey: &str, state: Option<&Path>) -> anyhow::Resu
     if let Some((size, root)) = trusted_root {
         check_consistency_proof(client, size, &root, &checkpoint, &mut report);
     }
-    check_bodies(client, &leaves, &mut report)?;
+    check_bodies(client, &leaves, expected_retention, &mut report)?;
 
     if let (Some(path), true) = (state, report.is_clean()) {
         TrustedState {
@@ -264,18 +276,76 @@ fn check_consistency_proof(
     }
 }
 
-/// Checks every body the ledger serves against its leaf's commitment, and the
-/// decoded event against the leaf's id, time and kind.
-fn check_bodies(
+/// The retention runs the log proves: every `RetentionPruned` entry's body
+/// (never pruned) checked against its leaf. The API's word on what was
+/// pruned is not used.
+fn proven_runs(
     client: &Client,
     leaves: &[Option<LeafRecord>],
     report: &mut Report,
+) -> anyhow::Result<ProvenRuns> {
+    let mut runs = Vec::new();
+    for (index, leaf) in leaves.iter().enumerate() {
+        let Some(leaf) = leaf.as_ref().filter(|l| l.kind == pruning::RECORD_KIND) else {
+            continue;
+        };
+        let index = index as u64;
+        let record = client
+            .bodies(index, 1)?
+            .into_iter()
+            .find(|b| b.index == index);
+        let event = match record.as_ref().map(classify) {
+            Some(Served::Body { salt, body }) => check_body(Some(leaf), &salt, &body),
+            Some(Served::Pruned) => Err(
+                "the record of a retention run has lost its body: which bodies may be missing cannot be checked".into(),
+            ),
+            Some(Served::Error(e)) => Err(e),
+            None => Err("the ledger served no body for this retention record".into()),
+        };
+        match event.map(|e| ProvenRun::from_event(index, &e)) {
+            Ok(Some(run)) => runs.push(run),
+            Ok(None) => report.problem(format!(
+                "entry {index}: a {} leaf whose event is of another kind",
+                pruning::RECORD_KIND
+            )),
+            Err(why) => report.problem(format!("entry {index}: {why}")),
+        }
+    }
+    let (runs, problems) = ProvenRuns::new(runs, true);
+    for p in problems {
+        report.problem(p);
+    }
+    for run in runs.runs() {
+        report.ok(run.describe());
+    }
+    Ok(runs)
+}
+
+/// Checks every body the ledger serves against its leaf's commitment, and the
+/// decoded event against the leaf's id, time and kind; a missing body only
+/// where a proven retention run deleted it.
+fn check_bodies(
+    client: &Client,
+    leaves: &[Option<LeafRecord>],
+    expected_retention: &RetentionPeriod,
+    report: &mut Report,
 ) -> anyhow::Result<()> {
     let size = leaves.len() as u64;
-    let min_index: u64 = String::from_utf8(client.get_bytes("vigil/v1/minimum-index")?)
+    let runs = proven_runs(client, leaves, report)?;
+    let proven_min = runs.min_index();
+    let served_min: u64 = String::from_utf8(client.get_bytes("vigil/v1/minimum-index")?)
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .context("the minimum index is not a number")?;
+    if served_min > size {
+        report.problem(format!(
+            "the ledger says its minimum index is {served_min}, beyond the {size} entries of the log"
+        ));
+    } else if served_min != proven_min {
+        report.problem(format!(
+            "the ledger says its minimum index is {served_min}, but the retention runs recorded in the log end at {proven_min}"
+        ));
+    }
     let (mut present, mut pruned) = (0u64, 0u64);
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     let mut streams: HashMap<String, Vec<u64>> = HashMap::new();
@@ -295,18 +365,18 @@ fn check_bodies(
             seen[(index - start) as usize] = true;
             let leaf = leaves[index as usize].as_ref();
             match classify(&record) {
-                Served::Pruned { at } => {
-                    pruned += 1;
-                    if index >= min_index {
-                        report.problem(format!(
-                            "entry {index}: body said pruned (at {}) but the minimum index is {min_index}",
-                            rfc3339(at)
-                        ));
-                    }
-                }
+                Served::Pruned => match runs.pruned_by(index, leaf) {
+                    Ok(_) => pruned += 1,
+                    Err(why) => report.problem(format!("entry {index}: {why}")),
+                },
                 Served::Error(e) => report.problem(format!("entry {index}: {e}")),
                 Served::Body { salt, body } => {
                     present += 1;
+                    if index < proven_min && leaf.is_some_and(|l| l.kind != pruning::RECORD_KIND) {
+                        report.note(format!(
+                            "entry {index}: its body is still served although a retention run deleted the bodies of its range"
+                        ));
+                    }
                     match check_body(leaf, &salt, &body) {
                         Ok(event) => {
                             if let Some(l) = leaf {
@@ -332,8 +402,16 @@ fn check_bodies(
         start = next;
     }
     report.ok(format!(
-        "{present} event bodies match their leaves; {pruned} pruned by retention (minimum index {min_index})"
+        "{present} event bodies match their leaves; {pruned} pruned by {} retention run(s) recorded in the log (minimum index {proven_min})",
+        runs.runs().len()
     ));
+    for w in runs.young_prunes(
+        leaves,
+        expected_retention.nanos(),
+        expected_retention.as_str(),
+    ) {
+        report.warn(w);
+    }
     let by_kind: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
     report.ok(format!("events by kind: {}", by_kind.join(" ")));
     check_continuity(streams, report);
@@ -391,16 +469,19 @@ fn sequence_gaps(mut seqs: Vec<u64>) -> Vec<(u64, u64)> {
 }
 
 enum Served {
-    Body { salt: String, body: String },
-    Pruned { at: i64 },
+    Body {
+        salt: String,
+        body: String,
+    },
+    /// The ledger says retention deleted it (only believed where a proven
+    /// run did).
+    Pruned,
     Error(String),
 }
 
 fn classify(r: &BodyRecord) -> Served {
-    if let Some(p) = r.pruned {
-        Served::Pruned {
-            at: p.pruned_at_unix_nanos,
-        }
+    if r.pruned.is_some() {
+        Served::Pruned
     } else if let Some(e) = &r.error {
         Served::Error(format!("the ledger cannot read this body: {e}"))
     } else {
@@ -427,7 +508,8 @@ pub fn check_body(
     check_body_bytes(leaf, &salt, &body)
 }
 
-/// A body against its leaf: commitment, then the event's id, time and kind.
+/// A body against its leaf: commitment, then the event's id, time and kind,
+/// and (version 2 leaves) its session and number.
 pub fn check_body_bytes(leaf: &LeafRecord, salt: &[u8; 32], body: &[u8]) -> Result<Event, String> {
     if body_commitment(salt, body) != leaf.commitment {
         return Err("body does not match the leaf's commitment (altered body)".into());
@@ -439,6 +521,12 @@ pub fn check_body_bytes(leaf: &LeafRecord, salt: &[u8; 32], body: &[u8]) -> Resu
         || event.kind_name() != leaf.kind
     {
         return Err("event's id, time or kind differ from its leaf".into());
+    }
+    if leaf
+        .position
+        .is_some_and(|p| p != stream_position(&event.session_id, event.seq))
+    {
+        return Err("event's session or number differ from its leaf's stream position".into());
     }
     Ok(event)
 }

@@ -1,0 +1,400 @@
+//! Issue 20: evidence an auditor can trust against the operator. The
+//! adversary is played for real: edited bundle files, an HTTP proxy in
+//! front of the ledger's API that rewrites its answers, retention run with
+//! a period far below the configured minimum. Each test names the finding
+//! it closes; before the fix, each of these passed as "verified".
+
+use std::path::Path;
+use std::process::Output;
+use std::sync::Arc;
+
+use serde_json::Value;
+use vigil_proto::events::event::Kind;
+use vigil_tests::rewriting_proxy::RewritingProxy;
+use vigil_tests::{show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Runs one psql session; returns its id once its SessionClosed is in the
+/// log and covered by a checkpoint.
+fn session(gw: &Gateway, sql: &[&str]) -> String {
+    let mut args = vec!["-X", "-q", "-v", "ON_ERROR_STOP=0"];
+    for s in sql {
+        args.push("-c");
+        args.push(s);
+    }
+    let before: std::collections::HashSet<String> =
+        gw.events().into_iter().map(|e| e.session_id).collect();
+    let out = gw.psql(AGENT, AGENT_PASSWORD, &args);
+    assert!(out.status.code().is_some(), "{}", show(&out));
+    let events = gw.wait_for_events(|ev| {
+        ev.iter().any(|e| {
+            !before.contains(&e.session_id) && matches!(e.kind, Some(Kind::SessionClosed(_)))
+        })
+    });
+    let sid = events
+        .into_iter()
+        .find(|e| !before.contains(&e.session_id))
+        .unwrap()
+        .session_id;
+    let size = gw.events().len() as u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.checkpoint_size() < size {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    sid
+}
+
+fn export(gw: &Gateway, sid: &str, out: &Path, state: Option<&Path>) -> Value {
+    let path = out.display().to_string();
+    let mut args = vec!["export", "--session", sid, "--out", &path];
+    let state_s = state.map(|s| s.display().to_string());
+    if let Some(s) = &state_s {
+        args.extend(["--state", s]);
+    }
+    let result = gw.audit(&args);
+    assert!(result.status.success(), "{}", show(&result));
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+/// `vigil audit check-bundle FILE --key KEY [extra...]`, on `bundle` written to disk.
+fn check(gw: &Gateway, bundle: &Value, extra: &[&str]) -> Output {
+    let path = gw
+        .dir
+        .path()
+        .join(format!("checked-{}.json", uuid::Uuid::now_v7()));
+    std::fs::write(&path, bundle.to_string()).unwrap();
+    let (path_s, key) = (path.display().to_string(), gw.verifier_key());
+    let mut args = vec!["audit", "check-bundle", &path_s, "--key", &key];
+    args.extend_from_slice(extra);
+    gw.vigil(&args)
+}
+
+fn failed_with(out: &Output, needle: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", show(out));
+    assert!(
+        stdout(out).contains(needle),
+        "wanted {needle:?}\n{}",
+        show(out)
+    );
+}
+
+fn verify_state(gw: &Gateway, state: &Path) -> Output {
+    gw.audit(&["verify", "--state", &state.display().to_string()])
+}
+
+/// Finding 1: a bundle must prove the whole session, up to its end; an
+/// empty one proves nothing; a stale one is refused by an auditor who
+/// trusts a newer checkpoint.
+#[test]
+fn a_bundle_proves_a_whole_session_or_is_refused() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let sid = session(&gw, &["SELECT 1", "SELECT 2", "SELECT 3"]);
+    let bundle = export(&gw, &sid, &gw.dir.path().join("b.json"), None);
+    let out = check(&gw, &bundle, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("none missing, ends with session_closed"),
+        "{}",
+        show(&out)
+    );
+    let entries = bundle["entries"].as_array().unwrap().clone();
+    assert!(entries.len() > 5);
+
+    // SessionClosed dropped: refused, unless the auditor accepts an open
+    // session explicitly (and is told what that means).
+    let mut no_end = bundle.clone();
+    no_end["entries"] = Value::Array(entries[..entries.len() - 1].to_vec());
+    failed_with(&check(&gw, &no_end, &[]), "its end is not in the bundle");
+    let out = check(&gw, &no_end, &["--allow-open"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("accepted with --allow-open"));
+
+    // Only the first four events.
+    let mut first_four = bundle.clone();
+    first_four["entries"] = Value::Array(entries[..4].to_vec());
+    failed_with(
+        &check(&gw, &first_four, &[]),
+        "its end is not in the bundle",
+    );
+
+    // No entries at all: nothing proven, with or without --allow-open.
+    let mut empty = bundle.clone();
+    empty["entries"] = Value::Array(vec![]);
+    failed_with(&check(&gw, &empty, &[]), "holds no entries");
+    failed_with(&check(&gw, &empty, &["--allow-open"]), "holds no entries");
+
+    // A middle event dropped is a failure too.
+    let mut gap = bundle.clone();
+    gap["entries"].as_array_mut().unwrap().remove(2);
+    failed_with(&check(&gw, &gap, &[]), "are missing from the bundle");
+
+    // The auditor trusts a newer checkpoint: the old bundle is refused.
+    let state = gw.dir.path().join("state.json");
+    let state_s = state.display().to_string();
+    session(&gw, &["SELECT 'later'"]);
+    assert!(verify_state(&gw, &state).status.success());
+    failed_with(
+        &check(&gw, &bundle, &["--state", &state_s]),
+        "is older than the newest you trust",
+    );
+    // Exported with the state after the log grew: it carries a consistency
+    // proof from the trusted checkpoint, and passes.
+    session(&gw, &["SELECT 'even later'"]);
+    let fresh = export(&gw, &sid, &gw.dir.path().join("fresh.json"), Some(&state));
+    assert!(fresh["consistency"]["from_size"].as_u64().is_some());
+    let out = check(&gw, &fresh, &["--state", &state_s]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("extends the one you trust"));
+    // Without that proof, nothing shows it extends the trusted one.
+    let mut unproven = fresh.clone();
+    unproven.as_object_mut().unwrap().remove("consistency");
+    failed_with(
+        &check(&gw, &unproven, &["--state", &state_s]),
+        "nothing shows the bundle's checkpoint",
+    );
+}
+
+/// Finding 1, through the API: replay through a server that serves an older
+/// valid checkpoint, or leaves the tail out of `/find`, is refused.
+#[test]
+fn replay_through_a_lying_api_is_refused() {
+    let gw = Gateway::start(GatewaySpec::new());
+    session(&gw, &["SELECT 'before'"]);
+    let old_checkpoint = ureq::get(&format!("{}/checkpoint", gw.ledger_url()))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let sid = session(&gw, &["SELECT 'the session'", "SELECT 2"]);
+    let state = gw.dir.path().join("state.json");
+    assert!(verify_state(&gw, &state).status.success());
+    let key = gw.verifier_key();
+    let replay = |url: &str, extra: &[&str]| {
+        let mut args = vec![
+            "audit",
+            "replay",
+            "--ledger",
+            url,
+            "--key",
+            &key,
+            "--session",
+            &sid,
+        ];
+        args.extend_from_slice(extra);
+        gw.vigil(&args)
+    };
+    let honest = replay(&gw.ledger_url(), &[]);
+    assert!(honest.status.success(), "{}", show(&honest));
+    assert!(stdout(&honest).contains("SELECT 'the session'"));
+
+    // An older, validly signed checkpoint: the session is not in it.
+    let stale = old_checkpoint.clone();
+    let proxy = RewritingProxy::start(
+        &gw.ledger_url(),
+        Arc::new(move |path: &str, _: &[u8]| {
+            (path == "/checkpoint").then(|| stale.clone().into_bytes())
+        }),
+    );
+    let out = replay(&proxy.url, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(stderr(&out).contains("holds no entries"), "{}", show(&out));
+    let out = replay(&proxy.url, &["--state", &state.display().to_string()]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("older than the newest you trust"),
+        "{}",
+        show(&out)
+    );
+
+    // `/find` leaves the session's last two events out.
+    let proxy = RewritingProxy::start(
+        &gw.ledger_url(),
+        Arc::new(|path: &str, body: &[u8]| {
+            if !path.starts_with("/vigil/v1/find?session=") {
+                return None;
+            }
+            let mut v: Value = serde_json::from_slice(body).ok()?;
+            let indexes = v["indexes"].as_array_mut()?;
+            let keep = indexes.len().saturating_sub(2);
+            indexes.truncate(keep);
+            Some(v.to_string().into_bytes())
+        }),
+    );
+    let out = replay(&proxy.url, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("its end is not in the bundle"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Finding 3: `verify` believes no "pruned" the log does not prove, and
+/// checks the minimum index against the proven runs and the log's size.
+#[test]
+fn verify_believes_pruning_only_where_the_log_proves_it() {
+    let gw = Gateway::start(GatewaySpec::new());
+    session(&gw, &["SELECT 'kept'"]);
+    let proxy = RewritingProxy::start(
+        &gw.ledger_url(),
+        Arc::new(|path: &str, body: &[u8]| {
+            if path == "/vigil/v1/minimum-index" {
+                return Some(b"1000000\n".to_vec());
+            }
+            if !path.starts_with("/vigil/v1/bodies?") {
+                return None;
+            }
+            let mut v: Value = serde_json::from_slice(body).ok()?;
+            for e in v["entries"].as_array_mut()? {
+                e["salt"] = "".into();
+                e["body"] = "".into();
+                e["pruned"] =
+                    serde_json::json!({"pruned_at_unix_nanos": 1, "cutoff_unix_nanos": 2});
+            }
+            Some(v.to_string().into_bytes())
+        }),
+    );
+    let key = gw.verifier_key();
+    let out = gw.vigil(&["audit", "verify", "--ledger", &proxy.url, "--key", &key]);
+    failed_with(
+        &out,
+        "body said pruned, but no retention run recorded in the log pruned this entry",
+    );
+    assert!(
+        stdout(&out).contains("minimum index is 1000000, beyond the"),
+        "{}",
+        show(&out)
+    );
+    // The honest ledger verifies.
+    let out = gw.audit(&["verify"]);
+    assert!(out.status.success(), "{}", show(&out));
+}
+
+/// Findings 2 and 4: retention below the configured minimum needs
+/// `--force`, is recorded as forced and warned about; a bundle's pruned
+/// entries count only where a proven run pruned them, and only for the
+/// session their leaves belong to.
+#[test]
+fn pruning_is_proven_and_fresh_evidence_pruning_is_flagged() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let old = session(&gw, &["SELECT 'old'", "SELECT 'older'"]);
+    let other = session(&gw, &["SELECT 'other'"]);
+    // Before any pruning: a fabricated "pruned" entry is refused.
+    let bundle = export(&gw, &old, &gw.dir.path().join("old.json"), None);
+    let mut faked = bundle.clone();
+    {
+        let entries = faked["entries"].as_array_mut().unwrap();
+        entries.truncate(3);
+        let e = entries[2].as_object_mut().unwrap();
+        e.remove("salt");
+        e.remove("body");
+        e.insert("pruned_at_unix_nanos".into(), 1.into());
+        e.insert("seq".into(), 2.into());
+    }
+    failed_with(
+        &check(&gw, &faked, &["--allow-open"]),
+        "no retention run recorded in the log pruned this entry",
+    );
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let recent = session(&gw, &["SELECT 'recent'"]);
+    let (spec, dir) = gw.stop();
+
+    // Far below the configured minimum (6y): refused without --force.
+    let config = dir.path().join("vigil.toml").display().to_string();
+    let prune = |extra: &[&str]| {
+        let mut args = vec![
+            "retention",
+            "prune",
+            "--older-than",
+            "3s",
+            "--config",
+            &config,
+        ];
+        args.extend_from_slice(extra);
+        std::process::Command::new(vigil_tests::vigil_bin())
+            .args(&args)
+            .output()
+            .unwrap()
+    };
+    let out = prune(&[]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("shorter than the configured minimum 6y"),
+        "{}",
+        show(&out)
+    );
+    let out = prune(&["--force"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("FORCED below the minimum 6y"),
+        "{}",
+        show(&out)
+    );
+
+    let gw = Gateway::spawn(spec.clone(), dir, Gateway::config_args_for(&spec));
+    // verify names the run, says it was forced, and warns: evidence seconds
+    // old is far younger than the six years an auditor expects.
+    let out = gw.audit(&["verify"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let report = stdout(&out);
+    for needle in [
+        "FORCED below the configured minimum",
+        "WARN  the retention run at entry",
+        "younger than the 6y you expect",
+        "with 1 warning(s) to read",
+    ] {
+        assert!(report.contains(needle), "wanted {needle:?}\n{report}");
+    }
+    let out = gw.audit(&["verify", "--retention-period", "3s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(!stdout(&out).contains("WARN"), "{}", show(&out));
+
+    // The pruned session's bundle proves every event, pruned or not, by
+    // the leaves' stream positions and the retention run's own record.
+    let pruned = export(&gw, &old, &gw.dir.path().join("pruned.json"), None);
+    assert!(!pruned["retention"].as_array().unwrap().is_empty());
+    assert!(pruned["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|e| e.get("body").is_none() && e["seq"].is_u64()));
+    let out = check(&gw, &pruned, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("none missing, ends with session_closed"));
+
+    // A pruned leaf of another session, claimed as one of this session's:
+    // its stream position says otherwise.
+    let theirs = export(&gw, &other, &gw.dir.path().join("other.json"), None);
+    let mut borrowed = pruned.clone();
+    {
+        let entries = borrowed["entries"].as_array_mut().unwrap();
+        let stolen_seq = entries[1]["seq"].clone();
+        entries.remove(1);
+        let mut foreign = theirs["entries"][1].clone();
+        foreign["seq"] = stolen_seq;
+        entries.push(foreign);
+    }
+    failed_with(
+        &check(&gw, &borrowed, &[]),
+        "does not prove it is event 1 of this session",
+    );
+    // Without the retention run's record, nothing proves the pruning.
+    let mut unrecorded = pruned.clone();
+    unrecorded.as_object_mut().unwrap().remove("retention");
+    failed_with(
+        &check(&gw, &unrecorded, &[]),
+        "no retention run recorded in the log pruned this entry",
+    );
+    // The recent session was not touched.
+    let out = gw.audit(&["replay", "--session", &recent]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(stdout(&out).contains("SELECT 'recent'"));
+}
