@@ -5,6 +5,7 @@
 //! - [`tree`] / [`proof`]: tree building, proof generation and verification.
 //! - [`leaf`]: what each leaf commits to.
 //! - [`note`] / [`checkpoint`]: C2SP signed notes and checkpoints.
+//! - [`rotation`]: signing-key rotations an auditor can follow.
 //! - [`tile`]: C2SP tlog-tiles paths and entry bundles.
 //! - [`store`]: the durable RocksDB log.
 //! - [`bodycrypt`]: encryption at rest of event bodies, with key rotation.
@@ -15,6 +16,7 @@ pub mod hash;
 pub mod leaf;
 pub mod note;
 pub mod proof;
+pub mod rotation;
 pub mod store;
 pub mod tile;
 pub mod tree;
@@ -23,7 +25,7 @@ pub use bodycrypt::{BodyCryptError, Keyring};
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use hash::{empty_root, leaf_hash, node_hash, Hash};
 pub use leaf::{body_commitment, stream_position, LeafError, LeafRecord};
-pub use note::{open_note, sign_note, NoteError, NoteSigner, NoteVerifier};
+pub use note::{add_signature, open_note, sign_note, NoteError, NoteSigner, NoteVerifier};
 pub use proof::{verify_consistency, verify_inclusion, ProofError};
 pub use store::{
     Appended, BodyLookup, EntryFilter, FoundEntries, NewEntry, PruneRecord, Store, StoreError,

@@ -259,6 +259,17 @@ pub fn sign_note(text: &str, signer: &NoteSigner) -> Result<String, NoteError> {
     ))
 }
 
+/// Adds `signer`'s signature line to an already signed `note` (a
+/// cosignature of the same text, e.g. by the next key in a rotation).
+pub fn add_signature(note: &str, signer: &NoteSigner) -> Result<String, NoteError> {
+    let split = note
+        .rfind("\n\n")
+        .ok_or(NoteError::MalformedNote("no blank line before signatures"))?;
+    let signed = sign_note(&note[..=split], signer)?;
+    let line = &signed[split + 2..];
+    Ok(format!("{note}{line}"))
+}
+
 /// Verifies `note` against `verifier` and returns the signed text.
 ///
 /// The whole note must be well-formed (every signature line parsed, even

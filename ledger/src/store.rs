@@ -66,6 +66,7 @@ const META_MIN_INDEX: &[u8] = b"min_index";
 const META_PRUNED_PREFIX: &[u8] = b"pruned:";
 const META_CHECKPOINT: &[u8] = b"checkpoint";
 const META_SIGNER_PREFIX: &str = "signer:";
+const META_ROTATION_PREFIX: &[u8] = b"rotation:";
 
 /// One event to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1061,6 +1062,38 @@ impl Store {
         self.db
             .put_cf_opt(self.cf(CF_META), META_CHECKPOINT, signed_note, &synced())?;
         Ok(())
+    }
+
+    /// Records a key rotation note (see [`crate::rotation`]) after the ones
+    /// before it, and stores it as the current checkpoint too (both keys
+    /// signed it). The note's checkpoint must match the log.
+    pub fn put_key_rotation(&self, note: &str) -> Result<(), StoreError> {
+        self.put_checkpoint(note)?;
+        let _w = self.lock_writer();
+        let n = self.key_rotations()?.len() as u64;
+        let mut key = META_ROTATION_PREFIX.to_vec();
+        key.extend_from_slice(&n.to_be_bytes());
+        self.db.put_cf_opt(self.cf(CF_META), key, note, &synced())?;
+        Ok(())
+    }
+
+    /// Every key rotation note, oldest first.
+    pub fn key_rotations(&self) -> Result<Vec<String>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .prefix_iterator_cf(self.cf(CF_META), META_ROTATION_PREFIX)
+        {
+            let (k, v) = item?;
+            if !k.starts_with(META_ROTATION_PREFIX) {
+                break;
+            }
+            out.push(
+                String::from_utf8(v.to_vec())
+                    .map_err(|_| StoreError::Corrupt("stored key rotation is not UTF-8".into()))?,
+            );
+        }
+        Ok(out)
     }
 
     /// The latest stored signed checkpoint, if any.

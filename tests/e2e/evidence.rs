@@ -398,3 +398,125 @@ fn pruning_is_proven_and_fresh_evidence_pruning_is_flagged() {
     assert!(out.status.success(), "{}", show(&out));
     assert!(stdout(&out).contains("SELECT 'recent'"));
 }
+
+/// Finding 5: a lost key is not silently replaced; a rotation is signed by
+/// both keys and an auditor who trusts the old key follows it; a key that
+/// replaced the old one without a rotation is not trusted.
+#[test]
+fn a_signing_key_is_never_replaced_silently_and_a_rotation_is_followed() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let old_key = gw.verifier_key();
+    let sid = session(&gw, &["SELECT 'before the rotation'"]);
+    let (spec, dir) = gw.stop();
+    let data = dir.path().join("data");
+    let key_file = data.join("ledger-signing.key");
+    let verifier_file = data.join("ledger-verifier.key");
+    let vigil = |args: &[&str]| {
+        std::process::Command::new(vigil_tests::vigil_bin())
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+
+    // The key file moved away: the gateway refuses to start, and neither a
+    // new key nor a new verifier key file appears.
+    let moved = dir.path().join("signing.key.moved");
+    std::fs::rename(&key_file, &moved).unwrap();
+    let verifier_before = std::fs::read_to_string(&verifier_file).unwrap();
+    let out = vigil(&["up", "--config", "vigil.toml"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("is missing, but the log already has"),
+        "{}",
+        show(&out)
+    );
+    assert!(!key_file.exists());
+    assert_eq!(
+        std::fs::read_to_string(&verifier_file).unwrap(),
+        verifier_before
+    );
+    std::fs::rename(&moved, &key_file).unwrap();
+
+    // A rotation: both keys sign it.
+    let out = vigil(&["ledger", "rotate-key", "--config", "vigil.toml"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let new_key = stdout(&out)
+        .lines()
+        .find_map(|l| l.strip_prefix("new verifier key: "))
+        .expect("the new key is printed")
+        .to_string();
+    assert_ne!(new_key, old_key);
+    let gw = Gateway::spawn(spec.clone(), dir, Gateway::config_args_for(&spec));
+    assert_eq!(gw.verifier_key(), new_key);
+    let after = session(&gw, &["SELECT 'after the rotation'"]);
+    let verify_with = |key: &str| {
+        gw.vigil(&[
+            "audit",
+            "verify",
+            "--ledger",
+            &gw.ledger_url(),
+            "--key",
+            key,
+        ])
+    };
+    for key in [&old_key, &new_key] {
+        let out = verify_with(key);
+        assert!(out.status.success(), "{}", show(&out));
+    }
+    let report = stdout(&verify_with(&old_key));
+    assert!(report.contains("signing key rotated at size"), "{report}");
+    assert!(report.contains("the key rotation at size"), "{report}");
+    // A bundle checked with the old key follows the rotation too.
+    let bundle = export(&gw, &after, &gw.dir.path().join("after.json"), None);
+    assert!(!bundle["key_rotations"].as_array().unwrap().is_empty());
+    let path = gw.dir.path().join("after-check.json");
+    std::fs::write(&path, bundle.to_string()).unwrap();
+    let out = gw.vigil(&[
+        "audit",
+        "check-bundle",
+        &path.display().to_string(),
+        "--key",
+        &old_key,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    // Without the rotation in the bundle, the old key does not vouch for it.
+    let mut stripped = bundle.clone();
+    stripped.as_object_mut().unwrap().remove("key_rotations");
+    std::fs::write(&path, stripped.to_string()).unwrap();
+    let out = gw.vigil(&[
+        "audit",
+        "check-bundle",
+        &path.display().to_string(),
+        "--key",
+        &old_key,
+    ]);
+    failed_with(&out, "checkpoint signature");
+    let _ = sid;
+
+    // A key file replaced by another key of the same name (the wrong
+    // backup restored, or a takeover): the gateway refuses to start, as
+    // the key did not sign the log's checkpoint.
+    let (_spec, dir) = gw.stop();
+    let stranger = Gateway::start(GatewaySpec::new());
+    let stranger_key =
+        std::fs::read_to_string(stranger.dir.path().join("data").join("ledger-signing.key"))
+            .unwrap();
+    drop(stranger);
+    std::fs::write(
+        dir.path().join("data").join("ledger-signing.key"),
+        stranger_key,
+    )
+    .unwrap();
+    let out = std::process::Command::new(vigil_tests::vigil_bin())
+        .args(["up", "--config", "vigil.toml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", show(&out));
+    assert!(
+        stderr(&out).contains("did not sign this log's latest checkpoint"),
+        "{}",
+        show(&out)
+    );
+}

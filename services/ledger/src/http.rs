@@ -6,6 +6,7 @@
 //! - `GET /vigil/v1/bodies?start=S&count=C`: salts and bodies (restricted, see [`crate::access`]);
 //!   pruned entries answer with when they were pruned;
 //! - `GET /vigil/v1/minimum-index`: the tlog-tiles minimum index (bodies below were pruned);
+//! - `GET /vigil/v1/key-rotations`: every signing-key rotation note, oldest first (public);
 //! - `GET /vigil/v1/find?session=..|subject=..|from=..&to=..[&limit=&page=]`: leaf indexes
 //!   (restricted like bodies: who was active when is itself sensitive);
 //! - `GET /vigil/v1/lookup?event_id=UUID`: the leaf index of an event (restricted too);
@@ -44,6 +45,7 @@ pub fn router(ledger: Arc<Ledger>, access: BodyAccess) -> Router {
         .route("/tile/*path", get(tile))
         .route("/vigil/v1/bodies", get(bodies))
         .route("/vigil/v1/minimum-index", get(minimum_index))
+        .route("/vigil/v1/key-rotations", get(key_rotations))
         .route("/vigil/v1/find", get(find))
         .route("/vigil/v1/lookup", get(lookup))
         .route("/vigil/v1/proof/inclusion", get(inclusion_proof))
@@ -219,6 +221,19 @@ async fn bodies(
 async fn minimum_index(State(s): State<AppState>) -> Response {
     match s.ledger.store.min_index() {
         Ok(n) => text(StatusCode::OK, format!("{n}\n")),
+        Err(e) => store_error(e),
+    }
+}
+
+/// The signing-key rotations (see `vigil_ledger::rotation`).
+#[derive(Serialize, Deserialize, Debug, Clone, Default)]
+pub struct RotationsResponse {
+    pub rotations: Vec<String>,
+}
+
+async fn key_rotations(State(s): State<AppState>) -> Response {
+    match s.ledger.store.key_rotations() {
+        Ok(rotations) => Json(RotationsResponse { rotations }).into_response(),
         Err(e) => store_error(e),
     }
 }

@@ -39,6 +39,11 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Key(#[from] signing_key::KeyError),
+    #[error(
+        "the signing key {path} (key id {key_id}) did not sign this log's latest checkpoint: \
+         it is not this log's key (a wrong backup, or a replaced file); restore the right key"
+    )]
+    KeyMismatch { path: String, key_id: String },
 }
 
 impl Ledger {
@@ -51,12 +56,44 @@ impl Ledger {
             dir: dir.display().to_string(),
             source,
         })?;
-        let signer = signing_key::load_or_create(&data_dir.join("ledger-signing.key"), origin)?;
+        let key_path = data_dir.join("ledger-signing.key");
+        signing_key::finish_rotation(&store, &key_path)?;
+        let checkpoint = store.checkpoint().map_err(|source| OpenError::Store {
+            dir: dir.display().to_string(),
+            source,
+        })?;
+        let signer =
+            signing_key::load_or_create(&key_path, origin, store.size(), checkpoint.is_some())?;
+        // The key must be the one that signed the log so far: a replaced key
+        // file (a wrong backup, a takeover) would sign checkpoints no
+        // auditor can follow.
+        if let Some(note) = checkpoint {
+            if vigil_ledger::open_note(&note, &signer.verifier()).is_err() {
+                return Err(OpenError::KeyMismatch {
+                    path: key_path.display().to_string(),
+                    key_id: format!("{:08x}", signer.key_id()),
+                });
+            }
+        }
         Ok(Self {
             store: Arc::new(store),
             signer: Arc::new(signer),
             origin: origin.to_string(),
         })
+    }
+
+    /// Replaces the signing key (see [`signing_key::rotate`]); the returned
+    /// ledger signs with the new key. Returns the rotation note too.
+    pub fn rotate_key(self, data_dir: &Path) -> Result<(Self, String), OpenError> {
+        let path = data_dir.join("ledger-signing.key");
+        let (next, note) = signing_key::rotate(&self.store, &path, &self.signer)?;
+        Ok((
+            Self {
+                signer: Arc::new(next),
+                ..self
+            },
+            note,
+        ))
     }
 
     /// The verifier key auditors need (`name+keyid+base64`).

@@ -6,6 +6,7 @@ mod approvals;
 mod audit;
 mod body_key;
 mod config;
+mod ledger_cmd;
 mod logins;
 mod policy_setup;
 mod retention_cmd;
@@ -49,7 +50,7 @@ enum Command {
     Proxy(up::RoleArgs),
     /// Run the ledger alone, consuming from Kafka; a second one on the same
     /// data directory stands by and takes over when the first dies.
-    Ledger(up::RoleArgs),
+    Ledger(ledger_cmd::LedgerArgs),
     /// Approvers' tools: list, show, approve, deny and watch held
     /// statements; grant and revoke time-boxed access.
     Approvals(approvals::cli::ApprovalsArgs),
@@ -80,7 +81,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Up(args) => up::run(args),
         Command::Proxy(args) => up::run_role(args, up::Roles::Proxy),
-        Command::Ledger(args) => up::run_role(args, up::Roles::Ledger),
+        Command::Ledger(args) => ledger_cmd::run(args),
         Command::Audit(cmd) => return audit::run(cmd),
         Command::Approvals(args) => approvals::cli::run(args),
         Command::CheckConfig { config, role } => check_config(&config, role),

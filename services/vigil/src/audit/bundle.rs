@@ -28,7 +28,7 @@ use vigil_ledger::{
 };
 use vigil_proto::events::Event;
 
-use super::client::{decode_hashes, open_checkpoint, verifier, Client, LeafFetcher};
+use super::client::{decode_hashes, verifier, Client, KeyChain, LeafFetcher};
 use super::pruning::{self, ProvenRun, ProvenRuns};
 use super::report::Report;
 use super::verify::{check_body, TrustedState};
@@ -78,6 +78,10 @@ pub struct Bundle {
     /// to this one, so an auditor who trusts that one can accept this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consistency: Option<ConsistencyFrom>,
+    /// The log's signing-key rotations, so an auditor who trusts an older
+    /// key follows them to the key that signed `checkpoint`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_rotations: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -125,9 +129,11 @@ pub fn export(
     selection: Selection,
     options: &ExportOptions,
 ) -> anyhow::Result<Bundle> {
-    let verifier = verifier(vkey)?;
     let note = client.checkpoint_note()?;
-    let checkpoint = open_checkpoint(&note, &verifier).map_err(|e| anyhow!("the ledger's {e}"))?;
+    let key_rotations = client.key_rotations()?;
+    let checkpoint = KeyChain::follow(vkey, &key_rotations)
+        .and_then(|chain| chain.open(&note))
+        .map_err(|e| anyhow!("the ledger's {e}"))?;
     let query = match &selection {
         Selection::Session { session_id } => format!("session={}", url_escape(session_id)),
         Selection::TimeRange {
@@ -174,6 +180,7 @@ pub fn export(
         entries,
         retention,
         consistency,
+        key_rotations,
     })
 }
 
@@ -316,17 +323,7 @@ pub fn check(
     options: &CheckOptions,
 ) -> anyhow::Result<BundleReport> {
     let mut report = BundleReport::default();
-    let vkey = match trusted_key {
-        Some(k) if k.trim() != bundle.verifier_key.trim() => {
-            report.checks.problem(format!(
-                "the bundle names verifier key {:?}, not the trusted one",
-                bundle.verifier_key
-            ));
-            k.trim()
-        }
-        Some(k) => k.trim(),
-        None => bundle.verifier_key.trim(),
-    };
+    let vkey = trusted_key.unwrap_or(&bundle.verifier_key).trim();
     let verifier = verifier(vkey)?;
     if trusted_key.is_none() {
         report.checks.ok(format!(
@@ -335,13 +332,21 @@ pub fn check(
             verifier.key_id()
         ));
     }
-    let checkpoint: Checkpoint = match open_checkpoint(&bundle.checkpoint, &verifier) {
+    let chain = KeyChain::follow(vkey, &bundle.key_rotations);
+    let checkpoint: Checkpoint = match chain
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|c| c.open(&bundle.checkpoint))
+    {
         Ok(c) => c,
         Err(e) => {
             report.checks.problem(e);
             return Ok(report);
         }
     };
+    for line in chain.map(|c| c.describe()).unwrap_or_default() {
+        report.checks.ok(line);
+    }
     report.checks.ok(format!(
         "checkpoint signed by {}: origin {}, size {}",
         verifier.name(),

@@ -7,9 +7,12 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use vigil_ledger::rotation::{follow_chain, open_with_epochs, KeyEpoch, Rotation};
 use vigil_ledger::tile::{decode_entry_bundle, entries_path};
-use vigil_ledger::{open_note, Checkpoint, NoteVerifier, TILE_WIDTH};
-use vigil_ledger_service::http::{BodiesResponse, BodyRecord, FindResponse, ProofResponse};
+use vigil_ledger::{Checkpoint, NoteVerifier, TILE_WIDTH};
+use vigil_ledger_service::http::{
+    BodiesResponse, BodyRecord, FindResponse, ProofResponse, RotationsResponse,
+};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -60,6 +63,15 @@ impl Client {
     pub fn checkpoint_note(&self) -> anyhow::Result<String> {
         String::from_utf8(self.get_bytes("checkpoint")?)
             .map_err(|_| anyhow!("the checkpoint is not UTF-8"))
+    }
+
+    /// Every signing-key rotation note the ledger serves, oldest first.
+    pub fn key_rotations(&self) -> anyhow::Result<Vec<String>> {
+        let r: RotationsResponse = self
+            .get("vigil/v1/key-rotations")?
+            .into_json()
+            .context("key rotations response is not the expected JSON")?;
+        Ok(r.rotations)
     }
 
     /// Bodies `[start, start + count)` (at most 1024 per call).
@@ -138,10 +150,41 @@ pub fn verifier(vkey: &str) -> anyhow::Result<NoteVerifier> {
         .map_err(|e| anyhow!("the verifier key is not valid: {e}"))
 }
 
-/// Opens a signed checkpoint note with the verifier and parses its body.
-pub fn open_checkpoint(note: &str, verifier: &NoteVerifier) -> Result<Checkpoint, String> {
-    let text = open_note(note, verifier).map_err(|e| format!("checkpoint signature: {e}"))?;
-    Checkpoint::parse(&text).map_err(|e| format!("checkpoint body: {e}"))
+/// The keys an auditor trusts: the one given, and those it handed over to
+/// through rotations signed by both keys.
+pub struct KeyChain {
+    pub epochs: Vec<KeyEpoch>,
+    pub rotations: Vec<Rotation>,
+}
+
+impl KeyChain {
+    /// Follows `notes` from the key given as `vkey`.
+    pub fn follow(vkey: &str, notes: &[String]) -> Result<Self, String> {
+        let trusted = verifier(vkey).map_err(|e| e.to_string())?;
+        let (epochs, rotations) =
+            follow_chain(notes, &trusted).map_err(|e| format!("key rotations: {e}"))?;
+        Ok(Self { epochs, rotations })
+    }
+
+    /// Opens a checkpoint signed by the key of its time.
+    pub fn open(&self, note: &str) -> Result<Checkpoint, String> {
+        open_with_epochs(note, &self.epochs).map(|(c, _)| c)
+    }
+
+    /// What an auditor reads about each rotation followed.
+    pub fn describe(&self) -> Vec<String> {
+        self.rotations
+            .iter()
+            .map(|r| {
+                format!(
+                    "signing key rotated at size {}: key id {:08x} -> {:08x}, signed by both",
+                    r.checkpoint.size,
+                    r.from.key_id(),
+                    r.to.key_id()
+                )
+            })
+            .collect()
+    }
 }
 
 /// Fetches leaves by index from entry bundles of the tree of `size`

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use vigil_ledger::{leaf_hash, verify_inclusion, LeafRecord};
 
-use super::client::{open_checkpoint, verifier, Client, LeafFetcher};
+use super::client::{Client, KeyChain, LeafFetcher};
 use crate::timefmt::rfc3339;
 
 /// The proof document. Everything needed to re-check it with any RFC 9162
@@ -42,9 +42,10 @@ pub struct LeafDoc {
 
 pub fn prove(client: &Client, vkey: &str, event_id: &str) -> anyhow::Result<InclusionProofDoc> {
     let id = uuid::Uuid::parse_str(event_id).context("--event-id is not a UUID")?;
-    let verifier = verifier(vkey)?;
     let note = client.checkpoint_note()?;
-    let checkpoint = open_checkpoint(&note, &verifier).map_err(|e| anyhow!("the ledger's {e}"))?;
+    let checkpoint = KeyChain::follow(vkey, &client.key_rotations()?)
+        .and_then(|chain| chain.open(&note))
+        .map_err(|e| anyhow!("the ledger's {e}"))?;
     let index = client.lookup(&id.to_string())?;
     if index >= checkpoint.size {
         anyhow::bail!(

@@ -31,7 +31,7 @@ use vigil_proto::Message;
 
 use vigil_ledger_service::retention::RetentionPeriod;
 
-use super::client::{open_checkpoint, verifier, Client, LeafFetcher};
+use super::client::{verifier, Client, KeyChain, LeafFetcher};
 use super::pruning::{self, ProvenRun, ProvenRuns};
 pub use super::report::Report;
 use crate::timefmt::rfc3339;
@@ -93,7 +93,17 @@ pub fn verify(
     };
 
     let note = client.checkpoint_note()?;
-    let checkpoint = match open_checkpoint(&note, &verifier) {
+    let chain = match KeyChain::follow(vkey, &client.key_rotations()?) {
+        Ok(c) => c,
+        Err(e) => {
+            report.problem(e);
+            return Ok(report);
+        }
+    };
+    for line in chain.describe() {
+        report.ok(line);
+    }
+    let checkpoint = match chain.open(&note) {
         Ok(c) => c,
         Err(e) => {
             report.problem(e);
@@ -101,9 +111,17 @@ pub fn verify(
         }
     };
     report.ok(format!(
-        "checkpoint signed by {} (key id {:08x}): origin {}, size {}, root {}",
+        "checkpoint signed by {} (trusted key id {:08x}{}): origin {}, size {}, root {}",
         verifier.name(),
         verifier.key_id(),
+        if chain.rotations.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", rotated to {:08x}",
+                chain.epochs.last().expect("trusted key").key.key_id()
+            )
+        },
         checkpoint.origin,
         checkpoint.size,
         B64.encode(checkpoint.root)
@@ -129,7 +147,23 @@ pub fn verify(
         }
     }
 
-    let leaves = recompute_tree(client, &checkpoint, trusted_root, &mut report)?;
+    // Every rotation pins the log at its size: the recomputed tree must
+    // have that root there.
+    let mut pins: Vec<(u64, Hash, String)> = chain
+        .rotations
+        .iter()
+        .map(|r| {
+            (
+                r.checkpoint.size,
+                r.checkpoint.root,
+                format!("the key rotation at size {}", r.checkpoint.size),
+            )
+        })
+        .collect();
+    if let Some((size, root)) = trusted_root {
+        pins.push((size, root, "the trusted".into()));
+    }
+    let leaves = recompute_tree(client, &checkpoint, &pins, &mut report)?;
     if let Some((size, root)) = trusted_root {
         check_consistency_proof(client, size, &root, &checkpoint, &mut report);
     }
@@ -158,7 +192,7 @@ pub fn verify(
 fn recompute_tree(
     client: &Client,
     checkpoint: &Checkpoint,
-    trusted: Option<(u64, Hash)>,
+    pins: &[(u64, Hash, String)],
     report: &mut Report,
 ) -> anyhow::Result<Vec<Option<LeafRecord>>> {
     let size = checkpoint.size;
@@ -177,15 +211,15 @@ fn recompute_tree(
             let data = fetcher.leaf(index)?;
             let hash = leaf_hash(&data);
             frontier.push(hash);
-            if let Some((tsize, troot)) = trusted {
-                if frontier.size() == tsize {
-                    if frontier.root() == troot {
+            for (tsize, troot, what) in pins {
+                if frontier.size() == *tsize {
+                    if frontier.root() == *troot {
                         report.ok(format!(
-                            "the first {tsize} entries still have the trusted root (no entry before it changed, moved or vanished)"
+                            "the first {tsize} entries still have {what} root (no entry before it changed, moved or vanished)"
                         ));
                     } else {
                         report.problem(format!(
-                            "the first {tsize} entries no longer have the trusted root: an entry at or below index {} was altered, removed or reordered since the trusted checkpoint",
+                            "the first {tsize} entries no longer have {what} root: an entry at or below index {} was altered, removed or reordered since {what} checkpoint",
                             tsize - 1
                         ));
                     }
