@@ -520,3 +520,60 @@ fn a_signing_key_is_never_replaced_silently_and_a_rotation_is_followed() {
         show(&out)
     );
 }
+
+/// Review of issue 20: an event forged into the log (by whoever can write
+/// to it) as a second, early "session closed" would let a bundle end the
+/// session before its real tail. `verify` sees two leaves claiming the
+/// same place in the session, and events after a session's end.
+#[test]
+fn a_forged_early_end_of_a_session_is_caught_by_verify() {
+    use vigil_proto::Message as _;
+    let gw = Gateway::start(GatewaySpec::new());
+    let sid = session(&gw, &["SELECT 1", "SELECT 2", "SELECT 3"]);
+    let state = gw.dir.path().join("state.json");
+    assert!(verify_state(&gw, &state).status.success());
+    let before = gw.checkpoint_size();
+    let (spec, dir) = gw.stop();
+    {
+        let keys = std::fs::read_to_string(dir.path().join("body.keys")).unwrap();
+        let store = vigil_ledger::Store::open(
+            &dir.path().join("data").join("ledger"),
+            vigil_ledger::Keyring::parse(&keys).unwrap(),
+        )
+        .unwrap();
+        let id = uuid::Uuid::now_v7();
+        let forged = vigil_proto::events::Event {
+            event_id: id.to_string(),
+            time_unix_nanos: 1,
+            session_id: sid.clone(),
+            seq: 4,
+            kind: Some(Kind::SessionClosed(Default::default())),
+            ..Default::default()
+        };
+        store
+            .append_batch(vec![vigil_ledger::NewEntry {
+                event_id: *id.as_bytes(),
+                time_unix_nanos: 1,
+                kind: "session_closed".into(),
+                body: forged.encode_to_vec(),
+                session_id: sid.clone(),
+                seq: 4,
+                subject: String::new(),
+            }])
+            .unwrap();
+    }
+    // The gateway signs the grown log with its real key.
+    let gw = Gateway::spawn(spec.clone(), dir, Gateway::config_args_for(&spec));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.checkpoint_size() <= before {
+        assert!(std::time::Instant::now() < deadline, "no new checkpoint");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = verify_state(&gw, &state);
+    failed_with(&out, "claim the same place in the same session");
+    assert!(
+        stdout(&out).contains("comes after the stream's end"),
+        "{}",
+        show(&out)
+    );
+}

@@ -23,10 +23,11 @@ pub const MAX_BATCH: usize = 4096;
 /// synced this much later); the statement path waits for one fsync.
 pub const LAZY_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
 
+use vigil_proto::events::event::Kind;
+
 /// Whether a publisher waits for this event's durability before going on
 /// (SessionOpened, Request, Decision, ...): such an event is synced at once.
 fn awaited_inline(event: &Event) -> bool {
-    use vigil_proto::events::event::Kind;
     !matches!(
         event.kind,
         Some(Kind::Response(_))
@@ -58,6 +59,16 @@ pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
         .map_err(|_| format!("event id {:?} is not a UUID", event.event_id))?;
     if event.kind.is_none() {
         return Err("event has no kind".into());
+    }
+    // What only the ledger records (retention runs, in their own stream)
+    // never comes from the bus: a proxy or anyone who can publish could
+    // otherwise forge a run that makes deleted bodies look pruned.
+    if matches!(event.kind, Some(Kind::RetentionPruned(_)))
+        || event
+            .session_id
+            .starts_with(crate::retention::LEDGER_STREAM_PREFIX)
+    {
+        return Err("retention records are the ledger's own: refused from the bus".into());
     }
     Ok(NewEntry {
         event_id: *id.as_bytes(),
@@ -113,4 +124,32 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
         }
     }
     tracing::info!("ledger appender stopped: the bus has ended");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_proto::events::{Request, RetentionPruned};
+
+    fn event(session: &str, kind: Kind) -> Event {
+        Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            time_unix_nanos: 1,
+            session_id: session.into(),
+            seq: 3,
+            kind: Some(kind),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_bus_cannot_forge_the_ledgers_own_records() {
+        let run = Kind::RetentionPruned(RetentionPruned::default());
+        let request = Kind::Request(Request::default());
+        assert!(to_entry(&event("", run.clone())).is_err());
+        assert!(to_entry(&event("0190a0a0-0000-7000-8000-000000000001", run)).is_err());
+        assert!(to_entry(&event(crate::retention::RETENTION_STREAM, request.clone())).is_err());
+        let fine = to_entry(&event("0190a0a0-0000-7000-8000-000000000001", request)).unwrap();
+        assert_eq!(fine.seq, 3);
+    }
 }

@@ -160,12 +160,22 @@ fn now_unix_nanos() -> i64 {
 }
 
 /// The event that records one pruning batch.
-fn record_event(r: &PruneRecord, policy: &RetentionPolicy) -> NewEntry {
+/// The stream the retention runs' records form: run `n` is event `n` of it,
+/// so an auditor sees every run in order, and none can be added from the
+/// bus (the appender refuses this stream and this kind).
+pub const RETENTION_STREAM: &str = "vigil-ledger/retention";
+
+/// Streams only the ledger itself writes to.
+pub const LEDGER_STREAM_PREFIX: &str = "vigil-ledger/";
+
+fn record_event(r: &PruneRecord, policy: &RetentionPolicy, run: u64) -> NewEntry {
     let period = &policy.period;
     let id = uuid::Uuid::now_v7();
     let event = Event {
         event_id: id.to_string(),
         time_unix_nanos: r.pruned_at_unix_nanos,
+        session_id: RETENTION_STREAM.into(),
+        seq: run,
         identity: Some(Identity {
             subject: "vigil-ledger".into(),
             issuer: "vigil:internal".into(),
@@ -197,8 +207,8 @@ fn record_event(r: &PruneRecord, policy: &RetentionPolicy) -> NewEntry {
         time_unix_nanos: event.time_unix_nanos,
         kind: event.kind_name().to_string(),
         body: event.encode_to_vec(),
-        session_id: String::new(),
-        seq: 0,
+        session_id: RETENTION_STREAM.into(),
+        seq: run,
         subject: "vigil-ledger".into(),
     }
 }
@@ -219,13 +229,17 @@ pub fn prune_at(
 ) -> Result<PruneSummary, StoreError> {
     let cutoff = policy.period.cutoff(now_unix_nanos);
     let mut summary = PruneSummary::default();
-    while let Some((record, _)) =
-        ledger
-            .store
-            .prune_before(cutoff, now_unix_nanos, PRUNE_CHUNK, RECORD_KIND, |r| {
-                record_event(r, policy)
-            })?
-    {
+    loop {
+        let run = ledger.store.prune_records()?.len() as u64;
+        let Some((record, _)) =
+            ledger
+                .store
+                .prune_before(cutoff, now_unix_nanos, PRUNE_CHUNK, RECORD_KIND, |r| {
+                    record_event(r, policy, run)
+                })?
+        else {
+            break;
+        };
         tracing::info!(
             from = record.from_index,
             to = record.end_index,
@@ -296,8 +310,13 @@ mod tests {
                 pruned_at_unix_nanos: 1_000_000_005,
             },
             &forced,
+            4,
         );
         assert_eq!(entry.kind, RECORD_KIND);
+        assert_eq!(
+            (entry.session_id.as_str(), entry.seq),
+            (RETENTION_STREAM, 4)
+        );
         let event = Event::decode(entry.body.as_slice()).unwrap();
         let Some(event::Kind::RetentionPruned(r)) = event.kind else {
             panic!("not a RetentionPruned event")

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use vigil_ledger::{
     leaf_hash, stream_position, verify_consistency, verify_inclusion, Checkpoint, Hash, LeafRecord,
 };
+use vigil_ledger_service::retention::RetentionPeriod;
 use vigil_proto::events::Event;
 
 use super::client::{decode_hashes, verifier, Client, KeyChain, LeafFetcher};
@@ -41,7 +42,7 @@ pub const FORMAT_V1: &str = "vigil-evidence-bundle/v1";
 /// Largest bundle file `check-bundle` reads.
 pub const MAX_BUNDLE_BYTES: u64 = 1 << 30;
 /// Leaf kinds that end a stream: nothing of it comes after one.
-const END_KINDS: [&str; 4] = [
+pub const END_KINDS: [&str; 4] = [
     "session_closed",
     "login_refused",
     "operation_closed",
@@ -290,6 +291,9 @@ pub struct CheckOptions {
     /// Accept a session whose end is not in the bundle (it was open at the
     /// checkpoint), knowing that nothing proves there were no more events.
     pub allow_open: bool,
+    /// How long the auditor expects evidence to be kept: pruning of the
+    /// bundle's entries younger than that is warned about.
+    pub expected_retention: Option<RetentionPeriod>,
 }
 
 /// Parses bundle JSON; malformed input is an error, never a panic.
@@ -326,8 +330,8 @@ pub fn check(
     let vkey = trusted_key.unwrap_or(&bundle.verifier_key).trim();
     let verifier = verifier(vkey)?;
     if trusted_key.is_none() {
-        report.checks.ok(format!(
-            "using the verifier key inside the bundle ({} key id {:08x}): compare it with the key you were given, or pass --key",
+        report.checks.warn(format!(
+            "using the verifier key inside the bundle ({} key id {:08x}): whoever made the bundle chose it; compare it with the key you were given, or pass --key",
             verifier.name(),
             verifier.key_id()
         ));
@@ -379,13 +383,36 @@ pub fn check(
         }
     }
     let mut pruned = 0u64;
+    // The youngest entry each run pruned, by its age at the run.
+    let mut youngest: BTreeMap<u64, (i64, bool)> = BTreeMap::new();
     for p in &proven {
         match &p.event {
             Some(event) => report.events.push((p.index, event.clone())),
             None => match runs.pruned_by(p.index, Some(&p.leaf)) {
-                Ok(_) => pruned += 1,
+                Ok(run) => {
+                    pruned += 1;
+                    let age = run
+                        .pruned_at_unix_nanos
+                        .saturating_sub(p.leaf.time_unix_nanos);
+                    let e = youngest
+                        .entry(run.record_index)
+                        .or_insert((age, run.record.forced));
+                    e.0 = e.0.min(age);
+                }
                 Err(why) => report.checks.problem(format!("entry {}: {why}", p.index)),
             },
+        }
+    }
+    if let Some(expected) = &options.expected_retention {
+        for (at, (age, forced)) in youngest {
+            if age < expected.nanos() {
+                report.checks.warn(format!(
+                    "the retention run at entry {at} deleted bodies of this bundle only {} s old, younger than the {} you expect{}",
+                    age / 1_000_000_000,
+                    expected.as_str(),
+                    if forced { " (forced below the configured minimum)" } else { "" }
+                ));
+            }
         }
     }
     report.events.sort_by_key(|(i, _)| *i);
@@ -394,8 +421,13 @@ pub fn check(
         bundle.entries.len(),
         report.events.len()
     ));
-    if let Selection::Session { session_id } = &bundle.selection {
-        check_session_complete(session_id, &proven, options.allow_open, &mut report.checks);
+    match &bundle.selection {
+        Selection::Session { session_id } => {
+            check_session_complete(session_id, &proven, options.allow_open, &mut report.checks)
+        }
+        Selection::TimeRange { .. } => report.checks.warn(
+            "a time-range bundle proves each event it holds, not that it holds every event of the range (for that, check sessions, or verify the whole log)".into(),
+        ),
     }
     Ok(report)
 }
@@ -434,6 +466,8 @@ fn check_against_trusted(
                 trusted.size
             ));
         }
+    } else if trusted.size == 0 {
+        report.ok("every log extends the empty one you trust".into());
     } else {
         let proof = bundle
             .consistency
@@ -486,7 +520,7 @@ fn bundle_runs(bundle: &Bundle, checkpoint: &Checkpoint, report: &mut Report) ->
             Err(why) => report.problem(format!("retention entry {}: {why}", e.index)),
         }
     }
-    let (runs, problems) = ProvenRuns::new(runs, false);
+    let (runs, problems) = ProvenRuns::new(runs, false, crate::timefmt::now_unix_nanos());
     for p in problems {
         report.problem(p);
     }
@@ -614,7 +648,16 @@ fn check_session_complete(
             return;
         }
     };
-    let missing: Vec<u64> = (0..=upto).filter(|s| !numbers.contains_key(s)).collect();
+    // Gaps between the numbers present (never materialised one by one: a
+    // forged number in the billions must not exhaust memory).
+    let mut missing: Vec<(u64, u64)> = Vec::new();
+    let mut expect = 0u64;
+    for &seq in numbers.keys().take_while(|&&s| s <= upto) {
+        if seq > expect {
+            missing.push((expect, seq - 1));
+        }
+        expect = seq.saturating_add(1);
+    }
     if !missing.is_empty() {
         report.problem(format!(
             "session {session_id}: event(s) with seq {} are missing from the bundle",
@@ -645,25 +688,19 @@ fn check_session_complete(
     }
 }
 
-/// `[1, 2, 3, 7]` -> `1..=3, 7`.
-fn compact_ranges(numbers: &[u64]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < numbers.len() {
-        let start = numbers[i];
-        let mut end = start;
-        while i + 1 < numbers.len() && numbers[i + 1] == end + 1 {
-            i += 1;
-            end = numbers[i];
-        }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}..={end}")
-        });
-        i += 1;
-    }
-    parts.join(", ")
+/// `[(1, 3), (7, 7)]` -> `1..=3, 7`.
+fn compact_ranges(ranges: &[(u64, u64)]) -> String {
+    ranges
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                a.to_string()
+            } else {
+                format!("{a}..={b}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

@@ -156,6 +156,10 @@ pub struct TrustArgs {
     /// open at the checkpoint. Nothing then proves there were no more events.
     #[arg(long)]
     allow_open: bool,
+    /// How long you expect evidence to be kept (HIPAA: six years): bodies
+    /// of the bundle pruned younger than that are warned about.
+    #[arg(long, default_value = "6y")]
+    retention_period: String,
 }
 
 impl TrustArgs {
@@ -163,6 +167,10 @@ impl TrustArgs {
         Ok(bundle::CheckOptions {
             trusted: trusted_state(self.state.as_deref())?,
             allow_open: self.allow_open,
+            expected_retention: Some(
+                RetentionPeriod::parse(&self.retention_period)
+                    .map_err(|e| anyhow::anyhow!("--retention-period: {e}"))?,
+            ),
         })
     }
 }
@@ -222,6 +230,7 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             let check_options = bundle::CheckOptions {
                 trusted,
                 allow_open: true,
+                expected_retention: None,
             };
             let report = bundle::check(&b, Some(&ledger.key), &check_options)?;
             std::fs::write(&out, serde_json::to_string_pretty(&b)? + "\n")
@@ -274,7 +283,13 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             let b = bundle::export(&ledger.client(), &ledger.key, selection, &export_options)?;
             let report = bundle::check(&b, Some(&ledger.key), &options)?;
             print!("{}", replay::transcript(&report.events));
-            if !report.checks.is_clean() {
+            let pruned = b.entries.iter().filter(|e| e.body.is_none()).count();
+            if pruned > 0 {
+                println!(
+                    "{pruned} event(s) of this session were pruned by retention: their place is proven, their content deleted"
+                );
+            }
+            if !report.checks.is_clean() || !report.checks.warnings.is_empty() {
                 eprint!("{}", report.checks.render("bundle "));
             }
             Ok(report.checks.is_clean())

@@ -9,6 +9,7 @@
 //! the one before ended, and each is recorded after the range it pruned.
 
 use vigil_ledger::LeafRecord;
+use vigil_ledger_service::retention::RETENTION_STREAM;
 use vigil_proto::events::{event::Kind, Event, RetentionPruned};
 
 use crate::timefmt::rfc3339;
@@ -23,8 +24,15 @@ pub struct ProvenRun {
     pub record_index: u64,
     /// The event's time: when the run happened.
     pub pruned_at_unix_nanos: i64,
+    /// The event's stream and number (the leaf proves them).
+    pub stream: String,
+    pub seq: u64,
     pub record: RetentionPruned,
 }
+
+/// How far a run's time may be ahead of the auditor's clock, or of entries
+/// appended after it (clocks of different machines differ a little).
+pub const CLOCK_SKEW_NANOS: i64 = 5 * 60 * 1_000_000_000;
 
 impl ProvenRun {
     /// From a `RetentionPruned` event whose body was checked against its
@@ -34,6 +42,8 @@ impl ProvenRun {
             Some(Kind::RetentionPruned(r)) => Some(Self {
                 record_index,
                 pruned_at_unix_nanos: event.time_unix_nanos,
+                stream: event.session_id.clone(),
+                seq: event.seq,
                 record: r.clone(),
             }),
             _ => None,
@@ -73,14 +83,42 @@ impl ProvenRuns {
     /// Checks that `runs` chain as retention makes them; every way they do
     /// not is a problem (an invented, reordered or overlapping run).
     /// `whole_log`: the runs are all the log has (else a bundle's subset,
-    /// which need not start at 0 or be contiguous).
-    pub fn new(mut runs: Vec<ProvenRun>, whole_log: bool) -> (Self, Vec<String>) {
+    /// which need not start at 0 or be contiguous). `now`: the auditor's
+    /// clock; a run dated after it is refused.
+    pub fn new(mut runs: Vec<ProvenRun>, whole_log: bool, now: i64) -> (Self, Vec<String>) {
         runs.sort_by_key(|r| r.record_index);
         let mut problems = Vec::new();
         let mut expected_first = 0u64;
-        for r in &runs {
+        for (n, r) in runs.iter().enumerate() {
             let rec = &r.record;
             let at = r.record_index;
+            // Only the ledger writes its retention stream (the appender
+            // refuses it from the bus); run n is its event n.
+            if r.stream != RETENTION_STREAM {
+                problems.push(format!(
+                    "retention run at entry {at} is not in the ledger's retention stream: not a record the ledger made"
+                ));
+            } else if whole_log && r.seq != n as u64 {
+                problems.push(format!(
+                    "retention run at entry {at} is run {} of the ledger's retention stream, but run {n} was expected",
+                    r.seq
+                ));
+            }
+            if rec.period_nanos <= 0 {
+                problems.push(format!(
+                    "retention run at entry {at} records no retention period"
+                ));
+            } else if rec.period_nanos < rec.minimum_period_nanos && !rec.forced {
+                problems.push(format!(
+                    "retention run at entry {at} used a period below its configured minimum without being marked forced"
+                ));
+            }
+            if r.pruned_at_unix_nanos > now.saturating_add(CLOCK_SKEW_NANOS) {
+                problems.push(format!(
+                    "retention run at entry {at} is dated {}, in the future: its cutoff cannot be trusted",
+                    rfc3339(r.pruned_at_unix_nanos)
+                ));
+            }
             if rec.first_index >= rec.end_index {
                 problems.push(format!(
                     "retention run at entry {at}: empty or inverted range {}..{}",
@@ -145,6 +183,34 @@ impl ProvenRuns {
         }
     }
 
+    /// Problems for runs dated after entries appended after them (beyond
+    /// clock skew): a run's time sets its cutoff, so a run dated ahead
+    /// would prune young entries as if they were old.
+    pub fn dated_after_later_entries(&self, leaves: &[Option<LeafRecord>]) -> Vec<String> {
+        let mut out = Vec::new();
+        // The earliest time among the leaves after each index, from the end.
+        let mut earliest_after = vec![i64::MAX; leaves.len() + 1];
+        for i in (0..leaves.len()).rev() {
+            let t = leaves[i].as_ref().map_or(i64::MAX, |l| l.time_unix_nanos);
+            earliest_after[i] = earliest_after[i + 1].min(t);
+        }
+        for run in &self.runs {
+            let next = (run.record_index as usize + 1).min(leaves.len());
+            let later = earliest_after[next];
+            if later != i64::MAX
+                && run.pruned_at_unix_nanos > later.saturating_add(CLOCK_SKEW_NANOS)
+            {
+                out.push(format!(
+                    "retention run at entry {} is dated {}, after entries appended later ({}): its cutoff cannot be trusted",
+                    run.record_index,
+                    rfc3339(run.pruned_at_unix_nanos),
+                    rfc3339(later)
+                ));
+            }
+        }
+        out
+    }
+
     /// Warnings for runs that deleted entries younger than `expected_nanos`
     /// (the retention period the auditor expects, e.g. six years): the
     /// youngest entry each such run pruned, by its age at the run.
@@ -191,10 +257,14 @@ fn human_age(nanos: i64) -> String {
 mod tests {
     use super::*;
 
+    const NOW: i64 = 1_000_000_000_000_000;
+
     fn run(at: u64, first: u64, end: u64, cutoff: i64, time: i64) -> ProvenRun {
         ProvenRun {
             record_index: at,
             pruned_at_unix_nanos: time,
+            stream: RETENTION_STREAM.into(),
+            seq: 0,
             record: RetentionPruned {
                 first_index: first,
                 end_index: end,
@@ -220,10 +290,10 @@ mod tests {
 
     #[test]
     fn runs_must_chain_from_zero_and_be_recorded_after_their_range() {
-        let (runs, problems) = ProvenRuns::new(
-            vec![run(10, 0, 5, 100, 200), run(20, 5, 12, 300, 400)],
-            true,
-        );
+        let mut second = run(20, 5, 12, 300, 400);
+        second.seq = 1;
+        let (runs, problems) =
+            ProvenRuns::new(vec![run(10, 0, 5, 100, 200), second.clone()], true, NOW);
         assert!(problems.is_empty(), "{problems:?}");
         assert_eq!(runs.min_index(), 12);
 
@@ -242,20 +312,20 @@ mod tests {
             (vec![run(10, 5, 5, 100, 200)], "empty or inverted range"),
         ];
         for (runs, want) in cases {
-            let (_, problems) = ProvenRuns::new(runs.clone(), true);
+            let (_, problems) = ProvenRuns::new(runs.clone(), true, NOW);
             assert!(
                 problems.iter().any(|p| p.contains(want)),
                 "{runs:?}: {problems:?}"
             );
         }
         // A bundle holds only the runs it needs: they need not start at 0.
-        let (_, problems) = ProvenRuns::new(vec![run(20, 5, 12, 300, 400)], false);
-        assert!(problems.is_empty());
+        let (_, problems) = ProvenRuns::new(vec![second], false, NOW);
+        assert!(problems.is_empty(), "{problems:?}");
     }
 
     #[test]
     fn a_body_is_pruned_only_inside_a_proven_run_and_older_than_its_cutoff() {
-        let (runs, _) = ProvenRuns::new(vec![run(10, 0, 5, 100, 200)], true);
+        let (runs, _) = ProvenRuns::new(vec![run(10, 0, 5, 100, 200)], true, NOW);
         assert_eq!(
             runs.pruned_by(3, leaf(99).as_ref()).unwrap().record_index,
             10
@@ -276,7 +346,7 @@ mod tests {
     #[test]
     fn runs_that_deleted_young_entries_are_named() {
         let second = 1_000_000_000;
-        let (runs, _) = ProvenRuns::new(vec![run(3, 0, 2, 5 * second, 10 * second)], true);
+        let (runs, _) = ProvenRuns::new(vec![run(3, 0, 2, 5 * second, 10 * second)], true, NOW);
         let leaves = vec![leaf(0), leaf(4 * second), leaf(9 * second)];
         let warnings = runs.young_prunes(&leaves, 8 * second, "8s");
         assert_eq!(warnings.len(), 1);
@@ -285,5 +355,20 @@ mod tests {
             "{warnings:?}"
         );
         assert!(runs.young_prunes(&leaves, 6 * second, "6s").is_empty());
+    }
+
+    #[test]
+    fn a_run_dated_after_later_entries_is_refused() {
+        let minute = 60 * 1_000_000_000;
+        let (runs, _) = ProvenRuns::new(vec![run(1, 0, 1, 100 * minute, 200 * minute)], true, NOW);
+        // The entry after the run is 100 minutes older than the run.
+        let leaves = vec![leaf(0), leaf(200 * minute), leaf(100 * minute)];
+        let problems = runs.dated_after_later_entries(&leaves);
+        assert!(
+            problems[0].contains("after entries appended later"),
+            "{problems:?}"
+        );
+        let fine = vec![leaf(0), leaf(200 * minute), leaf(199 * minute)];
+        assert!(runs.dated_after_later_entries(&fine).is_empty());
     }
 }

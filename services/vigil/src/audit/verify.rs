@@ -31,6 +31,7 @@ use vigil_proto::Message;
 
 use vigil_ledger_service::retention::RetentionPeriod;
 
+use super::bundle::END_KINDS;
 use super::client::{verifier, Client, KeyChain, LeafFetcher};
 use super::pruning::{self, ProvenRun, ProvenRuns};
 pub use super::report::Report;
@@ -345,8 +346,11 @@ fn proven_runs(
             Err(why) => report.problem(format!("entry {index}: {why}")),
         }
     }
-    let (runs, problems) = ProvenRuns::new(runs, true);
-    for p in problems {
+    let (runs, problems) = ProvenRuns::new(runs, true, crate::timefmt::now_unix_nanos());
+    for p in problems
+        .into_iter()
+        .chain(runs.dated_after_later_entries(leaves))
+    {
         report.problem(p);
     }
     for run in runs.runs() {
@@ -383,6 +387,7 @@ fn check_bodies(
     let (mut present, mut pruned) = (0u64, 0u64);
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     let mut streams: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut ends: HashMap<String, u64> = HashMap::new();
     let mut start = 0u64;
     while start < size {
         // Ask only for what the checkpoint covers: the log may have grown since.
@@ -417,6 +422,12 @@ fn check_bodies(
                                 *kinds.entry(l.kind.clone()).or_default() += 1;
                             }
                             if !event.session_id.is_empty() {
+                                if END_KINDS.contains(&event.kind_name()) {
+                                    // The earliest end counts: anything after it is out of place.
+                                    let end =
+                                        ends.entry(event.session_id.clone()).or_insert(event.seq);
+                                    *end = (*end).min(event.seq);
+                                }
                                 streams.entry(event.session_id).or_default().push(event.seq);
                             }
                         }
@@ -448,8 +459,46 @@ fn check_bodies(
     }
     let by_kind: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
     report.ok(format!("events by kind: {}", by_kind.join(" ")));
+    check_positions(leaves, report);
+    for (stream, end) in &ends {
+        if let Some(after) = streams[stream].iter().filter(|&&s| s > *end).min() {
+            report.problem(format!(
+                "{stream}: event {after} comes after the stream's end (event {end}): forged or misplaced"
+            ));
+        }
+    }
     check_continuity(streams, report);
     Ok(())
+}
+
+/// No two leaves may claim the same place in the same stream: with dedup
+/// by event id, that is two different events numbered alike, one forged
+/// (e.g. a second, early "session closed" that would hide a session's
+/// tail from a bundle). Leaves prove it even where bodies are pruned.
+fn check_positions(leaves: &[Option<LeafRecord>], report: &mut Report) {
+    let no_stream = stream_position("", 0);
+    let mut seen: HashMap<Hash, u64> = HashMap::new();
+    let mut duplicates = 0u64;
+    for (i, leaf) in leaves.iter().enumerate() {
+        let Some(position) = leaf.as_ref().and_then(|l| l.position) else {
+            continue;
+        };
+        if position == no_stream {
+            continue;
+        }
+        if let Some(first) = seen.insert(position, i as u64) {
+            duplicates += 1;
+            report.problem(format!(
+                "entries {first} and {i} claim the same place in the same session: one of them is forged"
+            ));
+        }
+    }
+    if duplicates == 0 {
+        report.ok(format!(
+            "no two of the {} entries claim the same place in a session",
+            leaves.len()
+        ));
+    }
 }
 
 /// Every session (and approval operation or grant) numbers its events 0, 1,
