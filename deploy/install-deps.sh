@@ -1,9 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Vigil needs on a fresh Debian machine,
-# skipping whatever is already there. Safe to run again.
-#   protoc        the gRPC/protobuf code generator (proto/build.rs)
-#   libclang      bindgen, for RocksDB's C API (librocksdb-sys)
-#   clang, g++    compile RocksDB from source
+# skipping whatever is already there. Safe to run again. The build
+# prerequisites come from install-build-deps.sh; on top of them:
 #   psql, pgbench real PostgreSQL clients for the end-to-end tests and the bench
 #   openssl       makes the self-signed certificate of the TLS test
 #   psycopg, asyncpg  real Python drivers for tests/e2e/clients.rs (PyPI)
@@ -16,11 +14,9 @@
 #                 survive a broker restart (memory:// would lose them).
 set -euo pipefail
 
+"$(dirname "$0")/install-build-deps.sh"
+
 missing=()
-command -v protoc >/dev/null 2>&1 || missing+=(protobuf-compiler)
-ldconfig -p 2>/dev/null | grep -q 'libclang\(-[0-9.]*\)\?\.so' || missing+=(libclang-dev)
-command -v clang >/dev/null 2>&1 || missing+=(clang)
-command -v g++ >/dev/null 2>&1 || missing+=(g++)
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)

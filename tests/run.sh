@@ -16,6 +16,11 @@ for crate in vigil-ledger vigil-identity vigil-proxy-core vigil-approvals; do
   fi
 done
 
+# Style and lints are part of the test command: an unformatted file or a
+# clippy warning fails it, as it fails review.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+
 # The end-to-end tests run the real binary: build it first.
 cargo build --workspace --all-targets
 

@@ -12,6 +12,7 @@
 
 pub mod bodycrypt;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod hash;
 pub mod leaf;
 pub mod note;

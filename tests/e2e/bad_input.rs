@@ -143,7 +143,7 @@ fn a_missing_or_broken_body_keyring_stops_vigil_up_without_echoing_keys() {
     let keys = dir.path().join("body.keys");
     let secret = "c2VjcmV0LWtleS1tYXRlcmlhbA==";
     let cases = [
-        (None, "cannot read body keyring"),
+        (None, "ledger.body_keys: cannot read"),
         (Some(format!("k1 {secret}\n")), "key must be 32 bytes"),
         (Some("# nothing\n".to_string()), "holds no key"),
     ];

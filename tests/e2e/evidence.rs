@@ -577,3 +577,176 @@ fn a_forged_early_end_of_a_session_is_caught_by_verify() {
         show(&out)
     );
 }
+
+/// A `vigil witness` process; killed when dropped.
+struct WitnessProcess {
+    started: vigil_tests::Started,
+    url: String,
+    key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for WitnessProcess {
+    fn drop(&mut self) {
+        let _ = self.started.child.kill();
+        let _ = self.started.child.wait();
+    }
+}
+
+fn start_witness(name: &str, log_key: &str) -> WitnessProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let port = vigil_tests::free_port();
+    let args: Vec<String> = [
+        "witness",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+        &dir.path().join("w").display().to_string(),
+        "--name",
+        name,
+        "--log-key",
+        log_key,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let started = vigil_tests::spawn_vigil(
+        dir.path(),
+        &args,
+        "witness.stderr",
+        "vigil witness is ready",
+    );
+    let key = started
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("witness verifier key: "))
+        .expect("the witness prints its key")
+        .to_string();
+    WitnessProcess {
+        started,
+        url: format!("http://127.0.0.1:{port}"),
+        key,
+        _dir: dir,
+    }
+}
+
+/// Witnesses: each new checkpoint is cosigned by two witnesses run apart
+/// from the log; an auditor requires their cosignatures; a copy of the
+/// data directory that diverges (a fork shown to another auditor) gets no
+/// cosignature, so the auditor who requires witnesses refuses it.
+#[test]
+fn witnesses_cosign_the_log_and_refuse_a_fork() {
+    let gw = Gateway::start(GatewaySpec::new());
+    let log_key = gw.verifier_key();
+    let (spec, dir) = gw.stop();
+    let w1 = start_witness("witness-one.test/w", &log_key);
+    let w2 = start_witness("witness-two.test/w", &log_key);
+    let config = dir.path().join("vigil.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let tables = format!(
+        "[[ledger.witnesses]]\nurl = \"{}\"\nkey = \"{}\"\n[[ledger.witnesses]]\nurl = \"{}\"\nkey = \"{}\"\n[[postgres]]",
+        w1.url, w1.key, w2.url, w2.key
+    );
+    std::fs::write(&config, text.replacen("[[postgres]]", &tables, 1)).unwrap();
+    let gw = Gateway::spawn(spec.clone(), dir, Gateway::config_args_for(&spec));
+    session(&gw, &["SELECT 'witnessed'"]);
+    let cosigned = |gw: &Gateway| {
+        let note = ureq::get(&format!("{}/checkpoint", gw.ledger_url()))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        note.contains("witness-one.test/w") && note.contains("witness-two.test/w")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !cosigned(&gw) {
+        assert!(std::time::Instant::now() < deadline, "never cosigned");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let verify = |gw: &Gateway, extra: &[&str]| {
+        let mut args = vec!["verify"];
+        args.extend_from_slice(extra);
+        gw.audit(&args)
+    };
+    let out = verify(&gw, &["--witness", &w1.key, "--witness", &w2.key]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        stdout(&out).contains("checkpoint cosigned by witness witness-two.test/w"),
+        "{}",
+        show(&out)
+    );
+    // A witness the checkpoint lacks: one of two required is not enough.
+    let absent = vigil_ledger::cosignature::CosignerKey::generate("absent.test/w")
+        .unwrap()
+        .verifier_key_text();
+    failed_with(
+        &verify(&gw, &["--witness", &w1.key, "--witness", &absent]),
+        "1 valid witness cosignature(s), 2 required",
+    );
+    let out = verify(
+        &gw,
+        &[
+            "--witness",
+            &w1.key,
+            "--witness",
+            &absent,
+            "--min-witnesses",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", show(&out));
+
+    // Copy the data directory, let the original grow (cosigned), then run
+    // the copy on its own history: a fork.
+    let (spec, dir) = gw.stop();
+    let fork = tempfile::tempdir().unwrap();
+    let status = std::process::Command::new("cp")
+        .args([
+            "-a",
+            &format!("{}/.", dir.path().display()),
+            &fork.path().display().to_string(),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The copy's config names the copy's own data directory and keys.
+    let fork_config = fork.path().join("vigil.toml");
+    let text = std::fs::read_to_string(&fork_config).unwrap();
+    std::fs::write(
+        &fork_config,
+        text.replace(
+            &dir.path().display().to_string(),
+            &fork.path().display().to_string(),
+        ),
+    )
+    .unwrap();
+    let gw = Gateway::spawn(spec.clone(), dir, Gateway::config_args_for(&spec));
+    session(&gw, &["SELECT 'the history the witnesses saw'"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !(cosigned(&gw)
+        && verify(&gw, &["--witness", &w1.key, "--witness", &w2.key])
+            .status
+            .success())
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the grown log was never cosigned"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    drop(gw);
+    let forked = Gateway::spawn(spec.clone(), fork, Gateway::config_args_for(&spec));
+    session(
+        &forked,
+        &["SELECT 'another history'", "SELECT 'shown to someone else'"],
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The fork's own key still signs it (the operator holds it), but no
+    // witness cosigns a tree inconsistent with what it cosigned.
+    let out = verify(&forked, &[]);
+    assert!(out.status.success(), "{}", show(&out));
+    failed_with(
+        &verify(&forked, &["--witness", &w1.key, "--witness", &w2.key]),
+        "0 valid witness cosignature(s), 2 required",
+    );
+}

@@ -655,3 +655,133 @@ fn large_objects_over_the_function_call_protocol_round_trip_and_are_recorded() {
         "every call succeeded"
     );
 }
+
+#[test]
+fn sigterm_lets_sessions_finish_then_closes_the_rest_with_reason_shutdown() {
+    use std::io::Write as _;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let spec = GatewaySpec::new();
+    let config = spec.write_config(dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("shutdown_drain = \"3s\"\n{text}")).unwrap();
+    let args = Gateway::config_args(dir.path());
+    let mut gw = Gateway::spawn(spec, dir, args);
+
+    // An idle session that will still be open when the drain ends.
+    let mut idle = gw
+        .psql_command(AGENT, AGENT_PASSWORD, &["-A", "-t"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut idle_in = idle.stdin.take().unwrap();
+    idle_in.write_all(b"SELECT 'idle session';\n").unwrap();
+    gw.wait_for_events(|ev| {
+        requests(ev)
+            .iter()
+            .any(|r| r.statement.contains("idle session"))
+    });
+    // A statement still running when SIGTERM arrives: it may finish.
+    let busy = gw
+        .psql_command(
+            AGENT,
+            AGENT_PASSWORD,
+            &["-A", "-t", "-c", "SELECT pg_sleep(1.5), 'slept'"],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    gw.wait_for_events(|ev| {
+        requests(ev)
+            .iter()
+            .any(|r| r.statement.contains("pg_sleep"))
+    });
+
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let sent = Instant::now();
+    std::thread::sleep(Duration::from_millis(300));
+    // No new sessions once the shutdown has begun.
+    let late = gw.psql(AGENT, AGENT_PASSWORD, &["-c", "SELECT 1"]);
+    assert!(!late.status.success(), "{}", show(&late));
+
+    let busy = busy.wait_with_output().unwrap();
+    assert!(busy.status.success(), "{}", show(&busy));
+    assert!(String::from_utf8_lossy(&busy.stdout).contains("slept"));
+
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            sent.elapsed() < Duration::from_secs(30),
+            "vigil did not exit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}\n{}", gw.stderr());
+    assert!(
+        sent.elapsed() >= Duration::from_secs(3),
+        "the idle session got its drain period"
+    );
+    drop(idle_in);
+    let idle = idle.wait_with_output().unwrap();
+    let idle_text = show(&idle);
+
+    // Started again on the same data: every session has its SessionClosed,
+    // the one the shutdown ended with reason "shutdown".
+    let (spec, dir) = gw.stop();
+    let args = Gateway::config_args(dir.path());
+    let gw = Gateway::spawn(spec, dir, args);
+    let events = gw.wait_for_events(|ev| closed_sessions(ev) >= 2);
+    let reasons: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::SessionClosed(c)) => Some(c.reason.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reasons.iter().filter(|r| **r == "shutdown").count(),
+        1,
+        "{reasons:?}\nidle psql: {idle_text}"
+    );
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    let session_of = |text: &str| {
+        events
+            .iter()
+            .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement.contains(text)))
+            .map(|e| e.session_id.clone())
+            .unwrap()
+    };
+    let closed_reason = |session: &str| {
+        events
+            .iter()
+            .find_map(|e| match &e.kind {
+                Some(Kind::SessionClosed(c)) if e.session_id == session => Some(c.reason.clone()),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(closed_reason(&session_of("idle session")), "shutdown");
+    let busy_session = session_of("pg_sleep");
+    assert_ne!(closed_reason(&busy_session), "shutdown");
+    let slept = events.iter().find_map(|e| match &e.kind {
+        Some(Kind::Response(r)) if e.session_id == busy_session => Some(r),
+        _ => None,
+    });
+    let slept = slept.expect("the running statement's response");
+    assert_eq!(
+        (slept.rows, slept.error_code.as_str()),
+        (1, ""),
+        "{slept:?}"
+    );
+}

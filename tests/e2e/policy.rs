@@ -572,6 +572,12 @@ mod raw {
         msg(b'S', &[])
     }
 
+    pub fn close_statement(name: &str) -> Vec<u8> {
+        let mut b = vec![b'S'];
+        b.extend(cstr(name));
+        msg(b'C', &b)
+    }
+
     pub fn query(sql: &str) -> Vec<u8> {
         msg(b'Q', &cstr(sql))
     }
@@ -704,4 +710,91 @@ fn a_query_skipped_after_an_extended_error_is_recorded_as_skipped_and_pairing_ho
             }
         }
     }
+}
+
+/// The rows (first column, text) of every DataRow in `msgs`.
+fn first_columns(msgs: &[(u8, Vec<u8>)]) -> Vec<Option<String>> {
+    msgs.iter()
+        .filter(|(t, _)| *t == b'D')
+        .map(|(_, b)| {
+            let len = i32::from_be_bytes([b[2], b[3], b[4], b[5]]);
+            (len >= 0).then(|| String::from_utf8_lossy(&b[6..6 + len as usize]).into_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn a_statement_the_server_skipped_never_lends_its_verdict_to_the_one_it_kept() {
+    use std::io::Write as _;
+    let table = "vigil_pol_skipped_parse";
+    create_patients(table);
+    let gw = phi_gateway();
+    let mut conn = raw::connect(gw.spec.pg_port, AGENT, AGENT_PASSWORD);
+    // "s" computes an SSN in base64: no detector recognises it, only its
+    // lineage (from ssn) masks it.
+    let encoded =
+        format!("SELECT encode(convert_to(ssn, 'UTF8'), 'base64') AS v FROM {table} WHERE id = 1");
+    let mut batch = raw::parse("s", &encoded);
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    let msgs = raw::read_until_ready(&mut conn, None);
+    assert!(msgs.iter().all(|(t, _)| *t != b'E'), "{msgs:?}");
+
+    // One pipeline, sent before any answer: an error makes the server skip
+    // the Close and the new Parse of "s" (it keeps the encoded SSN query),
+    // and after the Sync it runs a portal of "s". A proxy that takes the
+    // harmless Parse for done would pass the base64 SSN through.
+    let mut batch = Vec::new();
+    batch.extend(raw::parse("", "SELECT 1/0"));
+    batch.extend(raw::bind("", ""));
+    batch.extend(raw::execute(""));
+    batch.extend(raw::close_statement("s"));
+    batch.extend(raw::parse("s", "SELECT 'harmless'::text AS v"));
+    batch.extend(raw::sync());
+    batch.extend(raw::bind("p", "s"));
+    batch.extend(raw::execute("p"));
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    let first = raw::read_until_ready(&mut conn, None);
+    assert_eq!(
+        first.iter().filter(|(t, _)| *t == b'E').count(),
+        1,
+        "division by zero: {first:?}"
+    );
+    let second = raw::read_until_ready(&mut conn, None);
+    let encoded_ssn = "MTIzLTQ1LTY3ODk=";
+    let rows = first_columns(&second);
+    assert_eq!(
+        rows.len(),
+        1,
+        "the server ran the kept statement: {second:?}"
+    );
+    let shown = format!("{second:?}");
+    for leaked in [encoded_ssn, SSN_1] {
+        assert!(
+            !rows.iter().flatten().any(|r| r.contains(leaked)),
+            "{leaked} reached the client: {shown}"
+        );
+    }
+    assert_ne!(rows[0].as_deref(), Some("harmless"), "{shown}");
+
+    // The proxy's view is the server's again: a new portal of "s" is
+    // masked by the kept statement's lineage, and a real replacement of
+    // "s" (Close and Parse confirmed) runs unmasked.
+    let mut batch = raw::bind("q", "s");
+    batch.extend(raw::execute("q"));
+    batch.extend(raw::close_statement("s"));
+    batch.extend(raw::parse("s", "SELECT 'harmless'::text AS v"));
+    batch.extend(raw::bind("r", "s"));
+    batch.extend(raw::execute("r"));
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    let third = raw::read_until_ready(&mut conn, None);
+    let rows = first_columns(&third);
+    assert_eq!(rows.len(), 2, "{third:?}");
+    assert!(
+        rows[0].as_deref().is_none_or(|r| !r.contains(encoded_ssn)),
+        "{third:?}"
+    );
+    assert_eq!(rows[1].as_deref(), Some("harmless"), "{third:?}");
 }

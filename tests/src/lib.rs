@@ -409,7 +409,8 @@ impl Gateway {
         child.wait_with_output().expect("wait for psql")
     }
 
-    fn psql_command(&self, user: &str, password: &str, args: &[&str]) -> Command {
+    /// A psql command line for this gateway (not started).
+    pub fn psql_command(&self, user: &str, password: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("psql");
         cmd.env("PGPASSWORD", password)
             .env("PGCONNECT_TIMEOUT", "10")

@@ -79,6 +79,7 @@ pub async fn run(
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
     policy: SessionPolicy,
+    drain: &vigil_runtime::drain::Drain,
 ) -> String {
     let (client_rd, client_wr) = tokio::io::split(client);
     let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
@@ -126,8 +127,6 @@ pub async fn run(
             identity,
             approvals,
             hold_cancel,
-            verdicts: Default::default(),
-            portal_verdicts: Default::default(),
             fresh_portals: Default::default(),
         },
     );
@@ -154,6 +153,11 @@ pub async fn run(
             send_fatal(&client_wr, "57P03", "Vigil could not record a result in the audit ledger; the session is closed").await;
             "error: audit ledger unavailable".to_string()
         }
+        _ = drain.deadline() => {
+            // PostgreSQL's own code for an administrator's shutdown.
+            send_fatal(&client_wr, "57P01", "Vigil is shutting down; the session is closed").await;
+            SHUTDOWN_REASON.to_string()
+        }
     };
     let _ = client_wr.lock().await.shutdown().await;
 
@@ -169,6 +173,9 @@ pub async fn run(
 }
 
 type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<ClientStream>>>;
+
+/// SessionClosed's reason for a session the gateway's shutdown ended.
+pub const SHUTDOWN_REASON: &str = "shutdown";
 
 /// What the client is told when its session's token has expired.
 fn expiry_message(expired_at: std::time::SystemTime) -> String {
@@ -305,8 +312,9 @@ impl Shared {
     }
 }
 
-/// The frontend's own state: the policy gate and what it decided per
-/// prepared statement (judged once, at Parse).
+/// The frontend's own state: the policy gate and what it needs to judge.
+/// What each prepared statement and portal holds, and under which verdict,
+/// lives in the tracker's registry (confirmed by the server's answers).
 struct Frontend {
     shared: Arc<Shared>,
     gate: Gate,
@@ -316,9 +324,6 @@ struct Frontend {
     identity: vigil_proxy_core::VerifiedIdentity,
     approvals: Option<Arc<dyn Approvals>>,
     hold_cancel: Option<Arc<Notify>>,
-    verdicts: std::collections::HashMap<String, Arc<Verdict>>,
-    /// The verdict of what each bound portal runs, fixed at Bind.
-    portal_verdicts: std::collections::HashMap<String, Arc<Verdict>>,
     /// Portals bound since their last Execute.
     fresh_portals: std::collections::HashSet<String>,
 }
@@ -413,13 +418,6 @@ impl Fatal {
     }
 }
 
-/// Whether a Parse of `name` replaces what the name holds upstream: the
-/// unnamed statement always is replaced; a named one that exists is not
-/// (the server refuses the Parse with 42P05 and keeps the first).
-fn parse_replaces(existed: bool, name: &str) -> bool {
-    name.is_empty() || !existed
-}
-
 /// The stricter of two verdicts, with the smaller row limit.
 fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
     let mut v = if b.outcome > a.outcome {
@@ -497,7 +495,7 @@ impl Frontend {
                 self.refresh_shadows().await;
                 let verdict = Arc::new(self.gate.judge(&sql));
                 if verdict.outcome.forwards() {
-                    self.sql_touches_protocol_names(&verdict);
+                    self.sql_touches_protocol_names(&verdict, &sql);
                     self.note_schema_change();
                 }
                 let seq = shared.session.next_statement_seq();
@@ -530,18 +528,14 @@ impl Frontend {
                 let mut verdict = Arc::new(self.gate.judge(&parse.query));
                 // A named statement cannot be replaced while it exists: the
                 // server refuses the second Parse (42P05) and keeps the
-                // first, so the name keeps the stricter of both verdicts
-                // until the client Closes it. (The unnamed statement is
-                // replaced by design; portals carry their own verdict.)
+                // first. The registry would drop the change at that error;
+                // judging by the stricter of both also covers what is
+                // pipelined behind it before the error comes back.
                 if !parse.statement.is_empty() {
-                    if let Some(old) = self.verdicts.get(&parse.statement) {
-                        verdict = Arc::new(stricter(old, &verdict));
+                    if let Some(old) = self.tracker().statement(&parse.statement) {
+                        verdict = Arc::new(stricter(&old.verdict, &verdict));
                     }
                 }
-                let existed = self
-                    .verdicts
-                    .insert(parse.statement.clone(), verdict.clone())
-                    .is_some();
                 // Held before the Parse reaches the server: SQL nobody has
                 // approved never exists upstream, not even as a prepared
                 // statement (the proxy's idea of what a name holds can lag
@@ -558,7 +552,6 @@ impl Frontend {
                     let held = Held::Parse {
                         statement: parse.statement,
                         query: parse.query,
-                        replaces: parse_replaces(existed, &request.statement_name),
                     };
                     return self
                         .hold(frame, held, request, &verdict, review, out, io)
@@ -566,23 +559,17 @@ impl Frontend {
                 }
                 if verdict.outcome.forwards() {
                     self.note_schema_change();
-                    {
-                        let mut tracker = self.tracker();
-                        tracker.on_parse(parse.statement, parse.query);
-                        tracker.push_step();
-                    }
+                    self.tracker()
+                        .push_parse(parse.statement, parse.query, verdict);
                     out.extend_from_slice(&frame.raw);
                     Vec::new()
                 } else {
                     // Refused at Parse: recorded now, with a statement number
-                    // of its own; the probe takes the Parse's place.
+                    // of its own; the probe takes the Parse's place. It
+                    // fails, so the name keeps what the server held.
                     let seq = shared.session.next_statement_seq();
                     let probe = self.probe(&verdict);
-                    {
-                        let mut tracker = self.tracker();
-                        tracker.on_parse(parse.statement.clone(), parse.query.clone());
-                        tracker.push_refused_parse(seq);
-                    }
+                    self.tracker().push_refused_parse(seq);
                     out.extend_from_slice(&results::parse_message(&parse.statement, &probe));
                     vec![
                         Kind::Request(Request {
@@ -601,19 +588,8 @@ impl Frontend {
                 self.fresh_portals.insert(bind.portal.clone());
                 // The portal runs what the statement is *now*: later Parses
                 // of the statement's name do not change it.
-                let verdict = self
-                    .verdicts
-                    .get(&bind.statement)
-                    .cloned()
-                    .unwrap_or_else(|| {
-                        Arc::new(self.unclassifiable("a Bind of an unknown statement"))
-                    });
-                self.portal_verdicts.insert(bind.portal.clone(), verdict);
-                {
-                    let mut tracker = self.tracker();
-                    tracker.on_bind(bind.portal, bind.statement, bind.params);
-                    tracker.push_step();
-                }
+                self.tracker()
+                    .push_bind(bind.portal, bind.statement, bind.params);
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
@@ -639,9 +615,9 @@ impl Frontend {
                 // the proxy cannot exist upstream either; if it somehow did,
                 // its results are masked as strictly as policy could ask.
                 let verdict = self
-                    .portal_verdicts
-                    .get(&portal)
-                    .cloned()
+                    .tracker()
+                    .portal(&portal)
+                    .and_then(|p| p.verdict.clone())
                     .unwrap_or_else(|| {
                         Arc::new(self.unclassifiable("an Execute of an unknown statement"))
                     });
@@ -679,12 +655,7 @@ impl Frontend {
             b'C' => {
                 let (is_portal, name) =
                     codec::parse_close(frame.body()).map_err(Fatal::protocol)?;
-                self.tracker().on_close(is_portal, &name);
-                if is_portal {
-                    self.portal_verdicts.remove(&name);
-                } else {
-                    self.verdicts.remove(&name);
-                }
+                self.tracker().push_close(is_portal, name);
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
@@ -856,32 +827,24 @@ impl Frontend {
     /// last saw Parsed or Bound under the name. Those names take this
     /// message's verdict, with no lineage (its results are paired with no
     /// statement text).
-    fn sql_touches_protocol_names(&mut self, verdict: &Verdict) {
+    fn sql_touches_protocol_names(&mut self, verdict: &Verdict, sql: &str) {
         let names = self.gate.sql_names().clone();
-        let blind = || {
-            Arc::new(Verdict {
-                shapes: Default::default(),
-                ..verdict.clone()
-            })
-        };
-        if names.forgets {
-            for v in self
-                .verdicts
-                .values_mut()
-                .chain(self.portal_verdicts.values_mut())
-            {
-                *v = Arc::new(Verdict {
+        if !names.forgets && names.prepared.is_empty() && names.cursors.is_empty() {
+            return;
+        }
+        let blind = Arc::new(Verdict {
+            shapes: Default::default(),
+            ..verdict.clone()
+        });
+        let prepared: Vec<String> = names.prepared.into_iter().collect();
+        let cursors: Vec<String> = names.cursors.into_iter().collect();
+        self.tracker()
+            .tighten_names(names.forgets, &prepared, &cursors, sql, &blind, |old| {
+                Verdict {
                     shapes: Default::default(),
-                    ..stricter(v, verdict)
-                });
-            }
-        }
-        for name in names.prepared {
-            self.verdicts.insert(name, blind());
-        }
-        for name in names.cursors {
-            self.portal_verdicts.insert(name, blind());
-        }
+                    ..stricter(old, verdict)
+                }
+            });
     }
 
     /// The text just judged (and let through) changes the schema.
@@ -1202,8 +1165,9 @@ async fn on_backend_frame(
                 None => Ok(forward),
             }
         }
-        b'1' | b'2' => {
-            // ParseComplete / BindComplete.
+        b'1' | b'2' | b'3' => {
+            // ParseComplete / BindComplete / CloseComplete: the registry
+            // takes the change the server has now made.
             shared
                 .tracker
                 .lock()

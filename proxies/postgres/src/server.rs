@@ -16,6 +16,7 @@ use vigil_proxy_core::{Approvals, Authenticator, EventSink, SessionContext, Veri
 use vigil_proxy_core::admission::{Admission, SessionLimits};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::Policy;
+use vigil_runtime::drain::Drain;
 
 use crate::cancel::{CancelRegistry, Registration, UpstreamKey};
 use crate::catalog::Catalog;
@@ -127,11 +128,24 @@ impl PostgresProxy {
         &self.config.name
     }
 
-    /// Accepts clients until the listener fails; each runs in its own task, and
-    /// nothing one client sends can stop the others.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+    /// Accepts clients until the shutdown begins; each runs in its own
+    /// task, and nothing one client sends can stop the others. Sessions
+    /// still open at the end of the drain period are ended (see
+    /// [`vigil_runtime::drain`]).
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        drain: Arc<Drain>,
+    ) -> std::io::Result<()> {
         loop {
-            let (stream, peer) = match listener.accept().await {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = drain.stopping() => {
+                    tracing::info!(proxy = %self.config.name, "no longer accepting connections (shutting down)");
+                    return Ok(());
+                }
+            };
+            let (stream, peer) = match accepted {
                 Ok(pair) => pair,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
@@ -142,13 +156,16 @@ impl PostgresProxy {
             };
             let _ = stream.set_nodelay(true);
             let proxy = self.clone();
+            let guard = drain.session();
+            let drain = drain.clone();
             tokio::spawn(async move {
-                proxy.handle_client(stream, peer).await;
+                proxy.handle_client(stream, peer, drain).await;
+                drop(guard);
             });
         }
     }
 
-    async fn handle_client(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+    async fn handle_client(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, drain: Arc<Drain>) {
         let mut buf = BytesMut::with_capacity(8192);
         let (mut client, startup) = match tokio::time::timeout(
             HANDSHAKE_TIMEOUT,
@@ -260,6 +277,7 @@ impl PostgresProxy {
                         session.clone(),
                         self.sink.clone(),
                         policy,
+                        &drain,
                     )
                     .await
                 }

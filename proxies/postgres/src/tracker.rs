@@ -1,16 +1,32 @@
-//! Pairs each statement a client runs with the result the server reports.
+//! Pairs each statement a client runs with the result the server reports,
+//! and keeps the one registry of what each prepared statement and portal
+//! holds, with the verdict it was judged under.
 //!
 //! PostgreSQL answers strictly in order, so a FIFO of outstanding runs is
 //! enough: the frontend side pushes a run for every `Query` and `Execute` (and
 //! a marker for every `Sync`), and the backend side completes the run at the
 //! front as results arrive. Pure bookkeeping: no I/O, no clock but the
 //! `Instant` a run started, so it can be tested message by message.
+//!
+//! **Names change when the server confirms, not when the proxy sends.** A
+//! Parse, Bind or Close is queued as a pending change; ParseComplete,
+//! BindComplete or CloseComplete applies it to the confirmed registry, and
+//! an error (after which the server skips everything up to the Sync)
+//! drops it with the rest of the cycle. The frontend judges new messages
+//! against the confirmed registry plus the changes still pending (what the
+//! server will hold if nothing fails); the backend checks each Execute's
+//! result against the confirmed portal, and a result whose portal the
+//! server holds under another verdict than the one the Execute was sent
+//! with is handled fail-closed. Without this, a Close and Parse the server
+//! skipped after an error left the proxy judging a name by text the server
+//! never accepted, while the server ran the older, stricter statement.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vigil_proto::events::MaskedColumn;
+use vigil_proxy_core::policy::Verdict;
 
 use crate::codec::{BindParam, ErrorFields};
 
@@ -54,7 +70,7 @@ pub struct RunAttrs {
     /// next RowDescription/NoData is the proxy's, not the client's.
     pub own_describe: bool,
     /// The verdict that let this run through (rule, over-limit outcome).
-    pub verdict: Option<Arc<vigil_proxy_core::policy::Verdict>>,
+    pub verdict: Option<Arc<Verdict>>,
     /// Extended protocol: the portal this Execute runs, and whether it was
     /// (re)bound since its last Execute. A portal's rows count towards the
     /// row limit across Executes, so fetching in chunks (`Execute` with a
@@ -116,10 +132,39 @@ enum Outstanding {
     },
     /// A client's own `Describe`: its RowDescription/NoData goes to the client.
     ClientDescribe,
-    /// A forwarded `Parse` or `Bind`, answered by ParseComplete/BindComplete
-    /// or an error; kept so that its error is not taken for the error of
-    /// the Execute behind it (that Execute is skipped, not failed).
-    Step,
+    /// A forwarded `Parse`, `Bind` or `Close`, answered by ParseComplete,
+    /// BindComplete, CloseComplete or an error; kept so that its error is
+    /// not taken for the error of the Execute behind it (that Execute is
+    /// skipped, not failed), and carrying the change it makes to the
+    /// registry once the server confirms it.
+    Step(Change),
+}
+
+/// What a Parse, Bind or Close does to the registry once confirmed.
+#[derive(Debug, Clone)]
+pub enum Change {
+    Parse {
+        name: String,
+        prepared: Prepared,
+    },
+    Bind {
+        portal: String,
+        info: PortalInfo,
+    },
+    Close {
+        is_portal: bool,
+        name: String,
+    },
+    /// A step with no effect on the registry (tests, other messages).
+    None,
+}
+
+/// What a prepared statement holds: its text and the verdict it was
+/// judged (or released) under.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub query: Arc<str>,
+    pub verdict: Arc<Verdict>,
 }
 
 /// Who a RowDescription or NoData from the server is for.
@@ -131,17 +176,23 @@ pub enum DescriptionFor {
     Proxy,
 }
 
-/// What a bound portal will run: its statement text and parameters.
+/// What a bound portal will run: its statement text, parameters and the
+/// verdict of the statement it was bound to (fixed at Bind: a later Parse
+/// of the statement's name does not change what the portal runs).
 #[derive(Debug, Clone)]
 pub struct PortalInfo {
     pub statement_name: String,
     pub query: Arc<str>,
     pub params: Vec<BindParam>,
+    /// `None`: the statement is unknown to the proxy (the server refuses
+    /// the Bind, or holds something the proxy never judged).
+    pub verdict: Option<Arc<Verdict>>,
 }
 
 #[derive(Debug, Default)]
 pub struct Tracker {
-    statements: HashMap<String, Arc<str>>,
+    /// Prepared statements and portals as the server has confirmed them.
+    statements: HashMap<String, Prepared>,
     portals: HashMap<String, PortalInfo>,
     outstanding: VecDeque<Outstanding>,
     /// The error that aborted the current extended-protocol cycle, if any.
@@ -157,41 +208,148 @@ impl Tracker {
 
     // ---- frontend side ----
 
-    /// A `Parse`: remember the text of the (named or unnamed) statement.
-    pub fn on_parse(&mut self, statement: String, query: String) {
-        self.statements.insert(statement, Arc::from(query));
-    }
-
-    /// A `Bind`: remember what the portal will run.
-    pub fn on_bind(&mut self, portal: String, statement: String, params: Vec<BindParam>) {
-        let query = self
-            .statements
-            .get(&statement)
-            .cloned()
-            .unwrap_or_else(|| Arc::from(""));
-        self.portals.insert(
-            portal,
-            PortalInfo {
-                statement_name: statement,
-                query,
-                params,
-            },
-        );
-    }
-
-    /// A `Close` of a statement or portal.
-    pub fn on_close(&mut self, is_portal: bool, name: &str) {
-        if is_portal {
-            self.portals.remove(name);
-        } else {
-            self.statements.remove(name);
+    /// What `name` will hold when the server reaches the next message: the
+    /// confirmed statement with the pending Parses and Closes applied.
+    pub fn statement(&self, name: &str) -> Option<&Prepared> {
+        for o in self.outstanding.iter().rev() {
+            match o {
+                Outstanding::Step(Change::Parse { name: n, prepared }) if n == name => {
+                    return Some(prepared)
+                }
+                Outstanding::Step(Change::Close {
+                    is_portal: false,
+                    name: n,
+                }) if n == name => return None,
+                _ => {}
+            }
         }
+        self.statements.get(name)
     }
 
-    /// What an `Execute` of `portal` will run (`None` for a portal never bound:
-    /// the server will refuse it, and the run records that error).
+    /// What an `Execute` of `portal` will run, as [`Tracker::statement`]
+    /// (`None` for a portal never bound: the server will refuse it, and the
+    /// run records that error).
     pub fn portal(&self, portal: &str) -> Option<&PortalInfo> {
+        for o in self.outstanding.iter().rev() {
+            match o {
+                Outstanding::Step(Change::Bind { portal: p, info }) if p == portal => {
+                    return Some(info)
+                }
+                Outstanding::Step(Change::Close {
+                    is_portal: true,
+                    name,
+                }) if name == portal => return None,
+                _ => {}
+            }
+        }
         self.portals.get(portal)
+    }
+
+    /// A `Parse` about to be forwarded: `name` holds `query` under
+    /// `verdict` once the server answers ParseComplete.
+    pub fn push_parse(&mut self, name: String, query: String, verdict: Arc<Verdict>) {
+        self.push_step(Change::Parse {
+            name,
+            prepared: Prepared {
+                query: Arc::from(query),
+                verdict,
+            },
+        });
+    }
+
+    /// A `Bind` about to be forwarded; returns what the portal will run.
+    pub fn push_bind(
+        &mut self,
+        portal: String,
+        statement: String,
+        params: Vec<BindParam>,
+    ) -> PortalInfo {
+        let (query, verdict) = match self.statement(&statement) {
+            Some(p) => (p.query.clone(), Some(p.verdict.clone())),
+            None => (Arc::from(""), None),
+        };
+        let info = PortalInfo {
+            statement_name: statement,
+            query,
+            params,
+            verdict,
+        };
+        self.push_step(Change::Bind {
+            portal,
+            info: info.clone(),
+        });
+        info
+    }
+
+    /// A `Close` of a statement or portal about to be forwarded.
+    pub fn push_close(&mut self, is_portal: bool, name: String) {
+        self.push_step(Change::Close { is_portal, name });
+    }
+
+    /// SQL that creates or replaces names the protocol shares (`PREPARE`,
+    /// `DECLARE`) or drops them (`DEALLOCATE ALL`, `DISCARD`): the server
+    /// runs it when the Query gets there, which the proxy cannot pair with
+    /// confirmation, so it only ever makes names stricter, at once, in the
+    /// confirmed registry and every pending change alike.
+    /// `tighten(old)` gives the stricter verdict; `created` names take
+    /// `tighten` of what they held (or `fresh` when new) with `text`.
+    pub fn tighten_names(
+        &mut self,
+        all: bool,
+        statements: &[String],
+        portals: &[String],
+        text: &str,
+        fresh: &Arc<Verdict>,
+        tighten: impl Fn(&Verdict) -> Verdict,
+    ) {
+        let tighten = |v: &mut Arc<Verdict>| *v = Arc::new(tighten(v));
+        for o in self.outstanding.iter_mut() {
+            match o {
+                Outstanding::Step(Change::Parse { name, prepared })
+                    if all || statements.contains(name) =>
+                {
+                    tighten(&mut prepared.verdict)
+                }
+                Outstanding::Step(Change::Bind { portal, info })
+                    if all || portals.contains(portal) =>
+                {
+                    if let Some(v) = info.verdict.as_mut() {
+                        tighten(v)
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (name, prepared) in self.statements.iter_mut() {
+            if all || statements.contains(name) {
+                tighten(&mut prepared.verdict);
+            }
+        }
+        for (name, info) in self.portals.iter_mut() {
+            if all || portals.contains(name) {
+                if let Some(v) = info.verdict.as_mut() {
+                    tighten(v)
+                }
+            }
+        }
+        for name in statements {
+            self.statements
+                .entry(name.clone())
+                .or_insert_with(|| Prepared {
+                    query: Arc::from(text),
+                    verdict: fresh.clone(),
+                });
+        }
+        for name in portals {
+            self.portals
+                .entry(name.clone())
+                .or_insert_with(|| PortalInfo {
+                    statement_name: String::new(),
+                    query: Arc::from(text),
+                    params: Vec::new(),
+                    verdict: Some(fresh.clone()),
+                });
+        }
     }
 
     /// A `Query` the proxy is about to forward.
@@ -219,15 +377,45 @@ impl Tracker {
         self.push_run(RunKind::RefusedParse, statement_seq, RunAttrs::default());
     }
 
-    /// A `Parse` or `Bind` about to be forwarded.
-    pub fn push_step(&mut self) {
-        self.outstanding.push_back(Outstanding::Step);
+    /// A `Parse`, `Bind` or `Close` about to be forwarded.
+    pub fn push_step(&mut self, change: Change) {
+        self.outstanding.push_back(Outstanding::Step(change));
     }
 
-    /// A ParseComplete or BindComplete.
+    /// A ParseComplete, BindComplete or CloseComplete: the server did
+    /// what the step at the front asked.
     pub fn on_step_complete(&mut self) {
-        if matches!(self.outstanding.front(), Some(Outstanding::Step)) {
-            self.outstanding.pop_front();
+        if !matches!(self.outstanding.front(), Some(Outstanding::Step(_))) {
+            return;
+        }
+        let Some(Outstanding::Step(change)) = self.outstanding.pop_front() else {
+            return;
+        };
+        match change {
+            Change::Parse { name, prepared } => {
+                self.statements.insert(name, prepared);
+            }
+            Change::Bind { portal, mut info } => {
+                // The portal runs what the server holds under the name now,
+                // whatever the proxy expected when it sent the Bind.
+                let held = self.statements.get(&info.statement_name);
+                info.query = held.map_or_else(|| Arc::from(""), |p| p.query.clone());
+                info.verdict = held.map(|p| p.verdict.clone());
+                self.portals.insert(portal, info);
+            }
+            Change::Close {
+                is_portal: true,
+                name,
+            } => {
+                self.portals.remove(&name);
+            }
+            Change::Close {
+                is_portal: false,
+                name,
+            } => {
+                self.statements.remove(&name);
+            }
+            Change::None => {}
         }
     }
 
@@ -311,11 +499,27 @@ impl Tracker {
         }
     }
 
-    /// The attributes of the run the server is answering now.
+    /// The attributes of the run the server is answering now; `None` when
+    /// there is none, or when it is an Execute of a portal the server holds
+    /// under another verdict than the one the Execute was sent with (the
+    /// caller then handles the result fail-closed).
     pub fn front_attrs(&self) -> Option<&RunAttrs> {
         match self.outstanding.front() {
-            Some(Outstanding::Run(run)) => Some(&run.attrs),
+            Some(Outstanding::Run(run)) if self.confirmed(run) => Some(&run.attrs),
             _ => None,
+        }
+    }
+
+    /// Whether an Execute runs what it was judged as: the confirmed
+    /// portal's verdict is the one its attributes came from.
+    fn confirmed(&self, run: &Run) -> bool {
+        let Some((portal, _)) = &run.attrs.portal else {
+            return true;
+        };
+        let held = self.portals.get(portal).and_then(|p| p.verdict.as_ref());
+        match (held, &run.attrs.verdict) {
+            (Some(held), Some(sent)) => Arc::ptr_eq(held, sent) || **held == **sent,
+            _ => false,
         }
     }
 
@@ -419,7 +623,7 @@ impl Tracker {
         // of the cycle (Executes behind it are settled at ReadyForQuery).
         if matches!(
             self.outstanding.front(),
-            Some(Outstanding::ClientDescribe | Outstanding::Step)
+            Some(Outstanding::ClientDescribe | Outstanding::Step(_))
         ) {
             self.outstanding.pop_front();
             return None;
@@ -458,7 +662,8 @@ impl Tracker {
         while let Some(item) = self.outstanding.pop_front() {
             match item {
                 Outstanding::Sync { .. } => break,
-                Outstanding::ClientDescribe | Outstanding::Step => {}
+                // Skipped by the server: its change never happened.
+                Outstanding::ClientDescribe | Outstanding::Step(_) => {}
                 Outstanding::Run(mut run) => {
                     run.error = run.error.or_else(|| cycle_error.clone());
                     done.push(run.complete(true));
@@ -487,6 +692,126 @@ impl Tracker {
 mod tests {
     use super::*;
 
+    fn verdict(rule: &str) -> Arc<Verdict> {
+        Arc::new(Verdict {
+            outcome: vigil_proxy_core::policy::Outcome::Mask,
+            rule: rule.into(),
+            reason: String::new(),
+            max_rows: None,
+            over_limit: vigil_proxy_core::policy::Outcome::Deny,
+            shapes: Default::default(),
+        })
+    }
+
+    /// Attributes of an Execute of `portal` sent under `verdict`.
+    fn execute_attrs(portal: &str, verdict: Option<Arc<Verdict>>) -> RunAttrs {
+        RunAttrs {
+            mask: true,
+            verdict,
+            portal: Some((portal.into(), true)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn names_change_when_the_server_confirms() {
+        let mut t = Tracker::new();
+        t.push_parse("s".into(), "select ssn".into(), verdict("strict"));
+        // Pending: the frontend already judges by it.
+        assert_eq!(t.statement("s").unwrap().verdict.rule, "strict");
+        t.push_sync();
+        t.on_step_complete();
+        assert!(t.on_ready_for_query().is_empty());
+        assert_eq!(t.statement("s").unwrap().verdict.rule, "strict");
+
+        // An error skips the Close and the Parse behind it: the name keeps
+        // what the server kept, although the frontend saw them go by.
+        t.push_execute(0);
+        t.push_close(false, "s".into());
+        t.push_parse("s".into(), "select 'harmless'".into(), verdict("lax"));
+        t.push_sync();
+        assert_eq!(t.statement("s").unwrap().verdict.rule, "lax");
+        // A Bind sent in the next cycle, before the error came back.
+        let sent = t.push_bind("p".into(), "s".into(), vec![]);
+        assert_eq!(sent.verdict.as_ref().unwrap().rule, "lax");
+        t.push_execute_with(1, execute_attrs("p", sent.verdict.clone()));
+        t.push_sync();
+
+        assert!(t.on_error(err("22012")).is_some());
+        let skipped = t.on_ready_for_query();
+        assert!(skipped.is_empty(), "{skipped:?}");
+        assert_eq!(t.statement("s").unwrap().verdict.rule, "strict");
+        assert_eq!(&*t.statement("s").unwrap().query, "select ssn");
+
+        // BindComplete: the portal runs the kept statement, and the Execute
+        // sent under the skipped one's verdict is not trusted.
+        t.on_step_complete();
+        assert_eq!(
+            t.portal("p").unwrap().verdict.as_ref().unwrap().rule,
+            "strict"
+        );
+        assert!(t.front_attrs().is_none(), "fail closed");
+        assert!(t.on_command_complete("SELECT 1".into()).is_some());
+        assert!(t.on_ready_for_query().is_empty());
+
+        // A portal bound and executed after the resync runs as judged.
+        let sent = t.push_bind("q".into(), "s".into(), vec![]);
+        t.push_execute_with(2, execute_attrs("q", sent.verdict.clone()));
+        t.on_step_complete();
+        assert_eq!(
+            t.front_attrs().unwrap().verdict.as_ref().unwrap().rule,
+            "strict"
+        );
+    }
+
+    #[test]
+    fn a_confirmed_close_and_parse_replace_the_name() {
+        let mut t = Tracker::new();
+        t.push_parse("s".into(), "a".into(), verdict("first"));
+        t.on_step_complete();
+        t.push_close(false, "s".into());
+        assert!(t.statement("s").is_none());
+        t.push_parse("s".into(), "b".into(), verdict("second"));
+        t.on_step_complete(); // CloseComplete
+        assert!(t.statement("s").is_some());
+        t.on_step_complete(); // ParseComplete
+        assert_eq!(t.statement("s").unwrap().verdict.rule, "second");
+        t.push_close(true, "p".into());
+        t.on_step_complete();
+        assert!(t.portal("p").is_none());
+    }
+
+    #[test]
+    fn sql_that_touches_names_only_tightens_them() {
+        let mut t = Tracker::new();
+        t.push_parse("s".into(), "select ssn".into(), verdict("strict"));
+        t.on_step_complete();
+        t.push_parse("u".into(), "select 1".into(), verdict("pending"));
+        let fresh = verdict("sql");
+        t.tighten_names(
+            false,
+            &["s".into(), "n".into()],
+            &["c".into()],
+            "PREPARE ...",
+            &fresh,
+            |old| Verdict {
+                rule: format!("{}+sql", old.rule),
+                ..old.clone()
+            },
+        );
+        assert_eq!(t.statement("s").unwrap().verdict.rule, "strict+sql");
+        assert_eq!(&*t.statement("s").unwrap().query, "select ssn");
+        assert_eq!(t.statement("n").unwrap().verdict.rule, "sql");
+        assert_eq!(t.statement("u").unwrap().verdict.rule, "pending");
+        assert_eq!(t.portal("c").unwrap().verdict.as_ref().unwrap().rule, "sql");
+        t.tighten_names(true, &[], &[], "DISCARD ALL", &fresh, |old| Verdict {
+            rule: format!("{}!", old.rule),
+            ..old.clone()
+        });
+        assert_eq!(t.statement("u").unwrap().verdict.rule, "pending!");
+        assert_eq!(t.statement("s").unwrap().verdict.rule, "strict+sql!");
+    }
+
     fn err(code: &str) -> ErrorFields {
         ErrorFields {
             severity: "ERROR".into(),
@@ -512,9 +837,11 @@ mod tests {
     #[test]
     fn pipelined_executes_complete_in_order() {
         let mut t = Tracker::new();
-        t.on_parse("s1".into(), "select $1".into());
-        t.on_bind("".into(), "s1".into(), vec![]);
+        t.push_parse("s1".into(), "select $1".into(), verdict("a"));
+        t.push_bind("".into(), "s1".into(), vec![]);
         assert_eq!(&*t.portal("").unwrap().query, "select $1");
+        t.on_step_complete();
+        t.on_step_complete();
         t.push_execute(0);
         t.push_execute(1);
         t.push_sync();
@@ -552,8 +879,8 @@ mod tests {
     #[test]
     fn an_execute_behind_a_failed_bind_is_skipped_not_failed() {
         let mut t = Tracker::new();
-        t.push_step(); // Parse
-        t.push_step(); // Bind
+        t.push_step(Change::None); // Parse
+        t.push_step(Change::None); // Bind
         t.push_execute(0);
         t.push_sync();
         t.on_step_complete(); // ParseComplete

@@ -118,7 +118,7 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
     );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(proxy.serve(listener));
+    tokio::spawn(proxy.serve(listener, vigil_runtime::drain::Drain::new()));
     (port, sink)
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use vigil_ledger::{sign_note, Checkpoint, StoreError};
 
-use crate::Ledger;
+use crate::{witnessing, Ledger};
 
 /// Signs and stores a checkpoint of the current tree; returns the signed note.
 pub fn sign_now(ledger: &Ledger) -> Result<String, StoreError> {
@@ -16,6 +16,9 @@ pub fn sign_now(ledger: &Ledger) -> Result<String, StoreError> {
         root,
     };
     let note = sign_note(&checkpoint.to_text(), &ledger.signer)?;
+    // Cosigned by whichever witnesses answer (blocking: this runs on a
+    // blocking thread, and the witnesses' answers are what it waits for).
+    let note = witnessing::cosign_all(&ledger.store, &note, &ledger.witnesses);
     match ledger.store.put_checkpoint(&note) {
         // Another signer published a larger one first: that one stands.
         Ok(()) | Err(StoreError::StaleCheckpoint { .. }) => Ok(note),

@@ -15,6 +15,8 @@ pub mod grpc;
 pub mod http;
 pub mod retention;
 pub mod signing_key;
+pub mod witness;
+pub mod witnessing;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -28,6 +30,8 @@ pub struct Ledger {
     pub store: Arc<Store>,
     pub signer: Arc<NoteSigner>,
     pub origin: String,
+    /// Witnesses every new checkpoint is submitted to (none by default).
+    pub witnesses: Arc<Vec<witnessing::WitnessClient>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +83,7 @@ impl Ledger {
             store: Arc::new(store),
             signer: Arc::new(signer),
             origin: origin.to_string(),
+            witnesses: Arc::new(Vec::new()),
         })
     }
 

@@ -22,6 +22,8 @@ use vigil_proxy_postgres::tls::TlsSettings;
 use vigil_proxy_postgres::upstream_tls::UpstreamTls;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
 
+use crate::secret::Secret;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -60,6 +62,11 @@ pub struct Config {
     /// Failed-login limits, password-hashing concurrency, session caps.
     #[serde(default)]
     pub logins: crate::logins::LoginsSection,
+    /// How long open sessions may go on after SIGTERM before the gateway
+    /// ends them (each records SessionClosed with reason `shutdown`);
+    /// units s, m, h. Default 10s.
+    #[serde(default)]
+    pub shutdown_drain: Option<String>,
 }
 
 /// `[bus]`: the embedded in-process bus (one process, the default), or Kafka
@@ -203,6 +210,20 @@ pub struct LedgerSection {
     /// `grpc_listen` is not a loopback address.
     #[serde(default)]
     pub grpc_tls: Option<GrpcTlsSection>,
+    /// Witnesses (C2SP tlog-witness) every new checkpoint is submitted to;
+    /// their cosignatures are served with it.
+    #[serde(default)]
+    pub witnesses: Vec<WitnessSection>,
+}
+
+/// `[[ledger.witnesses]]`: where a witness takes checkpoints, and its key.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct WitnessSection {
+    /// Its submission prefix, e.g. `https://witness.example/`.
+    pub url: String,
+    /// Its cosigner verifier key (`name+keyid+base64`, algorithm 0x04).
+    pub key: String,
 }
 
 /// `[ledger.grpc_tls]`: the server's certificate, and the CA whose client
@@ -270,6 +291,7 @@ impl Default for LedgerSection {
             body_keys_env: None,
             retention: RetentionSection::default(),
             grpc_tls: None,
+            witnesses: Vec::new(),
         }
     }
 }
@@ -340,6 +362,16 @@ pub struct PostgresSection {
     #[serde(default = "default_policy")]
     pub policy: String,
     pub upstream: UpstreamSection,
+}
+
+/// A listener's upstream password (`[postgres.upstream] password_env` or
+/// `password_file`).
+fn upstream_password(pg: &PostgresSection) -> Secret<'_> {
+    Secret::new(
+        format!("postgres \"{}\": upstream.password", pg.name),
+        &pg.upstream.password_env,
+        &pg.upstream.password_file,
+    )
 }
 
 fn default_policy() -> String {
@@ -448,6 +480,7 @@ impl Config {
                 body_keys_env: None,
                 retention: RetentionSection::default(),
                 grpc_tls: None,
+                witnesses: Vec::new(),
             },
             postgres: vec![PostgresSection {
                 name: "dev".into(),
@@ -484,10 +517,12 @@ impl Config {
             approvals: Some(crate::approvals::settings::ApprovalsSection::dev()),
             approval_service: None,
             logins: crate::logins::LoginsSection::default(),
+            shutdown_drain: None,
         }
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        self.shutdown_drain()?;
         let origin = &self.ledger.origin;
         if origin.chars().any(|c| c.is_whitespace() || c == '+') {
             bail!(
@@ -498,14 +533,13 @@ impl Config {
             bail!("ledger.checkpoint_interval_ms must be between 1 and 1000");
         }
         vigil_ledger_service::BodyAccess::new(&self.ledger.auditor_tokens_sha256)?;
-        if self.ledger.body_keys_file.is_some() && self.ledger.body_keys_env.is_some() {
-            bail!("give ledger.body_keys_file or ledger.body_keys_env, not both")
-        }
+        self.body_keys_secret().check(false)?;
         let r = &self.ledger.retention;
         let older_than = RetentionPeriod::parse(&r.older_than)
             .map_err(|e| anyhow::anyhow!("ledger.retention.older_than: {e}"))?;
         RetentionPeriod::parse(&r.every)
             .map_err(|e| anyhow::anyhow!("ledger.retention.every: {e}"))?;
+        self.witnesses()?;
         let minimum = self.retention_minimum()?;
         RetentionPolicy::new(older_than, minimum, false)
             .map_err(|e| anyhow::anyhow!("ledger.retention.older_than: {e}"))?;
@@ -535,12 +569,7 @@ impl Config {
                     pg.listen
                 );
             }
-            if pg.upstream.password_env.is_some() && pg.upstream.password_file.is_some() {
-                bail!(
-                    "postgres \"{}\": give password_env or password_file, not both",
-                    pg.name
-                );
-            }
+            upstream_password(pg).check(false)?;
         }
         StaticIdentities::new(self.identities.clone())?;
         if !self.identities.is_empty() && !self.allow_static_identities {
@@ -560,9 +589,7 @@ impl Config {
                 );
             }
         }
-        if self.masking.hash_key_file.is_some() && self.masking.hash_key_env.is_some() {
-            bail!("give masking.hash_key_file or masking.hash_key_env, not both");
-        }
+        self.masking_key_secret().check(false)?;
         if let Some(a) = &self.approval_service {
             a.validate()?;
         }
@@ -659,7 +686,7 @@ impl Config {
         if self.ledger.origin.is_empty() {
             bail!("ledger.origin is required: it names the log and its signing key (e.g. \"vigil.example.org/ehr\")");
         }
-        if self.ledger.body_keys_file.is_none() && self.ledger.body_keys_env.is_none() {
+        if !self.body_keys_secret().is_configured() {
             bail!(
                 "ledger.body_keys_file or ledger.body_keys_env is required: event bodies can \
                  hold PHI and are encrypted at rest (create a keyring with `vigil body-key new`)"
@@ -709,27 +736,33 @@ impl Config {
     /// The masking key; `None` when no key is configured. A configured key
     /// that cannot be read is an error.
     fn masking_key(&self) -> anyhow::Result<Option<[u8; 32]>> {
-        let text = match (&self.masking.hash_key_file, &self.masking.hash_key_env) {
-            (Some(file), _) => std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read masking key {}", file.display()))?,
-            (None, Some(var)) => std::env::var(var)
-                .with_context(|| format!("masking key: environment variable {var} is not set"))?,
-            (None, None) => return Ok(None),
+        let Some(text) = self.masking_key_secret().read()? else {
+            return Ok(None);
         };
         crate::policy_setup::parse_masking_key(&text)
             .context("invalid masking key")
             .map(Some)
     }
 
+    fn masking_key_secret(&self) -> Secret<'_> {
+        Secret::new(
+            "masking.hash_key",
+            &self.masking.hash_key_env,
+            &self.masking.hash_key_file,
+        )
+    }
+
+    fn body_keys_secret(&self) -> Secret<'_> {
+        Secret::new(
+            "ledger.body_keys",
+            &self.ledger.body_keys_env,
+            &self.ledger.body_keys_file,
+        )
+    }
+
     /// The body keyring, read from its file or environment variable.
     pub fn keyring(&self) -> anyhow::Result<Keyring> {
-        let text = match (&self.ledger.body_keys_file, &self.ledger.body_keys_env) {
-            (Some(file), _) => std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read body keyring {}", file.display()))?,
-            (None, Some(var)) => std::env::var(var)
-                .with_context(|| format!("body keyring: environment variable {var} is not set"))?,
-            (None, None) => bail!("no body keyring configured"),
-        };
+        let text = self.body_keys_secret().read_required()?;
         Keyring::parse(&text).context("invalid body keyring")
     }
 
@@ -745,8 +778,36 @@ impl Config {
         Some((policy, every.as_duration()))
     }
 
+    /// The configured witnesses, keys parsed.
+    pub fn witnesses(
+        &self,
+    ) -> anyhow::Result<Vec<vigil_ledger_service::witnessing::WitnessClient>> {
+        self.ledger
+            .witnesses
+            .iter()
+            .enumerate()
+            .map(|(i, w)| {
+                let key = vigil_ledger::cosignature::CosignatureVerifier::from_vkey_text(&w.key)
+                    .map_err(|e| anyhow::anyhow!("ledger.witnesses[{i}].key: {e}"))?;
+                Ok(vigil_ledger_service::witnessing::WitnessClient::new(
+                    &w.url, key,
+                ))
+            })
+            .collect()
+    }
+
     /// `ledger.retention.minimum`: no run may use a shorter period unless
     /// forced by hand.
+    /// The drain period of a graceful shutdown (`shutdown_drain`).
+    pub fn shutdown_drain(&self) -> anyhow::Result<std::time::Duration> {
+        match &self.shutdown_drain {
+            None => Ok(std::time::Duration::from_secs(10)),
+            Some(text) => RetentionPeriod::parse(text)
+                .map(|p| p.as_duration())
+                .map_err(|e| anyhow::anyhow!("shutdown_drain: {e}")),
+        }
+    }
+
     pub fn retention_minimum(&self) -> anyhow::Result<RetentionPeriod> {
         RetentionPeriod::parse(&self.ledger.retention.minimum)
             .map_err(|e| anyhow::anyhow!("ledger.retention.minimum: {e}"))
@@ -778,25 +839,7 @@ impl Config {
             .iter()
             .map(|pg| {
                 let up = &pg.upstream;
-                let password = if let Some(var) = &up.password_env {
-                    Some(std::env::var(var).with_context(|| {
-                        format!(
-                            "postgres \"{}\": environment variable {var} is not set",
-                            pg.name
-                        )
-                    })?)
-                } else if let Some(file) = &up.password_file {
-                    let text = std::fs::read_to_string(file).with_context(|| {
-                        format!(
-                            "postgres \"{}\": cannot read password file {}",
-                            pg.name,
-                            file.display()
-                        )
-                    })?;
-                    Some(text.trim_end_matches(['\r', '\n']).to_string())
-                } else {
-                    None
-                };
+                let password = upstream_password(pg).read()?;
                 let policy = crate::policy_setup::load_policy(&pg.policy)
                     .with_context(|| format!("postgres \"{}\"", pg.name))?;
                 let key = match masking_key {
@@ -894,11 +937,7 @@ impl Config {
                 "plaintext, loopback only"
             }
         );
-        let keys = match (&self.ledger.body_keys_file, &self.ledger.body_keys_env) {
-            (Some(f), _) => format!("file {}", f.display()),
-            (None, Some(v)) => format!("environment variable {v}"),
-            (None, None) => "none".into(),
-        };
+        let keys = self.body_keys_secret().describe();
         out.push_str(&format!(
             "event bodies encrypted at rest, keyring from {keys}\n"
         ));

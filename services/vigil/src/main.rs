@@ -10,9 +10,11 @@ mod ledger_cmd;
 mod logins;
 mod policy_setup;
 mod retention_cmd;
+mod secret;
 mod timefmt;
 mod up;
 mod upstream_check;
+mod witness_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -68,6 +70,9 @@ enum Command {
     /// Print a new key line for the event body keyring (put it first to rotate).
     #[command(subcommand)]
     BodyKey(BodyKeyCommand),
+    /// A C2SP tlog-witness: cosigns a log's checkpoints only while they
+    /// stay consistent with what it cosigned before (run it elsewhere).
+    Witness(witness_cmd::WitnessArgs),
     /// Retention: delete event bodies past the retention period.
     #[command(subcommand)]
     Retention(retention_cmd::RetentionCommand),
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
             body_key::new_line(&id).map(|line| println!("{line}"))
         }
         Command::Retention(cmd) => retention_cmd::run(cmd),
+        Command::Witness(args) => witness_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -19,6 +19,7 @@ use vigil_ledger_service::{
 };
 use vigil_proxy_core::{Approvals, EventSink};
 use vigil_proxy_postgres::PostgresProxy;
+use vigil_runtime::drain::Drain;
 
 use crate::approvals::grpc::ApprovalsGrpc;
 use crate::approvals::local::LocalApprovals;
@@ -108,7 +109,7 @@ const DEV_BANNER: &str = "\
  Use `vigil up --config FILE` for anything else.
 ==================================================================";
 
-fn init_tracing() {
+pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
@@ -166,6 +167,9 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
 
     let mut tasks = tokio::task::JoinSet::new();
     let mut ledger = None;
+    let drain = Drain::new();
+    let drain_period = config.shutdown_drain()?;
+    let mut outbox_to_flush = None;
     let sink: Option<Arc<dyn EventSink>> = match (roles, &kafka) {
         (Roles::Ledger, _) => None,
         (_, Some(k)) => {
@@ -174,6 +178,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot open the outbox in {}", dir.display()))?;
             let _shipper = outbox.ship(k.clone(), format!("vigil-proxy-{}", hostname()));
             tokio::spawn(report_outbox(outbox.clone(), limits));
+            outbox_to_flush = Some(outbox.clone());
             Some(Arc::new(outbox.sink()))
         }
         (_, None) => None, // the embedded bus, made with the ledger below
@@ -223,7 +228,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
-        start_proxies(proxies, auth, sink, approvals, &mut tasks).await?;
+        start_proxies(proxies, auth, sink, approvals, &drain, &mut tasks).await?;
     }
 
     println!("{}", config.summary());
@@ -239,7 +244,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
             _ => Ok(()),
         },
         _ = shutdown_signal() => {
-            tracing::info!("shutting down");
+            shut_down(&drain, drain_period, outbox_to_flush.as_ref()).await;
             Ok(())
         }
     };
@@ -252,6 +257,47 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         }
     }
     outcome
+}
+
+/// Graceful shutdown: listeners stop accepting, open sessions get
+/// `drain_period` to finish and are then ended (each records SessionClosed
+/// with reason `shutdown`), and the outbox gets a last chance to reach the
+/// broker (what it cannot send stays on disk for the next start).
+async fn shut_down(
+    drain: &Drain,
+    drain_period: Duration,
+    outbox: Option<&vigil_bus::outbox::Outbox>,
+) {
+    tracing::info!(
+        open_sessions = drain.open_sessions(),
+        drain_secs = drain_period.as_secs_f64(),
+        "shutting down: no new connections; open sessions end at the end of the drain period"
+    );
+    drain.begin(drain_period);
+    // Past the deadline a session still needs to record its SessionClosed.
+    let left = drain
+        .wait_for_sessions(drain_period + Duration::from_secs(10))
+        .await;
+    if left > 0 {
+        tracing::error!(
+            open_sessions = left,
+            "sessions did not end in time; their SessionClosed may be missing"
+        );
+    }
+    if let Some(outbox) = outbox {
+        let until = tokio::time::Instant::now() + Duration::from_secs(10);
+        while outbox.status().waiting_events > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let waiting = outbox.status().waiting_events;
+        if waiting > 0 {
+            tracing::warn!(
+                waiting_events = waiting,
+                "events still in the outbox: they go to the broker at the next start"
+            );
+        }
+    }
+    tracing::info!("shut down");
 }
 
 /// Warns every 10 s while the outbox is more than 5% full: in normal
@@ -300,7 +346,8 @@ async fn open_ledger(config: &Config) -> anyhow::Result<Arc<Ledger>> {
         let keyring = config.keyring()?;
         let (dir, origin) = (config.data_dir.clone(), config.ledger.origin.clone());
         match tokio::task::spawn_blocking(move || Ledger::open(&dir, &origin, keyring)).await? {
-            Ok(l) => {
+            Ok(mut l) => {
+                l.witnesses = Arc::new(config.witnesses()?);
                 if waiting {
                     tracing::info!(
                         "standby: the data directory is free; this ledger is now active"
@@ -487,7 +534,7 @@ async fn start_approvals(
     let grpc_listener = bind(section.grpc_listen, "the approvals gRPC API").await?;
     let callback = match &section.callback {
         Some(c) => {
-            let secret = read_secret("approvals.callback", &c.secret_env, &c.secret_file)?;
+            let secret = read_secret("approvals.callback.secret", &c.secret_env, &c.secret_file)?;
             let listener = bind(c.listen, "the approvals callback").await?;
             Some((
                 listener,
@@ -505,7 +552,7 @@ async fn start_approvals(
         targets.push(webhook::Target {
             url: w.url.clone(),
             secret: read_secret(
-                &format!("approvals.webhooks[{i}]"),
+                &format!("approvals.webhooks[{i}].secret"),
                 &w.secret_env,
                 &w.secret_file,
             )?,
@@ -565,6 +612,7 @@ async fn start_proxies(
     auth: vigil_proxy_core::Authenticator,
     sink: Arc<dyn EventSink>,
     approvals: Option<Arc<dyn Approvals>>,
+    drain: &Arc<Drain>,
     tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
 ) -> anyhow::Result<()> {
     let mut pg_listeners = Vec::new();
@@ -575,10 +623,11 @@ async fn start_proxies(
     }
     for (listener, proxy_config) in pg_listeners {
         let proxy = PostgresProxy::new(proxy_config, auth.clone(), sink.clone());
+        let drain = drain.clone();
         tasks.spawn(async move {
             let name = proxy.name().to_string();
             proxy
-                .serve(listener)
+                .serve(listener, drain)
                 .await
                 .with_context(|| format!("postgres \"{name}\" stopped"))
         });

@@ -46,13 +46,8 @@ pub(super) enum Held {
     /// forwarded on approval (and the name's verdict becomes the released
     /// one, so its Executes run masked without another hold), or a probe
     /// Parse in its place, whose error makes the server skip to the Sync
-    /// exactly as for any refused Parse. `replaces`: whether the Parse
-    /// replaces what the name holds upstream.
-    Parse {
-        statement: String,
-        query: String,
-        replaces: bool,
-    },
+    /// exactly as for any refused Parse.
+    Parse { statement: String, query: String },
 }
 
 /// What ended the wait.
@@ -317,20 +312,11 @@ impl Frontend {
     ) {
         match held {
             Held::Query => self.forward_or_probe(frame, verdict, seq, out),
-            Held::Parse {
-                statement,
-                query,
-                replaces,
-            } => {
-                // A named statement that already exists keeps its stricter
-                // (review) verdict: the server keeps the old statement.
-                if replaces {
-                    self.verdicts.insert(statement.clone(), verdict.clone());
-                }
-                let mut tracker = self.tracker();
-                tracker.on_parse(statement, query);
-                tracker.push_step();
-                drop(tracker);
+            Held::Parse { statement, query } => {
+                // The name holds the released verdict once the server
+                // confirms the Parse; a named statement that already exists
+                // refuses it (42P05) and keeps its own.
+                self.tracker().push_parse(statement, query, verdict.clone());
                 out.extend_from_slice(&frame.raw);
             }
         }
@@ -339,14 +325,10 @@ impl Frontend {
     fn refuse_held(&self, held: Held, seq: u64, refusal: Refusal, out: &mut BytesMut) {
         match held {
             Held::Query => self.refuse(seq, refusal, out),
-            Held::Parse {
-                statement, query, ..
-            } => {
+            Held::Parse { statement, .. } => {
+                // The probe fails: the name keeps what the server held.
                 let probe = self.probe_for(refusal);
-                let mut tracker = self.tracker();
-                tracker.on_parse(statement.clone(), query);
-                tracker.push_refused_parse(seq);
-                drop(tracker);
+                self.tracker().push_refused_parse(seq);
                 out.extend_from_slice(&results::parse_message(&statement, &probe));
             }
         }

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
+use crate::secret::Secret;
+
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalsSection {
@@ -59,19 +61,19 @@ impl ApprovalServiceSection {
         if !(self.url.starts_with("http://") || self.url.starts_with("https://")) {
             bail!("approval_service.url must be an http(s) URL");
         }
-        match (&self.token_env, &self.token_file) {
-            (Some(_), Some(_)) => bail!("approval_service: give token_env or token_file, not both"),
-            (None, None) => bail!(
+        let token = Secret::new("approval_service.token", &self.token_env, &self.token_file);
+        token.check(false)?;
+        if !token.is_configured() {
+            bail!(
                 "approval_service: a proxy token is required (token_env or token_file; \
                  `vigil approvals proxy-token` makes one and the hash for the service)"
-            ),
-            _ => {}
+            );
         }
         Ok(())
     }
 
     pub fn token(&self) -> anyhow::Result<Option<String>> {
-        read_secret("approval_service token", &self.token_env, &self.token_file)
+        read_secret("approval_service.token", &self.token_env, &self.token_file)
             .map(|b| Some(String::from_utf8_lossy(&b).into_owned()))
     }
 }
@@ -176,10 +178,10 @@ impl ApprovalsSection {
                     "{what}.url must be https (statements and decisions would travel in the clear)"
                 );
             }
-            one_secret_source(&what, &w.secret_env, &w.secret_file)?;
+            Secret::new(format!("{what}.secret"), &w.secret_env, &w.secret_file).check(true)?;
         }
         if let Some(c) = &self.callback {
-            one_secret_source("approvals.callback", &c.secret_env, &c.secret_file)?;
+            Secret::new("approvals.callback.secret", &c.secret_env, &c.secret_file).check(true)?;
             if c.approver_groups.iter().all(|g| g.trim().is_empty()) {
                 bail!("approvals.callback.approver_groups is empty: nobody it names could decide");
             }
@@ -198,31 +200,13 @@ fn is_loopback_url(url: &str) -> bool {
     matches!(host, "127.0.0.1" | "localhost" | "[::1]")
 }
 
-fn one_secret_source(
-    what: &str,
-    env: &Option<String>,
-    file: &Option<PathBuf>,
-) -> anyhow::Result<()> {
-    match (env, file) {
-        (Some(_), Some(_)) => bail!("{what}: give secret_env or secret_file, not both"),
-        (None, None) => bail!("{what}: a secret is required (secret_env or secret_file)"),
-        _ => Ok(()),
-    }
-}
-
 /// Reads a secret now, so that a missing one stops the start with its name.
 pub fn read_secret(
     what: &str,
     env: &Option<String>,
     file: &Option<PathBuf>,
 ) -> anyhow::Result<Vec<u8>> {
-    let secret = match (env, file) {
-        (Some(var), _) => std::env::var(var)
-            .with_context(|| format!("{what}: environment variable {var} is not set"))?,
-        (None, Some(path)) => std::fs::read_to_string(path)
-            .with_context(|| format!("{what}: cannot read {}", path.display()))?,
-        (None, None) => bail!("{what}: no secret configured"),
-    };
+    let secret = Secret::new(what, env, file).read_required()?;
     let secret = secret.trim();
     if secret.len() < 16 {
         bail!("{what}: the secret must be at least 16 characters");

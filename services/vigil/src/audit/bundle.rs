@@ -29,7 +29,7 @@ use vigil_ledger::{
 use vigil_ledger_service::retention::RetentionPeriod;
 use vigil_proto::events::Event;
 
-use super::client::{decode_hashes, verifier, Client, KeyChain, LeafFetcher};
+use super::client::{decode_hashes, verifier, Client, KeyChain, LeafFetcher, WitnessPolicy};
 use super::pruning::{self, ProvenRun, ProvenRuns};
 use super::report::Report;
 use super::verify::{check_body, TrustedState};
@@ -294,6 +294,8 @@ pub struct CheckOptions {
     /// How long the auditor expects evidence to be kept: pruning of the
     /// bundle's entries younger than that is warned about.
     pub expected_retention: Option<RetentionPeriod>,
+    /// The witnesses whose cosignatures the checkpoint must carry.
+    pub witnesses: WitnessPolicy,
 }
 
 /// Parses bundle JSON; malformed input is an error, never a panic.
@@ -357,6 +359,9 @@ pub fn check(
         checkpoint.origin,
         checkpoint.size
     ));
+    options
+        .witnesses
+        .check(&bundle.checkpoint, &mut report.checks);
     if let Some(t) = &options.trusted {
         check_against_trusted(bundle, &checkpoint, t, &mut report.checks);
     }

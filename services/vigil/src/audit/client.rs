@@ -7,6 +7,7 @@ use std::io::Read as _;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
+use vigil_ledger::cosignature::CosignatureVerifier;
 use vigil_ledger::rotation::{follow_chain, open_with_epochs, KeyEpoch, Rotation};
 use vigil_ledger::tile::{decode_entry_bundle, entries_path};
 use vigil_ledger::{Checkpoint, NoteVerifier, TILE_WIDTH};
@@ -148,6 +149,63 @@ pub fn decode_hashes(b64: &[String]) -> anyhow::Result<Vec<[u8; 32]>> {
 pub fn verifier(vkey: &str) -> anyhow::Result<NoteVerifier> {
     NoteVerifier::from_vkey_text(vkey.trim())
         .map_err(|e| anyhow!("the verifier key is not valid: {e}"))
+}
+
+/// The witnesses an auditor requires: a checkpoint counts only with at
+/// least `min` valid cosignatures by these keys.
+#[derive(Default)]
+pub struct WitnessPolicy {
+    pub keys: Vec<CosignatureVerifier>,
+    pub min: usize,
+}
+
+impl WitnessPolicy {
+    /// Parses `--witness` keys; `min` defaults to all of them.
+    pub fn parse(keys: &[String], min: Option<usize>) -> anyhow::Result<Self> {
+        let keys = keys
+            .iter()
+            .map(|k| {
+                CosignatureVerifier::from_vkey_text(k).map_err(|e| anyhow!("--witness {k:?}: {e}"))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let min = min.unwrap_or(keys.len());
+        if min > keys.len() {
+            bail!(
+                "--min-witnesses {min} is more than the {} --witness keys given",
+                keys.len()
+            );
+        }
+        Ok(Self { keys, min })
+    }
+
+    /// Checks the cosignatures on `note` (a signed checkpoint) into `report`.
+    pub fn check(&self, note: &str, report: &mut super::report::Report) {
+        if self.keys.is_empty() {
+            return;
+        }
+        let mut valid = 0;
+        for k in &self.keys {
+            match k.verify(note) {
+                Ok(Some(t)) => {
+                    valid += 1;
+                    report.ok(format!(
+                        "checkpoint cosigned by witness {} (key id {:08x}) at {}",
+                        k.name(),
+                        k.key_id(),
+                        crate::timefmt::rfc3339((t as i64).saturating_mul(1_000_000_000))
+                    ));
+                }
+                Ok(None) => report.note(format!("no cosignature by witness {}", k.name())),
+                Err(e) => report.problem(format!("witness {}: {e}", k.name())),
+            }
+        }
+        if valid < self.min {
+            report.problem(format!(
+                "the checkpoint has {valid} valid witness cosignature(s), {} required: nothing shows that other parties saw this same log",
+                self.min
+            ));
+        }
+    }
 }
 
 /// The keys an auditor trusts: the one given, and those it handed over to

@@ -99,6 +99,8 @@ pub enum AuditCommand {
         /// retention run that deleted younger bodies is warned about.
         #[arg(long, default_value = "6y")]
         retention_period: String,
+        #[command(flatten)]
+        witness: WitnessArgs,
     },
     /// Print the inclusion proof of one event as JSON (verified first).
     Prove {
@@ -145,9 +147,29 @@ pub enum AuditCommand {
     },
 }
 
+/// The witnesses an auditor requires.
+#[derive(Args, Clone)]
+pub struct WitnessArgs {
+    /// A witness's cosigner key (name+keyid+base64, from `vigil witness`);
+    /// repeat for several.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// How many of them must have cosigned the checkpoint (default: all).
+    #[arg(long)]
+    min_witnesses: Option<usize>,
+}
+
+impl WitnessArgs {
+    fn policy(&self) -> anyhow::Result<client::WitnessPolicy> {
+        client::WitnessPolicy::parse(&self.witnesses, self.min_witnesses)
+    }
+}
+
 /// What an auditor brings to a bundle besides the key.
 #[derive(Args, Clone)]
 pub struct TrustArgs {
+    #[command(flatten)]
+    witness: WitnessArgs,
     /// Your state file (from `verify --state`): a bundle whose checkpoint is
     /// older than the one you trust, or not shown to extend it, is refused.
     #[arg(long)]
@@ -165,6 +187,7 @@ pub struct TrustArgs {
 impl TrustArgs {
     fn options(&self) -> anyhow::Result<bundle::CheckOptions> {
         Ok(bundle::CheckOptions {
+            witnesses: self.witness.policy()?,
             trusted: trusted_state(self.state.as_deref())?,
             allow_open: self.allow_open,
             expected_retention: Some(
@@ -200,11 +223,17 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             ledger,
             state,
             retention_period,
+            witness,
         } => {
             let expected = RetentionPeriod::parse(&retention_period)
                 .map_err(|e| anyhow::anyhow!("--retention-period: {e}"))?;
-            let report =
-                verify::verify(&ledger.client(), &ledger.key, state.as_deref(), &expected)?;
+            let report = verify::verify(
+                &ledger.client(),
+                &ledger.key,
+                state.as_deref(),
+                &expected,
+                &witness.policy()?,
+            )?;
             print!("{}", report.render(""));
             Ok(report.is_clean())
         }
@@ -228,6 +257,7 @@ fn execute(cmd: AuditCommand) -> anyhow::Result<bool> {
             // open session is not the exporter's problem: it is written,
             // and the auditor decides.
             let check_options = bundle::CheckOptions {
+                witnesses: Default::default(),
                 trusted,
                 allow_open: true,
                 expected_retention: None,

@@ -32,7 +32,7 @@ use vigil_proto::Message;
 use vigil_ledger_service::retention::RetentionPeriod;
 
 use super::bundle::END_KINDS;
-use super::client::{verifier, Client, KeyChain, LeafFetcher};
+use super::client::{verifier, Client, KeyChain, LeafFetcher, WitnessPolicy};
 use super::pruning::{self, ProvenRun, ProvenRuns};
 pub use super::report::Report;
 use crate::timefmt::rfc3339;
@@ -85,6 +85,7 @@ pub fn verify(
     vkey: &str,
     state: Option<&Path>,
     expected_retention: &RetentionPeriod,
+    witnesses: &WitnessPolicy,
 ) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let verifier = verifier(vkey)?;
@@ -127,6 +128,7 @@ pub fn verify(
         checkpoint.size,
         B64.encode(checkpoint.root)
     ));
+    witnesses.check(&note, &mut report);
     let trusted_root = match &trusted {
         Some(t) => Some((t.size, t.root()?)),
         None => None,
