@@ -1,10 +1,12 @@
 //! The protocol-neutral gateway runtime (issue 21): the parts of a
 //! gateway that make it fail closed and that every protocol adapter
-//! shares, so that a new protocol never copies them. It starts with
-//! graceful shutdown ([`drain`]); the listener, the session recorder and
-//! the hold coordinator move here from `proxies/postgres` next.
+//! shares, so that a new protocol never copies them: graceful shutdown
+//! ([`drain`]) and the session recorder with typed end reasons
+//! ([`recorder`]); the listener and the hold coordinator move here from
+//! `proxies/postgres` next.
 //!
 //! tokio lives here, not in `proxies/core` (which stays free of async
 //! runtimes: the dependency rule in `tests/run.sh`).
 
 pub mod drain;
+pub mod recorder;

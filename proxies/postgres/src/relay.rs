@@ -32,7 +32,8 @@ use vigil_proxy_core::classify::Classification;
 use vigil_proxy_core::lineage::{self, Outputs, StatementShape};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::{Outcome, Policy, Verdict};
-use vigil_proxy_core::{Approvals, EventSink, SessionContext};
+use vigil_proxy_core::{Approvals, SessionContext};
+use vigil_runtime::recorder::{EndReason, SessionRecorder};
 
 use crate::catalog::{self, Catalog};
 use crate::codec::{self, Frame};
@@ -76,11 +77,10 @@ pub async fn run(
     client: ClientStream,
     client_buf: BytesMut,
     upstream: UpstreamStream,
-    session: Arc<SessionContext>,
-    sink: Arc<dyn EventSink>,
+    recorder: Arc<SessionRecorder>,
     policy: SessionPolicy,
     drain: &vigil_runtime::drain::Drain,
-) -> String {
+) -> EndReason {
     let (client_rd, client_wr) = tokio::io::split(client);
     let (upstream_rd, upstream_wr) = tokio::io::split(upstream);
     let SessionPolicy {
@@ -100,9 +100,8 @@ pub async fn run(
         policy_name: gate.policy().name().to_string(),
         masks_anything: gate.policy().masks_anything(),
         client_text: Mutex::new(ClientText::default()),
-        session,
-        sink,
-        audit_failed: Notify::new(),
+        session: recorder.session().clone(),
+        recorder,
         schema_changing: Default::default(),
     });
     // The client writer is shared: the frontend task uses it to report a
@@ -147,16 +146,16 @@ pub async fn run(
         r = backend => r,
         _ = until(deadline) => {
             send_fatal(&client_wr, "28000", &expired_message).await;
-            format!("error: {expired_message}")
+            EndReason::Error(expired_message)
         }
-        _ = shared.audit_failed.notified() => {
+        _ = shared.recorder.audit_failed() => {
             send_fatal(&client_wr, "57P03", "Vigil could not record a result in the audit ledger; the session is closed").await;
-            "error: audit ledger unavailable".to_string()
+            EndReason::AuditUnavailable
         }
         _ = drain.deadline() => {
             // PostgreSQL's own code for an administrator's shutdown.
             send_fatal(&client_wr, "57P01", "Vigil is shutting down; the session is closed").await;
-            SHUTDOWN_REASON.to_string()
+            EndReason::Shutdown
         }
     };
     let _ = client_wr.lock().await.shutdown().await;
@@ -173,9 +172,6 @@ pub async fn run(
 }
 
 type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<ClientStream>>>;
-
-/// SessionClosed's reason for a session the gateway's shutdown ended.
-pub const SHUTDOWN_REASON: &str = "shutdown";
 
 /// What the client is told when its session's token has expired.
 fn expiry_message(expired_at: std::time::SystemTime) -> String {
@@ -211,9 +207,9 @@ struct Shared {
     masks_anything: bool,
     /// What the client sent lately: error text may quote it back.
     client_text: Mutex<ClientText>,
+    /// The session's context (also `recorder.session()`).
     session: Arc<SessionContext>,
-    sink: Arc<dyn EventSink>,
-    audit_failed: Notify,
+    recorder: Arc<SessionRecorder>,
     /// A statement that changes the schema (DDL) has gone upstream and the
     /// session has not yet been idle outside a transaction since: the
     /// catalog connection may not see what this session sees (its own
@@ -271,17 +267,8 @@ impl Shared {
         }));
     }
 
-    fn record_in_background(self: &Arc<Self>, kind: Kind) {
-        // `record` hands the event to the bus before it returns, so events keep
-        // their order; only the wait for durability happens in the background.
-        let pending = self.sink.record(self.session.event(kind));
-        let shared = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = pending.await {
-                tracing::error!(session = %shared.session.session_id(), error = %e, "event not recorded");
-                shared.audit_failed.notify_one();
-            }
-        });
+    fn record_in_background(&self, kind: Kind) {
+        self.recorder.record_in_background(kind);
     }
 
     fn decision(&self, statement_seq: u64, verdict: &Verdict, stage: &str) -> Kind {
@@ -335,7 +322,7 @@ async fn frontend(
     mut upstream: WriteHalf<UpstreamStream>,
     client_wr: ClientWriter,
     mut state: Frontend,
-) -> String {
+) -> EndReason {
     let mut out = BytesMut::with_capacity(8192);
     loop {
         loop {
@@ -349,7 +336,7 @@ async fn frontend(
                         &format!("invalid frontend message: {e}"),
                     )
                     .await;
-                    return format!("error: invalid frontend message: {e}");
+                    return EndReason::Error(format!("invalid frontend message: {e}"));
                 }
             };
             let mut io = Io {
@@ -359,30 +346,28 @@ async fn frontend(
             };
             match state.on_client_frame(&frame, &mut out, &mut io).await {
                 Ok(Forward::Done) => {}
-                Ok(Forward::Disconnected) => {
-                    return "client_disconnected (while a statement was held for review)".into()
-                }
+                Ok(Forward::Disconnected) => return EndReason::ClientLeftWhileHeld,
                 Ok(Forward::Terminate) => {
                     out.extend_from_slice(&frame.raw);
                     let _ = upstream.write_all(&out).await;
-                    return "client_terminated".into();
+                    return EndReason::ClientTerminated;
                 }
                 Err(refusal) => {
                     send_fatal(&client_wr, refusal.code, &refusal.message).await;
-                    return format!("error: {}", refusal.message);
+                    return EndReason::Error(refusal.message);
                 }
             }
         }
         if !out.is_empty() {
             if let Err(e) = upstream.write_all(&out).await {
-                return format!("upstream_closed: {e}");
+                return EndReason::UpstreamClosed(Some(e.to_string()));
             }
             out.clear();
         }
         match client.read_buf(&mut buf).await {
-            Ok(0) => return "client_disconnected".into(),
+            Ok(0) => return EndReason::ClientDisconnected(None),
             Ok(_) => {}
-            Err(e) => return format!("client_disconnected: {e}"),
+            Err(e) => return EndReason::ClientDisconnected(Some(e.to_string())),
         }
     }
 }
@@ -714,19 +699,13 @@ impl Frontend {
         let shared = &self.shared;
         // Handed to the bus in order now; awaited together, so they share
         // one group commit.
-        let pending: Vec<_> = events.into_iter().map(|e| shared.sink.record(e)).collect();
-        for p in pending {
-            if let Err(e) = p.await {
-                tracing::error!(session = %shared.session.session_id(), error = %e, "request event not recorded; statement refused");
-                return Err(Fatal {
-                    code: "57P03",
-                    message: format!(
-                        "Vigil refused the statement because it cannot be audited: {e}"
-                    ),
-                });
+        shared.recorder.record_events(events).await.map_err(|e| {
+            tracing::error!(session = %shared.session.session_id(), error = %e, "request event not recorded; statement refused");
+            Fatal {
+                code: "57P03",
+                message: format!("Vigil refused the statement because it cannot be audited: {e}"),
             }
-        }
-        Ok(())
+        })
     }
 
     /// A probe Query in place of a refused statement, its error rewritten
@@ -768,25 +747,23 @@ impl Frontend {
                 over_limit: Outcome::Deny,
                 shapes: Default::default(),
             };
-            let request = shared.sink.record(
-                shared.session.event(Kind::Request(Request {
-                    statement_seq: seq,
-                    statement,
-                    protocol_path: if frame.tag == b'Q' {
-                        "simple"
-                    } else {
-                        "extended_parse"
-                    }
-                    .into(),
-                    ..Default::default()
-                })),
-            );
-            let decision = shared.sink.record(
-                shared
-                    .session
-                    .event(shared.decision(seq, &verdict, "session")),
-            );
-            if let Err(e) = request.await.and(decision.await) {
+            let request = Kind::Request(Request {
+                statement_seq: seq,
+                statement,
+                protocol_path: if frame.tag == b'Q' {
+                    "simple"
+                } else {
+                    "extended_parse"
+                }
+                .into(),
+                ..Default::default()
+            });
+            let decision = shared.decision(seq, &verdict, "session");
+            if let Err(e) = shared
+                .recorder
+                .record_durably(vec![request, decision])
+                .await
+            {
                 tracing::error!(session = %shared.session.session_id(), error = %e, "expired-token refusal not recorded");
             }
         }
@@ -905,16 +882,16 @@ async fn backend(
     client_wr: ClientWriter,
     shared: Arc<Shared>,
     masking: Masking,
-) -> String {
+) -> EndReason {
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut out = BytesMut::with_capacity(64 * 1024);
     let mut result = ResultState::default();
     let mut portal_rows = PortalRows::new();
     loop {
         match upstream.read_buf(&mut buf).await {
-            Ok(0) => return "upstream_closed".into(),
+            Ok(0) => return EndReason::UpstreamClosed(None),
             Ok(_) => {}
-            Err(e) => return format!("upstream_closed: {e}"),
+            Err(e) => return EndReason::UpstreamClosed(Some(e.to_string())),
         }
         let mut completed = Vec::new();
         loop {
@@ -928,7 +905,7 @@ async fn backend(
                     // Fail closed: statements after this would be read by
                     // PostgreSQL in an encoding the classifier does not use.
                     send_fatal(&client_wr, "0A000", &refusal).await;
-                    return format!("error: {refusal}");
+                    return EndReason::Error(refusal);
                 }
             }
             match on_backend_frame(
@@ -948,7 +925,7 @@ async fn backend(
             // Keep memory flat on huge results: flush as we go.
             if out.len() >= 256 * 1024 {
                 if let Err(e) = client_wr.lock().await.write_all(&out).await {
-                    return format!("client_disconnected: {e}");
+                    return EndReason::ClientDisconnected(Some(e.to_string()));
                 }
                 out.clear();
             }
@@ -958,7 +935,7 @@ async fn backend(
         }
         if !out.is_empty() {
             if let Err(e) = client_wr.lock().await.write_all(&out).await {
-                return format!("client_disconnected: {e}");
+                return EndReason::ClientDisconnected(Some(e.to_string()));
             }
             out.clear();
         }
@@ -1001,14 +978,14 @@ async fn result_lineage(
 }
 
 /// Ends the session on a message from the upstream the proxy cannot read.
-async fn invalid_upstream_message(client_wr: &ClientWriter, e: codec::CodecError) -> String {
+async fn invalid_upstream_message(client_wr: &ClientWriter, e: codec::CodecError) -> EndReason {
     send_fatal(
         client_wr,
         "08P01",
         "the upstream server sent an invalid message",
     )
     .await;
-    format!("error: invalid upstream message: {e}")
+    EndReason::Error(format!("invalid upstream message: {e}"))
 }
 
 /// Handles one upstream message; returns what goes to the client instead

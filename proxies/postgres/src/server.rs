@@ -8,15 +8,14 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use vigil_proto::events::{
-    event::Kind, CancelRequested, LoginRefused, SessionClosed, SessionOpened,
-};
+use vigil_proto::events::{event::Kind, CancelRequested, LoginRefused, SessionOpened};
 use vigil_proxy_core::{Approvals, Authenticator, EventSink, SessionContext, VerifiedIdentity};
 
 use vigil_proxy_core::admission::{Admission, SessionLimits};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::Policy;
 use vigil_runtime::drain::Drain;
+use vigil_runtime::recorder::{EndReason, SessionRecorder};
 
 use crate::cancel::{CancelRegistry, Registration, UpstreamKey};
 use crate::catalog::Catalog;
@@ -237,7 +236,7 @@ impl PostgresProxy {
             .clone()
             .or_else(|| startup.param("database").map(str::to_string))
             .unwrap_or_else(|| self.config.upstream.user.clone());
-        let opened = session.event(Kind::SessionOpened(SessionOpened {
+        let opened = SessionOpened {
             client_addr: peer.to_string(),
             protocol: "postgres".into(),
             database: database.clone(),
@@ -246,20 +245,24 @@ impl PostgresProxy {
             application_name: startup.param("application_name").unwrap_or("").into(),
             tls: client.is_tls(),
             upstream_tls: self.config.upstream.tls.is_some(),
-        }));
-        if let Err(e) = self.sink.record(opened).await {
-            tracing::error!(session = %session.session_id(), error = %e, "cannot record session start; refusing session");
-            send_fatal(
-                &mut client,
-                "57P03",
-                &format!("Vigil cannot record this session: {e}"),
-            )
-            .await;
-            return;
-        }
+        };
+        // Durable before anything reaches the upstream.
+        let recorder = match SessionRecorder::open(session.clone(), self.sink.clone(), opened).await
+        {
+            Ok(recorder) => recorder,
+            Err(e) => {
+                tracing::error!(session = %session.session_id(), error = %e, "cannot record session start; refusing session");
+                send_fatal(
+                    &mut client,
+                    "57P03",
+                    &format!("Vigil cannot record this session: {e}"),
+                )
+                .await;
+                return;
+            }
+        };
         tracing::info!(session = %session.session_id(), subject = %identity.subject, %peer, "session opened");
 
-        let started = std::time::Instant::now();
         let reason = match self
             .connect_upstream(&startup, &database, session.clone())
             .await
@@ -267,30 +270,21 @@ impl PostgresProxy {
             // `registration` keeps the session's cancel key live until it ends.
             Ok((upstream, greeting, registration)) => {
                 if let Err(e) = client.write_all(&greeting).await {
-                    format!("client_disconnected: {e}")
+                    EndReason::ClientDisconnected(Some(e.to_string()))
                 } else {
                     let policy = self.session_policy(&identity, &database, registration.as_ref());
-                    relay::run(
-                        client,
-                        buf,
-                        upstream,
-                        session.clone(),
-                        self.sink.clone(),
-                        policy,
-                        &drain,
-                    )
-                    .await
+                    relay::run(client, buf, upstream, recorder.clone(), policy, &drain).await
                 }
             }
             Err(UpstreamError::StartupSetting(refusal)) => {
                 tracing::info!(session = %session.session_id(), "refused client: startup setting");
                 send_fatal(&mut client, "42501", &refusal).await;
-                format!("error: {refusal}")
+                EndReason::Error(refusal)
             }
             Err(UpstreamError::Encoding(refusal)) => {
                 tracing::info!(session = %session.session_id(), "refused client: client_encoding is not UTF-8");
                 send_fatal(&mut client, "0A000", &refusal).await;
-                format!("error: {refusal}")
+                EndReason::Error(refusal)
             }
             Err(e) => {
                 tracing::warn!(session = %session.session_id(), error = %e, "upstream login failed");
@@ -303,18 +297,11 @@ impl PostgresProxy {
                     ),
                 )
                 .await;
-                format!("upstream_unavailable: {e}")
+                EndReason::UpstreamUnavailable(e.to_string())
             }
         };
-        let closed = session.event(Kind::SessionClosed(SessionClosed {
-            reason: reason.clone(),
-            statements: session.statements(),
-            duration_micros: started.elapsed().as_micros() as u64,
-        }));
-        if let Err(e) = self.sink.record(closed).await {
-            tracing::error!(session = %session.session_id(), error = %e, "cannot record session end");
-        }
-        tracing::info!(session = %session.session_id(), %reason, "session closed");
+        recorder.close(&reason).await;
+        tracing::info!(session = %session.session_id(), reason = %reason.to_reason_text(), "session closed");
     }
 
     /// Asks for the password and checks it. On failure the client has been

@@ -1,0 +1,240 @@
+//! The session recorder: how every protocol adapter puts a session's
+//! events on the bus, with the two disciplines the gateway's fail-closed
+//! promise rests on.
+//!
+//! - **Durable before forwarding** ([`SessionRecorder::record_durably`]):
+//!   SessionOpened before the upstream connection, a Request and its
+//!   Decision before the request goes upstream. An error means the adapter
+//!   must not forward (and ends the session).
+//! - **In the background** ([`SessionRecorder::record_in_background`]):
+//!   Responses, which must not stall the results they describe. The event
+//!   is handed to the bus at once (so events keep their order); only the
+//!   wait for durability runs in the background, and if it fails the
+//!   watchdog ([`SessionRecorder::audit_failed`]) ends the session.
+//!
+//! Also here: the session's [`EndReason`], typed, and the SessionOpened /
+//! SessionClosed bracket ([`SessionRecorder::open`], [`SessionRecorder::close`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Notify;
+use vigil_proto::events::{event::Kind, Event, SessionClosed, SessionOpened};
+use vigil_proxy_core::{EventSink, SessionContext, SinkError};
+
+/// Why a session ended. Recorded as SessionClosed's `reason` text (event
+/// schema v1 keeps it a string; these are its values).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// The client said goodbye (PostgreSQL Terminate).
+    ClientTerminated,
+    /// The client's connection ended; the I/O error, if any.
+    ClientDisconnected(Option<String>),
+    /// The client left while a request was held for review.
+    ClientLeftWhileHeld,
+    /// The upstream connection closed; the I/O error, if any.
+    UpstreamClosed(Option<String>),
+    /// The upstream could not be reached or refused the login.
+    UpstreamUnavailable(String),
+    /// A background record failed: the session cannot be audited.
+    AuditUnavailable,
+    /// The gateway's shutdown ended it after the drain period.
+    Shutdown,
+    /// Anything the gateway ended the session for: a malformed message,
+    /// an expired token, a refusal that ends the session. The text was
+    /// told to the client too.
+    Error(String),
+}
+
+impl EndReason {
+    /// The text SessionClosed records.
+    pub fn to_reason_text(&self) -> String {
+        match self {
+            Self::ClientTerminated => "client_terminated".into(),
+            Self::ClientDisconnected(None) => "client_disconnected".into(),
+            Self::ClientDisconnected(Some(e)) => format!("client_disconnected: {e}"),
+            Self::ClientLeftWhileHeld => {
+                "client_disconnected (while a statement was held for review)".into()
+            }
+            Self::UpstreamClosed(None) => "upstream_closed".into(),
+            Self::UpstreamClosed(Some(e)) => format!("upstream_closed: {e}"),
+            Self::UpstreamUnavailable(e) => format!("upstream_unavailable: {e}"),
+            Self::AuditUnavailable => "error: audit ledger unavailable".into(),
+            Self::Shutdown => "shutdown".into(),
+            Self::Error(e) => format!("error: {e}"),
+        }
+    }
+}
+
+/// One session's recorder: its context (which stamps every event) and the
+/// bus, shared by the session's tasks.
+pub struct SessionRecorder {
+    session: Arc<SessionContext>,
+    sink: Arc<dyn EventSink>,
+    audit_failed: Notify,
+    started: Instant,
+}
+
+impl SessionRecorder {
+    /// Records SessionOpened durably; only then may the adapter connect
+    /// upstream. An error: the session must be refused.
+    pub async fn open(
+        session: Arc<SessionContext>,
+        sink: Arc<dyn EventSink>,
+        opened: SessionOpened,
+    ) -> Result<Arc<Self>, SinkError> {
+        sink.record(session.event(Kind::SessionOpened(opened)))
+            .await?;
+        Ok(Arc::new(Self {
+            session,
+            sink,
+            audit_failed: Notify::new(),
+            started: Instant::now(),
+        }))
+    }
+
+    pub fn session(&self) -> &Arc<SessionContext> {
+        &self.session
+    }
+
+    /// Records `kinds` in order and waits until all are durable; they are
+    /// handed to the bus together, so they share one group commit.
+    pub async fn record_durably(&self, kinds: Vec<Kind>) -> Result<(), SinkError> {
+        let events = kinds.into_iter().map(|k| self.session.event(k)).collect();
+        self.record_events(events).await
+    }
+
+    /// As [`SessionRecorder::record_durably`], for events already stamped
+    /// (when their sequence numbers had to be taken earlier).
+    pub async fn record_events(&self, events: Vec<Event>) -> Result<(), SinkError> {
+        let pending: Vec<_> = events.into_iter().map(|e| self.sink.record(e)).collect();
+        for p in pending {
+            p.await?;
+        }
+        Ok(())
+    }
+
+    /// Hands the event to the bus now and waits for durability in the
+    /// background; a failure wakes [`SessionRecorder::audit_failed`].
+    pub fn record_in_background(self: &Arc<Self>, kind: Kind) {
+        let pending = self.sink.record(self.session.event(kind));
+        let recorder = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = pending.await {
+                tracing::error!(session = %recorder.session.session_id(), error = %e, "event not recorded");
+                recorder.audit_failed.notify_one();
+            }
+        });
+    }
+
+    /// Resolves once a background record has failed: the adapter ends the
+    /// session with [`EndReason::AuditUnavailable`].
+    pub async fn audit_failed(&self) {
+        self.audit_failed.notified().await;
+    }
+
+    /// Records SessionClosed (durably; a failure is logged, the session is
+    /// over either way).
+    pub async fn close(&self, reason: &EndReason) {
+        let closed = self.session.event(Kind::SessionClosed(SessionClosed {
+            reason: reason.to_reason_text(),
+            statements: self.session.statements(),
+            duration_micros: self.started.elapsed().as_micros() as u64,
+        }));
+        if let Err(e) = self.sink.record(closed).await {
+            tracing::error!(session = %self.session.session_id(), error = %e, "cannot record session end");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use vigil_proxy_core::sink::RecordFuture;
+    use vigil_proxy_core::VerifiedIdentity;
+
+    use super::*;
+
+    /// Keeps what it is given; fails every record once `fail` is set.
+    #[derive(Default)]
+    struct Collecting {
+        events: Mutex<Vec<Event>>,
+        fail: std::sync::atomic::AtomicBool,
+    }
+
+    impl EventSink for Collecting {
+        fn record(&self, event: Event) -> RecordFuture {
+            self.events.lock().unwrap().push(event);
+            let fail = self.fail.load(std::sync::atomic::Ordering::SeqCst);
+            Box::pin(async move {
+                if fail {
+                    Err(SinkError::Unavailable("test".into()))
+                } else {
+                    Ok(())
+                }
+            })
+        }
+    }
+
+    fn identity() -> VerifiedIdentity {
+        VerifiedIdentity {
+            subject: "agent-7".into(),
+            issuer: "vigil:static".into(),
+            auth_method: "password".into(),
+            ..VerifiedIdentity::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_session_is_bracketed_and_a_failed_background_record_trips_the_watchdog() {
+        let sink = Arc::new(Collecting::default());
+        let session = Arc::new(SessionContext::new("ehr", &identity()));
+        let recorder = SessionRecorder::open(session, sink.clone(), SessionOpened::default())
+            .await
+            .unwrap();
+        recorder
+            .record_durably(vec![Kind::Request(Default::default())])
+            .await
+            .unwrap();
+        sink.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        recorder.record_in_background(Kind::Response(Default::default()));
+        tokio::time::timeout(std::time::Duration::from_secs(5), recorder.audit_failed())
+            .await
+            .expect("the watchdog fires");
+        assert!(recorder
+            .record_durably(vec![Kind::Request(Default::default())])
+            .await
+            .is_err());
+        recorder.close(&EndReason::AuditUnavailable).await;
+        let events = sink.events.lock().unwrap();
+        let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3, 4]);
+        match &events[4].kind {
+            Some(Kind::SessionClosed(c)) => {
+                assert_eq!(c.reason, "error: audit ledger unavailable")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn end_reasons_keep_the_recorded_texts() {
+        for (reason, text) in [
+            (EndReason::ClientTerminated, "client_terminated"),
+            (EndReason::ClientDisconnected(None), "client_disconnected"),
+            (
+                EndReason::ClientDisconnected(Some("reset".into())),
+                "client_disconnected: reset",
+            ),
+            (EndReason::Shutdown, "shutdown"),
+            (EndReason::Error("bad".into()), "error: bad"),
+            (
+                EndReason::UpstreamUnavailable("refused".into()),
+                "upstream_unavailable: refused",
+            ),
+        ] {
+            assert_eq!(reason.to_reason_text(), text);
+        }
+    }
+}
