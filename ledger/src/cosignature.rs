@@ -179,6 +179,12 @@ pub struct CosignatureVerifier {
 }
 
 impl CosignatureVerifier {
+    /// The witness's Ed25519 public key: what makes two witnesses two
+    /// (the name is not part of the signed message).
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// Parses `name+hex8+base64(0x04||pubkey)`, checking the key id.
     pub fn from_vkey_text(text: &str) -> Result<Self, NoteError> {
         let (name, id, key) = parse_parts(text.trim())?;

@@ -572,6 +572,34 @@ mod raw {
         msg(b'S', &[])
     }
 
+    pub fn copy_data(data: &[u8]) -> Vec<u8> {
+        msg(b'd', data)
+    }
+
+    pub fn copy_done() -> Vec<u8> {
+        msg(b'c', &[])
+    }
+
+    /// Every message until the server or the proxy closes the connection
+    /// (or 5 s pass without one).
+    pub fn read_until_closed(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+        s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut out = Vec::new();
+        loop {
+            let mut head = [0u8; 5];
+            if s.read_exact(&mut head).is_err() {
+                return out;
+            }
+            let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize - 4;
+            let mut body = vec![0u8; len];
+            if s.read_exact(&mut body).is_err() {
+                return out;
+            }
+            out.push((head[0], body));
+        }
+    }
+
     pub fn close_statement(name: &str) -> Vec<u8> {
         let mut b = vec![b'S'];
         b.extend(cstr(name));
@@ -797,4 +825,105 @@ fn a_statement_the_server_skipped_never_lends_its_verdict_to_the_one_it_kept() {
         "{third:?}"
     );
     assert_eq!(rows[1].as_deref(), Some("harmless"), "{third:?}");
+}
+
+#[test]
+fn an_execute_sent_under_an_allowed_statement_gets_no_rows_of_a_kept_masked_one() {
+    use std::io::Write as _;
+    let table = "vigil_pol_kept_unnamed";
+    create_patients(table);
+    let gw = phi_gateway();
+    let mut conn = raw::connect(gw.spec.pg_port, AGENT, AGENT_PASSWORD);
+    let mut batch = raw::parse("", &format!("SELECT ssn FROM {table} WHERE id = 1"));
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    raw::read_until_ready(&mut conn, None);
+    // The empty statement is allowed (nothing to mask, no Describe of the
+    // proxy's own); the server skips it and binds "p" to the SSN query.
+    let mut batch = Vec::new();
+    batch.extend(raw::parse("e", "SELECT 1/0"));
+    batch.extend(raw::bind("", "e"));
+    batch.extend(raw::execute(""));
+    batch.extend(raw::parse("", ""));
+    batch.extend(raw::sync());
+    batch.extend(raw::bind("p", ""));
+    batch.extend(raw::execute("p"));
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    raw::read_until_ready(&mut conn, None);
+    let second = raw::read_until_ready(&mut conn, None);
+    let shown = format!("{second:?}");
+    assert!(
+        !first_columns(&second)
+            .iter()
+            .flatten()
+            .any(|r| r.contains(SSN_1)),
+        "{shown}"
+    );
+    assert!(second.iter().any(|(t, _)| *t == b'E'), "stopped: {shown}");
+}
+
+#[test]
+fn sql_that_prepares_a_name_in_a_pipeline_tightens_it_at_once() {
+    use std::io::Write as _;
+    let table = "vigil_pol_sql_prepare";
+    create_patients(table);
+    let gw = phi_gateway();
+    let mut conn = raw::connect(gw.spec.pg_port, AGENT, AGENT_PASSWORD);
+    let mut batch = raw::parse("s", "");
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    raw::read_until_ready(&mut conn, None);
+    // DEALLOCATE and PREPARE through the extended protocol, then a portal
+    // of the name they replaced, all before any answer.
+    let mut batch = Vec::new();
+    batch.extend(raw::parse("", "DEALLOCATE s"));
+    batch.extend(raw::bind("", ""));
+    batch.extend(raw::execute(""));
+    batch.extend(raw::parse(
+        "",
+        &format!("PREPARE s AS SELECT ssn FROM {table} WHERE id = 1"),
+    ));
+    batch.extend(raw::bind("", ""));
+    batch.extend(raw::execute(""));
+    batch.extend(raw::bind("p", "s"));
+    batch.extend(raw::execute("p"));
+    batch.extend(raw::sync());
+    conn.write_all(&batch).unwrap();
+    let msgs = raw::read_until_ready(&mut conn, None);
+    let shown = format!("{msgs:?}");
+    let rows = first_columns(&msgs);
+    assert!(!rows.iter().flatten().any(|r| r.contains(SSN_1)), "{shown}");
+}
+
+#[test]
+fn a_sync_the_server_answers_after_a_failed_copy_ends_the_session_not_the_masking() {
+    use std::io::Write as _;
+    let table = "vigil_pol_copy_sync";
+    create_patients(table);
+    let out = direct_psql(
+        "DROP TABLE IF EXISTS vigil_copy_scratch; CREATE TABLE vigil_copy_scratch (n int);",
+    );
+    assert!(out.status.success(), "{}", show(&out));
+    let gw = phi_gateway();
+    let mut conn = raw::connect(gw.spec.pg_port, AGENT, AGENT_PASSWORD);
+    // A bad row fails the COPY at once; the Sync sent during it is then
+    // answered (the COPY is over), one ReadyForQuery more than a proxy
+    // that assumes Syncs during a COPY are ignored expects.
+    let mut batch = raw::query("COPY vigil_copy_scratch FROM STDIN");
+    batch.extend(raw::copy_data(b"not a number\n"));
+    batch.extend(raw::sync());
+    batch.extend(raw::copy_done());
+    batch.extend(raw::query(&format!("SELECT ssn FROM {table} WHERE id = 1")));
+    batch.extend(raw::query(""));
+    conn.write_all(&batch).unwrap();
+    let msgs = raw::read_until_closed(&mut conn);
+    let shown = format!("{msgs:?}");
+    assert!(
+        !first_columns(&msgs)
+            .iter()
+            .flatten()
+            .any(|r| r.contains(SSN_1)),
+        "{shown}"
+    );
 }

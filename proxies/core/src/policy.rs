@@ -327,7 +327,26 @@ pub struct Verdict {
     pub shapes: crate::lineage::MessageShapes,
 }
 
+/// The stricter of two verdicts, with the smaller row limit.
+pub fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
+    let mut v = if b.outcome > a.outcome {
+        b.clone()
+    } else {
+        a.clone()
+    };
+    v.max_rows = match (a.max_rows, b.max_rows) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    };
+    // Which text the server holds under the name is the proxy's guess:
+    // unless both agree, no lineage.
+    if a.shapes != b.shapes {
+        v.shapes = Default::default();
+    }
+    v
+}
 /// A loaded, checked policy.
+
 #[derive(Clone, Debug)]
 pub struct Policy {
     file: PolicyFile,

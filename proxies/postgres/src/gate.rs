@@ -33,7 +33,7 @@ pub struct Gate {
 pub struct SqlNames {
     pub prepared: Vec<String>,
     pub cursors: Vec<String>,
-    /// DEALLOCATE or DISCARD: any name may be gone, or hold something else
+    /// DEALLOCATE, DISCARD or CLOSE: any name may be gone, or hold something else
     /// soon.
     pub forgets: bool,
     /// It changes the schema (DDL, or text that could not be classified).
@@ -48,7 +48,9 @@ impl SqlNames {
                 names.prepared.push(name.clone());
             }
             names.cursors.extend(stmt.declares.iter().cloned());
-            names.forgets |= stmt.has_kind("deallocate") || stmt.has_kind("discard");
+            // CLOSE of a cursor frees its name for a later DECLARE too.
+            names.forgets |=
+                stmt.has_kind("deallocate") || stmt.has_kind("discard") || stmt.has_kind("close");
             names.changes_schema |= stmt.has_kind("ddl") || stmt.has_kind("rename_column");
         }
         names.forgets |= class.unclassified.is_some();

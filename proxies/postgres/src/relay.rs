@@ -31,7 +31,7 @@ use vigil_proto::events::{event::Kind, Decision, MaskedColumn, Parameter, Reques
 use vigil_proxy_core::classify::Classification;
 use vigil_proxy_core::lineage::{self, Outputs, StatementShape};
 use vigil_proxy_core::mask::Masker;
-use vigil_proxy_core::policy::{Outcome, Policy, Verdict};
+use vigil_proxy_core::policy::{stricter, Outcome, Policy, Verdict};
 use vigil_proxy_core::{Approvals, SessionContext};
 use vigil_runtime::recorder::{EndReason, SessionRecorder};
 
@@ -403,25 +403,6 @@ impl Fatal {
     }
 }
 
-/// The stricter of two verdicts, with the smaller row limit.
-fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
-    let mut v = if b.outcome > a.outcome {
-        b.clone()
-    } else {
-        a.clone()
-    };
-    v.max_rows = match (a.max_rows, b.max_rows) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    };
-    // Which text the server holds under the name is the proxy's guess:
-    // unless both agree, no lineage.
-    if a.shapes != b.shapes {
-        v.shapes = Default::default();
-    }
-    v
-}
-
 /// Bound values as the Request event records them: exactly as sent, or,
 /// past [`codec::MAX_RECORDED_PARAMETER_LEN`], their start with the full
 /// length and SHA-256 (a 200 MB value once cost 384 MB of ledger).
@@ -543,6 +524,9 @@ impl Frontend {
                         .await;
                 }
                 if verdict.outcome.forwards() {
+                    // SQL run through the extended protocol (PREPARE,
+                    // DEALLOCATE, DECLARE, DISCARD) touches names as well.
+                    self.sql_touches_protocol_names(&verdict, &parse.query);
                     self.note_schema_change();
                     self.tracker()
                         .push_parse(parse.statement, parse.query, verdict);
@@ -868,6 +852,9 @@ pub const MAX_MASKED_RESULT_BYTES: u64 = 64 * 1024 * 1024;
 #[derive(Default)]
 struct ResultState {
     plan: Option<RowPlan>,
+    /// A RowDescription of this result was read to mask by (the plan may
+    /// still be `None`: nothing in it needs masking).
+    described: bool,
     /// Bytes of this result masked so far.
     masked_bytes: u64,
     /// Textual COPY out being masked line by line.
@@ -977,6 +964,12 @@ async fn result_lineage(
     }
 }
 
+/// The server's answers no longer match the proxy's model of the session:
+/// ended like an unreadable message (fail closed).
+fn out_of_step(d: crate::tracker::Desync) -> codec::CodecError {
+    codec::malformed("upstream answer", d.0)
+}
+
 /// Ends the session on a message from the upstream the proxy cannot read.
 async fn invalid_upstream_message(client_wr: &ClientWriter, e: codec::CodecError) -> EndReason {
     send_fatal(
@@ -1032,6 +1025,7 @@ async fn on_backend_frame(
                     masking.masker.clone(),
                 );
                 result.plan = (!plan.is_noop()).then_some(plan);
+                result.described = true;
             }
             Ok(if who == DescriptionFor::Proxy {
                 None
@@ -1078,6 +1072,20 @@ async fn on_backend_frame(
                     stop_unmaskable(shared, masking, result, &attrs, rows - 1, why);
                     return Ok(None);
                 }
+            }
+            if attrs.mask && !result.described {
+                // Rows to mask with no description to mask them by (the
+                // server ran a stricter statement than the Execute was
+                // sent for): none of them goes out.
+                stop_unmaskable(
+                    shared,
+                    masking,
+                    result,
+                    &attrs,
+                    rows - 1,
+                    "the result has no description to mask it by".into(),
+                );
+                return Ok(None);
             }
             match &mut result.plan {
                 Some(plan) => Ok(Some(
@@ -1149,7 +1157,17 @@ async fn on_backend_frame(
                 .tracker
                 .lock()
                 .expect("tracker lock")
-                .on_step_complete();
+                .on_step_complete()
+                .map_err(out_of_step)?;
+            Ok(forward)
+        }
+        b'V' => {
+            // FunctionCallResponse: the fast-path call was answered.
+            shared
+                .tracker
+                .lock()
+                .expect("tracker lock")
+                .on_function_result();
             Ok(forward)
         }
         b'G' => {
@@ -1262,7 +1280,7 @@ async fn on_backend_frame(
             }
             let settled = {
                 let mut tracker = shared.tracker.lock().expect("tracker lock");
-                completed.extend(tracker.on_ready_for_query());
+                completed.extend(tracker.on_ready_for_query(idle).map_err(out_of_step)?);
                 idle && tracker.outstanding_runs() == 0
             };
             if settled
@@ -1297,9 +1315,9 @@ fn front_attrs(shared: &Shared, masking: &Masking) -> RunAttrs {
 /// pair the result with a statement it judged (it should always can; this
 /// is the fail-closed answer if it ever cannot), masking and the policy's
 /// row limit.
-fn attrs_or_fail_closed(attrs: Option<&RunAttrs>, masking: &Masking) -> RunAttrs {
+fn attrs_or_fail_closed(attrs: Option<RunAttrs>, masking: &Masking) -> RunAttrs {
     if let Some(attrs) = attrs {
-        return attrs.clone();
+        return attrs;
     }
     let limits = masking.policy.limits();
     RunAttrs {

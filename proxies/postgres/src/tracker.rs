@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vigil_proto::events::MaskedColumn;
-use vigil_proxy_core::policy::Verdict;
+use vigil_proxy_core::policy::{stricter, Outcome, Verdict};
 
 use crate::codec::{BindParam, ErrorFields};
 
@@ -87,6 +87,9 @@ struct Run {
     /// The server has said anything about this run (a row, a tag, an
     /// error, a description, an empty-query answer).
     answered: bool,
+    /// CopyInResponses the server has sent for this run so far (a simple
+    /// Query may hold several COPY FROM STDIN).
+    copies_in: u64,
     statement_seq: u64,
     started: Instant,
     tags: Vec<String>,
@@ -188,6 +191,13 @@ pub struct PortalInfo {
     /// the Bind, or holds something the proxy never judged).
     pub verdict: Option<Arc<Verdict>>,
 }
+
+/// The server answered something the proxy's model of the session does
+/// not expect: the two views have parted, and the session must end
+/// (judging further results by a wrong model could unmask them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the server's answers are out of step with the session ({0})")]
+pub struct Desync(pub &'static str);
 
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -383,13 +393,15 @@ impl Tracker {
     }
 
     /// A ParseComplete, BindComplete or CloseComplete: the server did
-    /// what the step at the front asked.
-    pub fn on_step_complete(&mut self) {
+    /// what the step at the front asked. An answer to a step the proxy
+    /// does not have at the front means its view and the server's have
+    /// parted: [`Desync`], and the session must end.
+    pub fn on_step_complete(&mut self) -> Result<(), Desync> {
         if !matches!(self.outstanding.front(), Some(Outstanding::Step(_))) {
-            return;
+            return Err(Desync("a completion the proxy did not expect"));
         }
         let Some(Outstanding::Step(change)) = self.outstanding.pop_front() else {
-            return;
+            return Err(Desync("a completion the proxy did not expect"));
         };
         match change {
             Change::Parse { name, prepared } => {
@@ -417,6 +429,7 @@ impl Tracker {
             }
             Change::None => {}
         }
+        Ok(())
     }
 
     /// The client ends a COPY FROM STDIN (CopyDone or CopyFail).
@@ -428,11 +441,15 @@ impl Tracker {
     /// Sync until the copy ends, so the Syncs the client sent before ending
     /// this copy will never be answered. The client's copy ends already
     /// counted when the current run was queued all belong to earlier copies.
+    /// The k-th CopyInResponse of a run (from 0) is open while the client
+    /// has sent `k` copy ends since the run was queued: Syncs sent then
+    /// are the ignored ones.
     pub fn on_copy_in(&mut self) {
-        let Some(Outstanding::Run(run)) = self.outstanding.front() else {
+        let Some(Outstanding::Run(run)) = self.outstanding.front_mut() else {
             return;
         };
-        let before = run.copy_ends_before;
+        let before = run.copy_ends_before + run.copies_in;
+        run.copies_in += 1;
         self.outstanding.retain(
             |o| !matches!(o, Outstanding::Sync { copy_ends_before } if *copy_ends_before == before),
         );
@@ -456,6 +473,7 @@ impl Tracker {
             attrs,
             copy_ends_before: self.client_copy_ends,
             answered: false,
+            copies_in: 0,
             statement_seq,
             started: Instant::now(),
             tags: Vec::new(),
@@ -500,26 +518,39 @@ impl Tracker {
     }
 
     /// The attributes of the run the server is answering now; `None` when
-    /// there is none, or when it is an Execute of a portal the server holds
-    /// under another verdict than the one the Execute was sent with (the
-    /// caller then handles the result fail-closed).
-    pub fn front_attrs(&self) -> Option<&RunAttrs> {
-        match self.outstanding.front() {
-            Some(Outstanding::Run(run)) if self.confirmed(run) => Some(&run.attrs),
-            _ => None,
+    /// there is none (the caller then handles the result fail-closed).
+    /// An Execute of a portal the server holds under another verdict than
+    /// the one the Execute was sent with runs under the stricter of both,
+    /// without lineage, and masked unless both allow.
+    pub fn front_attrs(&self) -> Option<RunAttrs> {
+        let Some(Outstanding::Run(run)) = self.outstanding.front() else {
+            return None;
+        };
+        let Some((portal, _)) = &run.attrs.portal else {
+            return Some(run.attrs.clone());
+        };
+        let held = self.portals.get(portal).and_then(|p| p.verdict.as_ref())?;
+        let sent = run.attrs.verdict.as_ref()?;
+        if Arc::ptr_eq(held, sent) || **held == **sent {
+            return Some(run.attrs.clone());
         }
+        let merged = Verdict {
+            shapes: Default::default(),
+            ..stricter(held, sent)
+        };
+        Some(RunAttrs {
+            mask: run.attrs.mask || merged.outcome != Outcome::Allow,
+            max_rows: merged.max_rows,
+            own_describe: run.attrs.own_describe,
+            verdict: Some(Arc::new(merged)),
+            portal: run.attrs.portal.clone(),
+        })
     }
 
-    /// Whether an Execute runs what it was judged as: the confirmed
-    /// portal's verdict is the one its attributes came from.
-    fn confirmed(&self, run: &Run) -> bool {
-        let Some((portal, _)) = &run.attrs.portal else {
-            return true;
-        };
-        let held = self.portals.get(portal).and_then(|p| p.verdict.as_ref());
-        match (held, &run.attrs.verdict) {
-            (Some(held), Some(sent)) => Arc::ptr_eq(held, sent) || **held == **sent,
-            _ => false,
+    /// A FunctionCallResponse: the server answered the fast-path call.
+    pub fn on_function_result(&mut self) {
+        if let Some(run) = self.front_run() {
+            run.answered = true;
         }
     }
 
@@ -639,7 +670,19 @@ impl Tracker {
 
     /// A `ReadyForQuery`: ends a Query, or the extended cycle up to its Sync.
     /// Executes still outstanding before that Sync were skipped by the server.
-    pub fn on_ready_for_query(&mut self) -> Vec<Completed> {
+    /// `idle`: the session is outside any transaction now (status `I`), so
+    /// every portal the protocol created is gone. A Query the server never
+    /// answered (not even with an error), outside a skipped cycle, means
+    /// the proxy's view and the server's have parted: [`Desync`].
+    pub fn on_ready_for_query(&mut self, idle: bool) -> Result<Vec<Completed>, Desync> {
+        let done = self.ready_for_query()?;
+        if idle {
+            self.portals.clear();
+        }
+        Ok(done)
+    }
+
+    fn ready_for_query(&mut self) -> Result<Vec<Completed>, Desync> {
         let mut done = Vec::new();
         let cycle_error = self.cycle_error.take();
         if let Some(Outstanding::Run(run)) = self.outstanding.front() {
@@ -653,10 +696,15 @@ impl Tracker {
                     .iter()
                     .any(|o| matches!(o, Outstanding::Sync { .. }));
             if run.kind == RunKind::Query && !skipped {
+                if !run.answered {
+                    return Err(Desync(
+                        "a ReadyForQuery for a query the server never answered",
+                    ));
+                }
                 if let Some(run) = self.pop_run() {
                     done.push(run.complete(false));
                 }
-                return done;
+                return Ok(done);
             }
         }
         while let Some(item) = self.outstanding.pop_front() {
@@ -671,9 +719,9 @@ impl Tracker {
             }
         }
         // The unnamed portal does not survive the end of a transaction cycle;
-        // named ones live until Close, which the client sends.
+        // named ones live until Close or the end of the transaction.
         self.portals.remove("");
-        done
+        Ok(done)
     }
 
     /// Runs the server never answered (the session ended mid-statement).
@@ -720,8 +768,8 @@ mod tests {
         // Pending: the frontend already judges by it.
         assert_eq!(t.statement("s").unwrap().verdict.rule, "strict");
         t.push_sync();
-        t.on_step_complete();
-        assert!(t.on_ready_for_query().is_empty());
+        t.on_step_complete().unwrap();
+        assert!(t.on_ready_for_query(false).unwrap().is_empty());
         assert_eq!(t.statement("s").unwrap().verdict.rule, "strict");
 
         // An error skips the Close and the Parse behind it: the name keeps
@@ -738,26 +786,32 @@ mod tests {
         t.push_sync();
 
         assert!(t.on_error(err("22012")).is_some());
-        let skipped = t.on_ready_for_query();
+        let skipped = t.on_ready_for_query(false).unwrap();
         assert!(skipped.is_empty(), "{skipped:?}");
         assert_eq!(t.statement("s").unwrap().verdict.rule, "strict");
         assert_eq!(&*t.statement("s").unwrap().query, "select ssn");
 
         // BindComplete: the portal runs the kept statement, and the Execute
         // sent under the skipped one's verdict is not trusted.
-        t.on_step_complete();
+        t.on_step_complete().unwrap();
         assert_eq!(
             t.portal("p").unwrap().verdict.as_ref().unwrap().rule,
             "strict"
         );
-        assert!(t.front_attrs().is_none(), "fail closed");
+        let attrs = t.front_attrs().expect("attributes");
+        assert_eq!(
+            attrs.verdict.as_ref().unwrap().rule,
+            "strict",
+            "the stricter verdict"
+        );
+        assert!(attrs.mask);
         assert!(t.on_command_complete("SELECT 1".into()).is_some());
-        assert!(t.on_ready_for_query().is_empty());
+        assert!(t.on_ready_for_query(false).unwrap().is_empty());
 
         // A portal bound and executed after the resync runs as judged.
         let sent = t.push_bind("q".into(), "s".into(), vec![]);
         t.push_execute_with(2, execute_attrs("q", sent.verdict.clone()));
-        t.on_step_complete();
+        t.on_step_complete().unwrap();
         assert_eq!(
             t.front_attrs().unwrap().verdict.as_ref().unwrap().rule,
             "strict"
@@ -768,16 +822,16 @@ mod tests {
     fn a_confirmed_close_and_parse_replace_the_name() {
         let mut t = Tracker::new();
         t.push_parse("s".into(), "a".into(), verdict("first"));
-        t.on_step_complete();
+        t.on_step_complete().unwrap();
         t.push_close(false, "s".into());
         assert!(t.statement("s").is_none());
         t.push_parse("s".into(), "b".into(), verdict("second"));
-        t.on_step_complete(); // CloseComplete
+        t.on_step_complete().unwrap(); // CloseComplete
         assert!(t.statement("s").is_some());
-        t.on_step_complete(); // ParseComplete
+        t.on_step_complete().unwrap(); // ParseComplete
         assert_eq!(t.statement("s").unwrap().verdict.rule, "second");
         t.push_close(true, "p".into());
-        t.on_step_complete();
+        t.on_step_complete().unwrap();
         assert!(t.portal("p").is_none());
     }
 
@@ -785,7 +839,7 @@ mod tests {
     fn sql_that_touches_names_only_tightens_them() {
         let mut t = Tracker::new();
         t.push_parse("s".into(), "select ssn".into(), verdict("strict"));
-        t.on_step_complete();
+        t.on_step_complete().unwrap();
         t.push_parse("u".into(), "select 1".into(), verdict("pending"));
         let fresh = verdict("sql");
         t.tighten_names(
@@ -812,6 +866,56 @@ mod tests {
         assert_eq!(t.statement("s").unwrap().verdict.rule, "strict+sql!");
     }
 
+    #[test]
+    fn answers_out_of_step_with_the_session_end_it() {
+        let mut t = Tracker::new();
+        assert!(t.on_step_complete().is_err(), "nothing was sent");
+        t.push_query(0);
+        assert!(t.on_step_complete().is_err(), "a query has no steps");
+        // A ReadyForQuery for a query the server never answered: an extra
+        // ReadyForQuery (e.g. a Sync the server did not ignore after all).
+        assert!(t.on_ready_for_query(false).is_err());
+    }
+
+    #[test]
+    fn syncs_sent_during_each_copy_of_a_query_are_the_ignored_ones() {
+        let mut t = Tracker::new();
+        // One Query with two COPY FROM STDIN; the client ends the first,
+        // sends a Sync (during the second copy: ignored), ends the second,
+        // then a real Sync after the Query.
+        t.push_query(0);
+        t.on_client_copy_end();
+        t.push_sync(); // ignored by the server
+        t.on_client_copy_end();
+        t.push_parse("s".into(), "select 1".into(), verdict("v"));
+        t.push_sync();
+        t.on_copy_in();
+        t.on_command_complete("COPY 1".into());
+        t.on_copy_in();
+        t.on_command_complete("COPY 2".into());
+        let done = t.on_ready_for_query(false).unwrap();
+        assert_eq!(done.len(), 1);
+        // The step after the ignored Sync is at the front, in step.
+        t.on_step_complete().unwrap();
+        assert!(t.on_ready_for_query(false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn portals_end_with_the_transaction() {
+        let mut t = Tracker::new();
+        t.push_parse("s".into(), "select 1".into(), verdict("v"));
+        t.push_bind("p".into(), "s".into(), vec![]);
+        t.push_sync();
+        t.on_step_complete().unwrap();
+        t.on_step_complete().unwrap();
+        t.on_ready_for_query(false).unwrap();
+        assert!(t.portal("p").is_some(), "in a transaction block");
+        t.push_sync();
+        t.on_ready_for_query(true).unwrap();
+        assert!(t.portal("p").is_none(), "idle: the portal is gone");
+        assert!(t.statement("s").is_some(), "statements stay");
+    }
+
     fn err(code: &str) -> ErrorFields {
         ErrorFields {
             severity: "ERROR".into(),
@@ -827,7 +931,7 @@ mod tests {
         t.on_data_row();
         assert_eq!(t.on_command_complete("SELECT 1".into()), None);
         assert_eq!(t.on_command_complete("INSERT 0 2".into()), None);
-        let done = t.on_ready_for_query();
+        let done = t.on_ready_for_query(false).unwrap();
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].statement_seq, 0);
         assert_eq!(done[0].tags, vec!["SELECT 1", "INSERT 0 2"]);
@@ -840,8 +944,8 @@ mod tests {
         t.push_parse("s1".into(), "select $1".into(), verdict("a"));
         t.push_bind("".into(), "s1".into(), vec![]);
         assert_eq!(&*t.portal("").unwrap().query, "select $1");
-        t.on_step_complete();
-        t.on_step_complete();
+        t.on_step_complete().unwrap();
+        t.on_step_complete().unwrap();
         t.push_execute(0);
         t.push_execute(1);
         t.push_sync();
@@ -851,7 +955,7 @@ mod tests {
         assert_eq!((a.statement_seq, a.rows), (0, 2));
         let b = t.on_command_complete("SELECT 0".into()).unwrap();
         assert_eq!((b.statement_seq, b.rows), (1, 0));
-        assert!(t.on_ready_for_query().is_empty());
+        assert!(t.on_ready_for_query(false).unwrap().is_empty());
     }
 
     #[test]
@@ -865,7 +969,7 @@ mod tests {
         let failed = t.on_error(err("42P01")).unwrap();
         assert_eq!(failed.statement_seq, 0);
         assert_eq!(failed.error.as_ref().unwrap().code, "42P01");
-        let skipped = t.on_ready_for_query();
+        let skipped = t.on_ready_for_query(false).unwrap();
         assert_eq!(skipped.len(), 1);
         assert_eq!(skipped[0].statement_seq, 1);
         assert!(skipped[0].not_executed);
@@ -873,7 +977,7 @@ mod tests {
         let ok = t.on_command_complete("SELECT 0".into()).unwrap();
         assert_eq!(ok.statement_seq, 2);
         assert!(ok.error.is_none());
-        assert!(t.on_ready_for_query().is_empty());
+        assert!(t.on_ready_for_query(false).unwrap().is_empty());
     }
 
     #[test]
@@ -883,13 +987,13 @@ mod tests {
         t.push_step(Change::None); // Bind
         t.push_execute(0);
         t.push_sync();
-        t.on_step_complete(); // ParseComplete
+        t.on_step_complete().unwrap(); // ParseComplete
         assert_eq!(
             t.on_error(err("08P01")),
             None,
             "the Bind failed, not the Execute"
         );
-        let done = t.on_ready_for_query();
+        let done = t.on_ready_for_query(false).unwrap();
         assert_eq!(done.len(), 1);
         assert!(done[0].not_executed);
         assert_eq!(done[0].error.as_ref().unwrap().code, "08P01");
@@ -900,7 +1004,7 @@ mod tests {
         let mut t = Tracker::new();
         t.push_query(7);
         assert_eq!(t.on_error(err("42601")), None);
-        let done = t.on_ready_for_query();
+        let done = t.on_ready_for_query(false).unwrap();
         assert_eq!(done[0].error.as_ref().unwrap().code, "42601");
         assert!(!done[0].not_executed);
     }
@@ -912,7 +1016,7 @@ mod tests {
         assert_eq!(t.on_command_complete("SELECT 1".into()), None);
         assert_eq!(t.on_execute_end(), None);
         assert_eq!(t.on_error(err("XX000")), None);
-        assert!(t.on_ready_for_query().is_empty());
+        assert!(t.on_ready_for_query(false).unwrap().is_empty());
     }
 
     #[test]
@@ -920,7 +1024,7 @@ mod tests {
         let mut t = Tracker::new();
         t.push_query(0);
         t.on_command_complete("COPY 42".into());
-        assert_eq!(t.on_ready_for_query()[0].rows, 42);
+        assert_eq!(t.on_ready_for_query(false).unwrap()[0].rows, 42);
     }
 
     #[test]

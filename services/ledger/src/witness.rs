@@ -105,7 +105,10 @@ impl Witness {
             .next()
             .and_then(|l| l.strip_prefix("old "))
             .ok_or_else(|| bad("the first line must be `old <size>`"))?;
-        if old_text.is_empty() || (old_text.len() > 1 && old_text.starts_with('0')) {
+        if old_text.is_empty()
+            || !old_text.bytes().all(|c| c.is_ascii_digit())
+            || (old_text.len() > 1 && old_text.starts_with('0'))
+        {
             return Err(bad("the old size is not a canonical decimal"));
         }
         let old: u64 = old_text
@@ -183,19 +186,21 @@ impl Witness {
                 "the consistency proof does not verify\n".into(),
             ));
         }
-        state.logs.insert(
-            checkpoint.origin.clone(),
-            Seen {
-                size: checkpoint.size,
-                root: B64.encode(checkpoint.root),
-            },
-        );
-        persist(&self.state_path, &state).map_err(|e| {
-            Refusal(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("cannot persist the witness state: {e}\n"),
-            )
-        })?;
+        let now_seen = Seen {
+            size: checkpoint.size,
+            root: B64.encode(checkpoint.root),
+        };
+        // A checkpoint it already cosigned (anyone may replay a public one)
+        // changes nothing: no write, so replays cannot slow it down.
+        if seen.as_ref() != Some(&now_seen) {
+            state.logs.insert(checkpoint.origin.clone(), now_seen);
+            persist(&self.state_path, &state).map_err(|e| {
+                Refusal(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("cannot persist the witness state: {e}\n"),
+                )
+            })?;
+        }
         drop(state);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

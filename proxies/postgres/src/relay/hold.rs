@@ -145,7 +145,7 @@ impl Frontend {
                 );
                 self.record_durably(vec![request, shared.decision(seq, &released, "grant")])
                     .await?;
-                self.release(frame, held, &Arc::new(released), seq, out);
+                self.release(frame, held, &Arc::new(released), seq, &sql, out);
                 return Ok(Forward::Done);
             }
             Ok(None) => {}
@@ -263,7 +263,7 @@ impl Frontend {
                         self.record_durably(vec![shared.decision(seq, &released, "approval")])
                             .await?;
                         tracing::info!(session = %session.session_id(), operation = %operation_id, "held statement approved; forwarding");
-                        self.release(frame, held, &Arc::new(released), seq, out);
+                        self.release(frame, held, &Arc::new(released), seq, &sql, out);
                         return Ok(Forward::Done);
                     }
                     Ok(o) => {
@@ -308,8 +308,12 @@ impl Frontend {
         held: Held,
         verdict: &Arc<Verdict>,
         seq: u64,
+        sql: &str,
         out: &mut BytesMut,
     ) {
+        // What it does to names the protocol shares (PREPARE, DECLARE, ...)
+        // counts from now: the gate last judged this text.
+        self.sql_touches_protocol_names(verdict, sql);
         match held {
             Held::Query => self.forward_or_probe(frame, verdict, seq, out),
             Held::Parse { statement, query } => {

@@ -168,6 +168,17 @@ impl WitnessPolicy {
                 CosignatureVerifier::from_vkey_text(k).map_err(|e| anyhow!("--witness {k:?}: {e}"))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        // One witness counts once: the same public key given twice (under
+        // one name or two; the name is not signed) would count twice.
+        let mut seen = std::collections::HashSet::new();
+        for k in &keys {
+            if !seen.insert(k.public_key()) {
+                bail!(
+                    "--witness {}: the same witness key is given twice",
+                    k.name()
+                );
+            }
+        }
         let min = min.unwrap_or(keys.len());
         if min > keys.len() {
             bail!(
@@ -286,5 +297,25 @@ impl<'a> LeafFetcher<'a> {
     /// Forgets a fetched bundle (a full scan keeps memory flat this way).
     pub fn take_bundle(&mut self, n: u64) -> Option<Vec<Vec<u8>>> {
         self.bundles.remove(&n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_witness_counts_once_whatever_it_is_called() {
+        let key = vigil_ledger::cosignature::CosignerKey::generate("w.test/one").unwrap();
+        let text = key.verifier_key_text();
+        let err = WitnessPolicy::parse(&[text.clone(), text.clone()], None)
+            .err()
+            .expect("the same key twice is refused")
+            .to_string();
+        assert!(err.contains("given twice"), "{err}");
+        let other = vigil_ledger::cosignature::CosignerKey::generate("w.test/two").unwrap();
+        let policy = WitnessPolicy::parse(&[text, other.verifier_key_text()], Some(1)).unwrap();
+        assert_eq!((policy.keys.len(), policy.min), (2, 1));
+        assert!(WitnessPolicy::parse(&[], Some(1)).is_err());
     }
 }
