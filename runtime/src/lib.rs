@@ -1,12 +1,14 @@
 //! The protocol-neutral gateway runtime (issue 21): the parts of a
 //! gateway that make it fail closed and that every protocol adapter
-//! shares, so that a new protocol never copies them: graceful shutdown
+//! shares, so that a new protocol never copies them: the listener with
+//! its [`listener::Adapter`] trait ([`listener`]), graceful shutdown
 //! ([`drain`]) and the session recorder with typed end reasons
-//! ([`recorder`]); the listener and the hold coordinator move here from
-//! `proxies/postgres` next.
+//! ([`recorder`]). The hold coordinator and the token deadline move here
+//! from `proxies/postgres` next.
 //!
 //! tokio lives here, not in `proxies/core` (which stays free of async
 //! runtimes: the dependency rule in `tests/run.sh`).
 
 pub mod drain;
+pub mod listener;
 pub mod recorder;

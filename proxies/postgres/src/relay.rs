@@ -126,7 +126,6 @@ pub async fn run(
             identity,
             approvals,
             hold_cancel,
-            fresh_portals: Default::default(),
         },
     );
     let backend = backend(
@@ -311,8 +310,6 @@ struct Frontend {
     identity: vigil_proxy_core::VerifiedIdentity,
     approvals: Option<Arc<dyn Approvals>>,
     hold_cancel: Option<Arc<Notify>>,
-    /// Portals bound since their last Execute.
-    fresh_portals: std::collections::HashSet<String>,
 }
 
 /// Client -> upstream.
@@ -554,7 +551,6 @@ impl Frontend {
             }
             b'B' => {
                 let bind = codec::parse_bind(frame.body()).map_err(Fatal::protocol)?;
-                self.fresh_portals.insert(bind.portal.clone());
                 // The portal runs what the statement is *now*: later Parses
                 // of the statement's name do not change it.
                 self.tracker()
@@ -590,9 +586,10 @@ impl Frontend {
                     .unwrap_or_else(|| {
                         Arc::new(self.unclassifiable("an Execute of an unknown statement"))
                     });
-                let fresh = self.fresh_portals.remove(&portal);
                 let mut attrs = shared.run_attrs(&verdict);
-                attrs.portal = Some((portal.clone(), fresh));
+                // Whether it counts afresh is known once the server has
+                // confirmed (or skipped) its Bind: the tracker says.
+                attrs.portal = Some((portal.clone(), false));
                 if attrs.mask {
                     // The result's columns and formats decide how it is
                     // masked, and a client need not Describe before Execute.

@@ -94,6 +94,35 @@ pub struct PostgresProxy {
     sessions: Admission,
 }
 
+/// Connections open at once on a listener whose sessions are not capped.
+const MAX_CONNECTIONS_UNCAPPED: usize = 4096;
+
+impl vigil_runtime::listener::Adapter for PostgresProxy {
+    fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    fn serve(
+        self: Arc<Self>,
+        conn: TcpStream,
+        peer: SocketAddr,
+        drain: Arc<Drain>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(self.handle_client(conn, peer, drain))
+    }
+
+    fn refuse_busy(
+        &self,
+        mut conn: TcpStream,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+        Box::pin(async move {
+            // PostgreSQL's own answer when it is full.
+            let msg = codec::error_response("FATAL", "53300", "sorry, too many clients already");
+            let _ = conn.write_all(&msg).await;
+        })
+    }
+}
+
 /// Why a session ended before the relay started. The text goes to the client.
 #[derive(Debug, thiserror::Error)]
 enum HandshakeError {
@@ -127,41 +156,23 @@ impl PostgresProxy {
         &self.config.name
     }
 
-    /// Accepts clients until the shutdown begins; each runs in its own
-    /// task, and nothing one client sends can stop the others. Sessions
-    /// still open at the end of the drain period are ended (see
-    /// [`vigil_runtime::drain`]).
+    /// Accepts clients until the shutdown begins (the runtime's listener);
+    /// each runs in its own task, and nothing one client sends can stop
+    /// the others. Sessions still open at the end of the drain period are
+    /// ended (see [`vigil_runtime::drain`]).
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         drain: Arc<Drain>,
     ) -> std::io::Result<()> {
-        loop {
-            let accepted = tokio::select! {
-                accepted = listener.accept() => accepted,
-                _ = drain.stopping() => {
-                    tracing::info!(proxy = %self.config.name, "no longer accepting connections (shutting down)");
-                    return Ok(());
-                }
-            };
-            let (stream, peer) = match accepted {
-                Ok(pair) => pair,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            let proxy = self.clone();
-            let guard = drain.session();
-            let drain = drain.clone();
-            tokio::spawn(async move {
-                proxy.handle_client(stream, peer, drain).await;
-                drop(guard);
-            });
-        }
+        // Connections not yet logged in count too: a cap well above the
+        // session cap keeps a flood of half-open logins from exhausting
+        // file descriptors, without refusing anyone a session could admit.
+        let max_connections = match self.config.limits.max_sessions {
+            0 => MAX_CONNECTIONS_UNCAPPED,
+            n => (n * 4).max(64),
+        };
+        vigil_runtime::listener::serve(self, listener, drain, max_connections).await
     }
 
     async fn handle_client(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, drain: Arc<Drain>) {

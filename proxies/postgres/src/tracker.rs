@@ -204,6 +204,10 @@ pub struct Tracker {
     /// Prepared statements and portals as the server has confirmed them.
     statements: HashMap<String, Prepared>,
     portals: HashMap<String, PortalInfo>,
+    /// Portals the server has (re)bound since an Execute of them last
+    /// finished: their row count starts again. Set at BindComplete, so a
+    /// re-Bind the server skipped does not reset a portal's row limit.
+    fresh_portals: std::collections::HashSet<String>,
     outstanding: VecDeque<Outstanding>,
     /// The error that aborted the current extended-protocol cycle, if any.
     cycle_error: Option<ErrorFields>,
@@ -413,12 +417,14 @@ impl Tracker {
                 let held = self.statements.get(&info.statement_name);
                 info.query = held.map_or_else(|| Arc::from(""), |p| p.query.clone());
                 info.verdict = held.map(|p| p.verdict.clone());
+                self.fresh_portals.insert(portal.clone());
                 self.portals.insert(portal, info);
             }
             Change::Close {
                 is_portal: true,
                 name,
             } => {
+                self.fresh_portals.remove(&name);
                 self.portals.remove(&name);
             }
             Change::Close {
@@ -496,7 +502,13 @@ impl Tracker {
 
     fn pop_run(&mut self) -> Option<Run> {
         match self.outstanding.pop_front() {
-            Some(Outstanding::Run(run)) => Some(*run),
+            Some(Outstanding::Run(run)) => {
+                // The portal's next Execute continues its count.
+                if let Some((portal, _)) = &run.attrs.portal {
+                    self.fresh_portals.remove(portal);
+                }
+                Some(*run)
+            }
             Some(other) => {
                 self.outstanding.push_front(other);
                 None
@@ -529,10 +541,14 @@ impl Tracker {
         let Some((portal, _)) = &run.attrs.portal else {
             return Some(run.attrs.clone());
         };
+        let fresh = Some((portal.clone(), self.fresh_portals.contains(portal)));
         let held = self.portals.get(portal).and_then(|p| p.verdict.as_ref())?;
         let sent = run.attrs.verdict.as_ref()?;
         if Arc::ptr_eq(held, sent) || **held == **sent {
-            return Some(run.attrs.clone());
+            return Some(RunAttrs {
+                portal: fresh,
+                ..run.attrs.clone()
+            });
         }
         let merged = Verdict {
             shapes: Default::default(),
@@ -543,7 +559,7 @@ impl Tracker {
             max_rows: merged.max_rows,
             own_describe: run.attrs.own_describe,
             verdict: Some(Arc::new(merged)),
-            portal: run.attrs.portal.clone(),
+            portal: fresh,
         })
     }
 
@@ -678,6 +694,7 @@ impl Tracker {
         let done = self.ready_for_query()?;
         if idle {
             self.portals.clear();
+            self.fresh_portals.clear();
         }
         Ok(done)
     }
@@ -898,6 +915,30 @@ mod tests {
         // The step after the ignored Sync is at the front, in step.
         t.on_step_complete().unwrap();
         assert!(t.on_ready_for_query(false).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_portal_counts_afresh_only_when_the_server_confirms_its_bind() {
+        let mut t = Tracker::new();
+        t.push_parse("s".into(), "select 1".into(), verdict("v"));
+        let sent = t.push_bind("p".into(), "s".into(), vec![]);
+        t.push_execute_with(0, execute_attrs("p", sent.verdict.clone()));
+        t.push_sync();
+        t.on_step_complete().unwrap();
+        t.on_step_complete().unwrap();
+        assert_eq!(t.front_attrs().unwrap().portal, Some(("p".into(), true)));
+        t.on_execute_end().unwrap();
+        t.on_ready_for_query(false).unwrap();
+        // A re-Bind the server skips (an error before it) is no reset.
+        t.push_execute(1);
+        let sent = t.push_bind("p".into(), "s".into(), vec![]);
+        t.push_execute_with(2, execute_attrs("p", sent.verdict.clone()));
+        t.push_sync();
+        t.on_error(err("22012")).unwrap();
+        assert_eq!(t.on_ready_for_query(false).unwrap().len(), 1);
+        let again = t.portal("p").unwrap().verdict.clone();
+        t.push_execute_with(3, execute_attrs("p", again));
+        assert_eq!(t.front_attrs().unwrap().portal, Some(("p".into(), false)));
     }
 
     #[test]
