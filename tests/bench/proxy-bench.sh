@@ -67,6 +67,8 @@ HASH=$(printf 'bench\n' | "$BIN/vigil" hash-password)
 python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())' > "$work/masking.key"
 cat > "$work/vigil.toml" <<TOML
 data_dir = "$work/data"
+# The bench logs in with a static identity (development accounts only).
+allow_static_identities = true
 [ledger]
 origin = "bench.vigil/pgbench"
 http_listen = "127.0.0.1:$HTTP_PORT"
