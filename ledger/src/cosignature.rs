@@ -12,7 +12,7 @@ use base64::Engine as _;
 use ed25519_dalek::{Signature, Signer as _, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::note::NoteError;
+use crate::note::{check_name, parse_key_parts, NoteError};
 
 /// Algorithm byte of timestamped Ed25519 cosignatures.
 pub const ALG_COSIGNATURE_V1: u8 = 0x04;
@@ -26,13 +26,6 @@ fn key_id(name: &str, public: &VerifyingKey) -> u32 {
     h.update(public.as_bytes());
     let d = h.finalize();
     u32::from_be_bytes([d[0], d[1], d[2], d[3]])
-}
-
-fn check_name(name: &str) -> Result<(), NoteError> {
-    if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
-        return Err(NoteError::InvalidName(name.to_owned()));
-    }
-    Ok(())
 }
 
 fn message(body: &str, timestamp: u64) -> String {
@@ -94,7 +87,7 @@ impl CosignerKey {
             .ok_or(NoteError::MalformedKey(
                 "signer key must start with PRIVATE+KEY+",
             ))?;
-        let (name, id, seed) = parse_parts(rest)?;
+        let (name, id, seed) = parse_key_parts(rest, ALG_COSIGNATURE_V1)?;
         let key = SigningKey::from_bytes(&seed);
         let computed = key_id(name, &key.verifying_key());
         if computed != id {
@@ -137,39 +130,6 @@ impl CosignerKey {
     }
 }
 
-fn parse_parts(text: &str) -> Result<(&str, u32, [u8; 32]), NoteError> {
-    let mut parts = text.splitn(3, '+');
-    let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return Err(NoteError::MalformedKey("expected name+keyid+key"));
-    };
-    check_name(name)?;
-    if id_hex.len() != 8
-        || !id_hex
-            .bytes()
-            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(NoteError::MalformedKey(
-            "key id must be 8 lowercase hex digits",
-        ));
-    }
-    let id = u32::from_str_radix(id_hex, 16)
-        .map_err(|_| NoteError::MalformedKey("key id must be 8 lowercase hex digits"))?;
-    let raw = B64
-        .decode(key_b64)
-        .map_err(|_| NoteError::MalformedKey("key is not valid base64"))?;
-    let Some((&alg, key)) = raw.split_first() else {
-        return Err(NoteError::MalformedKey("empty key"));
-    };
-    if alg != ALG_COSIGNATURE_V1 {
-        return Err(NoteError::UnsupportedAlgorithm(alg));
-    }
-    let key: [u8; 32] = key
-        .try_into()
-        .map_err(|_| NoteError::MalformedKey("Ed25519 key must be 32 bytes"))?;
-    Ok((name, id, key))
-}
-
 /// A witness's public key, as an auditor or a ledger configures it.
 #[derive(Clone, Debug)]
 pub struct CosignatureVerifier {
@@ -187,7 +147,7 @@ impl CosignatureVerifier {
 
     /// Parses `name+hex8+base64(0x04||pubkey)`, checking the key id.
     pub fn from_vkey_text(text: &str) -> Result<Self, NoteError> {
-        let (name, id, key) = parse_parts(text.trim())?;
+        let (name, id, key) = parse_key_parts(text.trim(), ALG_COSIGNATURE_V1)?;
         let key = VerifyingKey::from_bytes(&key)
             .map_err(|_| NoteError::MalformedKey("not an Ed25519 public key"))?;
         if key_id(name, &key) != id {

@@ -54,7 +54,7 @@ pub enum NoteError {
     },
 }
 
-fn check_name(name: &str) -> Result<(), NoteError> {
+pub(crate) fn check_name(name: &str) -> Result<(), NoteError> {
     if name.is_empty() || name.contains('+') || name.chars().any(char::is_whitespace) {
         return Err(NoteError::InvalidName(name.to_owned()));
     }
@@ -72,7 +72,9 @@ fn compute_key_id(name: &str, public: &VerifyingKey) -> u32 {
 }
 
 /// Splits `name+hex8+base64` and decodes the `0x01 || key32` part.
-fn parse_key_parts(text: &str) -> Result<(&str, u32, [u8; 32]), NoteError> {
+/// Splits `name+keyid+base64(alg || key)`, checking the name, the key id's
+/// form and the algorithm byte (`alg`: Ed25519 notes, or cosignatures).
+pub(crate) fn parse_key_parts(text: &str, alg: u8) -> Result<(&str, u32, [u8; 32]), NoteError> {
     // The base64 key may itself contain '+', so split off only two fields.
     let mut parts = text.splitn(3, '+');
     let (Some(name), Some(id_hex), Some(key_b64)) = (parts.next(), parts.next(), parts.next())
@@ -94,11 +96,11 @@ fn parse_key_parts(text: &str) -> Result<(&str, u32, [u8; 32]), NoteError> {
     let raw = B64
         .decode(key_b64)
         .map_err(|_| NoteError::MalformedKey("key is not valid base64"))?;
-    let Some((&alg, key)) = raw.split_first() else {
+    let Some((&found, key)) = raw.split_first() else {
         return Err(NoteError::MalformedKey("empty key"));
     };
-    if alg != ALG_ED25519 {
-        return Err(NoteError::UnsupportedAlgorithm(alg));
+    if found != alg {
+        return Err(NoteError::UnsupportedAlgorithm(found));
     }
     let key: [u8; 32] = key
         .try_into()
@@ -148,7 +150,7 @@ impl NoteSigner {
             .ok_or(NoteError::MalformedKey(
                 "signer key must start with PRIVATE+KEY+",
             ))?;
-        let (name, id, seed) = parse_key_parts(rest)?;
+        let (name, id, seed) = parse_key_parts(rest, ALG_ED25519)?;
         let signer = Self::new(name, SigningKey::from_bytes(&seed))?;
         if signer.key_id != id {
             return Err(NoteError::KeyIdMismatch);
@@ -206,7 +208,7 @@ pub struct NoteVerifier {
 impl NoteVerifier {
     /// Parses `name+hex8keyid+base64(0x01||pubkey)`, checking the key id.
     pub fn from_vkey_text(text: &str) -> Result<Self, NoteError> {
-        let (name, id, raw) = parse_key_parts(text.trim_end_matches('\n'))?;
+        let (name, id, raw) = parse_key_parts(text.trim_end_matches('\n'), ALG_ED25519)?;
         let key = VerifyingKey::from_bytes(&raw)
             .map_err(|_| NoteError::MalformedKey("not a valid Ed25519 public key"))?;
         if compute_key_id(name, &key) != id {
