@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(
             &[
                 "vigil/events.proto",
+                "vigil/events_v1.proto",
                 "vigil/ledger.proto",
                 "vigil/approvals.proto",
             ],

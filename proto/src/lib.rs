@@ -3,14 +3,24 @@
 //! Every part of Vigil speaks these types: proxies publish [`events::Event`]s,
 //! the bus carries them as protobuf bytes, the ledger stores those bytes as
 //! entry bodies, and auditors decode them again to check a leaf against its event.
+//!
+//! Read stored or received event bytes with [`events::decode`], never with
+//! `Event::decode`: bodies written before schema v2 are still in ledgers
+//! (six years of them) and only [`events::decode`] reads both versions.
 #![forbid(unsafe_code)]
 
-/// `vigil.events.v1`: what the gateway records.
+mod labels;
+mod upgrade;
+
+/// `vigil.events.v2`: what the gateway records (proto/vigil/events.proto).
 pub mod events {
-    include!(concat!(env!("OUT_DIR"), "/vigil.events.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/vigil.events.v2.rs"));
+
+    pub use crate::upgrade::{decode, DecodeError};
 
     impl event::Kind {
-        /// The short kind name that the ledger's leaf commits to.
+        /// The short kind name that the ledger's leaf commits to (the same
+        /// names as in schema v1).
         pub fn name(&self) -> &'static str {
             match self {
                 event::Kind::SessionOpened(_) => "session_opened",
@@ -36,6 +46,60 @@ pub mod events {
             self.kind.as_ref().map_or("unknown", |k| k.name())
         }
     }
+
+    impl Request {
+        /// The SQL statement, for a request of the SQL family.
+        pub fn sql(&self) -> Option<&SqlStatement> {
+            match &self.detail {
+                Some(request::Detail::Sql(s)) => Some(s),
+                _ => None,
+            }
+        }
+
+        /// A SQL request (the detail every SQL-family adapter records).
+        pub fn new_sql(request_seq: u64, statement: SqlStatement) -> Self {
+            Self {
+                request_seq,
+                detail: Some(request::Detail::Sql(statement)),
+            }
+        }
+    }
+
+    impl Response {
+        /// The SQL result, for a response of the SQL family.
+        pub fn sql(&self) -> Option<&SqlResult> {
+            match &self.detail {
+                Some(response::Detail::Sql(s)) => Some(s),
+                _ => None,
+            }
+        }
+    }
+
+    impl SessionOpened {
+        /// The SQL session detail, for a session of the SQL family.
+        pub fn sql(&self) -> Option<&SqlSession> {
+            match &self.detail {
+                Some(session_opened::Detail::Sql(s)) => Some(s),
+                _ => None,
+            }
+        }
+    }
+
+    impl LoginRefused {
+        /// What a SQL client presented, for a refusal of the SQL family.
+        pub fn sql(&self) -> Option<&SqlSession> {
+            match &self.detail {
+                Some(login_refused::Detail::Sql(s)) => Some(s),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// `vigil.events.v1`, frozen: bodies written before schema v2. Only
+/// [`events::decode`] reads them, upgrading to v2 in memory.
+pub mod events_v1 {
+    include!(concat!(env!("OUT_DIR"), "/vigil.events.v1.rs"));
 }
 
 /// `vigil.ledger.v1`: the ledger's gRPC API (feature `grpc`).

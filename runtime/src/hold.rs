@@ -23,7 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::futures::Notified;
-use vigil_proto::events::{event::Kind, Decision, PendingOperation, Request};
+use vigil_proto::events::{
+    event::Kind, Decision, OperationState, PendingOperation, Request, Stage,
+};
 use vigil_proxy_core::approval::{ApprovalUnavailable, Approvals, GrantQuery, HoldOutcome};
 use vigil_proxy_core::policy::{Outcome, ReviewSettings, Verdict};
 use vigil_proxy_core::SinkError;
@@ -58,7 +60,7 @@ pub enum Refusal {
     /// withdrawn): its state and the decider's reason.
     Closed {
         operation_id: String,
-        state: String,
+        state: OperationState,
         reason: String,
     },
     /// The service was lost while waiting (or no decision by the expiry).
@@ -91,14 +93,14 @@ pub struct Pending {
     pending_event: vigil_proto::events::Event,
 }
 
-fn decision(request: &HoldRequest, verdict: &Verdict, stage: &str) -> Kind {
+fn decision(request: &HoldRequest, verdict: &Verdict, stage: Stage) -> Kind {
     Kind::Decision(Decision {
-        statement_seq: request.request.statement_seq,
-        outcome: verdict.outcome.as_str().into(),
+        request_seq: request.request.request_seq,
+        outcome: verdict.outcome.to_event() as i32,
         rule: verdict.rule.clone(),
         reason: verdict.reason.clone(),
         policy: request.policy_name.clone(),
-        stage: stage.into(),
+        stage: stage as i32,
     })
 }
 
@@ -141,7 +143,7 @@ pub async fn prepare(
             recorder
                 .record_durably(vec![
                     Kind::Request(request.request.clone()),
-                    decision(&request, &released, "grant"),
+                    decision(&request, &released, Stage::Grant),
                 ])
                 .await?;
             return Ok(Prepared::Done(HoldEnd::Released(Arc::new(released))));
@@ -152,7 +154,7 @@ pub async fn prepare(
             recorder
                 .record_durably(vec![
                     Kind::Request(request.request.clone()),
-                    decision(&request, &refused, "approval"),
+                    decision(&request, &refused, Stage::Approval),
                 ])
                 .await?;
             return Ok(Prepared::Done(HoldEnd::Refused(
@@ -165,11 +167,11 @@ pub async fn prepare(
     let expires = SystemTime::now() + settings.ttl;
     // Made in this order so that their `seq`s are in this order.
     let request_event = session.event(Kind::Request(request.request.clone()));
-    let decision_event = session.event(decision(&request, verdict, "statement"));
+    let decision_event = session.event(decision(&request, verdict, Stage::Request));
     let pending_event = session.event(Kind::PendingOperation(PendingOperation {
         operation_id: operation_id.clone(),
-        statement_seq: request.request.statement_seq,
-        statement: request.shown_to_approvers.clone(),
+        request_seq: request.request.request_seq,
+        text: request.shown_to_approvers.clone(),
         rule: settings.rule.clone(),
         approver_groups: settings.approver_groups.clone(),
         quorum: settings.quorum,
@@ -280,17 +282,18 @@ impl Pending {
                             format!("operation {operation_id} approved: {}", o.reason),
                         );
                         recorder
-                            .record_durably(vec![decision(request, &released, "approval")])
+                            .record_durably(vec![decision(request, &released, Stage::Approval)])
                             .await?;
                         return Ok(HoldEnd::Released(Arc::new(released)));
                     }
                     Ok(o) => {
-                        let reason = format!("operation {operation_id} {}: {}", o.state, o.reason);
+                        let reason =
+                            format!("operation {operation_id} {}: {}", o.state.label(), o.reason);
                         (
                             refused(verdict, reason),
                             Refusal::Closed {
                                 operation_id: operation_id.clone(),
-                                state: o.state.to_string(),
+                                state: o.state,
                                 reason: o.reason.clone(),
                             },
                         )
@@ -310,7 +313,7 @@ impl Pending {
             }
         };
         recorder
-            .record_durably(vec![decision(request, &outcome, "approval")])
+            .record_durably(vec![decision(request, &outcome, Stage::Approval)])
             .await?;
         Ok(HoldEnd::Refused(refusal))
     }
@@ -372,7 +375,7 @@ mod tests {
     #[derive(Debug, Default)]
     struct Scripted {
         grant: Option<String>,
-        closes_as: Option<&'static str>,
+        closes_as: Option<OperationState>,
         withdrawn: Mutex<Vec<String>>,
     }
 
@@ -385,7 +388,7 @@ mod tests {
             match self.closes_as {
                 Some(state) => Box::pin(async move {
                     Ok(HoldOutcome {
-                        state: state.into(),
+                        state,
                         reason: "because".into(),
                     })
                 }),
@@ -404,7 +407,11 @@ mod tests {
             issuer: "test".into(),
             ..VerifiedIdentity::default()
         };
-        let session = Arc::new(SessionContext::new("ehr", &identity));
+        let session = Arc::new(SessionContext::new(
+            "ehr",
+            &identity,
+            vigil_proto::events::Protocol::Postgres,
+        ));
         let recorder = SessionRecorder::open(session, sink.clone(), Default::default())
             .await
             .unwrap();
@@ -417,11 +424,13 @@ mod tests {
             shapes: Default::default(),
         });
         let request = HoldRequest {
-            request: Request {
-                statement_seq: 0,
-                statement: "COPY patients TO STDOUT".into(),
-                ..Default::default()
-            },
+            request: Request::new_sql(
+                0,
+                vigil_proto::events::SqlStatement {
+                    text: "COPY patients TO STDOUT".into(),
+                    ..Default::default()
+                },
+            ),
             shown_to_approvers: "COPY patients TO STDOUT".into(),
             verdict,
             settings: ReviewSettings {
@@ -456,7 +465,9 @@ mod tests {
             .unwrap()
             .iter()
             .map(|e| match e.kind.as_ref().unwrap() {
-                Kind::Decision(d) => format!("decision {} {}", d.outcome, d.stage),
+                Kind::Decision(d) => {
+                    format!("decision {} {}", d.outcome().label(), d.stage().label())
+                }
                 Kind::PendingOperation(_) => "pending".into(),
                 Kind::Request(_) => "request".into(),
                 Kind::SessionOpened(_) => "opened".into(),
@@ -477,12 +488,12 @@ mod tests {
         assert_eq!(kinds, ["opened", "request", "decision mask grant"]);
 
         let denied = Arc::new(Scripted {
-            closes_as: Some("denied"),
+            closes_as: Some(OperationState::Denied),
             ..Default::default()
         });
         let (end, kinds) = run(denied.clone(), false).await;
         assert!(
-            matches!(&end, HoldEnd::Refused(Refusal::Closed { state, .. }) if state == "denied"),
+            matches!(&end, HoldEnd::Refused(Refusal::Closed { state, .. }) if *state == OperationState::Denied),
             "{end:?}"
         );
         assert_eq!(
@@ -490,7 +501,7 @@ mod tests {
             [
                 "opened",
                 "request",
-                "decision review statement",
+                "decision review request",
                 "pending",
                 "decision deny approval"
             ]

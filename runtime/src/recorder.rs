@@ -19,11 +19,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::sync::Notify;
-use vigil_proto::events::{event::Kind, Event, SessionClosed, SessionOpened};
+use vigil_proto::events::{
+    event::Kind, EndReason as Recorded, Event, SessionClosed, SessionOpened,
+};
 use vigil_proxy_core::{EventSink, SessionContext, SinkError};
 
-/// Why a session ended. Recorded as SessionClosed's `reason` text (event
-/// schema v1 keeps it a string; these are its values).
+/// Why a session ended, with what the protocol adds (the I/O error, the
+/// text told to the client). Recorded as SessionClosed's `reason` (an enum
+/// of the event schema) and `detail`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndReason {
     /// The client said goodbye (PostgreSQL Terminate).
@@ -47,22 +50,30 @@ pub enum EndReason {
 }
 
 impl EndReason {
-    /// The text SessionClosed records.
-    pub fn to_reason_text(&self) -> String {
+    /// The reason and detail SessionClosed records.
+    pub fn to_event(&self) -> (Recorded, String) {
+        let detail = |e: &Option<String>| e.clone().unwrap_or_default();
         match self {
-            Self::ClientTerminated => "client_terminated".into(),
-            Self::ClientDisconnected(None) => "client_disconnected".into(),
-            Self::ClientDisconnected(Some(e)) => format!("client_disconnected: {e}"),
-            Self::ClientLeftWhileHeld => {
-                "client_disconnected (while a statement was held for review)".into()
-            }
-            Self::UpstreamClosed(None) => "upstream_closed".into(),
-            Self::UpstreamClosed(Some(e)) => format!("upstream_closed: {e}"),
-            Self::UpstreamUnavailable(e) => format!("upstream_unavailable: {e}"),
-            Self::AuditUnavailable => "error: audit ledger unavailable".into(),
-            Self::Shutdown => "shutdown".into(),
-            Self::Error(e) => format!("error: {e}"),
+            Self::ClientTerminated => (Recorded::ClientTerminated, String::new()),
+            Self::ClientDisconnected(e) => (Recorded::ClientDisconnected, detail(e)),
+            Self::ClientLeftWhileHeld => (Recorded::ClientLeftWhileHeld, String::new()),
+            Self::UpstreamClosed(e) => (Recorded::UpstreamClosed, detail(e)),
+            Self::UpstreamUnavailable(e) => (Recorded::UpstreamUnavailable, e.clone()),
+            Self::AuditUnavailable => (Recorded::AuditUnavailable, String::new()),
+            Self::Shutdown => (Recorded::Shutdown, String::new()),
+            Self::Error(e) => (Recorded::Error, e.clone()),
         }
+    }
+
+    /// One line for logs: "upstream_closed: connection reset".
+    pub fn to_reason_text(&self) -> String {
+        let (reason, detail) = self.to_event();
+        SessionClosed {
+            reason: reason as i32,
+            detail,
+            ..Default::default()
+        }
+        .reason_text()
     }
 }
 
@@ -136,9 +147,11 @@ impl SessionRecorder {
     /// Records SessionClosed (durably; a failure is logged, the session is
     /// over either way).
     pub async fn close(&self, reason: &EndReason) {
+        let (reason, detail) = reason.to_event();
         let closed = self.session.event(Kind::SessionClosed(SessionClosed {
-            reason: reason.to_reason_text(),
-            statements: self.session.statements(),
+            reason: reason as i32,
+            detail,
+            requests: self.session.statements(),
             duration_micros: self.started.elapsed().as_micros() as u64,
         }));
         if let Err(e) = self.sink.record(closed).await {
@@ -189,7 +202,11 @@ mod tests {
     #[tokio::test]
     async fn a_session_is_bracketed_and_a_failed_background_record_trips_the_watchdog() {
         let sink = Arc::new(Collecting::default());
-        let session = Arc::new(SessionContext::new("ehr", &identity()));
+        let session = Arc::new(SessionContext::new(
+            "ehr",
+            &identity(),
+            vigil_proto::events::Protocol::Postgres,
+        ));
         let recorder = SessionRecorder::open(session, sink.clone(), SessionOpened::default())
             .await
             .unwrap();
@@ -212,14 +229,14 @@ mod tests {
         assert_eq!(seqs, [0, 1, 2, 3, 4]);
         match &events[4].kind {
             Some(Kind::SessionClosed(c)) => {
-                assert_eq!(c.reason, "error: audit ledger unavailable")
+                assert_eq!(c.reason(), Recorded::AuditUnavailable)
             }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn end_reasons_keep_the_recorded_texts() {
+    fn end_reasons_read_as_one_line() {
         for (reason, text) in [
             (EndReason::ClientTerminated, "client_terminated"),
             (EndReason::ClientDisconnected(None), "client_disconnected"),
@@ -228,6 +245,8 @@ mod tests {
                 "client_disconnected: reset",
             ),
             (EndReason::Shutdown, "shutdown"),
+            (EndReason::AuditUnavailable, "audit_unavailable"),
+            (EndReason::ClientLeftWhileHeld, "client_left_while_held"),
             (EndReason::Error("bad".into()), "error: bad"),
             (
                 EndReason::UpstreamUnavailable("refused".into()),

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use vigil_proto::events::{event::Kind, Decision, Event, Request, Response, SessionOpened};
+use vigil_proto::events::{
+    event::Kind, Decision, EndReason as Recorded, Event, Outcome, Protocol, Request, Response,
+    SessionOpened, SqlStatement, Stage,
+};
 use vigil_proxy_core::sink::RecordFuture;
 use vigil_proxy_core::{EventSink, SessionContext, SinkError, VerifiedIdentity};
 use vigil_runtime::drain::Drain;
@@ -54,10 +57,15 @@ impl LineAdapter {
             ..VerifiedIdentity::default()
         };
         // 2. SessionOpened, durably, before anything else happens.
-        let context = Arc::new(SessionContext::new("line", &identity));
+        // A test protocol of no family: its lines are recorded as the SQL
+        // family's statement text, the nearest shape.
+        let context = Arc::new(SessionContext::new(
+            "line",
+            &identity,
+            Protocol::Unspecified,
+        ));
         let opened = SessionOpened {
             client_addr: peer.to_string(),
-            protocol: "line".into(),
             ..Default::default()
         };
         let Ok(recorder) = SessionRecorder::open(context, self.sink.clone(), opened).await else {
@@ -86,16 +94,22 @@ impl LineAdapter {
             let seq = recorder.session().next_statement_seq();
             let denied = line.starts_with("DENY");
             let decision = Decision {
-                statement_seq: seq,
-                outcome: if denied { "deny" } else { "allow" }.into(),
-                stage: "statement".into(),
+                request_seq: seq,
+                outcome: if denied {
+                    Outcome::Deny
+                } else {
+                    Outcome::Allow
+                } as i32,
+                stage: Stage::Request as i32,
                 ..Default::default()
             };
-            let request = Request {
-                statement_seq: seq,
-                statement: line.clone(),
-                ..Default::default()
-            };
+            let request = Request::new_sql(
+                seq,
+                SqlStatement {
+                    text: line.clone(),
+                    ..Default::default()
+                },
+            );
             if recorder
                 .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
                 .await
@@ -107,7 +121,7 @@ impl LineAdapter {
                 "ERR denied\n".to_string()
             } else {
                 recorder.record_in_background(Kind::Response(Response {
-                    statement_seq: seq,
+                    request_seq: seq,
                     ..Default::default()
                 }));
                 format!("= {line}\n")
@@ -178,10 +192,10 @@ fn kinds_and_reasons(events: &[Event], session: &str) -> Vec<String> {
         .filter(|e| e.session_id == session)
         .map(|e| match e.kind.as_ref().unwrap() {
             Kind::SessionOpened(_) => "opened".to_string(),
-            Kind::Request(r) => format!("request {}", r.statement),
-            Kind::Decision(d) => format!("decision {}", d.outcome),
+            Kind::Request(r) => format!("request {}", r.sql().unwrap().text),
+            Kind::Decision(d) => format!("decision {}", d.outcome().label()),
             Kind::Response(_) => "response".to_string(),
-            Kind::SessionClosed(c) => format!("closed {}", c.reason),
+            Kind::SessionClosed(c) => format!("closed {}", c.reason_text()),
             other => format!("{other:?}"),
         })
         .collect()
@@ -243,7 +257,9 @@ async fn a_line_protocol_adapter_gets_sessions_recording_caps_and_drain_from_the
     let events = sink.0.lock().unwrap().clone();
     let shutdowns = events
         .iter()
-        .filter(|e| matches!(&e.kind, Some(Kind::SessionClosed(c)) if c.reason == "shutdown"))
+        .filter(
+            |e| matches!(&e.kind, Some(Kind::SessionClosed(c)) if c.reason() == Recorded::Shutdown),
+        )
         .count();
     assert_eq!(shutdowns, 2);
 }

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use vigil_proto::events::{event::Kind, Event};
 use vigil_tests::oidc::{OidcProvider, CLIENT, CLIENT_SECRET, RESOURCE};
+use vigil_tests::SqlRequestView;
 use vigil_tests::{direct_psql, free_port, show, vigil_bin, Gateway, GatewaySpec};
 
 const POLICY: &str = r#"
@@ -302,7 +303,7 @@ fn stderr(out: &Output) -> String {
 fn decisions_for<'a>(events: &'a [Event], marker: &str) -> Vec<&'a vigil_proto::events::Decision> {
     let Some(req) = events
         .iter()
-        .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement.contains(marker)))
+        .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement().contains(marker)))
     else {
         return Vec::new();
     };
@@ -313,7 +314,7 @@ fn decisions_for<'a>(events: &'a [Event], marker: &str) -> Vec<&'a vigil_proto::
         .iter()
         .filter(|e| e.session_id == req.session_id)
         .filter_map(|e| match &e.kind {
-            Some(Kind::Decision(d)) if d.statement_seq == r.statement_seq => Some(d),
+            Some(Kind::Decision(d)) if d.request_seq == r.request_seq => Some(d),
             _ => None,
         })
         .collect()
@@ -321,7 +322,9 @@ fn decisions_for<'a>(events: &'a [Event], marker: &str) -> Vec<&'a vigil_proto::
 
 fn closed_state(events: &[Event], operation_id: &str) -> Option<String> {
     events.iter().find_map(|e| match &e.kind {
-        Some(Kind::OperationClosed(c)) if c.operation_id == operation_id => Some(c.state.clone()),
+        Some(Kind::OperationClosed(c)) if c.operation_id == operation_id => {
+            Some(c.state().label().to_string())
+        }
         _ => None,
     })
 }
@@ -394,9 +397,9 @@ fn a_held_statement_waits_runs_on_approval_and_every_step_is_recorded() {
                 .any(|e| matches!(&e.kind, Some(Kind::Response(_))))
     });
     let decisions = decisions_for(&events, "marker-a1");
-    assert_eq!(decisions[0].outcome, "review");
-    assert_eq!(decisions[1].stage, "approval");
-    assert_eq!(decisions[1].outcome, "mask");
+    assert_eq!(decisions[0].outcome().label(), "review");
+    assert_eq!(decisions[1].stage().label(), "approval");
+    assert_eq!(decisions[1].outcome().label(), "mask");
     assert!(decisions[1].reason.contains(&id), "{:?}", decisions[1]);
     assert_eq!(closed_state(&events, &id).as_deref(), Some("approved"));
     let vote = events.iter().find_map(|e| match &e.kind {
@@ -412,7 +415,7 @@ fn a_held_statement_waits_runs_on_approval_and_every_step_is_recorded() {
     });
     assert!(!pending
         .expect("PendingOperation recorded")
-        .statement
+        .text
         .contains("marker-a1"));
 
     // The auditor's tools verify the log with all of this in it.
@@ -452,7 +455,10 @@ fn a_denial_needs_a_reason_and_the_client_gets_the_operation_and_the_reason() {
         closed_state(evs, &id).is_some() && decisions_for(evs, "marker-d1").len() >= 2
     });
     assert_eq!(closed_state(&events, &id).as_deref(), Some("denied"));
-    assert_eq!(decisions_for(&events, "marker-d1")[1].outcome, "deny");
+    assert_eq!(
+        decisions_for(&events, "marker-d1")[1].outcome().label(),
+        "deny"
+    );
 }
 
 #[test]
@@ -668,7 +674,7 @@ fn a_grant_lets_statements_through_until_it_is_revoked() {
     let granted: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            Some(Kind::Decision(d)) if d.stage == "grant" => Some(d),
+            Some(Kind::Decision(d)) if d.stage().label() == "grant" => Some(d),
             _ => None,
         })
         .collect();

@@ -212,7 +212,7 @@ fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_appro
     );
     assert_eq!(
         count(
-            &|k| matches!(k, Kind::OperationClosed(c) if c.operation_id == id && c.state == "approved")
+            &|k| matches!(k, Kind::OperationClosed(c) if c.operation_id == id && c.state() == vigil_proto::events::OperationState::Approved)
         ),
         1
     );

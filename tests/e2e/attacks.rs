@@ -723,13 +723,14 @@ async fn oversized_rows_and_binds_are_bounded() {
     let events = gw.wait_for_events(|ev| {
         ev.iter().any(|e| {
             matches!(&e.kind, Some(vigil_proto::events::event::Kind::SessionClosed(c))
-                if c.reason.contains("exceeds the proxy's limit"))
+                if c.reason_text().contains("exceeds the proxy's limit"))
         })
     });
     let recorded = events
         .iter()
         .find_map(|e| match &e.kind {
             Some(vigil_proto::events::event::Kind::Request(r)) => r
+                .sql()?
                 .parameters
                 .iter()
                 .find(|p| p.length == 1024 * 1024)

@@ -11,6 +11,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use vigil_ledger::{leaf_hash, verify_inclusion};
 use vigil_proto::events::{event::Kind, Event};
+use vigil_tests::SqlRequestView;
 use vigil_tests::{show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
 
 fn stdout(out: &Output) -> String {
@@ -112,7 +113,7 @@ fn verify_prove_export_check_and_replay_a_session() {
     let events = gw.events();
     let insert = events
         .iter()
-        .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement.starts_with("INSERT")))
+        .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement().starts_with("INSERT")))
         .unwrap();
     let out = audit(&gw, &["prove", "--event-id", &insert.event_id]);
     assert!(out.status.success(), "{}", show(&out));

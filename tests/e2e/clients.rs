@@ -4,6 +4,8 @@
 //! parameters they bound.
 
 use vigil_proto::events::event::Kind;
+use vigil_tests::SqlRequestView;
+use vigil_tests::SqlResponseView;
 use vigil_tests::{show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
 
 #[test]
@@ -35,8 +37,8 @@ fn psycopg_and_asyncpg_work_unchanged_through_vigil() {
         .iter()
         .filter_map(|e| match &e.kind {
             Some(Kind::Request(r)) => Some((
-                r.statement.clone(),
-                r.parameters.iter().map(|p| p.value.clone()).collect(),
+                r.statement().to_string(),
+                r.parameters().iter().map(|p| p.value.clone()).collect(),
             )),
             _ => None,
         })
@@ -85,8 +87,8 @@ fn node_postgres_works_unchanged_through_vigil() {
     let shouts: Vec<&Vec<u8>> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            Some(Kind::Request(r)) if r.statement_name == "vigil-shout" => {
-                r.parameters.first().map(|p| &p.value)
+            Some(Kind::Request(r)) if r.statement_name() == "vigil-shout" => {
+                r.parameters().first().map(|p| &p.value)
             }
             _ => None,
         })
@@ -223,7 +225,7 @@ async fn extended_protocol_copy_in_keeps_results_paired() {
     let events = gw.wait_for_events(|ev| {
         ev.iter()
             .filter(
-                |e| matches!(&e.kind, Some(Kind::Response(r)) if r.command_tags == ["SELECT 1"]),
+                |e| matches!(&e.kind, Some(Kind::Response(r)) if r.command_tags() == ["SELECT 1"]),
             )
             .count()
             >= 3
@@ -232,12 +234,12 @@ async fn extended_protocol_copy_in_keeps_results_paired() {
     let statements = vigil_tests::statements_by_seq(&events);
     for e in &events {
         if let Some(Kind::Response(r)) = &e.kind {
-            let stmt = &statements[&r.statement_seq];
+            let stmt = &statements[&r.request_seq];
             if stmt.starts_with("COPY") {
-                assert_eq!(r.command_tags, ["COPY 2"], "{stmt}: {r:?}");
+                assert_eq!(r.command_tags(), ["COPY 2"], "{stmt}: {r:?}");
             }
             if stmt.starts_with("SELECT $1") {
-                assert_eq!(r.command_tags, ["SELECT 1"], "{stmt}: {r:?}");
+                assert_eq!(r.command_tags(), ["SELECT 1"], "{stmt}: {r:?}");
             }
         }
     }

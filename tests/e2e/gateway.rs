@@ -3,6 +3,8 @@
 //! verified with `vigil audit verify`.
 
 use vigil_proto::events::{event::Kind, Event};
+use vigil_tests::SqlRequestView;
+use vigil_tests::SqlResponseView;
 use vigil_tests::{show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
 
 fn requests(events: &[Event]) -> Vec<&vigil_proto::events::Request> {
@@ -50,12 +52,12 @@ fn statements_pass_through_and_the_ledger_records_exactly_them() {
     let events = gw.wait_for_events(|ev| closed_sessions(ev) == 1);
     let reqs = requests(&events);
     assert_eq!(reqs.len(), 1, "psql -c sends one Query message");
-    assert_eq!(reqs[0].statement, script, "the exact text psql sent");
-    assert_eq!(reqs[0].protocol_path, "simple");
+    assert_eq!(reqs[0].statement(), script, "the exact text psql sent");
+    assert_eq!(reqs[0].protocol_path(), "simple");
     let resps = responses(&events);
     assert_eq!(resps.len(), 1);
     assert_eq!(
-        resps[0].command_tags,
+        resps[0].command_tags(),
         vec!["CREATE TABLE", "INSERT 0 2", "SELECT 2", "DROP TABLE"]
     );
     assert!(resps[0].error_code.is_empty());
@@ -73,6 +75,11 @@ fn statements_pass_through_and_the_ledger_records_exactly_them() {
     }
     match &events[0].kind {
         Some(Kind::SessionOpened(o)) => {
+            assert_eq!(
+                events[0].protocol(),
+                vigil_proto::events::Protocol::Postgres
+            );
+            let o = o.sql().expect("a SQL session");
             assert_eq!(o.client_user, AGENT);
             assert_eq!(o.upstream_user, "postgres");
             assert_eq!(o.database, "test");
@@ -196,20 +203,20 @@ fn extended_protocol_from_pgbench_is_recorded_per_execution() {
     });
     let extended: Vec<_> = requests(&events)
         .into_iter()
-        .filter(|r| r.protocol_path == "extended")
+        .filter(|r| r.protocol_path() == "extended")
         .collect();
     assert_eq!(extended.len(), 40);
     for r in &extended {
-        assert_eq!(r.statement, "SELECT $1::int + 1 AS answer;");
-        assert_eq!(r.parameters.len(), 1, "the bound value is recorded");
-        let v: i32 = String::from_utf8_lossy(&r.parameters[0].value)
+        assert_eq!(r.statement(), "SELECT $1::int + 1 AS answer;");
+        assert_eq!(r.parameters().len(), 1, "the bound value is recorded");
+        let v: i32 = String::from_utf8_lossy(&r.parameters()[0].value)
             .parse()
             .unwrap();
         assert!((1..=1000).contains(&v));
     }
     let ok = responses(&events)
         .into_iter()
-        .filter(|r| r.command_tags == vec!["SELECT 1"] && r.rows == 1)
+        .filter(|r| r.command_tags() == vec!["SELECT 1"] && r.rows() == 1)
         .count();
     assert_eq!(ok, 40);
 }
@@ -349,8 +356,9 @@ fn ctrl_c_in_psql_cancels_the_upstream_query_through_the_proxy() {
     // The statement is recorded before it is forwarded: once the Request is
     // in the ledger, give the upstream a moment to start running it.
     gw.wait_for_events(|ev| {
-        ev.iter()
-            .any(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement.contains("pg_sleep")))
+        ev.iter().any(
+            |e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement().contains("pg_sleep")),
+        )
     });
     std::thread::sleep(std::time::Duration::from_millis(300));
     // What Ctrl-C does: psql sends a CancelRequest with the key it was given
@@ -383,7 +391,7 @@ fn ctrl_c_in_psql_cancels_the_upstream_query_through_the_proxy() {
     });
     let request = events
         .iter()
-        .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement.contains("pg_sleep")))
+        .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement().contains("pg_sleep")))
         .unwrap();
     let cancel = events
         .iter()
@@ -462,7 +470,7 @@ fn copy_in_and_out_and_notifications_pass_through_and_are_recorded() {
         let tags: Vec<&String> = ev
             .iter()
             .filter_map(|e| match &e.kind {
-                Some(Kind::Response(r)) => Some(&r.command_tags),
+                Some(Kind::Response(r)) => Some(r.command_tags()),
                 _ => None,
             })
             .flatten()
@@ -470,7 +478,7 @@ fn copy_in_and_out_and_notifications_pass_through_and_are_recorded() {
         tags.iter().filter(|t| t.as_str() == "COPY 3").count() == 2
     });
     assert!(events.iter().any(|e| matches!(&e.kind,
-        Some(Kind::Request(r)) if r.statement.starts_with("COPY") && r.statement.contains("FROM STDIN"))));
+        Some(Kind::Request(r)) if r.statement().starts_with("COPY") && r.statement().contains("FROM STDIN"))));
 }
 
 #[test]
@@ -519,7 +527,7 @@ fn a_pgbench_pipeline_script_runs_and_every_step_is_recorded_in_order() {
             .iter()
             .filter(|e| e.session_id == session)
             .filter_map(|e| match &e.kind {
-                Some(Kind::Request(r)) => Some(r.statement.clone()),
+                Some(Kind::Request(r)) => Some(r.statement().to_string()),
                 _ => None,
             })
             .collect();
@@ -536,7 +544,7 @@ fn a_pgbench_pipeline_script_runs_and_every_step_is_recorded_in_order() {
     }
     let ok = responses(&events)
         .into_iter()
-        .filter(|r| r.command_tags == vec!["SELECT 1"] && r.rows == 1 && !r.not_executed)
+        .filter(|r| r.command_tags() == vec!["SELECT 1"] && r.rows() == 1 && !r.not_executed)
         .count();
     assert_eq!(ok, 60);
 }
@@ -640,7 +648,7 @@ fn large_objects_over_the_function_call_protocol_round_trip_and_are_recorded() {
     let events = gw.wait_for_events(|ev| closed_sessions(ev) == 3);
     let calls: Vec<_> = requests(&events)
         .into_iter()
-        .filter(|r| r.protocol_path == "function_call")
+        .filter(|r| r.protocol_path() == "function_call")
         .collect();
     assert!(
         calls.len() >= 4,
@@ -649,7 +657,7 @@ fn large_objects_over_the_function_call_protocol_round_trip_and_are_recorded() {
     );
     assert!(calls
         .iter()
-        .all(|r| r.statement.starts_with("function call: oid ")));
+        .all(|r| r.statement().starts_with("function call: oid ")));
     assert!(
         responses(&events).iter().all(|r| r.error_code.is_empty()),
         "every call succeeded"
@@ -683,7 +691,7 @@ fn sigterm_lets_sessions_finish_then_closes_the_rest_with_reason_shutdown() {
     gw.wait_for_events(|ev| {
         requests(ev)
             .iter()
-            .any(|r| r.statement.contains("idle session"))
+            .any(|r| r.statement().contains("idle session"))
     });
     // A statement still running when SIGTERM arrives: it may finish.
     let busy = gw
@@ -699,7 +707,7 @@ fn sigterm_lets_sessions_finish_then_closes_the_rest_with_reason_shutdown() {
     gw.wait_for_events(|ev| {
         requests(ev)
             .iter()
-            .any(|r| r.statement.contains("pg_sleep"))
+            .any(|r| r.statement().contains("pg_sleep"))
     });
 
     let term = std::process::Command::new("kill")
@@ -742,10 +750,10 @@ fn sigterm_lets_sessions_finish_then_closes_the_rest_with_reason_shutdown() {
     let args = Gateway::config_args(dir.path());
     let gw = Gateway::spawn(spec, dir, args);
     let events = gw.wait_for_events(|ev| closed_sessions(ev) >= 2);
-    let reasons: Vec<&str> = events
+    let reasons: Vec<String> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            Some(Kind::SessionClosed(c)) => Some(c.reason.as_str()),
+            Some(Kind::SessionClosed(c)) => Some(c.reason_text()),
             _ => None,
         })
         .collect();
@@ -758,7 +766,7 @@ fn sigterm_lets_sessions_finish_then_closes_the_rest_with_reason_shutdown() {
     let session_of = |text: &str| {
         events
             .iter()
-            .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement.contains(text)))
+            .find(|e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement().contains(text)))
             .map(|e| e.session_id.clone())
             .unwrap()
     };
@@ -766,7 +774,7 @@ fn sigterm_lets_sessions_finish_then_closes_the_rest_with_reason_shutdown() {
         events
             .iter()
             .find_map(|e| match &e.kind {
-                Some(Kind::SessionClosed(c)) if e.session_id == session => Some(c.reason.clone()),
+                Some(Kind::SessionClosed(c)) if e.session_id == session => Some(c.reason_text()),
                 _ => None,
             })
             .unwrap()
@@ -780,7 +788,7 @@ fn sigterm_lets_sessions_finish_then_closes_the_rest_with_reason_shutdown() {
     });
     let slept = slept.expect("the running statement's response");
     assert_eq!(
-        (slept.rows, slept.error_code.as_str()),
+        (slept.rows(), slept.error_code.as_str()),
         (1, ""),
         "{slept:?}"
     );

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use vigil_proto::events::event::Kind;
 use vigil_tests::oidc::{claims_of, header_of, OidcProvider, CLIENT, CLIENT_SECRET, RESOURCE};
+use vigil_tests::SqlRequestView;
 use vigil_tests::{show, Gateway, GatewaySpec};
 
 /// Resources the provider serves: the default one (RS256), one per other
@@ -274,7 +275,7 @@ fn bad_tokens_are_refused_each_with_a_clear_error() {
     let mut codes = Vec::new();
     for e in &events {
         if let Some(Kind::LoginRefused(l)) = &e.kind {
-            assert_eq!(l.client_user, CLIENT);
+            assert_eq!(l.sql().unwrap().client_user, CLIENT);
             assert!(e.identity.as_ref().is_none_or(|i| i.subject.is_empty()));
             codes.push(l.reason_code.clone());
         }
@@ -368,15 +369,15 @@ fn a_session_ends_with_its_token() {
     // The session's end is on the record, with why.
     let events = gw.wait_for_events(|evs| {
         evs.iter().any(
-            |e| matches!(&e.kind, Some(Kind::SessionClosed(c)) if c.reason.contains("expired at")),
+            |e| matches!(&e.kind, Some(Kind::SessionClosed(c)) if c.reason_text().contains("expired at")),
         )
     });
     assert!(events.iter().any(|e| matches!(&e.kind,
-        Some(Kind::Request(r)) if r.statement == "SELECT 'before expiry'")));
+        Some(Kind::Request(r)) if r.statement() == "SELECT 'before expiry'")));
     // The gateway closed the idle session at expiry; had the statement
     // slipped in first, it would have been refused, never run.
     let after_recorded = events.iter().any(
-        |e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement == "SELECT 'after expiry'"),
+        |e| matches!(&e.kind, Some(Kind::Request(r)) if r.statement() == "SELECT 'after expiry'"),
     );
     let refused = events
         .iter()
@@ -473,7 +474,7 @@ fn an_idle_session_is_closed_when_its_token_expires() {
     let reason = events
         .iter()
         .find_map(|e| match &e.kind {
-            Some(Kind::SessionClosed(c)) => Some(c.reason.clone()),
+            Some(Kind::SessionClosed(c)) => Some(c.reason_text()),
             _ => None,
         })
         .unwrap();

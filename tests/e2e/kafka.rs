@@ -15,6 +15,7 @@ use std::time::Duration;
 use vigil_proto::events::event::Kind;
 use vigil_proto::events::Event;
 use vigil_tests::kafka::{group_lag, Broker};
+use vigil_tests::SqlRequestView;
 use vigil_tests::{
     direct_psql, show, spawn_vigil, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD, READY,
 };
@@ -180,12 +181,12 @@ fn index(
     for e in events {
         match &e.kind {
             Some(Kind::Request(r)) => requests
-                .entry(r.statement.clone())
+                .entry(r.statement().to_string())
                 .or_default()
-                .push((e.session_id.clone(), r.statement_seq)),
+                .push((e.session_id.clone(), r.request_seq)),
             Some(Kind::Response(r)) => {
                 *responses
-                    .entry((e.session_id.clone(), r.statement_seq))
+                    .entry((e.session_id.clone(), r.request_seq))
                     .or_default() += 1
             }
             _ => {}

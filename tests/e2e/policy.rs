@@ -9,6 +9,7 @@ use std::process::Output;
 
 use vigil_proto::events::event::Kind;
 use vigil_proto::events::Event;
+use vigil_tests::SqlResponseView;
 use vigil_tests::{direct_psql, python_client, show, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD};
 
 const SSN_1: &str = "123-45-6789";
@@ -57,7 +58,11 @@ fn decisions(events: &[Event]) -> Vec<(String, String, String)> {
     events
         .iter()
         .filter_map(|e| match &e.kind {
-            Some(Kind::Decision(d)) => Some((d.outcome.clone(), d.rule.clone(), d.stage.clone())),
+            Some(Kind::Decision(d)) => Some((
+                d.outcome().label().to_string(),
+                d.rule.clone(),
+                d.stage().label().to_string(),
+            )),
             _ => None,
         })
         .collect()
@@ -230,7 +235,7 @@ fn opaque_code_bulk_exports_and_unbounded_phi_reads_are_held_for_review() {
     });
     assert!(decisions(&events)
         .iter()
-        .any(|(o, r, s)| o == "review" && r == "review-bulk-export" && s == "statement"));
+        .any(|(o, r, s)| o == "review" && r == "review-bulk-export" && s == "request"));
 }
 
 #[test]
@@ -289,18 +294,18 @@ fn results_are_masked_by_column_origin_and_by_content() {
     // The Response events say what was masked, and never hold a raw value.
     let events = gw.wait_for_events(|ev| {
         ev.iter()
-            .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if !r.masked_columns.is_empty()))
+            .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if !r.masked.is_empty()))
     });
     let masked: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
-            Some(Kind::Response(r)) => Some(r.masked_columns.clone()),
+            Some(Kind::Response(r)) => Some(r.masked.clone()),
             _ => None,
         })
         .flatten()
         .collect();
     assert!(
-        masked.iter().any(|m| m.column == "innocent_alias"
+        masked.iter().any(|m| m.field == "innocent_alias"
             && m.source.ends_with(&format!("{table}.ssn"))
             && m.method == "partial"),
         "{masked:?}"
@@ -335,16 +340,16 @@ fn a_result_past_the_row_limit_is_stopped_and_refused() {
 
     let events = gw.wait_for_events(|ev| {
         ev.iter()
-            .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.stopped_after_rows > 0))
+            .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.stopped_after_rows() > 0))
     });
     let stopped = events
         .iter()
         .find_map(|e| match &e.kind {
-            Some(Kind::Response(r)) if r.stopped_after_rows > 0 => Some(r.clone()),
+            Some(Kind::Response(r)) if r.stopped_after_rows() > 0 => Some(r.clone()),
             _ => None,
         })
         .unwrap();
-    assert_eq!((stopped.stopped_after_rows, stopped.rows), (1000, 1000));
+    assert_eq!((stopped.stopped_after_rows(), stopped.rows()), (1000, 1000));
     assert_eq!(stopped.error_code, "42501");
     assert!(decisions(&events)
         .iter()
@@ -728,11 +733,11 @@ fn a_query_skipped_after_an_extended_error_is_recorded_as_skipped_and_pairing_ho
     let statements = vigil_tests::statements_by_seq(&events);
     for e in &events {
         if let Some(Kind::Response(r)) = &e.kind {
-            match statements[&r.statement_seq].as_str() {
+            match statements[&r.request_seq].as_str() {
                 "SELECT 'skipped'" => assert!(r.not_executed, "{r:?}"),
                 s if s.starts_with("SELECT ssn") => {
-                    assert_eq!(r.command_tags, ["SELECT 1"], "{r:?}");
-                    assert!(!r.masked_columns.is_empty(), "{r:?}");
+                    assert_eq!(r.command_tags(), ["SELECT 1"], "{r:?}");
+                    assert!(!r.masked.is_empty(), "{r:?}");
                 }
                 _ => {}
             }

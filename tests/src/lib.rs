@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use vigil_proto::events::Event;
-use vigil_proto::Message;
 
 pub const AGENT: &str = "agent";
 pub const AGENT_PASSWORD: &str = "correct horse battery staple";
@@ -517,7 +516,7 @@ impl Gateway {
             .expect("bodies JSON");
             for b in page.entries.into_iter().filter(|b| b.pruned.is_none()) {
                 let bytes = B64.decode(b.body).expect("base64 body");
-                events.push(Event::decode(bytes.as_slice()).expect("event body"));
+                events.push(vigil_proto::events::decode(bytes.as_slice()).expect("event body"));
             }
             start += count;
         }
@@ -539,7 +538,7 @@ pub fn statements_by_seq(events: &[Event]) -> std::collections::HashMap<u64, Str
         .iter()
         .filter_map(|e| match &e.kind {
             Some(vigil_proto::events::event::Kind::Request(r)) => {
-                Some((r.statement_seq, r.statement.clone()))
+                Some((r.request_seq, r.statement().to_string()))
             }
             _ => None,
         })
@@ -632,5 +631,49 @@ pub mod crash_load {
         }
         out.truncate(len);
         out
+    }
+}
+
+/// The SQL detail of a Request, read the way the tests assert on it: the
+/// statement's text, path, names and parameters (empty for a Request of
+/// another family).
+pub trait SqlRequestView {
+    fn statement(&self) -> &str;
+    fn protocol_path(&self) -> &'static str;
+    fn statement_name(&self) -> &str;
+    fn parameters(&self) -> &[vigil_proto::events::Parameter];
+}
+
+impl SqlRequestView for vigil_proto::events::Request {
+    fn statement(&self) -> &str {
+        self.sql().map_or("", |s| s.text.as_str())
+    }
+    fn protocol_path(&self) -> &'static str {
+        self.sql().map_or("", |s| s.path().label())
+    }
+    fn statement_name(&self) -> &str {
+        self.sql().map_or("", |s| s.statement_name.as_str())
+    }
+    fn parameters(&self) -> &[vigil_proto::events::Parameter] {
+        self.sql().map_or(&[], |s| s.parameters.as_slice())
+    }
+}
+
+/// The SQL detail of a Response: command tags and row counts.
+pub trait SqlResponseView {
+    fn command_tags(&self) -> &[String];
+    fn rows(&self) -> u64;
+    fn stopped_after_rows(&self) -> u64;
+}
+
+impl SqlResponseView for vigil_proto::events::Response {
+    fn command_tags(&self) -> &[String] {
+        self.sql().map_or(&[], |s| s.command_tags.as_slice())
+    }
+    fn rows(&self) -> u64 {
+        self.sql().map_or(0, |s| s.rows)
+    }
+    fn stopped_after_rows(&self) -> u64 {
+        self.sql().map_or(0, |s| s.stopped_after_rows)
     }
 }

@@ -13,13 +13,12 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use vigil_proto::events::Event;
+use vigil_proto::events::{Event, OperationState};
 
 /// How a held operation ended, as the proxy needs to know it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HoldOutcome {
-    /// "approved", "denied", "expired" or "withdrawn".
-    pub state: String,
+    pub state: OperationState,
     /// Why: the denial's reason, who approved, or when it expired.
     pub reason: String,
 }
@@ -27,7 +26,7 @@ pub struct HoldOutcome {
 impl HoldOutcome {
     /// Whether the statement may run.
     pub fn releases(&self) -> bool {
-        self.state == "approved"
+        self.state == OperationState::Approved
     }
 }
 

@@ -44,6 +44,17 @@ impl Outcome {
         }
     }
 
+    /// The outcome as the event schema records it.
+    pub fn to_event(self) -> vigil_proto::events::Outcome {
+        use vigil_proto::events::Outcome as Recorded;
+        match self {
+            Outcome::Allow => Recorded::Allow,
+            Outcome::Mask => Recorded::Mask,
+            Outcome::Review => Recorded::Review,
+            Outcome::Deny => Recorded::Deny,
+        }
+    }
+
     /// Whether the statement may reach the database.
     pub fn forwards(self) -> bool {
         matches!(self, Outcome::Allow | Outcome::Mask)

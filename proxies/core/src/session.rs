@@ -1,12 +1,13 @@
 //! The context of one client session: it stamps every event with the session
-//! id, the next sequence number, the verified identity and the connection name,
-//! so that no event can be published without them.
+//! id, the next sequence number, the verified identity, the connection name
+//! and the protocol (the envelope of event schema v2), so that no event can
+//! be published without them.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
-use vigil_proto::events::{event::Kind, Event, Identity};
+use vigil_proto::events::{event::Kind, Event, Identity, Protocol};
 
 use vigil_identity::VerifiedIdentity;
 
@@ -15,16 +16,18 @@ pub struct SessionContext {
     session_id: Uuid,
     connection: String,
     identity: Identity,
+    protocol: Protocol,
     next_seq: AtomicU64,
     next_statement: AtomicU64,
 }
 
 impl SessionContext {
-    pub fn new(connection: &str, identity: &VerifiedIdentity) -> Self {
+    pub fn new(connection: &str, identity: &VerifiedIdentity, protocol: Protocol) -> Self {
         Self {
             session_id: Uuid::now_v7(),
             connection: connection.to_string(),
             identity: identity.to_event_identity(),
+            protocol,
             next_seq: AtomicU64::new(0),
             next_statement: AtomicU64::new(0),
         }
@@ -38,12 +41,16 @@ impl SessionContext {
         &self.connection
     }
 
-    /// Number the next statement of this session (0, 1, 2, ...).
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    /// Number the next request of this session (0, 1, 2, ...).
     pub fn next_statement_seq(&self) -> u64 {
         self.next_statement.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// How many statements were numbered so far.
+    /// How many requests were numbered so far.
     pub fn statements(&self) -> u64 {
         self.next_statement.load(Ordering::Relaxed)
     }
@@ -57,6 +64,7 @@ impl SessionContext {
             seq: self.next_seq.fetch_add(1, Ordering::Relaxed),
             identity: Some(self.identity.clone()),
             connection: self.connection.clone(),
+            protocol: self.protocol as i32,
             kind: Some(kind),
         }
     }
@@ -84,7 +92,7 @@ mod tests {
             auth_method: "password".into(),
             ..VerifiedIdentity::default()
         };
-        let ctx = SessionContext::new("ehr", &id);
+        let ctx = SessionContext::new("ehr", &id, Protocol::Postgres);
         let a = ctx.event(Kind::SessionClosed(SessionClosed::default()));
         let b = ctx.event(Kind::SessionClosed(SessionClosed::default()));
         assert_eq!((a.seq, b.seq), (0, 1));
@@ -92,6 +100,7 @@ mod tests {
         assert_eq!(a.session_id, ctx.session_id().to_string());
         assert_eq!(a.identity.as_ref().unwrap().subject, "agent");
         assert_eq!(a.connection, "ehr");
+        assert_eq!(a.protocol(), Protocol::Postgres);
         assert_eq!(Uuid::parse_str(&a.event_id).unwrap().get_version_num(), 7);
     }
 }

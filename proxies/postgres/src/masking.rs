@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use vigil_proto::events::MaskedColumn;
+use vigil_proto::events::MaskedField;
 use vigil_proxy_core::lineage::{Lineage, Outputs};
 use vigil_proxy_core::mask::{MaskFormat, Masker};
 use vigil_proxy_core::policy::{ColumnTreatment, Policy};
@@ -107,7 +107,7 @@ enum Action {
 /// How every column of one result is masked, and what was masked so far.
 pub struct RowPlan {
     actions: Vec<Action>,
-    report: Vec<MaskedColumn>,
+    report: Vec<MaskedField>,
     masker: Arc<Masker>,
 }
 
@@ -148,8 +148,8 @@ impl RowPlan {
                 Origin::Computed => computed_action(field, &lineage, policy, scan_all),
             };
             if action != Action::Keep {
-                report.push(MaskedColumn {
-                    column: field.name.clone(),
+                report.push(MaskedField {
+                    field: field.name.clone(),
                     source,
                     method: match action {
                         Action::Scan { .. } => "detectors".into(),
@@ -248,8 +248,8 @@ impl RowPlan {
     }
 
     /// What was masked in this result, for its Response event.
-    pub fn take_report(&mut self) -> Vec<MaskedColumn> {
-        let report: Vec<MaskedColumn> = self
+    pub fn take_report(&mut self) -> Vec<MaskedField> {
+        let report: Vec<MaskedField> = self
             .report
             .iter_mut()
             .map(|r| {
@@ -495,7 +495,7 @@ fn hash_int(masker: &Masker, v: &[u8], width: usize, binary: bool) -> Option<Vec
 /// carries no column origins, so column rules cannot follow it (the shipped
 /// policy holds COPY out for review). Replacements never contain tabs,
 /// commas, quotes or backslashes, so text and CSV framing survive.
-pub fn mask_copy_line(masker: &Masker, payload: &[u8], report: &mut MaskedColumn) -> Option<Bytes> {
+pub fn mask_copy_line(masker: &Masker, payload: &[u8], report: &mut MaskedField) -> Option<Bytes> {
     let hit = masker.scan(payload)?;
     report.values_masked += 1;
     for kind in &hit.kinds {

@@ -27,7 +27,10 @@ use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
-use vigil_proto::events::{event::Kind, Decision, MaskedColumn, Parameter, Request, Response};
+use vigil_proto::events::{
+    event::Kind, response, Decision, MaskedField, Parameter, ProtocolPath, Request, Response,
+    SqlResult, SqlStatement, Stage,
+};
 use vigil_proxy_core::classify::Classification;
 use vigil_proxy_core::lineage::{self, Outputs, StatementShape};
 use vigil_proxy_core::mask::Masker;
@@ -254,15 +257,17 @@ impl Shared {
         let (error_code, error_message) =
             done.error.map(|e| (e.code, e.message)).unwrap_or_default();
         self.record_in_background(Kind::Response(Response {
-            statement_seq: done.statement_seq,
-            command_tags: done.tags,
-            rows: done.rows,
+            request_seq: done.statement_seq,
             error_code,
             error_message,
             duration_micros: done.duration.as_micros() as u64,
             not_executed: done.not_executed,
-            masked_columns: done.masked_columns,
-            stopped_after_rows: done.stopped_after_rows,
+            masked: done.masked_columns,
+            detail: Some(response::Detail::Sql(SqlResult {
+                command_tags: done.tags,
+                rows: done.rows,
+                stopped_after_rows: done.stopped_after_rows,
+            })),
         }));
     }
 
@@ -270,14 +275,14 @@ impl Shared {
         self.recorder.record_in_background(kind);
     }
 
-    fn decision(&self, statement_seq: u64, verdict: &Verdict, stage: &str) -> Kind {
+    fn decision(&self, statement_seq: u64, verdict: &Verdict, stage: Stage) -> Kind {
         Kind::Decision(Decision {
-            statement_seq,
-            outcome: verdict.outcome.as_str().into(),
+            request_seq: statement_seq,
+            outcome: verdict.outcome.to_event() as i32,
             rule: verdict.rule.clone(),
             reason: verdict.reason.clone(),
             policy: self.policy_name.clone(),
-            stage: stage.into(),
+            stage: stage as i32,
         })
     }
 
@@ -400,6 +405,18 @@ impl Fatal {
     }
 }
 
+/// A Request of the SQL family with no prepared statement or parameters.
+fn sql_request(seq: u64, text: String, path: ProtocolPath) -> Request {
+    Request::new_sql(
+        seq,
+        SqlStatement {
+            text,
+            path: path as i32,
+            ..Default::default()
+        },
+    )
+}
+
 /// Bound values as the Request event records them: exactly as sent, or,
 /// past [`codec::MAX_RECORDED_PARAMETER_LEN`], their start with the full
 /// length and SHA-256 (a 200 MB value once cost 384 MB of ledger).
@@ -463,25 +480,15 @@ impl Frontend {
                 }
                 let seq = shared.session.next_statement_seq();
                 if let Some(review) = self.reviewer(&verdict) {
-                    let request = Request {
-                        statement_seq: seq,
-                        statement: sql,
-                        protocol_path: "simple".into(),
-                        ..Default::default()
-                    };
+                    let request = sql_request(seq, sql, ProtocolPath::Simple);
                     return self
                         .hold(frame, Held::Query, request, &verdict, review, out, io)
                         .await;
                 }
                 self.forward_or_probe(frame, &verdict, seq, out);
                 vec![
-                    Kind::Request(Request {
-                        statement_seq: seq,
-                        statement: sql,
-                        protocol_path: "simple".into(),
-                        ..Default::default()
-                    }),
-                    shared.decision(seq, &verdict, "statement"),
+                    Kind::Request(sql_request(seq, sql, ProtocolPath::Simple)),
+                    shared.decision(seq, &verdict, Stage::Request),
                 ]
             }
             b'P' => {
@@ -505,13 +512,15 @@ impl Frontend {
                 // behind the server's after an error skips messages).
                 if let Some(review) = self.reviewer(&verdict) {
                     let seq = shared.session.next_statement_seq();
-                    let request = Request {
-                        statement_seq: seq,
-                        statement: parse.query.clone(),
-                        protocol_path: "extended_parse".into(),
-                        statement_name: parse.statement.clone(),
-                        ..Default::default()
-                    };
+                    let request = Request::new_sql(
+                        seq,
+                        SqlStatement {
+                            text: parse.query.clone(),
+                            path: ProtocolPath::ExtendedParse as i32,
+                            statement_name: parse.statement.clone(),
+                            ..Default::default()
+                        },
+                    );
                     let held = Held::Parse {
                         statement: parse.statement,
                         query: parse.query,
@@ -538,14 +547,16 @@ impl Frontend {
                     self.tracker().push_refused_parse(seq);
                     out.extend_from_slice(&results::parse_message(&parse.statement, &probe));
                     vec![
-                        Kind::Request(Request {
-                            statement_seq: seq,
-                            statement: parse.query,
-                            protocol_path: "extended_parse".into(),
-                            statement_name: parse.statement,
-                            ..Default::default()
-                        }),
-                        shared.decision(seq, &verdict, "statement"),
+                        Kind::Request(Request::new_sql(
+                            seq,
+                            SqlStatement {
+                                text: parse.query,
+                                path: ProtocolPath::ExtendedParse as i32,
+                                statement_name: parse.statement,
+                                ..Default::default()
+                            },
+                        )),
+                        shared.decision(seq, &verdict, Stage::Request),
                     ]
                 }
             }
@@ -599,15 +610,17 @@ impl Frontend {
                 self.tracker().push_execute_with(seq, attrs);
                 out.extend_from_slice(&frame.raw);
                 vec![
-                    Kind::Request(Request {
-                        statement_seq: seq,
-                        statement,
-                        protocol_path: "extended".into(),
-                        statement_name,
-                        portal_name: portal,
-                        parameters,
-                    }),
-                    shared.decision(seq, &verdict, "statement"),
+                    Kind::Request(Request::new_sql(
+                        seq,
+                        SqlStatement {
+                            text: statement,
+                            path: ProtocolPath::Extended as i32,
+                            statement_name,
+                            portal_name: portal,
+                            parameters,
+                        },
+                    )),
+                    shared.decision(seq, &verdict, Stage::Request),
                 ]
             }
             b'D' => {
@@ -648,14 +661,16 @@ impl Frontend {
                 let seq = shared.session.next_statement_seq();
                 self.forward_or_probe(frame, &verdict, seq, out);
                 vec![
-                    Kind::Request(Request {
-                        statement_seq: seq,
-                        statement: format!("function call: oid {}", call.function_oid),
-                        protocol_path: "function_call".into(),
-                        parameters: parameters(call.args),
-                        ..Default::default()
-                    }),
-                    shared.decision(seq, &verdict, "statement"),
+                    Kind::Request(Request::new_sql(
+                        seq,
+                        SqlStatement {
+                            text: format!("function call: oid {}", call.function_oid),
+                            path: ProtocolPath::FunctionCall as i32,
+                            parameters: parameters(call.args),
+                            ..Default::default()
+                        },
+                    )),
+                    shared.decision(seq, &verdict, Stage::Request),
                 ]
             }
             // Flush, COPY data from the client and the rest pass through.
@@ -728,18 +743,13 @@ impl Frontend {
                 over_limit: Outcome::Deny,
                 shapes: Default::default(),
             };
-            let request = Kind::Request(Request {
-                statement_seq: seq,
-                statement,
-                protocol_path: if frame.tag == b'Q' {
-                    "simple"
-                } else {
-                    "extended_parse"
-                }
-                .into(),
-                ..Default::default()
-            });
-            let decision = shared.decision(seq, &verdict, "session");
+            let path = if frame.tag == b'Q' {
+                ProtocolPath::Simple
+            } else {
+                ProtocolPath::ExtendedParse
+            };
+            let request = Kind::Request(sql_request(seq, statement, path));
+            let decision = shared.decision(seq, &verdict, Stage::Session);
             if let Err(e) = shared
                 .recorder
                 .record_durably(vec![request, decision])
@@ -855,7 +865,7 @@ struct ResultState {
     /// Bytes of this result masked so far.
     masked_bytes: u64,
     /// Textual COPY out being masked line by line.
-    copy: Option<MaskedColumn>,
+    copy: Option<MaskedField>,
     /// Stopped by the proxy: what the client is told instead of the end.
     stopped: Option<Refusal>,
 }
@@ -1110,8 +1120,8 @@ async fn on_backend_frame(
                     shared.tracker.lock().expect("tracker lock").mark_stopped(0);
                     send_cancel(shared, masking);
                 } else {
-                    result.copy = Some(MaskedColumn {
-                        column: "(copy)".into(),
+                    result.copy = Some(MaskedField {
+                        field: "(copy)".into(),
                         source: String::new(),
                         method: "detectors".into(),
                         ..Default::default()
@@ -1333,7 +1343,7 @@ fn attrs_or_fail_closed(attrs: Option<RunAttrs>, masking: &Masking) -> RunAttrs 
     }
 }
 
-fn take_report(result: &mut ResultState) -> Vec<MaskedColumn> {
+fn take_report(result: &mut ResultState) -> Vec<MaskedField> {
     let mut report = result
         .plan
         .as_mut()
@@ -1372,7 +1382,7 @@ fn stop_result(
         limit,
         refusal,
         &stopped,
-        "row_limit",
+        Stage::RowLimit,
     );
 }
 
@@ -1420,7 +1430,13 @@ fn stop_unmaskable(
         shapes: Default::default(),
     };
     stop(
-        shared, masking, result, rows_sent, refusal, &stopped, "row_size",
+        shared,
+        masking,
+        result,
+        rows_sent,
+        refusal,
+        &stopped,
+        Stage::ResultSize,
     );
 }
 
@@ -1433,7 +1449,7 @@ fn stop(
     rows_sent: u64,
     refusal: Refusal,
     stopped: &Verdict,
-    stage: &str,
+    stage: Stage,
 ) {
     result.stopped = Some(refusal);
     let seq = {

@@ -8,7 +8,10 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use vigil_proto::events::{event::Kind, CancelRequested, LoginRefused, SessionOpened};
+use vigil_proto::events::{
+    event::Kind, login_refused, session_opened, CancelRequested, LoginRefused, Protocol,
+    SessionOpened, SqlSession,
+};
 use vigil_proxy_core::{Approvals, Authenticator, EventSink, SessionContext, VerifiedIdentity};
 
 use vigil_proxy_core::admission::{Admission, SessionLimits};
@@ -239,7 +242,11 @@ impl PostgresProxy {
             }
         };
 
-        let session = Arc::new(SessionContext::new(&self.config.name, &identity));
+        let session = Arc::new(SessionContext::new(
+            &self.config.name,
+            &identity,
+            Protocol::Postgres,
+        ));
         let database = self
             .config
             .upstream
@@ -249,13 +256,14 @@ impl PostgresProxy {
             .unwrap_or_else(|| self.config.upstream.user.clone());
         let opened = SessionOpened {
             client_addr: peer.to_string(),
-            protocol: "postgres".into(),
-            database: database.clone(),
-            client_user: identity.subject.clone(),
-            upstream_user: self.config.upstream.user.clone(),
-            application_name: startup.param("application_name").unwrap_or("").into(),
             tls: client.is_tls(),
             upstream_tls: self.config.upstream.tls.is_some(),
+            detail: Some(session_opened::Detail::Sql(SqlSession {
+                database: database.clone(),
+                client_user: identity.subject.clone(),
+                upstream_user: self.config.upstream.user.clone(),
+                application_name: startup.param("application_name").unwrap_or("").into(),
+            })),
         };
         // Durable before anything reaches the upstream.
         let recorder = match SessionRecorder::open(session.clone(), self.sink.clone(), opened).await
@@ -444,16 +452,22 @@ impl PostgresProxy {
         reason_code: &str,
         reason: &str,
     ) {
-        let nobody = SessionContext::new(&self.config.name, &VerifiedIdentity::default());
+        let nobody = SessionContext::new(
+            &self.config.name,
+            &VerifiedIdentity::default(),
+            Protocol::Postgres,
+        );
         let event = nobody.event(Kind::LoginRefused(LoginRefused {
             client_addr: peer.to_string(),
-            protocol: "postgres".into(),
-            database: startup.param("database").unwrap_or("").into(),
-            client_user: startup.param("user").unwrap_or("").into(),
-            application_name: startup.param("application_name").unwrap_or("").into(),
             tls,
             reason_code: reason_code.into(),
             reason: reason.into(),
+            detail: Some(login_refused::Detail::Sql(SqlSession {
+                database: startup.param("database").unwrap_or("").into(),
+                client_user: startup.param("user").unwrap_or("").into(),
+                upstream_user: String::new(),
+                application_name: startup.param("application_name").unwrap_or("").into(),
+            })),
         }));
         let pending = self.sink.record(event);
         tokio::spawn(async move {

@@ -25,7 +25,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vigil_proto::events::MaskedColumn;
+use vigil_proto::events::MaskedField;
 use vigil_proxy_core::policy::{stricter, Outcome, Verdict};
 
 use crate::codec::{BindParam, ErrorFields};
@@ -41,7 +41,7 @@ pub struct Completed {
     /// The server skipped it (an earlier message of the same pipeline failed).
     pub not_executed: bool,
     /// What masking changed in the result.
-    pub masked_columns: Vec<MaskedColumn>,
+    pub masked_columns: Vec<MaskedField>,
     /// The gateway stopped the result after this many rows (0: not stopped).
     pub stopped_after_rows: u64,
 }
@@ -95,7 +95,7 @@ struct Run {
     tags: Vec<String>,
     rows: u64,
     error: Option<ErrorFields>,
-    masked_columns: Vec<MaskedColumn>,
+    masked_columns: Vec<MaskedField>,
     stopped_after_rows: u64,
     /// RowDescriptions the server sent for this run so far: a simple Query
     /// of several statements answers with one per statement that returns
@@ -587,7 +587,7 @@ impl Tracker {
     }
 
     /// Adds what masking changed to the run the server is answering now.
-    pub fn add_masked(&mut self, columns: Vec<MaskedColumn>) {
+    pub fn add_masked(&mut self, columns: Vec<MaskedField>) {
         if let Some(run) = self.front_run() {
             run.masked_columns.extend(columns);
         }

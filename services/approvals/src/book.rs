@@ -175,7 +175,7 @@ impl Book {
                 key: "out/?".into(),
                 reason: "bad outbox key".into(),
             })?;
-            let event = Event::decode(&*value).map_err(|e| BookError::Corrupt {
+            let event = vigil_proto::events::decode(&value).map_err(|e| BookError::Corrupt {
                 key: format!("out/{}", u64::from_be_bytes(n)),
                 reason: e.to_string(),
             })?;
@@ -242,7 +242,7 @@ impl Book {
             Kind::ApprovalDecision(events::ApprovalDecision {
                 operation_id: id.into(),
                 approver: Some(identity_of(approver)),
-                verdict: verdict.as_str().into(),
+                verdict: verdict.to_event() as i32,
                 reason: vote.reason.clone(),
             }),
         )];
@@ -387,6 +387,8 @@ impl Book {
                 seq,
                 identity,
                 connection: op.hold.connection.clone(),
+                // Approval streams belong to no protocol session.
+                protocol: events::Protocol::Unspecified as i32,
                 kind: Some(kind),
             };
             seq += 1;
@@ -420,6 +422,7 @@ impl Book {
             seq: record.next_seq,
             identity: Some(identity),
             connection: record.grant.connection.clone(),
+            protocol: events::Protocol::Unspecified as i32,
             kind: Some(kind),
         };
         record.next_seq += 1;
@@ -473,7 +476,7 @@ fn closed_kind(op: &Operation) -> Kind {
     };
     Kind::OperationClosed(events::OperationClosed {
         operation_id: op.hold.operation_id.clone(),
-        state: op.state.as_str().into(),
+        state: op.state.to_event() as i32,
         reason: op
             .closure
             .as_ref()

@@ -38,7 +38,7 @@ pub fn hold_of(event: &Event) -> Option<Hold> {
             subject: identity.subject,
             issuer: identity.issuer,
         },
-        statement: p.statement.clone(),
+        statement: p.text.clone(),
         rule: p.rule.clone(),
         approver_groups: p.approver_groups.clone(),
         quorum: p.quorum,

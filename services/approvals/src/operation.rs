@@ -70,6 +70,18 @@ impl State {
     pub fn releases(self) -> bool {
         self == State::Approved
     }
+
+    /// The state as OperationClosed records it (pending is never recorded).
+    pub fn to_event(self) -> vigil_proto::events::OperationState {
+        use vigil_proto::events::OperationState as Recorded;
+        match self {
+            State::Pending => Recorded::Unspecified,
+            State::Approved => Recorded::Approved,
+            State::Denied => Recorded::Denied,
+            State::Expired => Recorded::Expired,
+            State::Withdrawn => Recorded::Withdrawn,
+        }
+    }
 }
 
 impl std::fmt::Display for State {
@@ -90,6 +102,14 @@ impl Verdict {
         match self {
             Verdict::Approve => "approve",
             Verdict::Deny => "deny",
+        }
+    }
+
+    /// The verdict as ApprovalDecision records it.
+    pub fn to_event(self) -> vigil_proto::events::Verdict {
+        match self {
+            Verdict::Approve => vigil_proto::events::Verdict::Approve,
+            Verdict::Deny => vigil_proto::events::Verdict::Deny,
         }
     }
 

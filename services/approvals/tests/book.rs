@@ -22,10 +22,11 @@ fn pending(op: &str, quorum: u32, opened: i64, ttl: i64) -> Event {
             ..Default::default()
         }),
         connection: "ehr".into(),
+        protocol: vigil_proto::events::Protocol::Postgres as i32,
         kind: Some(Kind::PendingOperation(PendingOperation {
             operation_id: op.into(),
-            statement_seq: 2,
-            statement: "DELETE FROM patients WHERE id = $1".into(),
+            request_seq: 2,
+            text: "DELETE FROM patients WHERE id = $1".into(),
             rule: "deletes".into(),
             approver_groups: vec!["dba".into()],
             quorum,
@@ -108,7 +109,7 @@ fn pending_operations_votes_and_unpublished_events_survive_a_restart() {
     assert!(all.iter().all(|o| o.event.session_id == "op-a"));
     match &out[1].event.kind {
         Some(Kind::OperationClosed(c)) => {
-            assert_eq!(c.state, "approved");
+            assert_eq!(c.state(), vigil_proto::events::OperationState::Approved);
             let who: Vec<&str> = c.approvers.iter().map(|i| i.subject.as_str()).collect();
             assert_eq!(who, ["alice", "bob"]);
         }
@@ -168,7 +169,9 @@ fn late_votes_expire_the_operation_and_expiry_is_recorded() {
         .unwrap()
         .iter()
         .filter_map(|o| match &o.event.kind {
-            Some(Kind::OperationClosed(c)) => Some(format!("{} {}", c.operation_id, c.state)),
+            Some(Kind::OperationClosed(c)) => {
+                Some(format!("{} {}", c.operation_id, c.state().label()))
+            }
             _ => None,
         })
         .collect();

@@ -317,7 +317,7 @@ mod tests {
             (entry.session_id.as_str(), entry.seq),
             (RETENTION_STREAM, 4)
         );
-        let event = Event::decode(entry.body.as_slice()).unwrap();
+        let event = vigil_proto::events::decode(entry.body.as_slice()).unwrap();
         let Some(event::Kind::RetentionPruned(r)) = event.kind else {
             panic!("not a RetentionPruned event")
         };

@@ -29,7 +29,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use vigil_bus::kafka::KafkaSettings;
 use vigil_bus::outbox::{Outbox, OutboxLimits};
-use vigil_proto::events::{event::Kind, Event, Identity, Request};
+use vigil_proto::events::{
+    event::Kind, Event, Identity, Protocol, ProtocolPath, Request, SqlStatement,
+};
 use vigil_proto::ledger::ledger_client::LedgerClient;
 use vigil_proto::ledger::{get_inclusion_proof_request::Leaf, GetInclusionProofRequest};
 use vigil_proxy_core::EventSink;
@@ -125,18 +127,21 @@ fn event(session: &str, seq: u64) -> Event {
             ..Default::default()
         }),
         connection: "bench-pg".into(),
-        kind: Some(Kind::Request(Request {
-            statement_seq: seq,
-            statement: format!(
-                "SELECT p.id, p.mrn, p.name, e.code, e.started_at FROM patients p JOIN encounters e \
-                 ON e.patient_id = p.id WHERE e.started_at > now() - interval '30 days' AND p.ward = {} \
-                 ORDER BY e.started_at DESC LIMIT 100 /* {} */",
-                seq % 40,
-                "x".repeat(200)
-            ),
-            protocol_path: "simple".into(),
-            ..Default::default()
-        })),
+        protocol: Protocol::Postgres as i32,
+        kind: Some(Kind::Request(Request::new_sql(
+            seq,
+            SqlStatement {
+                text: format!(
+                    "SELECT p.id, p.mrn, p.name, e.code, e.started_at FROM patients p JOIN encounters e \
+                     ON e.patient_id = p.id WHERE e.started_at > now() - interval '30 days' AND p.ward = {} \
+                     ORDER BY e.started_at DESC LIMIT 100 /* {} */",
+                    seq % 40,
+                    "x".repeat(200)
+                ),
+                path: ProtocolPath::Simple as i32,
+                ..Default::default()
+            },
+        ))),
     }
 }
 
@@ -212,7 +217,6 @@ fn topic_reader(settings: &KafkaSettings, name: &str) -> rdkafka::consumer::Base
 /// quiet for 5 s): messages, and distinct event ids among them.
 fn count_topic(settings: &KafkaSettings) -> (u64, usize) {
     use rdkafka::message::Message as _;
-    use vigil_proto::Message as _;
     let consumer = topic_reader(settings, "bench-audit");
     let mut ids = std::collections::HashSet::new();
     let mut messages = 0;
@@ -221,7 +225,7 @@ fn count_topic(settings: &KafkaSettings) -> (u64, usize) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
             messages += 1;
             quiet_since = Instant::now();
-            if let Ok(e) = Event::decode(m.payload().unwrap_or_default()) {
+            if let Ok(e) = vigil_proto::events::decode(m.payload().unwrap_or_default()) {
                 ids.insert(e.event_id);
             }
         }

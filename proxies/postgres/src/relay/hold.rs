@@ -75,7 +75,10 @@ fn refusal_for(verdict: &Verdict, refusal: &coordinator::Refusal) -> Refusal {
             reason,
         } => Refusal {
             code: "42501",
-            message: format!("Vigil refused this statement: operation {operation_id} {state}: {reason}"),
+            message: format!(
+                "Vigil refused this statement: operation {operation_id} {}: {reason}",
+                state.label()
+            ),
             detail: format!("rule \"{rule}\" holds it for review"),
             hint: String::new(),
         },
@@ -128,8 +131,8 @@ impl Frontend {
         tokio::pin!(cancelled);
         cancelled.as_mut().enable();
         let shared = self.shared.clone();
-        let seq = request.statement_seq;
-        let sql = request.statement.clone();
+        let seq = request.request_seq;
+        let sql = request.sql().map(|s| s.text.clone()).unwrap_or_default();
         let hold_request = HoldRequest {
             // Approvers, webhooks and chat see this text: never the values.
             shown_to_approvers: redact_literals(&sql),

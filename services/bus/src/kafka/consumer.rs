@@ -23,8 +23,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
-use vigil_proto::events::Event;
-use vigil_proto::Message as _;
 use vigil_proxy_core::SinkError;
 
 use super::{KafkaError, KafkaSettings};
@@ -181,7 +179,7 @@ fn poll_loop(
             ticket
                 .offsets
                 .insert(message.partition(), message.offset() + 1);
-            match Event::decode(message.payload().unwrap_or_default()) {
+            match vigil_proto::events::decode(message.payload().unwrap_or_default()) {
                 Ok(event) => {
                     let (delivery, ack) = Delivery::new(event);
                     deliveries.push(delivery);

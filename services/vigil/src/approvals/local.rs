@@ -30,7 +30,7 @@ impl LocalApprovals {
 /// What the proxy is told about a closed operation.
 pub fn outcome_of(op: &vigil_approvals::Operation) -> HoldOutcome {
     HoldOutcome {
-        state: op.state.as_str().to_string(),
+        state: op.state.to_event(),
         reason: op
             .closure
             .as_ref()

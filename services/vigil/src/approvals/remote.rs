@@ -114,7 +114,9 @@ impl Approvals for RemoteApprovals {
                     Ok(op) => {
                         let op = op.into_inner();
                         return Ok(HoldOutcome {
-                            state: op.state,
+                            // An unknown word reads as unspecified, which
+                            // never releases the statement.
+                            state: vigil_proto::events::OperationState::from_label(&op.state),
                             reason: op.closed_reason,
                         });
                     }

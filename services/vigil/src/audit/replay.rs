@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use vigil_proto::events::{event::Kind, Event};
+use vigil_proto::events::{event::Kind, Event, SqlStatement};
 
 use crate::timefmt::rfc3339;
 
@@ -44,52 +44,26 @@ pub fn transcript(events: &[(u64, Event)]) -> String {
 
 fn describe(e: &Event) -> String {
     match &e.kind {
-        Some(Kind::SessionOpened(o)) => format!(
-            "session opened from {} as {:?} to database {:?} (application {:?}, tls {}) -> upstream as {:?}",
-            o.client_addr, o.client_user, o.database, o.application_name, o.tls, o.upstream_user
-        ),
-        Some(Kind::Request(r)) => {
-            let mut s = format!(
-                "statement #{} ({}{}): {}",
-                r.statement_seq,
-                r.protocol_path,
-                if r.statement_name.is_empty() {
-                    String::new()
-                } else {
-                    format!(", prepared {:?}", r.statement_name)
-                },
-                r.statement
-            );
-            if !r.parameters.is_empty() {
-                let params: Vec<String> = r
-                    .parameters
-                    .iter()
-                    .map(|p| {
-                        if p.is_null {
-                            "NULL".into()
-                        } else if p.length > 0 {
-                            // Recorded cut short: the whole is proven by its hash.
-                            format!(
-                                "<{} bytes, sha256 {}, first {} recorded>",
-                                p.length,
-                                hex::encode(&p.sha256),
-                                p.value.len()
-                            )
-                        } else if p.binary {
-                            format!("<{} binary bytes>", p.value.len())
-                        } else {
-                            format!("{:?}", String::from_utf8_lossy(&p.value))
-                        }
-                    })
-                    .collect();
-                let _ = write!(s, "  parameters [{}]", params.join(", "));
-            }
-            s
-        }
+        Some(Kind::SessionOpened(o)) => match o.sql() {
+            Some(sql) => format!(
+                "session opened from {} as {:?} to database {:?} (application {:?}, tls {}) -> upstream as {:?}",
+                o.client_addr, sql.client_user, sql.database, sql.application_name, o.tls, sql.upstream_user
+            ),
+            None => format!(
+                "{} session opened from {} (tls {})",
+                e.protocol().label(),
+                o.client_addr,
+                o.tls
+            ),
+        },
+        Some(Kind::Request(r)) => match r.sql() {
+            Some(sql) => statement(r.request_seq, sql),
+            None => format!("request #{} ({})", r.request_seq, e.protocol().label()),
+        },
         Some(Kind::Decision(d)) => format!(
             "decision on #{}: {} by rule {:?}{}",
-            d.statement_seq,
-            d.outcome,
+            d.request_seq,
+            d.outcome().label(),
             d.rule,
             if d.reason.is_empty() {
                 String::new()
@@ -99,36 +73,38 @@ fn describe(e: &Event) -> String {
         ),
         Some(Kind::Response(r)) => {
             if r.not_executed {
-                format!("result of #{}: not executed", r.statement_seq)
+                format!("result of #{}: not executed", r.request_seq)
             } else if !r.error_code.is_empty() {
                 format!(
                     "result of #{}: ERROR {} {} ({} µs)",
-                    r.statement_seq, r.error_code, r.error_message, r.duration_micros
+                    r.request_seq, r.error_code, r.error_message, r.duration_micros
                 )
-            } else {
+            } else if let Some(sql) = r.sql() {
                 format!(
                     "result of #{}: {} — {} row(s) returned to the client ({} µs)",
-                    r.statement_seq,
-                    r.command_tags.join(", "),
-                    r.rows,
+                    r.request_seq,
+                    sql.command_tags.join(", "),
+                    sql.rows,
                     r.duration_micros
                 )
+            } else {
+                format!("result of #{} ({} µs)", r.request_seq, r.duration_micros)
             }
         }
         Some(Kind::SessionClosed(c)) => format!(
             "session closed: {} after {} statement(s), {} ms",
-            c.reason,
-            c.statements,
+            c.reason_text(),
+            c.requests,
             c.duration_micros / 1000
         ),
         Some(Kind::PendingOperation(p)) => format!(
             "statement #{} held for approval (operation {}, rule {:?}, approvers {:?}, quorum {})",
-            p.statement_seq, p.operation_id, p.rule, p.approver_groups, p.quorum
+            p.request_seq, p.operation_id, p.rule, p.approver_groups, p.quorum
         ),
         Some(Kind::ApprovalDecision(a)) => format!(
             "approval {}: {} by {} ({})",
             a.operation_id,
-            a.verdict,
+            a.verdict().label(),
             a.approver.as_ref().map_or("?", |i| i.subject.as_str()),
             a.reason
         ),
@@ -147,11 +123,15 @@ fn describe(e: &Event) -> String {
         ),
         Some(Kind::LoginRefused(l)) => format!(
             "login refused from {} as \"{}\": {}",
-            l.client_addr, l.client_user, l.reason
+            l.client_addr,
+            l.sql().map_or("", |s| s.client_user.as_str()),
+            l.reason
         ),
         Some(Kind::OperationClosed(c)) => format!(
             "operation {} {}: {}",
-            c.operation_id, c.state, c.reason
+            c.operation_id,
+            c.state().label(),
+            c.reason
         ),
         Some(Kind::AccessGranted(g)) => format!(
             "grant {}: {} may run what rule {:?} holds on {} until {} ({})",
@@ -165,4 +145,44 @@ fn describe(e: &Event) -> String {
         Some(Kind::GrantRevoked(r)) => format!("grant {} revoked: {}", r.grant_id, r.reason),
         None => "(event without a kind)".into(),
     }
+}
+
+/// A SQL Request: its number, path, prepared name, text and parameters.
+fn statement(seq: u64, r: &SqlStatement) -> String {
+    let mut s = format!(
+        "statement #{} ({}{}): {}",
+        seq,
+        r.path().label(),
+        if r.statement_name.is_empty() {
+            String::new()
+        } else {
+            format!(", prepared {:?}", r.statement_name)
+        },
+        r.text
+    );
+    if !r.parameters.is_empty() {
+        let params: Vec<String> = r
+            .parameters
+            .iter()
+            .map(|p| {
+                if p.is_null {
+                    "NULL".into()
+                } else if p.length > 0 {
+                    // Recorded cut short: the whole is proven by its hash.
+                    format!(
+                        "<{} bytes, sha256 {}, first {} recorded>",
+                        p.length,
+                        hex::encode(&p.sha256),
+                        p.value.len()
+                    )
+                } else if p.binary {
+                    format!("<{} binary bytes>", p.value.len())
+                } else {
+                    format!("{:?}", String::from_utf8_lossy(&p.value))
+                }
+            })
+            .collect();
+        let _ = write!(s, "  parameters [{}]", params.join(", "));
+    }
+    s
 }

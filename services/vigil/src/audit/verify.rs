@@ -27,7 +27,6 @@ use vigil_ledger::{
 };
 use vigil_ledger_service::http::BodyRecord;
 use vigil_proto::events::Event;
-use vigil_proto::Message;
 
 use vigil_ledger_service::retention::RetentionPeriod;
 
@@ -599,7 +598,8 @@ pub fn check_body_bytes(leaf: &LeafRecord, salt: &[u8; 32], body: &[u8]) -> Resu
     if body_commitment(salt, body) != leaf.commitment {
         return Err("body does not match the leaf's commitment (altered body)".into());
     }
-    let event = Event::decode(body).map_err(|e| format!("body is not an event: {e}"))?;
+    let event =
+        vigil_proto::events::decode(body).map_err(|e| format!("body is not an event: {e}"))?;
     let id = uuid::Uuid::parse_str(&event.event_id).map_err(|_| "event id is not a UUID")?;
     if id.as_bytes() != &leaf.event_id
         || event.time_unix_nanos != leaf.time_unix_nanos

@@ -1,0 +1,336 @@
+//! Reading event bytes of either schema version.
+//!
+//! Bodies written before schema v2 stay in ledgers for six years, and a proxy
+//! of the previous release may still publish v1 during a rolling upgrade.
+//! [`decode`] reads both and hands out v2 only: a v1 event is upgraded in
+//! memory, field by field, without changing what a reader sees (enum words
+//! are v1's strings, an end reason text reads back word for word). The
+//! stored bytes, which the leaves commit to, are never rewritten.
+//!
+//! The versions are told apart by the field number of the kind (10-22 in
+//! v1, 30 and up in v2): decoding with the other version's schema leaves
+//! the kind empty, since protobuf skips unknown fields.
+
+use prost::Message;
+
+use crate::events::{self as v2, event::Kind};
+use crate::events_v1::{self as v1, event::Kind as KindV1};
+
+/// Why event bytes could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Not a protobuf message of either schema.
+    #[error("not an event: {0}")]
+    Malformed(#[from] prost::DecodeError),
+    /// A well-formed message with no kind of either version: written by a
+    /// newer schema, or not an event at all.
+    #[error("event {0:?} has no kind this release knows (a newer schema, or not an event)")]
+    UnknownKind(String),
+}
+
+/// Decodes event bytes of schema v2 or v1 into a v2 event.
+pub fn decode(bytes: &[u8]) -> Result<v2::Event, DecodeError> {
+    let event = v2::Event::decode(bytes)?;
+    if event.kind.is_some() {
+        return Ok(event);
+    }
+    let old = v1::Event::decode(bytes)?;
+    if old.kind.is_none() {
+        return Err(DecodeError::UnknownKind(event.event_id));
+    }
+    Ok(upgrade(old))
+}
+
+/// A v1 event as v2. v1 knew one protocol, PostgreSQL: every event of a
+/// client session is of the SQL family.
+fn upgrade(old: v1::Event) -> v2::Event {
+    let in_session = matches!(
+        old.kind,
+        Some(
+            KindV1::SessionOpened(_)
+                | KindV1::LoginRefused(_)
+                | KindV1::Request(_)
+                | KindV1::Decision(_)
+                | KindV1::Response(_)
+                | KindV1::SessionClosed(_)
+                | KindV1::CancelRequested(_)
+                | KindV1::PendingOperation(_)
+        )
+    );
+    let protocol = match &old.kind {
+        Some(KindV1::SessionOpened(o)) => v2::Protocol::from_label(&o.protocol),
+        Some(KindV1::LoginRefused(l)) => v2::Protocol::from_label(&l.protocol),
+        _ if in_session => v2::Protocol::Postgres,
+        _ => v2::Protocol::Unspecified,
+    };
+    v2::Event {
+        event_id: old.event_id,
+        time_unix_nanos: old.time_unix_nanos,
+        session_id: old.session_id,
+        seq: old.seq,
+        identity: old.identity.map(identity),
+        connection: old.connection,
+        protocol: protocol as i32,
+        kind: old.kind.map(kind),
+    }
+}
+
+fn identity(i: v1::Identity) -> v2::Identity {
+    v2::Identity {
+        subject: i.subject,
+        issuer: i.issuer,
+        groups: i.groups,
+        client_id: i.client_id,
+        token_id: i.token_id,
+        auth_method: i.auth_method,
+        roles: i.roles,
+        scopes: i.scopes,
+        expires_unix_secs: i.expires_unix_secs,
+    }
+}
+
+fn kind(k: KindV1) -> Kind {
+    match k {
+        KindV1::SessionOpened(o) => Kind::SessionOpened(v2::SessionOpened {
+            client_addr: o.client_addr,
+            tls: o.tls,
+            upstream_tls: o.upstream_tls,
+            detail: Some(v2::session_opened::Detail::Sql(v2::SqlSession {
+                database: o.database,
+                client_user: o.client_user,
+                upstream_user: o.upstream_user,
+                application_name: o.application_name,
+            })),
+        }),
+        KindV1::LoginRefused(l) => Kind::LoginRefused(v2::LoginRefused {
+            client_addr: l.client_addr,
+            tls: l.tls,
+            reason_code: l.reason_code,
+            reason: l.reason,
+            detail: Some(v2::login_refused::Detail::Sql(v2::SqlSession {
+                database: l.database,
+                client_user: l.client_user,
+                upstream_user: String::new(),
+                application_name: l.application_name,
+            })),
+        }),
+        KindV1::Request(r) => Kind::Request(v2::Request::new_sql(
+            r.statement_seq,
+            v2::SqlStatement {
+                text: r.statement,
+                path: v2::ProtocolPath::from_label(&r.protocol_path) as i32,
+                statement_name: r.statement_name,
+                portal_name: r.portal_name,
+                parameters: r.parameters.into_iter().map(parameter).collect(),
+            },
+        )),
+        KindV1::Decision(d) => Kind::Decision(v2::Decision {
+            request_seq: d.statement_seq,
+            outcome: v2::Outcome::from_label(&d.outcome) as i32,
+            rule: d.rule,
+            reason: d.reason,
+            policy: d.policy,
+            stage: v2::Stage::from_label(&d.stage) as i32,
+        }),
+        KindV1::Response(r) => Kind::Response(v2::Response {
+            request_seq: r.statement_seq,
+            duration_micros: r.duration_micros,
+            not_executed: r.not_executed,
+            error_code: r.error_code,
+            error_message: r.error_message,
+            masked: r.masked_columns.into_iter().map(masked).collect(),
+            detail: Some(v2::response::Detail::Sql(v2::SqlResult {
+                command_tags: r.command_tags,
+                rows: r.rows,
+                stopped_after_rows: r.stopped_after_rows,
+            })),
+        }),
+        KindV1::SessionClosed(c) => {
+            let (reason, detail) = v2::SessionClosed::split_reason_text(&c.reason);
+            Kind::SessionClosed(v2::SessionClosed {
+                reason: reason as i32,
+                detail,
+                requests: c.statements,
+                duration_micros: c.duration_micros,
+            })
+        }
+        KindV1::PendingOperation(p) => Kind::PendingOperation(v2::PendingOperation {
+            operation_id: p.operation_id,
+            request_seq: p.statement_seq,
+            text: p.statement,
+            rule: p.rule,
+            approver_groups: p.approver_groups,
+            quorum: p.quorum,
+            expires_unix_nanos: p.expires_unix_nanos,
+        }),
+        KindV1::ApprovalDecision(a) => Kind::ApprovalDecision(v2::ApprovalDecision {
+            operation_id: a.operation_id,
+            approver: a.approver.map(identity),
+            verdict: v2::Verdict::from_label(&a.verdict) as i32,
+            reason: a.reason,
+        }),
+        KindV1::OperationClosed(c) => Kind::OperationClosed(v2::OperationClosed {
+            operation_id: c.operation_id,
+            state: v2::OperationState::from_label(&c.state) as i32,
+            reason: c.reason,
+            approvers: c.approvers.into_iter().map(identity).collect(),
+            rule: c.rule,
+        }),
+        KindV1::RetentionPruned(r) => Kind::RetentionPruned(v2::RetentionPruned {
+            first_index: r.first_index,
+            end_index: r.end_index,
+            cutoff_unix_nanos: r.cutoff_unix_nanos,
+            policy: r.policy,
+            entries_pruned: r.entries_pruned,
+            period_nanos: r.period_nanos,
+            minimum_period_nanos: r.minimum_period_nanos,
+            forced: r.forced,
+        }),
+        KindV1::CancelRequested(c) => Kind::CancelRequested(v2::CancelRequested {
+            client_addr: c.client_addr,
+            forwarded: c.forwarded,
+        }),
+        KindV1::AccessGranted(g) => Kind::AccessGranted(v2::AccessGranted {
+            grant_id: g.grant_id,
+            grantee: g.grantee.map(identity),
+            connection: g.connection,
+            rule: g.rule,
+            expires_unix_nanos: g.expires_unix_nanos,
+            reason: g.reason,
+        }),
+        KindV1::GrantRevoked(r) => Kind::GrantRevoked(v2::GrantRevoked {
+            grant_id: r.grant_id,
+            reason: r.reason,
+        }),
+    }
+}
+
+fn parameter(p: v1::Parameter) -> v2::Parameter {
+    v2::Parameter {
+        is_null: p.is_null,
+        binary: p.binary,
+        value: p.value,
+        length: p.length,
+        sha256: p.sha256,
+    }
+}
+
+fn masked(m: v1::MaskedColumn) -> v2::MaskedField {
+    v2::MaskedField {
+        field: m.column,
+        source: m.source,
+        method: m.method,
+        values_masked: m.values_masked,
+        detector_hits: m.detector_hits,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v1_request() -> v1::Event {
+        v1::Event {
+            event_id: "0193a1b2-0000-7000-8000-000000000001".into(),
+            time_unix_nanos: 1_700_000_000_000_000_000,
+            session_id: "0193a1b2-0000-7000-8000-000000000000".into(),
+            seq: 1,
+            identity: Some(v1::Identity {
+                subject: "agent".into(),
+                ..Default::default()
+            }),
+            connection: "ehr".into(),
+            kind: Some(KindV1::Request(v1::Request {
+                statement_seq: 0,
+                statement: "SELECT 1".into(),
+                protocol_path: "extended".into(),
+                statement_name: "s1".into(),
+                portal_name: String::new(),
+                parameters: vec![v1::Parameter {
+                    value: b"42".to_vec(),
+                    ..Default::default()
+                }],
+            })),
+        }
+    }
+
+    #[test]
+    fn a_v1_body_reads_as_the_same_facts_in_v2() {
+        let bytes = v1_request().encode_to_vec();
+        let event = decode(&bytes).unwrap();
+        assert_eq!(event.seq, 1);
+        assert_eq!(event.connection, "ehr");
+        assert_eq!(event.protocol(), v2::Protocol::Postgres);
+        assert_eq!(event.identity.unwrap().subject, "agent");
+        let Some(Kind::Request(r)) = event.kind else {
+            panic!("not a request")
+        };
+        let sql = r.sql().unwrap();
+        assert_eq!(sql.text, "SELECT 1");
+        assert_eq!(sql.path(), v2::ProtocolPath::Extended);
+        assert_eq!(sql.statement_name, "s1");
+        assert_eq!(sql.parameters[0].value, b"42");
+    }
+
+    #[test]
+    fn a_v2_body_reads_as_itself() {
+        let event = v2::Event {
+            event_id: "e".into(),
+            protocol: v2::Protocol::Mcp as i32,
+            kind: Some(Kind::Decision(v2::Decision {
+                request_seq: 3,
+                outcome: v2::Outcome::Review as i32,
+                stage: v2::Stage::Request as i32,
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        assert_eq!(decode(&event.encode_to_vec()).unwrap(), event);
+    }
+
+    #[test]
+    fn v1_words_become_enums() {
+        let mut old = v1_request();
+        old.kind = Some(KindV1::Decision(v1::Decision {
+            statement_seq: 4,
+            outcome: "deny".into(),
+            stage: "statement".into(),
+            ..Default::default()
+        }));
+        let Some(Kind::Decision(d)) = decode(&old.encode_to_vec()).unwrap().kind else {
+            panic!("not a decision")
+        };
+        assert_eq!(
+            (d.request_seq, d.outcome(), d.stage()),
+            (4, v2::Outcome::Deny, v2::Stage::Request)
+        );
+
+        old.kind = Some(KindV1::OperationClosed(v1::OperationClosed {
+            state: "expired".into(),
+            ..Default::default()
+        }));
+        let Some(Kind::OperationClosed(c)) = decode(&old.encode_to_vec()).unwrap().kind else {
+            panic!("not an operation end")
+        };
+        assert_eq!(c.state(), v2::OperationState::Expired);
+    }
+
+    #[test]
+    fn bytes_of_no_known_kind_are_refused_with_a_reason() {
+        // Not protobuf at all.
+        assert!(matches!(
+            decode(&[0xff, 0xff, 0xff]),
+            Err(DecodeError::Malformed(_))
+        ));
+        // A well-formed message whose kind is of neither version: field 99.
+        let mut bytes = v2::Event {
+            event_id: "x".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        bytes.extend_from_slice(&[0x9a, 0x06, 0x00]); // field 99, length 0
+        assert!(matches!(decode(&bytes), Err(DecodeError::UnknownKind(id)) if id == "x"));
+        // Empty input is an event of no kind.
+        assert!(matches!(decode(&[]), Err(DecodeError::UnknownKind(_))));
+    }
+}
