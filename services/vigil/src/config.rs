@@ -22,7 +22,7 @@ use vigil_proxy_postgres::tls::TlsSettings;
 use vigil_proxy_postgres::upstream_tls::UpstreamTls;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
 
-use crate::secret::Secret;
+use vigil_config::Secret;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,10 +55,10 @@ pub struct Config {
     /// The approval service (statements held for review wait for it).
     /// Absent: none, and review rules refuse.
     #[serde(default)]
-    pub approvals: Option<crate::approvals::settings::ApprovalsSection>,
+    pub approvals: Option<vigil_approval_service::settings::ApprovalsSection>,
     /// For `vigil proxy`: the approval service of a Kafka deployment.
     #[serde(default)]
-    pub approval_service: Option<crate::approvals::settings::ApprovalServiceSection>,
+    pub approval_service: Option<vigil_approval_service::settings::ApprovalServiceSection>,
     /// Failed-login limits, password-hashing concurrency, session caps.
     #[serde(default)]
     pub logins: crate::logins::LoginsSection,
@@ -514,7 +514,7 @@ impl Config {
                 hash_key_env: None,
             },
             bus: BusSection::default(),
-            approvals: Some(crate::approvals::settings::ApprovalsSection::dev()),
+            approvals: Some(vigil_approval_service::settings::ApprovalsSection::dev()),
             approval_service: None,
             logins: crate::logins::LoginsSection::default(),
             shutdown_drain: None,

@@ -2,7 +2,7 @@
 //! and hands off; each command lives in its own module.
 #![forbid(unsafe_code)]
 
-mod approvals;
+mod approvals_cmd;
 mod audit;
 mod body_key;
 mod config;
@@ -10,7 +10,6 @@ mod ledger_cmd;
 mod logins;
 mod policy_setup;
 mod retention_cmd;
-mod secret;
 mod timefmt;
 mod up;
 mod upstream_check;
@@ -55,7 +54,7 @@ enum Command {
     Ledger(ledger_cmd::LedgerArgs),
     /// Approvers' tools: list, show, approve, deny and watch held
     /// statements; grant and revoke time-boxed access.
-    Approvals(approvals::cli::ApprovalsArgs),
+    Approvals(approvals_cmd::ApprovalsArgs),
     /// Auditor tools: check the ledger without trusting the gateway.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -88,7 +87,7 @@ fn main() -> ExitCode {
         Command::Proxy(args) => up::run_role(args, up::Roles::Proxy),
         Command::Ledger(args) => ledger_cmd::run(args),
         Command::Audit(cmd) => return audit::run(cmd),
-        Command::Approvals(args) => approvals::cli::run(args),
+        Command::Approvals(args) => approvals_cmd::run(args),
         Command::CheckConfig { config, role } => check_config(&config, role),
         Command::HashPassword => hash_password(),
         Command::BodyKey(BodyKeyCommand::New { id }) => {

@@ -21,13 +21,13 @@ use vigil_proxy_core::{Approvals, EventSink};
 use vigil_proxy_postgres::PostgresProxy;
 use vigil_runtime::drain::Drain;
 
-use crate::approvals::grpc::ApprovalsGrpc;
-use crate::approvals::local::LocalApprovals;
-use crate::approvals::remote::RemoteApprovals;
-use crate::approvals::service::{grant_rules, ApprovalService, ServiceError};
-use crate::approvals::settings::{read_secret, ApprovalsSection};
-use crate::approvals::webhook;
 use crate::config::{Config, DEV_BODY_KEYS_FILE, DEV_MASKING_KEY_FILE};
+use vigil_approval_service::grpc::ApprovalsGrpc;
+use vigil_approval_service::local::LocalApprovals;
+use vigil_approval_service::remote::RemoteApprovals;
+use vigil_approval_service::service::{grant_rules, ApprovalService, ServiceError};
+use vigil_approval_service::settings::{read_secret, ApprovalsSection};
+use vigil_approval_service::webhook;
 
 /// Events that may wait on the embedded bus before publishers feel backpressure.
 const BUS_CAPACITY: usize = 65_536;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use serde::Deserialize;
 
-use crate::secret::Secret;
+use vigil_config::Secret;
 
 #[derive(Debug, Deserialize, Clone)]
 #[serde(deny_unknown_fields)]

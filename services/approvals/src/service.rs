@@ -35,7 +35,7 @@ pub struct ApprovalService {
     changes: broadcast::Sender<Operation>,
     publish: Notify,
     sink: Arc<dyn EventSink>,
-    hooks: Option<Arc<crate::approvals::webhook::Webhooks>>,
+    hooks: Option<Arc<crate::webhook::Webhooks>>,
 }
 
 /// A request the service refused, or a failure of its store.
@@ -93,7 +93,7 @@ impl ApprovalService {
         dir: &Path,
         rules: BTreeMap<String, GrantRule>,
         sink: Arc<dyn EventSink>,
-        hooks: Option<Arc<crate::approvals::webhook::Webhooks>>,
+        hooks: Option<Arc<crate::webhook::Webhooks>>,
         in_process: bool,
     ) -> anyhow::Result<Arc<Self>> {
         let dir = dir.to_path_buf();

@@ -19,8 +19,8 @@ use tonic::metadata::AsciiMetadataValue;
 use vigil_proto::approvals as pb;
 use vigil_proto::approvals::approvals_client::ApprovalsClient;
 
-use super::escape;
 use crate::timefmt;
+use vigil_approval_service::escape;
 
 #[derive(Args)]
 pub struct ApprovalsArgs {
