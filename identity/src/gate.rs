@@ -5,7 +5,11 @@
 //! concurrent wrong passwords took the gateway from 166 MB to 4 GB on the
 //! runtime's blocking pool. The gate lets a few checks run at once, queues
 //! a bounded number behind them, and refuses the rest at once ("busy"):
-//! memory stays at `running x 19 MiB` whatever the clients do.
+//! memory stays at `running x 19 MiB` whatever the clients do. The hashing
+//! memory itself is the gate's ([`Turn::memory`]), reused turn after turn:
+//! left to the allocator, each blocking thread's arena kept its own freed
+//! 19 MiB, and a flood of logins spread over many threads still grew the
+//! process to 600 MB.
 
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -48,6 +52,8 @@ pub struct HashingGate {
     settings: GateSettings,
     counts: Mutex<Counts>,
     turn: Condvar,
+    /// Hashing memory of finished turns, at most `max_running` of them.
+    memory: Mutex<Vec<Vec<argon2::Block>>>,
 }
 
 impl Default for HashingGate {
@@ -60,10 +66,29 @@ impl Default for HashingGate {
 #[must_use]
 pub struct Turn<'a> {
     gate: &'a HashingGate,
+    memory: Vec<argon2::Block>,
+}
+
+impl Turn<'_> {
+    /// Memory for the hash of this turn: `blocks` Argon2 blocks (1 KiB
+    /// each), reused from an earlier turn where it can be.
+    pub fn memory(&mut self, blocks: usize) -> &mut [argon2::Block] {
+        if self.memory.len() < blocks {
+            self.memory.resize(blocks, argon2::Block::default());
+        }
+        &mut self.memory[..blocks]
+    }
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
+        let memory = std::mem::take(&mut self.memory);
+        if memory.capacity() > 0 {
+            let mut pool = self.gate.memory.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < self.gate.settings.max_running {
+                pool.push(memory);
+            }
+        }
         self.gate.lock().running -= 1;
         self.gate.turn.notify_one();
     }
@@ -78,6 +103,7 @@ impl HashingGate {
             },
             counts: Mutex::new(Counts::default()),
             turn: Condvar::new(),
+            memory: Mutex::new(Vec::new()),
         }
     }
 
@@ -87,7 +113,7 @@ impl HashingGate {
         let mut counts = self.lock();
         if counts.running < self.settings.max_running {
             counts.running += 1;
-            return Ok(Turn { gate: self });
+            return Ok(self.turn_now());
         }
         if counts.waiting >= self.settings.max_waiting {
             return Err(Busy);
@@ -104,7 +130,18 @@ impl HashingGate {
             return Err(Busy);
         }
         counts.running += 1;
-        Ok(Turn { gate: self })
+        drop(counts);
+        Ok(self.turn_now())
+    }
+
+    fn turn_now(&self) -> Turn<'_> {
+        let memory = self
+            .memory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .unwrap_or_default();
+        Turn { gate: self, memory }
     }
 
     /// (running, waiting) now.

@@ -2,11 +2,11 @@
 //! of its secret (never the secret itself) and its groups. For development
 //! and break-glass accounts; off unless the config allows them.
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::Argon2;
 use serde::Deserialize;
 
-use crate::gate::{GateSettings, HashingGate};
+use crate::gate::{GateSettings, HashingGate, Turn};
 use crate::{AuthError, VerifiedIdentity};
 
 /// Issuer recorded on events for identities from the static list.
@@ -92,8 +92,8 @@ impl StaticIdentities {
         let hash = PasswordHash::new(hash_text)
             .map_err(|_| AuthError::BadCredentials(user.to_string()))?;
         let matches = {
-            let _turn = self.gate.enter()?;
-            Argon2::default().verify_password(password, &hash).is_ok()
+            let mut turn = self.gate.enter()?;
+            verify_in(&mut turn, password, &hash)
         };
         match entry {
             // A loopback-only identity from elsewhere gets the answer of a
@@ -112,6 +112,40 @@ impl StaticIdentities {
             _ => Err(AuthError::BadCredentials(user.to_string())),
         }
     }
+}
+
+/// Whether `password` hashes to `hash`, computed in the turn's memory (the
+/// gate's, reused) rather than in a fresh 19 MiB allocation each time.
+/// The comparison is constant-time (`Output`'s equality).
+fn verify_in(turn: &mut Turn<'_>, password: &[u8], hash: &PasswordHash<'_>) -> bool {
+    let (Some(expected), Some(salt)) = (&hash.hash, &hash.salt) else {
+        return false;
+    };
+    let (Ok(algorithm), Ok(params)) = (
+        argon2::Algorithm::try_from(hash.algorithm),
+        argon2::Params::try_from(hash),
+    ) else {
+        return false;
+    };
+    let version = match hash.version.map(argon2::Version::try_from) {
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+        None => argon2::Version::default(),
+    };
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let mut out = vec![0u8; expected.len()];
+    let blocks = params.block_count();
+    let argon = Argon2::new(algorithm, version, params);
+    if argon
+        .hash_password_into_with_memory(password, salt, &mut out, turn.memory(blocks))
+        .is_err()
+    {
+        return false;
+    }
+    argon2::password_hash::Output::new(&out).is_ok_and(|o| o == *expected)
 }
 
 /// Argon2id hash of a random secret nobody knows: verified against when the
