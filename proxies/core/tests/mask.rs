@@ -1030,3 +1030,23 @@ proptest! {
         }
     }
 }
+
+/// An address whose local part another detector took ("::4B" is an IPv6
+/// address) is masked to its end: the domain does not go out, and the
+/// masked text does not read as a new address (found by the idempotence
+/// property above).
+#[test]
+fn an_address_after_another_hit_is_masked_whole() {
+    for format in [MaskFormat::Redact, MaskFormat::Partial, MaskFormat::Hash] {
+        let m = with_format(format);
+        for text in ["::4B@ward.example.org/", "+1::@ward.example.org/"] {
+            let out = m.scan(text.as_bytes()).expect("found");
+            let masked = String::from_utf8(out.masked).unwrap();
+            assert!(
+                !masked.contains("ward.example"),
+                "{format:?}: {text} -> {masked}"
+            );
+            assert_eq!(m.find_iter(masked.as_bytes()).count(), 0, "{masked}");
+        }
+    }
+}

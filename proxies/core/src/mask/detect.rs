@@ -910,7 +910,13 @@ impl Detectors {
         while s < at && b[s] == b'.' {
             s += 1;
         }
-        if s == at {
+        // The previous hit ends at this '@' ("::4B@host", "1::@host": an
+        // IPv6 address, then "@host"): the rest is masked too, from the
+        // '@'. Left alone, the previous hit's replacement (a hash token
+        // ends in hex digits) would read as a new local part, and the
+        // domain would go out as it is.
+        let after_a_hit = s == at && at == floor && at > 0;
+        if s == at && !after_a_hit {
             return;
         }
         let Some(e) = domain_end(b, at + 1) else {
