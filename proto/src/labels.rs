@@ -3,7 +3,7 @@
 //! v1 body reads back with the same words).
 
 use crate::events::{
-    EndReason, OperationState, Outcome, Protocol, ProtocolPath, SessionClosed, Stage, Verdict,
+    EndReason, OperationState, Outcome, Protocol, SessionClosed, SqlProtocolPath, Stage, Verdict,
 };
 
 /// Names each value of a generated enum; `from_label` is its inverse, with
@@ -39,7 +39,7 @@ labels!(Protocol {
     Kubernetes => "kubernetes",
 });
 
-labels!(ProtocolPath {
+labels!(SqlProtocolPath {
     Unspecified => "unspecified",
     Simple => "simple",
     Extended => "extended",

@@ -3,9 +3,18 @@
 //! Bodies written before schema v2 stay in ledgers for six years, and a proxy
 //! of the previous release may still publish v1 during a rolling upgrade.
 //! [`decode`] reads both and hands out v2 only: a v1 event is upgraded in
-//! memory, field by field, without changing what a reader sees (enum words
-//! are v1's strings, an end reason text reads back word for word). The
-//! stored bytes, which the leaves commit to, are never rewritten.
+//! memory, field by field, without changing what a transcript shows: v1's
+//! words become enums whose labels are the same words (except two stages,
+//! `statement` now `request` and `row_size` now `result_size`, which no
+//! transcript prints), and an end reason text is split into reason and
+//! detail only where they join back word for word. So two v1 texts stay
+//! whole as an unspecified reason's detail: "error: audit ledger
+//! unavailable" reads as reason `error` (v2 writes `audit_unavailable`),
+//! and "client_disconnected (while a statement was held for review)" as
+//! unspecified (v2 writes `client_left_while_held`); a query over the
+//! structured reason must allow for both. The stored bytes, which the
+//! leaves commit to, are never rewritten (the ledger stores what it
+//! receives, see `vigil_bus::Delivery::received`).
 //!
 //! The versions are told apart by the field number of the kind (10-22 in
 //! v1, 30 and up in v2): decoding with the other version's schema leaves
@@ -26,19 +35,22 @@ pub enum DecodeError {
     /// newer schema, or not an event at all.
     #[error("event {0:?} has no kind this release knows (a newer schema, or not an event)")]
     UnknownKind(String),
+    /// A kind of each version: no writer makes that (v2 reserves v1's
+    /// numbers), and a v1 reader would see another event than a v2 one.
+    #[error("event {0:?} carries a kind of both schema versions")]
+    Ambiguous(String),
 }
 
 /// Decodes event bytes of schema v2 or v1 into a v2 event.
 pub fn decode(bytes: &[u8]) -> Result<v2::Event, DecodeError> {
     let event = v2::Event::decode(bytes)?;
-    if event.kind.is_some() {
-        return Ok(event);
-    }
     let old = v1::Event::decode(bytes)?;
-    if old.kind.is_none() {
-        return Err(DecodeError::UnknownKind(event.event_id));
+    match (event.kind.is_some(), old.kind.is_some()) {
+        (true, false) => Ok(event),
+        (false, true) => Ok(upgrade(old)),
+        (true, true) => Err(DecodeError::Ambiguous(event.event_id)),
+        (false, false) => Err(DecodeError::UnknownKind(event.event_id)),
     }
-    Ok(upgrade(old))
 }
 
 /// A v1 event as v2. v1 knew one protocol, PostgreSQL: every event of a
@@ -95,6 +107,8 @@ fn kind(k: KindV1) -> Kind {
             client_addr: o.client_addr,
             tls: o.tls,
             upstream_tls: o.upstream_tls,
+            // v1 did not record it.
+            upstream_addr: String::new(),
             detail: Some(v2::session_opened::Detail::Sql(v2::SqlSession {
                 database: o.database,
                 client_user: o.client_user,
@@ -118,7 +132,7 @@ fn kind(k: KindV1) -> Kind {
             r.statement_seq,
             v2::SqlStatement {
                 text: r.statement,
-                path: v2::ProtocolPath::from_label(&r.protocol_path) as i32,
+                path: v2::SqlProtocolPath::from_label(&r.protocol_path) as i32,
                 statement_name: r.statement_name,
                 portal_name: r.portal_name,
                 parameters: r.parameters.into_iter().map(parameter).collect(),
@@ -267,7 +281,7 @@ mod tests {
         };
         let sql = r.sql().unwrap();
         assert_eq!(sql.text, "SELECT 1");
-        assert_eq!(sql.path(), v2::ProtocolPath::Extended);
+        assert_eq!(sql.path(), v2::SqlProtocolPath::Extended);
         assert_eq!(sql.statement_name, "s1");
         assert_eq!(sql.parameters[0].value, b"42");
     }
@@ -315,6 +329,217 @@ mod tests {
         assert_eq!(c.state(), v2::OperationState::Expired);
     }
 
+    /// Every v1 kind keeps every fact it carried.
+    #[test]
+    fn every_v1_kind_upgrades_with_all_its_fields() {
+        let who = || v1::Identity {
+            subject: "alice".into(),
+            issuer: "https://idp".into(),
+            ..Default::default()
+        };
+        let upgraded = |kind: KindV1| -> Kind {
+            let mut e = v1_request();
+            e.kind = Some(kind);
+            decode(&e.encode_to_vec()).unwrap().kind.unwrap()
+        };
+        let Kind::SessionOpened(o) = upgraded(KindV1::SessionOpened(v1::SessionOpened {
+            client_addr: "10.0.0.9:5000".into(),
+            protocol: "postgres".into(),
+            database: "ehr".into(),
+            client_user: "agent".into(),
+            upstream_user: "svc".into(),
+            application_name: "psql".into(),
+            tls: true,
+            upstream_tls: true,
+        })) else {
+            panic!()
+        };
+        let sql = o.sql().unwrap();
+        assert_eq!(
+            (o.client_addr.as_str(), o.tls, o.upstream_tls),
+            ("10.0.0.9:5000", true, true)
+        );
+        assert_eq!(
+            (
+                &*sql.database,
+                &*sql.client_user,
+                &*sql.upstream_user,
+                &*sql.application_name
+            ),
+            ("ehr", "agent", "svc", "psql")
+        );
+        let Kind::LoginRefused(l) = upgraded(KindV1::LoginRefused(v1::LoginRefused {
+            client_addr: "a".into(),
+            database: "d".into(),
+            client_user: "u".into(),
+            application_name: "p".into(),
+            tls: true,
+            reason_code: "expired".into(),
+            reason: "token expired".into(),
+            ..Default::default()
+        })) else {
+            panic!()
+        };
+        assert_eq!(
+            (&*l.reason_code, &*l.reason, l.tls),
+            ("expired", "token expired", true)
+        );
+        assert_eq!(l.sql().unwrap().client_user, "u");
+        let Kind::Response(r) = upgraded(KindV1::Response(v1::Response {
+            statement_seq: 7,
+            command_tags: vec!["SELECT 2".into()],
+            rows: 2,
+            error_code: "42501".into(),
+            error_message: "no".into(),
+            duration_micros: 9,
+            not_executed: true,
+            masked_columns: vec![v1::MaskedColumn {
+                column: "ssn".into(),
+                source: "public.p.ssn".into(),
+                method: "redact".into(),
+                values_masked: 2,
+                detector_hits: [("ssn".to_string(), 2)].into(),
+            }],
+            stopped_after_rows: 1000,
+        })) else {
+            panic!()
+        };
+        let result = r.sql().unwrap();
+        assert_eq!(
+            (r.request_seq, r.duration_micros, r.not_executed),
+            (7, 9, true)
+        );
+        assert_eq!((&*r.error_code, &*r.error_message), ("42501", "no"));
+        assert_eq!(
+            (
+                result.command_tags.clone(),
+                result.rows,
+                result.stopped_after_rows
+            ),
+            (vec!["SELECT 2".to_string()], 2, 1000)
+        );
+        assert_eq!(r.masked[0].field, "ssn");
+        assert_eq!(r.masked[0].detector_hits["ssn"], 2);
+        let Kind::SessionClosed(c) = upgraded(KindV1::SessionClosed(v1::SessionClosed {
+            reason: "upstream_closed: reset".into(),
+            statements: 4,
+            duration_micros: 5,
+        })) else {
+            panic!()
+        };
+        assert_eq!(
+            (c.reason(), &*c.detail, c.requests, c.duration_micros),
+            (v2::EndReason::UpstreamClosed, "reset", 4, 5)
+        );
+        let Kind::PendingOperation(p) = upgraded(KindV1::PendingOperation(v1::PendingOperation {
+            operation_id: "op".into(),
+            statement_seq: 3,
+            statement: "DELETE ...".into(),
+            rule: "r".into(),
+            approver_groups: vec!["g".into()],
+            quorum: 2,
+            expires_unix_nanos: 11,
+        })) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                &*p.operation_id,
+                p.request_seq,
+                &*p.text,
+                &*p.rule,
+                p.quorum,
+                p.expires_unix_nanos
+            ),
+            ("op", 3, "DELETE ...", "r", 2, 11)
+        );
+        assert_eq!(p.approver_groups, ["g"]);
+        let Kind::ApprovalDecision(a) = upgraded(KindV1::ApprovalDecision(v1::ApprovalDecision {
+            operation_id: "op".into(),
+            approver: Some(who()),
+            verdict: "approve".into(),
+            reason: "ok".into(),
+        })) else {
+            panic!()
+        };
+        assert_eq!((a.verdict(), &*a.reason), (v2::Verdict::Approve, "ok"));
+        assert_eq!(a.approver.unwrap().issuer, "https://idp");
+        let Kind::OperationClosed(c) = upgraded(KindV1::OperationClosed(v1::OperationClosed {
+            operation_id: "op".into(),
+            state: "approved".into(),
+            reason: "by alice".into(),
+            approvers: vec![who()],
+            rule: "r".into(),
+        })) else {
+            panic!()
+        };
+        assert_eq!(
+            (c.state(), &*c.reason, &*c.rule, c.approvers.len()),
+            (v2::OperationState::Approved, "by alice", "r", 1)
+        );
+        let Kind::AccessGranted(g) = upgraded(KindV1::AccessGranted(v1::AccessGranted {
+            grant_id: "g1".into(),
+            grantee: Some(who()),
+            connection: "ehr".into(),
+            rule: "r".into(),
+            expires_unix_nanos: 12,
+            reason: "on call".into(),
+        })) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                &*g.grant_id,
+                &*g.connection,
+                &*g.rule,
+                g.expires_unix_nanos,
+                &*g.reason
+            ),
+            ("g1", "ehr", "r", 12, "on call")
+        );
+        assert_eq!(g.grantee.unwrap().subject, "alice");
+        let Kind::GrantRevoked(r) = upgraded(KindV1::GrantRevoked(v1::GrantRevoked {
+            grant_id: "g1".into(),
+            reason: "done".into(),
+        })) else {
+            panic!()
+        };
+        assert_eq!((&*r.grant_id, &*r.reason), ("g1", "done"));
+        let Kind::CancelRequested(c) = upgraded(KindV1::CancelRequested(v1::CancelRequested {
+            client_addr: "x".into(),
+            forwarded: true,
+        })) else {
+            panic!()
+        };
+        assert_eq!((&*c.client_addr, c.forwarded), ("x", true));
+        let Kind::RetentionPruned(r) = upgraded(KindV1::RetentionPruned(v1::RetentionPruned {
+            first_index: 1,
+            end_index: 2,
+            cutoff_unix_nanos: 3,
+            policy: "older than 6y".into(),
+            entries_pruned: 1,
+            period_nanos: 4,
+            minimum_period_nanos: 5,
+            forced: true,
+        })) else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                r.first_index,
+                r.end_index,
+                r.cutoff_unix_nanos,
+                &*r.policy,
+                r.entries_pruned,
+                r.period_nanos,
+                r.minimum_period_nanos,
+                r.forced
+            ),
+            (1, 2, 3, "older than 6y", 1, 4, 5, true)
+        );
+        // Decisions and requests: see the tests above.
+    }
+
     #[test]
     fn bytes_of_no_known_kind_are_refused_with_a_reason() {
         // Not protobuf at all.
@@ -332,5 +557,15 @@ mod tests {
         assert!(matches!(decode(&bytes), Err(DecodeError::UnknownKind(id)) if id == "x"));
         // Empty input is an event of no kind.
         assert!(matches!(decode(&[]), Err(DecodeError::UnknownKind(_))));
+        // A v1 kind and a v2 kind in one body.
+        let mut both = v1_request().encode_to_vec();
+        both.extend(
+            v2::Event {
+                kind: Some(Kind::GrantRevoked(v2::GrantRevoked::default())),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        );
+        assert!(matches!(decode(&both), Err(DecodeError::Ambiguous(_))));
     }
 }

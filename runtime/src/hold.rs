@@ -274,7 +274,14 @@ impl Pending {
                 )
             }
             Waited::Closed(result) => {
-                guard.armed = false;
+                // Closed for the service: nothing left to withdraw. A
+                // state this release does not know is refused below and
+                // still withdrawn, so it cannot be approved afterwards.
+                guard.armed = matches!(
+                    &result,
+                    Ok(o) if o.state == OperationState::Unspecified
+                );
+                guard.reason = "the operation closed in a state this proxy does not know";
                 match result {
                     Ok(o) if o.releases() => {
                         let released = released(

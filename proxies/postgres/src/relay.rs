@@ -28,7 +28,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use vigil_proto::events::{
-    event::Kind, response, Decision, MaskedField, Parameter, ProtocolPath, Request, Response,
+    event::Kind, response, Decision, MaskedField, Parameter, Request, Response, SqlProtocolPath,
     SqlResult, SqlStatement, Stage,
 };
 use vigil_proxy_core::classify::Classification;
@@ -406,7 +406,7 @@ impl Fatal {
 }
 
 /// A Request of the SQL family with no prepared statement or parameters.
-fn sql_request(seq: u64, text: String, path: ProtocolPath) -> Request {
+fn sql_request(seq: u64, text: String, path: SqlProtocolPath) -> Request {
     Request::new_sql(
         seq,
         SqlStatement {
@@ -480,14 +480,14 @@ impl Frontend {
                 }
                 let seq = shared.session.next_statement_seq();
                 if let Some(review) = self.reviewer(&verdict) {
-                    let request = sql_request(seq, sql, ProtocolPath::Simple);
+                    let request = sql_request(seq, sql, SqlProtocolPath::Simple);
                     return self
                         .hold(frame, Held::Query, request, &verdict, review, out, io)
                         .await;
                 }
                 self.forward_or_probe(frame, &verdict, seq, out);
                 vec![
-                    Kind::Request(sql_request(seq, sql, ProtocolPath::Simple)),
+                    Kind::Request(sql_request(seq, sql, SqlProtocolPath::Simple)),
                     shared.decision(seq, &verdict, Stage::Request),
                 ]
             }
@@ -516,7 +516,7 @@ impl Frontend {
                         seq,
                         SqlStatement {
                             text: parse.query.clone(),
-                            path: ProtocolPath::ExtendedParse as i32,
+                            path: SqlProtocolPath::ExtendedParse as i32,
                             statement_name: parse.statement.clone(),
                             ..Default::default()
                         },
@@ -551,7 +551,7 @@ impl Frontend {
                             seq,
                             SqlStatement {
                                 text: parse.query,
-                                path: ProtocolPath::ExtendedParse as i32,
+                                path: SqlProtocolPath::ExtendedParse as i32,
                                 statement_name: parse.statement,
                                 ..Default::default()
                             },
@@ -614,7 +614,7 @@ impl Frontend {
                         seq,
                         SqlStatement {
                             text: statement,
-                            path: ProtocolPath::Extended as i32,
+                            path: SqlProtocolPath::Extended as i32,
                             statement_name,
                             portal_name: portal,
                             parameters,
@@ -665,7 +665,7 @@ impl Frontend {
                         seq,
                         SqlStatement {
                             text: format!("function call: oid {}", call.function_oid),
-                            path: ProtocolPath::FunctionCall as i32,
+                            path: SqlProtocolPath::FunctionCall as i32,
                             parameters: parameters(call.args),
                             ..Default::default()
                         },
@@ -744,9 +744,9 @@ impl Frontend {
                 shapes: Default::default(),
             };
             let path = if frame.tag == b'Q' {
-                ProtocolPath::Simple
+                SqlProtocolPath::Simple
             } else {
-                ProtocolPath::ExtendedParse
+                SqlProtocolPath::ExtendedParse
             };
             let request = Kind::Request(sql_request(seq, statement, path));
             let decision = shared.decision(seq, &verdict, Stage::Session);

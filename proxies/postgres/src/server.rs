@@ -258,6 +258,10 @@ impl PostgresProxy {
             client_addr: peer.to_string(),
             tls: client.is_tls(),
             upstream_tls: self.config.upstream.tls.is_some(),
+            upstream_addr: format!(
+                "{}:{}",
+                self.config.upstream.host, self.config.upstream.port
+            ),
             detail: Some(session_opened::Detail::Sql(SqlSession {
                 database: database.clone(),
                 client_user: identity.subject.clone(),

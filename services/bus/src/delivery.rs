@@ -9,6 +9,11 @@ use vigil_proxy_core::sink::SinkError;
 #[derive(Debug)]
 pub struct Delivery {
     pub event: Event,
+    /// The bytes as they arrived (Kafka), which the ledger stores as the
+    /// body: never re-encoded, so a v1 body stays v1 and a field of a newer
+    /// schema that this release does not know is kept, not dropped. `None`
+    /// in process (embedded bus), where the event was never encoded.
+    pub received: Option<Vec<u8>>,
     ack: oneshot::Sender<Result<(), SinkError>>,
 }
 
@@ -18,7 +23,31 @@ pub type AckReceiver = oneshot::Receiver<Result<(), SinkError>>;
 impl Delivery {
     pub fn new(event: Event) -> (Self, AckReceiver) {
         let (ack, done) = oneshot::channel();
-        (Self { event, ack }, done)
+        let received = None;
+        (
+            Self {
+                event,
+                received,
+                ack,
+            },
+            done,
+        )
+    }
+
+    /// A delivery of bytes that came over the wire, decoded as `event`.
+    pub fn received(event: Event, bytes: Vec<u8>) -> (Self, AckReceiver) {
+        let (mut delivery, done) = Self::new(event);
+        delivery.received = Some(bytes);
+        (delivery, done)
+    }
+
+    /// The body the ledger stores: the bytes as received, or the event
+    /// encoded when it never was.
+    pub fn body(&self) -> Vec<u8> {
+        use vigil_proto::Message as _;
+        self.received
+            .clone()
+            .unwrap_or_else(|| self.event.encode_to_vec())
     }
 
     /// Tells the publisher whether the event is durably recorded.

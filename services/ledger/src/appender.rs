@@ -9,7 +9,6 @@ use std::sync::Arc;
 use vigil_bus::Subscriber;
 use vigil_ledger::{NewEntry, Store};
 use vigil_proto::events::Event;
-use vigil_proto::Message;
 use vigil_proxy_core::SinkError;
 
 /// Largest batch one group commit takes.
@@ -53,8 +52,9 @@ async fn next_batch(bus: &mut impl Subscriber) -> Option<Vec<vigil_bus::Delivery
 }
 
 /// Turns an event into what the log stores: the leaf commits to the id, time
-/// and kind; the protobuf bytes become the (salted) body.
-pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
+/// and kind; `body`, the protobuf bytes as they arrived, becomes the
+/// (salted) body.
+pub fn to_entry(event: &Event, body: Vec<u8>) -> Result<NewEntry, String> {
     let id = uuid::Uuid::parse_str(&event.event_id)
         .map_err(|_| format!("event id {:?} is not a UUID", event.event_id))?;
     if event.kind.is_none() {
@@ -74,7 +74,7 @@ pub fn to_entry(event: &Event) -> Result<NewEntry, String> {
         event_id: *id.as_bytes(),
         time_unix_nanos: event.time_unix_nanos,
         kind: event.kind_name().to_string(),
-        body: event.encode_to_vec(),
+        body,
         session_id: event.session_id.clone(),
         seq: event.seq,
         subject: event
@@ -92,7 +92,7 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
         let mut entries = Vec::with_capacity(batch.len());
         let mut deliveries = Vec::with_capacity(batch.len());
         for delivery in batch {
-            match to_entry(&delivery.event) {
+            match to_entry(&delivery.event, delivery.body()) {
                 Ok(entry) => {
                     entries.push(entry);
                     deliveries.push(delivery);
@@ -130,6 +130,7 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
 mod tests {
     use super::*;
     use vigil_proto::events::{Request, RetentionPruned};
+    use vigil_proto::Message;
 
     fn event(session: &str, kind: Kind) -> Event {
         Event {
@@ -146,10 +147,11 @@ mod tests {
     fn the_bus_cannot_forge_the_ledgers_own_records() {
         let run = Kind::RetentionPruned(RetentionPruned::default());
         let request = Kind::Request(Request::default());
-        assert!(to_entry(&event("", run.clone())).is_err());
-        assert!(to_entry(&event("0190a0a0-0000-7000-8000-000000000001", run)).is_err());
-        assert!(to_entry(&event(crate::retention::RETENTION_STREAM, request.clone())).is_err());
-        let fine = to_entry(&event("0190a0a0-0000-7000-8000-000000000001", request)).unwrap();
+        let entry = |e: Event| to_entry(&e, e.encode_to_vec());
+        assert!(entry(event("", run.clone())).is_err());
+        assert!(entry(event("0190a0a0-0000-7000-8000-000000000001", run)).is_err());
+        assert!(entry(event(crate::retention::RETENTION_STREAM, request.clone())).is_err());
+        let fine = entry(event("0190a0a0-0000-7000-8000-000000000001", request)).unwrap();
         assert_eq!(fine.seq, 3);
     }
 }

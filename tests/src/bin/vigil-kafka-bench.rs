@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime};
 use vigil_bus::kafka::KafkaSettings;
 use vigil_bus::outbox::{Outbox, OutboxLimits};
 use vigil_proto::events::{
-    event::Kind, Event, Identity, Protocol, ProtocolPath, Request, SqlStatement,
+    event::Kind, Event, Identity, Protocol, Request, SqlProtocolPath, SqlStatement,
 };
 use vigil_proto::ledger::ledger_client::LedgerClient;
 use vigil_proto::ledger::{get_inclusion_proof_request::Leaf, GetInclusionProofRequest};
@@ -138,7 +138,7 @@ fn event(session: &str, seq: u64) -> Event {
                     seq % 40,
                     "x".repeat(200)
                 ),
-                path: ProtocolPath::Simple as i32,
+                path: SqlProtocolPath::Simple as i32,
                 ..Default::default()
             },
         ))),

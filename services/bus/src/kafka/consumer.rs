@@ -179,9 +179,10 @@ fn poll_loop(
             ticket
                 .offsets
                 .insert(message.partition(), message.offset() + 1);
-            match vigil_proto::events::decode(message.payload().unwrap_or_default()) {
+            let payload = message.payload().unwrap_or_default();
+            match vigil_proto::events::decode(payload) {
                 Ok(event) => {
-                    let (delivery, ack) = Delivery::new(event);
+                    let (delivery, ack) = Delivery::received(event, payload.to_vec());
                     deliveries.push(delivery);
                     ticket.acks.push(ack);
                 }

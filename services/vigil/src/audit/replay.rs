@@ -46,8 +46,19 @@ fn describe(e: &Event) -> String {
     match &e.kind {
         Some(Kind::SessionOpened(o)) => match o.sql() {
             Some(sql) => format!(
-                "session opened from {} as {:?} to database {:?} (application {:?}, tls {}) -> upstream as {:?}",
-                o.client_addr, sql.client_user, sql.database, sql.application_name, o.tls, sql.upstream_user
+                "session opened from {} as {:?} to database {:?} (application {:?}, tls {}) -> upstream as {:?}{}",
+                o.client_addr,
+                sql.client_user,
+                sql.database,
+                sql.application_name,
+                o.tls,
+                sql.upstream_user,
+                // Recorded since schema v2.
+                if o.upstream_addr.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {}", o.upstream_addr)
+                }
             ),
             None => format!(
                 "{} session opened from {} (tls {})",
