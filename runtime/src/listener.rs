@@ -25,6 +25,7 @@ use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 
 use crate::drain::Drain;
 
@@ -84,7 +85,20 @@ pub async fn serve<A: Adapter>(
             continue;
         };
         let guard = drain.session();
-        let session = adapter.clone().serve(conn, peer, drain.clone());
+        // One span per connection, its fields filled as the session goes
+        // (the recorder adds the session id and subject once known), so
+        // every log line of the session says whose it is.
+        let span = tracing::info_span!(
+            "session",
+            listener = %adapter.name(),
+            %peer,
+            session = tracing::field::Empty,
+            subject = tracing::field::Empty,
+        );
+        let session = adapter
+            .clone()
+            .serve(conn, peer, drain.clone())
+            .instrument(span);
         tokio::spawn(async move {
             session.await;
             drop(guard);

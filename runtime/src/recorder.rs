@@ -18,6 +18,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use vigil_metrics::LATENCY_SECONDS;
+
 use tokio::sync::Notify;
 use vigil_proto::events::{
     event::Kind, EndReason as Recorded, Event, SessionClosed, SessionOpened,
@@ -96,6 +98,17 @@ impl SessionRecorder {
     ) -> Result<Arc<Self>, SinkError> {
         sink.record(session.event(Kind::SessionOpened(opened)))
             .await?;
+        let span = tracing::Span::current();
+        span.record("session", tracing::field::display(session.session_id()));
+        span.record("subject", session.subject());
+        let protocol = session.protocol().label();
+        vigil_metrics::counter(
+            "vigil_sessions_opened_total",
+            "Sessions whose SessionOpened was recorded, by protocol.",
+            &[("protocol", protocol)],
+        )
+        .inc();
+        open_sessions(protocol).inc();
         Ok(Arc::new(Self {
             session,
             sink,
@@ -118,20 +131,28 @@ impl SessionRecorder {
     /// As [`SessionRecorder::record_durably`], for events already stamped
     /// (when their sequence numbers had to be taken earlier).
     pub async fn record_events(&self, events: Vec<Event>) -> Result<(), SinkError> {
+        let started = Instant::now();
+        events.iter().for_each(count_decision);
         let pending: Vec<_> = events.into_iter().map(|e| self.sink.record(e)).collect();
         for p in pending {
             p.await?;
         }
+        record_latency("durable").observe(started.elapsed().as_secs_f64());
         Ok(())
     }
 
     /// Hands the event to the bus now and waits for durability in the
     /// background; a failure wakes [`SessionRecorder::audit_failed`].
     pub fn record_in_background(self: &Arc<Self>, kind: Kind) {
-        let pending = self.sink.record(self.session.event(kind));
+        let started = Instant::now();
+        let event = self.session.event(kind);
+        count_decision(&event);
+        let pending = self.sink.record(event);
         let recorder = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = pending.await {
+            let result = pending.await;
+            record_latency("background").observe(started.elapsed().as_secs_f64());
+            if let Err(e) = result {
                 tracing::error!(session = %recorder.session.session_id(), error = %e, "event not recorded");
                 recorder.audit_failed.notify_one();
             }
@@ -148,6 +169,14 @@ impl SessionRecorder {
     /// over either way).
     pub async fn close(&self, reason: &EndReason) {
         let (reason, detail) = reason.to_event();
+        let protocol = self.session.protocol().label();
+        open_sessions(protocol).dec();
+        vigil_metrics::counter(
+            "vigil_sessions_closed_total",
+            "Sessions ended, by protocol and end reason.",
+            &[("protocol", protocol), ("reason", reason.label())],
+        )
+        .inc();
         let closed = self.session.event(Kind::SessionClosed(SessionClosed {
             reason: reason as i32,
             detail,
@@ -158,6 +187,62 @@ impl SessionRecorder {
             tracing::error!(session = %self.session.session_id(), error = %e, "cannot record session end");
         }
     }
+}
+
+fn open_sessions(protocol: &str) -> vigil_metrics::Gauge {
+    vigil_metrics::gauge(
+        "vigil_sessions_open",
+        "Sessions open now, by protocol.",
+        &[("protocol", protocol)],
+    )
+}
+
+fn record_latency(mode: &str) -> vigil_metrics::Histogram {
+    vigil_metrics::histogram(
+        "vigil_record_seconds",
+        "Time from handing events to the bus until they are durable: `durable` before a request is forwarded, `background` for responses.",
+        &[("mode", mode)],
+        LATENCY_SECONDS,
+    )
+}
+
+/// Counts a Decision by protocol, outcome and stage; other kinds are not
+/// counted here.
+fn count_decision(event: &Event) {
+    if let Some(Kind::Decision(d)) = &event.kind {
+        vigil_metrics::counter(
+            "vigil_decisions_total",
+            "Policy decisions recorded, by protocol, outcome and stage.",
+            &[
+                ("protocol", event.protocol().label()),
+                ("outcome", d.outcome().label()),
+                ("stage", d.stage().label()),
+            ],
+        )
+        .inc();
+    }
+}
+
+/// Records a refused login (nothing was let in, so nothing waits for it to
+/// be durable) and counts it by protocol and reason code.
+pub fn record_login_refused(sink: &Arc<dyn EventSink>, event: Event) {
+    if let Some(Kind::LoginRefused(l)) = &event.kind {
+        vigil_metrics::counter(
+            "vigil_logins_refused_total",
+            "Logins refused, by protocol and reason code.",
+            &[
+                ("protocol", event.protocol().label()),
+                ("reason", &l.reason_code),
+            ],
+        )
+        .inc();
+    }
+    let pending = sink.record(event);
+    tokio::spawn(async move {
+        if let Err(e) = pending.await {
+            tracing::error!(error = %e, "refused login not recorded");
+        }
+    });
 }
 
 #[cfg(test)]

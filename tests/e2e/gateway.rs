@@ -793,3 +793,73 @@ fn sigterm_lets_sessions_finish_then_closes_the_rest_with_reason_shutdown() {
         "{slept:?}"
     );
 }
+
+/// The value of one series in a `/metrics` page (`name{labels}` exactly).
+fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok())?
+    })
+}
+
+#[test]
+fn metrics_count_sessions_decisions_refusals_and_the_ledger() {
+    let mut spec = GatewaySpec::new();
+    let metrics_port = vigil_tests::free_port();
+    spec.policy = "builtin:phi-default".into();
+    spec.tables_extra = format!("[metrics]\nlisten = \"127.0.0.1:{metrics_port}\"\n");
+    let gw = Gateway::start(spec);
+    let ok = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-c", "SELECT 1", "-c", "DROP TABLE nothing_here"],
+    );
+    assert!(!ok.status.success(), "the DROP is denied: {}", show(&ok));
+    let refused = gw.psql(AGENT, "wrong", &["-c", "SELECT 1"]);
+    assert!(!refused.status.success());
+    gw.wait_for_events(|ev| closed_sessions(ev) == 1);
+
+    // The process's own endpoint and the ledger's HTTP API serve the same series.
+    for url in [
+        format!("http://127.0.0.1:{metrics_port}/metrics"),
+        format!("{}/metrics", gw.ledger_url()),
+    ] {
+        let page = ureq::get(&url).call().unwrap().into_string().unwrap();
+        let value = |s: &str| sample(&page, s).unwrap_or_else(|| panic!("{s} in\n{page}"));
+        assert_eq!(
+            value("vigil_sessions_opened_total{protocol=\"postgres\"}"),
+            1.0
+        );
+        assert_eq!(value("vigil_sessions_open{protocol=\"postgres\"}"), 0.0);
+        assert_eq!(
+            value(
+                "vigil_sessions_closed_total{protocol=\"postgres\",reason=\"client_terminated\"}"
+            ),
+            1.0
+        );
+        assert_eq!(
+            value(
+                "vigil_decisions_total{protocol=\"postgres\",outcome=\"mask\",stage=\"request\"}"
+            ),
+            1.0,
+            "SELECT 1 under phi-default's default"
+        );
+        assert_eq!(
+            value(
+                "vigil_decisions_total{protocol=\"postgres\",outcome=\"deny\",stage=\"request\"}"
+            ),
+            1.0
+        );
+        assert!(
+            page.lines().any(
+                |l| l.starts_with("vigil_logins_refused_total{protocol=\"postgres\"")
+                    && l.ends_with(" 1")
+            ),
+            "{page}"
+        );
+        assert!(value("vigil_record_seconds_count{mode=\"durable\"}") >= 2.0);
+        assert!(value("vigil_ledger_entries") >= 8.0);
+        assert!(value("vigil_ledger_checkpoint_age_seconds") >= 0.0);
+        assert!(page.contains("# TYPE vigil_record_seconds histogram"));
+    }
+}

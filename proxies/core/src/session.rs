@@ -41,6 +41,11 @@ impl SessionContext {
         &self.connection
     }
 
+    /// The verified subject every event of the session carries.
+    pub fn subject(&self) -> &str {
+        &self.identity.subject
+    }
+
     pub fn protocol(&self) -> Protocol {
         self.protocol
     }

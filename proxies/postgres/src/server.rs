@@ -473,12 +473,7 @@ impl PostgresProxy {
                 application_name: startup.param("application_name").unwrap_or("").into(),
             })),
         }));
-        let pending = self.sink.record(event);
-        tokio::spawn(async move {
-            if let Err(e) = pending.await {
-                tracing::error!(error = %e, "refused login not recorded");
-            }
-        });
+        vigil_runtime::recorder::record_login_refused(&self.sink, event);
     }
 
     /// Logs in upstream and returns the stream with the messages the client

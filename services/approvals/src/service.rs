@@ -108,6 +108,20 @@ impl ApprovalService {
             sink,
             hooks,
         });
+        // Weak: the registry lives as long as the process, the service not
+        // necessarily.
+        let weak = Arc::downgrade(&service);
+        vigil_metrics::gauge_fn(
+            "vigil_operations_pending",
+            "Operations held for approval and not yet decided.",
+            &[],
+            move || {
+                weak.upgrade().map_or(0.0, |s| {
+                    let book = s.book.lock().unwrap_or_else(|e| e.into_inner());
+                    book.operations(Some(State::Pending)).len() as f64
+                })
+            },
+        );
         if pending > 0 && in_process {
             let orphans: Vec<String> = service
                 .operations(Some(State::Pending), usize::MAX)

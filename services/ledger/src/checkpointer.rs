@@ -1,7 +1,8 @@
 //! Signs a new checkpoint whenever the tree has grown.
 
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use vigil_ledger::{sign_note, Checkpoint, StoreError};
 
@@ -29,6 +30,8 @@ pub fn sign_now(ledger: &Ledger) -> Result<String, StoreError> {
 /// Every `interval`, signs a checkpoint if entries arrived since the last one.
 pub async fn run(ledger: Arc<Ledger>, interval: Duration) {
     let mut signed_size = None;
+    let signed = Arc::new(SignedMetrics::default());
+    signed.register(&ledger);
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -39,9 +42,60 @@ pub async fn run(ledger: Arc<Ledger>, interval: Duration) {
         }
         let l = ledger.clone();
         match tokio::task::spawn_blocking(move || sign_now(&l)).await {
-            Ok(Ok(_)) => signed_size = Some(size),
+            Ok(Ok(_)) => {
+                signed_size = Some(size);
+                signed.size.store(size, Ordering::Relaxed);
+                signed.at.store(unix_secs_now(), Ordering::Relaxed);
+            }
             Ok(Err(e)) => tracing::error!(error = %e, "cannot sign checkpoint"),
             Err(e) => tracing::error!(error = %e, "checkpoint task failed"),
         }
     }
+}
+
+/// What `/metrics` says of the log and its newest checkpoint signed here.
+/// Entries past the checkpoint's size are appended but not yet signed;
+/// the age grows while nothing new arrives (nothing to sign).
+#[derive(Default)]
+struct SignedMetrics {
+    size: AtomicU64,
+    /// Unix seconds of the last signing, 0 before the first.
+    at: AtomicI64,
+}
+
+impl SignedMetrics {
+    fn register(self: &Arc<Self>, ledger: &Arc<Ledger>) {
+        // Weak: the registry lives as long as the process, an open ledger
+        // not necessarily (a key rotation reopens it).
+        let l = Arc::downgrade(ledger);
+        vigil_metrics::gauge_fn(
+            "vigil_ledger_entries",
+            "Entries in the log.",
+            &[],
+            move || l.upgrade().map_or(f64::NAN, |l| l.store.size() as f64),
+        );
+        let s = self.clone();
+        vigil_metrics::gauge_fn(
+            "vigil_ledger_checkpoint_size",
+            "Size of the newest checkpoint this process signed.",
+            &[],
+            move || s.size.load(Ordering::Relaxed) as f64,
+        );
+        let s = self.clone();
+        vigil_metrics::gauge_fn(
+            "vigil_ledger_checkpoint_age_seconds",
+            "Seconds since this process last signed a checkpoint (NaN before the first).",
+            &[],
+            move || match s.at.load(Ordering::Relaxed) {
+                0 => f64::NAN,
+                at => (unix_secs_now() - at) as f64,
+            },
+        );
+    }
+}
+
+fn unix_secs_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -42,6 +42,7 @@ struct AppState {
 pub fn router(ledger: Arc<Ledger>, access: BodyAccess) -> Router {
     Router::new()
         .route("/checkpoint", get(checkpoint))
+        .route("/metrics", get(metrics))
         .route("/tile/*path", get(tile))
         .route("/vigil/v1/bodies", get(bodies))
         .route("/vigil/v1/minimum-index", get(minimum_index))
@@ -51,6 +52,15 @@ pub fn router(ledger: Arc<Ledger>, access: BodyAccess) -> Router {
         .route("/vigil/v1/proof/inclusion", get(inclusion_proof))
         .route("/vigil/v1/proof/consistency", get(consistency_proof))
         .with_state(AppState { ledger, access })
+}
+
+/// The process's metrics (Prometheus text format): the ledger's, and those
+/// of every other role running in the same process.
+async fn metrics() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        vigil_metrics::global().render(),
+    )
 }
 
 /// Serves the router until the listener fails.

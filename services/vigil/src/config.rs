@@ -67,6 +67,20 @@ pub struct Config {
     /// units s, m, h. Default 10s.
     #[serde(default)]
     pub shutdown_drain: Option<String>,
+    /// A Prometheus `/metrics` endpoint for this process (sessions,
+    /// decisions, record latency, outbox depth, ledger size and checkpoint
+    /// age, pending operations). The ledger's HTTP API serves the same at
+    /// its own `/metrics`; a `vigil proxy` or `vigil approvals serve`
+    /// process needs this to be scraped.
+    #[serde(default)]
+    pub metrics: Option<MetricsSection>,
+}
+
+/// `[metrics]`: where this process serves `/metrics`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    pub listen: SocketAddr,
 }
 
 /// `[bus]`: the embedded in-process bus (one process, the default), or Kafka
@@ -518,6 +532,8 @@ impl Config {
             approval_service: None,
             logins: crate::logins::LoginsSection::default(),
             shutdown_drain: None,
+            // The ledger's HTTP API (127.0.0.1:6580) serves /metrics.
+            metrics: None,
         }
     }
 

@@ -166,6 +166,14 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
     }
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(metrics) = &config.metrics {
+        let listener = bind(metrics.listen, "the metrics endpoint").await?;
+        tasks.spawn(async move {
+            serve_metrics(listener)
+                .await
+                .context("metrics endpoint stopped")
+        });
+    }
     let mut ledger = None;
     let drain = Drain::new();
     let drain_period = config.shutdown_drain()?;
@@ -648,6 +656,22 @@ fn nodelay(
         }
         conn
     })
+}
+
+/// `GET /metrics`: every series of this process, whatever roles it runs
+/// (the ledger's HTTP API serves the same at its own `/metrics`).
+async fn serve_metrics(listener: TcpListener) -> std::io::Result<()> {
+    async fn metrics() -> impl axum::response::IntoResponse {
+        (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4",
+            )],
+            vigil_metrics::global().render(),
+        )
+    }
+    let app = axum::Router::new().route("/metrics", axum::routing::get(metrics));
+    axum::serve(listener, app).await
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

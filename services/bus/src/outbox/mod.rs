@@ -89,16 +89,38 @@ impl Outbox {
             );
         }
         let (head, _) = watch::channel(state.next);
+        let shared = Arc::new(Shared {
+            waiting_events: AtomicU64::new(state.len()),
+            waiting_bytes: AtomicU64::new(state.bytes),
+            head,
+            first_at_open: state.first,
+            fresh: Mutex::new(fresh::Fresh::new(state.next)),
+            limits,
+        });
+        let (events, bytes) = (Arc::downgrade(&shared), Arc::downgrade(&shared));
+        vigil_metrics::gauge_fn(
+            "vigil_outbox_events",
+            "Events in the proxy's outbox not yet acknowledged by the broker.",
+            &[],
+            move || {
+                events.upgrade().map_or(f64::NAN, |s| {
+                    s.waiting_events.load(Ordering::Relaxed) as f64
+                })
+            },
+        );
+        vigil_metrics::gauge_fn(
+            "vigil_outbox_bytes",
+            "Bytes of events in the proxy's outbox not yet acknowledged by the broker.",
+            &[],
+            move || {
+                bytes
+                    .upgrade()
+                    .map_or(f64::NAN, |s| s.waiting_bytes.load(Ordering::Relaxed) as f64)
+            },
+        );
         Ok(Self {
             store: Arc::new(store),
-            shared: Arc::new(Shared {
-                waiting_events: AtomicU64::new(state.len()),
-                waiting_bytes: AtomicU64::new(state.bytes),
-                head,
-                first_at_open: state.first,
-                fresh: Mutex::new(fresh::Fresh::new(state.next)),
-                limits,
-            }),
+            shared,
         })
     }
 
