@@ -3,12 +3,13 @@
 //! shares, so that a new protocol never copies them: the listener with
 //! its [`listener::Adapter`] trait ([`listener`]), graceful shutdown
 //! ([`drain`]) and the session recorder with typed end reasons
-//! ([`recorder`]), and the hold coordinator ([`hold`]). The token
-//! deadline moves here from `proxies/postgres` next.
+//! ([`recorder`]), the hold coordinator ([`hold`]) and the token deadline
+//! ([`deadline`]).
 //!
 //! tokio lives here, not in `proxies/core` (which stays free of async
 //! runtimes: the dependency rule in `tests/run.sh`).
 
+pub mod deadline;
 pub mod drain;
 pub mod hold;
 pub mod listener;

@@ -36,6 +36,7 @@ use vigil_proxy_core::lineage::{self, Outputs, StatementShape};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::{stricter, Outcome, Policy, Verdict};
 use vigil_proxy_core::{Approvals, SessionContext};
+use vigil_runtime::deadline::TokenDeadline;
 use vigil_runtime::recorder::{EndReason, SessionRecorder};
 
 use crate::catalog::{self, Catalog};
@@ -113,8 +114,7 @@ pub async fn run(
     // When the identity expires the session ends, idle or not: an open
     // transaction, a COPY or a long query of an expired identity does not
     // go on (dropping the upstream connection rolls it back).
-    let deadline = identity.deadline();
-    let expired_message = identity.expires_at.map(expiry_message).unwrap_or_default();
+    let deadline = TokenDeadline::of(&identity);
 
     let frontend = frontend(
         client_rd,
@@ -127,6 +127,7 @@ pub async fn run(
             catalog: catalog.clone(),
             database: database.clone(),
             identity,
+            deadline,
             approvals,
             hold_cancel,
         },
@@ -146,9 +147,10 @@ pub async fn run(
     let reason = tokio::select! {
         r = frontend => r,
         r = backend => r,
-        _ = until(deadline) => {
-            send_fatal(&client_wr, "28000", &expired_message).await;
-            EndReason::Error(expired_message)
+        _ = deadline.reached() => {
+            let message = deadline.message();
+            send_fatal(&client_wr, "28000", &message).await;
+            EndReason::Error(message)
         }
         _ = shared.recorder.audit_failed() => {
             send_fatal(&client_wr, "57P03", "Vigil could not record a result in the audit ledger; the session is closed").await;
@@ -174,27 +176,6 @@ pub async fn run(
 }
 
 type ClientWriter = Arc<tokio::sync::Mutex<WriteHalf<ClientStream>>>;
-
-/// What the client is told when its session's token has expired.
-fn expiry_message(expired_at: std::time::SystemTime) -> String {
-    format!(
-        "Vigil: the access token of this session expired at {}; reconnect with a new token",
-        vigil_proxy_core::identity::rfc3339(expired_at)
-    )
-}
-
-/// Resolves at `deadline` (wall-clock time); never, if there is none.
-async fn until(deadline: Option<std::time::SystemTime>) {
-    match deadline {
-        Some(at) => {
-            let left = at
-                .duration_since(std::time::SystemTime::now())
-                .unwrap_or_default();
-            tokio::time::sleep(left).await
-        }
-        None => std::future::pending().await,
-    }
-}
 
 /// Tells the client why the session ends (best effort: it may be gone).
 async fn send_fatal(client_wr: &ClientWriter, code: &str, message: &str) {
@@ -313,6 +294,7 @@ struct Frontend {
     catalog: Arc<Catalog>,
     database: String,
     identity: vigil_proxy_core::VerifiedIdentity,
+    deadline: TokenDeadline,
     approvals: Option<Arc<dyn Approvals>>,
     hold_cancel: Option<Arc<Notify>>,
 }
@@ -463,10 +445,13 @@ impl Frontend {
         io: &mut Io<'_>,
     ) -> Result<Forward, Fatal> {
         let shared = self.shared.clone();
-        if matches!(frame.tag, b'Q' | b'P' | b'B' | b'E' | b'F') {
-            if let Some(at) = self.identity.expired_at(std::time::SystemTime::now()) {
-                return Err(self.token_expired(frame, at).await);
-            }
+        if matches!(frame.tag, b'Q' | b'P' | b'B' | b'E' | b'F')
+            && self
+                .deadline
+                .expired_at(std::time::SystemTime::now())
+                .is_some()
+        {
+            return Err(self.token_expired(frame).await);
         }
         let events: Vec<Kind> = match frame.tag {
             b'Q' => {
@@ -725,8 +710,7 @@ impl Frontend {
     /// recorded (a statement's text with a deny Decision, rule
     /// `token-expired`), and the session ends, since a PostgreSQL session
     /// cannot log in again.
-    async fn token_expired(&self, frame: &Frame, at: std::time::SystemTime) -> Fatal {
-        let when = vigil_proxy_core::identity::rfc3339(at);
+    async fn token_expired(&self, frame: &Frame) -> Fatal {
         let shared = &self.shared;
         let statement = match frame.tag {
             b'Q' => codec::parse_query(frame.body()).ok(),
@@ -735,24 +719,15 @@ impl Frontend {
         };
         if let Some(statement) = statement {
             let seq = shared.session.next_statement_seq();
-            let verdict = Verdict {
-                outcome: Outcome::Deny,
-                rule: "token-expired".into(),
-                reason: format!("the session's access token expired at {when}"),
-                max_rows: None,
-                over_limit: Outcome::Deny,
-                shapes: Default::default(),
-            };
             let path = if frame.tag == b'Q' {
                 SqlProtocolPath::Simple
             } else {
                 SqlProtocolPath::ExtendedParse
             };
-            let request = Kind::Request(sql_request(seq, statement, path));
-            let decision = shared.decision(seq, &verdict, Stage::Session);
-            if let Err(e) = shared
-                .recorder
-                .record_durably(vec![request, decision])
+            let request = sql_request(seq, statement, path);
+            if let Err(e) = self
+                .deadline
+                .record_refusal(&shared.recorder, request, &shared.policy_name)
                 .await
             {
                 tracing::error!(session = %shared.session.session_id(), error = %e, "expired-token refusal not recorded");
@@ -760,7 +735,7 @@ impl Frontend {
         }
         Fatal {
             code: "28000",
-            message: expiry_message(at),
+            message: self.deadline.message(),
         }
     }
 
