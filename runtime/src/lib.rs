@@ -3,8 +3,8 @@
 //! shares, so that a new protocol never copies them: the listener with
 //! its [`listener::Adapter`] trait ([`listener`]), graceful shutdown
 //! ([`drain`]) and the session recorder with typed end reasons
-//! ([`recorder`]), the hold coordinator ([`hold`]) and the token deadline
-//! ([`deadline`]).
+//! ([`recorder`]), the hold coordinator ([`hold`]), the token deadline
+//! ([`deadline`]) and TLS to clients ([`tls`]).
 //!
 //! tokio lives here, not in `proxies/core` (which stays free of async
 //! runtimes: the dependency rule in `tests/run.sh`).
@@ -14,3 +14,4 @@ pub mod drain;
 pub mod hold;
 pub mod listener;
 pub mod recorder;
+pub mod tls;

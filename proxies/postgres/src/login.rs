@@ -9,9 +9,9 @@ use tokio::net::TcpStream;
 
 use crate::codec::{self, AuthRequest, Frame};
 use crate::server::{read_frame, UpstreamConfig};
-use crate::tls::MaybeTls;
 use crate::upstream_auth::{md5_password, ScramClient, UpstreamAuthError};
 use crate::upstream_tls::UpstreamStream;
+use vigil_runtime::tls::MaybeTls;
 
 /// Why the upstream login failed. Shown to the client: holds no credential.
 #[derive(Debug, thiserror::Error)]

@@ -46,9 +46,9 @@ use crate::masking::{self, RowPlan};
 use crate::refuse::{Refusal, Refusals};
 use crate::results;
 use crate::scrub::{self, ClientText};
-use crate::tls::ClientStream;
 use crate::tracker::{Completed, DescriptionFor, RunAttrs, Tracker};
 use crate::upstream_tls::UpstreamStream;
+use vigil_runtime::tls::ClientStream;
 
 /// Everything policy needs for one session.
 pub struct SessionPolicy {

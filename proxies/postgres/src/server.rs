@@ -28,8 +28,8 @@ use crate::login::{self, UpstreamError};
 use crate::relay;
 use crate::results;
 use crate::startup_params;
-use crate::tls::{ClientStream, TlsSettings};
 use crate::upstream_tls::{UpstreamStream, UpstreamTls};
+use vigil_runtime::tls::{ClientStream, TlsSettings};
 
 /// How long a client may take to send its startup packet and password.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -21,7 +21,7 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{DigitallySignedStruct, SignatureScheme};
 use tokio_rustls::TlsConnector;
 
-use crate::tls::MaybeTls;
+use vigil_runtime::tls::MaybeTls;
 
 /// A connection to the upstream, plaintext or TLS.
 pub type UpstreamStream = MaybeTls<TlsStream<TcpStream>>;

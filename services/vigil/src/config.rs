@@ -18,9 +18,9 @@ use vigil_proxy_core::identity::LoginThrottle;
 use vigil_proxy_core::identity::{IssuerSettings, TokenVerifier};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::{Authenticator, StaticIdentities, StaticIdentity};
-use vigil_proxy_postgres::tls::TlsSettings;
 use vigil_proxy_postgres::upstream_tls::UpstreamTls;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
+use vigil_runtime::tls::TlsSettings;
 
 use vigil_config::Secret;
 

@@ -1,6 +1,8 @@
-//! TLS to clients: a client connection is plaintext TCP or TLS over it,
-//! and the rest of the proxy reads and writes it the same way. (TLS to the
-//! upstream uses the same stream type: see `upstream_tls`.)
+//! TLS to clients, for every adapter: the certificate and key from PEM
+//! files, and a client connection that is plaintext TCP or TLS over it,
+//! read and written the same way. An adapter decides when to accept TLS
+//! (PostgreSQL after an SSLRequest, HTTP from the first byte); the
+//! PostgreSQL adapter's TLS to its upstream uses the same stream type.
 
 use std::io;
 use std::pin::Pin;
