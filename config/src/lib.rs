@@ -2,6 +2,7 @@
 //! its own section (the binary only assembles them); the pieces they have
 //! in common live here so that they read, check and fail the same way.
 
+pub mod duration;
 mod secret;
 
 pub use secret::Secret;

@@ -32,7 +32,7 @@ const APPROVER_PASSWORD: &str = "approver password for the kafka test";
 
 fn bus_table(broker: &Broker) -> String {
     format!(
-        "[bus]\nkind = \"kafka\"\nbootstrap = \"{}\"\npartitions = 3\nsession_timeout_ms = 2000\ndelivery_timeout_ms = 5000\n",
+        "[bus]\nkind = \"kafka\"\nbootstrap = \"{}\"\npartitions = 3\nsession_timeout = \"2s\"\ndelivery_timeout = \"5s\"\n",
         broker.bootstrap()
     )
 }

@@ -29,7 +29,7 @@ const CATCH_UP: Duration = Duration::from_secs(60);
 /// ledger's partitions move on quickly.
 fn bus_table(broker: &Broker, outbox: &str) -> String {
     format!(
-        "[bus]\nkind = \"kafka\"\nbootstrap = \"{}\"\npartitions = 3\nsession_timeout_ms = 2000\ndelivery_timeout_ms = 5000\n{outbox}\n",
+        "[bus]\nkind = \"kafka\"\nbootstrap = \"{}\"\npartitions = 3\nsession_timeout = \"2s\"\ndelivery_timeout = \"5s\"\n{outbox}\n",
         broker.bootstrap()
     )
 }

@@ -142,7 +142,7 @@ allow_static_identities = {statics}
 origin = "test.vigil/e2e"
 http_listen = "127.0.0.1:{http}"
 grpc_listen = "127.0.0.1:{grpc}"
-checkpoint_interval_ms = 50
+checkpoint_interval = "50ms"
 body_keys_file = "{data}/../body.keys"
 {ledger_extra}
 [[postgres]]
@@ -150,7 +150,7 @@ name = "e2e-pg"
 listen = "{listen_host}:{pg}"
 policy = "{policy}"
 {pg_extra}
-upstream = {{ host = "127.0.0.1", port = {up}, user = "{upstream_user}", connect_timeout_ms = 2000, allow_privileged_role = {privileged_ok}{pwfile}{upstream_extra} }}
+upstream = {{ host = "127.0.0.1", port = {up}, user = "{upstream_user}", connect_timeout = "2s", allow_privileged_role = {privileged_ok}{pwfile}{upstream_extra} }}
 {identities}
 [masking]
 hash_key_file = "{data}/../masking.key"

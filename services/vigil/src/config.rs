@@ -22,6 +22,7 @@ use vigil_proxy_postgres::upstream_tls::UpstreamTls;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
 use vigil_runtime::tls::TlsSettings;
 
+use vigil_config::duration::{rewrite_with_units, Renamed, Unit};
 use vigil_config::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -464,6 +465,71 @@ fn default_connect_timeout_ms() -> u64 {
 /// The name of the development identity and its password.
 pub const DEV_IDENTITY: &str = "dev";
 
+/// Durations written with units, and the keys (unit in the name) they
+/// replace; both spellings are read.
+const DURATIONS: &[Renamed] = &[
+    Renamed {
+        table: "ledger",
+        key: "checkpoint_interval",
+        older: "checkpoint_interval_ms",
+        unit: Unit::Millis,
+    },
+    Renamed {
+        table: "bus",
+        key: "session_timeout",
+        older: "session_timeout_ms",
+        unit: Unit::Millis,
+    },
+    Renamed {
+        table: "bus",
+        key: "delivery_timeout",
+        older: "delivery_timeout_ms",
+        unit: Unit::Millis,
+    },
+    Renamed {
+        table: "postgres[].upstream",
+        key: "connect_timeout",
+        older: "connect_timeout_ms",
+        unit: Unit::Millis,
+    },
+    Renamed {
+        table: "logins",
+        key: "forgive_failure_every",
+        older: "forgive_failure_every_secs",
+        unit: Unit::Secs,
+    },
+    Renamed {
+        table: "oidc.issuers[]",
+        key: "clock_skew",
+        older: "clock_skew_secs",
+        unit: Unit::Secs,
+    },
+    Renamed {
+        table: "oidc.issuers[]",
+        key: "jwks_min_refresh",
+        older: "jwks_min_refresh_secs",
+        unit: Unit::Secs,
+    },
+    Renamed {
+        table: "oidc.issuers[]",
+        key: "jwks_refresh",
+        older: "jwks_refresh_secs",
+        unit: Unit::Secs,
+    },
+    Renamed {
+        table: "oidc.issuers[]",
+        key: "jwks_max_stale",
+        older: "jwks_max_stale_secs",
+        unit: Unit::Secs,
+    },
+    Renamed {
+        table: "oidc.issuers[]",
+        key: "http_timeout",
+        older: "http_timeout_ms",
+        unit: Unit::Millis,
+    },
+];
+
 impl Config {
     /// Reads and checks a config file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -473,7 +539,16 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let config: Config = toml::from_str(text)?;
+        let mut root: toml::Table = toml::from_str(text)?;
+        let before = root.clone();
+        rewrite_with_units(&mut root, DURATIONS).map_err(|e| anyhow::anyhow!(e))?;
+        // Read from the text when nothing was rewritten: its errors say
+        // where in the file they are.
+        let config: Config = if root == before {
+            toml::from_str(text)?
+        } else {
+            toml::Value::Table(root).try_into()?
+        };
         config.validate()?;
         Ok(config)
     }
@@ -1145,6 +1220,60 @@ audiences = ["urn:vigil:ehr"]
         let text = include_str!("../../../deploy/vigil.example.toml");
         let config = Config::parse(text).expect("deploy/vigil.example.toml must stay valid");
         assert!(!config.postgres.is_empty());
+    }
+
+    #[test]
+    fn durations_take_units_and_the_older_keys_still_work() {
+        let with_units = GOOD
+            .replace(
+                "body_keys_env",
+                "checkpoint_interval = \"100ms\"\nbody_keys_env",
+            )
+            .replace(
+                "user = \"postgres\" }",
+                "user = \"postgres\", connect_timeout = \"3s\" }",
+            )
+            .replace(
+                "audiences = [\"urn:vigil:ehr\"]",
+                "audiences = [\"urn:vigil:ehr\"]\nclock_skew = \"2m\"\njwks_refresh = \"1h\"\nhttp_timeout = \"2s\"",
+            )
+            + "[bus]\nsession_timeout = \"15s\"\n[logins]\nforgive_failure_every = \"10s\"\n";
+        let c = Config::parse(&with_units).unwrap();
+        assert_eq!(c.ledger.checkpoint_interval_ms, 100);
+        assert_eq!(c.postgres[0].upstream.connect_timeout_ms, 3000);
+        assert_eq!(c.bus.session_timeout_ms, 15_000);
+        let issuer = &c.oidc.issuers[0];
+        assert_eq!(
+            (
+                issuer.clock_skew_secs,
+                issuer.jwks_refresh_secs,
+                issuer.http_timeout_ms
+            ),
+            (120, 3600, 2000)
+        );
+        let older = GOOD.replace(
+            "body_keys_env",
+            "checkpoint_interval_ms = 100\nbody_keys_env",
+        );
+        assert_eq!(
+            Config::parse(&older).unwrap().ledger.checkpoint_interval_ms,
+            100
+        );
+        let both = GOOD.replace(
+            "body_keys_env",
+            "checkpoint_interval = \"1s\"\ncheckpoint_interval_ms = 100\nbody_keys_env",
+        );
+        let err = format!("{:#}", Config::parse(&both).unwrap_err());
+        assert!(
+            err.contains("ledger.checkpoint_interval or the older ledger.checkpoint_interval_ms"),
+            "{err}"
+        );
+        let unitless = GOOD.replace(
+            "body_keys_env",
+            "checkpoint_interval = \"100\"\nbody_keys_env",
+        );
+        let err = format!("{:#}", Config::parse(&unitless).unwrap_err());
+        assert!(err.contains("has no unit"), "{err}");
     }
 
     #[test]
