@@ -82,8 +82,11 @@ impl Turn<'_> {
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        let memory = std::mem::take(&mut self.memory);
+        let mut memory = std::mem::take(&mut self.memory);
         if memory.capacity() > 0 {
+            // Nothing derived from this turn's password waits in the pool
+            // for the next (a few ms against the hash's tens).
+            memory.fill(argon2::Block::default());
             let mut pool = self.gate.memory.lock().unwrap_or_else(|p| p.into_inner());
             if pool.len() < self.gate.settings.max_running {
                 pool.push(memory);

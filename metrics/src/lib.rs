@@ -139,10 +139,20 @@ enum Series {
     Counter(Counter),
     Gauge(Gauge),
     Histogram(Histogram),
-    GaugeFn(Box<dyn Fn() -> f64 + Send + Sync>),
+    GaugeFn(Arc<dyn Fn() -> f64 + Send + Sync>),
 }
 
 impl Series {
+    /// Another handle on the same series.
+    fn share(&self) -> Series {
+        match self {
+            Series::Counter(c) => Series::Counter(c.clone()),
+            Series::Gauge(g) => Series::Gauge(g.clone()),
+            Series::Histogram(h) => Series::Histogram(h.clone()),
+            Series::GaugeFn(f) => Series::GaugeFn(f.clone()),
+        }
+    }
+
     fn type_name(&self) -> &'static str {
         match self {
             Series::Counter(_) => "counter",
@@ -237,7 +247,7 @@ impl Registry {
         });
         family
             .series
-            .insert(render_labels(labels), Series::GaugeFn(Box::new(f)));
+            .insert(render_labels(labels), Series::GaugeFn(Arc::new(f)));
     }
 
     fn series<T>(
@@ -266,17 +276,34 @@ impl Registry {
         self.families.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Every series, in the text exposition format.
+    /// Every series, in the text exposition format. The registry is
+    /// locked only to copy the handles: scrape-time gauges (which may lock
+    /// what they read) run after, so a scrape never holds up a session
+    /// asking for a series.
     pub fn render(&self) -> String {
-        let families = self.lock();
+        type Snapshot = Vec<(&'static str, &'static str, Vec<(String, Series)>)>;
+        let snapshot: Snapshot = {
+            let families = self.lock();
+            families
+                .iter()
+                .map(|(name, family)| {
+                    let series = family
+                        .series
+                        .iter()
+                        .map(|(labels, s)| (labels.clone(), s.share()))
+                        .collect();
+                    (*name, family.help, series)
+                })
+                .collect()
+        };
         let mut out = String::new();
-        for (name, family) in families.iter() {
-            let Some(first) = family.series.values().next() else {
+        for (name, help, series) in snapshot {
+            let Some((_, first)) = series.first() else {
                 continue;
             };
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(family.help));
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(help));
             let _ = writeln!(out, "# TYPE {name} {}", first.type_name());
-            for (labels, series) in &family.series {
+            for (labels, series) in &series {
                 match series {
                     Series::Counter(c) => {
                         let _ = writeln!(out, "{name}{labels} {}", c.get());

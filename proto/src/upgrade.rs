@@ -35,22 +35,48 @@ pub enum DecodeError {
     /// newer schema, or not an event at all.
     #[error("event {0:?} has no kind this release knows (a newer schema, or not an event)")]
     UnknownKind(String),
-    /// A kind of each version: no writer makes that (v2 reserves v1's
-    /// numbers), and a v1 reader would see another event than a v2 one.
-    #[error("event {0:?} carries a kind of both schema versions")]
+    /// More than one kind field (of either version, or one a later
+    /// schema may define): no writer makes that (a oneof has one value,
+    /// v2 reserves v1's numbers), and a reader that knows every one of
+    /// them would take the last, so it could read another event than the
+    /// one the leaf committed to.
+    #[error("event {0:?} carries more than one kind")]
     Ambiguous(String),
 }
 
 /// Decodes event bytes of schema v2 or v1 into a v2 event.
 pub fn decode(bytes: &[u8]) -> Result<v2::Event, DecodeError> {
     let event = v2::Event::decode(bytes)?;
-    let old = v1::Event::decode(bytes)?;
-    match (event.kind.is_some(), old.kind.is_some()) {
-        (true, false) => Ok(event),
-        (false, true) => Ok(upgrade(old)),
-        (true, true) => Err(DecodeError::Ambiguous(event.event_id)),
-        (false, false) => Err(DecodeError::UnknownKind(event.event_id)),
+    if kind_fields(bytes)? > 1 {
+        return Err(DecodeError::Ambiguous(event.event_id));
     }
+    if event.kind.is_some() {
+        return Ok(event);
+    }
+    match v1::Event::decode(bytes)? {
+        old if old.kind.is_some() => Ok(upgrade(old)),
+        _ => Err(DecodeError::UnknownKind(event.event_id)),
+    }
+}
+
+/// Field numbers where a kind is, was, or may one day be: v1's kinds
+/// (10-22) and v2's kinds with room for more (30-99).
+fn is_kind_field(tag: u32) -> bool {
+    (10..=22).contains(&tag) || (30..=99).contains(&tag)
+}
+
+/// How many top-level fields of `bytes` are kinds.
+fn kind_fields(mut bytes: &[u8]) -> Result<usize, prost::DecodeError> {
+    use prost::encoding::{decode_key, skip_field, DecodeContext};
+    let mut kinds = 0;
+    while !bytes.is_empty() {
+        let (tag, wire_type) = decode_key(&mut bytes)?;
+        if is_kind_field(tag) {
+            kinds += 1;
+        }
+        skip_field(wire_type, tag, &mut bytes, DecodeContext::default())?;
+    }
+    Ok(kinds)
 }
 
 /// A v1 event as v2. v1 knew one protocol, PostgreSQL: every event of a
@@ -567,5 +593,22 @@ mod tests {
             .encode_to_vec(),
         );
         assert!(matches!(decode(&both), Err(DecodeError::Ambiguous(_))));
+        // A v2 kind and one a later schema may define (field 50).
+        let mut later = v2::Event {
+            kind: Some(Kind::GrantRevoked(v2::GrantRevoked::default())),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        later.extend_from_slice(&[0x92, 0x03, 0x00]); // field 50, length 0
+        assert!(matches!(decode(&later), Err(DecodeError::Ambiguous(_))));
+        // Two values of the same v2 kind field: still one kind field each,
+        // but two of them.
+        let one = v2::Event {
+            kind: Some(Kind::GrantRevoked(v2::GrantRevoked::default())),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        let twice = [one.clone(), one].concat();
+        assert!(matches!(decode(&twice), Err(DecodeError::Ambiguous(_))));
     }
 }

@@ -1039,7 +1039,11 @@ proptest! {
 fn an_address_after_another_hit_is_masked_whole() {
     for format in [MaskFormat::Redact, MaskFormat::Partial, MaskFormat::Hash] {
         let m = with_format(format);
-        for text in ["::4B@ward.example.org/", "+1::@ward.example.org/"] {
+        for text in [
+            "::4B@ward.example.org/",
+            "+1::@ward.example.org/",
+            "::4B.@ward.example.org/",
+        ] {
             let out = m.scan(text.as_bytes()).expect("found");
             let masked = String::from_utf8(out.masked).unwrap();
             assert!(

@@ -31,7 +31,6 @@ pub mod results;
 pub mod scrub;
 pub mod server;
 pub mod startup_params;
-
 pub mod tracker;
 pub mod upstream_auth;
 pub mod upstream_tls;

@@ -907,15 +907,17 @@ impl Detectors {
         while s > floor && at - s < 64 && is_email_local(b[s - 1]) {
             s -= 1;
         }
+        let stopped_at_a_hit = s == floor && floor > 0;
         while s < at && b[s] == b'.' {
             s += 1;
         }
-        // The previous hit ends at this '@' ("::4B@host", "1::@host": an
-        // IPv6 address, then "@host"): the rest is masked too, from the
-        // '@'. Left alone, the previous hit's replacement (a hash token
-        // ends in hex digits) would read as a new local part, and the
-        // domain would go out as it is.
-        let after_a_hit = s == at && at == floor && at > 0;
+        // The previous hit ends where this address's local part would
+        // start ("::4B@host", "1::@host", "::4B.@host": an IPv6 address,
+        // then "@host"): the rest is masked too, from the '@'. Left alone,
+        // the previous hit's replacement (a hash token ends in hex digits)
+        // would read as a new local part, and the domain would go out as
+        // it is.
+        let after_a_hit = s == at && stopped_at_a_hit;
         if s == at && !after_a_hit {
             return;
         }
