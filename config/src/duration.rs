@@ -56,6 +56,28 @@ pub struct Renamed {
     pub unit: Unit,
 }
 
+impl Renamed {
+    /// A key that replaces `older`, which was written in milliseconds.
+    pub const fn millis(table: &'static str, key: &'static str, older: &'static str) -> Self {
+        Self {
+            table,
+            key,
+            older,
+            unit: Unit::Millis,
+        }
+    }
+
+    /// A key that replaces `older`, which was written in seconds.
+    pub const fn secs(table: &'static str, key: &'static str, older: &'static str) -> Self {
+        Self {
+            table,
+            key,
+            older,
+            unit: Unit::Secs,
+        }
+    }
+}
+
 /// Replaces every `key = "<duration>"` under `renamed` with its older twin
 /// (`older = <number in its unit>`), so the sections read as before.
 /// Errors name the key: a malformed duration, both keys at once, or a
@@ -159,24 +181,13 @@ mod tests {
     }
 
     const RENAMED: &[Renamed] = &[
-        Renamed {
-            table: "ledger",
-            key: "checkpoint_interval",
-            older: "checkpoint_interval_ms",
-            unit: Unit::Millis,
-        },
-        Renamed {
-            table: "postgres[].upstream",
-            key: "connect_timeout",
-            older: "connect_timeout_ms",
-            unit: Unit::Millis,
-        },
-        Renamed {
-            table: "oidc.issuers[]",
-            key: "clock_skew",
-            older: "clock_skew_secs",
-            unit: Unit::Secs,
-        },
+        Renamed::millis("ledger", "checkpoint_interval", "checkpoint_interval_ms"),
+        Renamed::millis(
+            "postgres[].upstream",
+            "connect_timeout",
+            "connect_timeout_ms",
+        ),
+        Renamed::secs("oidc.issuers[]", "clock_skew", "clock_skew_secs"),
     ];
 
     fn rewrite(text: &str) -> Result<toml::Table, String> {

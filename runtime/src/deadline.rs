@@ -10,8 +10,9 @@
 
 use std::time::SystemTime;
 
-use vigil_proto::events::{event::Kind, Decision, Outcome, Request, Stage};
+use vigil_proto::events::{event::Kind, Request, Stage};
 use vigil_proxy_core::identity::{rfc3339, VerifiedIdentity};
+use vigil_proxy_core::policy::{Outcome, Verdict};
 use vigil_proxy_core::SinkError;
 
 use crate::recorder::SessionRecorder;
@@ -74,14 +75,15 @@ impl TokenDeadline {
         policy_name: &str,
     ) -> Result<(), SinkError> {
         let when = self.expires_at.map(rfc3339).unwrap_or_default();
-        let decision = Decision {
-            request_seq: request.request_seq,
-            outcome: Outcome::Deny as i32,
+        let refused = Verdict {
+            outcome: Outcome::Deny,
             rule: RULE.into(),
             reason: format!("the session's access token expired at {when}"),
-            policy: policy_name.into(),
-            stage: Stage::Session as i32,
+            max_rows: None,
+            over_limit: Outcome::Deny,
+            shapes: Default::default(),
         };
+        let decision = refused.to_decision(request.request_seq, policy_name, Stage::Session);
         recorder
             .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
             .await

@@ -23,9 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::futures::Notified;
-use vigil_proto::events::{
-    event::Kind, Decision, OperationState, PendingOperation, Request, Stage,
-};
+use vigil_proto::events::{event::Kind, OperationState, PendingOperation, Request, Stage};
 use vigil_proxy_core::approval::{ApprovalUnavailable, Approvals, GrantQuery, HoldOutcome};
 use vigil_proxy_core::policy::{Outcome, ReviewSettings, Verdict};
 use vigil_proxy_core::SinkError;
@@ -94,14 +92,7 @@ pub struct Pending {
 }
 
 fn decision(request: &HoldRequest, verdict: &Verdict, stage: Stage) -> Kind {
-    Kind::Decision(Decision {
-        request_seq: request.request.request_seq,
-        outcome: verdict.outcome.to_event() as i32,
-        rule: verdict.rule.clone(),
-        reason: verdict.reason.clone(),
-        policy: request.policy_name.clone(),
-        stage: stage as i32,
-    })
+    Kind::Decision(verdict.to_decision(request.request.request_seq, &request.policy_name, stage))
 }
 
 /// Step 1 and 2: a grant releases it at once; otherwise the hold is

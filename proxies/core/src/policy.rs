@@ -338,6 +338,26 @@ pub struct Verdict {
     pub shapes: crate::lineage::MessageShapes,
 }
 
+impl Verdict {
+    /// The Decision event that records this verdict on request
+    /// `request_seq`, taken under `policy` at `stage`.
+    pub fn to_decision(
+        &self,
+        request_seq: u64,
+        policy: &str,
+        stage: vigil_proto::events::Stage,
+    ) -> vigil_proto::events::Decision {
+        vigil_proto::events::Decision {
+            request_seq,
+            outcome: self.outcome.to_event() as i32,
+            rule: self.rule.clone(),
+            reason: self.reason.clone(),
+            policy: policy.to_string(),
+            stage: stage as i32,
+        }
+    }
+}
+
 /// The stricter of two verdicts, with the smaller row limit.
 pub fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
     let mut v = if b.outcome > a.outcome {

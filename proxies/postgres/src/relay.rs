@@ -28,8 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use vigil_proto::events::{
-    event::Kind, response, Decision, MaskedField, Parameter, Request, Response, SqlProtocolPath,
-    SqlResult, SqlStatement, Stage,
+    event::Kind, response, MaskedField, Parameter, Request, Response, SqlProtocolPath, SqlResult,
+    SqlStatement, Stage,
 };
 use vigil_proxy_core::classify::Classification;
 use vigil_proxy_core::lineage::{self, Outputs, StatementShape};
@@ -257,14 +257,7 @@ impl Shared {
     }
 
     fn decision(&self, statement_seq: u64, verdict: &Verdict, stage: Stage) -> Kind {
-        Kind::Decision(Decision {
-            request_seq: statement_seq,
-            outcome: verdict.outcome.to_event() as i32,
-            rule: verdict.rule.clone(),
-            reason: verdict.reason.clone(),
-            policy: self.policy_name.clone(),
-            stage: stage as i32,
-        })
+        Kind::Decision(verdict.to_decision(statement_seq, &self.policy_name, stage))
     }
 
     /// What the backend must do with a run's results under this verdict.

@@ -41,12 +41,12 @@ impl Delivery {
         (delivery, done)
     }
 
-    /// The body the ledger stores: the bytes as received, or the event
-    /// encoded when it never was.
-    pub fn body(&self) -> Vec<u8> {
+    /// The body the ledger stores: the bytes as received (moved out, not
+    /// copied), or the event encoded when it never was.
+    pub fn take_body(&mut self) -> Vec<u8> {
         use vigil_proto::Message as _;
         self.received
-            .clone()
+            .take()
             .unwrap_or_else(|| self.event.encode_to_vec())
     }
 

@@ -91,8 +91,9 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
     while let Some(batch) = next_batch(&mut bus).await {
         let mut entries = Vec::with_capacity(batch.len());
         let mut deliveries = Vec::with_capacity(batch.len());
-        for delivery in batch {
-            match to_entry(&delivery.event, delivery.body()) {
+        for mut delivery in batch {
+            let body = delivery.take_body();
+            match to_entry(&delivery.event, body) {
                 Ok(entry) => {
                     entries.push(entry);
                     deliveries.push(delivery);

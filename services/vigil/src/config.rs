@@ -22,7 +22,7 @@ use vigil_proxy_postgres::upstream_tls::UpstreamTls;
 use vigil_proxy_postgres::{ProxyConfig, UpstreamConfig};
 use vigil_runtime::tls::TlsSettings;
 
-use vigil_config::duration::{rewrite_with_units, Renamed, Unit};
+use vigil_config::duration::{rewrite_with_units, Renamed};
 use vigil_config::Secret;
 
 #[derive(Debug, Deserialize)]
@@ -468,66 +468,28 @@ pub const DEV_IDENTITY: &str = "dev";
 /// Durations written with units, and the keys (unit in the name) they
 /// replace; both spellings are read.
 const DURATIONS: &[Renamed] = &[
-    Renamed {
-        table: "ledger",
-        key: "checkpoint_interval",
-        older: "checkpoint_interval_ms",
-        unit: Unit::Millis,
-    },
-    Renamed {
-        table: "bus",
-        key: "session_timeout",
-        older: "session_timeout_ms",
-        unit: Unit::Millis,
-    },
-    Renamed {
-        table: "bus",
-        key: "delivery_timeout",
-        older: "delivery_timeout_ms",
-        unit: Unit::Millis,
-    },
-    Renamed {
-        table: "postgres[].upstream",
-        key: "connect_timeout",
-        older: "connect_timeout_ms",
-        unit: Unit::Millis,
-    },
-    Renamed {
-        table: "logins",
-        key: "forgive_failure_every",
-        older: "forgive_failure_every_secs",
-        unit: Unit::Secs,
-    },
-    Renamed {
-        table: "oidc.issuers[]",
-        key: "clock_skew",
-        older: "clock_skew_secs",
-        unit: Unit::Secs,
-    },
-    Renamed {
-        table: "oidc.issuers[]",
-        key: "jwks_min_refresh",
-        older: "jwks_min_refresh_secs",
-        unit: Unit::Secs,
-    },
-    Renamed {
-        table: "oidc.issuers[]",
-        key: "jwks_refresh",
-        older: "jwks_refresh_secs",
-        unit: Unit::Secs,
-    },
-    Renamed {
-        table: "oidc.issuers[]",
-        key: "jwks_max_stale",
-        older: "jwks_max_stale_secs",
-        unit: Unit::Secs,
-    },
-    Renamed {
-        table: "oidc.issuers[]",
-        key: "http_timeout",
-        older: "http_timeout_ms",
-        unit: Unit::Millis,
-    },
+    Renamed::millis("ledger", "checkpoint_interval", "checkpoint_interval_ms"),
+    Renamed::millis("bus", "session_timeout", "session_timeout_ms"),
+    Renamed::millis("bus", "delivery_timeout", "delivery_timeout_ms"),
+    Renamed::millis(
+        "postgres[].upstream",
+        "connect_timeout",
+        "connect_timeout_ms",
+    ),
+    Renamed::secs(
+        "logins",
+        "forgive_failure_every",
+        "forgive_failure_every_secs",
+    ),
+    Renamed::secs("oidc.issuers[]", "clock_skew", "clock_skew_secs"),
+    Renamed::secs(
+        "oidc.issuers[]",
+        "jwks_min_refresh",
+        "jwks_min_refresh_secs",
+    ),
+    Renamed::secs("oidc.issuers[]", "jwks_refresh", "jwks_refresh_secs"),
+    Renamed::secs("oidc.issuers[]", "jwks_max_stale", "jwks_max_stale_secs"),
+    Renamed::millis("oidc.issuers[]", "http_timeout", "http_timeout_ms"),
 ];
 
 impl Config {
