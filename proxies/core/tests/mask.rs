@@ -997,9 +997,14 @@ proptest! {
         prop_assert!(s.kinds.contains(&Ssn) && s.kinds.contains(&Phone) && s.kinds.contains(&Email));
     }
 
+    /// Masked output holds nothing a detector finds again. Redact and hash
+    /// only: partial masking keeps characters by design (a date's year),
+    /// and those can join their neighbours into a new match ("April
+    /// 2023::" keeps "2023", which with "::" reads as an IPv6 address)
+    /// without revealing more than the format already shows.
     #[test]
-    fn masking_is_idempotent(s in phi_ish(), f in 0usize..3) {
-        let format = [MaskFormat::Redact, MaskFormat::Partial, MaskFormat::Hash][f];
+    fn masking_is_idempotent(s in phi_ish(), f in 0usize..2) {
+        let format = [MaskFormat::Redact, MaskFormat::Hash][f];
         let m = with_format(format);
         if let Some(once) = m.scan(s.as_bytes()) {
             let again: Vec<_> = m.find_iter(&once.masked).collect();
