@@ -81,7 +81,7 @@ impl TokenDeadline {
             reason: format!("the session's access token expired at {when}"),
             max_rows: None,
             over_limit: Outcome::Deny,
-            shapes: Default::default(),
+            shapes: (),
         };
         let decision = refused.to_decision(request.request_seq, policy_name, Stage::Session);
         recorder

@@ -31,13 +31,15 @@ use vigil_proxy_core::SinkError;
 use crate::recorder::SessionRecorder;
 
 /// What the coordinator needs to know about one held request.
-pub struct HoldRequest {
+/// `S`: what the protocol family's verdicts carry for result masking
+/// ([`vigil_proxy_core::policy::Family::Shapes`]); kept on release.
+pub struct HoldRequest<S = ()> {
     /// Its Request event (statement number, text, protocol details).
     pub request: Request,
     /// The text approvers, webhooks and chat may see (literals redacted).
     pub shown_to_approvers: String,
     /// The review verdict that holds it.
-    pub verdict: Arc<Verdict>,
+    pub verdict: Arc<Verdict<S>>,
     pub settings: ReviewSettings,
     pub approvals: Arc<dyn Approvals>,
     /// Who asks: the grant check needs it.
@@ -67,10 +69,10 @@ pub enum Refusal {
 
 /// How a hold ended.
 #[derive(Debug)]
-pub enum HoldEnd {
+pub enum HoldEnd<S = ()> {
     /// Forward it, under this verdict (masked: an approval never lifts
     /// masking).
-    Released(Arc<Verdict>),
+    Released(Arc<Verdict<S>>),
     /// Answer with the refusal instead; the refusing Decision is recorded.
     Refused(Refusal),
     /// The client left while it waited; the operation was withdrawn.
@@ -78,30 +80,30 @@ pub enum HoldEnd {
 }
 
 /// After [`prepare`]: decided at once, or waiting for a decision.
-pub enum Prepared {
-    Done(HoldEnd),
+pub enum Prepared<S = ()> {
+    Done(HoldEnd<S>),
     // Boxed: the pending operation carries its whole request and event.
-    Pending(Box<Pending>),
+    Pending(Box<Pending<S>>),
 }
 
 /// An operation recorded and not yet decided.
-pub struct Pending {
-    request: HoldRequest,
+pub struct Pending<S = ()> {
+    request: HoldRequest<S>,
     operation_id: String,
     pending_event: vigil_proto::events::Event,
 }
 
-fn decision(request: &HoldRequest, verdict: &Verdict, stage: Stage) -> Kind {
+fn decision<S>(request: &HoldRequest<S>, verdict: &Verdict<S>, stage: Stage) -> Kind {
     Kind::Decision(verdict.to_decision(request.request.request_seq, &request.policy_name, stage))
 }
 
 /// Step 1 and 2: a grant releases it at once; otherwise the hold is
 /// recorded and the operation is ready to be submitted. An error: the
 /// events could not be recorded (the adapter ends the session).
-pub async fn prepare(
+pub async fn prepare<S: Clone + Default>(
     recorder: &SessionRecorder,
-    request: HoldRequest,
-) -> Result<Prepared, SinkError> {
+    request: HoldRequest<S>,
+) -> Result<Prepared<S>, SinkError> {
     let session = recorder.session();
     let settings = &request.settings;
     let verdict = &request.verdict;
@@ -203,7 +205,7 @@ enum Waited {
     ClientGone,
 }
 
-impl Pending {
+impl<S: Clone + Default> Pending<S> {
     pub fn operation_id(&self) -> &str {
         &self.operation_id
     }
@@ -216,7 +218,7 @@ impl Pending {
         recorder: &SessionRecorder,
         cancelled: std::pin::Pin<&mut Notified<'_>>,
         client_gone: impl Future<Output = ()>,
-    ) -> Result<HoldEnd, SinkError> {
+    ) -> Result<HoldEnd<S>, SinkError> {
         let request = &self.request;
         let approvals = request.approvals.clone();
         let operation_id = self.operation_id.clone();
@@ -319,7 +321,7 @@ impl Pending {
 
 /// The verdict under which an approved (or granted) request runs: its
 /// results are masked, whatever the rule's review would have been.
-fn released(held: &Verdict, reason: String) -> Verdict {
+fn released<S: Clone>(held: &Verdict<S>, reason: String) -> Verdict<S> {
     Verdict {
         outcome: Outcome::Mask,
         rule: held.rule.clone(),
@@ -330,7 +332,7 @@ fn released(held: &Verdict, reason: String) -> Verdict {
     }
 }
 
-fn refused(held: &Verdict, reason: String) -> Verdict {
+fn refused<S: Default>(held: &Verdict<S>, reason: String) -> Verdict<S> {
     Verdict {
         outcome: Outcome::Deny,
         rule: held.rule.clone(),

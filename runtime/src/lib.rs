@@ -4,7 +4,8 @@
 //! its [`listener::Adapter`] trait ([`listener`]), graceful shutdown
 //! ([`drain`]) and the session recorder with typed end reasons
 //! ([`recorder`]), the hold coordinator ([`hold`]), the token deadline
-//! ([`deadline`]) and TLS to clients ([`tls`]).
+//! ([`deadline`]), TLS to clients ([`tls`]) and HTTP serving with
+//! connection and time limits ([`http`]) for every port others reach.
 //!
 //! tokio lives here, not in `proxies/core` (which stays free of async
 //! runtimes: the dependency rule in `tests/run.sh`).
@@ -12,6 +13,7 @@
 pub mod deadline;
 pub mod drain;
 pub mod hold;
+pub mod http;
 pub mod listener;
 pub mod recorder;
 pub mod tls;

@@ -69,6 +69,40 @@ impl TlsSettings {
     }
 }
 
+/// `[<listener>.tls]` as a config file writes it: a certificate and key
+/// (PEM) for TLS to clients.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM certificate chain, the server certificate first.
+    pub cert_file: std::path::PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: std::path::PathBuf,
+    /// Refuse clients that do not switch to TLS (default true).
+    #[serde(default = "required_by_default")]
+    pub required: bool,
+}
+
+fn required_by_default() -> bool {
+    true
+}
+
+impl TlsSection {
+    /// Reads the files now, so that a missing or unusable one stops the
+    /// start with its name; `listener` names the listener in errors
+    /// (`postgres "ehr"`).
+    pub fn load(&self, listener: &str) -> anyhow::Result<TlsSettings> {
+        use anyhow::Context;
+        let read = |path: &std::path::Path| {
+            std::fs::read(path)
+                .with_context(|| format!("{listener}: cannot read {}", path.display()))
+        };
+        let (cert, key) = (read(&self.cert_file)?, read(&self.key_file)?);
+        TlsSettings::from_pem(&cert, &key, self.required)
+            .with_context(|| format!("{listener}: unusable TLS certificate or key"))
+    }
+}
+
 /// A connection that is plaintext TCP or TLS over it: `ClientStream` for
 /// clients (server side of TLS), `UpstreamStream` towards the database
 /// (client side of TLS).

@@ -585,7 +585,7 @@ fn a_privileged_upstream_role_is_refused_unless_explicitly_allowed() {
 #[test]
 fn the_builtin_function_list_matches_the_server() {
     let listed: std::collections::BTreeSet<&str> =
-        include_str!("../../proxies/core/src/classify/pg_catalog_functions.txt")
+        include_str!("../../proxies/sql/src/classify/pg_catalog_functions.txt")
             .lines()
             .collect();
     let on_server = direct(

@@ -7,7 +7,12 @@
 //! - [`sink`]: the [`sink::EventSink`] trait through which proxies record events;
 //! - [`admission`]: how many sessions a listener holds, in all and per identity;
 //! - [`approval`]: the [`approval::Approvals`] trait through which a proxy holds
-//!   a statement for review and learns the decision.
+//!   a statement for review and learns the decision;
+//! - [`policy`]: the protocol-neutral policy engine (who and where, first
+//!   match, strictest, review settings, limits); each protocol family adds
+//!   its conditions through [`policy::Family`] (SQL: crate `vigil-sql`);
+//! - [`mask`]: the PHI detectors and mask formats every family's result
+//!   masking uses.
 //!
 //! This crate does no I/O and depends on no async runtime, so that the rules it
 //! holds can be tested (and fuzzed) without sockets.
@@ -15,8 +20,6 @@
 
 pub mod admission;
 pub mod approval;
-pub mod classify;
-pub mod lineage;
 pub mod mask;
 pub mod policy;
 pub mod session;

@@ -1,28 +1,37 @@
-//! Policy: what the gateway does with a classified statement.
+//! Policy: the protocol-neutral engine that decides what the gateway does
+//! with one client message.
 //!
-//! A policy is plain data (a TOML file, see `deploy/policy/`): an ordered list
-//! of rules, a default outcome, result-size limits and the masking section.
-//! For each statement the *first* rule whose every condition holds decides
-//! (firewall order, so that a narrow exception can sit above a broad rule);
-//! when none matches, `default` decides. A message holding several statements
-//! gets the strictest of their outcomes.
+//! A policy is plain data (a TOML file, see `deploy/policy/` and
+//! docs/policy.md): an ordered list of rules, a default outcome, result-size
+//! limits, review settings and the masking section. For each subject (a SQL
+//! statement, an MCP tool call) the *first* rule whose every condition holds
+//! decides (firewall order, so that a narrow exception can sit above a broad
+//! rule); when none matches, `default` decides. A message holding several
+//! subjects gets the strictest of their outcomes ([`combine`]).
+//!
+//! This module knows who asks and where (subjects, groups, connections) and
+//! what a rule does; what a rule *looks at* belongs to a protocol family
+//! ([`Family`]): the SQL family (crate `vigil-sql`) adds statement kinds,
+//! tables, functions and column rules. A rule's keys that this module does
+//! not know are its family's conditions; a family refuses keys it does not
+//! know either, so a typo never silently widens a rule.
 //!
 //! Outcomes, from least to most strict: `allow` (forward, results unmasked),
-//! `mask` (forward, results masked), `review` (held for approvers; until the
-//! approval service exists it is refused with a message saying so), `deny`
-//! (refused, never reaches the database).
+//! `mask` (forward, results masked), `review` (held for approvers), `deny`
+//! (refused, never reaches the server).
 //!
-//! Fail closed: a statement the classifier could not parse or classify, or an
-//! SQL-level `EXECUTE` of a name this session never `PREPARE`d, gets the
-//! strictest outcome of every rule that *could* apply to this identity and
-//! connection, whatever the statement would have matched.
+//! Fail closed: a subject the family could not read gets
+//! [`PolicyEngine::strictest`]: the strictest outcome of every rule that
+//! *could* apply to this identity and connection, whatever the subject
+//! would have matched.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+use std::fmt::Debug;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use crate::classify::{Classification, StatementClass};
-use crate::mask::{DetectorConfig, MaskFormat};
+use crate::mask::DetectorConfig;
 
 /// What happens to a statement. Ordered from least to most strict.
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -61,32 +70,37 @@ impl Outcome {
     }
 }
 
-/// A policy file as written.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PolicyFile {
-    /// A name for the policy, recorded in Decision reasons.
-    pub name: String,
-    /// The outcome when no rule matches.
-    pub default: Outcome,
-    #[serde(default)]
-    pub limits: Limits,
-    #[serde(default)]
-    pub masking: MaskingSection,
-    #[serde(default)]
-    pub rules: Vec<Rule>,
-    /// Tables holding PHI, for `reads_phi` conditions (besides every table
-    /// named in a masking column rule). Patterns as in rules: `patients`,
-    /// `clinical.*`, `*`.
-    #[serde(default)]
-    pub phi_tables: Vec<String>,
-    /// Tables that never count as PHI even if a pattern above covers them
-    /// (e.g. the system catalogs).
-    #[serde(default)]
-    pub not_phi_tables: Vec<String>,
-    /// Who decides held statements, and how, unless a rule says otherwise.
-    #[serde(default)]
-    pub review: ReviewDefaults,
+/// A protocol family: what its rules look at and what its policy file adds.
+///
+/// The engine reads the common keys of the file and of each rule; every
+/// other key is handed to the family, which must refuse the ones it does
+/// not know.
+pub trait Family: Sized {
+    /// The conditions a rule of this family may carry besides who and
+    /// where (SQL: kinds, tables, functions ...): the rule's other keys.
+    type Conditions: DeserializeOwned + Clone + Debug;
+    /// The family's own sections of the file (top-level keys and keys of
+    /// `[masking]` the engine does not know), checked and compiled.
+    type Sections: Clone + Debug;
+    /// What one rule is matched against: a classified SQL statement, an
+    /// MCP message.
+    type Subject: ?Sized;
+    /// What a verdict tells result masking about the message's results
+    /// (SQL: each output column's origin). `Default` means nothing is known
+    /// and must be the safe side: two verdicts that disagree keep it.
+    type Shapes: Clone + Debug + Default + PartialEq;
+
+    /// Reads the family's sections: `top` holds the file's top-level keys
+    /// the engine does not know, `masking` those of `[masking]`.
+    fn sections(top: toml::Table, masking: toml::Table) -> Result<Self::Sections, PolicyError>;
+
+    /// Whether `subject` meets every condition of `rule` (a rule with no
+    /// conditions matches every subject).
+    fn matches(
+        sections: &Self::Sections,
+        rule: &Rule<Self::Conditions>,
+        subject: &Self::Subject,
+    ) -> bool;
 }
 
 /// The policy-wide defaults for `review` rules.
@@ -148,84 +162,25 @@ fn default_over_limit() -> Outcome {
     Outcome::Review
 }
 
-/// Which result values are masked, and how.
+/// The protocol-neutral keys of `[masking]`: how content is scanned.
 #[derive(Clone, Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MaskingSection {
-    /// Run the content detectors over every text value of every masked result
-    /// (catches PHI computed from columns: casts, concatenations, JSON).
+pub struct Masking {
+    /// Run the content detectors over every text value of every masked
+    /// result (catches PHI computed from columns: casts, concatenations,
+    /// JSON).
     #[serde(default)]
     pub scan_all_results: bool,
     #[serde(default)]
     pub detectors: DetectorConfig,
-    /// Column rules, matched on where a result column really comes from.
-    #[serde(default)]
-    pub columns: Vec<ColumnRule>,
-    /// Date and time columns of PHI tables (`phi_tables`) are masked
-    /// (`redact`: NULL) unless a column rule names them (`format =
-    /// "clear"` keeps one): whatever they are called, they hold dates of
-    /// birth, admission, discharge or death. On unless set to false.
-    #[serde(default = "yes")]
-    pub phi_dates: bool,
+    /// The family's keys of `[masking]` (SQL: `columns`, `phi_dates`).
+    #[serde(flatten)]
+    family: toml::Table,
 }
 
-fn yes() -> bool {
-    true
-}
-
-/// A column rule's format: a mask, or `clear` (never masked by this rule's
-/// columns, which are then only scanned like any text).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ColumnFormat {
-    Redact,
-    Partial,
-    Hash,
-    Clear,
-}
-
-impl ColumnFormat {
-    fn mask(self) -> Option<MaskFormat> {
-        match self {
-            ColumnFormat::Redact => Some(MaskFormat::Redact),
-            ColumnFormat::Partial => Some(MaskFormat::Partial),
-            ColumnFormat::Hash => Some(MaskFormat::Hash),
-            ColumnFormat::Clear => None,
-        }
-    }
-}
-
-/// What the policy says of one table column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ColumnTreatment {
-    /// A column rule masks it.
-    Masked(MaskFormat),
-    /// A date or time column of a PHI table that no rule names: redacted.
-    PhiDate,
-    /// A rule says `clear`, or none applies.
-    Unmasked,
-}
-
-/// Date and time types (and their arrays): `date`, `timestamp`,
-/// `timestamptz`.
-pub fn is_date_type(type_oid: u32) -> bool {
-    matches!(type_oid, 1082 | 1114 | 1184 | 1182 | 1115 | 1185)
-}
-
+/// One rule: who and where it applies to, its family's conditions (all
+/// must hold; a list holds if any entry matches) and an action.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ColumnRule {
-    /// `table` or `schema.table`; an unqualified table matches in any schema.
-    pub table: String,
-    pub columns: Vec<String>,
-    pub format: ColumnFormat,
-}
-
-/// One rule: conditions (all must hold; a list holds if any entry matches)
-/// and an action.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rule {
+pub struct Rule<C> {
     pub name: String,
     pub action: Outcome,
     /// Shown to the client when the action refuses, and recorded.
@@ -240,40 +195,7 @@ pub struct Rule {
     pub groups: Vec<String>,
     #[serde(default)]
     pub connections: Vec<String>,
-    // ---- what ----
-    /// Statement kind tags (see `classify`), e.g. "drop", "destructive", "copy_out".
-    #[serde(default)]
-    pub kinds: Vec<String>,
-    /// Tables read or written.
-    #[serde(default)]
-    pub tables: Vec<String>,
-    #[serde(default)]
-    pub reads: Vec<String>,
-    #[serde(default)]
-    pub writes: Vec<String>,
-    #[serde(default)]
-    pub functions: Vec<String>,
-    /// Holds for a read without WHERE and without a constant LIMIT.
-    #[serde(default)]
-    pub unbounded_read: Option<bool>,
-    /// Holds for a statement reading a table that has masked columns.
-    #[serde(default)]
-    pub reads_phi: Option<bool>,
-    /// Holds for a statement that moves a masked column's values where its
-    /// column rule no longer follows them: a write (INSERT ... SELECT,
-    /// UPDATE ... SET, CREATE TABLE AS, SELECT INTO, MERGE), a view, or a
-    /// RENAME COLUMN, that mentions a column some `[[masking.columns]]`
-    /// rule covers in a table the statement reads or changes.
-    #[serde(default)]
-    pub moves_masked: Option<bool>,
-    /// Holds for a statement whose WHERE, HAVING or JOIN ... ON names a
-    /// column some `[[masking.columns]]` rule masks, in a table it reads:
-    /// `SELECT count(*) FROM patients WHERE ssn LIKE '1%'` tells a masked
-    /// value digit by digit without returning it. Masking cannot stop that
-    /// inference; a rule with this condition refuses it.
-    #[serde(default)]
-    pub filters_masked: Option<bool>,
-    /// Overrides `limits.max_rows` for statements this rule lets through.
+    /// Overrides `limits.max_rows` for what this rule lets through.
     #[serde(default)]
     pub max_rows: Option<u64>,
     // ---- review (action = "review"; each overrides `[review]`) ----
@@ -285,20 +207,26 @@ pub struct Rule {
     pub ttl_secs: Option<u64>,
     #[serde(default)]
     pub max_grant_secs: Option<u64>,
+    // ---- what: the family's conditions ----
+    #[serde(flatten)]
+    pub conditions: C,
 }
 
-impl Rule {
-    fn has_statement_conditions(&self) -> bool {
-        !self.kinds.is_empty()
-            || !self.tables.is_empty()
-            || !self.reads.is_empty()
-            || !self.writes.is_empty()
-            || !self.functions.is_empty()
-            || self.unbounded_read.is_some()
-            || self.reads_phi.is_some()
-            || self.moves_masked.is_some()
-            || self.filters_masked.is_some()
-    }
+/// A policy file as written: the engine's keys, the rest kept for the family.
+#[derive(Deserialize)]
+struct FileText {
+    name: String,
+    default: Outcome,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    masking: Masking,
+    #[serde(default)]
+    rules: Vec<Rule<toml::Table>>,
+    #[serde(default)]
+    review: ReviewDefaults,
+    #[serde(flatten)]
+    family: toml::Table,
 }
 
 /// Why a policy file was refused.
@@ -321,9 +249,10 @@ pub struct Asker<'a> {
     pub connection: &'a str,
 }
 
-/// The policy's answer for one client message.
+/// The policy's answer for one client message. `S` is what the protocol
+/// family learned of the message's results ([`Family::Shapes`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Verdict<S = ()> {
     pub outcome: Outcome,
     /// The deciding rule's name, or "default".
     pub rule: String,
@@ -333,12 +262,12 @@ pub struct Verdict {
     pub max_rows: Option<u64>,
     /// What a result over `max_rows` becomes.
     pub over_limit: Outcome,
-    /// The statements' shapes, for masking by lineage: unknown (every
-    /// computed column redacted) unless the caller fills them in.
-    pub shapes: crate::lineage::MessageShapes,
+    /// The results' shapes, for masking by origin: unknown (the strictest
+    /// masking) unless the family fills them in.
+    pub shapes: S,
 }
 
-impl Verdict {
+impl<S> Verdict<S> {
     /// The Decision event that records this verdict on request
     /// `request_seq`, taken under `policy` at `stage`.
     pub fn to_decision(
@@ -358,108 +287,81 @@ impl Verdict {
     }
 }
 
-/// The stricter of two verdicts, with the smaller row limit.
-pub fn stricter(a: &Verdict, b: &Verdict) -> Verdict {
+/// The stricter of two verdicts, with the smaller row limit. When the two
+/// know different shapes (which one the server runs is the proxy's guess),
+/// nothing is known.
+pub fn stricter<S: Clone + Default + PartialEq>(a: &Verdict<S>, b: &Verdict<S>) -> Verdict<S> {
     let mut v = if b.outcome > a.outcome {
         b.clone()
     } else {
         a.clone()
     };
-    v.max_rows = match (a.max_rows, b.max_rows) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
-    };
-    // Which text the server holds under the name is the proxy's guess:
-    // unless both agree, no lineage.
+    v.max_rows = smaller_limit(a.max_rows, b.max_rows);
     if a.shapes != b.shapes {
-        v.shapes = Default::default();
+        v.shapes = S::default();
     }
     v
 }
-/// A loaded, checked policy.
 
-#[derive(Clone, Debug)]
-pub struct Policy {
-    file: PolicyFile,
-    /// Tables with masked columns and `phi_tables`: what `reads_phi` looks for.
-    phi_tables: Vec<String>,
-    /// (table pattern, column, format), in file order.
-    columns: Vec<(String, String, ColumnFormat)>,
+/// The stricter of two verdicts of one message's subjects; on a tie the
+/// first one's rule is named. The row limit is the smaller of both.
+pub fn combine<S>(a: Verdict<S>, b: Verdict<S>) -> Verdict<S> {
+    let max_rows = smaller_limit(a.max_rows, b.max_rows);
+    let mut winner = if b.outcome > a.outcome { b } else { a };
+    winner.max_rows = max_rows;
+    winner
+}
+
+fn smaller_limit(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
+    }
 }
 
 /// The rule name under which a result stopped at the row limit is reviewed.
 pub const ROW_LIMIT_RULE: &str = "row-limit";
 
-/// A quorum of 0 would approve with nobody deciding; a time to live of 0
-/// would expire before anyone could.
-fn check_review_numbers(
-    rule: &str,
-    quorum: Option<u32>,
-    ttl_secs: Option<u64>,
-) -> Result<(), PolicyError> {
-    let problem = if quorum == Some(0) {
-        "quorum must be at least 1"
-    } else if ttl_secs == Some(0) {
-        "ttl_secs must be at least 1"
-    } else {
-        return Ok(());
-    };
-    Err(PolicyError::Rule {
-        rule: rule.to_string(),
-        problem: problem.into(),
-    })
-}
-
 /// The rule name a fail-closed verdict carries.
 pub const FAIL_CLOSED_RULE: &str = "fail-closed";
 
-/// SQL-level prepared statements of one session (`PREPARE name AS ...`), so
-/// that an `EXECUTE name` is judged by what it runs. Names are compared
-/// exactly as the classifier normalised them (`"P"` and `p` differ). `None`
-/// marks a name whose statement the proxy cannot be sure of (it was
-/// prepared twice: PostgreSQL keeps the first and refuses the second), so
-/// an EXECUTE of it fails closed.
-pub type PreparedStatements = HashMap<String, Option<StatementClass>>;
+/// A loaded, checked policy of one protocol family.
+#[derive(Debug)]
+pub struct PolicyEngine<F: Family> {
+    name: String,
+    default: Outcome,
+    limits: Limits,
+    masking: Masking,
+    review: ReviewDefaults,
+    rules: Vec<Rule<F::Conditions>>,
+    family: F::Sections,
+}
 
-impl Policy {
-    pub fn parse(text: &str) -> Result<Self, PolicyError> {
-        let file: PolicyFile =
-            toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
-        Self::new(file)
+impl<F: Family> Clone for PolicyEngine<F> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            default: self.default,
+            limits: self.limits.clone(),
+            masking: self.masking.clone(),
+            review: self.review.clone(),
+            rules: self.rules.clone(),
+            family: self.family.clone(),
+        }
     }
+}
 
-    pub fn new(file: PolicyFile) -> Result<Self, PolicyError> {
+impl<F: Family> PolicyEngine<F> {
+    /// Reads and checks a policy file; the error names the rule or key at
+    /// fault.
+    pub fn parse(text: &str) -> Result<Self, PolicyError> {
+        let mut file: FileText =
+            toml::from_str(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
+        let mut rules = Vec::with_capacity(file.rules.len());
         let mut names = BTreeSet::new();
-        for rule in &file.rules {
-            if rule.name.trim().is_empty() {
-                return Err(PolicyError::Rule {
-                    rule: String::new(),
-                    problem: "every rule needs a name".into(),
-                });
-            }
-            if !names.insert(rule.name.clone()) {
-                return Err(PolicyError::Rule {
-                    rule: rule.name.clone(),
-                    problem: "two rules have this name".into(),
-                });
-            }
-            if rule.max_rows == Some(0) {
-                return Err(PolicyError::Rule {
-                    rule: rule.name.clone(),
-                    problem: "max_rows must be at least 1".into(),
-                });
-            }
-            let sets_review = !rule.approver_groups.is_empty()
-                || rule.quorum.is_some()
-                || rule.ttl_secs.is_some()
-                || rule.max_grant_secs.is_some();
-            if sets_review && rule.action != Outcome::Review {
-                return Err(PolicyError::Rule {
-                    rule: rule.name.clone(),
-                    problem: "approver_groups, quorum, ttl_secs and max_grant_secs apply only to action = \"review\"".into(),
-                });
-            }
-            check_review_numbers(&rule.name, rule.quorum, rule.ttl_secs)?;
+        for rule in file.rules {
+            check_rule(&rule, &mut names)?;
+            rules.push(family_conditions::<F>(rule)?);
         }
         check_review_numbers("[review]", file.review.quorum, file.review.ttl_secs)?;
         if !matches!(file.limits.over_limit, Outcome::Review | Outcome::Deny) {
@@ -472,32 +374,43 @@ impl Policy {
                 "limits.max_rows must be at least 1".into(),
             ));
         }
-        let mut columns = Vec::new();
-        let mut phi_tables: Vec<String> = file.phi_tables.iter().map(|t| normalise(t)).collect();
-        for rule in &file.masking.columns {
-            let table = normalise(&rule.table);
-            if table.is_empty() || rule.columns.is_empty() {
-                return Err(PolicyError::Masking(format!(
-                    "a column rule for table \"{}\" needs a table and at least one column",
-                    rule.table
-                )));
-            }
-            if rule.format != ColumnFormat::Clear {
-                phi_tables.push(table.clone());
-            }
-            for c in &rule.columns {
-                columns.push((table.clone(), normalise(c), rule.format));
-            }
-        }
+        let masking_keys = std::mem::take(&mut file.masking.family);
+        let family = F::sections(file.family, masking_keys)?;
         Ok(Self {
-            file,
-            phi_tables,
-            columns,
+            name: file.name,
+            default: file.default,
+            limits: file.limits,
+            masking: file.masking,
+            review: file.review,
+            rules,
+            family,
         })
     }
 
     pub fn name(&self) -> &str {
-        &self.file.name
+        &self.name
+    }
+
+    pub fn default_outcome(&self) -> Outcome {
+        self.default
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The protocol-neutral keys of `[masking]`.
+    pub fn masking(&self) -> &Masking {
+        &self.masking
+    }
+
+    /// The family's compiled sections.
+    pub fn family(&self) -> &F::Sections {
+        &self.family
+    }
+
+    pub fn rules(&self) -> &[Rule<F::Conditions>] {
+        &self.rules
     }
 
     /// How statements held by `rule` are decided: the rule's own settings
@@ -507,9 +420,8 @@ impl Policy {
     /// limit's review (`limits.over_limit`) uses `[review]` alone, under
     /// the rule name [`ROW_LIMIT_RULE`].
     pub fn review_settings(&self, rule: &str) -> Option<ReviewSettings> {
-        let defaults = &self.file.review;
+        let defaults = &self.review;
         let found = self
-            .file
             .rules
             .iter()
             .find(|r| r.name == rule && r.action == Outcome::Review);
@@ -552,14 +464,13 @@ impl Policy {
     /// Every review rule's settings (rules nobody can decide left out).
     pub fn all_review_settings(&self) -> Vec<ReviewSettings> {
         let mut names: Vec<&str> = self
-            .file
             .rules
             .iter()
             .filter(|r| r.action == Outcome::Review)
             .map(|r| r.name.as_str())
             .collect();
         names.push(ROW_LIMIT_RULE);
-        if self.file.default == Outcome::Review {
+        if self.default == Outcome::Review {
             names.push("default");
         }
         names
@@ -568,297 +479,153 @@ impl Policy {
             .collect()
     }
 
-    pub fn limits(&self) -> &Limits {
-        &self.file.limits
-    }
-
-    pub fn masking(&self) -> &MaskingSection {
-        &self.file.masking
-    }
-
-    /// Whether results may need masking at all under this policy.
-    pub fn masks_anything(&self) -> bool {
-        self.file.masking.scan_all_results
-            || self.columns.iter().any(|(_, _, f)| f.mask().is_some())
-            || (self.file.masking.phi_dates && !self.phi_tables.is_empty())
-    }
-
-    /// Whether `schema.table` holds PHI (`phi_tables` or a column rule's
-    /// table, and not `not_phi_tables`).
-    pub fn is_phi_table(&self, schema: &str, table: &str) -> bool {
-        let qualified = format!("{schema}.{table}");
-        self.phi_tables
-            .iter()
-            .any(|p| name_matches(p, &qualified, Lenience::Exact))
-            && !self
-                .file
-                .not_phi_tables
-                .iter()
-                .any(|p| name_matches(p, &qualified, Lenience::Exact))
-    }
-
-    /// How the column `schema.table.column` of type `type_oid` is masked:
-    /// the first column rule naming it decides; a date column of a PHI
-    /// table that no rule names is redacted (`phi_dates`).
-    pub fn column_treatment(
-        &self,
-        schema: &str,
-        table: &str,
-        column: &str,
-        type_oid: u32,
-    ) -> ColumnTreatment {
-        let qualified = format!("{schema}.{table}");
-        let column = column.to_lowercase();
-        let rule = self
-            .columns
-            .iter()
-            .find(|(t, c, _)| *c == column && name_matches(t, &qualified, Lenience::Exact));
-        match rule.map(|(_, _, f)| f.mask()) {
-            Some(Some(format)) => ColumnTreatment::Masked(format),
-            Some(None) => ColumnTreatment::Unmasked,
-            None if self.file.masking.phi_dates
-                && is_date_type(type_oid)
-                && self.is_phi_table(schema, table) =>
-            {
-                ColumnTreatment::PhiDate
-            }
-            None => ColumnTreatment::Unmasked,
-        }
-    }
-
-    /// The format for a result column that comes from `schema.table.column`.
-    /// The first matching rule decides.
-    pub fn column_format(&self, schema: &str, table: &str, column: &str) -> Option<MaskFormat> {
-        let qualified = format!("{schema}.{table}");
-        let column = column.to_lowercase();
-        self.columns
-            .iter()
-            .find(|(t, c, _)| *c == column && name_matches(t, &qualified, Lenience::Exact))
-            .and_then(|(_, _, f)| f.mask())
-    }
-
-    /// Whether settings of `asker`'s sessions may hold values computed
-    /// from tables: `set_config` and `pg_notify` with a computed value
-    /// (`channel_write`) would not be denied outright. If they are, a
-    /// setting holds only what the agent wrote as a literal (or the
-    /// server's configuration), and reading one back masks nothing.
-    pub fn settings_may_hold_data(&self, asker: Asker<'_>) -> bool {
-        let write = StatementClass {
-            kinds: vec!["select".into(), "set".into(), "channel_write".into()],
-            ..StatementClass::default()
-        };
-        let class = Classification {
-            statements: vec![write],
-            unclassified: None,
-        };
-        self.evaluate(asker, &class, &PreparedStatements::new())
-            .outcome
-            != Outcome::Deny
-    }
-
-    /// Judges one client message.
-    pub fn evaluate(
-        &self,
-        asker: Asker<'_>,
-        class: &Classification,
-        prepared: &PreparedStatements,
-    ) -> Verdict {
-        if let Some(why) = &class.unclassified {
-            return self.strictest(
-                asker,
-                &format!("the statement could not be classified ({why})"),
-            );
-        }
-        let mut worst: Option<Verdict> = None;
-        for stmt in &class.statements {
-            let verdict = match self.evaluate_statement(asker, stmt, prepared) {
-                Some(v) => v,
-                None => {
-                    return self.strictest(
-                        asker,
-                        "EXECUTE names a statement this session did not PREPARE through Vigil",
-                    )
-                }
-            };
-            worst = Some(match worst {
-                None => verdict,
-                Some(w) => combine(w, verdict),
-            });
-        }
-        worst.unwrap_or_else(|| Verdict {
-            outcome: Outcome::Allow,
-            rule: "default".into(),
-            reason: "empty statement".into(),
-            max_rows: None,
-            over_limit: self.file.limits.over_limit,
-            shapes: Default::default(),
-        })
-    }
-
-    /// `None` when the statement executes an unknown prepared name.
-    fn evaluate_statement(
-        &self,
-        asker: Asker<'_>,
-        stmt: &StatementClass,
-        prepared: &PreparedStatements,
-    ) -> Option<Verdict> {
-        let mut verdict = self.first_match(asker, stmt);
-        if let Some((_, inner)) = &stmt.prepares {
-            verdict = combine(verdict, self.first_match(asker, inner));
-        }
-        if let Some(name) = &stmt.executes {
-            let inner = prepared.get(name)?.as_ref()?;
-            verdict = combine(verdict, self.first_match(asker, inner));
-        }
-        Some(verdict)
-    }
-
-    fn first_match(&self, asker: Asker<'_>, stmt: &StatementClass) -> Verdict {
-        for rule in &self.file.rules {
-            if self.asker_matches(rule, asker) && self.statement_matches(rule, stmt) {
-                return Verdict {
-                    outcome: rule.action,
-                    rule: rule.name.clone(),
-                    reason: rule
-                        .reason
+    /// The verdict of the first rule that applies to `asker` and matches
+    /// `subject`, or the default's.
+    pub fn first_match(&self, asker: Asker<'_>, subject: &F::Subject) -> Verdict<F::Shapes> {
+        for rule in &self.rules {
+            if asker_matches(rule, asker) && F::matches(&self.family, rule, subject) {
+                return self.verdict(
+                    rule.action,
+                    &rule.name,
+                    rule.reason
                         .clone()
                         .unwrap_or_else(|| format!("matched rule \"{}\"", rule.name)),
-                    max_rows: rule.max_rows.or(self.file.limits.max_rows),
-                    over_limit: self.file.limits.over_limit,
-                    shapes: Default::default(),
-                };
+                    rule.max_rows.or(self.limits.max_rows),
+                );
             }
         }
-        Verdict {
-            outcome: self.file.default,
-            rule: "default".into(),
-            reason: format!("no rule matched; policy \"{}\" default", self.file.name),
-            max_rows: self.file.limits.max_rows,
-            over_limit: self.file.limits.over_limit,
-            shapes: Default::default(),
-        }
+        self.verdict(
+            self.default,
+            "default",
+            format!("no rule matched; policy \"{}\" default", self.name),
+            self.limits.max_rows,
+        )
     }
 
-    /// Fail closed: the strictest outcome among every rule that could apply to
-    /// this asker (whatever its statement conditions) and the default.
-    fn strictest(&self, asker: Asker<'_>, why: &str) -> Verdict {
-        let mut outcome = self.file.default;
-        let mut source = format!("policy \"{}\" default", self.file.name);
-        for rule in &self.file.rules {
-            if self.asker_matches(rule, asker) && rule.action > outcome {
+    /// Fail closed: the strictest outcome among every rule that could apply
+    /// to this asker (whatever its family's conditions) and the default.
+    pub fn strictest(&self, asker: Asker<'_>, why: &str) -> Verdict<F::Shapes> {
+        let mut outcome = self.default;
+        let mut source = format!("policy \"{}\" default", self.name);
+        for rule in &self.rules {
+            if asker_matches(rule, asker) && rule.action > outcome {
                 outcome = rule.action;
                 source = format!("rule \"{}\"", rule.name);
             }
         }
+        self.verdict(
+            outcome,
+            FAIL_CLOSED_RULE,
+            format!("{why}; the strictest outcome that could apply ({source}) is used"),
+            self.limits.max_rows,
+        )
+    }
+
+    /// The verdict on a message with nothing to judge (an empty query).
+    pub fn nothing_to_judge(&self, reason: &str) -> Verdict<F::Shapes> {
+        self.verdict(Outcome::Allow, "default", reason.into(), None)
+    }
+
+    fn verdict(
+        &self,
+        outcome: Outcome,
+        rule: &str,
+        reason: String,
+        max_rows: Option<u64>,
+    ) -> Verdict<F::Shapes> {
         Verdict {
             outcome,
-            rule: FAIL_CLOSED_RULE.into(),
-            reason: format!("{why}; the strictest outcome that could apply ({source}) is used"),
-            max_rows: self.file.limits.max_rows,
-            over_limit: self.file.limits.over_limit,
-            shapes: Default::default(),
+            rule: rule.to_string(),
+            reason,
+            max_rows,
+            over_limit: self.limits.over_limit,
+            shapes: F::Shapes::default(),
         }
-    }
-
-    fn asker_matches(&self, rule: &Rule, asker: Asker<'_>) -> bool {
-        (rule.subjects.is_empty() || rule.subjects.iter().any(|s| s == asker.subject))
-            && (rule.groups.is_empty() || rule.groups.iter().any(|g| asker.groups.contains(g)))
-            && (rule.connections.is_empty()
-                || rule.connections.iter().any(|c| c == asker.connection))
-    }
-
-    fn statement_matches(&self, rule: &Rule, stmt: &StatementClass) -> bool {
-        if !rule.has_statement_conditions() {
-            return true;
-        }
-        // A rule that refuses covers an unqualified name whatever schema it
-        // names (the search path may resolve it there); one that lets
-        // through only covers what it names exactly.
-        let lenience = if rule.action.forwards() {
-            Lenience::Exact
-        } else {
-            Lenience::UnqualifiedMatchesAnySchema
-        };
-        let any_name = |patterns: &[String], names: &BTreeSet<String>| {
-            patterns.is_empty()
-                || patterns
-                    .iter()
-                    .any(|p| names.iter().any(|n| name_matches(p, n, lenience)))
-        };
-        let touched: BTreeSet<String> = stmt.reads.union(&stmt.writes).cloned().collect();
-        (rule.kinds.is_empty() || rule.kinds.iter().any(|k| stmt.kinds.contains(k)))
-            && any_name(&rule.tables, &touched)
-            && any_name(&rule.reads, &stmt.reads)
-            && any_name(&rule.writes, &stmt.writes)
-            && any_name(&rule.functions, &stmt.functions)
-            && rule
-                .unbounded_read
-                .is_none_or(|want| stmt.unbounded_read == want)
-            && rule
-                .reads_phi
-                .is_none_or(|want| self.reads_phi(stmt) == want)
-            && rule
-                .moves_masked
-                .is_none_or(|want| self.moves_masked(stmt) == want)
-            && rule
-                .filters_masked
-                .is_none_or(|want| self.filters_masked(stmt) == want)
-    }
-
-    fn moves_masked(&self, stmt: &StatementClass) -> bool {
-        let moves = ["write", "rename_column"].iter().any(|k| stmt.has_kind(k))
-            || (stmt.main_kind() == "create" && !stmt.reads.is_empty());
-        if !moves {
-            return false;
-        }
-        let lenient = Lenience::UnqualifiedMatchesAnySchema;
-        let touched: BTreeSet<&String> = stmt.reads.union(&stmt.writes).collect();
-        self.columns.iter().any(|(table, column, format)| {
-            format.mask().is_some()
-                && (stmt.columns.contains(column) || stmt.copies_whole_rows)
-                && touched.iter().any(|t| name_matches(table, t, lenient))
-        })
-    }
-
-    fn filters_masked(&self, stmt: &StatementClass) -> bool {
-        let lenient = Lenience::UnqualifiedMatchesAnySchema;
-        let touched: BTreeSet<&String> = stmt.reads.union(&stmt.writes).collect();
-        self.columns.iter().any(|(table, column, format)| {
-            format.mask().is_some()
-                && stmt.filter_columns.contains(column)
-                && touched.iter().any(|t| name_matches(table, t, lenient))
-        })
-    }
-
-    fn reads_phi(&self, stmt: &StatementClass) -> bool {
-        let lenient = Lenience::UnqualifiedMatchesAnySchema;
-        stmt.reads.iter().any(|r| {
-            self.phi_tables.iter().any(|p| name_matches(p, r, lenient))
-                && !self
-                    .file
-                    .not_phi_tables
-                    .iter()
-                    .any(|p| name_matches(p, r, Lenience::Exact))
-        })
     }
 }
 
-/// The stricter of two verdicts; on a tie the first one's rule is named.
-/// The row limit is the smaller of both.
-fn combine(a: Verdict, b: Verdict) -> Verdict {
-    let max_rows = match (a.max_rows, b.max_rows) {
-        (Some(x), Some(y)) => Some(x.min(y)),
-        (x, y) => x.or(y),
+fn asker_matches<C>(rule: &Rule<C>, asker: Asker<'_>) -> bool {
+    (rule.subjects.is_empty() || rule.subjects.iter().any(|s| s == asker.subject))
+        && (rule.groups.is_empty() || rule.groups.iter().any(|g| asker.groups.contains(g)))
+        && (rule.connections.is_empty() || rule.connections.iter().any(|c| c == asker.connection))
+}
+
+/// The checks every rule passes whatever its family: a unique name, sane
+/// numbers, review settings only on review rules.
+fn check_rule<C>(rule: &Rule<C>, names: &mut BTreeSet<String>) -> Result<(), PolicyError> {
+    let problem = |problem: &str| PolicyError::Rule {
+        rule: rule.name.clone(),
+        problem: problem.into(),
     };
-    let mut winner = if b.outcome > a.outcome { b } else { a };
-    winner.max_rows = max_rows;
-    winner
+    if rule.name.trim().is_empty() {
+        return Err(PolicyError::Rule {
+            rule: String::new(),
+            problem: "every rule needs a name".into(),
+        });
+    }
+    if !names.insert(rule.name.clone()) {
+        return Err(problem("two rules have this name"));
+    }
+    if rule.max_rows == Some(0) {
+        return Err(problem("max_rows must be at least 1"));
+    }
+    let sets_review = !rule.approver_groups.is_empty()
+        || rule.quorum.is_some()
+        || rule.ttl_secs.is_some()
+        || rule.max_grant_secs.is_some();
+    if sets_review && rule.action != Outcome::Review {
+        return Err(problem(
+            "approver_groups, quorum, ttl_secs and max_grant_secs apply only to action = \"review\"",
+        ));
+    }
+    check_review_numbers(&rule.name, rule.quorum, rule.ttl_secs)
 }
 
-/// PostgreSQL folds unquoted names to lower case; the policy file's names are
-/// written unquoted.
-fn normalise(name: &str) -> String {
-    name.trim().to_lowercase()
+/// Reads a rule's keys the engine did not know as its family's conditions.
+fn family_conditions<F: Family>(
+    rule: Rule<toml::Table>,
+) -> Result<Rule<F::Conditions>, PolicyError> {
+    let conditions =
+        F::Conditions::deserialize(toml::Value::Table(rule.conditions)).map_err(|e| {
+            PolicyError::Rule {
+                rule: rule.name.clone(),
+                problem: e.to_string().trim().to_string(),
+            }
+        })?;
+    Ok(Rule {
+        name: rule.name,
+        action: rule.action,
+        reason: rule.reason,
+        subjects: rule.subjects,
+        groups: rule.groups,
+        connections: rule.connections,
+        max_rows: rule.max_rows,
+        approver_groups: rule.approver_groups,
+        quorum: rule.quorum,
+        ttl_secs: rule.ttl_secs,
+        max_grant_secs: rule.max_grant_secs,
+        conditions,
+    })
+}
+
+/// A quorum of 0 would approve with nobody deciding; a time to live of 0
+/// would expire before anyone could.
+fn check_review_numbers(
+    rule: &str,
+    quorum: Option<u32>,
+    ttl_secs: Option<u64>,
+) -> Result<(), PolicyError> {
+    let problem = if quorum == Some(0) {
+        "quorum must be at least 1"
+    } else if ttl_secs == Some(0) {
+        "ttl_secs must be at least 1"
+    } else {
+        return Ok(());
+    };
+    Err(PolicyError::Rule {
+        rule: rule.to_string(),
+        problem: problem.into(),
+    })
 }
 
 /// How a schema-qualified pattern treats an unqualified name.
@@ -871,7 +638,8 @@ pub enum Lenience {
     UnqualifiedMatchesAnySchema,
 }
 
-/// Whether a policy name pattern covers a name the classifier reported.
+/// Whether a policy name pattern covers a dotted name (a table, a function,
+/// an MCP tool), case-insensitively.
 ///
 /// `patients` covers `patients` in any schema; `clinical.patients` covers
 /// `clinical.patients` (and, leniently, an unqualified `patients`); the

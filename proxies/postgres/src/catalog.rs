@@ -19,10 +19,8 @@ use bytes::BytesMut;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Mutex;
 
-use vigil_proxy_core::classify::Shadows;
-use vigil_proxy_core::lineage::{
-    self, ColumnInfo, RelationInfo, RelationKind, Relations, MAX_VIEW_DEPTH,
-};
+use vigil_sql::classify::Shadows;
+use vigil_sql::lineage::{self, ColumnInfo, RelationInfo, RelationKind, Relations, MAX_VIEW_DEPTH};
 
 use crate::codec;
 use crate::login::{self, UpstreamError};

@@ -15,7 +15,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 /// connection while leaving room for large COPY chunks and bulk binds.
 pub const MAX_MESSAGE_LEN: usize = 256 * 1024 * 1024;
 /// Largest Query or Parse a client may send. The classifier reads at most
-/// `vigil_proxy_core::classify::MAX_CLASSIFIED_BYTES` of a statement (a
+/// `vigil_sql::classify::MAX_CLASSIFIED_BYTES` of a statement (a
 /// longer one gets the policy's strictest outcome), so a statement message
 /// this large can only be refused or forwarded unread; the bound keeps what
 /// one statement can make the proxy hold (the text, its Request event) small.

@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use vigil_proxy_core::classify::{self, Classification, Shadows};
-use vigil_proxy_core::lineage::MessageShapes;
-use vigil_proxy_core::policy::{Asker, Outcome, Policy, PreparedStatements, Verdict};
+use vigil_sql::classify::{self, Classification, Shadows};
+use vigil_sql::lineage::MessageShapes;
+use vigil_sql::policy::{Asker, Outcome, Policy, PreparedStatements, Verdict};
 
 use crate::refuse::Refusal;
 

@@ -21,9 +21,11 @@
 pub mod cancel;
 pub mod catalog;
 pub mod codec;
+pub mod config;
 pub mod gate;
 pub mod login;
 pub mod masking;
+pub mod messages;
 pub mod privileges;
 pub mod refuse;
 pub mod relay;

@@ -18,7 +18,7 @@
 //! - the column comes from a table the catalog could not name: fail closed,
 //!   as if a `redact` rule matched;
 //! - a computed column, or a view's: the statement's lineage names the
-//!   table columns it is computed from (see `vigil_proxy_core::lineage`),
+//!   table columns it is computed from (see `vigil_sql::lineage`),
 //!   and it takes their rules ([`computed_action`]); computed from no column
 //!   at all (`now()`), it is left alone; of unknown lineage, redacted.
 
@@ -27,9 +27,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use vigil_proto::events::MaskedField;
-use vigil_proxy_core::lineage::{Lineage, Outputs};
 use vigil_proxy_core::mask::{MaskFormat, Masker};
-use vigil_proxy_core::policy::{ColumnTreatment, Policy};
+use vigil_sql::lineage::{Lineage, Outputs};
+use vigil_sql::policy::{ColumnTreatment, Policy};
 
 use crate::catalog::TableInfo;
 use crate::codec::CodecError;
@@ -299,7 +299,7 @@ fn column_action(
     scan_all: bool,
 ) -> (Action, String, String) {
     let source = format!("{schema}.{table}.{column}");
-    match policy.column_treatment(schema, table, column, type_oid) {
+    match policy.column_treatment(schema, table, column, is_date_type(type_oid)) {
         ColumnTreatment::Masked(format) => {
             (rule_action(field, format), source, method_name(format))
         }
@@ -392,7 +392,7 @@ fn computed_action(
     };
     let mut formats = Vec::new();
     for s in sources {
-        match policy.column_treatment(&s.schema, &s.table, &s.column, s.type_oid) {
+        match policy.column_treatment(&s.schema, &s.table, &s.column, is_date_type(s.type_oid)) {
             ColumnTreatment::Masked(f) => formats.push(f),
             ColumnTreatment::PhiDate => formats.push(MaskFormat::Redact),
             ColumnTreatment::Unmasked => {}
@@ -505,4 +505,10 @@ pub fn mask_copy_line(masker: &Masker, payload: &[u8], report: &mut MaskedField)
             .or_insert(0) += 1;
     }
     Some(results::copy_data(&hit.masked))
+}
+
+/// PostgreSQL's date and time types (and their arrays): `date`,
+/// `timestamp`, `timestamptz`: what the policy's `phi_dates` masks.
+fn is_date_type(type_oid: u32) -> bool {
+    matches!(type_oid, 1082 | 1114 | 1184 | 1182 | 1115 | 1185)
 }

@@ -4,9 +4,16 @@
 //!
 //! Two tasks, one per direction, so that neither side can stall the other
 //! (a client pipelining writes while the server streams rows). They share the
-//! [`Tracker`] that pairs statements with results. The relay parses only
-//! message framing and the handful of message bodies named below; SQL is
-//! judged by the session's [`Gate`] (classifier and policy, pure code).
+//! [`Tracker`] that pairs statements with results. Each frame is decoded
+//! once into a typed message (`crate::messages`); SQL is judged by the
+//! session's [`Gate`] (classifier and policy, pure code).
+//!
+//! The frontend is a plan and a shell: `Frontend::plan` decides what one
+//! client message does with no I/O (what goes upstream in its place, the
+//! registry's pending change, whether to record, hold or end), and the
+//! shell around it does the I/O (token expiry, the catalog lookup of
+//! shadowed names, durable records, holds). `relay/tests.rs` tests the
+//! plan message by message.
 //!
 //! Fail closed: a Request event and its Decision are recorded durably
 //! *before* the statement is forwarded. If they cannot be, the session ends
@@ -17,6 +24,8 @@
 //! PostgreSQL would have it.
 
 mod hold;
+#[cfg(test)]
+mod tests;
 
 use hold::Held;
 
@@ -31,18 +40,19 @@ use vigil_proto::events::{
     event::Kind, response, MaskedField, Parameter, Request, Response, SqlProtocolPath, SqlResult,
     SqlStatement, Stage,
 };
-use vigil_proxy_core::classify::Classification;
-use vigil_proxy_core::lineage::{self, Outputs, StatementShape};
 use vigil_proxy_core::mask::Masker;
-use vigil_proxy_core::policy::{stricter, Outcome, Policy, Verdict};
 use vigil_proxy_core::{Approvals, SessionContext};
 use vigil_runtime::deadline::TokenDeadline;
 use vigil_runtime::recorder::{EndReason, SessionRecorder};
+use vigil_sql::classify::Classification;
+use vigil_sql::lineage::{self, Outputs, StatementShape};
+use vigil_sql::policy::{stricter, Outcome, Policy, ReviewSettings, Verdict};
 
 use crate::catalog::{self, Catalog};
 use crate::codec::{self, Frame};
 use crate::gate::{self, Gate};
 use crate::masking::{self, RowPlan};
+use crate::messages::{BackendMessage, ClientMessage};
 use crate::refuse::{Refusal, Refusals};
 use crate::results;
 use crate::scrub::{self, ClientText};
@@ -98,16 +108,7 @@ pub async fn run(
         hold_cancel,
     } = policy;
     let gate_policy = gate.policy_arc();
-    let shared = Arc::new(Shared {
-        tracker: Mutex::new(Tracker::new()),
-        refusals: Mutex::new(Refusals::new(rand::random())),
-        policy_name: gate.policy().name().to_string(),
-        masks_anything: gate.policy().masks_anything(),
-        client_text: Mutex::new(ClientText::default()),
-        session: recorder.session().clone(),
-        recorder,
-        schema_changing: Default::default(),
-    });
+    let shared = Arc::new(Shared::new(recorder, &gate));
     // The client writer is shared: the frontend task uses it to report a
     // refusal, the backend task to relay results.
     let client_wr = Arc::new(tokio::sync::Mutex::new(client_wr));
@@ -202,6 +203,19 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(recorder: Arc<SessionRecorder>, gate: &Gate) -> Self {
+        Shared {
+            tracker: Mutex::new(Tracker::new()),
+            refusals: Mutex::new(Refusals::new(rand::random())),
+            policy_name: gate.policy().name().to_string(),
+            masks_anything: gate.policy().masks_anything(),
+            client_text: Mutex::new(ClientText::default()),
+            session: recorder.session().clone(),
+            recorder,
+            schema_changing: Default::default(),
+        }
+    }
+
     fn remember_client_text(&self, text: &str) {
         if self.masks_anything {
             self.client_text
@@ -349,6 +363,44 @@ async fn frontend(
     }
 }
 
+/// What the shell must do for one client message, as [`Frontend::plan`]
+/// decided it.
+enum Step {
+    /// Record these events durably; then what the plan put in `out` goes
+    /// upstream.
+    Record(Vec<Kind>),
+    /// Hold the message for review.
+    Hold(Box<HoldPlan>),
+    /// The client ends the session.
+    Terminate,
+}
+
+impl Step {
+    fn hold(
+        held: Held,
+        request: Request,
+        verdict: Arc<Verdict>,
+        review: (Arc<dyn Approvals>, ReviewSettings),
+    ) -> Self {
+        Step::Hold(Box::new(HoldPlan {
+            held,
+            request,
+            verdict,
+            review,
+        }))
+    }
+}
+
+/// A message policy holds for review, and what the hold needs.
+struct HoldPlan {
+    held: Held,
+    /// Its Request event.
+    request: Request,
+    verdict: Arc<Verdict>,
+    /// The approval service and the rule's review settings.
+    review: (Arc<dyn Approvals>, ReviewSettings),
+}
+
 enum Forward {
     /// The frame (or what the proxy sends in its place) is in `out`.
     Done,
@@ -431,26 +483,58 @@ impl Frontend {
         self.gate.set_shadows(shadows);
     }
 
+    /// The I/O around [`Frontend::plan`]: refuses work after the token's
+    /// expiry, looks up which names user code shadows before a statement
+    /// is judged, then records, holds or ends as the plan says.
     async fn on_client_frame(
         &mut self,
         frame: &Frame,
         out: &mut BytesMut,
         io: &mut Io<'_>,
     ) -> Result<Forward, Fatal> {
-        let shared = self.shared.clone();
-        if matches!(frame.tag, b'Q' | b'P' | b'B' | b'E' | b'F')
+        let message = ClientMessage::decode(frame).map_err(Fatal::protocol)?;
+        if message.starts_work()
             && self
                 .deadline
                 .expired_at(std::time::SystemTime::now())
                 .is_some()
         {
-            return Err(self.token_expired(frame).await);
+            return Err(self.token_expired(&message).await);
         }
-        let events: Vec<Kind> = match frame.tag {
-            b'Q' => {
-                let sql = codec::parse_query(frame.body()).map_err(Fatal::protocol)?;
+        if matches!(
+            message,
+            ClientMessage::Query { .. } | ClientMessage::Parse(_)
+        ) {
+            self.refresh_shadows().await;
+        }
+        match self.plan(frame, message, out) {
+            Step::Record(events) => {
+                self.record_durably(events).await?;
+                Ok(Forward::Done)
+            }
+            Step::Hold(plan) => {
+                let HoldPlan {
+                    held,
+                    request,
+                    verdict,
+                    review,
+                } = *plan;
+                self.hold(frame, held, request, &verdict, review, out, io)
+                    .await
+            }
+            Step::Terminate => Ok(Forward::Terminate),
+        }
+    }
+
+    /// Decides what one client message does, without I/O: what goes
+    /// upstream in its place is appended to `out`, the registry of
+    /// statements and portals takes its pending change, and the returned
+    /// step says what the shell must record or hold first.
+    fn plan(&mut self, frame: &Frame, message: ClientMessage, out: &mut BytesMut) -> Step {
+        let shared = self.shared.clone();
+        let events: Vec<Kind> = match message {
+            ClientMessage::Query { sql } => {
                 shared.remember_client_text(&sql);
-                self.refresh_shadows().await;
                 let verdict = Arc::new(self.gate.judge(&sql));
                 if verdict.outcome.forwards() {
                     self.sql_touches_protocol_names(&verdict, &sql);
@@ -458,10 +542,12 @@ impl Frontend {
                 }
                 let seq = shared.session.next_statement_seq();
                 if let Some(review) = self.reviewer(&verdict) {
-                    let request = sql_request(seq, sql, SqlProtocolPath::Simple);
-                    return self
-                        .hold(frame, Held::Query, request, &verdict, review, out, io)
-                        .await;
+                    return Step::hold(
+                        Held::Query,
+                        sql_request(seq, sql, SqlProtocolPath::Simple),
+                        verdict,
+                        review,
+                    );
                 }
                 self.forward_or_probe(frame, &verdict, seq, out);
                 vec![
@@ -469,10 +555,8 @@ impl Frontend {
                     shared.decision(seq, &verdict, Stage::Request),
                 ]
             }
-            b'P' => {
-                let parse = codec::parse_parse(frame.body()).map_err(Fatal::protocol)?;
+            ClientMessage::Parse(parse) => {
                 shared.remember_client_text(&parse.query);
-                self.refresh_shadows().await;
                 let mut verdict = Arc::new(self.gate.judge(&parse.query));
                 // A named statement cannot be replaced while it exists: the
                 // server refuses the second Parse (42P05) and keeps the
@@ -503,9 +587,7 @@ impl Frontend {
                         statement: parse.statement,
                         query: parse.query,
                     };
-                    return self
-                        .hold(frame, held, request, &verdict, review, out, io)
-                        .await;
+                    return Step::hold(held, request, verdict, review);
                 }
                 if verdict.outcome.forwards() {
                     // SQL run through the extended protocol (PREPARE,
@@ -538,8 +620,7 @@ impl Frontend {
                     ]
                 }
             }
-            b'B' => {
-                let bind = codec::parse_bind(frame.body()).map_err(Fatal::protocol)?;
+            ClientMessage::Bind(bind) => {
                 // The portal runs what the statement is *now*: later Parses
                 // of the statement's name do not change it.
                 self.tracker()
@@ -547,9 +628,7 @@ impl Frontend {
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
-            b'E' => {
-                let (portal, _max_rows) =
-                    codec::parse_execute(frame.body()).map_err(Fatal::protocol)?;
+            ClientMessage::Execute { portal, .. } => {
                 let seq = shared.session.next_statement_seq();
                 let info = self.tracker().portal(&portal).cloned();
                 if let Some(info) = &info {
@@ -601,39 +680,33 @@ impl Frontend {
                     shared.decision(seq, &verdict, Stage::Request),
                 ]
             }
-            b'D' => {
-                // Checked so that a malformed Describe ends the session here
-                // rather than confusing the pairing of descriptions.
-                results::parse_describe(frame.body()).map_err(Fatal::protocol)?;
+            ClientMessage::Describe { .. } => {
                 self.tracker().push_client_describe();
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
-            b'C' => {
-                let (is_portal, name) =
-                    codec::parse_close(frame.body()).map_err(Fatal::protocol)?;
+            ClientMessage::Close { is_portal, name } => {
                 self.tracker().push_close(is_portal, name);
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
-            b'S' => {
+            ClientMessage::Sync => {
                 self.tracker().push_sync();
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
-            b'X' => return Ok(Forward::Terminate),
-            b'c' | b'f' => {
+            ClientMessage::Terminate => return Step::Terminate,
+            ClientMessage::CopyEnd => {
                 // CopyDone / CopyFail: the end of a COPY FROM STDIN.
                 self.tracker().on_client_copy_end();
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
-            b'F' => {
+            ClientMessage::FunctionCall(call) => {
                 // libpq's fast path (large objects and the like): a server
                 // function by OID, with no SQL to classify. Policy treats it
                 // as unclassifiable (fail closed); the Request names the OID
                 // and carries the arguments; the call ends at ReadyForQuery.
-                let call = codec::parse_function_call(frame.body()).map_err(Fatal::protocol)?;
                 let verdict =
                     Arc::new(self.unclassifiable("a function call by OID (fast-path protocol)"));
                 let seq = shared.session.next_statement_seq();
@@ -652,13 +725,12 @@ impl Frontend {
                 ]
             }
             // Flush, COPY data from the client and the rest pass through.
-            _ => {
+            ClientMessage::PassThrough => {
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
         };
-        self.record_durably(events).await?;
-        Ok(Forward::Done)
+        Step::Record(events)
     }
 
     /// Records events of this session, in order, and waits until all are
@@ -703,20 +775,15 @@ impl Frontend {
     /// recorded (a statement's text with a deny Decision, rule
     /// `token-expired`), and the session ends, since a PostgreSQL session
     /// cannot log in again.
-    async fn token_expired(&self, frame: &Frame) -> Fatal {
+    async fn token_expired(&self, message: &ClientMessage) -> Fatal {
         let shared = &self.shared;
-        let statement = match frame.tag {
-            b'Q' => codec::parse_query(frame.body()).ok(),
-            b'P' => codec::parse_parse(frame.body()).ok().map(|p| p.query),
+        let statement = match message {
+            ClientMessage::Query { sql } => Some((sql.clone(), SqlProtocolPath::Simple)),
+            ClientMessage::Parse(p) => Some((p.query.clone(), SqlProtocolPath::ExtendedParse)),
             _ => None,
         };
-        if let Some(statement) = statement {
+        if let Some((statement, path)) = statement {
             let seq = shared.session.next_statement_seq();
-            let path = if frame.tag == b'Q' {
-                SqlProtocolPath::Simple
-            } else {
-                SqlProtocolPath::ExtendedParse
-            };
             let request = sql_request(seq, statement, path);
             if let Err(e) = self
                 .deadline
@@ -862,16 +929,22 @@ async fn backend(
                 Ok(None) => break,
                 Err(e) => return invalid_upstream_message(&client_wr, e).await,
             };
-            if frame.tag == b'S' {
-                if let Some(refusal) = encoding_change(&frame) {
+            let message = match BackendMessage::decode(&frame) {
+                Ok(message) => message,
+                Err(e) => return invalid_upstream_message(&client_wr, e).await,
+            };
+            if let BackendMessage::ParameterStatus { name, value } = &message {
+                if name == "client_encoding" && !results::is_utf8_encoding(value) {
                     // Fail closed: statements after this would be read by
                     // PostgreSQL in an encoding the classifier does not use.
+                    let refusal = results::encoding_refusal(value);
                     send_fatal(&client_wr, "0A000", &refusal).await;
                     return EndReason::Error(refusal);
                 }
             }
             match on_backend_frame(
                 &frame,
+                message,
                 &shared,
                 &masking,
                 &mut result,
@@ -960,6 +1033,7 @@ async fn invalid_upstream_message(client_wr: &ClientWriter, e: codec::CodecError
 /// (`None`: nothing).
 async fn on_backend_frame(
     frame: &Frame,
+    message: BackendMessage,
     shared: &Arc<Shared>,
     masking: &Masking,
     result: &mut ResultState,
@@ -967,8 +1041,8 @@ async fn on_backend_frame(
     completed: &mut Vec<Completed>,
 ) -> Result<Option<Bytes>, codec::CodecError> {
     let forward = Some(frame.raw.clone());
-    match frame.tag {
-        b'T' => {
+    match message {
+        BackendMessage::RowDescription(fields) => {
             let (who, index, attrs) = {
                 let mut tracker = shared.tracker.lock().expect("tracker lock");
                 let (who, index) = tracker.on_row_description();
@@ -980,7 +1054,6 @@ async fn on_backend_frame(
             };
             *result = ResultState::default();
             if attrs.mask {
-                let fields = results::parse_row_description(frame.body())?;
                 let oids: Vec<u32> = fields.iter().map(|f| f.table_oid).collect();
                 let tables = match masking.catalog.tables(&masking.database, &oids).await {
                     Ok(tables) => tables,
@@ -1008,7 +1081,7 @@ async fn on_backend_frame(
                 forward
             })
         }
-        b'n' => {
+        BackendMessage::NoData => {
             let who = shared
                 .tracker
                 .lock()
@@ -1020,7 +1093,7 @@ async fn on_backend_frame(
                 forward
             })
         }
-        b'D' => {
+        BackendMessage::DataRow => {
             let (rows, attrs) = {
                 let mut tracker = shared.tracker.lock().expect("tracker lock");
                 let rows = tracker.on_data_row();
@@ -1069,11 +1142,11 @@ async fn on_backend_frame(
                 None => Ok(forward),
             }
         }
-        b'H' => {
+        BackendMessage::CopyOut { binary } => {
             let attrs = front_attrs(shared, masking);
             *result = ResultState::default();
             if attrs.mask {
-                if results::parse_copy_out_format(&frame.body())? == 1 {
+                if binary {
                     // Binary COPY cannot be scanned: stopped, fail closed.
                     let verdict = attrs.verdict.clone();
                     result.stopped = Some(Refusal {
@@ -1098,7 +1171,7 @@ async fn on_backend_frame(
             }
             Ok(forward)
         }
-        b'd' => {
+        BackendMessage::CopyData => {
             let (rows, attrs) = {
                 let mut tracker = shared.tracker.lock().expect("tracker lock");
                 let rows = tracker.on_data_row();
@@ -1125,7 +1198,7 @@ async fn on_backend_frame(
                 None => Ok(forward),
             }
         }
-        b'1' | b'2' | b'3' => {
+        BackendMessage::StepComplete => {
             // ParseComplete / BindComplete / CloseComplete: the registry
             // takes the change the server has now made.
             shared
@@ -1136,7 +1209,7 @@ async fn on_backend_frame(
                 .map_err(out_of_step)?;
             Ok(forward)
         }
-        b'V' => {
+        BackendMessage::FunctionCallResponse => {
             // FunctionCallResponse: the fast-path call was answered.
             shared
                 .tracker
@@ -1145,16 +1218,17 @@ async fn on_backend_frame(
                 .on_function_result();
             Ok(forward)
         }
-        b'G' => {
+        BackendMessage::CopyIn => {
             shared.tracker.lock().expect("tracker lock").on_copy_in();
             Ok(forward)
         }
-        b'c' => Ok(if result.stopped.is_some() {
+        BackendMessage::CopyDone => Ok(if result.stopped.is_some() {
             None
         } else {
             forward
         }),
-        b'C' | b's' => {
+        end @ (BackendMessage::CommandComplete { .. } | BackendMessage::PortalSuspended) => {
+            let suspended = end == BackendMessage::PortalSuspended;
             let mut tracker = shared.tracker.lock().expect("tracker lock");
             if let Some(refusal) = result.stopped.take() {
                 // The stopped result ends in the refusal, not its real end.
@@ -1174,7 +1248,7 @@ async fn on_backend_frame(
             *result = ResultState::default();
             if let Some(attrs) = tracker.front_attrs() {
                 if let Some((portal, fresh)) = &attrs.portal {
-                    if frame.tag == b's' {
+                    if suspended {
                         // Suspended: the portal's next Execute continues it.
                         let base = if *fresh {
                             0
@@ -1188,16 +1262,15 @@ async fn on_backend_frame(
                     }
                 }
             }
-            if frame.tag == b'C' {
-                if let Ok(tag) = codec::parse_command_complete(frame.body()) {
-                    completed.extend(tracker.on_command_complete(tag));
+            match end {
+                BackendMessage::CommandComplete { tag } => {
+                    completed.extend(tracker.on_command_complete(tag))
                 }
-            } else {
-                completed.extend(tracker.on_execute_end());
+                _ => completed.extend(tracker.on_execute_end()),
             }
             Ok(forward)
         }
-        b'I' => {
+        BackendMessage::EmptyQuery => {
             completed.extend(
                 shared
                     .tracker
@@ -1207,8 +1280,7 @@ async fn on_backend_frame(
             );
             Ok(forward)
         }
-        b'E' => {
-            let fields = codec::parse_error_fields(frame.body())?;
+        BackendMessage::Error(fields) => {
             let mut tracker = shared.tracker.lock().expect("tracker lock");
             if let Some(refusal) = result.stopped.take() {
                 // Typically 57014 from the proxy's own cancel.
@@ -1241,14 +1313,13 @@ async fn on_backend_frame(
                 }
             }
         }
-        b'N' => Ok(Some(
+        BackendMessage::Notice => Ok(Some(
             shared
                 .scrub_message(frame, &masking.masker)?
                 .unwrap_or(frame.raw.clone()),
         )),
-        b'Z' => {
+        BackendMessage::ReadyForQuery { idle } => {
             *result = ResultState::default();
-            let idle = frame.body().first() == Some(&b'I');
             if idle {
                 // Out of any transaction: every portal is gone.
                 portal_rows.clear();
@@ -1268,15 +1339,8 @@ async fn on_backend_frame(
             }
             Ok(forward)
         }
-        _ => Ok(forward),
+        BackendMessage::ParameterStatus { .. } | BackendMessage::PassThrough => Ok(forward),
     }
-}
-
-/// A ParameterStatus switching client_encoding away from UTF-8.
-fn encoding_change(frame: &Frame) -> Option<String> {
-    let (name, value) = results::parse_parameter_status(frame.body()).ok()?;
-    (name == "client_encoding" && !results::is_utf8_encoding(&value))
-        .then(|| results::encoding_refusal(&value))
 }
 
 fn front_attrs(shared: &Shared, masking: &Masking) -> RunAttrs {
@@ -1301,7 +1365,7 @@ fn attrs_or_fail_closed(attrs: Option<RunAttrs>, masking: &Masking) -> RunAttrs 
         own_describe: false,
         verdict: Some(Arc::new(Verdict {
             outcome: Outcome::Mask,
-            rule: vigil_proxy_core::policy::FAIL_CLOSED_RULE.into(),
+            rule: vigil_sql::policy::FAIL_CLOSED_RULE.into(),
             reason: "a result the proxy could not pair with a judged statement".into(),
             max_rows: limits.max_rows,
             over_limit: limits.over_limit,

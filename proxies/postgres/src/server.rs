@@ -16,9 +16,9 @@ use vigil_proxy_core::{Approvals, Authenticator, EventSink, SessionContext, Veri
 
 use vigil_proxy_core::admission::{Admission, SessionLimits};
 use vigil_proxy_core::mask::Masker;
-use vigil_proxy_core::policy::Policy;
 use vigil_runtime::drain::Drain;
 use vigil_runtime::recorder::{EndReason, SessionRecorder};
+use vigil_sql::policy::Policy;
 
 use crate::cancel::{CancelRegistry, Registration, UpstreamKey};
 use crate::catalog::Catalog;

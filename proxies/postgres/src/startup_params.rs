@@ -6,7 +6,7 @@
 //! settings that shape how results look pass; anything else ends the
 //! startup with a reason. Pure: no I/O.
 
-use vigil_proxy_core::classify::search_path_text_shadows_builtins;
+use vigil_sql::classify::search_path_text_shadows_builtins;
 
 /// Settings a client may give at startup (lower case; PostgreSQL's names
 /// are case-insensitive). The same settings a client can `SET` later under

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vigil_proto::events::MaskedField;
-use vigil_proxy_core::policy::{stricter, Outcome, Verdict};
+use vigil_sql::policy::{stricter, Outcome, Verdict};
 
 use crate::codec::{BindParam, ErrorFields};
 
@@ -759,11 +759,11 @@ mod tests {
 
     fn verdict(rule: &str) -> Arc<Verdict> {
         Arc::new(Verdict {
-            outcome: vigil_proxy_core::policy::Outcome::Mask,
+            outcome: vigil_sql::policy::Outcome::Mask,
             rule: rule.into(),
             reason: String::new(),
             max_rows: None,
-            over_limit: vigil_proxy_core::policy::Outcome::Deny,
+            over_limit: vigil_sql::policy::Outcome::Deny,
             shapes: Default::default(),
         })
     }

@@ -6,6 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
+use vigil_proxy_postgres::messages::ClientMessage;
 use vigil_proxy_postgres::{codec, results};
 
 /// Valid messages of every kind the proxy parses (type byte + length + body).
@@ -58,6 +59,17 @@ fn decode_all(bytes: &[u8]) {
         let len = i32::from_be_bytes([frame.raw[1], frame.raw[2], frame.raw[3], frame.raw[4]]);
         assert_eq!(frame.raw.len(), len as usize + 1);
         parse_everything(&frame.body());
+        // The session's decoder, under every type byte a client could send.
+        for tag in [
+            b'Q', b'P', b'B', b'E', b'D', b'C', b'S', b'X', b'c', b'f', b'F', b'H',
+        ] {
+            let mut raw = frame.raw.to_vec();
+            raw[0] = tag;
+            let _ = ClientMessage::decode(&codec::Frame {
+                tag,
+                raw: Bytes::from(raw),
+            });
+        }
     }
     assert_eq!(consumed + buf.len(), before, "no byte lost or invented");
 }

@@ -102,10 +102,8 @@ async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
             required_scopes: Vec::new(),
             tls: None,
             policy: Arc::new(
-                vigil_proxy_core::policy::Policy::parse(
-                    "name = \"allow-all\"\ndefault = \"allow\"",
-                )
-                .unwrap(),
+                vigil_sql::policy::Policy::parse("name = \"allow-all\"\ndefault = \"allow\"")
+                    .unwrap(),
             ),
             masker: Arc::new(
                 vigil_proxy_core::mask::Masker::new([0; 32], &Default::default()).unwrap(),

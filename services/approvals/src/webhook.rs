@@ -21,7 +21,6 @@
 //! and groups: the book still refuses self-approval and double votes.
 
 use std::collections::{HashSet, VecDeque};
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -308,9 +307,10 @@ pub async fn serve_callback(
     let app = axum::Router::new()
         .route("/v1/decisions", axum::routing::post(decide))
         .with_state(state);
-    axum::serve(
+    vigil_runtime::http::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app,
+        vigil_runtime::http::ServeLimits::SMALL_REQUESTS,
     )
     .await
 }

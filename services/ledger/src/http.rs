@@ -69,9 +69,10 @@ pub async fn serve(
     ledger: Arc<Ledger>,
     access: BodyAccess,
 ) -> std::io::Result<()> {
-    axum::serve(
+    vigil_runtime::http::serve(
         listener,
-        router(ledger, access).into_make_service_with_connect_info::<SocketAddr>(),
+        router(ledger, access),
+        vigil_runtime::http::ServeLimits::LEDGER_API,
     )
     .await
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use base64::Engine as _;
-use vigil_proxy_core::policy::Policy;
+use vigil_sql::policy::Policy;
 
 /// The shipped policy for PHI databases (the default everywhere).
 pub const PHI_DEFAULT: &str = "builtin:phi-default";

@@ -533,7 +533,7 @@ fn consume_holds(
 async fn start_approvals(
     config: &Config,
     section: &ApprovalsSection,
-    listener_policies: &[Arc<vigil_proxy_core::policy::Policy>],
+    listener_policies: &[Arc<vigil_sql::policy::Policy>],
     sink: Arc<dyn EventSink>,
     auth: vigil_proxy_core::Authenticator,
     in_process: bool,
@@ -671,7 +671,12 @@ async fn serve_metrics(listener: TcpListener) -> std::io::Result<()> {
         )
     }
     let app = axum::Router::new().route("/metrics", axum::routing::get(metrics));
-    axum::serve(listener, app).await
+    vigil_runtime::http::serve(
+        listener,
+        app,
+        vigil_runtime::http::ServeLimits::SMALL_REQUESTS,
+    )
+    .await
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

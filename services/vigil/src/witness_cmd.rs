@@ -51,8 +51,12 @@ pub fn run(args: WitnessArgs) -> anyhow::Result<()> {
                 .await
                 .with_context(|| format!("cannot listen on {}", args.listen))?;
             println!("vigil witness is ready");
-            axum::serve(listener, witness::router(witness))
-                .await
-                .context("the witness server failed")
+            vigil_runtime::http::serve(
+                listener,
+                witness::router(witness),
+                vigil_runtime::http::ServeLimits::SMALL_REQUESTS,
+            )
+            .await
+            .context("the witness server failed")
         })
 }

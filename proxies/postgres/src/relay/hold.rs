@@ -17,9 +17,9 @@ use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vigil_proto::events::Request;
 use vigil_proxy_core::approval::Approvals;
-use vigil_proxy_core::classify::redact_literals;
-use vigil_proxy_core::policy::{Outcome, ReviewSettings, Verdict};
 use vigil_runtime::hold::{self as coordinator, HoldEnd, HoldRequest, Prepared};
+use vigil_sql::classify::redact_literals;
+use vigil_sql::policy::{Outcome, ReviewSettings, Verdict};
 
 use super::{Fatal, Forward, Frontend, Io};
 use crate::codec::Frame;

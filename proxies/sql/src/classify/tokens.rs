@@ -1,14 +1,13 @@
 //! The one tokenization every part of the classifier works from, and the
 //! helpers that map sqlparser's token positions back onto the text.
 
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 /// Tokenizes `sql` the way the parser will see it. Classification and the
 /// lexer guard must work from the *same* tokens, so the parser is later fed
 /// exactly this vector rather than re-tokenizing.
 pub(crate) fn tokenize(sql: &str) -> Option<Vec<TokenWithSpan>> {
-    Tokenizer::new(&PostgreSqlDialect {}, sql)
+    Tokenizer::new(crate::Dialect::PostgreSql.parser(), sql)
         .tokenize_with_location()
         .ok()
 }

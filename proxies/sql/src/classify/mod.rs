@@ -204,7 +204,6 @@ mod tokens;
 
 use std::collections::BTreeSet;
 
-use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan};
 
@@ -344,7 +343,7 @@ pub fn classify(sql: &str) -> Classification {
         return Classification::default();
     }
     let leading = leading_keywords(&tokens);
-    let parsed = Parser::new(&PostgreSqlDialect {})
+    let parsed = Parser::new(crate::Dialect::PostgreSql.parser())
         .with_tokens_with_locations(tokens.clone())
         .parse_statements();
     let statements = match parsed {

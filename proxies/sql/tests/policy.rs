@@ -4,11 +4,10 @@
 //! apply to the caller, names match leniently only where that is the safe
 //! side, and broken policy files are refused with a reason.
 
-use vigil_proxy_core::classify::classify;
 use vigil_proxy_core::mask::MaskFormat;
-use vigil_proxy_core::policy::{
-    name_matches, Asker, Lenience, Outcome, Policy, PreparedStatements, FAIL_CLOSED_RULE,
-};
+use vigil_proxy_core::policy::{name_matches, Lenience};
+use vigil_sql::classify::classify;
+use vigil_sql::policy::{Asker, Outcome, Policy, PreparedStatements, FAIL_CLOSED_RULE};
 
 const POLICY: &str = r#"
 name = "test"
@@ -359,6 +358,13 @@ fn broken_policies_are_refused_with_a_reason() {
         ("name = \"x\"\ndefault = \"allow\"\n[[masking.columns]]\ntable = \"t\"\ncolumns = [\"a\"]\nformat = \"scramble\"", "unknown variant"),
         ("name = \"x\"\ndefault = \"allow\"\n[[rules]]\nname = \"a\"\naction = \"deny\"\nmax_rows = 0", "max_rows must be at least 1"),
         ("not toml at all [", "expected"),
+        // A key neither the engine nor the SQL family knows is refused,
+        // naming the rule: a typo never silently widens a rule.
+        ("name = \"x\"\ndefault = \"allow\"\n[[rules]]\nname = \"a\"\naction = \"deny\"\nkind = [\"drop\"]", "rule \"a\": unknown field `kind`"),
+        ("name = \"x\"\ndefault = \"allow\"\nphi_table = [\"t\"]", "unknown field `phi_table`"),
+        ("name = \"x\"\ndefault = \"allow\"\n[masking]\nscan_all = true", "unknown field `scan_all`"),
+        ("name = \"x\"\ndefault = \"allow\"\n[masking.detectors]\nkinds = [\"ssn\"]\nbogus = 1", "bogus"),
+        ("name = \"x\"\ndefault = \"allow\"\n[[rules]]\nname = \"a\"\naction = \"deny\"\nreads_phi = \"yes\"", "rule \"a\": invalid type"),
     ] {
         let err = Policy::parse(text).unwrap_err().to_string();
         assert!(err.contains(want), "{text:?}: {err}");
@@ -506,9 +512,10 @@ fn review_settings_that_could_never_work_are_refused() {
 
 #[test]
 fn dates_of_phi_tables_are_masked_unless_a_rule_keeps_them() {
-    use vigil_proxy_core::policy::ColumnTreatment;
-    const DATE: u32 = 1082;
-    const TIMESTAMPTZ: u32 = 1184;
+    use vigil_sql::policy::ColumnTreatment;
+    // The protocol tells which columns hold dates; the policy is told.
+    const DATE: bool = true;
+    const TIMESTAMPTZ: bool = true;
     let p = Policy::parse(
         r#"
 name = "dates"
@@ -522,7 +529,7 @@ format = "clear"
 "#,
     )
     .unwrap();
-    let t = |s: &str, tb: &str, c: &str, ty: u32| p.column_treatment(s, tb, c, ty);
+    let t = |s: &str, tb: &str, c: &str, ty: bool| p.column_treatment(s, tb, c, ty);
     assert_eq!(
         t("clinical", "visits", "admitted", DATE),
         ColumnTreatment::PhiDate
@@ -545,7 +552,7 @@ format = "clear"
         ColumnTreatment::Unmasked
     );
     assert_eq!(
-        t("clinical", "visits", "note", 25),
+        t("clinical", "visits", "note", false),
         ColumnTreatment::Unmasked
     );
     assert!(p.masks_anything());

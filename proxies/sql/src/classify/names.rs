@@ -10,7 +10,7 @@ pub(crate) fn ident(id: &Ident) -> String {
     if id.quote_style.is_some() {
         id.value.clone()
     } else {
-        id.value.to_ascii_lowercase()
+        crate::Dialect::PostgreSql.fold_unquoted(&id.value)
     }
 }
 

@@ -214,9 +214,8 @@ impl MessageShapes {
 /// The shape of a view definition as `pg_get_viewdef` prints it; `None`
 /// when it does not parse as one query.
 pub fn view_shape(definition: &str) -> Option<QueryShape> {
-    use sqlparser::dialect::PostgreSqlDialect;
     use sqlparser::parser::Parser;
-    let statements = Parser::parse_sql(&PostgreSqlDialect {}, definition).ok()?;
+    let statements = Parser::parse_sql(crate::Dialect::PostgreSql.parser(), definition).ok()?;
     match statements.as_slice() {
         [sqlparser::ast::Statement::Query(q)] => Some(query_shape(q)),
         _ => None,

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use vigil_proxy_core::classify::{classify, redact_literals, Classification, StatementClass};
+use vigil_sql::classify::{classify, redact_literals, Classification, StatementClass};
 
 /// One table row. Sets are space-separated names. `kinds` starts with the
 /// main kind; every other entry must be present, or, written `!kind`,
@@ -662,7 +662,7 @@ fn fail_closed() {
 
 #[test]
 fn classifier_work_is_bounded() {
-    use vigil_proxy_core::classify::{MAX_CLASSIFIED_BYTES, MAX_CLASSIFIED_TOKENS};
+    use vigil_sql::classify::{MAX_CLASSIFIED_BYTES, MAX_CLASSIFIED_TOKENS};
     // Past the byte budget: not tokenized or parsed at all.
     let long = format!("SELECT {}1", "1,".repeat(MAX_CLASSIFIED_BYTES / 2));
     let c = classify(&long);

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use criterion::{criterion_group, criterion_main, Criterion};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
-use vigil_proxy_core::classify::classify;
-use vigil_proxy_core::lineage::{
+use vigil_sql::classify::classify;
+use vigil_sql::lineage::{
     resolve, statement_shape, view_shape, ColumnInfo, RelationInfo, RelationKind, Relations,
 };
 

@@ -1,0 +1,310 @@
+//! The frontend's plan, message by message, without a database: what goes
+//! upstream in a message's place, what is recorded before it, when it is
+//! held, and when the registry of statements takes a change (only once
+//! the server confirms it).
+
+use std::sync::Mutex as StdMutex;
+
+use bytes::BufMut;
+use vigil_proto::events::{Event, Protocol};
+use vigil_proxy_core::approval::{GrantFuture, GrantQuery, HoldFuture};
+use vigil_proxy_core::sink::RecordFuture;
+use vigil_proxy_core::{EventSink, VerifiedIdentity};
+
+use super::*;
+use crate::UpstreamConfig;
+
+const POLICY: &str = r#"
+name = "plan"
+default = "allow"
+[review]
+approver_groups = ["privacy"]
+[[masking.columns]]
+table = "patients"
+columns = ["ssn"]
+format = "redact"
+[[rules]]
+name = "no-drop"
+action = "deny"
+kinds = ["drop"]
+[[rules]]
+name = "exports"
+action = "review"
+kinds = ["copy_out"]
+[[rules]]
+name = "phi-masked"
+action = "mask"
+reads_phi = true
+"#;
+
+#[derive(Default)]
+struct Collecting(StdMutex<Vec<Event>>);
+
+impl EventSink for Collecting {
+    fn record(&self, event: Event) -> RecordFuture {
+        self.0.lock().unwrap().push(event);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// An approval service that never answers: a plan only decides to hold.
+#[derive(Debug)]
+struct Silent;
+
+impl Approvals for Silent {
+    fn covering_grant(&self, _: GrantQuery) -> GrantFuture {
+        Box::pin(std::future::pending())
+    }
+    fn hold(&self, _: Event) -> HoldFuture {
+        Box::pin(std::future::pending())
+    }
+    fn withdraw(&self, _: &str, _: &str) {}
+}
+
+async fn frontend(approvals: Option<Arc<dyn Approvals>>) -> Frontend {
+    let policy = Arc::new(Policy::parse(POLICY).unwrap());
+    let identity = VerifiedIdentity {
+        subject: "agent".into(),
+        issuer: "test".into(),
+        ..VerifiedIdentity::default()
+    };
+    let session = Arc::new(SessionContext::new("ehr", &identity, Protocol::Postgres));
+    let sink = Arc::new(Collecting::default());
+    let recorder = SessionRecorder::open(session, sink, Default::default())
+        .await
+        .unwrap();
+    let gate = Gate::new(policy, "agent", &[], "ehr");
+    // Never connected: the plan does no I/O.
+    let catalog = Arc::new(Catalog::new(UpstreamConfig {
+        host: "127.0.0.1".into(),
+        port: 1,
+        user: "nobody".into(),
+        password: None,
+        database: None,
+        connect_timeout_ms: 1,
+        tls: None,
+    }));
+    Frontend {
+        shared: Arc::new(Shared::new(recorder, &gate)),
+        gate,
+        catalog,
+        database: "test".into(),
+        deadline: TokenDeadline::of(&identity),
+        identity,
+        approvals,
+        hold_cancel: None,
+    }
+}
+
+fn frame(raw: Bytes) -> Frame {
+    Frame { tag: raw[0], raw }
+}
+
+fn bind(portal: &str, statement: &str) -> Frame {
+    frame(codec::message(b'B', |b| {
+        b.put_slice(portal.as_bytes());
+        b.put_u8(0);
+        b.put_slice(statement.as_bytes());
+        b.put_u8(0);
+        b.put_i16(0); // parameter formats
+        b.put_i16(0); // parameters
+        b.put_i16(0); // result formats
+    }))
+}
+
+fn execute(portal: &str) -> Frame {
+    frame(codec::message(b'E', |b| {
+        b.put_slice(portal.as_bytes());
+        b.put_u8(0);
+        b.put_i32(0);
+    }))
+}
+
+/// Plans one frame; returns the step and what would go upstream.
+fn plan(front: &mut Frontend, frame: &Frame) -> (Step, Bytes) {
+    let message = ClientMessage::decode(frame).unwrap();
+    let mut out = BytesMut::new();
+    let step = front.plan(frame, message, &mut out);
+    (step, out.freeze())
+}
+
+fn recorded(step: Step) -> Vec<Kind> {
+    match step {
+        Step::Record(events) => events,
+        Step::Hold(_) => panic!("held, not recorded"),
+        Step::Terminate => panic!("terminated"),
+    }
+}
+
+fn decision(events: &[Kind]) -> &vigil_proto::events::Decision {
+    events
+        .iter()
+        .find_map(|k| match k {
+            Kind::Decision(d) => Some(d),
+            _ => None,
+        })
+        .expect("a Decision")
+}
+
+/// The messages `bytes` holds, as (type, decoded text of a Query or Parse).
+fn upstream_messages(bytes: &Bytes) -> Vec<ClientMessage> {
+    let mut buf = BytesMut::from(&bytes[..]);
+    let mut messages = Vec::new();
+    while let Some(f) = codec::decode_frame(&mut buf).unwrap() {
+        messages.push(ClientMessage::decode(&f).unwrap());
+    }
+    assert!(buf.is_empty(), "a partial message went upstream");
+    messages
+}
+
+#[tokio::test]
+async fn an_allowed_query_goes_upstream_as_sent_after_its_request_and_decision() {
+    let mut front = frontend(None).await;
+    let q = frame(codec::query("SELECT 1"));
+    let (step, out) = plan(&mut front, &q);
+    let events = recorded(step);
+    assert!(matches!(&events[0], Kind::Request(r) if r.sql().unwrap().text == "SELECT 1"));
+    assert_eq!(decision(&events).outcome, Outcome::Allow.to_event() as i32);
+    assert_eq!(out, q.raw);
+    assert_eq!(front.tracker().outstanding_runs(), 1);
+}
+
+#[tokio::test]
+async fn a_denied_query_never_goes_upstream_a_failing_probe_takes_its_place() {
+    let mut front = frontend(None).await;
+    let (step, out) = plan(&mut front, &frame(codec::query("DROP TABLE patients")));
+    let events = recorded(step);
+    let d = decision(&events);
+    assert_eq!(d.rule, "no-drop");
+    assert_eq!(d.outcome, Outcome::Deny.to_event() as i32);
+    match upstream_messages(&out).as_slice() {
+        [ClientMessage::Query { sql }] => assert!(!sql.contains("DROP"), "{sql}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_review_is_held_before_anything_goes_upstream_and_refused_without_a_service() {
+    let copy = frame(codec::query("COPY patients TO STDOUT"));
+    let mut held = frontend(Some(Arc::new(Silent))).await;
+    let (step, out) = plan(&mut held, &copy);
+    match step {
+        Step::Hold(plan) => {
+            assert_eq!(plan.verdict.rule, "exports");
+            assert_eq!(plan.request.sql().unwrap().text, "COPY patients TO STDOUT");
+        }
+        _ => panic!("not held"),
+    }
+    assert!(out.is_empty(), "nothing goes upstream while held");
+
+    let mut alone = frontend(None).await;
+    let (step, out) = plan(&mut alone, &copy);
+    let events = recorded(step);
+    assert_eq!(decision(&events).rule, "exports");
+    assert!(
+        matches!(upstream_messages(&out).as_slice(), [ClientMessage::Query { sql }] if !sql.contains("COPY"))
+    );
+}
+
+#[tokio::test]
+async fn a_refused_parse_becomes_a_failing_parse_of_the_same_name_and_registers_nothing() {
+    let mut front = frontend(None).await;
+    let parse = frame(results::parse_message("s1", "DROP TABLE patients"));
+    let (step, out) = plan(&mut front, &parse);
+    let events = recorded(step);
+    assert!(matches!(&events[0], Kind::Request(r) if r.sql().unwrap().statement_name == "s1"));
+    assert_eq!(decision(&events).rule, "no-drop");
+    match upstream_messages(&out).as_slice() {
+        [ClientMessage::Parse(p)] => {
+            assert_eq!(p.statement, "s1");
+            assert!(!p.query.contains("DROP"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The server answers the probe with an error: nothing is registered.
+    front.tracker().on_error(codec::ErrorFields::default());
+    assert!(front.tracker().statement("s1").is_none());
+}
+
+#[tokio::test]
+async fn a_parse_takes_its_verdict_into_the_registry_only_when_the_server_confirms() {
+    let parse = frame(results::parse_message("s1", "SELECT ssn FROM patients"));
+    // Confirmed: ParseComplete.
+    let mut front = frontend(None).await;
+    let (step, out) = plan(&mut front, &parse);
+    assert!(
+        recorded(step).is_empty(),
+        "a Parse is recorded at its Execute"
+    );
+    assert_eq!(out, parse.raw);
+    front.tracker().on_step_complete().unwrap();
+    let verdict = front.tracker().statement("s1").unwrap().verdict.clone();
+    assert_eq!(verdict.outcome, Outcome::Mask);
+    assert_eq!(verdict.rule, "phi-masked");
+    // Skipped: an error before it makes the server skip to the Sync, and
+    // the name keeps nothing of this Parse.
+    let mut front = frontend(None).await;
+    plan(&mut front, &parse);
+    front.tracker().on_error(codec::ErrorFields {
+        severity: "ERROR".into(),
+        code: "42601".into(),
+        message: "syntax error".into(),
+    });
+    assert!(front.tracker().statement("s1").is_none());
+}
+
+#[tokio::test]
+async fn an_execute_of_a_masked_portal_describes_it_first_and_is_recorded_under_its_verdict() {
+    let mut front = frontend(None).await;
+    plan(
+        &mut front,
+        &frame(results::parse_message("s1", "SELECT ssn FROM patients")),
+    );
+    front.tracker().on_step_complete().unwrap(); // ParseComplete
+    let (step, out) = plan(&mut front, &bind("p1", "s1"));
+    assert!(recorded(step).is_empty());
+    assert!(
+        matches!(upstream_messages(&out).as_slice(), [ClientMessage::Bind(b)] if b.portal == "p1")
+    );
+    front.tracker().on_step_complete().unwrap(); // BindComplete
+
+    let (step, out) = plan(&mut front, &execute("p1"));
+    let events = recorded(step);
+    match &events[0] {
+        Kind::Request(r) => {
+            let sql = r.sql().unwrap();
+            assert_eq!(sql.text, "SELECT ssn FROM patients");
+            assert_eq!(
+                (sql.statement_name.as_str(), sql.portal_name.as_str()),
+                ("s1", "p1")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(decision(&events).outcome, Outcome::Mask.to_event() as i32);
+    // The proxy's own Describe goes first: masking needs the columns.
+    assert!(matches!(
+        upstream_messages(&out).as_slice(),
+        [ClientMessage::Describe { target: b'P', name }, ClientMessage::Execute { portal, .. }]
+            if name == "p1" && portal == "p1"
+    ));
+}
+
+#[tokio::test]
+async fn an_execute_of_a_portal_the_proxy_never_saw_fails_closed() {
+    let mut front = frontend(None).await;
+    let (step, _) = plan(&mut front, &execute("ghost"));
+    let d = recorded(step);
+    let d = decision(&d);
+    assert_eq!(d.rule, vigil_sql::policy::FAIL_CLOSED_RULE);
+    // The strictest outcome a rule could give this caller.
+    assert_eq!(d.outcome, Outcome::Deny.to_event() as i32);
+}
+
+#[tokio::test]
+async fn terminate_ends_the_session_and_sends_nothing_of_its_own() {
+    let mut front = frontend(None).await;
+    let (step, out) = plan(&mut front, &frame(codec::terminate()));
+    assert!(matches!(step, Step::Terminate));
+    assert!(out.is_empty());
+}

@@ -1,0 +1,175 @@
+//! Serving an HTTP router on a port others can reach, with the limits such
+//! a port needs (`axum::serve` has none): a cap on connections open at
+//! once, a time limit for a request's headers, and one for the whole
+//! connection, so that a client trickling a body or never reading the
+//! answer cannot hold a connection, and many such clients cannot hold
+//! them all. The witness, the ledger's HTTP API, `/metrics` and the
+//! approval service's callbacks are served this way.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// How much one server lets its clients hold.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeLimits {
+    /// Connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// A request's line and headers must arrive within this.
+    pub header_timeout: Duration,
+    /// A connection is closed after this, whatever it is doing.
+    pub connection_timeout: Duration,
+}
+
+impl ServeLimits {
+    /// For small requests answered at once: the witness (a checkpoint),
+    /// `/metrics`, the approval service's signed callbacks.
+    pub const SMALL_REQUESTS: ServeLimits = ServeLimits {
+        max_connections: 256,
+        header_timeout: Duration::from_secs(10),
+        connection_timeout: Duration::from_secs(60),
+    };
+
+    /// For the ledger's HTTP API: auditors download tiles and bundles,
+    /// which can take a while over a slow link.
+    pub const LEDGER_API: ServeLimits = ServeLimits {
+        max_connections: 512,
+        header_timeout: Duration::from_secs(10),
+        connection_timeout: Duration::from_secs(15 * 60),
+    };
+}
+
+/// Serves `router` until accepting fails for good. Each request can
+/// extract `ConnectInfo<SocketAddr>`, as with
+/// `into_make_service_with_connect_info`.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    loop {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) if is_transient(&e) => {
+                // Out of file descriptors and the like: wait, then go on.
+                tracing::warn!(error = %e, "accept failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        let service = TowerToHyperService::new(
+            router
+                .clone()
+                .layer(axum::Extension(ConnectInfo::<SocketAddr>(peer))),
+        );
+        tokio::spawn(async move {
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            // Dropping the connection closes it.
+            let _ = tokio::time::timeout(limits.connection_timeout, connection).await;
+            drop(permit);
+        });
+    }
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+    ) || e
+        .raw_os_error()
+        .is_some_and(|code| code == 23 || code == 24) // ENFILE, EMFILE
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    async fn start(limits: ServeLimits) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let router = Router::new().route(
+            "/peer",
+            get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move { peer.to_string() }),
+        );
+        tokio::spawn(serve(listener, router, limits));
+        addr
+    }
+
+    async fn get_peer(addr: SocketAddr) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        s.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    const SHORT: ServeLimits = ServeLimits {
+        max_connections: 1,
+        header_timeout: Duration::from_millis(300),
+        connection_timeout: Duration::from_secs(30),
+    };
+
+    #[tokio::test]
+    async fn requests_are_answered_with_the_peer_address() {
+        let addr = start(SHORT).await;
+        let answer = get_peer(addr).await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.contains("127.0.0.1:"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+        let addr = start(SHORT).await;
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        // The server closes (after a 408, or silently) instead of waiting
+        // for the connection's time limit.
+        let closed =
+            tokio::time::timeout(Duration::from_secs(10), slow.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the connection was held open");
+        // And the only connection slot is free again.
+        assert!(get_peer(addr).await.starts_with("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn connections_past_the_cap_wait_for_a_free_slot() {
+        let addr = start(SHORT).await;
+        // A slow client takes the only slot.
+        let mut idle = TcpStream::connect(addr).await.unwrap();
+        idle.write_all(b"GET /peer HTTP/1.1\r\n").await.unwrap();
+        let waiting = tokio::spawn(get_peer(addr));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(!waiting.is_finished(), "served past the cap");
+        // The idle one is cut off by the header timeout; then it is served.
+        let answer = waiting.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        drop(idle);
+    }
+}
