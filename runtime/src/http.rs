@@ -3,11 +3,13 @@
 //! once, a time limit for a request's headers, and one for the whole
 //! connection, so that a client trickling a body or never reading the
 //! answer cannot hold a connection, and many such clients cannot hold
-//! them all. The witness, the ledger's HTTP API, `/metrics` and the
+//! them all; one client address cannot hold more than its share either.
+//! The witness, the ledger's HTTP API, `/metrics` and the
 //! approval service's callbacks are served this way.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -22,6 +24,13 @@ use tokio::sync::Semaphore;
 pub struct ServeLimits {
     /// Connections open at once; more wait in the kernel's backlog.
     pub max_connections: usize,
+    /// Connections one client address may hold at once; more are closed
+    /// at once, so that one client cannot take every slot.
+    pub per_peer: usize,
+    /// Whether a connection may carry more than one request. Off where
+    /// requests are small and rare: an idle kept-alive connection holds a
+    /// slot for nothing.
+    pub keep_alive: bool,
     /// A request's line and headers must arrive within this.
     pub header_timeout: Duration,
     /// A connection is closed after this, whatever it is doing.
@@ -33,6 +42,8 @@ impl ServeLimits {
     /// `/metrics`, the approval service's signed callbacks.
     pub const SMALL_REQUESTS: ServeLimits = ServeLimits {
         max_connections: 256,
+        per_peer: 16,
+        keep_alive: false,
         header_timeout: Duration::from_secs(10),
         connection_timeout: Duration::from_secs(60),
     };
@@ -41,20 +52,21 @@ impl ServeLimits {
     /// which can take a while over a slow link.
     pub const LEDGER_API: ServeLimits = ServeLimits {
         max_connections: 512,
+        per_peer: 64,
+        keep_alive: true,
         header_timeout: Duration::from_secs(10),
         connection_timeout: Duration::from_secs(15 * 60),
     };
 }
 
-/// Serves `router` until accepting fails for good. Each request can
+/// Serves `router` for as long as the task runs: an accept error is
+/// logged and retried after a pause, never the end of the server (a
+/// returned error would end the process that runs it). Each request can
 /// extract `ConnectInfo<SocketAddr>`, as with
 /// `into_make_service_with_connect_info`.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    limits: ServeLimits,
-) -> std::io::Result<()> {
+pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let peers = Arc::new(PeerCounts::default());
     loop {
         let permit = permits
             .clone()
@@ -63,13 +75,16 @@ pub async fn serve(
             .expect("the semaphore is never closed");
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
-            Err(e) if is_transient(&e) => {
-                // Out of file descriptors and the like: wait, then go on.
+            Err(e) => {
+                // Out of file descriptors, a reset before accept, ...
                 tracing::warn!(error = %e, "accept failed; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
-            Err(e) => return Err(e),
+        };
+        let Some(slot) = peers.clone().take(peer.ip(), limits.per_peer) else {
+            tracing::debug!(%peer, "too many connections from one address; closed");
+            continue;
         };
         let service = TowerToHyperService::new(
             router
@@ -80,22 +95,48 @@ pub async fn serve(
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_timeout)
+                .keep_alive(limits.keep_alive)
                 .serve_connection(TokioIo::new(stream), service);
             // Dropping the connection closes it.
             let _ = tokio::time::timeout(limits.connection_timeout, connection).await;
-            drop(permit);
+            drop((permit, slot));
         });
     }
 }
 
-fn is_transient(e: &std::io::Error) -> bool {
-    use std::io::ErrorKind::*;
-    matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
-    ) || e
-        .raw_os_error()
-        .is_some_and(|code| code == 23 || code == 24) // ENFILE, EMFILE
+/// Connections open per client address.
+#[derive(Default)]
+struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
+
+/// One connection of an address; counted down when dropped.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    ip: IpAddr,
+}
+
+impl PeerCounts {
+    fn take(self: Arc<Self>, ip: IpAddr, limit: usize) -> Option<PeerSlot> {
+        let mut counts = self.0.lock().expect("peer counts lock");
+        let open = counts.entry(ip).or_default();
+        if *open >= limit.max(1) {
+            return None;
+        }
+        *open += 1;
+        drop(counts);
+        Some(PeerSlot { counts: self, ip })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut counts = self.counts.0.lock().expect("peer counts lock");
+        if let Some(open) = counts.get_mut(&self.ip) {
+            *open -= 1;
+            if *open == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +170,8 @@ mod tests {
 
     const SHORT: ServeLimits = ServeLimits {
         max_connections: 1,
+        per_peer: 1,
+        keep_alive: false,
         header_timeout: Duration::from_millis(300),
         connection_timeout: Duration::from_secs(30),
     };
@@ -171,5 +214,26 @@ mod tests {
         let answer = waiting.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         drop(idle);
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_more_than_its_share() {
+        let addr = start(ServeLimits {
+            max_connections: 8,
+            ..SHORT
+        })
+        .await;
+        let mut first = TcpStream::connect(addr).await.unwrap();
+        first.write_all(b"GET /peer HTTP/1.1\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The second connection of the same address is closed unanswered.
+        let mut second = TcpStream::connect(addr).await.unwrap();
+        let _ = second
+            .write_all(b"GET /peer HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await;
+        let mut answer = Vec::new();
+        let _ = second.read_to_end(&mut answer).await;
+        assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
+        drop(first);
     }
 }

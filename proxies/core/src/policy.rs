@@ -91,7 +91,10 @@ pub trait Family: Sized {
     type Shapes: Clone + Debug + Default + PartialEq;
 
     /// Reads the family's sections: `top` holds the file's top-level keys
-    /// the engine does not know, `masking` those of `[masking]`.
+    /// the engine does not know, `masking` those of `[masking]`. Every key
+    /// the family does not know must be refused (deserialize with
+    /// `deny_unknown_fields`): a typo must never load as a policy that
+    /// says less. `Conditions` must refuse unknown keys the same way.
     fn sections(top: toml::Table, masking: toml::Table) -> Result<Self::Sections, PolicyError>;
 
     /// Whether `subject` meets every condition of `rule` (a rule with no
@@ -665,5 +668,115 @@ fn split_last(name: &str) -> (Option<&str>, &str) {
     match name.rsplit_once('.') {
         Some((schema, obj)) => (Some(schema.rsplit('.').next().unwrap_or(schema)), obj),
         None => (None, name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine with a family of its own (tool names, as an MCP family
+    //! would match them): what the engine does is the same for every
+    //! family.
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    struct Tools;
+
+    #[derive(Clone, Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct ToolConditions {
+        #[serde(default)]
+        tools: Vec<String>,
+    }
+
+    impl Family for Tools {
+        type Conditions = ToolConditions;
+        type Sections = ();
+        type Subject = str;
+        type Shapes = ();
+
+        fn sections(top: toml::Table, masking: toml::Table) -> Result<(), PolicyError> {
+            match top.keys().chain(masking.keys()).next() {
+                Some(key) => Err(PolicyError::Syntax(format!("unknown field `{key}`"))),
+                None => Ok(()),
+            }
+        }
+
+        fn matches(_: &(), rule: &Rule<ToolConditions>, tool: &str) -> bool {
+            let tools = &rule.conditions.tools;
+            tools.is_empty() || tools.iter().any(|t| name_matches(t, tool, Lenience::Exact))
+        }
+    }
+
+    const POLICY: &str = r#"
+name = "tools"
+default = "review"
+[review]
+approver_groups = ["privacy"]
+[[rules]]
+name = "oncall-may-delete"
+action = "allow"
+groups = ["oncall"]
+tools = ["ehr.delete_*"]
+[[rules]]
+name = "no-delete"
+action = "deny"
+tools = ["ehr.delete_*"]
+[[rules]]
+name = "reads"
+action = "mask"
+tools = ["ehr.read_*", "search"]
+"#;
+
+    fn asker<'a>(groups: &'a [String]) -> Asker<'a> {
+        Asker {
+            subject: "agent",
+            groups,
+            connection: "mcp",
+        }
+    }
+
+    #[test]
+    fn the_first_matching_rule_decides_for_any_family() {
+        let p = PolicyEngine::<Tools>::parse(POLICY).unwrap();
+        let none: Vec<String> = Vec::new();
+        let oncall = vec!["oncall".to_string()];
+        let judge = |groups: &[String], tool: &str| {
+            let v = p.first_match(asker(groups), tool);
+            (v.outcome, v.rule)
+        };
+        assert_eq!(
+            judge(&none, "ehr.delete_patient"),
+            (Outcome::Deny, "no-delete".into())
+        );
+        assert_eq!(
+            judge(&oncall, "ehr.delete_patient"),
+            (Outcome::Allow, "oncall-may-delete".into())
+        );
+        assert_eq!(
+            judge(&none, "ehr.read_chart"),
+            (Outcome::Mask, "reads".into())
+        );
+        assert_eq!(judge(&none, "weather"), (Outcome::Review, "default".into()));
+        // Fail closed: the strictest outcome any rule could give the asker.
+        let v = p.strictest(asker(&none), "the message could not be read");
+        assert_eq!(
+            (v.outcome, v.rule.as_str()),
+            (Outcome::Deny, FAIL_CLOSED_RULE)
+        );
+        assert!(p.review_settings("default").is_some());
+    }
+
+    #[test]
+    fn keys_neither_the_engine_nor_the_family_knows_are_refused() {
+        let typo =
+            format!("{POLICY}\n[[rules]]\nname = \"x\"\naction = \"deny\"\ntool = [\"a\"]\n");
+        let err = PolicyEngine::<Tools>::parse(&typo).unwrap_err().to_string();
+        assert!(
+            err.contains("rule \"x\"") && err.contains("unknown field `tool`"),
+            "{err}"
+        );
+        let top = format!("phi_tables = [\"t\"]\n{POLICY}");
+        let err = PolicyEngine::<Tools>::parse(&top).unwrap_err().to_string();
+        assert!(err.contains("phi_tables"), "{err}");
     }
 }

@@ -6,12 +6,14 @@
 //!
 //! - the tokenizer and parser dialect the classifier and the lineage
 //!   resolver read statements with ([`Dialect::parser`]);
-//! - how unquoted names fold ([`Dialect::fold_unquoted`]), for the names a
-//!   policy file writes.
+//! - how the classifier folds unquoted identifiers
+//!   ([`Dialect::fold_unquoted`], used by `classify::names`).
 //!
-//! What is still PostgreSQL's alone and moves behind the seam with MySQL:
-//! the classifier's identifier folding inside statements (`classify::names`),
-//! its built-in function catalog (`pg_catalog_functions.txt`), `search_path`
+//! A policy file's names do not go through it: they match
+//! case-insensitively in every dialect (covering more is the safe side).
+//!
+//! What is still PostgreSQL's alone and moves behind the seam with MySQL
+//! (the classifier is called without a dialect today): its built-in function catalog (`pg_catalog_functions.txt`), `search_path`
 //! shadowing, the session settings it tracks, and the lexer guard's
 //! knowledge of `standard_conforming_strings`.
 

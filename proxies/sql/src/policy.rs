@@ -17,7 +17,6 @@ use vigil_proxy_core::policy::{
 };
 
 use crate::classify::{Classification, StatementClass};
-use crate::dialect::Dialect;
 use crate::lineage::MessageShapes;
 
 pub use vigil_proxy_core::policy::{
@@ -170,8 +169,7 @@ impl Family for Sql {
             .map_err(|e| PolicyError::Syntax(e.to_string().trim().to_string()))?;
         let masking = MaskingKeys::deserialize(toml::Value::Table(masking))
             .map_err(|e| PolicyError::Masking(e.to_string().trim().to_string()))?;
-        // Policy files name tables unquoted, as the dialect folds them.
-        let fold = |name: &str| Dialect::PostgreSql.fold_unquoted(name.trim());
+        let fold = |name: &str| policy_name(name);
         let mut phi_tables: Vec<String> = top.phi_tables.iter().map(|t| fold(t)).collect();
         let mut columns = Vec::new();
         for rule in &masking.columns {
@@ -245,7 +243,7 @@ impl SqlSections {
         let touched: BTreeSet<&String> = stmt.reads.union(&stmt.writes).collect();
         self.columns.iter().any(|(table, column, format)| {
             format.mask().is_some()
-                && (stmt.columns.contains(column) || stmt.copies_whole_rows)
+                && (mentions(&stmt.columns, column) || stmt.copies_whole_rows)
                 && touched.iter().any(|t| name_matches(table, t, lenient))
         })
     }
@@ -255,7 +253,7 @@ impl SqlSections {
         let touched: BTreeSet<&String> = stmt.reads.union(&stmt.writes).collect();
         self.columns.iter().any(|(table, column, format)| {
             format.mask().is_some()
-                && stmt.filter_columns.contains(column)
+                && mentions(&stmt.filter_columns, column)
                 && touched.iter().any(|t| name_matches(table, t, lenient))
         })
     }
@@ -283,12 +281,26 @@ impl SqlSections {
 
     /// The first column rule naming `qualified.column`, if any.
     fn column_rule(&self, qualified: &str, column: &str) -> Option<ColumnFormat> {
-        let column = Dialect::PostgreSql.fold_unquoted(column);
+        let column = policy_name(column);
         self.columns
             .iter()
             .find(|(t, c, _)| *c == column && name_matches(t, qualified, Lenience::Exact))
             .map(|(_, _, f)| *f)
     }
+}
+
+/// A name as a policy file's rules compare it: trimmed and lower-cased,
+/// Unicode letters too. Policy names match case-insensitively whatever
+/// the dialect folds: a column rule or a refusal that covers more is the
+/// safe side (`Ärzte` quoted in the database and `ärzte` in the policy
+/// are one column to the policy).
+fn policy_name(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// Whether the statement names `column` (a [`policy_name`]), in any case.
+fn mentions(columns: &BTreeSet<String>, column: &str) -> bool {
+    columns.iter().any(|c| policy_name(c) == column)
 }
 
 /// SQL-level prepared statements of one session (`PREPARE name AS ...`), so

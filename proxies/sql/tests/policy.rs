@@ -602,3 +602,41 @@ filters_masked = true
         assert!(!denied(sql), "{sql}");
     }
 }
+
+#[test]
+fn policy_column_names_match_in_any_case_unicode_letters_too() {
+    // A quoted column keeps its case in the database ("Ärzte"); a policy
+    // writes it as it likes. Matching more is the safe side for masking
+    // and for refusals alike.
+    let p = Policy::parse(
+        r#"
+name = "case"
+default = "mask"
+[[masking.columns]]
+table = "staff"
+columns = ["ärzte", "SSN"]
+format = "redact"
+[[rules]]
+name = "no-predicates-on-masked"
+action = "deny"
+filters_masked = true
+"#,
+    )
+    .unwrap();
+    assert_eq!(
+        p.column_format("public", "staff", "Ärzte"),
+        Some(MaskFormat::Redact)
+    );
+    assert_eq!(
+        p.column_format("public", "staff", "ssn"),
+        Some(MaskFormat::Redact)
+    );
+    let denied = |sql: &str| judge(&p, &[], "db", sql).0 == Outcome::Deny;
+    assert!(denied(
+        r#"SELECT count(*) FROM staff WHERE "Ärzte" LIKE 'M%'"#
+    ));
+    assert!(denied(
+        r#"SELECT count(*) FROM staff WHERE "SSN" LIKE '1%'"#
+    ));
+    assert!(!denied("SELECT count(*) FROM staff WHERE name LIKE 'M%'"));
+}

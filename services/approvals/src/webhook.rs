@@ -312,7 +312,8 @@ pub async fn serve_callback(
         app,
         vigil_runtime::http::ServeLimits::SMALL_REQUESTS,
     )
-    .await
+    .await;
+    Ok(())
 }
 
 type Reply = (axum::http::StatusCode, String);

@@ -74,7 +74,8 @@ pub async fn serve(
         router(ledger, access),
         vigil_runtime::http::ServeLimits::LEDGER_API,
     )
-    .await
+    .await;
+    Ok(())
 }
 
 fn text(status: StatusCode, body: String) -> Response {

@@ -676,7 +676,8 @@ async fn serve_metrics(listener: TcpListener) -> std::io::Result<()> {
         app,
         vigil_runtime::http::ServeLimits::SMALL_REQUESTS,
     )
-    .await
+    .await;
+    Ok(())
 }
 
 async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {

@@ -11,12 +11,21 @@ use vigil_proxy_core::approval::{GrantFuture, GrantQuery, HoldFuture};
 use vigil_proxy_core::sink::RecordFuture;
 use vigil_proxy_core::{EventSink, VerifiedIdentity};
 
+use vigil_proxy_core::mask::DetectorConfig;
+use vigil_sql::policy::Policy;
+
+use super::backend::{Backend, Effects, Lookups, Masking};
 use super::*;
+use crate::catalog::TableInfo;
+use crate::messages::BackendMessage;
 use crate::UpstreamConfig;
 
 const POLICY: &str = r#"
 name = "plan"
 default = "allow"
+[limits]
+max_rows = 2
+over_limit = "deny"
 [review]
 approver_groups = ["privacy"]
 [[masking.columns]]
@@ -307,4 +316,183 @@ async fn terminate_ends_the_session_and_sends_nothing_of_its_own() {
     let (step, out) = plan(&mut front, &frame(codec::terminate()));
     assert!(matches!(step, Step::Terminate));
     assert!(out.is_empty());
+}
+
+// ---- the backend's plan ----
+
+/// The backend of `front`'s session (the same registry), with a cancel key
+/// so that stopping a result asks for a cancel.
+fn backend_of(front: &Frontend) -> Backend {
+    let policy = front.gate.policy_arc();
+    let masker = Masker::new([7; 32], &DetectorConfig::default()).unwrap();
+    Backend::new(
+        front.shared.clone(),
+        Masking {
+            policy,
+            masker: Arc::new(masker),
+            catalog: front.catalog.clone(),
+            database: "test".into(),
+            cancel: Some(UpstreamCancel {
+                addr: "127.0.0.1:1".into(),
+                process_id: 1,
+                secret_key: 2,
+            }),
+        },
+    )
+}
+
+/// A RowDescription of text columns: (name, table OID, column number).
+fn row_description(columns: &[(&str, u32, i16)]) -> Frame {
+    frame(codec::message(b'T', |b| {
+        b.put_i16(columns.len() as i16);
+        for (name, table, column) in columns {
+            b.put_slice(name.as_bytes());
+            b.put_u8(0);
+            b.put_u32(*table);
+            b.put_i16(*column);
+            b.put_u32(25); // text
+            b.put_i16(-1);
+            b.put_i32(-1);
+            b.put_i16(0);
+        }
+    }))
+}
+
+fn data_row(value: &str) -> Frame {
+    frame(results::data_row([Some(value.as_bytes())].into_iter()))
+}
+
+fn command_complete(tag: &str) -> Frame {
+    frame(codec::message(b'C', |b| {
+        b.put_slice(tag.as_bytes());
+        b.put_u8(0);
+    }))
+}
+
+/// Plans one upstream frame (a RowDescription with `lookups`, if given).
+fn answer(
+    back: &mut Backend,
+    frame: &Frame,
+    lookups: Option<Lookups>,
+    completed: &mut Vec<Completed>,
+) -> Effects {
+    let message = BackendMessage::decode(frame).unwrap();
+    let described = match (&message, lookups) {
+        (BackendMessage::RowDescription(_), Some(lookups)) => {
+            Some((back.on_row_description(), lookups))
+        }
+        _ => None,
+    };
+    back.plan(frame, message, described, completed).unwrap()
+}
+
+#[tokio::test]
+async fn a_result_past_its_row_limit_is_stopped_cancelled_and_ends_in_a_refusal() {
+    let mut front = frontend(None).await;
+    plan(&mut front, &frame(codec::query("SELECT note FROM visits")));
+    let mut back = backend_of(&front);
+    let mut done = Vec::new();
+    let description = row_description(&[("note", 0, 0)]);
+    let e = answer(&mut back, &description, None, &mut done);
+    assert_eq!(e.to_client.as_ref(), Some(&description.raw));
+    for n in 1..=2 {
+        let row = data_row(&format!("row {n}"));
+        let e = answer(&mut back, &row, None, &mut done);
+        assert_eq!(
+            e.to_client.as_ref(),
+            Some(&row.raw),
+            "row {n} is within the limit"
+        );
+        assert!(!e.cancel_upstream);
+    }
+    let e = answer(&mut back, &data_row("row 3"), None, &mut done);
+    assert!(e.to_client.is_none(), "no row past the limit goes out");
+    assert!(e.cancel_upstream, "the server is asked to stop");
+    let e = answer(&mut back, &data_row("row 4"), None, &mut done);
+    assert!(e.to_client.is_none() && !e.cancel_upstream, "asked once");
+    // The result's end becomes the refusal.
+    let e = answer(&mut back, &command_complete("SELECT 4"), None, &mut done);
+    let refusal = frame(e.to_client.unwrap());
+    match BackendMessage::decode(&refusal).unwrap() {
+        BackendMessage::Error(fields) => assert!(fields.message.contains("2 rows"), "{fields:?}"),
+        other => panic!("{other:?}"),
+    }
+    answer(
+        &mut back,
+        &frame(codec::ready_for_query(b'I')),
+        None,
+        &mut done,
+    );
+    let response = done.last().expect("the run completed");
+    assert_eq!(response.stopped_after_rows, 2);
+}
+
+#[tokio::test]
+async fn a_masked_column_goes_out_masked_by_its_rule() {
+    let mut front = frontend(None).await;
+    plan(&mut front, &frame(codec::query("SELECT ssn FROM patients")));
+    let mut back = backend_of(&front);
+    let mut done = Vec::new();
+    let patients = TableInfo {
+        schema: "public".into(),
+        table: "patients".into(),
+        columns: [(1, "ssn".to_string())].into(),
+        types: [(1, 25)].into(),
+        is_view: false,
+    };
+    let lookups = Lookups {
+        tables: [(16400, Arc::new(patients))].into(),
+        lineage: vigil_sql::lineage::Outputs::Unknown,
+    };
+    answer(
+        &mut back,
+        &row_description(&[("ssn", 16400, 1)]),
+        Some(lookups),
+        &mut done,
+    );
+    let e = answer(&mut back, &data_row("123-45-6789"), None, &mut done);
+    let sent = e.to_client.unwrap();
+    assert!(
+        !String::from_utf8_lossy(&sent).contains("123-45-6789"),
+        "the SSN went out"
+    );
+}
+
+#[tokio::test]
+async fn rows_to_mask_with_no_description_to_mask_them_by_are_stopped() {
+    let mut front = frontend(None).await;
+    plan(&mut front, &frame(codec::query("SELECT ssn FROM patients")));
+    let mut back = backend_of(&front);
+    let mut done = Vec::new();
+    // The server sends rows without a RowDescription the proxy read.
+    let e = answer(&mut back, &data_row("123-45-6789"), None, &mut done);
+    assert!(e.to_client.is_none(), "an unmasked row went out");
+    assert!(e.cancel_upstream);
+}
+
+#[tokio::test]
+async fn a_parameter_status_and_a_notice_pass_and_ready_for_query_settles_schema_changes() {
+    let mut front = frontend(None).await;
+    plan(&mut front, &frame(codec::query("CREATE TABLE t (a int)")));
+    let mut back = backend_of(&front);
+    let mut done = Vec::new();
+    let status = frame(codec::message(b'S', |b| {
+        b.put_slice(b"TimeZone\0UTC\0");
+    }));
+    let e = answer(&mut back, &status, None, &mut done);
+    assert_eq!(e.to_client.as_ref(), Some(&status.raw));
+    answer(
+        &mut back,
+        &command_complete("CREATE TABLE"),
+        None,
+        &mut done,
+    );
+    let e = answer(
+        &mut back,
+        &frame(codec::ready_for_query(b'I')),
+        None,
+        &mut done,
+    );
+    assert!(e.forget_names, "the DDL is settled: cached names are stale");
+    assert_eq!(done.len(), 1);
 }
