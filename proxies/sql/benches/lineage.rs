@@ -9,7 +9,7 @@
 //!   (done per result, after the catalog lookup, which is cached).
 //!
 //! The target (issue 19): `shape` + `resolve` well under `classify`.
-//! Run: `cargo bench --bench lineage -p vigil-proxy-core`.
+//! Run: `cargo bench --bench lineage -p vigil-sql`.
 
 use std::collections::HashMap;
 use std::hint::black_box;
