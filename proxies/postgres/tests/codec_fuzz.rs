@@ -6,7 +6,7 @@
 
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
-use vigil_proxy_postgres::messages::ClientMessage;
+use vigil_proxy_postgres::messages::{BackendMessage, ClientMessage};
 use vigil_proxy_postgres::{codec, results};
 
 /// Valid messages of every kind the proxy parses (type byte + length + body).
@@ -66,6 +66,15 @@ fn decode_all(bytes: &[u8]) {
             let mut raw = frame.raw.to_vec();
             raw[0] = tag;
             let _ = ClientMessage::decode(&codec::Frame {
+                tag,
+                raw: Bytes::from(raw),
+            });
+        }
+        // And under every type byte a server could send.
+        for tag in *b"TnDHdcG123VCsIENSZA" {
+            let mut raw = frame.raw.to_vec();
+            raw[0] = tag;
+            let _ = BackendMessage::decode(&codec::Frame {
                 tag,
                 raw: Bytes::from(raw),
             });
