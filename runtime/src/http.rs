@@ -67,6 +67,7 @@ impl ServeLimits {
 pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let peers = Arc::new(PeerCounts::default());
+    let mut pause = ACCEPT_PAUSE;
     loop {
         let permit = permits
             .clone()
@@ -74,15 +75,20 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits) {
             .await
             .expect("the semaphore is never closed");
         let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                pause = ACCEPT_PAUSE;
+                accepted
+            }
             Err(e) => {
-                // Out of file descriptors, a reset before accept, ...
-                tracing::warn!(error = %e, "accept failed; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Out of file descriptors, a reset before accept, ...:
+                // logged, and retried less often while it lasts.
+                tracing::warn!(error = %e, retry_in = ?pause, "accept failed");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_ACCEPT_PAUSE);
                 continue;
             }
         };
-        let Some(slot) = peers.clone().take(peer.ip(), limits.per_peer) else {
+        let Some(slot) = peers.clone().take(client_key(peer.ip()), limits.per_peer) else {
             tracing::debug!(%peer, "too many connections from one address; closed");
             continue;
         };
@@ -99,12 +105,35 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits) {
                 .serve_connection(TokioIo::new(stream), service);
             // Dropping the connection closes it.
             let _ = tokio::time::timeout(limits.connection_timeout, connection).await;
-            drop((permit, slot));
+            // The address's count first: a connection the freed permit
+            // lets in must not find this one still counted.
+            drop(slot);
+            drop(permit);
         });
     }
 }
 
-/// Connections open per client address.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(5);
+
+/// Who one client is, for the per-client cap: its IPv4 address, or the
+/// /64 of its IPv6 address (one host commonly holds a whole /64, so
+/// counting single IPv6 addresses would not cap it).
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let mut octets = v6.octets();
+                octets[8..].fill(0);
+                IpAddr::V6(octets.into())
+            }
+        },
+        v4 => v4,
+    }
+}
+
+/// Connections open per client (see [`client_key`]).
 #[derive(Default)]
 struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
 
@@ -214,6 +243,17 @@ mod tests {
         let answer = waiting.await.unwrap();
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
         drop(idle);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(client_key(a), client_key(b));
+        assert_ne!(client_key(a), client_key(other));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
     }
 
     #[tokio::test]

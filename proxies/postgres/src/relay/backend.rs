@@ -324,6 +324,10 @@ impl Backend {
         // A RowDescription planned without its first step (the shell always
         // takes it): paired now, and with no lookups masking redacts what
         // it cannot name.
+        debug_assert!(
+            described.is_none() || matches!(message, BackendMessage::RowDescription(_)),
+            "only a RowDescription comes described"
+        );
         let described = match (&message, described) {
             (BackendMessage::RowDescription(_), None) => {
                 Some((self.on_row_description(), Lookups::default()))
@@ -425,19 +429,38 @@ impl Backend {
                 *result = ResultState::default();
                 if attrs.mask {
                     if binary {
-                        // Binary COPY cannot be scanned: stopped, fail closed.
-                        let verdict = attrs.verdict.clone();
-                        result.stopped = Some(Refusal {
-                        code: "42501",
-                        message: format!(
-                            "Vigil stopped this COPY: binary COPY output cannot be masked (rule \"{}\")",
-                            verdict.map(|v| v.rule.clone()).unwrap_or_default()
-                        ),
-                        detail: "no row of it was sent".into(),
-                        hint: "Use COPY ... TO STDOUT in text or CSV format.".into(),
-                    });
-                        shared.tracker.lock().expect("tracker lock").mark_stopped(0);
-                        effects.cancel_upstream = may_cancel(shared, masking);
+                        // Binary COPY cannot be scanned: stopped, fail closed,
+                        // and the stop recorded like any other.
+                        let rule = attrs
+                            .verdict
+                            .as_ref()
+                            .map(|v| v.rule.clone())
+                            .unwrap_or_default();
+                        let refusal = Refusal {
+                            code: "42501",
+                            message: format!(
+                                "Vigil stopped this COPY: binary COPY output cannot be masked (rule \"{rule}\")"
+                            ),
+                            detail: "no row of it was sent".into(),
+                            hint: "Use COPY ... TO STDOUT in text or CSV format.".into(),
+                        };
+                        let stopped = Verdict {
+                            outcome: Outcome::Deny,
+                            rule,
+                            reason: "binary COPY output cannot be masked".into(),
+                            max_rows: None,
+                            over_limit: Outcome::Deny,
+                            shapes: Default::default(),
+                        };
+                        effects.cancel_upstream = stop(
+                            shared,
+                            masking,
+                            result,
+                            0,
+                            refusal,
+                            &stopped,
+                            Stage::ResultSize,
+                        );
                     } else {
                         result.copy = Some(MaskedField {
                             field: "(copy)".into(),

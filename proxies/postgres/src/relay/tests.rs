@@ -496,3 +496,28 @@ async fn a_parameter_status_and_a_notice_pass_and_ready_for_query_settles_schema
     assert!(e.forget_names, "the DDL is settled: cached names are stale");
     assert_eq!(done.len(), 1);
 }
+
+#[tokio::test]
+async fn binary_copy_output_of_a_masked_result_is_stopped_with_nothing_sent() {
+    let mut front = frontend(None).await;
+    plan(&mut front, &frame(codec::query("SELECT ssn FROM patients")));
+    let mut back = backend_of(&front);
+    let mut done = Vec::new();
+    let copy_out = frame(codec::message(b'H', |b| {
+        b.put_i8(1); // binary
+        b.put_i16(1);
+        b.put_i16(1);
+    }));
+    let e = answer(&mut back, &copy_out, None, &mut done);
+    assert!(e.cancel_upstream, "the server is asked to stop");
+    let data = frame(results::copy_data(b"PGCOPY\n\xff\r\n\0 123-45-6789"));
+    let e = answer(&mut back, &data, None, &mut done);
+    assert!(e.to_client.is_none(), "binary COPY data went out");
+    let e = answer(&mut back, &command_complete("COPY 1"), None, &mut done);
+    match BackendMessage::decode(&frame(e.to_client.unwrap())).unwrap() {
+        BackendMessage::Error(fields) => {
+            assert!(fields.message.contains("binary COPY"), "{fields:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
