@@ -176,64 +176,15 @@ pub(super) async fn backend(
             Err(e) => return EndReason::UpstreamClosed(Some(e.to_string())),
         }
         let mut completed = Vec::new();
-        loop {
-            let frame = match codec::decode_frame(&mut buf) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => break,
-                Err(e) => return invalid_upstream_message(&client_wr, e).await,
-            };
-            let message = match BackendMessage::decode(&frame) {
-                Ok(message) => message,
-                Err(e) => return invalid_upstream_message(&client_wr, e).await,
-            };
-            if let BackendMessage::ParameterStatus { name, value } = &message {
-                if name == "client_encoding" && !results::is_utf8_encoding(value) {
-                    // Fail closed: statements after this would be read by
-                    // PostgreSQL in an encoding the classifier does not use.
-                    let refusal = results::encoding_refusal(value);
-                    send_fatal(&client_wr, "0A000", &refusal).await;
-                    return EndReason::Error(refusal);
-                }
-            }
-            let described = match &message {
-                BackendMessage::RowDescription(fields) => {
-                    let description = state.on_row_description();
-                    let lookups = if description.attrs.mask {
-                        state.lookups(fields, &description).await
-                    } else {
-                        Lookups::default()
-                    };
-                    Some((description, lookups))
-                }
-                _ => None,
-            };
-            let effects = match state.plan(&frame, message, described, &mut completed) {
-                Ok(effects) => effects,
-                Err(e) => return invalid_upstream_message(&client_wr, e).await,
-            };
-            if effects.cancel_upstream {
-                if let Some(cancel) = state.masking.cancel.clone() {
-                    send_cancel(cancel);
-                }
-            }
-            if effects.forget_names {
-                // The DDL is committed or rolled back: names resolve anew.
-                let masking = &state.masking;
-                masking.catalog.forget_names(&masking.database).await;
-            }
-            if let Some(bytes) = effects.to_client {
-                out.extend_from_slice(&bytes);
-            }
-            // Keep memory flat on huge results: flush as we go.
-            if out.len() >= 256 * 1024 {
-                if let Err(e) = client_wr.lock().await.write_all(&out).await {
-                    return EndReason::ClientDisconnected(Some(e.to_string()));
-                }
-                out.clear();
-            }
-        }
+        let ended =
+            relay_buffered(&mut state, &mut buf, &mut out, &client_wr, &mut completed).await;
+        // The runs that ended are recorded even when the session ends
+        // here: their statements ran.
         for done in completed {
             state.shared.record_response(done);
+        }
+        if let Some(reason) = ended {
+            return reason;
         }
         if !out.is_empty() {
             if let Err(e) = client_wr.lock().await.write_all(&out).await {
@@ -242,6 +193,74 @@ pub(super) async fn backend(
             out.clear();
         }
     }
+}
+
+/// Relays every whole message in `buf`; `Some` when the session ends.
+/// Runs that end are added to `completed`.
+async fn relay_buffered(
+    state: &mut Backend,
+    buf: &mut BytesMut,
+    out: &mut BytesMut,
+    client_wr: &ClientWriter,
+    completed: &mut Vec<Completed>,
+) -> Option<EndReason> {
+    loop {
+        let frame = match codec::decode_frame(buf) {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(e) => return Some(invalid_upstream_message(client_wr, e).await),
+        };
+        let message = match BackendMessage::decode(&frame) {
+            Ok(message) => message,
+            Err(e) => return Some(invalid_upstream_message(client_wr, e).await),
+        };
+        if let BackendMessage::ParameterStatus { name, value } = &message {
+            if name == "client_encoding" && !results::is_utf8_encoding(value) {
+                // Fail closed: statements after this would be read by
+                // PostgreSQL in an encoding the classifier does not use.
+                let refusal = results::encoding_refusal(value);
+                send_fatal(client_wr, "0A000", &refusal).await;
+                return Some(EndReason::Error(refusal));
+            }
+        }
+        let described = match &message {
+            BackendMessage::RowDescription(fields) => {
+                let description = state.on_row_description();
+                let lookups = if description.attrs.mask {
+                    state.lookups(fields, &description).await
+                } else {
+                    Lookups::default()
+                };
+                Some((description, lookups))
+            }
+            _ => None,
+        };
+        let effects = match state.plan(&frame, message, described, completed) {
+            Ok(effects) => effects,
+            Err(e) => return Some(invalid_upstream_message(client_wr, e).await),
+        };
+        if effects.cancel_upstream {
+            if let Some(cancel) = state.masking.cancel.clone() {
+                send_cancel(cancel);
+            }
+        }
+        if effects.forget_names {
+            // The DDL is committed or rolled back: names resolve anew.
+            let masking = &state.masking;
+            masking.catalog.forget_names(&masking.database).await;
+        }
+        if let Some(bytes) = effects.to_client {
+            out.extend_from_slice(&bytes);
+        }
+        // Keep memory flat on huge results: flush as we go.
+        if out.len() >= 256 * 1024 {
+            if let Err(e) = client_wr.lock().await.write_all(out).await {
+                return Some(EndReason::ClientDisconnected(Some(e.to_string())));
+            }
+            out.clear();
+        }
+    }
+    None
 }
 
 /// What each column of a result is computed from, when any column needs it
