@@ -11,6 +11,8 @@ use vigil_ledger::{NewEntry, Store};
 use vigil_proto::events::Event;
 use vigil_proxy_core::SinkError;
 
+use crate::gaps::SequenceWatch;
+
 /// Largest batch one group commit takes.
 pub const MAX_BATCH: usize = 4096;
 
@@ -88,6 +90,8 @@ pub fn to_entry(event: &Event, body: Vec<u8>) -> Result<NewEntry, String> {
 /// Runs until the bus ends (embedded: every publisher is gone; Kafka: the
 /// consumer stopped).
 pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
+    let watch = Arc::new(std::sync::Mutex::new(SequenceWatch::default()));
+    let reporter = tokio::spawn(report_gaps(watch.clone()));
     while let Some(batch) = next_batch(&mut bus).await {
         let mut entries = Vec::with_capacity(batch.len());
         let mut deliveries = Vec::with_capacity(batch.len());
@@ -107,6 +111,13 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
         if entries.is_empty() {
             continue;
         }
+        let numbered: Vec<(String, u64, bool)> = deliveries
+            .iter()
+            .map(|d| {
+                let ends = matches!(d.event.kind, Some(Kind::SessionClosed(_)));
+                (d.event.session_id.clone(), d.event.seq, ends)
+            })
+            .collect();
         let writer = store.clone();
         let outcome = tokio::task::spawn_blocking(move || writer.append_batch(entries)).await;
         let result = match outcome {
@@ -120,11 +131,47 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
                 Err(SinkError::Unavailable("append task failed".into()))
             }
         };
+        if result.is_ok() {
+            let now = std::time::Instant::now();
+            let mut watch = watch.lock().expect("sequence watch lock");
+            for (session, seq, ends) in &numbered {
+                watch.observe(session, *seq, *ends, now);
+            }
+        }
         for delivery in deliveries {
             delivery.ack(result.clone());
         }
     }
+    reporter.abort();
     tracing::info!("ledger appender stopped: the bus has ended");
+}
+
+/// Every second: the holes in sessions' numbering that stayed open past
+/// the grace, as a log line each and the gap counter.
+async fn report_gaps(watch: Arc<std::sync::Mutex<SequenceWatch>>) {
+    let gaps = vigil_metrics::counter(
+        "vigil_ledger_sequence_gaps_total",
+        "Holes in a session's event numbering noticed by the ledger: events that never reached the log.",
+        &[],
+    );
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let overdue = watch
+            .lock()
+            .expect("sequence watch lock")
+            .overdue(std::time::Instant::now());
+        for gap in overdue {
+            gaps.inc();
+            tracing::error!(
+                session = %gap.session,
+                first_missing = gap.first_missing,
+                missing = gap.missing,
+                "events of this session never reached the log: its numbering has a hole"
+            );
+        }
+    }
 }
 
 #[cfg(test)]

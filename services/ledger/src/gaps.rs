@@ -1,0 +1,230 @@
+//! Noticing lost events as they happen: every session numbers its events
+//! (`seq`, from 0 without holes), so a number that jumps means events of
+//! that session never reached the log (skipped by the broker, lost between
+//! proxy and ledger). An auditor's `verify` finds that later; the ledger
+//! says so within seconds: a log line and the counter
+//! `vigil_ledger_sequence_gaps_total`.
+//!
+//! Events of one session can arrive slightly out of order (a Response
+//! recorded in the background can come after the next Request), so a hole
+//! counts as a gap only once it has stayed open for [`GRACE`]. Pure: the
+//! appender calls [`SequenceWatch::observe`] for every appended event and
+//! [`SequenceWatch::overdue`] on a timer.
+//!
+//! What it cannot see: the first events of a session it never saw begin
+//! (a ledger started after the session opened takes the first number it
+//! sees as the start), and events lost at the end of a session (nothing
+//! comes after them). `vigil audit verify` checks both.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+/// How long a hole may stay open before it is reported.
+pub const GRACE: Duration = Duration::from_secs(5);
+
+/// Sessions watched at once; past it, the oldest-seen ones are forgotten
+/// (their later holes go unnoticed here, never falsely reported).
+pub const MAX_SESSIONS: usize = 100_000;
+
+/// Events of one session that never arrived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    pub session: String,
+    /// The first missing number, and how many are missing from it.
+    pub first_missing: u64,
+    pub missing: u64,
+}
+
+#[derive(Debug)]
+struct Session {
+    /// Every number below this has arrived.
+    next: u64,
+    /// Numbers above `next` that arrived early.
+    ahead: BTreeSet<u64>,
+    /// Since when `next` has been missing while later numbers arrived.
+    hole_since: Option<Instant>,
+    /// When the session was last seen, for forgetting the oldest.
+    seen: Instant,
+    /// Its SessionClosed arrived: forgotten once no hole is open.
+    ended: bool,
+}
+
+/// Per-session sequence numbers of the events appended lately.
+#[derive(Debug, Default)]
+pub struct SequenceWatch {
+    sessions: HashMap<String, Session>,
+}
+
+impl SequenceWatch {
+    /// One appended event of `session` numbered `seq`, at `now`; `ends`:
+    /// it closes the session (SessionClosed), which is then forgotten
+    /// unless a hole is still open.
+    pub fn observe(&mut self, session: &str, seq: u64, ends: bool, now: Instant) {
+        if session.is_empty() {
+            return;
+        }
+        if !self.sessions.contains_key(session) && self.sessions.len() >= MAX_SESSIONS {
+            self.forget_oldest();
+        }
+        let s = self
+            .sessions
+            .entry(session.to_string())
+            .or_insert_with(|| Session {
+                // The first number seen starts the session as far as this
+                // ledger knows.
+                next: seq,
+                ahead: BTreeSet::new(),
+                hole_since: None,
+                seen: now,
+                ended: false,
+            });
+        s.seen = now;
+        s.ended |= ends;
+        if seq == s.next {
+            s.next += 1;
+            while s.ahead.remove(&s.next) {
+                s.next += 1;
+            }
+            s.hole_since = if s.ahead.is_empty() { None } else { Some(now) };
+        } else if seq > s.next {
+            s.ahead.insert(seq);
+            s.hole_since.get_or_insert(now);
+        }
+        // Below `next`: a replay after a restart; the log keeps one copy.
+        if s.ended && s.ahead.is_empty() {
+            self.sessions.remove(session);
+        }
+    }
+
+    /// The holes open for longer than [`GRACE`] at `now`, each reported
+    /// once: the watch then takes the missing numbers as lost and goes on
+    /// from the first number that did arrive.
+    pub fn overdue(&mut self, now: Instant) -> Vec<Gap> {
+        let mut gaps = Vec::new();
+        for (session, s) in &mut self.sessions {
+            let Some(since) = s.hole_since else { continue };
+            if now.duration_since(since) < GRACE {
+                continue;
+            }
+            let Some(&arrived) = s.ahead.first() else {
+                s.hole_since = None;
+                continue;
+            };
+            gaps.push(Gap {
+                session: session.clone(),
+                first_missing: s.next,
+                missing: arrived - s.next,
+            });
+            s.ahead.remove(&arrived);
+            s.next = arrived + 1;
+            while s.ahead.remove(&s.next) {
+                s.next += 1;
+            }
+            s.hole_since = if s.ahead.is_empty() { None } else { Some(now) };
+        }
+        self.sessions
+            .retain(|_, s| !(s.ended && s.ahead.is_empty()));
+        gaps.sort_by(|a, b| a.session.cmp(&b.session));
+        gaps
+    }
+
+    fn forget_oldest(&mut self) {
+        // Rare (a hundred thousand sessions at once): a linear pass is fine.
+        let mut by_age: Vec<(Instant, String)> = self
+            .sessions
+            .iter()
+            .map(|(k, s)| (s.seen, k.clone()))
+            .collect();
+        by_age.sort();
+        for (_, k) in by_age.into_iter().take(MAX_SESSIONS / 10) {
+            self.sessions.remove(&k);
+        }
+    }
+
+    /// Sessions watched now.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_numbered_without_holes_raises_nothing_and_is_forgotten_at_its_end() {
+        let mut w = SequenceWatch::default();
+        let t = Instant::now();
+        for seq in 0..5 {
+            w.observe("s1", seq, seq == 4, t);
+        }
+        assert!(w.overdue(t + GRACE * 2).is_empty());
+        assert!(w.is_empty());
+    }
+
+    #[test]
+    fn late_events_within_the_grace_are_not_gaps() {
+        let mut w = SequenceWatch::default();
+        let t = Instant::now();
+        w.observe("s1", 0, false, t);
+        w.observe("s1", 2, false, t); // 1 (a background Response) is late
+        assert!(w.overdue(t + GRACE / 2).is_empty());
+        w.observe("s1", 1, false, t + GRACE / 2);
+        assert!(w.overdue(t + GRACE * 3).is_empty());
+        // Replays of what arrived are no gaps either.
+        w.observe("s1", 1, false, t + GRACE * 3);
+        w.observe("s1", 3, false, t + GRACE * 3);
+        assert!(w.overdue(t + GRACE * 5).is_empty());
+    }
+
+    #[test]
+    fn a_hole_that_stays_open_is_reported_once_with_what_is_missing() {
+        let mut w = SequenceWatch::default();
+        let t = Instant::now();
+        w.observe("s1", 0, false, t);
+        w.observe("s1", 1, false, t);
+        w.observe("s1", 4, false, t); // 2 and 3 lost
+        w.observe("s1", 5, false, t);
+        w.observe("s2", 7, false, t); // first seen at 7: the ledger's start
+        assert!(w.overdue(t + GRACE - Duration::from_millis(1)).is_empty());
+        let gaps = w.overdue(t + GRACE);
+        assert_eq!(
+            gaps,
+            vec![Gap {
+                session: "s1".into(),
+                first_missing: 2,
+                missing: 2
+            }]
+        );
+        assert!(w.overdue(t + GRACE * 4).is_empty(), "reported once");
+        // The session goes on from 6.
+        w.observe("s1", 6, true, t + GRACE * 4);
+        assert!(w.overdue(t + GRACE * 8).is_empty());
+        assert_eq!(w.len(), 1, "s1 ended, s2 goes on");
+        // A session that ends with a hole open is reported, then forgotten.
+        w.observe("s3", 0, false, t);
+        w.observe("s3", 2, true, t);
+        assert_eq!(w.overdue(t + GRACE).len(), 1);
+        assert_eq!(w.len(), 1, "s3 forgotten after its report");
+    }
+
+    #[test]
+    fn the_watch_is_bounded() {
+        let mut w = SequenceWatch::default();
+        let t = Instant::now();
+        for i in 0..MAX_SESSIONS + 10 {
+            w.observe(
+                &format!("s{i}"),
+                0,
+                false,
+                t + Duration::from_nanos(i as u64),
+            );
+        }
+        assert!(w.len() <= MAX_SESSIONS);
+        assert!(w.overdue(t + GRACE * 2).is_empty());
+    }
+}
