@@ -339,6 +339,12 @@ async fn report_outbox(outbox: vigil_bus::outbox::Outbox, limits: vigil_bus::out
     }
 }
 
+/// This process among the group's members: host and process id (a
+/// standby on the same host must not look like the member it replaces).
+fn process_name() -> String {
+    format!("{}-{}", hostname(), std::process::id())
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -360,6 +366,18 @@ async fn open_ledger(config: &Config) -> anyhow::Result<Arc<Ledger>> {
                     tracing::info!(
                         "standby: the data directory is free; this ledger is now active"
                     );
+                    if let Some(k) = config.kafka() {
+                        // The broker notices the previous ledger is gone only
+                        // once its session has timed out; joining the group
+                        // after that makes this ledger its leader with every
+                        // partition (tansu has no session timer of its own).
+                        let wait = k.session_timeout + Duration::from_millis(1500);
+                        tracing::info!(
+                            ?wait,
+                            "standby: waiting for the previous ledger's group session to expire"
+                        );
+                        tokio::time::sleep(wait).await;
+                    }
                 }
                 return Ok(Arc::new(l));
             }
@@ -408,7 +426,7 @@ async fn start_ledger(
     let embedded = match kafka {
         Some(k) => {
             let subscriber =
-                vigil_bus::kafka::subscribe(k, &format!("vigil-ledger-{}", hostname()))?;
+                vigil_bus::kafka::subscribe(k, &format!("vigil-ledger-{}", process_name()))?;
             let store = ledger.store.clone();
             tasks.spawn(async move {
                 appender::run(store, subscriber).await;
@@ -495,7 +513,7 @@ fn consume_holds(
     let mut settings = kafka.clone();
     settings.consumer_group = APPROVALS_GROUP.into();
     let mut subscriber =
-        vigil_bus::kafka::subscribe(&settings, &format!("vigil-approvals-{}", hostname()))?;
+        vigil_bus::kafka::subscribe(&settings, &format!("vigil-approvals-{}", process_name()))?;
     tasks.spawn(async move {
         while let Some(batch) = subscriber.recv_batch(256).await {
             for delivery in batch {

@@ -94,9 +94,10 @@ pub fn subscribe(settings: &KafkaSettings, client_id: &str) -> Result<KafkaSubsc
     let (tickets_tx, tickets_rx) = std_mpsc::channel();
     {
         let (consumer, stop) = (consumer.clone(), stop.clone());
+        let watchdog = AssignmentWatchdog::new(settings.topic.clone(), settings.session_timeout);
         std::thread::Builder::new()
             .name("kafka-poller".into())
-            .spawn(move || poll_loop(&consumer, &tx, &tickets_tx, &stop))
+            .spawn(move || poll_loop(&consumer, &tx, &tickets_tx, &stop, watchdog))
             .expect("spawn the Kafka poller thread");
     }
     {
@@ -149,13 +150,74 @@ impl Drop for KafkaSubscriber {
     }
 }
 
+/// Rejoins the group when this member holds no partition for too long.
+///
+/// A member with no partition is always wrong here: one ledger (or one
+/// approval service) consumes every partition. tansu's coordinator can
+/// leave a group formed with an empty assignment after its previous
+/// member was killed (it has no session timer: a dead member is noticed
+/// only when another request comes, and depending on which request
+/// notices it, the new member can end up leader of nothing), and nothing
+/// moves it again but a JoinGroup or a LeaveGroup. So after the session
+/// timeout plus 5 s without a partition, the member leaves the group
+/// (LeaveGroup) and joins again, as leader of a group that is its own.
+struct AssignmentWatchdog {
+    topic: String,
+    patience: Duration,
+    last_assigned: Instant,
+    last_checked: Instant,
+}
+
+impl AssignmentWatchdog {
+    fn new(topic: String, session_timeout: Duration) -> Self {
+        let now = Instant::now();
+        AssignmentWatchdog {
+            topic,
+            patience: session_timeout + Duration::from_secs(5),
+            last_assigned: now,
+            last_checked: now,
+        }
+    }
+
+    /// Checked about once a second from the poller.
+    fn check(&mut self, consumer: &BaseConsumer) {
+        let now = Instant::now();
+        if now.duration_since(self.last_checked) < Duration::from_secs(1) {
+            return;
+        }
+        self.last_checked = now;
+        let assigned = consumer
+            .assignment()
+            .map(|a| a.count() > 0)
+            .unwrap_or(false);
+        if assigned {
+            self.last_assigned = now;
+            return;
+        }
+        if now.duration_since(self.last_assigned) < self.patience {
+            return;
+        }
+        tracing::warn!(
+            waited = ?self.patience,
+            "no partition assigned to this consumer; leaving the group and joining again"
+        );
+        consumer.unsubscribe();
+        if let Err(e) = consumer.subscribe(&[&self.topic]) {
+            tracing::error!(error = %e, "cannot subscribe again; retrying");
+        }
+        self.last_assigned = now;
+    }
+}
+
 fn poll_loop(
     consumer: &BaseConsumer,
     tx: &mpsc::Sender<Vec<Delivery>>,
     tickets: &std_mpsc::Sender<Ticket>,
     stop: &AtomicBool,
+    mut watchdog: AssignmentWatchdog,
 ) {
     while !stop.load(Ordering::SeqCst) {
+        watchdog.check(consumer);
         let mut deliveries = Vec::new();
         let mut ticket = Ticket {
             acks: Vec::new(),
