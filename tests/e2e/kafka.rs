@@ -308,10 +308,18 @@ fn a_ledger_killed_mid_stream_is_replaced_by_its_standby_without_loss_or_duplica
     let load = Load::start(proxy.spec.pg_port, 2, marker_statement("standby"));
 
     std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::time::Instant::now();
     let _ = active.child.kill(); // SIGKILL, mid-stream
     let _ = active.child.wait();
     standby.wait_for_line(READY, CATCH_UP);
-    std::thread::sleep(Duration::from_millis(1500));
+    // Failover time: until the standby appends (the load goes on meanwhile,
+    // into the proxy's outbox and the broker).
+    let at_takeover = active.events().len();
+    active.wait_for_events_within(CATCH_UP, |ev| ev.len() > at_takeover);
+    eprintln!(
+        "failover: the log grew again {:.1} s after the active ledger was killed",
+        killed.elapsed().as_secs_f64()
+    );
     let outcome = load.stop();
 
     outcome.assert_none_failed("while the ledger changed over");

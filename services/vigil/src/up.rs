@@ -371,7 +371,7 @@ async fn open_ledger(config: &Config) -> anyhow::Result<Arc<Ledger>> {
                         // once its session has timed out; joining the group
                         // after that makes this ledger its leader with every
                         // partition (tansu has no session timer of its own).
-                        let wait = k.session_timeout + Duration::from_millis(1500);
+                        let wait = k.session_timeout + Duration::from_millis(500);
                         tracing::info!(
                             ?wait,
                             "standby: waiting for the previous ledger's group session to expire"
