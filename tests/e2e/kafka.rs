@@ -332,6 +332,45 @@ fn a_ledger_killed_mid_stream_is_replaced_by_its_standby_without_loss_or_duplica
     let _ = standby.child.wait();
 }
 
+/// No standby this time: a new `vigil ledger` is started on the data
+/// directory the moment the killed one is gone, so it joins the group
+/// while the broker still counts the dead member (tansu notices a dead
+/// member only when another request comes, and can then form the group
+/// with the new member holding nothing). The consumer's watchdog leaves
+/// and rejoins the group when it holds no partition for the session
+/// timeout plus 5 s; the log must catch up, exactly once.
+#[test]
+fn a_ledger_restarted_at_once_after_a_kill_catches_up_without_loss_or_duplicates() {
+    let broker = Broker::start();
+    let mut active = start_ledger(&broker);
+    let proxy = start_proxy(&broker, "");
+    let load = Load::start(proxy.spec.pg_port, 2, marker_statement("restart"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = std::time::Instant::now();
+    let _ = active.child.kill(); // SIGKILL, mid-stream
+    let _ = active.child.wait();
+    let mut fresh = spawn_vigil(
+        active.dir.path(),
+        &role_args("ledger"),
+        "fresh.stderr",
+        READY,
+    );
+    let at_start = active.events().len();
+    active.wait_for_events_within(CATCH_UP, |ev| ev.len() > at_start);
+    eprintln!(
+        "restart: the log grew again {:.1} s after the ledger was killed",
+        killed.elapsed().as_secs_f64()
+    );
+    let outcome = load.stop();
+    outcome.assert_none_failed("while the ledger restarted");
+    let events = active.wait_for_events_within(CATCH_UP, |ev| all_answered(ev, &outcome.ok));
+    assert_exactly_once(&events, &outcome.ok);
+    assert_group_caught_up(&broker);
+    audit_verify(&active);
+    let _ = fresh.child.kill();
+    let _ = fresh.child.wait();
+}
+
 #[test]
 fn a_proxy_killed_with_events_in_its_outbox_ships_them_after_a_restart() {
     let mut broker = Broker::start();
