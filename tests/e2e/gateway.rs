@@ -158,6 +158,28 @@ fn wrong_password_is_refused_clearly_and_opens_no_session() {
     assert_eq!(opened, 1);
 }
 
+/// pgbench as the agent through the gateway, running `script` (no vacuum:
+/// a custom script needs no pgbench tables).
+fn pgbench(gw: &Gateway, args: &[&str], script: &std::path::Path) -> std::process::Output {
+    std::process::Command::new("pgbench")
+        .env("PGPASSWORD", AGENT_PASSWORD)
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &gw.spec.pg_port.to_string(),
+            "-U",
+            AGENT,
+            "-n",
+        ])
+        .args(args)
+        .arg("-f")
+        .arg(script)
+        .arg("test")
+        .output()
+        .expect("run pgbench")
+}
+
 #[test]
 fn extended_protocol_from_pgbench_is_recorded_per_execution() {
     let gw = Gateway::start(GatewaySpec::new());
@@ -170,21 +192,7 @@ fn extended_protocol_from_pgbench_is_recorded_per_execution() {
     )
     .unwrap();
     for mode in ["extended", "prepared"] {
-        let out = std::process::Command::new("pgbench")
-            .env("PGPASSWORD", AGENT_PASSWORD)
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &gw.spec.pg_port.to_string(),
-                "-U",
-                AGENT,
-            ])
-            .args(["-n", "-M", mode, "-c", "2", "-t", "10", "-f"])
-            .arg(&script)
-            .arg("test")
-            .output()
-            .expect("run pgbench");
+        let out = pgbench(&gw, &["-M", mode, "-c", "2", "-t", "10"], &script);
         assert!(out.status.success(), "pgbench -M {mode}: {}", show(&out));
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
@@ -875,23 +883,11 @@ fn concurrent_sessions_raise_no_sequence_gap_alarm() {
     let dir = tempfile::tempdir().unwrap();
     let script = dir.path().join("q.sql");
     std::fs::write(&script, "SELECT 1;\nSELECT 2;\n").unwrap();
-    let out = std::process::Command::new("pgbench")
-        .env("PGPASSWORD", AGENT_PASSWORD)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &gw.spec.pg_port.to_string(),
-            "-U",
-            AGENT,
-        ])
-        .args([
-            "-n", "-M", "extended", "-c", "8", "-j", "2", "-t", "100", "-f",
-        ])
-        .arg(&script)
-        .arg("test")
-        .output()
-        .expect("run pgbench");
+    let out = pgbench(
+        &gw,
+        &["-M", "extended", "-c", "8", "-j", "2", "-t", "100"],
+        &script,
+    );
     assert!(out.status.success(), "pgbench: {}", show(&out));
     // Past the grace (5 s) during which a late event is not yet a hole.
     std::thread::sleep(std::time::Duration::from_secs(7));

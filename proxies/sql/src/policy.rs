@@ -169,11 +169,10 @@ impl Family for Sql {
             .map_err(|e| PolicyError::Syntax(e.to_string().trim().to_string()))?;
         let masking = MaskingKeys::deserialize(toml::Value::Table(masking))
             .map_err(|e| PolicyError::Masking(e.to_string().trim().to_string()))?;
-        let fold = |name: &str| policy_name(name);
-        let mut phi_tables: Vec<String> = top.phi_tables.iter().map(|t| fold(t)).collect();
+        let mut phi_tables: Vec<String> = top.phi_tables.iter().map(|t| policy_name(t)).collect();
         let mut columns = Vec::new();
         for rule in &masking.columns {
-            let table = fold(&rule.table);
+            let table = policy_name(&rule.table);
             if table.is_empty() || rule.columns.is_empty() {
                 return Err(PolicyError::Masking(format!(
                     "a column rule for table \"{}\" needs a table and at least one column",
@@ -184,7 +183,7 @@ impl Family for Sql {
                 phi_tables.push(table.clone());
             }
             for c in &rule.columns {
-                columns.push((table.clone(), fold(c), rule.format));
+                columns.push((table.clone(), policy_name(c), rule.format));
             }
         }
         Ok(SqlSections {
