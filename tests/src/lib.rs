@@ -570,6 +570,16 @@ pub fn direct_psql(sql: &str) -> Output {
         .expect("run psql")
 }
 
+/// [`direct_psql`] for set-up that test processes may run at once (nextest
+/// runs every test in a process of its own): `CREATE TABLE IF NOT EXISTS`
+/// races with itself, so the whole text runs in one transaction under a
+/// transaction-scoped advisory lock, released only once it has committed.
+pub fn direct_psql_setup(sql: &str) -> Output {
+    direct_psql(&format!(
+        "SELECT pg_advisory_xact_lock(hashtext('vigil-tests set-up')); {sql}"
+    ))
+}
+
 /// Runs one of the Python driver scripts in `tests/clients/` against `gw`
 /// as the static agent, with `env` added (table names and the like).
 pub fn python_client(script: &str, gw: &Gateway, env: &[(&str, &str)]) -> Output {
