@@ -10,7 +10,9 @@
 //!
 //! Keys: `op/<id>` and `grant/<id>` hold JSON records (small, readable with
 //! `ldb` when someone must look); `out/<u64 big-endian>` holds an event's
-//! protobuf bytes, in the order they were made.
+//! protobuf bytes, in the order they were made; `meta/id` the book's own
+//! id and `meta/notices` the next number of its notice stream
+//! ([`NOTICE_STREAM_PREFIX`]).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -70,9 +72,21 @@ pub struct Book {
     operations: BTreeMap<String, OperationRecord>,
     grants: BTreeMap<String, GrantRecord>,
     next_out: u64,
+    /// The book's notice stream, and the next number in it.
+    notice_stream: String,
+    next_notice: u64,
 }
 
+/// The streams of the service's own records (webhook notifications that
+/// failed), one per book: `vigil-approvals/notices/<book id>`. Not the
+/// operation's stream: that ends with its OperationClosed, and a failed
+/// notice of the closing comes after it. Per book: a book lost and begun
+/// anew starts a new stream rather than numbering over an old one.
+pub const NOTICE_STREAM_PREFIX: &str = "vigil-approvals/notices/";
+
 const OP: &str = "op/";
+const NEXT_NOTICE: &[u8] = b"meta/notices";
+const BOOK_ID: &[u8] = b"meta/id";
 const GRANT: &str = "grant/";
 const OUT: &[u8] = b"out/";
 
@@ -99,7 +113,10 @@ impl Book {
             operations: BTreeMap::new(),
             grants: BTreeMap::new(),
             next_out: 0,
+            notice_stream: String::new(),
+            next_notice: 0,
         };
+        let mut book_id = None;
         for item in book.db.iterator(rocksdb::IteratorMode::Start) {
             let (key, value) = item?;
             let corrupt = |reason: String| BookError::Corrupt {
@@ -109,6 +126,13 @@ impl Book {
             if let Some(n) = key.strip_prefix(OUT) {
                 let n: [u8; 8] = n.try_into().map_err(|_| corrupt("bad outbox key".into()))?;
                 book.next_out = book.next_out.max(u64::from_be_bytes(n) + 1);
+            } else if *key == *NEXT_NOTICE {
+                let n: [u8; 8] = (*value)
+                    .try_into()
+                    .map_err(|_| corrupt("bad notice counter".into()))?;
+                book.next_notice = u64::from_be_bytes(n);
+            } else if *key == *BOOK_ID {
+                book_id = Some(String::from_utf8_lossy(&value).into_owned());
             } else if let Some(id) = key.strip_prefix(OP.as_bytes()) {
                 let record: OperationRecord =
                     serde_json::from_slice(&value).map_err(|e| corrupt(e.to_string()))?;
@@ -123,6 +147,15 @@ impl Book {
                 return Err(corrupt("unknown key".into()));
             }
         }
+        let book_id = match book_id {
+            Some(id) => id,
+            None => {
+                let id = uuid::Uuid::now_v7().to_string();
+                book.db.put_opt(BOOK_ID, &id, &synced())?;
+                id
+            }
+        };
+        book.notice_stream = format!("{NOTICE_STREAM_PREFIX}{book_id}");
         Ok(book)
     }
 
@@ -354,6 +387,47 @@ impl Book {
             reason: reason.trim().into(),
         });
         self.commit_grant(&mut record, identity_of(by), kind, now)
+    }
+
+    /// Records that a webhook was not told of a change of an operation: an
+    /// event of the book's notice stream, durable in the outbox like every
+    /// other, so the ledger gets it even if the service dies now.
+    pub fn notification_failed(
+        &mut self,
+        failure: events::NotificationFailed,
+        now: i64,
+    ) -> Result<Vec<Outgoing>, BookError> {
+        let connection = self
+            .operations
+            .get(&failure.operation_id)
+            .map(|r| r.operation.hold.connection.clone())
+            .unwrap_or_default();
+        let event = Event {
+            event_id: uuid::Uuid::now_v7().to_string(),
+            time_unix_nanos: now,
+            session_id: self.notice_stream.clone(),
+            seq: self.next_notice,
+            identity: Some(events::Identity {
+                subject: "vigil-approvals".into(),
+                issuer: "vigil:internal".into(),
+                auth_method: "internal".into(),
+                ..Default::default()
+            }),
+            connection,
+            protocol: events::Protocol::Unspecified as i32,
+            kind: Some(Kind::NotificationFailed(failure)),
+        };
+        let mut batch = WriteBatch::default();
+        batch.put(out_key(self.next_out), event.encode_to_vec());
+        batch.put(NEXT_NOTICE, (self.next_notice + 1).to_be_bytes());
+        self.db.write_opt(batch, &synced())?;
+        let out = vec![Outgoing {
+            key: self.next_out,
+            event,
+        }];
+        self.next_out += 1;
+        self.next_notice += 1;
+        Ok(out)
     }
 
     // ---- internals ----

@@ -227,6 +227,60 @@ fn grants_are_durable_and_revocable() {
 }
 
 #[test]
+fn failed_notifications_are_numbered_in_their_own_stream_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let failure = |state: &str| vigil_proto::events::NotificationFailed {
+        operation_id: "op-n".into(),
+        state: state.into(),
+        target: "https://hooks.example".into(),
+        attempts: 6,
+        error: "HTTP 503".into(),
+    };
+    {
+        let mut book = Book::open(dir.path()).unwrap();
+        book.hold(hold_of(&pending("op-n", 1, 100 * SEC, 300 * SEC)).unwrap())
+            .unwrap();
+        let out = book
+            .notification_failed(failure("pending"), 101 * SEC)
+            .unwrap();
+        assert!(out[0]
+            .event
+            .session_id
+            .starts_with(vigil_approvals::book::NOTICE_STREAM_PREFIX));
+        assert_eq!(out[0].event.seq, 0);
+        assert_eq!(out[0].event.connection, "ehr", "the operation's connection");
+    }
+    let mut book = Book::open(dir.path()).unwrap();
+    let out = book
+        .notification_failed(failure("approved"), 102 * SEC)
+        .unwrap();
+    assert_eq!(out[0].event.seq, 1, "numbering goes on after a restart");
+    let stream = out[0].event.session_id.clone();
+    // A book begun anew has a stream of its own.
+    let other = tempfile::tempdir().unwrap();
+    let out = Book::open(other.path())
+        .unwrap()
+        .notification_failed(failure("pending"), 103 * SEC)
+        .unwrap();
+    assert_eq!(out[0].event.seq, 0);
+    assert_ne!(out[0].event.session_id, stream);
+    let unpublished: Vec<(String, u64)> = book
+        .unpublished()
+        .unwrap()
+        .into_iter()
+        .map(|o| (o.event.kind_name().to_string(), o.event.seq))
+        .collect();
+    assert_eq!(
+        unpublished,
+        [
+            ("notification_failed".to_string(), 0),
+            ("notification_failed".to_string(), 1)
+        ],
+        "both wait in the outbox until the bus has them"
+    );
+}
+
+#[test]
 fn an_unreadable_record_is_an_error_that_names_it() {
     let dir = tempfile::tempdir().unwrap();
     {

@@ -36,6 +36,8 @@ pub mod events {
                 event::Kind::OperationClosed(_) => "operation_closed",
                 event::Kind::AccessGranted(_) => "access_granted",
                 event::Kind::GrantRevoked(_) => "grant_revoked",
+                event::Kind::SequenceGap(_) => "sequence_gap",
+                event::Kind::NotificationFailed(_) => "notification_failed",
             }
         }
     }

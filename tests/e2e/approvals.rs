@@ -16,7 +16,7 @@ use sha2::Sha256;
 use vigil_proto::events::{event::Kind, Event};
 use vigil_tests::oidc::{OidcProvider, CLIENT, CLIENT_SECRET, RESOURCE};
 use vigil_tests::SqlRequestView;
-use vigil_tests::{direct_psql, free_port, show, vigil_bin, Gateway, GatewaySpec};
+use vigil_tests::{direct_psql_setup, free_port, show, vigil_bin, Gateway, GatewaySpec};
 
 const POLICY: &str = r#"
 name = "review-test"
@@ -43,6 +43,9 @@ ttl_secs = 2
 
 const CALLBACK_SECRET: &str = "callback-secret-0123456789";
 const WEBHOOK_SECRET: &str = "webhook-secret-0123456789";
+/// The path of the webhook nobody answers: a Slack webhook's path is its
+/// secret, so it must never reach a log or an event.
+const DEAD_HOOK_PATH: &str = "services/T000/B000/secret-path-token";
 
 fn provider() -> OidcProvider {
     OidcProvider::start_with(Some(json!({
@@ -80,6 +83,8 @@ impl Setup {
         let (hook_port, hooks) = webhook_receiver();
         let approvals_port = free_port();
         let callback_port = free_port();
+        // A second webhook nobody answers: its failures become events.
+        let dead_port = free_port();
         let policy_dir = tempfile::tempdir().unwrap().keep();
         let policy = policy_dir.join("review.toml");
         std::fs::write(&policy, POLICY).unwrap();
@@ -91,6 +96,7 @@ impl Setup {
         spec.tables_extra = format!(
             "{issuer}\n[approvals]\ngrpc_listen = \"127.0.0.1:{approvals_port}\"\n\
              [[approvals.webhooks]]\nurl = \"http://127.0.0.1:{hook_port}/hook\"\nsecret_file = \"{dir}/webhook.secret\"\n\
+             [[approvals.webhooks]]\nurl = \"http://127.0.0.1:{dead_port}/{DEAD_HOOK_PATH}\"\nsecret_file = \"{dir}/webhook.secret\"\ntries = 1\n\
              [approvals.callback]\nlisten = \"127.0.0.1:{callback_port}\"\nname = \"chat\"\n\
              secret_file = \"{dir}/callback.secret\"\napprover_groups = [\"approvers\"]\n",
             issuer = provider.issuer_toml(&[RESOURCE], ""),
@@ -210,14 +216,14 @@ impl Setup {
 }
 
 fn create_tables() {
-    // The tests of this file run in parallel; CREATE TABLE IF NOT EXISTS
-    // itself races.
+    // Once per process; other processes are kept out by the lock of
+    // direct_psql_setup.
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(create_tables_now);
 }
 
 fn create_tables_now() {
-    let out = direct_psql(
+    let out = direct_psql_setup(
         "CREATE TABLE IF NOT EXISTS appr_held (id int, note text); \
          CREATE TABLE IF NOT EXISTS appr_two (id int); \
          CREATE TABLE IF NOT EXISTS appr_short (id int); \
@@ -407,6 +413,38 @@ fn a_held_statement_waits_runs_on_approval_and_every_step_is_recorded() {
         _ => None,
     });
     let vote = vote.expect("the approver's decision is in the ledger");
+    // The webhook nobody answers: each notification it missed is an event
+    // of the service's own stream, naming the webhook without its path.
+    let events = s.events_until(|evs| {
+        evs.iter().any(|e| {
+            matches!(&e.kind, Some(Kind::NotificationFailed(n)) if n.operation_id == id && n.state == "approved")
+        })
+    });
+    let missed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::NotificationFailed(n)) if n.operation_id == id => Some((e, n)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        missed.iter().any(|(_, n)| n.state == "pending"),
+        "{missed:?}"
+    );
+    for (e, n) in &missed {
+        assert!(
+            e.session_id.starts_with("vigil-approvals/notices/"),
+            "{e:?}"
+        );
+        assert!(n.target.starts_with("http://127.0.0.1:"), "{n:?}");
+        assert!(!n.target.contains("secret-path"), "{n:?}");
+        assert_eq!(n.attempts, 1);
+        assert!(!n.error.is_empty(), "{n:?}");
+    }
+    assert!(
+        !s.gw.stderr().contains("secret-path-token"),
+        "the webhook's path is not logged"
+    );
     assert_eq!(vote.approver.unwrap().subject, "alice");
     assert_eq!(vote.reason, "checked with the ward");
     let pending = events.iter().find_map(|e| match &e.kind {

@@ -189,3 +189,25 @@ pub fn group_lag(bootstrap: &str, topic: &str, group: &str) -> BTreeMap<i32, i64
         })
         .collect()
 }
+
+/// Publishes `records` (key, payload) to `topic` as any Kafka client could,
+/// bypassing every proxy: how a test makes the ledger see events that a
+/// real fault would lose or forge.
+pub fn publish(bootstrap: &str, topic: &str, records: &[(Vec<u8>, Vec<u8>)]) {
+    use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("log_level", "3")
+        .create()
+        .expect("producer");
+    for (key, payload) in records {
+        producer
+            .send(BaseRecord::to(topic).key(key).payload(payload))
+            .map_err(|(e, _)| e)
+            .expect("queue a record");
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("records delivered");
+}

@@ -148,6 +148,9 @@ impl ApprovalService {
         }
         tokio::spawn(service.clone().publish_loop());
         tokio::spawn(service.clone().sweep_loop());
+        if let Some(failures) = service.hooks.as_ref().and_then(|h| h.take_failures()) {
+            tokio::spawn(service.clone().record_failures(failures));
+        }
         Ok(service)
     }
 
@@ -389,6 +392,26 @@ impl ApprovalService {
     }
 
     // ---- background ----
+
+    /// Records every webhook notification that failed as an event (through
+    /// the book's outbox, so the ledger gets it even across a crash).
+    async fn record_failures(
+        self: Arc<Self>,
+        mut failures: tokio::sync::mpsc::Receiver<vigil_proto::events::NotificationFailed>,
+    ) {
+        while let Some(failure) = failures.recv().await {
+            let operation = failure.operation_id.clone();
+            match self
+                .with_book(move |b| b.notification_failed(failure, unix_nanos_now()))
+                .await
+            {
+                Ok(_) => self.publish.notify_one(),
+                Err(e) => {
+                    tracing::error!(%operation, error = %e, "cannot record a failed webhook notification")
+                }
+            }
+        }
+    }
 
     /// Ships the outbox to the ledger, in order, forever. An event leaves
     /// the outbox only once the sink holds it durably; on failure the rest

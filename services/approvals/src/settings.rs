@@ -98,6 +98,17 @@ pub struct WebhookSection {
     pub secret_env: Option<String>,
     #[serde(default)]
     pub secret_file: Option<PathBuf>,
+    /// Tries per notification (0.5 s apart, doubling) before it is given up
+    /// and recorded as a `NotificationFailed` event.
+    #[serde(default = "default_tries")]
+    pub tries: u32,
+}
+
+/// 12 tries wait 0.5 s doubling: about 17 minutes in all.
+const MAX_TRIES: u32 = 12;
+
+fn default_tries() -> u32 {
+    crate::webhook::DEFAULT_TRIES
 }
 
 /// `[approvals.callback]`: the incoming signed webhook.
@@ -179,6 +190,9 @@ impl ApprovalsSection {
                 );
             }
             Secret::new(format!("{what}.secret"), &w.secret_env, &w.secret_file).check(true)?;
+            if !(1..=MAX_TRIES).contains(&w.tries) {
+                bail!("{what}.tries must be 1 to {MAX_TRIES}");
+            }
         }
         if let Some(c) = &self.callback {
             Secret::new("approvals.callback.secret", &c.secret_env, &c.secret_file).check(true)?;
@@ -248,6 +262,14 @@ mod tests {
                 "[callback]\nlisten = \"127.0.0.1:1\"\nsecret_env = \"S\"\napprover_groups = []",
                 "nobody it names",
             ),
+            (
+                "[[webhooks]]\nurl = \"https://h/x\"\nsecret_env = \"S\"\ntries = 0",
+                "tries must be 1 to 12",
+            ),
+            (
+                "[[webhooks]]\nurl = \"https://h/x\"\nsecret_env = \"S\"\ntries = 13",
+                "tries must be 1 to 12",
+            ),
             ("surprise = 1", "unknown field"),
             ("proxy_tokens_sha256 = [\"abc\"]", "not 64 hex digits"),
         ] {
@@ -257,5 +279,6 @@ mod tests {
         let ok =
             parse("[[webhooks]]\nurl = \"http://127.0.0.1:9/hook\"\nsecret_env = \"S\"").unwrap();
         assert_eq!(ok.grpc_listen, default_grpc_listen());
+        assert_eq!(ok.webhooks[0].tries, 6, "six tries unless told");
     }
 }

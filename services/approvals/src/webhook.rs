@@ -8,8 +8,11 @@
 //! `X-Vigil-Timestamp: <unix seconds>` and
 //! `X-Vigil-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>`.
 //! A failed delivery is retried with exponential backoff (0.5 s doubling,
-//! six tries); a delivery that still fails is logged with the operation id
-//! and counted, and the operation itself is unaffected (approvers can
+//! `tries` tries, six by default); a delivery that still fails, or one
+//! dropped because the webhook's queue is full, is logged with the
+//! operation id, counted, and recorded as a `NotificationFailed` event in
+//! the ledger (approvers who rely on the webhook never heard of that state;
+//! the auditor sees so). The operation itself is unaffected (approvers can
 //! always use the API).
 //!
 //! **Incoming**: `POST /v1/decisions` with a JSON body
@@ -29,6 +32,7 @@ use hmac::{Hmac, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
 use vigil_approvals::{Approver, Operation, Principal, Verdict};
+use vigil_proto::events::NotificationFailed;
 
 use super::escape;
 use super::grpc::to_pb;
@@ -38,7 +42,10 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// How far a callback's timestamp may be from now.
 pub const MAX_SKEW_SECS: i64 = 300;
-const TRIES: u32 = 6;
+/// Tries per notification unless the webhook's `tries` says otherwise.
+pub const DEFAULT_TRIES: u32 = 6;
+/// Failures waiting to be recorded; past it they are only logged and counted.
+const FAILURE_QUEUE: usize = 10_000;
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Notifications waiting per webhook before new ones are dropped (and counted).
 const QUEUE: usize = 10_000;
@@ -130,20 +137,50 @@ pub fn payload(op: &Operation) -> serde_json::Value {
 pub struct Target {
     pub url: String,
     pub secret: Vec<u8>,
+    /// Tries per notification before it is given up (at least 1).
+    pub tries: u32,
+}
+
+/// Where failures go: a counter for the log lines, and a queue to the
+/// service, which records each in the ledger.
+#[derive(Clone)]
+struct FailureSink {
+    /// Notifications not delivered since the start (every log line of a
+    /// loss says the running total).
+    lost: Arc<AtomicU64>,
+    record: tokio::sync::mpsc::Sender<NotificationFailed>,
+}
+
+impl FailureSink {
+    /// Counts and queues one failure; returns the running total.
+    fn report(&self, failure: NotificationFailed) -> u64 {
+        let lost = self.lost.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.record.try_send(failure).is_err() {
+            tracing::error!(
+                lost,
+                "webhook failures arrive faster than they are recorded: one is only logged"
+            );
+        }
+        lost
+    }
 }
 
 /// The outgoing webhooks: one delivery queue each, so a slow receiver holds
 /// up only itself.
 pub struct Webhooks {
     queues: Vec<(String, tokio::sync::mpsc::Sender<serde_json::Value>)>,
-    /// Notifications not delivered since the start (every log line of a
-    /// loss says the running total).
-    failures: Arc<AtomicU64>,
+    failures: FailureSink,
+    /// The service takes it once, to record failures as events.
+    failed: Mutex<Option<tokio::sync::mpsc::Receiver<NotificationFailed>>>,
 }
 
 impl Webhooks {
     pub fn start(targets: Vec<Target>) -> Arc<Self> {
-        let failures = Arc::new(AtomicU64::new(0));
+        let (record, failed) = tokio::sync::mpsc::channel(FAILURE_QUEUE);
+        let failures = FailureSink {
+            lost: Arc::new(AtomicU64::new(0)),
+            record,
+        };
         let queues = targets
             .into_iter()
             .map(|t| {
@@ -152,7 +189,16 @@ impl Webhooks {
                 (t.url, tx)
             })
             .collect();
-        Arc::new(Self { queues, failures })
+        Arc::new(Self {
+            queues,
+            failures,
+            failed: Mutex::new(Some(failed)),
+        })
+    }
+
+    /// The failures to record (once; `None` after the first call).
+    pub fn take_failures(&self) -> Option<tokio::sync::mpsc::Receiver<NotificationFailed>> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 
     /// Queues a notification of `op`'s current state to every webhook.
@@ -160,14 +206,21 @@ impl Webhooks {
         let body = payload(op);
         for (url, q) in &self.queues {
             if q.try_send(body.clone()).is_err() {
-                let lost = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let lost = self.failures.report(NotificationFailed {
+                    operation_id: op.id().to_string(),
+                    state: op.state.to_string(),
+                    target: redact_url(url),
+                    attempts: 0,
+                    error: "the webhook's queue is full".into(),
+                });
                 tracing::error!(url = %redact_url(url), operation = %op.id(), lost, "webhook queue full: notification dropped");
             }
         }
     }
 }
 
-/// A webhook URL's secret part (Slack's token is its path) stays out of logs.
+/// A webhook URL's secret part (Slack's token is its path) stays out of
+/// logs and events.
 fn redact_url(url: &str) -> String {
     match url
         .find("://")
@@ -181,7 +234,7 @@ fn redact_url(url: &str) -> String {
 async fn deliver_loop(
     target: Target,
     mut rx: tokio::sync::mpsc::Receiver<serde_json::Value>,
-    failures: Arc<AtomicU64>,
+    failures: FailureSink,
 ) {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
@@ -192,10 +245,13 @@ async fn deliver_loop(
             .as_str()
             .unwrap_or("")
             .to_string();
+        let state = body["vigil"]["state"].as_str().unwrap_or("").to_string();
+        let tries = target.tries.max(1);
+        let mut last_error = String::new();
         let bytes = serde_json::to_vec(&body).expect("JSON value serialises");
         let mut backoff = FIRST_BACKOFF;
         let mut delivered = false;
-        for attempt in 1..=TRIES {
+        for attempt in 1..=tries {
             let (agent, url, secret, bytes) = (
                 agent.clone(),
                 target.url.clone(),
@@ -230,7 +286,8 @@ async fn deliver_loop(
                 }
                 Err(e) => {
                     tracing::warn!(url = %redact_url(&target.url), %operation, attempt, error = %e, "webhook delivery failed");
-                    if attempt < TRIES {
+                    last_error = e;
+                    if attempt < tries {
                         tokio::time::sleep(backoff).await;
                         backoff *= 2;
                     }
@@ -238,8 +295,14 @@ async fn deliver_loop(
             }
         }
         if !delivered {
-            let lost = failures.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::error!(url = %redact_url(&target.url), %operation, tries = TRIES, lost, "webhook notification not delivered; giving up");
+            let lost = failures.report(NotificationFailed {
+                operation_id: operation.clone(),
+                state,
+                target: redact_url(&target.url),
+                attempts: tries,
+                error: last_error,
+            });
+            tracing::error!(url = %redact_url(&target.url), %operation, tries, lost, "webhook notification not delivered; giving up");
         }
     }
 }

@@ -11,6 +11,7 @@ use vigil_ledger::{NewEntry, Store};
 use vigil_proto::events::Event;
 use vigil_proxy_core::SinkError;
 
+use crate::gap_log::GapLog;
 use crate::gaps::SequenceWatch;
 
 /// Largest batch one group commit takes.
@@ -62,15 +63,18 @@ pub fn to_entry(event: &Event, body: Vec<u8>) -> Result<NewEntry, String> {
     if event.kind.is_none() {
         return Err("event has no kind".into());
     }
-    // What only the ledger records (retention runs, in their own stream)
-    // never comes from the bus: a proxy or anyone who can publish could
-    // otherwise forge a run that makes deleted bodies look pruned.
-    if matches!(event.kind, Some(Kind::RetentionPruned(_)))
-        || event
-            .session_id
-            .starts_with(crate::retention::LEDGER_STREAM_PREFIX)
+    // What only the ledger records (retention runs and gaps, in their own
+    // streams) never comes from the bus: a proxy or anyone who can publish
+    // could otherwise forge a run that makes deleted bodies look pruned, or
+    // a gap record that muddles the ledger's own.
+    if matches!(
+        event.kind,
+        Some(Kind::RetentionPruned(_)) | Some(Kind::SequenceGap(_))
+    ) || event
+        .session_id
+        .starts_with(crate::retention::LEDGER_STREAM_PREFIX)
     {
-        return Err("retention records are the ledger's own: refused from the bus".into());
+        return Err("the ledger's own records are refused from the bus".into());
     }
     Ok(NewEntry {
         event_id: *id.as_bytes(),
@@ -91,7 +95,7 @@ pub fn to_entry(event: &Event, body: Vec<u8>) -> Result<NewEntry, String> {
 /// consumer stopped).
 pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
     let watch = Arc::new(std::sync::Mutex::new(SequenceWatch::default()));
-    let reporter = tokio::spawn(report_gaps(watch.clone()));
+    let reporter = tokio::spawn(report_gaps(watch.clone(), GapLog::new(store.clone())));
     while let Some(batch) = next_batch(&mut bus).await {
         let mut entries = Vec::with_capacity(batch.len());
         let mut deliveries = Vec::with_capacity(batch.len());
@@ -147,8 +151,9 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
 }
 
 /// Every second: the holes in sessions' numbering that stayed open past
-/// the grace, as a log line each and the gap counter.
-async fn report_gaps(watch: Arc<std::sync::Mutex<SequenceWatch>>) {
+/// the grace, as a log line each, the gap counter, and a record in the log.
+async fn report_gaps(watch: Arc<std::sync::Mutex<SequenceWatch>>, log: GapLog) {
+    let log = Arc::new(std::sync::Mutex::new(log));
     let gaps = vigil_metrics::counter(
         "vigil_ledger_sequence_gaps_total",
         "Holes in a session's event numbering noticed by the ledger: events that never reached the log.",
@@ -162,7 +167,7 @@ async fn report_gaps(watch: Arc<std::sync::Mutex<SequenceWatch>>) {
             .lock()
             .expect("sequence watch lock")
             .overdue(std::time::Instant::now());
-        for gap in overdue {
+        for gap in &overdue {
             gaps.inc();
             tracing::error!(
                 session = %gap.session,
@@ -170,6 +175,22 @@ async fn report_gaps(watch: Arc<std::sync::Mutex<SequenceWatch>>) {
                 missing = gap.missing,
                 "events of this session never reached the log: its numbering has a hole"
             );
+        }
+        if overdue.is_empty() {
+            continue;
+        }
+        let log = log.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .record(&overdue)
+        })
+        .await;
+        // The log line and the counter above stand even if this fails.
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "cannot record a gap in the log"),
+            Err(e) => tracing::error!(error = %e, "gap recording task failed"),
         }
     }
 }
@@ -199,6 +220,9 @@ mod tests {
         assert!(entry(event("", run.clone())).is_err());
         assert!(entry(event("0190a0a0-0000-7000-8000-000000000001", run)).is_err());
         assert!(entry(event(crate::retention::RETENTION_STREAM, request.clone())).is_err());
+        assert!(entry(event(crate::gap_log::GAP_STREAM, request.clone())).is_err());
+        let gap = Kind::SequenceGap(vigil_proto::events::SequenceGap::default());
+        assert!(entry(event("0190a0a0-0000-7000-8000-000000000001", gap)).is_err());
         let fine = entry(event("0190a0a0-0000-7000-8000-000000000001", request)).unwrap();
         assert_eq!(fine.seq, 3);
     }

@@ -2,8 +2,9 @@
 //! (`seq`, from 0 without holes), so a number that jumps means events of
 //! that session never reached the log (skipped by the broker, lost between
 //! proxy and ledger). An auditor's `verify` finds that later; the ledger
-//! says so within seconds: a log line and the counter
-//! `vigil_ledger_sequence_gaps_total`.
+//! says so within seconds: a log line, the counter
+//! `vigil_ledger_sequence_gaps_total`, and a `SequenceGap` event in the log
+//! itself ([`crate::gap_log`]).
 //!
 //! Events of one session can arrive slightly out of order (a Response
 //! recorded in the background can come after the next Request), so a hole
@@ -33,6 +34,8 @@ pub struct Gap {
     /// The first missing number, and how many are missing from it.
     pub first_missing: u64,
     pub missing: u64,
+    /// How long the hole had been open when it was reported.
+    pub open_for: Duration,
 }
 
 #[derive(Debug)]
@@ -114,6 +117,7 @@ impl SequenceWatch {
                 session: session.clone(),
                 first_missing: s.next,
                 missing: arrived - s.next,
+                open_for: now.duration_since(since),
             });
             s.ahead.remove(&arrived);
             s.next = arrived + 1;
@@ -197,7 +201,8 @@ mod tests {
             vec![Gap {
                 session: "s1".into(),
                 first_missing: 2,
-                missing: 2
+                missing: 2,
+                open_for: GRACE,
             }]
         );
         assert!(w.overdue(t + GRACE * 4).is_empty(), "reported once");

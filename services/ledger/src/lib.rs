@@ -11,6 +11,7 @@
 pub mod access;
 pub mod appender;
 pub mod checkpointer;
+pub mod gap_log;
 pub mod gaps;
 pub mod grpc;
 pub mod http;

@@ -582,6 +582,7 @@ async fn start_approvals(
                 &w.secret_env,
                 &w.secret_file,
             )?,
+            tries: w.tries,
         });
     }
     let hooks = (!targets.is_empty()).then(|| webhook::Webhooks::start(targets));

@@ -154,6 +154,17 @@ fn describe(e: &Event) -> String {
             g.reason
         ),
         Some(Kind::GrantRevoked(r)) => format!("grant {} revoked: {}", r.grant_id, r.reason),
+        Some(Kind::SequenceGap(g)) => format!(
+            "the ledger noticed a hole: events {}..{} of session {} never reached the log (open {} ms)",
+            g.first_missing,
+            g.first_missing.saturating_add(g.missing),
+            g.session_id,
+            g.open_for_nanos / 1_000_000
+        ),
+        Some(Kind::NotificationFailed(n)) => format!(
+            "webhook {} was not told that operation {} is {}: {} ({} tries)",
+            n.target, n.operation_id, n.state, n.error, n.attempts
+        ),
         None => "(event without a kind)".into(),
     }
 }

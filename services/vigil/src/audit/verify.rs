@@ -389,6 +389,7 @@ fn check_bodies(
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
     let mut streams: HashMap<String, Vec<u64>> = HashMap::new();
     let mut ends: HashMap<String, u64> = HashMap::new();
+    let mut noticed = NoticedGaps::default();
     let mut start = 0u64;
     while start < size {
         // Ask only for what the checkpoint covers: the log may have grown since.
@@ -422,6 +423,7 @@ fn check_bodies(
                             if let Some(l) = leaf {
                                 *kinds.entry(l.kind.clone()).or_default() += 1;
                             }
+                            noticed.read(index, &event);
                             if !event.session_id.is_empty() {
                                 if END_KINDS.contains(&event.kind_name()) {
                                     // The earliest end counts: anything after it is out of place.
@@ -468,8 +470,43 @@ fn check_bodies(
             ));
         }
     }
-    check_continuity(streams, report);
+    check_continuity(streams, &noticed, report);
     Ok(())
+}
+
+/// The ledger's own records of gaps it noticed as they happened
+/// (`SequenceGap` events of its stream `vigil-ledger/gaps`), by session:
+/// (first missing, how many, the record's entry).
+#[derive(Default)]
+struct NoticedGaps(HashMap<String, Vec<(u64, u64, u64)>>);
+
+impl NoticedGaps {
+    fn read(&mut self, index: u64, event: &vigil_proto::events::Event) {
+        use vigil_proto::events::event::Kind;
+        // Only the ledger writes its stream (the appender refuses it from
+        // the bus), so a record elsewhere is not the ledger's.
+        if event.session_id != vigil_ledger_service::gap_log::GAP_STREAM {
+            return;
+        }
+        if let Some(Kind::SequenceGap(g)) = &event.kind {
+            self.0.entry(g.session_id.clone()).or_default().push((
+                g.first_missing,
+                g.missing,
+                index,
+            ));
+        }
+    }
+
+    /// The entry of the ledger's record of a hole that covers `a..=b` of
+    /// `stream`, if it made one.
+    fn record_of(&self, stream: &str, a: u64, b: u64) -> Option<u64> {
+        self.0
+            .get(stream)?
+            .iter()
+            .find_map(|&(first, missing, index)| {
+                (first <= a && b < first.saturating_add(missing)).then_some(index)
+            })
+    }
 }
 
 /// No two leaves may claim the same place in the same stream: with dedup
@@ -509,7 +546,11 @@ fn check_positions(leaves: &[Option<LeafRecord>], report: &mut Report) {
 /// Neither makes the log invalid, so these are notes, not failures; the
 /// start of a stream may be pruned and its end is not knowable, so only
 /// gaps between recorded events count.
-fn check_continuity(streams: HashMap<String, Vec<u64>>, report: &mut Report) {
+fn check_continuity(
+    streams: HashMap<String, Vec<u64>>,
+    noticed: &NoticedGaps,
+    report: &mut Report,
+) {
     let total = streams.len();
     let mut gaps: Vec<(String, u64, u64)> = streams
         .into_iter()
@@ -537,7 +578,14 @@ fn check_continuity(streams: HashMap<String, Vec<u64>>, report: &mut Report) {
         } else {
             format!("events {a} to {b}")
         };
-        report.note(format!("{stream}: {which} not in the log"));
+        // Whether the ledger raised the alarm when it happened: a hole it
+        // has no record of was missed live (the ledger was restarted while
+        // the hole was open, or the hole is older than gap records).
+        let alarm = match noticed.record_of(&stream, a, b) {
+            Some(entry) => format!("; the ledger noticed it live (record at entry {entry})"),
+            None => "; the ledger has no record of noticing it".to_string(),
+        };
+        report.note(format!("{stream}: {which} not in the log{alarm}"));
     }
 }
 
@@ -645,22 +693,64 @@ mod tests {
         let streams = HashMap::from([
             ("s-whole".to_string(), vec![0, 1, 2]),
             ("s-gap".to_string(), vec![0, 1, 4]),
+            ("s-seen".to_string(), vec![0, 3]),
         ]);
-        check_continuity(streams, &mut report);
+        // The ledger recorded the hole of s-seen (1 and 2) at entry 9.
+        let mut noticed = NoticedGaps::default();
+        noticed.read(
+            9,
+            &vigil_proto::events::Event {
+                session_id: vigil_ledger_service::gap_log::GAP_STREAM.into(),
+                kind: Some(vigil_proto::events::event::Kind::SequenceGap(
+                    vigil_proto::events::SequenceGap {
+                        session_id: "s-seen".into(),
+                        first_missing: 1,
+                        missing: 2,
+                        open_for_nanos: 5_000_000_000,
+                    },
+                )),
+                ..Default::default()
+            },
+        );
+        // A record anyone else wrote is no record of the ledger's.
+        noticed.read(
+            10,
+            &vigil_proto::events::Event {
+                session_id: "someone".into(),
+                kind: Some(vigil_proto::events::event::Kind::SequenceGap(
+                    vigil_proto::events::SequenceGap {
+                        session_id: "s-gap".into(),
+                        first_missing: 2,
+                        missing: 2,
+                        open_for_nanos: 0,
+                    },
+                )),
+                ..Default::default()
+            },
+        );
+        check_continuity(streams, &noticed, &mut report);
         assert!(report.is_clean());
         let text = report.render("");
         assert!(
-            text.contains("note  2 event(s) missing between recorded ones, in 1 gap(s) among 2"),
+            text.contains("note  4 event(s) missing between recorded ones, in 2 gap(s) among 3"),
             "{text}"
         );
         assert!(
-            text.contains("note  s-gap: events 2 to 3 not in the log"),
+            text.contains("note  s-gap: events 2 to 3 not in the log; the ledger has no record of noticing it"),
+            "{text}"
+        );
+        assert!(
+            text.contains("note  s-seen: events 1 to 2 not in the log; the ledger noticed it live (record at entry 9)"),
             "{text}"
         );
         assert!(text.contains("verified: every check passed"), "{text}");
 
         let mut clean = Report::default();
-        check_continuity(HashMap::from([("s".to_string(), vec![0, 1])]), &mut clean);
+        check_continuity(
+            HashMap::from([("s".to_string(), vec![0, 1])]),
+            &NoticedGaps::default(),
+            &mut clean,
+        );
         assert!(clean
             .render("")
             .contains("ok    1 sessions, operations and grants: no event missing"));
