@@ -4,13 +4,15 @@
 //! Order, each step durable before the next:
 //! 1. a live grant covering (agent, connection, rule) lets the request
 //!    through at once: Request + Decision (stage `grant`, naming the grant);
+//!    a service that cannot be asked counts as no grant (hold, the stricter
+//!    path: the operation waits for the service to come back);
 //! 2. otherwise Request + Decision (`review`) + PendingOperation (the
 //!    request's text as the adapter redacted it) are recorded in the
 //!    session's stream, and only then is the operation handed to the
 //!    approval service;
 //! 3. when it closes, a second Decision (stage `approval`) records what the
 //!    gateway did: ran it (approved) or refused it (denied, expired,
-//!    withdrawn, service unavailable), and only then does the adapter
+//!    withdrawn, service lost until the expiry), and only then does the adapter
 //!    forward it or answer with the refusal.
 //!
 //! The adapter does the protocol's part: it says what the client is told
@@ -52,8 +54,6 @@ pub struct HoldRequest<S = ()> {
 /// Why a held request is refused; the adapter words it for its protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
-    /// The approval service could not be asked (for a grant, or at all).
-    ServiceUnavailable(String),
     /// The client cancelled the request while it waited.
     Cancelled { operation_id: String },
     /// The operation closed without releasing it (denied, expired,
@@ -142,18 +142,16 @@ pub async fn prepare<S: Clone + Default>(
             return Ok(Prepared::Done(HoldEnd::Released(Arc::new(released))));
         }
         Ok(None) => {}
-        Err(e) => {
-            let refused = refused(verdict, e.to_string());
-            recorder
-                .record_durably(vec![
-                    Kind::Request(request.request.clone()),
-                    decision(&request, &refused, Stage::Approval),
-                ])
-                .await?;
-            return Ok(Prepared::Done(HoldEnd::Refused(
-                Refusal::ServiceUnavailable(e.to_string()),
-            )));
-        }
+        // The service cannot say whether a grant covers it (restarting,
+        // unreachable): hold it, the stricter path. The PendingOperation
+        // waits in the bus for the service, and the wait below asks again
+        // until the operation's expiry, so a restart of the service refuses
+        // nothing that an approver could still have approved.
+        Err(e) => tracing::warn!(
+            error = %e,
+            rule = %verdict.rule,
+            "cannot ask the approval service for a grant; holding the request for review"
+        ),
     }
 
     let operation_id = uuid::Uuid::now_v7().to_string();
@@ -375,6 +373,8 @@ mod tests {
     #[derive(Debug, Default)]
     struct Scripted {
         grant: Option<String>,
+        /// The grant check cannot reach the service.
+        grant_unreachable: bool,
         closes_as: Option<OperationState>,
         withdrawn: Mutex<Vec<String>>,
     }
@@ -382,7 +382,13 @@ mod tests {
     impl Approvals for Scripted {
         fn covering_grant(&self, _: GrantQuery) -> GrantFuture {
             let grant = self.grant.clone();
-            Box::pin(async move { Ok(grant) })
+            let unreachable = self.grant_unreachable;
+            Box::pin(async move {
+                if unreachable {
+                    return Err(ApprovalUnavailable("connection refused".into()));
+                }
+                Ok(grant)
+            })
         }
         fn hold(&self, _: Event) -> HoldFuture {
             match self.closes_as {
@@ -509,6 +515,30 @@ mod tests {
         assert!(
             denied.withdrawn.lock().unwrap().is_empty(),
             "closed, not withdrawn"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_service_that_cannot_be_asked_for_a_grant_holds_the_request_for_its_return() {
+        // The service is restarting: no grant can be checked, so the
+        // request is held (the stricter path), and the operation is
+        // approved once the service is back.
+        let restarting = Arc::new(Scripted {
+            grant_unreachable: true,
+            closes_as: Some(OperationState::Approved),
+            ..Default::default()
+        });
+        let (end, kinds) = run(restarting, false).await;
+        assert!(matches!(end, HoldEnd::Released(v) if v.outcome == Outcome::Mask));
+        assert_eq!(
+            kinds,
+            [
+                "opened",
+                "request",
+                "decision review request",
+                "pending",
+                "decision mask approval"
+            ]
         );
     }
 

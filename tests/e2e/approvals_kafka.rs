@@ -2,9 +2,11 @@
 //! proxy` holds a statement and records its PendingOperation into its
 //! outbox; the broker (tansu) carries it to `vigil approvals serve` (its own
 //! consumer group) and to `vigil ledger`; the proxy waits on the service's
-//! gRPC API. The service is killed with SIGKILL while the operation is
-//! pending and started again: the operation is still there, an approver
-//! approves it, and the client gets its row.
+//! gRPC API. The service and the broker are killed with SIGKILL while an
+//! operation is pending, a second statement is held while both are down,
+//! and both come back: the first operation is still there, the second
+//! reaches the service, an approver approves both, and each client gets its
+//! row. The settings are the defaults a user gets.
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use vigil_proto::events::event::Kind;
 use vigil_tests::kafka::Broker;
 use vigil_tests::{
-    direct_psql, free_port, show, vigil_bin, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD,
+    direct_psql_setup, free_port, show, vigil_bin, Gateway, GatewaySpec, AGENT, AGENT_PASSWORD,
 };
 
 const POLICY: &str = r#"
@@ -30,9 +32,10 @@ tables = ["apprk_held"]
 
 const APPROVER_PASSWORD: &str = "approver password for the kafka test";
 
+/// The bus with its default settings (6 partitions, a 10 s session).
 fn bus_table(broker: &Broker) -> String {
     format!(
-        "[bus]\nkind = \"kafka\"\nbootstrap = \"{}\"\npartitions = 3\nsession_timeout = \"2s\"\ndelivery_timeout = \"5s\"\n",
+        "[bus]\nkind = \"kafka\"\nbootstrap = \"{}\"\n",
         broker.bootstrap()
     )
 }
@@ -70,17 +73,51 @@ fn approvals(port: u16, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn pending_id(port: u16) -> String {
+/// The pending operations of the review rule, once there are `n` of them
+/// (the service's log is shown if they never are).
+fn pending_ids(service: &Gateway, port: u16, n: usize) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = approvals(port, &["list", "--state", "pending"]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if let Some(line) = text.lines().find(|l| l.contains("rule=review-held")) {
-            return line.split_whitespace().next().unwrap().to_string();
+        let ids: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("rule=review-held"))
+            .map(|l| l.split_whitespace().next().unwrap().to_string())
+            .collect();
+        if ids.len() >= n {
+            return ids;
         }
-        assert!(Instant::now() < deadline, "nothing pending: {}", show(&out));
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} pending: {}\nthe service's log:\n{}",
+            ids.len(),
+            show(&out),
+            service.stderr()
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// psql through the proxy on `port`, running `sql`, in the background.
+fn psql_bg(port: u16, sql: &str) -> std::process::Child {
+    Command::new("psql")
+        .env("PGPASSWORD", AGENT_PASSWORD)
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", AGENT])
+        .args([
+            "-d",
+            "test",
+            "-X",
+            "-tA",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
 /// `vigil approvals proxy-token`: a token and its SHA-256.
@@ -102,7 +139,7 @@ fn new_proxy_token() -> (String, String) {
 
 #[test]
 fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_approval() {
-    let out = direct_psql(
+    let out = direct_psql_setup(
         "CREATE TABLE IF NOT EXISTS apprk_held (id int); \
          INSERT INTO apprk_held SELECT 7 WHERE NOT EXISTS (SELECT 1 FROM apprk_held);",
     );
@@ -142,59 +179,59 @@ fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_appro
     );
     let proxy = start(spec, &["proxy", "--config", "vigil.toml"]);
 
-    let mut psql = Command::new("psql")
-        .env("PGPASSWORD", AGENT_PASSWORD)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &proxy.spec.pg_port.to_string(),
-            "-U",
-            AGENT,
-            "-d",
-            "test",
-        ])
-        .args([
-            "-X",
-            "-tA",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            "SELECT id FROM apprk_held",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let id = pending_id(approvals_port);
+    let port = proxy.spec.pg_port;
+    let mut first = psql_bg(port, "SELECT id FROM apprk_held WHERE 'first' <> ''");
+    let id = pending_ids(&service, approvals_port, 1).remove(0);
 
-    // SIGKILL while the operation is pending, then start it again.
-    let service = service.restart(vec![
-        "approvals".into(),
-        "serve".into(),
-        "--config".into(),
-        "vigil.toml".into(),
-    ]);
-    assert_eq!(
-        pending_id(approvals_port),
-        id,
-        "the operation outlived the restart"
+    // SIGKILL of the service and the broker while the operation is
+    // pending; a second statement is held while both are down (its
+    // PendingOperation waits in the proxy's outbox, then in the broker).
+    let args: Vec<String> = ["approvals", "serve", "--config", "vigil.toml"]
+        .map(String::from)
+        .into();
+    let (service_spec, service_dir) = service.stop();
+    let mut broker = broker;
+    broker.kill();
+    let mut second = psql_bg(port, "SELECT id FROM apprk_held WHERE 'second' <> ''");
+    std::thread::sleep(Duration::from_secs(1));
+    broker.start_again();
+    let restarted = Instant::now();
+    let service = Gateway::spawn(service_spec, service_dir, args);
+    let ids = pending_ids(&service, approvals_port, 2);
+    eprintln!(
+        "approvals: the operation held while the service was down was pending again {:.1} s after the restart",
+        restarted.elapsed().as_secs_f64()
     );
-    assert!(psql.try_wait().unwrap().is_none(), "the client still waits");
+    assert!(ids.contains(&id), "the operation outlived the restart");
+    let id2 = ids.into_iter().find(|i| *i != id).unwrap();
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the client still waits"
+    );
+    assert!(
+        second.try_wait().unwrap().is_none(),
+        "the client still waits"
+    );
 
-    let out = approvals(approvals_port, &["approve", &id]);
-    assert!(out.status.success(), "{}", show(&out));
-    let out = psql.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+    for (op, child) in [(&id, first), (&id2, second)] {
+        let out = approvals(approvals_port, &["approve", op]);
+        assert!(out.status.success(), "{}", show(&out));
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", show(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "7");
+    }
 
     // The ledger has the whole story, each event once.
-    let events = ledger.wait_for_events(|evs| {
-        evs.iter()
-            .any(|e| matches!(&e.kind, Some(Kind::OperationClosed(c)) if c.operation_id == id))
-            && evs
-                .iter()
-                .any(|e| matches!(&e.kind, Some(Kind::Response(_))))
+    let events = ledger.wait_for_events_within(Duration::from_secs(60), |evs| {
+        [&id, &id2].iter().all(|op| {
+            evs.iter().any(
+                |e| matches!(&e.kind, Some(Kind::OperationClosed(c)) if &&c.operation_id == op),
+            )
+        }) && evs
+            .iter()
+            .filter(|e| matches!(&e.kind, Some(Kind::Response(_))))
+            .count()
+            >= 2
     });
     let count = |f: &dyn Fn(&Kind) -> bool| {
         events
@@ -202,20 +239,22 @@ fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_appro
             .filter(|e| e.kind.as_ref().is_some_and(f))
             .count()
     };
-    assert_eq!(
-        count(&|k| matches!(k, Kind::PendingOperation(p) if p.operation_id == id)),
-        1
-    );
-    assert_eq!(
-        count(&|k| matches!(k, Kind::ApprovalDecision(d) if d.operation_id == id)),
-        1
-    );
-    assert_eq!(
-        count(
-            &|k| matches!(k, Kind::OperationClosed(c) if c.operation_id == id && c.state() == vigil_proto::events::OperationState::Approved)
-        ),
-        1
-    );
+    for op in [&id, &id2] {
+        assert_eq!(
+            count(&|k| matches!(k, Kind::PendingOperation(p) if &p.operation_id == op)),
+            1
+        );
+        assert_eq!(
+            count(&|k| matches!(k, Kind::ApprovalDecision(d) if &d.operation_id == op)),
+            1
+        );
+        assert_eq!(
+            count(
+                &|k| matches!(k, Kind::OperationClosed(c) if &c.operation_id == op && c.state() == vigil_proto::events::OperationState::Approved)
+            ),
+            1
+        );
+    }
     let out = ledger.audit(&["verify"]);
     assert!(out.status.success(), "{}", show(&out));
     drop(service);

@@ -53,14 +53,6 @@ fn unrecorded(e: vigil_proxy_core::SinkError) -> Fatal {
 fn refusal_for(verdict: &Verdict, refusal: &coordinator::Refusal) -> Refusal {
     let rule = &verdict.rule;
     match refusal {
-        coordinator::Refusal::ServiceUnavailable(e) => Refusal {
-            code: "57P03",
-            message: format!(
-                "Vigil holds this statement for review (rule \"{rule}\"), but {e}; it is refused"
-            ),
-            detail: String::new(),
-            hint: "Try again when the approval service is back.".into(),
-        },
         coordinator::Refusal::Cancelled { operation_id } => Refusal {
             code: "57014",
             message: format!(
