@@ -206,8 +206,26 @@ fn all_answered(events: &[Event], ok: &[String]) -> bool {
     })
 }
 
+/// Whether every statement in `ok` has its Request in `events`.
+fn all_requested(events: &[Event], ok: &[String]) -> bool {
+    let (requests, _) = index(events);
+    ok.iter().all(|s| requests.contains_key(s))
+}
+
 /// The auditor's checks after a fault.
 fn assert_exactly_once(events: &[Event], ok: &[String]) {
+    check_exactly_once(events, ok, false)
+}
+
+/// [`assert_exactly_once`] after a proxy was killed: a Response is recorded
+/// in the background once the client has its result, so the result of the
+/// last statement of a session the dying proxy cut short may be missing
+/// (its Request, recorded before the statement ran, may not).
+fn assert_exactly_once_after_a_proxy_crash(events: &[Event], ok: &[String]) {
+    check_exactly_once(events, ok, true)
+}
+
+fn check_exactly_once(events: &[Event], ok: &[String], proxy_crashed: bool) {
     eprintln!(
         "checking {} statements the client saw succeed against {} ledger events",
         ok.len(),
@@ -230,15 +248,98 @@ fn assert_exactly_once(events: &[Event], ok: &[String]) {
             "{s:?}: {} Request events (want exactly 1)",
             r.len()
         );
-        assert_eq!(
-            responses.get(&r[0]).copied().unwrap_or(0),
-            1,
-            "{s:?}: want exactly one Response"
-        );
+        let answered = responses.get(&r[0]).copied().unwrap_or(0);
+        if answered == 0 && proxy_crashed && is_last_of_a_cut_session(events, &r[0]) {
+            continue;
+        }
+        assert_eq!(answered, 1, "{s:?}: want exactly one Response");
     }
     for (k, n) in &responses {
         assert_eq!(*n, 1, "statement {k:?} answered {n} times");
     }
+    assert_in_order_within_sessions(events);
+}
+
+/// Whether `key` is the last statement of a session that has no
+/// SessionClosed (its proxy died under it).
+fn is_last_of_a_cut_session(events: &[Event], key: &StatementKey) -> bool {
+    let of_session = || events.iter().filter(|e| e.session_id == key.0);
+    let closed = of_session().any(|e| matches!(e.kind, Some(Kind::SessionClosed(_))));
+    let last = of_session()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Request(r)) => Some(r.request_seq),
+            _ => None,
+        })
+        .max();
+    !closed && last == Some(key.1)
+}
+
+/// Within each session, statements are in the log in the order they ran,
+/// and each statement's Response comes after its Request.
+fn assert_in_order_within_sessions(events: &[Event]) {
+    let mut last_request: HashMap<&str, u64> = HashMap::new();
+    let mut requested: std::collections::HashSet<(&str, u64)> = Default::default();
+    for e in events {
+        match &e.kind {
+            Some(Kind::Request(r)) => {
+                if let Some(before) = last_request.insert(&e.session_id, r.request_seq) {
+                    assert!(
+                        before < r.request_seq,
+                        "session {}: statement #{} is in the log after #{before}",
+                        e.session_id,
+                        r.request_seq
+                    );
+                }
+                requested.insert((&e.session_id, r.request_seq));
+            }
+            Some(Kind::Response(r)) => assert!(
+                requested.contains(&(e.session_id.as_str(), r.request_seq)),
+                "session {}: the result of #{} is in the log before its statement",
+                e.session_id,
+                r.request_seq
+            ),
+            _ => {}
+        }
+    }
+}
+
+/// How long the log stood still after a fault at `fault`: waits until it
+/// holds more than `before` events, prints the time as `what` and returns it.
+fn failover_time(ledger: &Gateway, fault: std::time::Instant, before: usize, what: &str) -> f64 {
+    ledger.wait_for_events_within(CATCH_UP, |ev| ev.len() > before);
+    let took = fault.elapsed().as_secs_f64();
+    eprintln!("failover ({what}): the log grew again {took:.1} s after the fault");
+    took
+}
+
+/// The ledger's events once the log has stopped growing for 2 s (the
+/// stragglers of other partitions are in).
+fn settled(ledger: &Gateway) -> Vec<Event> {
+    let mut events = ledger.events();
+    let mut since = std::time::Instant::now();
+    while since.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = ledger.events();
+        if now.len() != events.len() {
+            since = std::time::Instant::now();
+        }
+        events = now;
+    }
+    events
+}
+
+fn kill(gateway: &mut Gateway) {
+    let _ = gateway.child.kill(); // SIGKILL
+    let _ = gateway.child.wait();
+}
+
+fn start_standby(ledger: &Gateway, name: &str) -> vigil_tests::Started {
+    spawn_vigil(
+        ledger.dir.path(),
+        &role_args("ledger"),
+        name,
+        "vigil ledger is standing by",
+    )
 }
 
 /// `vigil audit verify` against the ledger, with its published key.
@@ -490,4 +591,205 @@ fn a_full_outbox_refuses_statements_until_the_broker_is_back() {
     assert_group_caught_up(&broker);
     audit_verify(&ledger);
     let _ = direct_psql(&format!("DROP TABLE {table}"));
+}
+
+/// The active ledger and the broker die together (SIGKILL) mid-stream; the
+/// broker comes back on its store a second later and the standby takes
+/// over. Nothing the clients saw succeed is lost or doubled.
+#[test]
+fn the_active_ledger_and_the_broker_killed_together_lose_nothing() {
+    let mut broker = Broker::start();
+    let mut active = start_ledger(&broker);
+    let mut standby = start_standby(&active, "standby.stderr");
+    let proxy = start_proxy(&broker, "");
+    let load = Load::start(proxy.spec.pg_port, 2, marker_statement("both"));
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = active.events().len();
+    let fault = std::time::Instant::now();
+    kill(&mut active);
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    broker.start_again();
+    standby.wait_for_line(READY, CATCH_UP);
+    failover_time(&active, fault, before, "ledger and broker killed together");
+    std::thread::sleep(Duration::from_millis(500));
+    let outcome = load.stop();
+
+    outcome.assert_none_failed("while the ledger and the broker were down");
+    let events = active.wait_for_events_within(CATCH_UP, |ev| all_answered(ev, &outcome.ok));
+    assert_exactly_once(&events, &outcome.ok);
+    assert_group_caught_up(&broker);
+    audit_verify(&active);
+    let _ = standby.child.kill();
+    let _ = standby.child.wait();
+}
+
+/// Two takeovers in a row: A dies, standby B takes over, a new standby C
+/// joins, B dies, C takes over. Each takeover is timed.
+#[test]
+fn a_standby_takes_over_twice_in_a_row_without_loss_or_duplicates() {
+    let broker = Broker::start();
+    let mut first = start_ledger(&broker);
+    let mut second = start_standby(&first, "second.stderr");
+    let proxy = start_proxy(&broker, "");
+    let load = Load::start(proxy.spec.pg_port, 2, marker_statement("twice"));
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = first.events().len();
+    let fault = std::time::Instant::now();
+    kill(&mut first);
+    second.wait_for_line(READY, CATCH_UP);
+    failover_time(&first, fault, before, "first takeover");
+
+    let mut third = start_standby(&first, "third.stderr");
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = first.events().len();
+    let fault = std::time::Instant::now();
+    let _ = second.child.kill();
+    let _ = second.child.wait();
+    third.wait_for_line(READY, CATCH_UP);
+    failover_time(&first, fault, before, "second takeover");
+    let outcome = load.stop();
+
+    outcome.assert_none_failed("while the ledger changed over twice");
+    let events = first.wait_for_events_within(CATCH_UP, |ev| all_answered(ev, &outcome.ok));
+    assert_exactly_once(&events, &outcome.ok);
+    assert_group_caught_up(&broker);
+    audit_verify(&first);
+    let _ = third.child.kill();
+    let _ = third.child.wait();
+}
+
+/// Everything at once: the proxy, the broker and the ledger are killed
+/// mid-stream and started again. Clients whose statement was in flight in
+/// the dying proxy see an error (their statement may or may not be in the
+/// log); every statement a client saw succeed, before or after, is in the
+/// log exactly once.
+#[test]
+fn a_proxy_the_broker_and_the_ledger_all_restarted_lose_nothing() {
+    let mut broker = Broker::start();
+    let mut ledger = start_ledger(&broker);
+    let proxy = start_proxy(&broker, "");
+    let port = proxy.spec.pg_port;
+    let load = Load::start(port, 2, marker_statement("all"));
+
+    std::thread::sleep(Duration::from_millis(1500));
+    let before = ledger.events().len();
+    let fault = std::time::Instant::now();
+    let (proxy_spec, proxy_dir) = proxy.stop();
+    kill(&mut ledger);
+    broker.kill();
+    std::thread::sleep(Duration::from_secs(1));
+    broker.start_again();
+    let proxy = Gateway::spawn(proxy_spec, proxy_dir, role_args("proxy"));
+    let ledger = ledger.restart(role_args("ledger"));
+    failover_time(&ledger, fault, before, "proxy, broker and ledger restarted");
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut outcome = load.stop();
+    // And one more, certainly through the restarted proxy.
+    let after = "SELECT 'all-after-the-restart'".to_string();
+    let out = proxy.psql(AGENT, AGENT_PASSWORD, &["-c", &after]);
+    assert!(out.status.success(), "{}", show(&out));
+    outcome.ok.push(after);
+
+    assert!(
+        outcome.ok.len() > 100,
+        "only {} statements ran",
+        outcome.ok.len()
+    );
+    ledger.wait_for_events_within(CATCH_UP, |ev| all_requested(ev, &outcome.ok));
+    let events = settled(&ledger);
+    assert_exactly_once_after_a_proxy_crash(&events, &outcome.ok);
+    assert_group_caught_up(&broker);
+    audit_verify(&ledger);
+    drop(proxy);
+}
+
+/// Events lost between a gateway and the ledger: a session's numbering
+/// jumps. The ledger notices within seconds, without an auditor: a log
+/// line, and a SequenceGap event in the log itself saying which events of
+/// which session are missing. A SequenceGap published on the bus by
+/// someone else is refused. `vigil audit verify` names the hole, and that
+/// the ledger noticed it live.
+#[test]
+fn a_session_whose_events_are_lost_raises_the_gap_alarm_within_seconds() {
+    use vigil_proto::events::{Request, SequenceGap, SqlStatement};
+    use vigil_proto::Message;
+    let broker = Broker::start();
+    let ledger = start_ledger(&broker);
+    let session = uuid::Uuid::now_v7().to_string();
+    let event = |seq: u64, kind: Kind| Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        time_unix_nanos: 1,
+        session_id: session.clone(),
+        seq,
+        kind: Some(kind),
+        ..Default::default()
+    };
+    let statement = |seq: u64| {
+        Kind::Request(Request::new_sql(
+            seq,
+            SqlStatement {
+                text: format!("SELECT {seq}"),
+                ..Default::default()
+            },
+        ))
+    };
+    // Events 3 and 4 of the session never arrive; 5 and 6 do.
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = [0, 1, 2, 5, 6]
+        .into_iter()
+        .map(|seq| {
+            (
+                session.clone().into_bytes(),
+                event(seq, statement(seq)).encode_to_vec(),
+            )
+        })
+        .collect();
+    // A forged gap record from the bus, which the ledger must refuse.
+    let forged = event(
+        7,
+        Kind::SequenceGap(SequenceGap {
+            session_id: "someone-else".into(),
+            ..Default::default()
+        }),
+    );
+    records.push((session.clone().into_bytes(), forged.encode_to_vec()));
+    let published = std::time::Instant::now();
+    vigil_tests::kafka::publish(&broker.bootstrap(), TOPIC, &records);
+
+    let gap = |ev: &[Event]| {
+        ev.iter().find_map(|e| match &e.kind {
+            Some(Kind::SequenceGap(g)) if g.session_id == session => Some((e.clone(), g.clone())),
+            _ => None,
+        })
+    };
+    let events = ledger.wait_for_events_within(Duration::from_secs(30), |ev| gap(ev).is_some());
+    let took = published.elapsed().as_secs_f64();
+    eprintln!(
+        "gap alarm: the gap record was in the log {took:.1} s after the events were published"
+    );
+    let (record, g) = gap(&events).unwrap();
+    assert_eq!((g.first_missing, g.missing), (3, 2), "{g:?}");
+    assert_eq!(record.session_id, "vigil-ledger/gaps");
+    assert_eq!(record.seq, 0, "the first record of the ledger's gap stream");
+    assert!(
+        !events.iter().any(|e| e.event_id == forged.event_id),
+        "a gap record from the bus is refused"
+    );
+    assert!(
+        ledger.stderr().contains("its numbering has a hole"),
+        "the ledger logs the gap"
+    );
+    // The auditor's verify names the hole too, and that the ledger raised
+    // the alarm when it happened. A hole is a note, not a failure (a full
+    // outbox refuses statements whose events were made; see `verify`).
+    let state = ledger.dir.path().join("auditor.state");
+    let out = ledger.audit(&["verify", "--state", &state.display().to_string()]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = format!(
+        "note  {session}: events 3 to 4 not in the log; the ledger noticed it live (record at entry"
+    );
+    assert!(text.contains(&line), "{text}");
 }
