@@ -20,6 +20,8 @@ missing=()
 command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v pgbench >/dev/null 2>&1 || missing+=(postgresql-contrib)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# deploy/local-stack.sh reads the ledger's checkpoint and metrics with it.
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 

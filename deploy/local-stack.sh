@@ -8,7 +8,16 @@
 #
 #   deploy/local-stack.sh start [DIR]   start everything (default DIR ./vigil-stack)
 #   deploy/local-stack.sh stop  [DIR]   stop everything (SIGTERM)
-#   deploy/local-stack.sh status [DIR]  which processes run
+#   deploy/local-stack.sh status [DIR]  which processes run, which ledger is
+#                                       active, the log's size
+#   deploy/local-stack.sh kill-ledger [DIR]  SIGKILL the active ledger, start a
+#                                       new standby in its place, and time
+#                                       the failover
+#   deploy/local-stack.sh kill-broker [DIR]  SIGKILL the broker, start it again
+#                                       on its store, and time the recovery
+#
+# The kill verbs run a statement through proxy a every second meanwhile
+# (psql, user dev) and print when the log grew again: the failover time.
 #
 # Then: PGPASSWORD=dev psql -h 127.0.0.1 -p 6543 -U dev -d test   (proxy a)
 #       PGPASSWORD=dev psql -h 127.0.0.1 -p 6544 -U dev -d test   (proxy b)
@@ -50,6 +59,46 @@ wait_line() {
   done
   echo "local-stack: $name did not print '$line' in 30 s; see $dir/$name.err" >&2
   exit 1
+}
+
+# The ledger process that holds the data directory (printed "vigil is
+# ready"), if any.
+active_ledger() {
+  for name in ledger ledger-standby; do
+    if running "$name" && grep -qx "vigil is ready" "$dir/$name.out" 2>/dev/null; then
+      echo "$name"; return
+    fi
+  done
+}
+
+# The log's size from the active ledger's checkpoint (empty if none answers).
+log_size() {
+  curl -fsS --max-time 2 http://127.0.0.1:6580/checkpoint 2>/dev/null | sed -n 2p
+}
+
+# Runs a statement through proxy a every second until the log holds more
+# than $1 entries; prints how long that took since $2 (date +%s.%N).
+probe_until_growth() {
+  local before="$1" since="$2" n=0 size
+  while :; do
+    n=$((n + 1))
+    if PGPASSWORD=dev PGCONNECT_TIMEOUT=5 psql -h 127.0.0.1 -p 6543 -U dev -d test -X -q \
+        -c "SELECT 'failover-probe-$n'" >/dev/null 2>"$dir/probe.err"; then
+      echo "  statement $n through proxy a: ok"
+    else
+      echo "  statement $n through proxy a: failed ($(head -c 200 "$dir/probe.err"))"
+    fi
+    size="$(log_size)"
+    if [ -n "$size" ] && [ "$size" -gt "$before" ]; then
+      echo "the log grew again ($before -> $size entries) $(awk -v now="$(date +%s.%N)" -v since="$since" 'BEGIN { printf "%.1f", now - since }') s after the kill"
+      return 0
+    fi
+    if [ "$n" -ge 120 ]; then
+      echo "local-stack: the log did not grow in 120 s (size ${size:-unknown}); see $dir/*.err" >&2
+      return 1
+    fi
+    sleep 1
+  done
 }
 
 start_bg() {
@@ -170,9 +219,44 @@ case "$cmd" in
     for name in "${procs[@]}"; do
       if running "$name"; then echo "$name: running (pid $(cat "$dir/$name.pid"))"; else echo "$name: stopped"; fi
     done
+    active="$(active_ledger)"
+    echo "active ledger: ${active:-none}"
+    echo "log size: $(log_size || true) entries"
+    gaps="$(curl -fsS --max-time 2 http://127.0.0.1:6580/metrics 2>/dev/null | awk '$1 == "vigil_ledger_sequence_gaps_total" {print $2}')"
+    echo "sequence gaps noticed by the ledger: ${gaps:-unknown}"
+    ;;
+  kill-ledger)
+    vigil="$(find_vigil)"
+    active="$(active_ledger)"
+    [ -n "$active" ] || { echo "local-stack: no active ledger" >&2; exit 1; }
+    other=ledger; [ "$active" = ledger ] && other=ledger-standby
+    before="$(log_size)"; before="${before:-0}"
+    since="$(date +%s.%N)"
+    kill -9 "$(cat "$dir/$active.pid")"
+    echo "killed the active ledger ($active, SIGKILL); the log has $before entries"
+    # A new standby in the dead one's place, so the next kill fails over too.
+    rm -f "$dir/$active.pid"
+    start_bg "$active" "$vigil" ledger --config "$dir/ledger.toml"
+    echo "waiting for $other to take over (it waits the bus session timeout, 10 s, for the dead member to be evicted)"
+    probe_until_growth "$before" "$since"
+    wait_line "$other" "vigil is ready"
+    echo "active ledger: $other; $active is the new standby"
+    ;;
+  kill-broker)
+    running broker || { echo "local-stack: the broker does not run" >&2; exit 1; }
+    before="$(log_size)"; before="${before:-0}"
+    since="$(date +%s.%N)"
+    kill -9 "$(cat "$dir/broker.pid")"
+    rm -f "$dir/broker.pid"
+    echo "killed the broker (SIGKILL); the log has $before entries; statements go on into the proxies' outboxes"
+    sleep 2
+    start_bg broker "$tansu" broker --listener-url "tcp://127.0.0.1:$BROKER_PORT" \
+      --advertised-listener-url "tcp://127.0.0.1:$BROKER_PORT" --storage-engine sqlite://tansu.db
+    echo "started the broker again on its store"
+    probe_until_growth "$before" "$since"
     ;;
   *)
-    echo "usage: $0 start|stop|status [DIR]" >&2
+    echo "usage: $0 start|stop|status|kill-ledger|kill-broker [DIR]" >&2
     exit 2
     ;;
 esac
