@@ -73,7 +73,7 @@ active_ledger() {
 
 # The log's size from the active ledger's checkpoint (empty if none answers).
 log_size() {
-  curl -fsS --max-time 2 http://127.0.0.1:6580/checkpoint 2>/dev/null | sed -n 2p
+  { curl -fsS --max-time 2 http://127.0.0.1:6580/checkpoint 2>/dev/null || true; } | sed -n 2p
 }
 
 # Runs a statement through proxy a every second until the log holds more
@@ -221,8 +221,8 @@ case "$cmd" in
     done
     active="$(active_ledger)"
     echo "active ledger: ${active:-none}"
-    echo "log size: $(log_size || true) entries"
-    gaps="$(curl -fsS --max-time 2 http://127.0.0.1:6580/metrics 2>/dev/null | awk '$1 == "vigil_ledger_sequence_gaps_total" {print $2}')"
+    echo "log size: $(log_size) entries"
+    gaps="$({ curl -fsS --max-time 2 http://127.0.0.1:6580/metrics 2>/dev/null || true; } | awk '$1 == "vigil_ledger_sequence_gaps_total" {print $2}')"
     echo "sequence gaps noticed by the ledger: ${gaps:-unknown}"
     ;;
   kill-ledger)
@@ -230,16 +230,19 @@ case "$cmd" in
     active="$(active_ledger)"
     [ -n "$active" ] || { echo "local-stack: no active ledger" >&2; exit 1; }
     other=ledger; [ "$active" = ledger ] && other=ledger-standby
+    running "$other" || { echo "local-stack: no standby ledger runs ($other); start the stack again first" >&2; exit 1; }
     before="$(log_size)"; before="${before:-0}"
     since="$(date +%s.%N)"
     kill -9 "$(cat "$dir/$active.pid")"
     echo "killed the active ledger ($active, SIGKILL); the log has $before entries"
-    # A new standby in the dead one's place, so the next kill fails over too.
     rm -f "$dir/$active.pid"
-    start_bg "$active" "$vigil" ledger --config "$dir/ledger.toml"
     echo "waiting for $other to take over (it waits the bus session timeout, 10 s, for the dead member to be evicted)"
     probe_until_growth "$before" "$since"
     wait_line "$other" "vigil is ready"
+    # A new standby in the dead one's place, so the next kill fails over
+    # too (started only now: two standbys would race for the directory).
+    start_bg "$active" "$vigil" ledger --config "$dir/ledger.toml"
+    wait_line "$active" "vigil ledger is standing by"
     echo "active ledger: $other; $active is the new standby"
     ;;
   kill-broker)
