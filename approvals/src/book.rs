@@ -85,6 +85,7 @@ pub struct Book {
 pub const NOTICE_STREAM_PREFIX: &str = "vigil-approvals/notices/";
 
 const OP: &str = "op/";
+const META: &[u8] = b"meta/";
 const NEXT_NOTICE: &[u8] = b"meta/notices";
 const BOOK_ID: &[u8] = b"meta/id";
 const GRANT: &str = "grant/";
@@ -143,6 +144,10 @@ impl Book {
                     serde_json::from_slice(&value).map_err(|e| corrupt(e.to_string()))?;
                 book.grants
                     .insert(String::from_utf8_lossy(id).into_owned(), record);
+            } else if key.starts_with(META) {
+                // A later release's bookkeeping: ignored, so that a book
+                // written by it still opens here (this release is the
+                // first to write meta/ keys; older ones refuse the book).
             } else {
                 return Err(corrupt("unknown key".into()));
             }

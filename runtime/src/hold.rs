@@ -124,6 +124,7 @@ pub async fn prepare<S: Clone + Default>(
     } else {
         Ok(None)
     };
+    let mut grant_error = None;
     match grant {
         Ok(Some(grant_id)) => {
             let released = released(
@@ -147,18 +148,36 @@ pub async fn prepare<S: Clone + Default>(
         // waits in the bus for the service, and the wait below asks again
         // until the operation's expiry, so a restart of the service refuses
         // nothing that an approver could still have approved.
-        Err(e) => tracing::warn!(
-            error = %e,
-            rule = %verdict.rule,
-            "cannot ask the approval service for a grant; holding the request for review"
-        ),
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                rule = %verdict.rule,
+                "cannot ask the approval service for a grant; holding the request for review"
+            );
+            grant_error = Some(e.to_string());
+        }
     }
+    // The review Decision says so when no grant could be checked.
+    let noted;
+    let held: &Verdict<S> = match grant_error {
+        Some(e) => {
+            noted = Verdict {
+                reason: format!(
+                    "{} (the approval service could not be asked for a grant: {e})",
+                    verdict.reason
+                ),
+                ..(**verdict).clone()
+            };
+            &noted
+        }
+        None => verdict,
+    };
 
     let operation_id = uuid::Uuid::now_v7().to_string();
     let expires = SystemTime::now() + settings.ttl;
     // Made in this order so that their `seq`s are in this order.
     let request_event = session.event(Kind::Request(request.request.clone()));
-    let decision_event = session.event(decision(&request, verdict, Stage::Request));
+    let decision_event = session.event(decision(&request, held, Stage::Request));
     let pending_event = session.event(Kind::PendingOperation(PendingOperation {
         operation_id: operation_id.clone(),
         request_seq: request.request.request_seq,
@@ -471,9 +490,16 @@ mod tests {
             .unwrap()
             .iter()
             .map(|e| match e.kind.as_ref().unwrap() {
-                Kind::Decision(d) => {
-                    format!("decision {} {}", d.outcome().label(), d.stage().label())
-                }
+                Kind::Decision(d) => format!(
+                    "decision {} {}{}",
+                    d.outcome().label(),
+                    d.stage().label(),
+                    if d.reason.contains("could not be asked for a grant") {
+                        " (no grant check)"
+                    } else {
+                        ""
+                    }
+                ),
                 Kind::PendingOperation(_) => "pending".into(),
                 Kind::Request(_) => "request".into(),
                 Kind::SessionOpened(_) => "opened".into(),
@@ -535,7 +561,7 @@ mod tests {
             [
                 "opened",
                 "request",
-                "decision review request",
+                "decision review request (no grant check)",
                 "pending",
                 "decision mask approval"
             ]

@@ -7,7 +7,11 @@
 //! proxy then asks `AwaitClosed` and waits. A broken call (the service
 //! restarting, a network blip) is asked again until the operation's expiry,
 //! so a restart of the service loses no held statement: its book is durable
-//! and the PendingOperation stays in Kafka until the service has it.
+//! and the PendingOperation stays in Kafka until the service has it. A
+//! withdrawal (the client left) is tried again the same way, so that an
+//! operation nobody waits for does not stay approvable. An answer that
+//! asking again cannot change (a refused token) refuses the statement at
+//! once.
 
 // tonic's `Status` is the error type of every gRPC call.
 #![allow(clippy::result_large_err)]
@@ -77,6 +81,29 @@ impl tonic::service::Interceptor for Auth {
     }
 }
 
+/// Whether asking again can help: the service restarting or unreachable,
+/// a call cut short. A refused token, a malformed request or an unknown
+/// operation stay so however often they are asked, and the held statement
+/// is refused at once rather than left waiting for its expiry.
+fn transient(code: tonic::Code) -> bool {
+    use tonic::Code::*;
+    matches!(
+        code,
+        Unavailable
+            | DeadlineExceeded
+            | Cancelled
+            | Unknown
+            | Aborted
+            | ResourceExhausted
+            | Internal
+    )
+}
+
+/// How long a withdrawal is tried while the service is away: a held
+/// operation whose client left must not stay approvable once the service
+/// is back (nothing could run, but approvers would be asked for nothing).
+const WITHDRAW_FOR: Duration = Duration::from_secs(600);
+
 fn unavailable(s: tonic::Status) -> ApprovalUnavailable {
     ApprovalUnavailable(format!("{}: {}", s.code(), s.message()))
 }
@@ -120,7 +147,7 @@ impl Approvals for RemoteApprovals {
                             reason: op.closed_reason,
                         });
                     }
-                    Err(s) if s.code() == tonic::Code::NotFound => return Err(unavailable(s)),
+                    Err(s) if !transient(s.code()) => return Err(unavailable(s)),
                     // Unreachable, restarting, or a call cut short: ask
                     // again until the operation would have expired anyway.
                     Err(s) if unix_nanos_now() < p.expires_unix_nanos + 5_000_000_000 => {
@@ -141,8 +168,24 @@ impl Approvals for RemoteApprovals {
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             rt.spawn(async move {
-                if let Err(e) = client.withdraw(request.clone()).await {
-                    tracing::warn!(operation = %request.operation_id, error = %e.message(), "cannot withdraw operation");
+                let give_up = tokio::time::Instant::now() + WITHDRAW_FOR;
+                loop {
+                    match client.withdraw(request.clone()).await {
+                        Ok(_) => return,
+                        // NotFound: its PendingOperation has not come
+                        // through Kafka yet (the service restarted).
+                        Err(e)
+                            if (transient(e.code()) || e.code() == tonic::Code::NotFound)
+                                && tokio::time::Instant::now() < give_up =>
+                        {
+                            tracing::warn!(operation = %request.operation_id, error = %e.message(), "cannot withdraw operation yet; trying again");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(operation = %request.operation_id, error = %e.message(), "cannot withdraw operation");
+                            return;
+                        }
+                    }
                 }
             });
         }

@@ -219,16 +219,18 @@ impl Webhooks {
     }
 }
 
-/// A webhook URL's secret part (Slack's token is its path) stays out of
-/// logs and events.
+/// What of a webhook URL may be logged and recorded: its scheme, host and
+/// port. Everything else can be a secret: Slack's token is the path, other
+/// services put a key in the query or user:password before the host.
 fn redact_url(url: &str) -> String {
-    match url
-        .find("://")
-        .and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j))
-    {
-        Some(end) => format!("{}/...", &url[..end]),
-        None => url.to_string(),
-    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "(a webhook URL)".into();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    format!("{scheme}://{host}")
 }
 
 async fn deliver_loop(
@@ -569,11 +571,22 @@ mod tests {
     }
 
     #[test]
-    fn webhook_urls_lose_their_secret_path_in_logs() {
+    fn webhook_urls_keep_only_scheme_host_and_port_in_logs_and_events() {
         assert_eq!(
             redact_url("https://hooks.slack.com/services/T000/B000/XXXX"),
-            "https://hooks.slack.com/..."
+            "https://hooks.slack.com"
         );
-        assert_eq!(redact_url("http://127.0.0.1:9/x"), "http://127.0.0.1:9/...");
+        for (url, shown) in [
+            ("http://127.0.0.1:9/x", "http://127.0.0.1:9"),
+            ("https://h.example?token=SECRET", "https://h.example"),
+            (
+                "https://user:SECRET@h.example:8443/p",
+                "https://h.example:8443",
+            ),
+            ("https://h.example#SECRET", "https://h.example"),
+            ("no scheme SECRET", "(a webhook URL)"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
     }
 }

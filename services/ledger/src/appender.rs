@@ -63,6 +63,15 @@ pub fn to_entry(event: &Event, body: Vec<u8>) -> Result<NewEntry, String> {
     if event.kind.is_none() {
         return Err("event has no kind".into());
     }
+    // Vigil's session ids are UUIDs and short names; a longer one could
+    // neither be found by session nor be watched for gaps cheaply.
+    if event.session_id.len() > vigil_ledger::store::MAX_INDEX_TERM_LEN {
+        return Err(format!(
+            "session id of {} bytes (at most {})",
+            event.session_id.len(),
+            vigil_ledger::store::MAX_INDEX_TERM_LEN
+        ));
+    }
     // What only the ledger records (retention runs and gaps, in their own
     // streams) never comes from the bus: a proxy or anyone who can publish
     // could otherwise forge a run that makes deleted bodies look pruned, or
@@ -137,9 +146,18 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
         };
         if result.is_ok() {
             let now = std::time::Instant::now();
-            let mut watch = watch.lock().expect("sequence watch lock");
+            let mut watch = watch.lock().unwrap_or_else(|e| e.into_inner());
             for (session, seq, ends) in &numbered {
-                watch.observe(session, *seq, *ends, now);
+                if let crate::gaps::Observed::Implausible { next } =
+                    watch.observe(session, *seq, *ends, now)
+                {
+                    tracing::error!(
+                        %session,
+                        seq,
+                        expected_near = next,
+                        "an event numbered far past its session's others: forged or corrupt; not watched for gaps"
+                    );
+                }
             }
         }
         for delivery in deliveries {
@@ -165,7 +183,7 @@ async fn report_gaps(watch: Arc<std::sync::Mutex<SequenceWatch>>, log: GapLog) {
         tick.tick().await;
         let overdue = watch
             .lock()
-            .expect("sequence watch lock")
+            .unwrap_or_else(|e| e.into_inner())
             .overdue(std::time::Instant::now());
         for gap in &overdue {
             gaps.inc();
@@ -176,20 +194,24 @@ async fn report_gaps(watch: Arc<std::sync::Mutex<SequenceWatch>>, log: GapLog) {
                 "events of this session never reached the log: its numbering has a hole"
             );
         }
-        if overdue.is_empty() {
+        if overdue.is_empty() && log.lock().unwrap_or_else(|e| e.into_inner()).is_idle() {
             continue;
         }
         let log = log.clone();
         let written = tokio::task::spawn_blocking(move || {
             log.lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .record(&overdue)
+                .record(overdue)
         })
         .await;
-        // The log line and the counter above stand even if this fails.
+        // The log line and the counter above stand even if this fails; the
+        // records stay queued and are written on a later tick.
         match written {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "cannot record a gap in the log"),
+            Ok(Ok(0)) => {}
+            Ok(Ok(queued)) => tracing::warn!(queued, "gap records queued for the next batch"),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot record a gap in the log; trying again")
+            }
             Err(e) => tracing::error!(error = %e, "gap recording task failed"),
         }
     }
@@ -223,6 +245,7 @@ mod tests {
         assert!(entry(event(crate::gap_log::GAP_STREAM, request.clone())).is_err());
         let gap = Kind::SequenceGap(vigil_proto::events::SequenceGap::default());
         assert!(entry(event("0190a0a0-0000-7000-8000-000000000001", gap)).is_err());
+        assert!(entry(event(&"s".repeat(1025), request.clone())).is_err());
         let fine = entry(event("0190a0a0-0000-7000-8000-000000000001", request)).unwrap();
         assert_eq!(fine.seq, 3);
     }

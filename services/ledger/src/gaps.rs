@@ -23,9 +23,26 @@ use std::time::{Duration, Instant};
 /// How long a hole may stay open before it is reported.
 pub const GRACE: Duration = Duration::from_secs(5);
 
-/// Sessions watched at once; past it, the oldest-seen ones are forgotten
-/// (their later holes go unnoticed here, never falsely reported).
+/// Sessions watched at once; past it, the oldest-seen sessions without an
+/// open hole are forgotten (their later holes go unnoticed here, never
+/// falsely reported); a session forgotten with a hole open has it reported
+/// at once, so flooding the watch with sessions cannot hide a hole.
 pub const MAX_SESSIONS: usize = 100_000;
+
+/// A number this far past what a session has reached is not a hole but a
+/// number nobody could have made (a proxy numbers events one by one): it is
+/// reported by the caller and left out of the watch, so that one forged
+/// event cannot make every later real one look like a replay.
+pub const MAX_JUMP: u64 = 1_000_000;
+
+/// What [`SequenceWatch::observe`] made of a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Observed {
+    /// In order, early, or a replay: watched.
+    Watched,
+    /// Past [`MAX_JUMP`] (or the last number there is): not watched.
+    Implausible { next: u64 },
+}
 
 /// Events of one session that never arrived.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,18 +73,28 @@ struct Session {
 #[derive(Debug, Default)]
 pub struct SequenceWatch {
     sessions: HashMap<String, Session>,
+    /// Holes of sessions forgotten to stay within [`MAX_SESSIONS`], for
+    /// the next [`SequenceWatch::overdue`] to report.
+    evicted: Vec<Gap>,
 }
 
 impl SequenceWatch {
     /// One appended event of `session` numbered `seq`, at `now`; `ends`:
     /// it closes the session (SessionClosed), which is then forgotten
     /// unless a hole is still open.
-    pub fn observe(&mut self, session: &str, seq: u64, ends: bool, now: Instant) {
+    pub fn observe(&mut self, session: &str, seq: u64, ends: bool, now: Instant) -> Observed {
         if session.is_empty() {
-            return;
+            return Observed::Watched;
+        }
+        if let Some(s) = self.sessions.get(session) {
+            if seq == u64::MAX || seq - s.next.min(seq) > MAX_JUMP {
+                return Observed::Implausible { next: s.next };
+            }
+        } else if seq == u64::MAX {
+            return Observed::Implausible { next: 0 };
         }
         if !self.sessions.contains_key(session) && self.sessions.len() >= MAX_SESSIONS {
-            self.forget_oldest();
+            self.forget_oldest(now);
         }
         let s = self
             .sessions
@@ -97,13 +124,14 @@ impl SequenceWatch {
         if s.ended && s.ahead.is_empty() {
             self.sessions.remove(session);
         }
+        Observed::Watched
     }
 
     /// The holes open for longer than [`GRACE`] at `now`, each reported
     /// once: the watch then takes the missing numbers as lost and goes on
     /// from the first number that did arrive.
     pub fn overdue(&mut self, now: Instant) -> Vec<Gap> {
-        let mut gaps = Vec::new();
+        let mut gaps = std::mem::take(&mut self.evicted);
         for (session, s) in &mut self.sessions {
             let Some(since) = s.hole_since else { continue };
             if now.duration_since(since) < GRACE {
@@ -132,16 +160,30 @@ impl SequenceWatch {
         gaps
     }
 
-    fn forget_oldest(&mut self) {
+    /// Forgets a tenth of the sessions, oldest-seen first, those without
+    /// an open hole before any with one; a hole forgotten is reported.
+    fn forget_oldest(&mut self, now: Instant) {
         // Rare (a hundred thousand sessions at once): a linear pass is fine.
-        let mut by_age: Vec<(Instant, String)> = self
+        let mut by_age: Vec<(bool, Instant, String)> = self
             .sessions
             .iter()
-            .map(|(k, s)| (s.seen, k.clone()))
+            .map(|(k, s)| (!s.ahead.is_empty(), s.seen, k.clone()))
             .collect();
         by_age.sort();
-        for (_, k) in by_age.into_iter().take(MAX_SESSIONS / 10) {
-            self.sessions.remove(&k);
+        for (open_hole, _, k) in by_age.into_iter().take(MAX_SESSIONS / 10) {
+            let Some(s) = self.sessions.remove(&k) else {
+                continue;
+            };
+            if let (true, Some(&arrived)) = (open_hole, s.ahead.first()) {
+                self.evicted.push(Gap {
+                    session: k,
+                    first_missing: s.next,
+                    missing: arrived - s.next,
+                    open_for: s
+                        .hole_since
+                        .map_or(Duration::ZERO, |t| now.duration_since(t)),
+                });
+            }
         }
     }
 
@@ -215,6 +257,56 @@ mod tests {
         w.observe("s3", 2, true, t);
         assert_eq!(w.overdue(t + GRACE).len(), 1);
         assert_eq!(w.len(), 1, "s3 forgotten after its report");
+    }
+
+    #[test]
+    fn a_number_nobody_could_have_made_is_not_watched() {
+        let mut w = SequenceWatch::default();
+        let t = Instant::now();
+        w.observe("s1", 0, false, t);
+        // One forged event far ahead must not make later real ones replays.
+        assert_eq!(
+            w.observe("s1", 1 << 62, false, t),
+            Observed::Implausible { next: 1 }
+        );
+        assert_eq!(
+            w.observe("s2", u64::MAX, false, t),
+            Observed::Implausible { next: 0 }
+        );
+        w.observe("s1", 3, false, t); // 1 and 2 are really lost
+        let gaps = w.overdue(t + GRACE);
+        assert_eq!(gaps.len(), 1);
+        assert_eq!((gaps[0].first_missing, gaps[0].missing), (1, 2));
+        // A jump within the bound is a hole like any other.
+        assert_eq!(w.observe("s1", 4 + MAX_JUMP, false, t), Observed::Watched);
+    }
+
+    #[test]
+    fn a_flood_of_sessions_cannot_hide_an_open_hole() {
+        let mut w = SequenceWatch::default();
+        let t = Instant::now();
+        w.observe("victim", 0, false, t);
+        w.observe("victim", 2, false, t); // 1 missing
+        for i in 0..MAX_SESSIONS + 10 {
+            w.observe(&format!("s{i}"), 0, false, t + Duration::from_millis(1));
+        }
+        assert!(w.len() <= MAX_SESSIONS);
+        assert!(
+            w.sessions.contains_key("victim"),
+            "sessions without a hole go first"
+        );
+        // With every watched session holding a hole, one forgotten is
+        // reported at once, before its grace.
+        let mut w = SequenceWatch::default();
+        for i in 0..MAX_SESSIONS {
+            let k = format!("h{i}");
+            w.observe(&k, 0, false, t);
+            w.observe(&k, 2, false, t);
+        }
+        w.observe("new", 0, false, t);
+        let gaps = w.overdue(t);
+        assert_eq!(gaps.len(), MAX_SESSIONS / 10, "reported, not dropped");
+        assert!(gaps.iter().all(|g| g.first_missing == 1 && g.missing == 1));
     }
 
     #[test]

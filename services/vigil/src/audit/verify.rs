@@ -387,7 +387,7 @@ fn check_bodies(
     }
     let (mut present, mut pruned) = (0u64, 0u64);
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
-    let mut streams: HashMap<String, Vec<u64>> = HashMap::new();
+    let mut streams: Streams = HashMap::new();
     let mut ends: HashMap<String, u64> = HashMap::new();
     let mut noticed = NoticedGaps::default();
     let mut start = 0u64;
@@ -431,7 +431,10 @@ fn check_bodies(
                                         ends.entry(event.session_id.clone()).or_insert(event.seq);
                                     *end = (*end).min(event.seq);
                                 }
-                                streams.entry(event.session_id).or_default().push(event.seq);
+                                streams
+                                    .entry(event.session_id)
+                                    .or_default()
+                                    .push((event.seq, index));
                             }
                         }
                         Err(why) => report.problem(format!("entry {index}: {why}")),
@@ -464,7 +467,12 @@ fn check_bodies(
     report.ok(format!("events by kind: {}", by_kind.join(" ")));
     check_positions(leaves, report);
     for (stream, end) in &ends {
-        if let Some(after) = streams[stream].iter().filter(|&&s| s > *end).min() {
+        if let Some(after) = streams[stream]
+            .iter()
+            .map(|&(seq, _)| seq)
+            .filter(|&s| s > *end)
+            .min()
+        {
             report.problem(format!(
                 "{stream}: event {after} comes after the stream's end (event {end}): forged or misplaced"
             ));
@@ -473,6 +481,9 @@ fn check_bodies(
     check_continuity(streams, &noticed, report);
     Ok(())
 }
+
+/// Each stream's events as (number, entry), in log order.
+type Streams = HashMap<String, Vec<(u64, u64)>>;
 
 /// The ledger's own records of gaps it noticed as they happened
 /// (`SequenceGap` events of its stream `vigil-ledger/gaps`), by session:
@@ -498,14 +509,38 @@ impl NoticedGaps {
     }
 
     /// The entry of the ledger's record of a hole that covers `a..=b` of
-    /// `stream`, if it made one.
-    fn record_of(&self, stream: &str, a: u64, b: u64) -> Option<u64> {
+    /// `stream`, if it made one after `after` (the entry of the event that
+    /// follows the hole: the ledger cannot notice a hole before it has
+    /// appended what comes after it, so an earlier record is not of this
+    /// hole).
+    fn record_of(&self, stream: &str, a: u64, b: u64, after: u64) -> Option<u64> {
         self.0
             .get(stream)?
             .iter()
             .find_map(|&(first, missing, index)| {
-                (first <= a && b < first.saturating_add(missing)).then_some(index)
+                (first <= a && b < first.saturating_add(missing) && index > after).then_some(index)
             })
+    }
+
+    /// Events in the log that a record made before them declared lost:
+    /// (stream, number, entry, the record's entry). A late delivery, or a
+    /// forged fill-in of a hole.
+    fn arrived_after_their_record(&self, streams: &Streams) -> Vec<(String, u64, u64, u64)> {
+        let mut late = Vec::new();
+        for (stream, records) in &self.0 {
+            let Some(events) = streams.get(stream) else {
+                continue;
+            };
+            for &(seq, entry) in events {
+                if let Some(&(_, _, record)) = records.iter().find(|&&(first, missing, record)| {
+                    first <= seq && seq < first.saturating_add(missing) && entry > record
+                }) {
+                    late.push((stream.clone(), seq, entry, record));
+                }
+            }
+        }
+        late.sort();
+        late
     }
 }
 
@@ -546,20 +581,27 @@ fn check_positions(leaves: &[Option<LeafRecord>], report: &mut Report) {
 /// Neither makes the log invalid, so these are notes, not failures; the
 /// start of a stream may be pruned and its end is not knowable, so only
 /// gaps between recorded events count.
-fn check_continuity(
-    streams: HashMap<String, Vec<u64>>,
-    noticed: &NoticedGaps,
-    report: &mut Report,
-) {
+fn check_continuity(streams: Streams, noticed: &NoticedGaps, report: &mut Report) {
     let total = streams.len();
-    let mut gaps: Vec<(String, u64, u64)> = streams
-        .into_iter()
-        .flat_map(|(stream, seqs)| {
-            sequence_gaps(seqs)
-                .into_iter()
-                .map(move |(a, b)| (stream.clone(), a, b))
-        })
-        .collect();
+    for (stream, seq, entry, record) in noticed.arrived_after_their_record(&streams) {
+        report.note(format!(
+            "{stream}: event {seq} (entry {entry}) arrived after the ledger recorded it lost (record at entry {record}): delivered late, or filled in by someone else"
+        ));
+    }
+    // Where each stream's events are, by number (the first copy).
+    let mut gaps: Vec<(String, u64, u64, u64)> = Vec::new();
+    for (stream, events) in &streams {
+        let seqs: Vec<u64> = events.iter().map(|&(seq, _)| seq).collect();
+        for (a, b) in sequence_gaps(seqs) {
+            let after = events
+                .iter()
+                .filter(|&&(seq, _)| seq == b + 1)
+                .map(|&(_, entry)| entry)
+                .min()
+                .unwrap_or(u64::MAX);
+            gaps.push((stream.clone(), a, b, after));
+        }
+    }
     if gaps.is_empty() {
         report.ok(format!(
             "{total} sessions, operations and grants: no event missing between recorded ones"
@@ -567,12 +609,12 @@ fn check_continuity(
         return;
     }
     gaps.sort();
-    let missing: u64 = gaps.iter().map(|(_, a, b)| b - a + 1).sum();
+    let missing: u64 = gaps.iter().map(|(_, a, b, _)| b - a + 1).sum();
     report.note(format!(
         "{missing} event(s) missing between recorded ones, in {} gap(s) among {total} sessions, operations and grants (made but never recorded, or lost between proxy and ledger)",
         gaps.len()
     ));
-    for (stream, a, b) in gaps {
+    for (stream, a, b, after) in gaps {
         let which = if a == b {
             format!("event {a}")
         } else {
@@ -581,7 +623,7 @@ fn check_continuity(
         // Whether the ledger raised the alarm when it happened: a hole it
         // has no record of was missed live (the ledger was restarted while
         // the hole was open, or the hole is older than gap records).
-        let alarm = match noticed.record_of(&stream, a, b) {
+        let alarm = match noticed.record_of(&stream, a, b, after) {
             Some(entry) => format!("; the ledger noticed it live (record at entry {entry})"),
             None => "; the ledger has no record of noticing it".to_string(),
         };
@@ -690,10 +732,15 @@ mod tests {
     #[test]
     fn gaps_are_notes_that_leave_the_verdict_alone() {
         let mut report = Report::default();
+        // (number, entry) of each stream's events.
         let streams = HashMap::from([
-            ("s-whole".to_string(), vec![0, 1, 2]),
-            ("s-gap".to_string(), vec![0, 1, 4]),
-            ("s-seen".to_string(), vec![0, 3]),
+            ("s-whole".to_string(), vec![(0, 0), (1, 1), (2, 2)]),
+            ("s-gap".to_string(), vec![(0, 3), (1, 4), (4, 5)]),
+            ("s-seen".to_string(), vec![(0, 6), (3, 7)]),
+            // A record older than the event after the hole is not of it.
+            ("s-early".to_string(), vec![(0, 11), (2, 12)]),
+            // 1 arrives after the ledger recorded 1..=2 lost.
+            ("s-late".to_string(), vec![(0, 20), (3, 21), (1, 23)]),
         ]);
         // The ledger recorded the hole of s-seen (1 and 2) at entry 9.
         let mut noticed = NoticedGaps::default();
@@ -712,6 +759,20 @@ mod tests {
                 ..Default::default()
             },
         );
+        let record = |session: &str, first: u64, missing: u64| vigil_proto::events::Event {
+            session_id: vigil_ledger_service::gap_log::GAP_STREAM.into(),
+            kind: Some(vigil_proto::events::event::Kind::SequenceGap(
+                vigil_proto::events::SequenceGap {
+                    session_id: session.into(),
+                    first_missing: first,
+                    missing,
+                    open_for_nanos: 0,
+                },
+            )),
+            ..Default::default()
+        };
+        noticed.read(10, &record("s-early", 1, 1));
+        noticed.read(22, &record("s-late", 1, 2));
         // A record anyone else wrote is no record of the ledger's.
         noticed.read(
             10,
@@ -732,7 +793,21 @@ mod tests {
         assert!(report.is_clean());
         let text = report.render("");
         assert!(
-            text.contains("note  4 event(s) missing between recorded ones, in 2 gap(s) among 3"),
+            text.contains("note  6 event(s) missing between recorded ones, in 4 gap(s) among 5"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "note  s-early: event 1 not in the log; the ledger has no record of noticing it"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("note  s-late: event 2 not in the log; the ledger noticed it live (record at entry 22)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("note  s-late: event 1 (entry 23) arrived after the ledger recorded it lost (record at entry 22)"),
             "{text}"
         );
         assert!(
@@ -747,7 +822,7 @@ mod tests {
 
         let mut clean = Report::default();
         check_continuity(
-            HashMap::from([("s".to_string(), vec![0, 1])]),
+            HashMap::from([("s".to_string(), vec![(0, 0), (1, 1)])]),
             &NoticedGaps::default(),
             &mut clean,
         );
