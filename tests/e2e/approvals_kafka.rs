@@ -99,21 +99,10 @@ fn pending_ids(service: &Gateway, port: u16, n: usize) -> Vec<String> {
     }
 }
 
-/// psql through the proxy on `port`, running `sql`, in the background.
-fn psql_bg(port: u16, sql: &str) -> std::process::Child {
-    Command::new("psql")
-        .env("PGPASSWORD", AGENT_PASSWORD)
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", AGENT])
-        .args([
-            "-d",
-            "test",
-            "-X",
-            "-tA",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            sql,
-        ])
+/// psql through `proxy`, running `sql`, in the background.
+fn psql_bg(proxy: &Gateway, sql: &str) -> std::process::Child {
+    proxy
+        .psql_command(AGENT, AGENT_PASSWORD, &["-tA", "-c", sql])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -179,8 +168,7 @@ fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_appro
     );
     let proxy = start(spec, &["proxy", "--config", "vigil.toml"]);
 
-    let port = proxy.spec.pg_port;
-    let mut first = psql_bg(port, "SELECT id FROM apprk_held WHERE 'first' <> ''");
+    let mut first = psql_bg(&proxy, "SELECT id FROM apprk_held WHERE 'first' <> ''");
     let id = pending_ids(&service, approvals_port, 1).remove(0);
 
     // SIGKILL of the service and the broker while the operation is
@@ -192,7 +180,7 @@ fn a_held_statement_survives_a_restart_of_the_approval_service_and_runs_on_appro
     let (service_spec, service_dir) = service.stop();
     let mut broker = broker;
     broker.kill();
-    let mut second = psql_bg(port, "SELECT id FROM apprk_held WHERE 'second' <> ''");
+    let mut second = psql_bg(&proxy, "SELECT id FROM apprk_held WHERE 'second' <> ''");
     std::thread::sleep(Duration::from_secs(1));
     broker.start_again();
     let restarted = Instant::now();

@@ -448,15 +448,19 @@ impl Gateway {
 
     /// The latest checkpoint's size.
     pub fn checkpoint_size(&self) -> u64 {
+        self.try_checkpoint_size()
+            .expect("GET /checkpoint with a size line")
+    }
+
+    /// The latest checkpoint's size, or `None` while no ledger answers.
+    pub fn try_checkpoint_size(&self) -> Option<u64> {
         let note = ureq::get(&format!("{}/checkpoint", self.ledger_url()))
+            .timeout(Duration::from_secs(2))
             .call()
-            .expect("GET /checkpoint")
+            .ok()?
             .into_string()
-            .expect("checkpoint text");
-        note.lines()
-            .nth(1)
-            .and_then(|l| l.parse().ok())
-            .expect("size line")
+            .ok()?;
+        note.lines().nth(1).and_then(|l| l.parse().ok())
     }
 
     /// Waits until a signed checkpoint covers the events that satisfy `done`,

@@ -76,12 +76,13 @@ pub fn to_entry(event: &Event, body: Vec<u8>) -> Result<NewEntry, String> {
     // streams) never comes from the bus: a proxy or anyone who can publish
     // could otherwise forge a run that makes deleted bodies look pruned, or
     // a gap record that muddles the ledger's own.
-    if matches!(
-        event.kind,
-        Some(Kind::RetentionPruned(_)) | Some(Kind::SequenceGap(_))
-    ) || event
-        .session_id
-        .starts_with(crate::retention::LEDGER_STREAM_PREFIX)
+    if event
+        .kind
+        .as_ref()
+        .is_some_and(crate::own_records::is_own_kind)
+        || event
+            .session_id
+            .starts_with(crate::own_records::LEDGER_STREAM_PREFIX)
     {
         return Err("the ledger's own records are refused from the bus".into());
     }

@@ -15,10 +15,10 @@ use std::sync::Arc;
 
 use vigil_ledger::store::EntryFilter;
 use vigil_ledger::{NewEntry, Store, StoreError};
-use vigil_proto::events::{event, Event, Identity, SequenceGap};
-use vigil_proto::Message;
+use vigil_proto::events::{event, SequenceGap};
 
 use crate::gaps::Gap;
+use crate::own_records;
 
 /// The stream the ledger's gap records form.
 pub const GAP_STREAM: &str = "vigil-ledger/gaps";
@@ -110,35 +110,17 @@ fn now_unix_nanos() -> i64 {
 
 /// The log entry recording `gap` as number `seq` of the gap stream.
 fn gap_entry(gap: &Gap, seq: u64) -> NewEntry {
-    let id = uuid::Uuid::now_v7();
-    let event = Event {
-        event_id: id.to_string(),
-        time_unix_nanos: now_unix_nanos(),
-        session_id: GAP_STREAM.into(),
+    own_records::entry(
+        GAP_STREAM,
         seq,
-        identity: Some(Identity {
-            subject: "vigil-ledger".into(),
-            issuer: "vigil:internal".into(),
-            auth_method: "internal".into(),
-            ..Default::default()
-        }),
-        kind: Some(event::Kind::SequenceGap(SequenceGap {
+        now_unix_nanos(),
+        event::Kind::SequenceGap(SequenceGap {
             session_id: gap.session.clone(),
             first_missing: gap.first_missing,
             missing: gap.missing,
             open_for_nanos: gap.open_for.as_nanos().min(i64::MAX as u128) as i64,
-        })),
-        ..Default::default()
-    };
-    NewEntry {
-        event_id: *id.as_bytes(),
-        time_unix_nanos: event.time_unix_nanos,
-        kind: event.kind_name().to_string(),
-        body: event.encode_to_vec(),
-        session_id: GAP_STREAM.into(),
-        seq,
-        subject: "vigil-ledger".into(),
-    }
+        }),
+    )
 }
 
 #[cfg(test)]

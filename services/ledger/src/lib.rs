@@ -15,6 +15,7 @@ pub mod gap_log;
 pub mod gaps;
 pub mod grpc;
 pub mod http;
+pub mod own_records;
 pub mod retention;
 pub mod signing_key;
 pub mod witness;

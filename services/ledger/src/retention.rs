@@ -15,9 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vigil_ledger::{NewEntry, PruneRecord, StoreError};
-use vigil_proto::events::{event, Event, Identity, RetentionPruned};
-use vigil_proto::Message;
+use vigil_proto::events::{event, RetentionPruned};
 
+use crate::own_records;
 use crate::Ledger;
 
 /// Nanoseconds in one day.
@@ -165,52 +165,32 @@ fn now_unix_nanos() -> i64 {
 /// bus (the appender refuses this stream and this kind).
 pub const RETENTION_STREAM: &str = "vigil-ledger/retention";
 
-/// Streams only the ledger itself writes to.
-pub const LEDGER_STREAM_PREFIX: &str = "vigil-ledger/";
-
 fn record_event(r: &PruneRecord, policy: &RetentionPolicy, run: u64) -> NewEntry {
     let period = &policy.period;
-    let id = uuid::Uuid::now_v7();
-    let event = Event {
-        event_id: id.to_string(),
-        time_unix_nanos: r.pruned_at_unix_nanos,
-        session_id: RETENTION_STREAM.into(),
-        seq: run,
-        identity: Some(Identity {
-            subject: "vigil-ledger".into(),
-            issuer: "vigil:internal".into(),
-            auth_method: "internal".into(),
-            ..Default::default()
-        }),
-        kind: Some(event::Kind::RetentionPruned(RetentionPruned {
-            first_index: r.from_index,
-            end_index: r.end_index,
-            cutoff_unix_nanos: r.cutoff_unix_nanos,
-            policy: format!(
-                "older than {}{}",
-                period.as_str(),
-                if policy.is_below_minimum() {
-                    format!(" (forced below the minimum {})", policy.minimum.as_str())
-                } else {
-                    String::new()
-                }
-            ),
-            entries_pruned: r.end_index - r.from_index,
-            period_nanos: period.nanos,
-            minimum_period_nanos: policy.minimum.nanos,
-            forced: policy.is_below_minimum(),
-        })),
-        ..Default::default()
+    let record = RetentionPruned {
+        first_index: r.from_index,
+        end_index: r.end_index,
+        cutoff_unix_nanos: r.cutoff_unix_nanos,
+        policy: format!(
+            "older than {}{}",
+            period.as_str(),
+            if policy.is_below_minimum() {
+                format!(" (forced below the minimum {})", policy.minimum.as_str())
+            } else {
+                String::new()
+            }
+        ),
+        entries_pruned: r.end_index - r.from_index,
+        period_nanos: period.nanos,
+        minimum_period_nanos: policy.minimum.nanos,
+        forced: policy.is_below_minimum(),
     };
-    NewEntry {
-        event_id: *id.as_bytes(),
-        time_unix_nanos: event.time_unix_nanos,
-        kind: event.kind_name().to_string(),
-        body: event.encode_to_vec(),
-        session_id: RETENTION_STREAM.into(),
-        seq: run,
-        subject: "vigil-ledger".into(),
-    }
+    own_records::entry(
+        RETENTION_STREAM,
+        run,
+        r.pruned_at_unix_nanos,
+        event::Kind::RetentionPruned(record),
+    )
 }
 
 /// The leaf kind of the events [`record_event`] makes.

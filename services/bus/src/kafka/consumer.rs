@@ -159,7 +159,9 @@ impl Drop for KafkaSubscriber {
 /// only when another request comes, and depending on which request
 /// notices it, the new member can end up leader of nothing), and nothing
 /// moves it again but a JoinGroup or a LeaveGroup. So after the session
-/// timeout plus 5 s without a partition, the member leaves the group
+/// timeout plus 1 s without a partition (by then a member killed before
+/// this one started has missed its session, so a fresh join evicts it; a
+/// normal join takes a few seconds), the member leaves the group
 /// (LeaveGroup) and joins again, as leader of a group that is its own.
 struct AssignmentWatchdog {
     topic: String,
@@ -173,7 +175,7 @@ impl AssignmentWatchdog {
         let now = Instant::now();
         AssignmentWatchdog {
             topic,
-            patience: session_timeout + Duration::from_secs(5),
+            patience: session_timeout + Duration::from_secs(1),
             last_assigned: now,
             last_checked: now,
         }
