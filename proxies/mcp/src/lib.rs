@@ -14,4 +14,5 @@
 #![forbid(unsafe_code)]
 
 pub mod jsonrpc;
+pub mod policy;
 pub mod strict_json;
