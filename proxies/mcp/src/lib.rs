@@ -15,4 +15,5 @@
 
 pub mod jsonrpc;
 pub mod policy;
+pub mod sse;
 pub mod strict_json;
