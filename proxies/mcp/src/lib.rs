@@ -14,6 +14,7 @@
 #![forbid(unsafe_code)]
 
 pub mod jsonrpc;
+pub mod pinning;
 pub mod policy;
 pub mod sse;
 pub mod strict_json;
