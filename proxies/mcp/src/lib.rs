@@ -16,5 +16,6 @@
 pub mod jsonrpc;
 pub mod pinning;
 pub mod policy;
+pub mod result_mask;
 pub mod sse;
 pub mod strict_json;

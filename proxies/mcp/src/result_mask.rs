@@ -1,0 +1,363 @@
+//! Masking what an MCP server answers before the agent sees it: a
+//! `tools/call` result (text content, `structuredContent`, embedded
+//! resources) or a `resources/read` result, by the same content detectors
+//! and keyed formats as SQL results (`vigil_proxy_core::mask`), plus
+//! path rules for fields a detector cannot recognise by shape
+//! (`structuredContent.patients[*].name`).
+//!
+//! The same PHI in every form: a tool that returns structured content
+//! should also return it serialized in a text block, so a path rule that
+//! masked `structuredContent.patients[*].ssn` would leave the SSN in the
+//! text. A text that parses as JSON is therefore masked as JSON with the
+//! rules under `structuredContent` as well, and written back. Every string
+//! of the result, object keys included, then goes through the detectors.
+//! Binary content (images, audio, blob resources) cannot be scanned; it is
+//! counted, and the adapter decides (policy: refuse or hold).
+
+use serde_json::{Map, Value};
+use vigil_proxy_core::mask::{MaskFormat, Masker};
+
+use crate::strict_json;
+
+/// One step of a path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    Key(String),
+    /// `[*]`: every element of an array.
+    Every,
+}
+
+/// A path rule: the value at `path` (relative to the result object) is
+/// masked whole with `format`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathRule {
+    path: Vec<Step>,
+    pub format: MaskFormat,
+    /// The path as written, for reports.
+    pub text: String,
+}
+
+/// Why a path rule was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("masking path {path:?}: {problem}")]
+pub struct PathError {
+    pub path: String,
+    pub problem: &'static str,
+}
+
+impl PathRule {
+    /// `result.structuredContent.patients[*].ssn` (the `result.` prefix is
+    /// optional): dotted keys, `[*]` after a key for every element.
+    pub fn parse(text: &str, format: MaskFormat) -> Result<Self, PathError> {
+        let err = |problem| PathError {
+            path: text.to_string(),
+            problem,
+        };
+        let rest = text.strip_prefix("result.").unwrap_or(text);
+        let mut path = Vec::new();
+        for part in rest.split('.') {
+            let (key, every) = match part.strip_suffix("[*]") {
+                Some(k) => (k, true),
+                None => (part, false),
+            };
+            if key.is_empty() || key.contains(['[', ']', '*']) {
+                return Err(err("each step is a key, optionally followed by [*]"));
+            }
+            path.push(Step::Key(key.to_string()));
+            if every {
+                path.push(Step::Every);
+            }
+        }
+        Ok(PathRule {
+            path,
+            format,
+            text: text.to_string(),
+        })
+    }
+
+    /// The rule below its first key, if that key is `first` (for JSON text
+    /// that is a serialized copy of `first`).
+    fn below(&self, first: &str) -> Option<PathRule> {
+        match self.path.first() {
+            Some(Step::Key(k)) if k == first && self.path.len() > 1 => Some(PathRule {
+                path: self.path[1..].to_vec(),
+                format: self.format,
+                text: self.text.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What masking did to one result.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Values replaced by path rules.
+    pub by_path: usize,
+    /// Detector hits replaced in strings (and keys).
+    pub detector_hits: usize,
+    /// Kinds the detectors found, each once.
+    pub kinds: Vec<String>,
+    /// Binary parts (`data` of image/audio content, `blob` of resources)
+    /// that could not be scanned.
+    pub unscanned_binary: usize,
+}
+
+/// Masks `result` in place.
+pub fn mask_result(result: &mut Value, masker: &Masker, rules: &[PathRule]) -> Report {
+    let mut report = Report::default();
+    for rule in rules {
+        apply_rule(result, &rule.path, rule.format, masker, &mut report);
+    }
+    // Serialized copies of structured content, in text blocks.
+    let below: Vec<PathRule> = rules
+        .iter()
+        .filter_map(|r| r.below("structuredContent"))
+        .collect();
+    if !below.is_empty() {
+        for text in text_blocks(result) {
+            if let Ok(mut parsed) = strict_json::parse(text.as_bytes()) {
+                let before = report.by_path;
+                for rule in &below {
+                    apply_rule(&mut parsed, &rule.path, rule.format, masker, &mut report);
+                }
+                if report.by_path != before {
+                    *text = parsed.to_string();
+                }
+            }
+        }
+    }
+    count_binary(result, &mut report);
+    scan(result, masker, &mut report);
+    report.kinds.sort();
+    report.kinds.dedup();
+    report
+}
+
+/// The `text` strings of content blocks and resource contents.
+fn text_blocks(result: &mut Value) -> Vec<&mut String> {
+    let mut out = Vec::new();
+    let Some(o) = result.as_object_mut() else {
+        return out;
+    };
+    for (list, value) in o.iter_mut() {
+        let nested = match list.as_str() {
+            "content" => true,
+            "contents" => false,
+            _ => continue,
+        };
+        let Value::Array(items) = value else {
+            continue;
+        };
+        for item in items {
+            // An embedded resource carries its text one level down.
+            let item = if nested && item.get("type").and_then(Value::as_str) == Some("resource") {
+                match item.get_mut("resource") {
+                    Some(r) => r,
+                    None => continue,
+                }
+            } else {
+                item
+            };
+            if let Some(Value::String(t)) = item.get_mut("text") {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
+
+fn apply_rule(
+    value: &mut Value,
+    path: &[Step],
+    format: MaskFormat,
+    masker: &Masker,
+    report: &mut Report,
+) {
+    let Some((step, rest)) = path.split_first() else {
+        *value = masked_whole(value, format, masker);
+        report.by_path += 1;
+        return;
+    };
+    match (step, value) {
+        (Step::Key(k), Value::Object(o)) => {
+            if let Some(v) = o.get_mut(k) {
+                apply_rule(v, rest, format, masker, report);
+            }
+        }
+        (Step::Every, Value::Array(items)) => {
+            for v in items {
+                apply_rule(v, rest, format, masker, report);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A whole value masked: a string or number by its text; anything else
+/// (an object, an array) becomes the redaction marker whole.
+fn masked_whole(value: &Value, format: MaskFormat, masker: &Masker) -> Value {
+    let text = match value {
+        Value::Null => return Value::Null,
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        _ => {
+            return Value::String(String::from_utf8_lossy(vigil_proxy_core::mask::REDACTED).into())
+        }
+    };
+    let masked = masker.mask_value(format, text.as_bytes());
+    Value::String(String::from_utf8_lossy(&masked).into_owned())
+}
+
+fn count_binary(value: &Value, report: &mut Report) {
+    match value {
+        Value::Object(o) => {
+            let kind = o.get("type").and_then(Value::as_str);
+            if matches!(kind, Some("image" | "audio")) && o.contains_key("data") {
+                report.unscanned_binary += 1;
+            }
+            if o.get("blob").is_some_and(Value::is_string) {
+                report.unscanned_binary += 1;
+            }
+            o.values().for_each(|v| count_binary(v, report));
+        }
+        Value::Array(items) => items.iter().for_each(|v| count_binary(v, report)),
+        _ => {}
+    }
+}
+
+/// Every string and key through the detectors. Binary payloads (`data`
+/// of image/audio, `blob`) are base64: detectors would find noise in
+/// them, so they are left to the adapter's decision.
+fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
+    match value {
+        Value::String(s) => {
+            if let Some(hit) = masker.scan(s.as_bytes()) {
+                report.detector_hits += hit.hits;
+                report.kinds.extend(hit.kinds.iter().map(|k| k.to_string()));
+                *s = String::from_utf8_lossy(&hit.masked).into_owned();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scan(v, masker, report)),
+        Value::Object(o) => {
+            let binary = matches!(
+                o.get("type").and_then(Value::as_str),
+                Some("image" | "audio")
+            );
+            let old = std::mem::take(o);
+            let mut out = Map::new();
+            for (k, mut v) in old {
+                if !((binary && k == "data") || k == "blob") {
+                    scan(&mut v, masker, report);
+                }
+                let mut key = match masker.scan(k.as_bytes()) {
+                    Some(hit) => {
+                        report.detector_hits += hit.hits;
+                        report.kinds.extend(hit.kinds.iter().map(|k| k.to_string()));
+                        String::from_utf8_lossy(&hit.masked).into_owned()
+                    }
+                    None => k,
+                };
+                // Two keys masked alike stay two keys.
+                while out.contains_key(&key) {
+                    key.push('\'');
+                }
+                out.insert(key, v);
+            }
+            *o = out;
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use vigil_proxy_core::mask::DetectorConfig;
+
+    fn masker() -> Masker {
+        Masker::new([7; 32], &DetectorConfig::default()).unwrap()
+    }
+
+    fn rules(paths: &[&str]) -> Vec<PathRule> {
+        paths
+            .iter()
+            .map(|p| PathRule::parse(p, MaskFormat::Redact).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn structured_content_and_its_serialized_copy_are_masked_alike() {
+        let patients = json!({"patients": [
+            {"name": "Jane Roe", "ssn": "123-45-6789", "mrn": 4711},
+            {"name": "John Doe", "ssn": "234-56-7890", "mrn": 4712}
+        ]});
+        let mut result = json!({
+            "content": [{"type": "text", "text": patients.to_string()}],
+            "structuredContent": patients,
+        });
+        let report = mask_result(
+            &mut result,
+            &masker(),
+            &rules(&[
+                "result.structuredContent.patients[*].name",
+                "structuredContent.patients[*].mrn",
+            ]),
+        );
+        let text = result.to_string();
+        for leaked in ["Jane Roe", "John Doe", "4711", "123-45-6789", "234-56-7890"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+        assert_eq!(report.by_path, 8, "two fields of two patients, twice");
+        assert_eq!(report.detector_hits, 4, "two SSNs, twice");
+        assert_eq!(report.kinds, ["ssn"]);
+        // The copy in the text is still JSON, with the same masked values.
+        let copy: Value =
+            serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(copy, result["structuredContent"]);
+    }
+
+    #[test]
+    fn free_text_keys_resources_and_binary_parts() {
+        let mut result = json!({
+            "content": [
+                {"type": "text", "text": "Call 555-123-4567 about the visit on 2024-03-05."},
+                {"type": "resource", "resource": {"uri": "ehr://note/1", "text": "jane@x.org"}},
+                {"type": "image", "data": "MTIzLTQ1LTY3ODk=", "mimeType": "image/png"}
+            ],
+            "structuredContent": {"by_ssn": {"123-45-6789": {"ok": true}}}
+        });
+        let report = mask_result(&mut result, &masker(), &[]);
+        let text = result.to_string();
+        for leaked in ["555-123-4567", "2024-03-05", "jane@x.org", "123-45-6789"] {
+            assert!(!text.contains(leaked), "{leaked} in {text}");
+        }
+        assert_eq!(report.unscanned_binary, 1);
+        assert_eq!(
+            result["content"][2]["data"], "MTIzLTQ1LTY3ODk=",
+            "base64 is left for the adapter to decide on"
+        );
+        let mut read = json!({"contents": [{"uri": "file:///a", "blob": "AAAA"}, {"uri": "file:///b", "text": "SSN 123-45-6789"}]});
+        let report = mask_result(&mut read, &masker(), &[]);
+        assert_eq!(report.unscanned_binary, 1);
+        assert!(!read.to_string().contains("123-45-6789"));
+    }
+
+    #[test]
+    fn keys_masked_alike_stay_apart() {
+        let mut v = json!({"structuredContent": {"123-45-6789": 1, "234-56-7890": 2}});
+        mask_result(&mut v, &masker(), &[]);
+        assert_eq!(v["structuredContent"].as_object().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_paths_are_refused_with_the_path() {
+        for bad in ["", "a..b", "a[0]", "a.*", "[*]"] {
+            let err = PathRule::parse(bad, MaskFormat::Redact).unwrap_err();
+            assert!(err.to_string().contains(&format!("{bad:?}")), "{err}");
+        }
+        assert!(PathRule::parse("structuredContent.rows[*].cells[*]", MaskFormat::Hash).is_ok());
+    }
+}
