@@ -10,6 +10,9 @@ use serde_json::{Map, Value};
 
 use crate::strict_json::{self, JsonError};
 
+/// The largest integer id magnitude: 2^53 - 1, JavaScript's safe integers.
+pub const MAX_SAFE_ID: u64 = (1 << 53) - 1;
+
 /// A request id: MCP allows a string or an integer.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Id {
@@ -21,7 +24,12 @@ impl Id {
     fn read(value: &Value) -> Option<Id> {
         match value {
             Value::String(s) => Some(Id::String(s.clone())),
-            Value::Number(n) => n.as_i64().map(Id::Number),
+            // Within what JavaScript holds exactly: a Node server rounds
+            // larger ids, and two ids the gateway tells apart would be one.
+            Value::Number(n) => n
+                .as_i64()
+                .filter(|i| i.unsigned_abs() <= MAX_SAFE_ID)
+                .map(Id::Number),
             _ => None,
         }
     }
@@ -236,7 +244,10 @@ pub fn message(value: Value) -> Result<Message, DecodeError> {
     let result = o.remove("result");
     let error = o.remove("error");
     if let Some(key) = o.keys().next() {
-        return Err(invalid(id, &format!("an unknown member {key:?}")));
+        return Err(invalid(
+            id,
+            &format!("an unknown member {:?}", crate::strict_json::clip(key, 64)),
+        ));
     }
     match (method, result, error) {
         (Some(method), None, None) => {
@@ -278,7 +289,13 @@ pub fn message(value: Value) -> Result<Message, DecodeError> {
                     message,
                     data,
                 }),
-                (_, _, Some(key)) => Err(invalid(id, &format!("an unknown member {key:?} in \"error\""))),
+                (_, _, Some(key)) => Err(invalid(
+                    id,
+                    &format!(
+                        "an unknown member {:?} in \"error\"",
+                        crate::strict_json::clip(key, 64)
+                    ),
+                )),
                 _ => Err(invalid(id, "\"error\" needs an integer code and a string message")),
             }
         }

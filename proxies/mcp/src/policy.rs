@@ -66,8 +66,16 @@ pub struct McpConditions {
     /// arguments object, `[*]` for every element of an array), the values
     /// that match. The condition holds if every path has a value that
     /// matches one of its patterns.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "checked_arguments")]
     pub arguments: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+fn checked_arguments<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<std::collections::BTreeMap<String, Vec<String>>, D::Error> {
+    let map = std::collections::BTreeMap::<String, Vec<String>>::deserialize(d)?;
+    check_argument_paths(&map).map_err(serde::de::Error::custom)?;
+    Ok(map)
 }
 
 /// What of a message the conditions look at (borrowed from it).
@@ -141,18 +149,72 @@ fn malformed(message: &Message) -> Option<&'static str> {
             if !field("name").is_some_and(Value::is_string) {
                 return Some("a tools/call whose tool name is missing or not a string");
             }
-            if field("arguments").is_some_and(|a| !a.is_object()) {
-                return Some("a tools/call whose arguments are not an object");
+            match field("arguments") {
+                None => None,
+                Some(Value::Object(args)) => suspicious_arguments(args),
+                Some(_) => Some("a tools/call whose arguments are not an object"),
             }
-            None
         }
-        "resources/read" | "resources/subscribe" | "resources/unsubscribe"
-            if !field("uri").is_some_and(Value::is_string) =>
-        {
-            Some("a resource request whose uri is missing or not a string")
+        "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+            match field("uri").and_then(Value::as_str) {
+                None => Some("a resource request whose uri is missing or not a string"),
+                Some(uri) if !uri_is_normal(uri) => Some(
+                    "a resource uri that a server would read as another (not in normal form: case, dot segments, escapes, spaces)",
+                ),
+                Some(_) => None,
+            }
         }
         _ => None,
     }
+}
+
+/// Whether a URI is already what a WHATWG URL parser (the TypeScript SDK's
+/// `new URL(uri).toString()`, pydantic's `AnyUrl` likewise) makes of it:
+/// otherwise a rule about `file:///etc/*` would not see
+/// `file:///srv/../etc/shadow`, which the server reads as that.
+fn uri_is_normal(uri: &str) -> bool {
+    url::Url::parse(uri).is_ok_and(|u| u.as_str() == uri)
+}
+
+/// Arguments a server may read differently from how a rule sees them: a
+/// `__proto__` key (a Node server that merges arguments gets an inherited
+/// member policy never saw), or a string that looks like JSON but does not
+/// parse strictly (FastMCP parses such strings with Python's lenient
+/// `json.loads`, last duplicate key winning).
+fn suspicious_arguments(args: &Map<String, Value>) -> Option<&'static str> {
+    fn walk(v: &Value) -> Option<&'static str> {
+        match v {
+            Value::Object(o) => {
+                if o.contains_key("__proto__") {
+                    return Some("tool arguments with a __proto__ key");
+                }
+                o.values().find_map(walk)
+            }
+            Value::Array(a) => a.iter().find_map(walk),
+            Value::String(s) => match embedded_json(s) {
+                Some(Err(())) => Some(
+                    "a tool argument that looks like JSON but is not strict JSON (a server may parse it its own way)",
+                ),
+                Some(Ok(inner)) => walk(&inner),
+                None => None,
+            },
+            _ => None,
+        }
+    }
+    if args.contains_key("__proto__") {
+        return Some("tool arguments with a __proto__ key");
+    }
+    args.values().find_map(walk)
+}
+
+/// A string argument that holds a JSON array or object: its value
+/// (`Some(Err)` if it looks like one but is not strict JSON).
+fn embedded_json(s: &str) -> Option<Result<Value, ()>> {
+    let t = s.trim_start();
+    if !(t.starts_with('[') || t.starts_with('{')) {
+        return None;
+    }
+    Some(crate::strict_json::parse(s.as_bytes()).map_err(|_| ()))
 }
 
 /// A `tools/call` of `tool` without arguments: how a tool in a
@@ -184,12 +246,12 @@ impl Family for Mcp {
     }
 
     fn matches(_: &(), rule: &Rule<McpConditions>, message: &Message) -> bool {
-        View::of(message).is_some_and(|view| conditions_hold(&rule.conditions, &view))
+        View::of(message).is_some_and(|view| conditions_hold(&rule.conditions, rule.action, &view))
     }
 }
 
 /// Whether every condition given holds for the message seen as `subject`.
-fn conditions_hold(c: &McpConditions, subject: &View<'_>) -> bool {
+fn conditions_hold(c: &McpConditions, action: Outcome, subject: &View<'_>) -> bool {
     let listed = |patterns: &[String], value: Option<&str>| {
         patterns.is_empty() || value.is_some_and(|v| patterns.iter().any(|p| exact_or_prefix(p, v)))
     };
@@ -197,13 +259,31 @@ fn conditions_hold(c: &McpConditions, subject: &View<'_>) -> bool {
         && listed(&c.tools, subject.tool)
         && listed(&c.resources, subject.resource)
         && (c.arguments.is_empty()
-            || subject.arguments.is_some_and(|args| {
-                c.arguments.iter().all(|(path, patterns)| {
-                    values_at(args, path)
-                        .iter()
-                        .any(|v| patterns.iter().any(|p| value_matches(p, v)))
-                })
-            }))
+            || subject
+                .arguments
+                .is_some_and(|args| arguments_hold(&c.arguments, action, args)))
+}
+
+/// Argument conditions. A rule that refuses or holds (`deny`, `review`)
+/// matches if any value at each path matches: one forbidden value among
+/// many is enough. A rule that lets through (`allow`, `mask`) matches only
+/// if every value at each path matches: `["weather", "patients"]` is not
+/// covered by an exception written for `weather`.
+fn arguments_hold(
+    conditions: &std::collections::BTreeMap<String, Vec<String>>,
+    action: Outcome,
+    args: &Map<String, Value>,
+) -> bool {
+    let lets_through = matches!(action, Outcome::Allow | Outcome::Mask);
+    conditions.iter().all(|(path, patterns)| {
+        let values = values_at(args, path);
+        let matches = |v: &Value| patterns.iter().any(|p| value_matches(p, v));
+        if lets_through {
+            !values.is_empty() && values.iter().all(matches)
+        } else {
+            values.iter().any(matches)
+        }
+    })
 }
 
 /// `pattern` is the name, or ends in `*` and starts it.
@@ -214,44 +294,111 @@ fn exact_or_prefix(pattern: &str, name: &str) -> bool {
     }
 }
 
-/// An argument value against a pattern, without case.
+/// An argument value against a pattern: numbers as numbers when the
+/// pattern is one (`95`, `95.0`, `9.5e1` alike), text folded so that what
+/// a backend takes as equal is equal here ([`fold`]).
 fn value_matches(pattern: &str, value: &Value) -> bool {
+    if let (Some(n), Ok(p)) = (value.as_f64(), pattern.parse::<f64>()) {
+        return n == p;
+    }
     let text = match value {
-        Value::String(s) => s.to_lowercase(),
+        Value::String(s) => fold(s),
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         _ => return false,
     };
-    exact_or_prefix(&pattern.to_lowercase(), &text)
+    exact_or_prefix(&fold(pattern), &text)
 }
 
-/// The values at a dotted path into `args` (`a.b`, `items[*].id`).
-fn values_at<'v>(args: &'v Map<String, Value>, path: &str) -> Vec<&'v Value> {
-    let mut here: Vec<&Value> = Vec::new();
-    let mut first = true;
+/// Text as case-insensitive backends compare it: compatibility forms
+/// unified (NFKC: full-width letters, the long s), case folded both ways
+/// (`ß` and `SS`, the Turkish dotted capital I), combining marks and
+/// invisible characters dropped, surrounding space trimmed (PAD SPACE
+/// collations ignore it).
+pub fn fold(s: &str) -> String {
+    use unicode_normalization::char::is_combining_mark;
+    use unicode_normalization::UnicodeNormalization;
+    let upper: String = s.nfkc().collect::<String>().to_uppercase();
+    upper
+        .to_lowercase()
+        .nfd()
+        .filter(|c| !is_combining_mark(*c) && !is_invisible(*c))
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// Default-ignorable characters that render as nothing.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}'
+        | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{1BCA0}'..='\u{1BCA3}' | '\u{1D173}'..='\u{1D17A}' | '\u{E0000}'..='\u{E0FFF}')
+}
+
+/// The values at a dotted path into `args` (`a.b`, `items[*].id`). A string
+/// holding JSON is read as that JSON on the way (a server may parse it);
+/// at the end, an array where a single value was named counts as its
+/// elements (a server may take either).
+fn values_at(args: &Map<String, Value>, path: &str) -> Vec<Value> {
+    let expand = |v: &Value| -> Value {
+        match v {
+            Value::String(s) => match embedded_json(s) {
+                Some(Ok(inner)) => inner,
+                _ => v.clone(),
+            },
+            _ => v.clone(),
+        }
+    };
+    let mut here: Vec<Value> = vec![Value::Object(args.clone())];
     for part in path.split('.') {
         let (key, every) = match part.strip_suffix("[*]") {
             Some(k) => (k, true),
             None => (part, false),
         };
-        let next: Vec<&Value> = if first {
-            args.get(key).into_iter().collect()
-        } else {
-            here.iter()
-                .filter_map(|v| v.as_object().and_then(|o| o.get(key)))
-                .collect()
-        };
-        first = false;
+        let next: Vec<Value> = here
+            .iter()
+            .filter_map(|v| expand(v).as_object().and_then(|o| o.get(key)).map(expand))
+            .collect();
         here = if every {
             next.into_iter()
-                .filter_map(Value::as_array)
+                .filter_map(|v| match v {
+                    Value::Array(a) => Some(a.into_iter().map(|x| expand(&x)).collect::<Vec<_>>()),
+                    _ => None,
+                })
                 .flatten()
                 .collect()
         } else {
             next
         };
     }
-    here
+    here.into_iter()
+        .flat_map(|v| match v {
+            Value::Array(a) => a,
+            v => vec![v],
+        })
+        .collect()
+}
+
+/// Checks an `arguments` condition when the policy loads: a path nobody
+/// can reach or a rule with no values would silently never match.
+fn check_argument_paths(
+    arguments: &std::collections::BTreeMap<String, Vec<String>>,
+) -> Result<(), String> {
+    for (path, patterns) in arguments {
+        for part in path.split('.') {
+            let key = part.strip_suffix("[*]").unwrap_or(part);
+            if key.is_empty() || key.contains(['[', ']', '*']) {
+                return Err(format!(
+                    "arguments path {path:?}: each step is a key, optionally followed by [*]"
+                ));
+            }
+        }
+        if patterns.is_empty() {
+            return Err(format!("arguments path {path:?} lists no values"));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -301,7 +448,7 @@ tools = ["read_*"]
     }
 
     fn outcome_of(policy: &Policy, body: &str) -> (Outcome, String) {
-        let Incoming::One(message) = decode(body.as_bytes(), Batches::Refused).unwrap() else {
+        let Incoming::One(message) = decode(body.as_bytes(), Batches::Refused).expect(body) else {
             unreachable!()
         };
         let v = judge(policy, asker(), &message);
@@ -392,12 +539,170 @@ tools = ["read_*"]
         assert_eq!(listed("run_query"), Outcome::Allow);
     }
 
+    /// What a hostile agent tries against argument and resource rules
+    /// (each case a reading a Node or Python server would make).
+    #[test]
+    fn what_a_server_reads_differently_is_judged_as_the_server_reads_it() {
+        let p = Policy::parse(
+            r#"
+name = "hostile"
+default = "review"
+[[rules]]
+name = "weather-only"
+action = "allow"
+tools = ["run_query"]
+arguments = { "tables[*]" = ["weather"] }
+[[rules]]
+name = "no-patients"
+action = "deny"
+tools = ["run_query", "fetch"]
+arguments = { "table" = ["patients"] }
+[[rules]]
+name = "no-bulk"
+action = "deny"
+tools = ["fetch_records"]
+arguments = { "ids[*]" = ["95"], "options.format" = ["csv"] }
+[[rules]]
+name = "secrets"
+action = "deny"
+resources = ["file:///etc/*"]
+[[rules]]
+name = "reads"
+action = "allow"
+methods = ["resources/read"]
+"#,
+        )
+        .unwrap();
+        let fail_closed = vigil_proxy_core::policy::FAIL_CLOSED_RULE;
+        let read = |uri: &str| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":4,"method":"resources/read","params":{{"uri":"{uri}"}}}}"#
+            )
+        };
+        let cases: Vec<(String, Outcome, &str)> = vec![
+            // An exception for one table does not cover a list with another.
+            (
+                call("run_query", r#"{"tables":["weather","patients"]}"#),
+                Outcome::Review,
+                "default",
+            ),
+            (
+                call("run_query", r#"{"tables":["weather"]}"#),
+                Outcome::Allow,
+                "weather-only",
+            ),
+            (
+                call("run_query", r#"{"tables":[]}"#),
+                Outcome::Review,
+                "default",
+            ),
+            // Folded as case-insensitive backends fold.
+            (
+                call("run_query", r#"{"table":"PATİENTS"}"#),
+                Outcome::Deny,
+                "no-patients",
+            ),
+            (
+                call("run_query", r#"{"table":"patientſ"}"#),
+                Outcome::Deny,
+                "no-patients",
+            ),
+            (
+                call("run_query", r#"{"table":"ｐａｔｉｅｎｔｓ"}"#),
+                Outcome::Deny,
+                "no-patients",
+            ),
+            (
+                call("run_query", r#"{"table":"patients "}"#),
+                Outcome::Deny,
+                "no-patients",
+            ),
+            (
+                call("run_query", r#"{"table":"pat\u200bients"}"#),
+                Outcome::Deny,
+                "no-patients",
+            ),
+            // A list where one value was expected.
+            (
+                call("fetch", r#"{"table":["patients"]}"#),
+                Outcome::Deny,
+                "no-patients",
+            ),
+            // Numbers as numbers.
+            (
+                call(
+                    "fetch_records",
+                    r#"{"ids":[95.0],"options":{"format":"csv"}}"#,
+                ),
+                Outcome::Deny,
+                "no-bulk",
+            ),
+            (
+                call(
+                    "fetch_records",
+                    r#"{"ids":[9.5e1],"options":{"format":"csv"}}"#,
+                ),
+                Outcome::Deny,
+                "no-bulk",
+            ),
+            // JSON inside strings, as FastMCP parses it.
+            (
+                call(
+                    "fetch_records",
+                    r#"{"ids":"[95]","options":"{\"format\":\"csv\"}"}"#,
+                ),
+                Outcome::Deny,
+                "no-bulk",
+            ),
+            // JSON inside a string that strict parsing refuses: fail closed.
+            (
+                call(
+                    "fetch_records",
+                    r#"{"ids":"[95]","options":"{\"format\":\"json\",\"format\":\"csv\"}"}"#,
+                ),
+                Outcome::Deny,
+                fail_closed,
+            ),
+            (
+                call("run_query", r#"{"__proto__":{"table":"patients"}}"#),
+                Outcome::Deny,
+                fail_closed,
+            ),
+            // URIs a server reads as /etc/shadow.
+            (read("file:///etc/shadow"), Outcome::Deny, "secrets"),
+            (read("file:///srv/a"), Outcome::Allow, "reads"),
+            (read("FILE:///etc/shadow"), Outcome::Deny, fail_closed),
+            (
+                read("file:///srv/../etc/shadow"),
+                Outcome::Deny,
+                fail_closed,
+            ),
+            (
+                read("file:///%2e%2e/etc/shadow"),
+                Outcome::Deny,
+                fail_closed,
+            ),
+            (
+                read("file://localhost/etc/shadow"),
+                Outcome::Deny,
+                fail_closed,
+            ),
+            (read(" file:///etc/shadow"), Outcome::Deny, fail_closed),
+            (read("file:///et\\tc/shadow"), Outcome::Deny, fail_closed),
+        ];
+        for (body, outcome, rule) in cases {
+            assert_eq!(outcome_of(&p, &body), (outcome, rule.to_string()), "{body}");
+        }
+    }
+
     #[test]
     fn a_misspelled_key_is_refused_naming_the_rule() {
         for (text, want) in [
             ("name = \"x\"\ndefault = \"allow\"\n[[rules]]\nname = \"r\"\naction = \"deny\"\ntool = [\"a\"]\n", "rule \"r\""),
             ("name = \"x\"\ndefault = \"allow\"\ntables = [\"a\"]\n", "not a key of an MCP policy"),
             ("name = \"x\"\ndefault = \"allow\"\n[[rules]]\nname = \"r\"\naction = \"deny\"\narguments = { a = \"b\" }\n", "rule \"r\""),
+            ("name = \"x\"\ndefault = \"allow\"\n[[rules]]\nname = \"r\"\naction = \"deny\"\narguments = { \"ids[*][*]\" = [\"1\"] }\n", "each step is a key"),
+            ("name = \"x\"\ndefault = \"allow\"\n[[rules]]\nname = \"r\"\naction = \"deny\"\narguments = { \"a\" = [] }\n", "lists no values"),
         ] {
             let err = Policy::parse(text).unwrap_err().to_string();
             assert!(err.contains(want), "{text}: {err}");

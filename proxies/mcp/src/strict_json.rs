@@ -32,6 +32,18 @@ pub enum JsonError {
     TooDeep { path: String },
 }
 
+/// Longest key or path an error quotes (the rest is cut, marked `...`):
+/// an error goes back to the sender and must not grow with its input.
+pub const MAX_QUOTED: usize = 64;
+
+/// `text` cut to `max` characters.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_string(),
+    }
+}
+
 impl JsonError {
     /// A fixed word for logs (never the sender's text).
     pub fn kind(&self) -> &'static str {
@@ -104,7 +116,7 @@ impl Strict<'_> {
     fn enter<E: serde::de::Error>(&self) -> Result<(), E> {
         if self.depth >= MAX_DEPTH {
             return Err(self.fail(JsonError::TooDeep {
-                path: self.path.to_string(),
+                path: clip(&self.path.to_string(), MAX_QUOTED * 4),
             }));
         }
         Ok(())
@@ -179,15 +191,17 @@ impl<'de> Visitor<'de> for Strict<'_> {
         while let Some(key) = map.next_key::<String>()? {
             if object.contains_key(&key) {
                 return Err(self.fail(JsonError::DuplicateKey {
-                    path: self.path.to_string(),
-                    key,
+                    path: clip(&self.path.to_string(), MAX_QUOTED * 4),
+                    key: clip(&key, MAX_QUOTED),
                 }));
             }
-            if let Some(first) = folded.insert(key.to_lowercase(), key.clone()) {
+            // Folded both ways: `ſ`/`s`, `ß`/`SS` and `ı`/`i` are one key to
+            // servers that compare by upper case or full case folding.
+            if let Some(first) = folded.insert(key.to_uppercase().to_lowercase(), key.clone()) {
                 return Err(self.fail(JsonError::CaseCollision {
-                    path: self.path.to_string(),
-                    first,
-                    second: key,
+                    path: clip(&self.path.to_string(), MAX_QUOTED * 4),
+                    first: clip(&first, MAX_QUOTED),
+                    second: clip(&key, MAX_QUOTED),
                 }));
             }
             let path = Path::Key(self.path, &key);
@@ -226,8 +240,13 @@ mod tests {
                 br#"{"Name":"read","name":"delete"}"#,
                 "differ only in case in the object at $",
             ),
-            // Unicode case: the Kelvin sign K lowercases to k.
+            // Unicode case: the Kelvin sign K lowercases to k; the long s
+            // upper-cases to S.
             ("{\"k\":1,\"\u{212a}\":2}".as_bytes(), "differ only in case"),
+            (
+                "{\"arguments\":1,\"argument\u{17f}\":2}".as_bytes(),
+                "differ only in case",
+            ),
             (br#"{"a":[{"x":1},{"x":1,"X":2}]}"#, "at $.a[1]"),
             (b"{\"a\":\"\xff\"}", "not JSON"),
             (br#"{"a":"\ud800"}"#, "not JSON"),
@@ -260,6 +279,14 @@ mod tests {
             let plain: Value = serde_json::from_str(text).unwrap();
             assert_eq!(strict, plain, "{text}");
         }
+    }
+
+    #[test]
+    fn an_error_quotes_a_bounded_part_of_what_was_sent() {
+        let key = "k".repeat(10_000);
+        let text = format!("{{\"{key}\":{{\"{key}\":1,\"{key}\":2}}}}");
+        let err = parse(text.as_bytes()).unwrap_err().to_string();
+        assert!(err.len() < 1000, "{} bytes", err.len());
     }
 
     #[test]
