@@ -13,6 +13,7 @@
 //! than any MCP message needs.
 #![forbid(unsafe_code)]
 
+pub mod correlate;
 pub mod headers;
 pub mod jsonrpc;
 pub mod pinning;
