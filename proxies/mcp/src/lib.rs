@@ -20,4 +20,5 @@ pub mod pinning;
 pub mod policy;
 pub mod result_mask;
 pub mod sse;
+pub mod stdio;
 pub mod strict_json;
