@@ -37,6 +37,7 @@ use serde_json::{Map, Value};
 use vigil_proxy_core::policy::{Family, PolicyEngine, PolicyError, Rule};
 
 use crate::jsonrpc::Message;
+use crate::result_mask::PathRule;
 
 pub use vigil_proxy_core::policy::{Asker, Outcome, Verdict};
 
@@ -230,22 +231,60 @@ pub fn listed_tool(tool: &str) -> Message {
     }
 }
 
+/// The MCP family's sections of a policy file: `[masking]` path rules
+/// for fields of results that detectors cannot recognise by shape.
+///
+/// ```toml
+/// [masking]
+/// paths = [
+///   { path = "structuredContent.patients[*].name", format = "redact" },
+///   { path = "structuredContent.patients[*].mrn", format = "hash" },
+/// ]
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct McpSections {
+    pub mask_paths: Vec<PathRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaskingKeys {
+    #[serde(default)]
+    paths: Vec<MaskPath>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaskPath {
+    path: String,
+    #[serde(default)]
+    format: vigil_proxy_core::mask::MaskFormat,
+}
+
 impl Family for Mcp {
     type Conditions = McpConditions;
-    type Sections = ();
+    type Sections = McpSections;
     type Subject = Message;
     type Shapes = ();
 
-    fn sections(top: toml::Table, masking: toml::Table) -> Result<(), PolicyError> {
-        match top.keys().chain(masking.keys()).next() {
-            Some(key) => Err(PolicyError::Syntax(format!(
+    fn sections(top: toml::Table, masking: toml::Table) -> Result<McpSections, PolicyError> {
+        if let Some(key) = top.keys().next() {
+            return Err(PolicyError::Syntax(format!(
                 "unknown field `{key}` (not a key of an MCP policy)"
-            ))),
-            None => Ok(()),
+            )));
         }
+        let masking = MaskingKeys::deserialize(toml::Value::Table(masking))
+            .map_err(|e| PolicyError::Masking(e.to_string().trim().to_string()))?;
+        let paths = masking
+            .paths
+            .iter()
+            .map(|p| PathRule::parse(&p.path, p.format))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PolicyError::Masking(e.to_string()))?;
+        Ok(McpSections { mask_paths: paths })
     }
 
-    fn matches(_: &(), rule: &Rule<McpConditions>, message: &Message) -> bool {
+    fn matches(_: &McpSections, rule: &Rule<McpConditions>, message: &Message) -> bool {
         View::of(message).is_some_and(|view| conditions_hold(&rule.conditions, rule.action, &view))
     }
 }
@@ -692,6 +731,37 @@ methods = ["resources/read"]
         ];
         for (body, outcome, rule) in cases {
             assert_eq!(outcome_of(&p, &body), (outcome, rule.to_string()), "{body}");
+        }
+    }
+
+    #[test]
+    fn masking_paths_load_with_the_policy_and_bad_ones_are_refused() {
+        let p = Policy::parse(
+            "name = \"x\"\ndefault = \"mask\"\n[masking]\npaths = [{ path = \"structuredContent.patients[*].name\" }, { path = \"result.structuredContent.mrn\", format = \"hash\" }]\n",
+        )
+        .unwrap();
+        let paths = &p.family().mask_paths;
+        assert_eq!(paths.len(), 2);
+        assert_eq!(paths[1].format, vigil_proxy_core::mask::MaskFormat::Hash);
+        for (text, want) in [
+            (
+                "[masking]\npaths = [{ path = \"a..b\" }]\n",
+                "each step is a key",
+            ),
+            (
+                "[masking]\npaths = [{ path = \"a\", format = \"blur\" }]\n",
+                "blur",
+            ),
+            (
+                "[masking]\npaths = [{ path = \"a\", fromat = \"hash\" }]\n",
+                "fromat",
+            ),
+            ("[masking]\ncolumns = []\n", "columns"),
+        ] {
+            let err = Policy::parse(&format!("name = \"x\"\ndefault = \"mask\"\n{text}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{text}: {err}");
         }
     }
 
