@@ -184,6 +184,28 @@ async fn send_fatal(client_wr: &ClientWriter, code: &str, message: &str) {
     let _ = client_wr.lock().await.write_all(&msg).await;
 }
 
+/// After a fatal error the client may still be sending (the rest of a
+/// message past the limit). A client library still writing when the
+/// connection closes reports a lost connection and never reads the error
+/// (libpq does), and a socket closed with bytes unread answers with a
+/// reset that can destroy the error in flight. So the proxy reads and
+/// discards what the client still sends until it pauses (500 ms) or ends,
+/// for at most 2 s and 64 MiB, and only then closes.
+async fn linger_after_fatal(client: &mut ReadHalf<ClientStream>) {
+    let mut sink = vec![0u8; 64 * 1024];
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        let mut total = 0usize;
+        while total < 64 << 20 {
+            let pause = std::time::Duration::from_millis(500);
+            match tokio::time::timeout(pause, client.read(&mut sink)).await {
+                Ok(Ok(n)) if n > 0 => total += n,
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
 struct Shared {
     tracker: Mutex<Tracker>,
     refusals: Mutex<Refusals>,
@@ -327,6 +349,7 @@ async fn frontend(
                         &format!("invalid frontend message: {e}"),
                     )
                     .await;
+                    linger_after_fatal(&mut client).await;
                     return EndReason::Error(format!("invalid frontend message: {e}"));
                 }
             };
