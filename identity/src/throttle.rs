@@ -218,15 +218,22 @@ impl LoginThrottle {
     }
 }
 
-/// An IPv6 client owns at least a /64: counting its full addresses would
-/// give it 2^64 budgets. Every loopback address (127/8, ::1) is one client
-/// too: a local process can send from any of 16 million of them.
+/// Every loopback address (127/8, ::1) is one client: a local process can
+/// send from any of 16 million of them. Others count by [`client_network`].
 fn counted_address(address: IpAddr) -> IpAddr {
     if address.is_loopback()
         || matches!(address, IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback()))
     {
         return IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
     }
+    client_network(address)
+}
+
+/// Who one client is, for counting it: an IPv4 address (an IPv4-mapped
+/// IPv6 address as its IPv4 one), or the /64 of an IPv6 address (one host
+/// commonly holds a whole /64: counting its full addresses would give it
+/// 2^64 budgets).
+pub fn client_network(address: IpAddr) -> IpAddr {
     match address {
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),

@@ -18,6 +18,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use vigil_identity::throttle::client_network;
 
 /// How much one server lets its clients hold.
 #[derive(Clone, Copy, Debug)]
@@ -88,7 +89,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits) {
                 continue;
             }
         };
-        let Some(slot) = peers.clone().take(client_key(peer.ip()), limits.per_peer) else {
+        let Some(slot) = peers
+            .clone()
+            .take(client_network(peer.ip()), limits.per_peer)
+        else {
             tracing::debug!(%peer, "too many connections from one address; closed");
             continue;
         };
@@ -116,24 +120,8 @@ pub async fn serve(listener: TcpListener, router: Router, limits: ServeLimits) {
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(5);
 
-/// Who one client is, for the per-client cap: its IPv4 address, or the
-/// /64 of its IPv6 address (one host commonly holds a whole /64, so
-/// counting single IPv6 addresses would not cap it).
-fn client_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut octets = v6.octets();
-                octets[8..].fill(0);
-                IpAddr::V6(octets.into())
-            }
-        },
-        v4 => v4,
-    }
-}
-
-/// Connections open per client (see [`client_key`]).
+/// Connections open per client: an IPv4 address, or the /64 of an IPv6
+/// address ([`client_network`]).
 #[derive(Default)]
 struct PeerCounts(Mutex<HashMap<IpAddr, usize>>);
 
@@ -250,10 +238,13 @@ mod tests {
         let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
         let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
         let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(client_key(a), client_key(b));
-        assert_ne!(client_key(a), client_key(other));
+        assert_eq!(client_network(a), client_network(b));
+        assert_ne!(client_network(a), client_network(other));
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
-        assert_eq!(client_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            client_network(mapped),
+            "192.0.2.7".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[tokio::test]

@@ -500,21 +500,7 @@ fn a_pgbench_pipeline_script_runs_and_every_step_is_recorded_in_order() {
         "\\set v random(1, 1000)\n\\startpipeline\nSELECT :v::int AS a;\nSELECT :v::int * 2 AS b;\nSELECT :v::int * 3 AS c;\n\\endpipeline\n",
     )
     .unwrap();
-    let out = std::process::Command::new("pgbench")
-        .env("PGPASSWORD", AGENT_PASSWORD)
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &gw.spec.pg_port.to_string(),
-            "-U",
-            AGENT,
-        ])
-        .args(["-n", "-M", "extended", "-c", "2", "-t", "10", "-f"])
-        .arg(&script)
-        .arg("test")
-        .output()
-        .expect("run pgbench");
+    let out = pgbench(&gw, &["-M", "extended", "-c", "2", "-t", "10"], &script);
     assert!(out.status.success(), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("number of failed transactions: 0"),

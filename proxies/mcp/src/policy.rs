@@ -389,16 +389,18 @@ fn values_at(args: &Map<String, Value>, path: &str) -> Vec<Value> {
             _ => v.clone(),
         }
     };
-    let mut here: Vec<Value> = vec![Value::Object(args.clone())];
-    for part in path.split('.') {
+    // Every value in `here` is already expanded.
+    let mut here: Vec<Value> = Vec::new();
+    for (i, part) in path.split('.').enumerate() {
         let (key, every) = match part.strip_suffix("[*]") {
             Some(k) => (k, true),
             None => (part, false),
         };
-        let next: Vec<Value> = here
-            .iter()
-            .filter_map(|v| expand(v).as_object().and_then(|o| o.get(key)).map(expand))
-            .collect();
+        let next: Vec<Value> = if i == 0 {
+            args.get(key).map(expand).into_iter().collect()
+        } else {
+            here.iter().filter_map(|v| v.get(key)).map(expand).collect()
+        };
         here = if every {
             next.into_iter()
                 .filter_map(|v| match v {

@@ -233,10 +233,8 @@ fn count_binary(value: &Value, report: &mut Report) {
 fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
     match value {
         Value::String(s) => {
-            if let Some(hit) = masker.scan(s.as_bytes()) {
-                report.detector_hits += hit.hits;
-                report.kinds.extend(hit.kinds.iter().map(|k| k.to_string()));
-                *s = String::from_utf8_lossy(&hit.masked).into_owned();
+            if let Some(masked) = scan_text(s, masker, report) {
+                *s = masked;
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|v| scan(v, masker, report)),
@@ -251,14 +249,7 @@ fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
                 if !((binary && k == "data") || k == "blob") {
                     scan(&mut v, masker, report);
                 }
-                let mut key = match masker.scan(k.as_bytes()) {
-                    Some(hit) => {
-                        report.detector_hits += hit.hits;
-                        report.kinds.extend(hit.kinds.iter().map(|k| k.to_string()));
-                        String::from_utf8_lossy(&hit.masked).into_owned()
-                    }
-                    None => k,
-                };
+                let mut key = scan_text(&k, masker, report).unwrap_or(k);
                 // Two keys masked alike stay two keys.
                 while out.contains_key(&key) {
                     key.push('\'');
@@ -269,6 +260,15 @@ fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
         }
         _ => {}
     }
+}
+
+/// `text` with the detectors' hits masked (counted in `report`), or `None`
+/// when nothing was found.
+fn scan_text(text: &str, masker: &Masker, report: &mut Report) -> Option<String> {
+    let hit = masker.scan(text.as_bytes())?;
+    report.detector_hits += hit.hits;
+    report.kinds.extend(hit.kinds.iter().map(|k| k.to_string()));
+    Some(String::from_utf8_lossy(&hit.masked).into_owned())
 }
 
 #[cfg(test)]

@@ -101,19 +101,12 @@ fn count_stream(store: &Store, session: &str) -> Result<u64, StoreError> {
     }
 }
 
-fn now_unix_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// The log entry recording `gap` as number `seq` of the gap stream.
 fn gap_entry(gap: &Gap, seq: u64) -> NewEntry {
     own_records::entry(
         GAP_STREAM,
         seq,
-        now_unix_nanos(),
+        own_records::now_unix_nanos(),
         event::Kind::SequenceGap(SequenceGap {
             session_id: gap.session.clone(),
             first_missing: gap.first_missing,

@@ -10,6 +10,14 @@ use vigil_proto::Message;
 /// Streams only the ledger itself writes to.
 pub const LEDGER_STREAM_PREFIX: &str = "vigil-ledger/";
 
+/// Now, in nanoseconds since the Unix epoch (0 before it).
+pub fn now_unix_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// Whether an event of this kind may only come from the ledger itself.
 pub fn is_own_kind(kind: &event::Kind) -> bool {
     matches!(

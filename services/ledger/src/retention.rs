@@ -152,13 +152,6 @@ impl PruneSummary {
     }
 }
 
-fn now_unix_nanos() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 /// The event that records one pruning batch.
 /// The stream the retention runs' records form: run `n` is event `n` of it,
 /// so an auditor sees every run in order, and none can be added from the
@@ -198,7 +191,7 @@ pub const RECORD_KIND: &str = "retention_pruned";
 
 /// Prunes everything eligible now, in batches of [`PRUNE_CHUNK`]. Blocking.
 pub fn prune(ledger: &Ledger, policy: &RetentionPolicy) -> Result<PruneSummary, StoreError> {
-    prune_at(ledger, policy, now_unix_nanos())
+    prune_at(ledger, policy, own_records::now_unix_nanos())
 }
 
 /// [`prune`] as if the time were `now_unix_nanos` (for tests).
