@@ -33,24 +33,28 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python drivers (from PyPI; Debian's are older than the ones we test with).
-if ! python3 -c 'import psycopg, asyncpg' >/dev/null 2>&1; then
-  echo "install-deps: installing psycopg[binary] and asyncpg from PyPI"
+# Python drivers and the MCP SDK (from PyPI; Debian's are older than the
+# ones we test with, and has no MCP SDK).
+python_packages=("psycopg[binary]>=3.1" "asyncpg>=0.29" "mcp==2.3.0")
+if ! python3 -c 'import psycopg, asyncpg, mcp.server.mcpserver, uvicorn, httpx2' >/dev/null 2>&1; then
+  echo "install-deps: installing psycopg[binary], asyncpg and the MCP SDK from PyPI"
   if ! python3 -m pip --version >/dev/null 2>&1; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
   fi
-  python3 -m pip install --quiet --disable-pip-version-check "psycopg[binary]>=3.1" "asyncpg>=0.29" 2>/dev/null \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "psycopg[binary]>=3.1" "asyncpg>=0.29"
+  python3 -m pip install --quiet --disable-pip-version-check "${python_packages[@]}" 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "${python_packages[@]}"
 fi
 
-# node-postgres and oidc-provider (the real OpenID provider of the identity
-# tests), at the versions tests/clients/package-lock.json pins.
+# node-postgres, oidc-provider (the real OpenID provider of the identity
+# tests) and the MCP reference server, at the versions
+# tests/clients/package-lock.json pins.
 clients="$(cd "$(dirname "$0")/.." && pwd)/tests/clients"
-if [ ! -d "$clients/node_modules/pg" ] || [ ! -d "$clients/node_modules/oidc-provider" ]; then
-  echo "install-deps: installing node-postgres and oidc-provider (npm ci in tests/clients)"
+if [ ! -d "$clients/node_modules/pg" ] || [ ! -d "$clients/node_modules/oidc-provider" ] \
+  || [ ! -d "$clients/node_modules/@modelcontextprotocol/server-everything" ]; then
+  echo "install-deps: installing node-postgres, oidc-provider and server-everything (npm ci in tests/clients)"
   npm ci --prefix "$clients" --no-audit --no-fund --silent
 fi
 

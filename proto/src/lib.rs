@@ -58,6 +58,14 @@ pub mod events {
             }
         }
 
+        /// The JSON-RPC message, for a request of the MCP family.
+        pub fn mcp(&self) -> Option<&McpMessage> {
+            match &self.detail {
+                Some(request::Detail::Mcp(m)) => Some(m),
+                _ => None,
+            }
+        }
+
         /// A SQL request (the detail every SQL-family adapter records).
         pub fn new_sql(request_seq: u64, statement: SqlStatement) -> Self {
             Self {
@@ -75,6 +83,14 @@ pub mod events {
                 _ => None,
             }
         }
+
+        /// The MCP result, for a response of the MCP family.
+        pub fn mcp(&self) -> Option<&McpResult> {
+            match &self.detail {
+                Some(response::Detail::Mcp(m)) => Some(m),
+                _ => None,
+            }
+        }
     }
 
     impl SessionOpened {
@@ -82,6 +98,14 @@ pub mod events {
         pub fn sql(&self) -> Option<&SqlSession> {
             match &self.detail {
                 Some(session_opened::Detail::Sql(s)) => Some(s),
+                _ => None,
+            }
+        }
+
+        /// The MCP session detail, for a session of the MCP family.
+        pub fn mcp(&self) -> Option<&McpSession> {
+            match &self.detail {
+                Some(session_opened::Detail::Mcp(m)) => Some(m),
                 _ => None,
             }
         }

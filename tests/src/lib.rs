@@ -614,6 +614,7 @@ pub fn show(out: &Output) -> String {
 /// appends and the crash test (`e2e/crash.rs`) checks: both sides derive ids
 /// and bodies from the same pure functions.
 pub mod kafka;
+pub mod mcp;
 pub mod oidc;
 pub mod rewriting_proxy;
 

@@ -94,6 +94,16 @@ impl<T> Correlator<T> {
         }
     }
 
+    /// The upstream id of the client's request `client_id` while it
+    /// waits: a client's `notifications/cancelled` names its own id, and
+    /// the server knows the request by the gateway's.
+    pub fn upstream_of(&self, client_id: &Id) -> Option<Id> {
+        self.waiting
+            .iter()
+            .find(|(_, (id, _))| id == client_id)
+            .map(|(n, _)| Id::Number(*n as i64))
+    }
+
     /// The request was abandoned (the client went away, the gateway
     /// refused it after all): a late answer is dropped.
     pub fn forget(&mut self, upstream: &Id) {

@@ -213,11 +213,7 @@ fn masked_whole(value: &Value, format: MaskFormat, masker: &Masker) -> Value {
 fn count_binary(value: &Value, report: &mut Report) {
     match value {
         Value::Object(o) => {
-            let kind = o.get("type").and_then(Value::as_str);
-            if matches!(kind, Some("image" | "audio")) && o.contains_key("data") {
-                report.unscanned_binary += 1;
-            }
-            if o.get("blob").is_some_and(Value::is_string) {
+            if binary_payload(o).is_some() {
                 report.unscanned_binary += 1;
             }
             o.values().for_each(|v| count_binary(v, report));
@@ -227,9 +223,50 @@ fn count_binary(value: &Value, report: &mut Report) {
     }
 }
 
-/// Every string and key through the detectors. Binary payloads (`data`
-/// of image/audio, `blob`) are base64: detectors would find noise in
-/// them, so they are left to the adapter's decision.
+/// The key of an object's base64 payload the detectors cannot read: the
+/// `data` of an image or audio content block, the `blob` of a resource's
+/// contents (it has a `uri`) whose type is not text. Only there: a `blob`
+/// or `data` key anywhere else is a field like any other (a tool's row
+/// with a column named `blob` is scanned).
+fn binary_payload(o: &Map<String, Value>) -> Option<&'static str> {
+    let kind = o.get("type").and_then(Value::as_str);
+    if matches!(kind, Some("image" | "audio")) && o.get("data").is_some_and(Value::is_string) {
+        return Some("data");
+    }
+    if o.contains_key("uri")
+        && o.get("blob").is_some_and(Value::is_string)
+        && text_blob(o).is_none()
+    {
+        return Some("blob");
+    }
+    None
+}
+
+/// Whether a resource's `blob` holds text (a textual MIME type): then it
+/// is decoded, scanned and encoded again.
+fn text_blob(o: &Map<String, Value>) -> Option<()> {
+    let mime = o
+        .get("mimeType")
+        .and_then(Value::as_str)?
+        .to_ascii_lowercase();
+    let essence = mime
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    (essence.starts_with("text/")
+        || essence == "application/json"
+        || essence == "application/xml"
+        || essence.ends_with("+json")
+        || essence.ends_with("+xml"))
+    .then_some(())
+}
+
+/// Every string and key through the detectors. Binary payloads
+/// ([`binary_payload`]) are base64: detectors would find noise in them,
+/// so they are counted for the adapter to decide on; a text `blob` is
+/// decoded and scanned.
 fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
     match value {
         Value::String(s) => {
@@ -239,14 +276,23 @@ fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
         }
         Value::Array(items) => items.iter_mut().for_each(|v| scan(v, masker, report)),
         Value::Object(o) => {
-            let binary = matches!(
-                o.get("type").and_then(Value::as_str),
-                Some("image" | "audio")
-            );
+            // A text blob is scanned decoded, here, and not again as
+            // base64 below (which the detectors would only corrupt).
+            let text = o.contains_key("uri")
+                && o.get("blob").is_some_and(Value::is_string)
+                && text_blob(o).is_some();
+            if text {
+                scan_text_blob(o, masker, report);
+            }
+            let skip = if text {
+                Some("blob")
+            } else {
+                binary_payload(o)
+            };
             let old = std::mem::take(o);
             let mut out = Map::new();
             for (k, mut v) in old {
-                if !((binary && k == "data") || k == "blob") {
+                if skip != Some(k.as_str()) {
                     scan(&mut v, masker, report);
                 }
                 let mut key = scan_text(&k, masker, report).unwrap_or(k);
@@ -260,6 +306,32 @@ fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
         }
         _ => {}
     }
+}
+
+/// A text `blob` decoded, scanned and encoded again; one that is not
+/// valid base64 or UTF-8 is replaced whole (it cannot be read, so it
+/// cannot be shown as masked).
+fn scan_text_blob(o: &mut Map<String, Value>, masker: &Masker, report: &mut Report) {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let Some(Value::String(b64)) = o.get("blob") else {
+        return;
+    };
+    let decoded = engine
+        .decode(b64.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    let replacement = match decoded {
+        Some(text) => match scan_text(&text, masker, report) {
+            Some(masked) => engine.encode(masked),
+            None => return,
+        },
+        None => {
+            report.detector_hits += 1;
+            engine.encode("[UNREADABLE]")
+        }
+    };
+    o.insert("blob".into(), Value::String(replacement));
 }
 
 /// `text` with the detectors' hits masked (counted in `report`), or `None`
@@ -286,6 +358,32 @@ mod tests {
             .iter()
             .map(|p| PathRule::parse(p, MaskFormat::Redact).unwrap())
             .collect()
+    }
+
+    #[test]
+    fn only_real_binary_payloads_escape_the_detectors() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut result = json!({
+            "structuredContent": {"rows": [{"blob": "123-45-6789", "data": "234-56-7890"}]},
+            "contents": [
+                {"uri": "file:///chart.txt", "mimeType": "text/plain", "blob": b64.encode("SSN 123-45-6789")},
+                {"uri": "file:///scan.png", "mimeType": "image/png", "blob": b64.encode("123-45-6789")}
+            ]
+        });
+        let report = mask_result(&mut result, &masker(), &[]);
+        let rows = result["structuredContent"]["rows"][0].to_string();
+        assert!(
+            !rows.contains("123-45-6789") && !rows.contains("234-56-7890"),
+            "{rows}"
+        );
+        let text = b64
+            .decode(result["contents"][0]["blob"].as_str().unwrap())
+            .unwrap();
+        assert!(!String::from_utf8(text).unwrap().contains("123-45-6789"));
+        // The image is left as it is, and counted.
+        assert_eq!(report.unscanned_binary, 1);
+        assert_eq!(result["contents"][1]["blob"], b64.encode("123-45-6789"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod body_key;
 mod config;
 mod ledger_cmd;
 mod logins;
+mod mcp_cmd;
 mod policy_setup;
 mod retention_cmd;
 mod timefmt;
@@ -75,6 +76,9 @@ enum Command {
     /// Retention: delete event bodies past the retention period.
     #[command(subcommand)]
     Retention(retention_cmd::RetentionCommand),
+    /// MCP listeners: tool definitions pinned at first sight.
+    #[command(subcommand)]
+    Mcp(mcp_cmd::McpCommand),
     /// Read a secret from standard input and print its Argon2id hash for the
     /// `password_hash` of a static identity.
     HashPassword,
@@ -95,6 +99,7 @@ fn main() -> ExitCode {
         }
         Command::Retention(cmd) => retention_cmd::run(cmd),
         Command::Witness(args) => witness_cmd::run(args),
+        Command::Mcp(cmd) => mcp_cmd::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

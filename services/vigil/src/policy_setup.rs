@@ -33,6 +33,35 @@ pub fn load_policy(spec: &str) -> anyhow::Result<Arc<Policy>> {
     Ok(Arc::new(policy))
 }
 
+/// The shipped MCP policy: every call allowed, results masked, server
+/// sampling and elicitation refused (the default for `[[mcp]]`).
+pub const MCP_DEFAULT: &str = vigil_proxy_mcp::config::DEFAULT_POLICY;
+/// The shipped MCP policy that masks nothing (servers without PHI).
+pub const MCP_ALLOW_ALL: &str = "builtin:mcp-allow-all";
+
+const MCP_DEFAULT_TEXT: &str = include_str!("../../../deploy/policy/mcp-default.toml");
+const MCP_ALLOW_ALL_TEXT: &str = include_str!("../../../deploy/policy/mcp-allow-all.toml");
+
+/// An MCP policy by name (`builtin:mcp-default`, `builtin:mcp-allow-all`)
+/// or file path.
+pub fn load_mcp_policy(spec: &str) -> anyhow::Result<Arc<vigil_mcp::policy::Policy>> {
+    let (text, what) = match spec {
+        MCP_DEFAULT => (MCP_DEFAULT_TEXT.to_string(), spec.to_string()),
+        MCP_ALLOW_ALL => (MCP_ALLOW_ALL_TEXT.to_string(), spec.to_string()),
+        other if other.starts_with("builtin:") => {
+            bail!("unknown shipped MCP policy {other:?} (there are {MCP_DEFAULT} and {MCP_ALLOW_ALL})")
+        }
+        path => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read policy file {path}"))?,
+            format!("policy file {path}"),
+        ),
+    };
+    let policy =
+        vigil_mcp::policy::Policy::parse(&text).with_context(|| format!("invalid MCP {what}"))?;
+    Ok(Arc::new(policy))
+}
+
 /// Reads a masking key: one line of base64 holding 32 bytes (lines starting
 /// with `#` are comments).
 pub fn parse_masking_key(text: &str) -> anyhow::Result<[u8; 32]> {

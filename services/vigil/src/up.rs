@@ -205,7 +205,8 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         let kafka = kafka.clone().context("no Kafka")?;
         let section = config.approvals.as_ref().context("no [approvals]")?;
         let auth = authenticator_with_keys(&config).await?;
-        let service = start_approvals(&config, section, &[], sink, auth, false, &mut tasks).await?;
+        let service =
+            start_approvals(&config, section, Vec::new(), sink, auth, false, &mut tasks).await?;
         consume_holds(&kafka, service, &mut tasks)?;
     }
     if matches!(roles, Roles::All | Roles::Proxy) {
@@ -214,15 +215,24 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         // Loaded once: the listeners, and the review rules the in-process
         // approval service decides, come from the same policies.
         let proxies = config.proxies()?;
+        let gateways = config.mcp_gateways()?;
         crate::upstream_check::check_upstream_roles(&config, &proxies).await?;
         let approvals: Option<Arc<dyn Approvals>> =
             match (&config.approvals, &config.approval_service) {
                 (Some(section), _) if roles == Roles::All => {
-                    let policies: Vec<_> = proxies.iter().map(|(_, p)| p.policy.clone()).collect();
+                    let rules: Vec<_> = proxies
+                        .iter()
+                        .flat_map(|(_, p)| p.policy.all_review_settings())
+                        .chain(
+                            gateways
+                                .iter()
+                                .flat_map(|(_, g)| g.policy.all_review_settings()),
+                        )
+                        .collect();
                     let service = start_approvals(
                         &config,
                         section,
-                        &policies,
+                        rules,
                         sink.clone(),
                         auth.clone(),
                         true,
@@ -236,6 +246,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
                 }
                 _ => None,
             };
+        start_mcp_gateways(gateways, &auth, &sink, &approvals, &drain, &mut tasks).await?;
         start_proxies(proxies, auth, sink, approvals, &drain, &mut tasks).await?;
     }
 
@@ -551,7 +562,7 @@ fn consume_holds(
 async fn start_approvals(
     config: &Config,
     section: &ApprovalsSection,
-    listener_policies: &[Arc<vigil_sql::policy::Policy>],
+    listener_rules: Vec<vigil_proxy_core::policy::ReviewSettings>,
     sink: Arc<dyn EventSink>,
     auth: vigil_proxy_core::Authenticator,
     in_process: bool,
@@ -586,14 +597,18 @@ async fn start_approvals(
         });
     }
     let hooks = (!targets.is_empty()).then(|| webhook::Webhooks::start(targets));
-    let mut policies = listener_policies.to_vec();
+    let mut policies = Vec::new();
     for spec in &section.policies {
         policies.push(
             crate::policy_setup::load_policy(spec)
                 .with_context(|| format!("approvals.policies: {spec}"))?,
         );
     }
-    let rules = grant_rules(policies.iter().flat_map(|p| p.all_review_settings()));
+    let rules = grant_rules(
+        listener_rules
+            .into_iter()
+            .chain(policies.iter().flat_map(|p| p.all_review_settings())),
+    );
     let dir = section.dir(&config.data_dir);
     let service = ApprovalService::start(&dir, rules, sink, hooks, in_process)
         .await
@@ -657,6 +672,35 @@ async fn start_proxies(
                 .serve(listener, drain)
                 .await
                 .with_context(|| format!("postgres \"{name}\" stopped"))
+        });
+    }
+    Ok(())
+}
+
+/// Binds every MCP listener, then serves them all.
+async fn start_mcp_gateways(
+    gateways: Vec<(SocketAddr, vigil_proxy_mcp::GatewayConfig)>,
+    auth: &vigil_proxy_core::Authenticator,
+    sink: &Arc<dyn EventSink>,
+    approvals: &Option<Arc<dyn Approvals>>,
+    drain: &Arc<Drain>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let mut bound = Vec::new();
+    for (addr, mut gateway) in gateways {
+        gateway.approvals = approvals.clone();
+        let listener = bind(addr, &format!("mcp \"{}\"", gateway.name)).await?;
+        bound.push((listener, gateway));
+    }
+    for (listener, gateway) in bound {
+        let gateway = vigil_proxy_mcp::McpGateway::new(gateway, auth.clone(), sink.clone()).await?;
+        let drain = drain.clone();
+        tasks.spawn(async move {
+            let name = gateway.name().to_string();
+            gateway
+                .serve(listener, drain)
+                .await
+                .with_context(|| format!("mcp \"{name}\" stopped"))
         });
     }
     Ok(())

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use vigil_proto::events::{event::Kind, Event, SqlStatement};
+use vigil_proto::events::{event::Kind, Event, McpDirection, McpMessage, SqlStatement};
 
 use crate::timefmt::rfc3339;
 
@@ -60,6 +60,23 @@ fn describe(e: &Event) -> String {
                     format!(" at {}", o.upstream_addr)
                 }
             ),
+            None if o.mcp().is_some() => {
+                let m = o.mcp().expect("checked");
+                format!(
+                    "MCP session opened from {} (tls {}), revision {}{}, client {:?} {:?} -> {}",
+                    o.client_addr,
+                    o.tls,
+                    if m.protocol_version.is_empty() { "?" } else { &m.protocol_version },
+                    if m.mcp_session_id.is_empty() {
+                        " (stateless: one HTTP connection)".to_string()
+                    } else {
+                        format!(", Mcp-Session-Id {}", m.mcp_session_id)
+                    },
+                    m.client_name,
+                    m.client_version,
+                    m.upstream
+                )
+            }
             None => format!(
                 "{} session opened from {} (tls {})",
                 e.protocol().label(),
@@ -67,9 +84,10 @@ fn describe(e: &Event) -> String {
                 o.tls
             ),
         },
-        Some(Kind::Request(r)) => match r.sql() {
-            Some(sql) => statement(r.request_seq, sql),
-            None => format!("request #{} ({})", r.request_seq, e.protocol().label()),
+        Some(Kind::Request(r)) => match (r.sql(), r.mcp()) {
+            (Some(sql), _) => statement(r.request_seq, sql),
+            (None, Some(m)) => mcp_message(r.request_seq, m),
+            (None, None) => format!("request #{} ({})", r.request_seq, e.protocol().label()),
         },
         Some(Kind::Decision(d)) => format!(
             "decision on #{}: {} by rule {:?}{}",
@@ -90,6 +108,8 @@ fn describe(e: &Event) -> String {
                     "result of #{}: ERROR {} {} ({} µs)",
                     r.request_seq, r.error_code, r.error_message, r.duration_micros
                 )
+            } else if let Some(m) = r.mcp() {
+                mcp_result(r, m)
             } else if let Some(sql) = r.sql() {
                 format!(
                     "result of #{}: {} — {} row(s) returned to the client ({} µs)",
@@ -166,6 +186,77 @@ fn describe(e: &Event) -> String {
             n.target, n.operation_id, n.state, n.error, n.attempts
         ),
         None => "(event without a kind)".into(),
+    }
+}
+
+/// An MCP message: its number, direction, method, id, name or URI, and
+/// params (as recorded: the agent's arguments, the server's requests).
+fn mcp_message(seq: u64, m: &McpMessage) -> String {
+    let arrow = match m.direction() {
+        McpDirection::ServerToClient => "server -> agent",
+        _ => "agent -> server",
+    };
+    let mut s = format!(
+        "message #{seq} ({arrow}): {}",
+        if m.method.is_empty() {
+            "(answer)"
+        } else {
+            &m.method
+        }
+    );
+    if !m.name.is_empty() {
+        let _ = write!(s, " {:?}", m.name);
+    }
+    if !m.uri.is_empty() {
+        let _ = write!(s, " {:?}", m.uri);
+    }
+    if !m.jsonrpc_id.is_empty() {
+        let _ = write!(s, " id {}", m.jsonrpc_id);
+    }
+    if let Some(p) = &m.params {
+        let _ = write!(s, "  params {}", recorded_value(p));
+    }
+    s
+}
+
+/// An MCP answer as the agent received it (masked).
+fn mcp_result(r: &vigil_proto::events::Response, m: &vigil_proto::events::McpResult) -> String {
+    let mut s = format!(
+        "result of #{}: {}{} item(s), {} bytes ({} µs)",
+        r.request_seq,
+        if m.is_error { "tool error, " } else { "" },
+        m.content_items,
+        m.size_bytes,
+        r.duration_micros
+    );
+    for f in &r.masked {
+        let _ = write!(s, "; masked {} value(s) by {}", f.values_masked, f.method);
+    }
+    if !m.hidden_tools.is_empty() {
+        let _ = write!(
+            s,
+            "; tools hidden from the agent: {}",
+            m.hidden_tools.join(", ")
+        );
+    }
+    if let Some(p) = &m.result {
+        let _ = write!(s, "\n      as the agent received it: {}", recorded_value(p));
+    }
+    s
+}
+
+/// A recorded value: whole, or its recorded start with the whole's length
+/// and hash.
+fn recorded_value(p: &vigil_proto::events::Parameter) -> String {
+    let text = String::from_utf8_lossy(&p.value);
+    if p.length > 0 {
+        format!(
+            "{text}... <{} bytes in all, sha256 {}>",
+            p.length,
+            hex::encode(&p.sha256)
+        )
+    } else {
+        text.into_owned()
     }
 }
 

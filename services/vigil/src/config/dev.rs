@@ -23,6 +23,8 @@ impl Config {
                 body_keys_file,
                 ..LedgerSection::default()
             },
+            // MCP needs OIDC bearer tokens, which `--dev` has no issuer for.
+            mcp: Vec::new(),
             postgres: vec![PostgresSection {
                 name: "dev".into(),
                 listen: "127.0.0.1:6543".parse().expect("literal address"),

@@ -30,6 +30,7 @@ use vigil_proxy_core::identity::LoginThrottle;
 use vigil_proxy_core::identity::{IssuerSettings, TokenVerifier};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::{Authenticator, StaticIdentities, StaticIdentity};
+use vigil_proxy_mcp::config::McpSection;
 use vigil_proxy_postgres::config::PostgresSection;
 use vigil_proxy_postgres::ProxyConfig;
 
@@ -51,6 +52,9 @@ pub struct Config {
     pub ledger: LedgerSection,
     #[serde(default)]
     pub postgres: Vec<PostgresSection>,
+    /// MCP listeners (Streamable HTTP) in front of MCP servers.
+    #[serde(default)]
+    pub mcp: Vec<McpSection>,
     /// Static identities (password -> identity). For development and
     /// break-glass accounts; refused unless `allow_static_identities` is true.
     #[serde(default)]
@@ -195,6 +199,22 @@ impl Config {
             }
             pg.validate()?;
         }
+        for mcp in &self.mcp {
+            if mcp.name.is_empty() || !names.insert(mcp.name.as_str()) {
+                bail!(
+                    "listener names must be unique and non-empty ({:?} is used twice)",
+                    mcp.name
+                );
+            }
+            if !addrs.insert(mcp.listen) {
+                bail!(
+                    "{}: listen address {} is used twice",
+                    mcp.label(),
+                    mcp.listen
+                );
+            }
+            mcp.validate()?;
+        }
         StaticIdentities::new(self.identities.clone())?;
         if !self.identities.is_empty() && !self.allow_static_identities {
             bail!(
@@ -210,6 +230,14 @@ impl Config {
                 bail!(
                     "postgres \"{}\": required_scopes needs [[oidc.issuers]] (static identities have no scopes)",
                     pg.name
+                );
+            }
+        }
+        if let Some(mcp) = self.mcp.first() {
+            if self.oidc.issuers.is_empty() {
+                bail!(
+                    "{}: MCP agents present OIDC access tokens, so [[oidc.issuers]] is required",
+                    mcp.label()
                 );
             }
         }
@@ -235,8 +263,8 @@ impl Config {
     /// What a role that runs proxies needs beyond [`Config::validate`]
     /// (`vigil up`, `vigil proxy`; a ledger-only process has no listeners).
     fn check_proxy_role(&self) -> anyhow::Result<()> {
-        if self.postgres.is_empty() {
-            bail!("no [[postgres]] listener configured: the gateway would have nothing to do");
+        if self.postgres.is_empty() && self.mcp.is_empty() {
+            bail!("no [[postgres]] or [[mcp]] listener configured: the gateway would have nothing to do");
         }
         if self.oidc.issuers.is_empty() && self.identities.is_empty() {
             bail!("nobody can log in: configure [[oidc.issuers]] (or, for development, static [[identities]])");
@@ -325,6 +353,51 @@ impl Config {
         };
         Ok(Authenticator::new(statics, tokens)
             .with_throttle(LoginThrottle::new(self.logins.throttle())))
+    }
+
+    /// The masker of a listener whose policy masks by `detectors`.
+    fn masker(
+        &self,
+        label: &str,
+        policy_name: &str,
+        masks: bool,
+        detectors: &vigil_proxy_core::mask::DetectorConfig,
+    ) -> anyhow::Result<Masker> {
+        let key = match self.masking_key()? {
+            Some(key) => key,
+            None if masks => bail!(
+                "{label}: policy \"{policy_name}\" masks results, so masking.hash_key_file \
+                 or masking.hash_key_env is required"
+            ),
+            // Nothing is masked: the key is never used.
+            None => [0; 32],
+        };
+        Masker::new(key, detectors)
+            .map_err(|e| anyhow::anyhow!("{label}: policy \"{policy_name}\": {e}"))
+    }
+
+    /// The MCP listeners' configs (approvals wired by the caller).
+    pub fn mcp_gateways(
+        &self,
+    ) -> anyhow::Result<Vec<(SocketAddr, vigil_proxy_mcp::GatewayConfig)>> {
+        let issuers: Vec<String> = self.oidc.issuers.iter().map(|i| i.issuer.clone()).collect();
+        self.mcp
+            .iter()
+            .map(|m| {
+                let label = m.label();
+                let policy =
+                    crate::policy_setup::load_mcp_policy(&m.policy).context(label.clone())?;
+                let masks = policy.default_outcome() == vigil_proxy_core::policy::Outcome::Mask
+                    || policy
+                        .rules()
+                        .iter()
+                        .any(|r| r.action == vigil_proxy_core::policy::Outcome::Mask);
+                let masker =
+                    self.masker(&label, policy.name(), masks, &policy.masking().detectors)?;
+                let built = m.build(policy, Arc::new(masker), issuers.clone(), &self.data_dir)?;
+                Ok((m.listen, built))
+            })
+            .collect()
     }
 
     /// The proxy configs: each listener's section builds its own (reading

@@ -36,6 +36,16 @@ impl Config {
                 pg.name, pg.listen, pg.upstream.host, pg.upstream.port, pg.upstream.user, pg.policy
             ));
         }
+        for m in &self.mcp {
+            out.push_str(&format!(
+                "mcp \"{}\": agents on {}{} -> {}, policy {}\n",
+                m.name,
+                m.listen,
+                m.path,
+                m.upstream_label(),
+                m.policy
+            ));
+        }
         if let Some(a) = &self.approvals {
             out.push_str(&format!(
                 "approvals: gRPC API on {} ({}), book in {}, {} webhook(s){}\n",

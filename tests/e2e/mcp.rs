@@ -1,0 +1,829 @@
+//! The MCP gateway end to end: a real OpenID provider issues the agents'
+//! tokens, the official Python SDK's client is the agent (on the handshake
+//! revision and on the stateless 2026-07-28 revision), our own SDK server
+//! returns synthetic patient rows and accepts only the gateway's own
+//! credential, and npm's reference server `server-everything` stands for
+//! the servers agents meet in the field. Everything the agent sees is
+//! checked, and everything the ledger holds.
+
+use serde_json::{json, Value};
+use vigil_proto::events::event::Kind;
+use vigil_proto::events::{request, response, Event, McpDirection, Outcome, Protocol};
+use vigil_tests::mcp::{agent, post, McpServer};
+use vigil_tests::oidc::OidcProvider;
+use vigil_tests::{free_port, show, Gateway, GatewaySpec};
+
+const AUDIENCE: &str = "urn:vigil:mcp";
+const SSN: &str = "123-45-6789";
+const SSN2: &str = "234-56-7890";
+const EMAIL: &str = "alice.example@example.org";
+const MRN: &str = "MRN-000101";
+
+const POLICY: &str = r#"
+name = "mcp-test"
+default = "mask"
+
+[[rules]]
+name = "no-deletes"
+action = "deny"
+tools = ["delete_patient"]
+reason = "deleting patients is not for agents"
+
+[[rules]]
+name = "discharge-needs-approval"
+action = "review"
+tools = ["discharge_patient"]
+
+[review]
+approver_groups = ["approvers"]
+ttl_secs = 60
+
+[masking]
+paths = [{ path = "structuredContent.patients[*].mrn", format = "redact" }]
+"#;
+
+fn provider() -> OidcProvider {
+    OidcProvider::start_with(Some(json!({
+        "clients": [
+            { "client_id": "agent-ehr", "client_secret": "agent-ehr-secret", "groups": ["ehr-analysts"] },
+            { "client_id": "agent-other", "client_secret": "other-secret", "groups": ["staff"] },
+            { "client_id": "alice", "client_secret": "alice-secret", "groups": ["approvers"] },
+        ],
+        "resources": {
+            AUDIENCE: { "scope": "mcp:tools mcp:other", "ttl": 300, "alg": "RS256" },
+            "urn:vigil:elsewhere": { "scope": "mcp:tools", "ttl": 300, "alg": "RS256" },
+        }
+    })))
+}
+
+struct Setup {
+    provider: OidcProvider,
+    gw: Gateway,
+    url: String,
+    port: u16,
+}
+
+impl Setup {
+    fn start(upstream: &McpServer, bearer: bool, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let token_file = dir.join("upstream.token");
+        std::fs::write(
+            &token_file,
+            format!("{}\n", vigil_tests::mcp::UPSTREAM_TOKEN),
+        )
+        .unwrap();
+        let bearer = if bearer {
+            format!(", bearer_file = \"{}\"", token_file.display())
+        } else {
+            String::new()
+        };
+        Self::with_upstream(
+            &format!("upstream = {{ url = \"{}\"{bearer} }}", upstream.url),
+            extra,
+        )
+    }
+
+    /// As [`Setup::start`] with the gateway's bearer, and `tables`
+    /// (top-level tables) in the config.
+    fn with_tables(upstream: &McpServer, tables: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let token_file = dir.join("upstream.token");
+        std::fs::write(
+            &token_file,
+            format!("{}\n", vigil_tests::mcp::UPSTREAM_TOKEN),
+        )
+        .unwrap();
+        let line = format!(
+            "upstream = {{ url = \"{}\", bearer_file = \"{}\" }}",
+            upstream.url,
+            token_file.display()
+        );
+        Self::build(&line, "", tables)
+    }
+
+    /// A gateway whose `[[mcp]]` has `upstream` (a whole `upstream = ...` line).
+    fn with_upstream(upstream: &str, extra: &str) -> Self {
+        Self::build(upstream, extra, "")
+    }
+
+    fn build(upstream: &str, extra: &str, tables: &str) -> Self {
+        let provider = provider();
+        let dir = tempfile::tempdir().unwrap().keep();
+        let policy = dir.join("mcp-policy.toml");
+        std::fs::write(&policy, POLICY).unwrap();
+        let port = free_port();
+        let mut spec = GatewaySpec::new();
+        spec.tables_extra = format!(
+            "{issuer}\n[logins]\nmax_failures_per_address = 1000\nmax_failures_per_user = 1000\n{tables}\n\
+             [[mcp]]\nname = \"ehr-tools\"\nlisten = \"127.0.0.1:{port}\"\npolicy = \"{policy}\"\n\
+             required_scopes = [\"mcp:tools\"]\n{extra}\n{upstream}\n",
+            issuer = provider.issuer_toml(&[AUDIENCE], ""),
+            policy = policy.display(),
+        );
+        let gw = Gateway::start(spec);
+        Setup {
+            provider,
+            gw,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+            port,
+        }
+    }
+
+    fn token(&self) -> String {
+        self.provider
+            .token("agent-ehr", "agent-ehr-secret", AUDIENCE, "mcp:tools")
+    }
+}
+
+fn mcp_requests(events: &[Event]) -> Vec<(&Event, &vigil_proto::events::McpMessage)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Request(r)) => match &r.detail {
+                Some(request::Detail::Mcp(m)) => Some((e, m)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+/// The Decision and the Response of request `seq` in `session`.
+fn decision_and_response<'a>(
+    events: &'a [Event],
+    session: &str,
+    seq: u64,
+) -> (
+    Option<&'a vigil_proto::events::Decision>,
+    Option<&'a vigil_proto::events::Response>,
+) {
+    let mut out = (None, None);
+    for e in events.iter().filter(|e| e.session_id == session) {
+        match &e.kind {
+            Some(Kind::Decision(d)) if d.request_seq == seq && out.0.is_none() => out.0 = Some(d),
+            Some(Kind::Response(r)) if r.request_seq == seq => out.1 = Some(r),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn tool_call<'a>(events: &'a [Event], tool: &str) -> Vec<(&'a Event, u64)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Request(r)) => match &r.detail {
+                Some(request::Detail::Mcp(m)) if m.method == "tools/call" && m.name == tool => {
+                    Some((e, r.request_seq))
+                }
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn agents_on_either_revision_get_masked_results_and_never_see_denied_tools() {
+    let server = McpServer::patients(&[]);
+    let s = Setup::start(&server, true, "");
+    let steps = json!([
+        {"op": "list_tools"},
+        {"op": "call", "tool": "lookup_patients", "args": {"ward": "cardiology"}},
+        {"op": "call", "tool": "delete_patient", "args": {"mrn": MRN}},
+        {"op": "call", "tool": "fail_with_phi", "args": {"mrn": MRN}},
+        {"op": "read", "uri": format!("patients://{MRN}")},
+        {"op": "call", "tool": "audit_trail", "args": {"mrn": "ward-7"}},
+    ]);
+    for (mode, version) in [("legacy", "2025-11-25"), ("2026-07-28", "2026-07-28")] {
+        let lines = agent(&s.url, &s.token(), mode, steps.clone());
+        assert_eq!(lines[0]["protocol_version"], version, "{lines:?}");
+        let names: Vec<&str> = lines[1]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{mode}: {lines:?}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        assert!(names.contains(&"lookup_patients"), "{names:?}");
+        assert!(
+            !names.contains(&"delete_patient"),
+            "a denied tool was listed: {names:?}"
+        );
+        let looked_up = lines[2].to_string();
+        for phi in [SSN, SSN2, EMAIL, MRN] {
+            assert!(
+                !looked_up.contains(phi),
+                "{mode}: {phi} reached the agent: {looked_up}"
+            );
+        }
+        assert_eq!(
+            lines[2]["structuredContent"]["patients"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{mode}: {looked_up}"))
+                .len(),
+            2,
+            "{looked_up}"
+        );
+        assert!(looked_up.contains("Alice Example"), "{looked_up}");
+        assert_eq!(lines[3]["error"], -32010, "{mode}: {}", lines[3]);
+        let refusal = lines[3]["message"].as_str().unwrap();
+        assert!(
+            refusal.contains("no-deletes") && refusal.contains("delete_patient"),
+            "{refusal}"
+        );
+        let failed = lines[4].to_string();
+        assert!(failed.contains("locked"), "{failed}");
+        assert!(
+            !failed.contains(SSN),
+            "{mode}: an error message carried the SSN: {failed}"
+        );
+        if mode == "legacy" {
+            // The server's log notification reached the agent, masked.
+            let logs = lines[6]["logs"].to_string();
+            assert!(logs.contains("opened the chart of ward-7"), "{}", lines[6]);
+            assert!(
+                !logs.contains(SSN),
+                "a log notification carried the SSN: {logs}"
+            );
+        }
+        let read = lines[5].to_string();
+        assert!(
+            read.contains("Alice Example") && !read.contains(SSN),
+            "{read}"
+        );
+    }
+
+    let events = s.gw.wait_for_events(|ev| {
+        tool_call(ev, "fail_with_phi").len() == 2
+            && ev.iter().filter(|e| matches!(&e.kind, Some(Kind::Response(r)) if matches!(r.detail, Some(response::Detail::Mcp(_))))).count() >= 10
+    });
+    // Two sessions, one per revision, each opened before anything else of it.
+    let opened: Vec<&Event> = events
+        .iter()
+        .filter(|e| matches!(e.kind, Some(Kind::SessionOpened(_))) && e.protocol() == Protocol::Mcp)
+        .collect();
+    assert_eq!(
+        opened.len(),
+        2,
+        "{:?}",
+        events.iter().map(|e| e.kind_name()).collect::<Vec<_>>()
+    );
+    for e in &opened {
+        assert_eq!(e.seq, 0);
+        let identity = e.identity.as_ref().unwrap();
+        assert_eq!(identity.client_id, "agent-ehr");
+    }
+    for (event, seq) in tool_call(&events, "lookup_patients") {
+        let (decision, response) = decision_and_response(&events, &event.session_id, seq);
+        assert_eq!(decision.unwrap().outcome(), Outcome::Mask);
+        let response = response.expect("a Response for every answered call");
+        let Some(response::Detail::Mcp(result)) = &response.detail else {
+            panic!()
+        };
+        let recorded = String::from_utf8_lossy(&result.result.as_ref().unwrap().value).to_string();
+        assert!(recorded.contains("Alice Example"), "{recorded}");
+        for phi in [SSN, EMAIL, MRN] {
+            assert!(
+                !recorded.contains(phi),
+                "the recorded result holds {phi}: {recorded}"
+            );
+        }
+        // Two MRNs, in the structured content and in its JSON copy in a text block.
+        assert!(
+            response
+                .masked
+                .iter()
+                .any(|m| m.method == "paths" && m.values_masked == 4),
+            "{:?}",
+            response.masked
+        );
+    }
+    for (event, seq) in tool_call(&events, "delete_patient") {
+        let (decision, response) = decision_and_response(&events, &event.session_id, seq);
+        let decision = decision.unwrap();
+        assert_eq!(
+            (decision.outcome(), decision.rule.as_str()),
+            (Outcome::Deny, "no-deletes")
+        );
+        let response = response.unwrap();
+        assert!(response.not_executed);
+        assert_eq!(response.error_code, "-32010");
+    }
+    // Every message of the agent is recorded, tools/list included.
+    let methods: Vec<&str> = mcp_requests(&events)
+        .iter()
+        .filter(|(_, m)| m.direction() == McpDirection::ClientToServer)
+        .map(|(_, m)| m.method.as_str())
+        .collect();
+    for m in [
+        "initialize",
+        "notifications/initialized",
+        "tools/list",
+        "resources/read",
+    ] {
+        assert!(methods.contains(&m), "{m} not recorded: {methods:?}");
+    }
+    let verify = s.gw.audit(&["verify"]);
+    assert!(verify.status.success(), "{}", show(&verify));
+
+    // The auditor's tools: each legacy session's calls with their
+    // decisions and masked results, proven; its bundle checks offline.
+    let legacy = opened
+        .iter()
+        .find(|e| matches!(&e.kind, Some(Kind::SessionOpened(o)) if o.mcp().is_some_and(|m| !m.mcp_session_id.is_empty())))
+        .expect("the handshake session");
+    s.gw.wait_for_events(|ev| {
+        ev.iter().any(|e| {
+            e.session_id == legacy.session_id && matches!(e.kind, Some(Kind::SessionClosed(_)))
+        })
+    });
+    let replay = s.gw.audit(&["replay", "--session", &legacy.session_id]);
+    assert!(replay.status.success(), "{}", show(&replay));
+    let text = String::from_utf8_lossy(&replay.stdout);
+    assert!(text.contains("MCP session opened"), "{text}");
+    assert!(text.contains("tools/call \"lookup_patients\""), "{text}");
+    assert!(
+        text.contains("decision on #") && text.contains("by rule \"no-deletes\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("as the agent received it") && text.contains("Alice Example"),
+        "{text}"
+    );
+    assert!(
+        text.contains("tools hidden from the agent: delete_patient"),
+        "{text}"
+    );
+    assert!(!text.contains(SSN) && !text.contains(EMAIL), "{text}");
+    let bundle = s.gw.dir.path().join("mcp-bundle.json");
+    let out = s.gw.audit(&[
+        "export",
+        "--session",
+        &legacy.session_id,
+        "--out",
+        &bundle.display().to_string(),
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let key = s.gw.verifier_key();
+    let out = s.gw.vigil(&[
+        "audit",
+        "check-bundle",
+        &bundle.display().to_string(),
+        "--key",
+        &key,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("all proven, none missing"),
+        "{}",
+        show(&out)
+    );
+}
+
+#[test]
+fn tokens_are_checked_and_a_missing_one_is_answered_with_the_oauth_challenge() {
+    let server = McpServer::patients(&[]);
+    let s = Setup::start(&server, true, "");
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}})
+    .to_string();
+    let base = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+    ];
+
+    let (status, headers, _) = post(&s.url, &base, &initialize);
+    assert_eq!(status, 401);
+    let challenge = headers
+        .iter()
+        .find(|(k, _)| k == "www-authenticate")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let metadata_url = format!(
+        "http://127.0.0.1:{}/.well-known/oauth-protected-resource/mcp",
+        s.port
+    );
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{metadata_url}\"")),
+        "{challenge}"
+    );
+    let metadata: Value = ureq::get(&metadata_url)
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(metadata["resource"], s.url);
+    assert_eq!(
+        metadata["authorization_servers"],
+        json!([s.provider.issuer])
+    );
+    assert_eq!(metadata["scopes_supported"], json!(["mcp:tools"]));
+
+    // A token for another resource, and a forged one: 401 invalid_token.
+    let elsewhere = s.provider.token(
+        "agent-ehr",
+        "agent-ehr-secret",
+        "urn:vigil:elsewhere",
+        "mcp:tools",
+    );
+    for bad in [elsewhere.as_str(), "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."] {
+        let auth = format!("Bearer {bad}");
+        let mut h = base.to_vec();
+        h.push(("authorization", &auth));
+        let (status, headers, _) = post(&s.url, &h, &initialize);
+        assert_eq!(status, 401);
+        let challenge = headers
+            .iter()
+            .find(|(k, _)| k == "www-authenticate")
+            .unwrap()
+            .1
+            .clone();
+        assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    }
+    // A valid token without the listener's scope: 403 insufficient_scope.
+    let narrow = s
+        .provider
+        .token("agent-ehr", "agent-ehr-secret", AUDIENCE, "mcp:other");
+    let auth = format!("Bearer {narrow}");
+    let mut h = base.to_vec();
+    h.push(("authorization", &auth));
+    let (status, headers, _) = post(&s.url, &h, &initialize);
+    assert_eq!(status, 403);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "www-authenticate" && v.contains("insufficient_scope")));
+
+    // The refusals are evidence: LoginRefused events of the MCP listener.
+    let events = s.gw.wait_for_events(|ev| {
+        ev.iter()
+            .filter(|e| {
+                matches!(e.kind, Some(Kind::LoginRefused(_))) && e.protocol() == Protocol::Mcp
+            })
+            .count()
+            >= 3
+    });
+    assert!(events
+        .iter()
+        .all(|e| !matches!(e.kind, Some(Kind::SessionOpened(_))) || e.protocol() != Protocol::Mcp));
+}
+
+#[test]
+fn malformed_oversized_and_mismatched_requests_get_clear_errors() {
+    let server = McpServer::patients(&[]);
+    let s = Setup::start(&server, true, "max_request_bytes = 4096");
+    let auth = format!("Bearer {}", s.token());
+    let h = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", auth.as_str()),
+        ("mcp-protocol-version", "2026-07-28"),
+    ];
+    let cases: Vec<(&str, String, u16, i64)> = vec![
+        ("not JSON", "{\"jsonrpc\": \"2.0\", ".into(), 400, -32700),
+        ("a key twice", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","method":"tools/list","params":{}}"#.into(), 400, -32600),
+        ("keys equal but for case", r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"lookup_patients","Name":"delete_patient"}}"#.into(), 400, -32600),
+        ("a null id", r#"{"jsonrpc":"2.0","id":null,"method":"tools/list"}"#.into(), 400, -32600),
+        ("a batch", r#"[{"jsonrpc":"2.0","id":1,"method":"tools/list"}]"#.into(), 400, -32600),
+        ("too large", format!(r#"{{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{{"x":"{}"}}}}"#, "a".repeat(5000)), 413, -32600),
+    ];
+    for (what, body, status, code) in cases {
+        let (got, _, text) = post(&s.url, &h, &body);
+        assert_eq!(got, status, "{what}: {text}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: {text}"));
+        assert_eq!(error["error"]["code"], code, "{what}: {text}");
+    }
+    // A header that disagrees with the body (revision 2026-07-28).
+    let mut mismatched = h.to_vec();
+    mismatched.push(("mcp-method", "tools/list"));
+    let body = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "delete_patient", "arguments": {"mrn": "x"},
+        "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}).to_string();
+    let (got, _, text) = post(&s.url, &mismatched, &body);
+    assert_eq!(got, 400, "{text}");
+    assert!(text.contains("-32020"), "{text}");
+    // Another charset, another media type.
+    let mut latin = h.to_vec();
+    latin[0] = ("content-type", "application/json; charset=iso-8859-1");
+    assert_eq!(post(&s.url, &latin, "{}").0, 415);
+    // An unknown session.
+    let mut unknown = h[..3].to_vec();
+    unknown.push(("mcp-session-id", "0123456789abcdef0123456789abcdef"));
+    let (got, _, _) = post(
+        &s.url,
+        &unknown,
+        r#"{"jsonrpc":"2.0","id":3,"method":"tools/list"}"#,
+    );
+    assert_eq!(got, 404);
+}
+
+#[test]
+fn a_session_belongs_to_the_agent_that_opened_it_and_delete_ends_it() {
+    let server = McpServer::patients(&[]);
+    let s = Setup::start(&server, true, "");
+    let auth = format!("Bearer {}", s.token());
+    let h = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", auth.as_str()),
+    ];
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, headers, body) = post(&s.url, &h, &initialize.to_string());
+    assert_eq!(status, 200, "{body}");
+    let sid = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .expect("a session id")
+        .1
+        .clone();
+    assert_eq!(sid.len(), 32, "{sid}");
+    // Another agent with a valid token cannot use it.
+    let other = s
+        .provider
+        .token("agent-other", "other-secret", AUDIENCE, "mcp:tools");
+    let other_auth = format!("Bearer {other}");
+    let list = r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#;
+    let as_other = [
+        h[0],
+        h[1],
+        ("authorization", other_auth.as_str()),
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    assert_eq!(post(&s.url, &as_other, list).0, 404);
+    let as_owner = [
+        h[0],
+        h[1],
+        h[2],
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", "2025-06-18"),
+    ];
+    let (status, _, body) = post(&s.url, &as_owner, list);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("lookup_patients") && !body.contains("delete_patient"),
+        "{body}"
+    );
+    // DELETE ends it at the gateway (and the server).
+    let deleted = ureq::delete(&s.url)
+        .set("authorization", &auth)
+        .set("mcp-session-id", &sid)
+        .call()
+        .map(|r| r.status())
+        .unwrap_or_else(|e| match e {
+            ureq::Error::Status(c, _) => c,
+            e => panic!("{e}"),
+        });
+    assert!(deleted < 300, "DELETE answered {deleted}");
+    assert_eq!(post(&s.url, &as_owner, list).0, 404);
+    let events = s.gw.wait_for_events(|ev| {
+        ev.iter().any(|e| matches!(&e.kind, Some(Kind::SessionClosed(c)) if c.reason() == vigil_proto::events::EndReason::ClientTerminated))
+    });
+    let opened = events
+        .iter()
+        .find(|e| matches!(e.kind, Some(Kind::SessionOpened(_))) && e.protocol() == Protocol::Mcp)
+        .unwrap();
+    let Some(Kind::SessionOpened(o)) = &opened.kind else {
+        panic!()
+    };
+    let Some(vigil_proto::events::session_opened::Detail::Mcp(m)) = &o.detail else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            m.mcp_session_id.as_str(),
+            m.protocol_version.as_str(),
+            m.client_name.as_str()
+        ),
+        (sid.as_str(), "2025-06-18", "raw")
+    );
+}
+
+#[test]
+fn results_past_the_size_limit_are_refused_and_recorded() {
+    let server = McpServer::patients(&["--json"]);
+    let s = Setup::start(&server, true, "max_result_bytes = 65536");
+    let lines = agent(
+        &s.url,
+        &s.token(),
+        "legacy",
+        json!([
+            {"op": "call", "tool": "big_result", "args": {"kib": 200}},
+            {"op": "call", "tool": "big_result", "args": {"kib": 1}},
+        ]),
+    );
+    assert_eq!(lines[1]["error"], -32013, "{}", lines[1]);
+    assert!(lines[2].to_string().contains("xxxx"), "{}", lines[2]);
+    let events = s.gw.wait_for_events(|ev| tool_call(ev, "big_result").len() == 2 && ev.iter().any(|e| matches!(&e.kind, Some(Kind::Decision(d)) if d.stage() == vigil_proto::events::Stage::ResultSize)));
+    let (event, seq) = tool_call(&events, "big_result")[0];
+    let (_, response) = decision_and_response(&events, &event.session_id, seq);
+    assert_eq!(response.unwrap().error_code, "-32013");
+}
+
+#[test]
+fn the_reference_server_everything_works_through_vigil_without_its_secrets() {
+    let server = McpServer::everything();
+    let s = Setup::start(&server, false, "");
+    let lines = agent(
+        &s.url,
+        &s.token(),
+        "legacy",
+        json!([
+            {"op": "list_tools"},
+            {"op": "call", "tool": "echo", "args": {"message": "hello through vigil"}},
+            {"op": "call", "tool": "get-sum", "args": {"a": 2, "b": 3}},
+        ]),
+    );
+    let tools = lines[1]["tools"].as_array().unwrap();
+    assert!(tools.len() >= 5, "{}", lines[1]);
+    assert_eq!(
+        lines[2]["content"][0]["text"], "Echo: hello through vigil",
+        "{}",
+        lines[2]
+    );
+    assert!(lines[3].to_string().contains('5'), "{}", lines[3]);
+}
+
+#[test]
+fn a_stdio_server_runs_with_the_credentials_vigil_holds_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("patients.key");
+    std::fs::write(&key, "stdio-secret\n").unwrap();
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients/mcp_patients_server.py");
+    let s = Setup::with_upstream(
+        &format!(
+            "upstream = {{ command = [\"python3\", \"{}\", \"--stdio\"], env = {{ PATIENTS_API_KEY = {{ file = \"{}\" }} }} }}",
+            script.display(),
+            key.display()
+        ),
+        "",
+    );
+    let lines = agent(
+        &s.url,
+        &s.token(),
+        "auto",
+        json!([
+            {"op": "list_tools"},
+            {"op": "call", "tool": "lookup_patients", "args": {"ward": "cardiology"}},
+            {"op": "call", "tool": "environment_names", "args": {}},
+            {"op": "call", "tool": "delete_patient", "args": {"mrn": MRN}},
+        ]),
+    );
+    assert_eq!(lines[0]["protocol_version"], "2025-11-25", "{lines:?}");
+    let listed = lines[1].to_string();
+    assert!(
+        listed.contains("lookup_patients") && !listed.contains("delete_patient"),
+        "{listed}"
+    );
+    let looked_up = lines[2].to_string();
+    assert!(
+        looked_up.contains("Alice Example") && !looked_up.contains(SSN) && !looked_up.contains(MRN),
+        "{looked_up}"
+    );
+    // The server got its key and PATH, HOME, LANG; none of the gateway's
+    // own environment (which holds CARGO_* and the rest of the test's).
+    let names: Vec<String> = lines[3]["structuredContent"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{}", lines[3]))
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"PATIENTS_API_KEY".to_string()), "{names:?}");
+    // (pyenv's python3 shim adds PYENV_*, PWD and SHLVL itself.)
+    let leaked: Vec<&String> = names
+        .iter()
+        .filter(|n| {
+            std::env::var_os(n).is_some()
+                && !["PATH", "HOME", "LANG", "PWD", "SHLVL"].contains(&n.as_str())
+                && !n.starts_with("PYENV")
+        })
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "the stdio server got the gateway's {leaked:?} ({names:?})"
+    );
+    assert_eq!(lines[4]["error"], -32010, "{}", lines[4]);
+    let events =
+        s.gw.wait_for_events(|ev| tool_call(ev, "delete_patient").len() == 1);
+    let opened = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            Some(Kind::SessionOpened(o)) => o.mcp().cloned(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        opened.upstream, "stdio:python3",
+        "the program only: arguments can hold secrets"
+    );
+}
+
+#[test]
+fn the_reference_server_everything_runs_over_stdio_too() {
+    let bin = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("clients/node_modules/.bin/mcp-server-everything");
+    let s = Setup::with_upstream(
+        &format!(
+            "upstream = {{ command = [\"{}\", \"stdio\"] }}",
+            bin.display()
+        ),
+        "",
+    );
+    let lines = agent(
+        &s.url,
+        &s.token(),
+        "legacy",
+        json!([
+            {"op": "call", "tool": "echo", "args": {"message": "over stdio"}},
+        ]),
+    );
+    assert_eq!(
+        lines[1]["content"][0]["text"], "Echo: over stdio",
+        "{}",
+        lines[1]
+    );
+}
+
+#[test]
+fn a_call_held_for_review_waits_for_approvers_then_runs_or_is_refused() {
+    let server = McpServer::patients(&[]);
+    let approvals_port = free_port();
+    let s = Setup::with_tables(
+        &server,
+        &format!("[approvals]\ngrpc_listen = \"127.0.0.1:{approvals_port}\"\n"),
+    );
+    let approvals = |args: &[&str]| {
+        let token = s
+            .provider
+            .token("alice", "alice-secret", AUDIENCE, "mcp:tools");
+        std::process::Command::new(vigil_tests::vigil_bin())
+            .arg("approvals")
+            .args(["--server", &format!("http://127.0.0.1:{approvals_port}")])
+            .args(args)
+            .env("VIGIL_TOKEN", token)
+            .output()
+            .unwrap()
+    };
+    let pending = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let out = approvals(&["list", "--state", "pending"]);
+            assert!(out.status.success(), "{}", show(&out));
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.contains("rule=discharge-needs-approval "))
+            {
+                return (
+                    line.split_whitespace().next().unwrap().to_string(),
+                    line.to_string(),
+                );
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "nothing pending: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    };
+    for (decision, expected) in [("approve", "discharged"), ("deny", "-32011")] {
+        let (url, token) = (s.url.clone(), s.token());
+        let call = std::thread::spawn(move || {
+            agent(
+                &url,
+                &token,
+                "legacy",
+                json!([{"op": "call", "tool": "discharge_patient", "args": {"mrn": MRN}}]),
+            )
+        });
+        let (id, line) = pending();
+        // Approvers see the tool, and its arguments with the literals masked.
+        assert!(line.contains("discharge_patient"), "{line}");
+        assert!(
+            !line.contains(MRN),
+            "an argument reached the approvers: {line}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!call.is_finished(), "the held call did not wait");
+        let out = if decision == "approve" {
+            approvals(&["approve", &id, "--reason", "ward lead agreed"])
+        } else {
+            approvals(&["deny", &id, "--reason", "not today"])
+        };
+        assert!(out.status.success(), "{}", show(&out));
+        let lines = call.join().unwrap();
+        assert!(
+            lines[1].to_string().contains(expected),
+            "{decision}: {}",
+            lines[1]
+        );
+    }
+    let events = s.gw.wait_for_events(|ev| {
+        ev.iter().filter(|e| matches!(&e.kind, Some(Kind::Decision(d)) if d.stage() == vigil_proto::events::Stage::Approval)).count() == 2
+    });
+    let pendings = events
+        .iter()
+        .filter(|e| matches!(e.kind, Some(Kind::PendingOperation(_))))
+        .count();
+    assert_eq!(pendings, 2);
+}
