@@ -504,6 +504,13 @@ fn malformed_oversized_and_mismatched_requests_get_clear_errors() {
     let mut latin = h.to_vec();
     latin[0] = ("content-type", "application/json; charset=iso-8859-1");
     assert_eq!(post(&s.url, &latin, "{}").0, 415);
+    // DNS rebinding: another site's Origin, another Host on loopback.
+    let mut evil = h.to_vec();
+    evil.push(("origin", "http://evil.example.com"));
+    assert_eq!(post(&s.url, &evil, "{}").0, 403);
+    let mut rebound = h.to_vec();
+    rebound.push(("host", "evil.example.com"));
+    assert_eq!(post(&s.url, &rebound, "{}").0, 403);
     // An unknown session.
     let mut unknown = h[..3].to_vec();
     unknown.push(("mcp-session-id", "0123456789abcdef0123456789abcdef"));

@@ -45,9 +45,10 @@ pub struct McpSection {
     /// Scopes an access token must grant to use this endpoint.
     #[serde(default)]
     pub required_scopes: Vec<String>,
-    /// `Origin` headers allowed (a browser's request from elsewhere is
-    /// refused: DNS rebinding). A request without `Origin` is not a
-    /// browser's and is always let in.
+    /// `Origin` headers allowed besides the public URL's own (and, on a
+    /// loopback listener, loopback origins): a browser's request from
+    /// elsewhere is refused (DNS rebinding). A request without `Origin` is
+    /// not a browser's and is let in.
     #[serde(default)]
     pub allowed_origins: Vec<String>,
     #[serde(default)]
@@ -230,6 +231,7 @@ impl McpSection {
             authorization_servers: issuers,
             required_scopes: self.required_scopes.clone(),
             allowed_origins: self.allowed_origins.clone(),
+            loopback: self.listen.ip().is_loopback(),
             tls,
             policy,
             masker,

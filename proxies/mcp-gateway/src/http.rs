@@ -225,16 +225,49 @@ impl McpGateway {
         record_login_refused(&self.sink, event);
     }
 
-    /// A browser's request from an origin not allowed is refused (DNS
-    /// rebinding); a request without `Origin` is not a browser's.
+    /// DNS rebinding: a browser's request from an origin not allowed is
+    /// refused (a request without `Origin` is not a browser's); a
+    /// listener on loopback also refuses a `Host` that is not a loopback
+    /// name or the public URL's host (a rebound name resolves to
+    /// 127.0.0.1 but keeps its own Host).
     pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), Response> {
-        match header(headers, "origin") {
-            None => Ok(()),
-            Some(o) if self.config.allowed_origins.iter().any(|a| a == o) => Ok(()),
-            Some(_) => Err(plain(
+        let public = url::Url::parse(&self.config.resource).ok();
+        let public_host = public
+            .as_ref()
+            .and_then(|u| u.host_str())
+            .map(str::to_ascii_lowercase);
+        let loopback_name =
+            |host: &str| matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1");
+        if self.config.loopback {
+            let host = header(headers, "host").map(host_without_port);
+            let fine = host
+                .as_deref()
+                .is_some_and(|h| loopback_name(h) || Some(h) == public_host.as_deref());
+            if !fine {
+                return Err(plain(
+                    StatusCode::FORBIDDEN,
+                    "this Host may not use the MCP endpoint\n",
+                ));
+            }
+        }
+        let Some(origin) = header(headers, "origin") else {
+            return Ok(());
+        };
+        let same_origin = public
+            .as_ref()
+            .is_some_and(|u| u.origin().ascii_serialization() == origin);
+        let local = self.config.loopback
+            && url::Url::parse(origin)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+                .is_some_and(|h| loopback_name(&h));
+        if same_origin || local || self.config.allowed_origins.iter().any(|a| a == origin) {
+            Ok(())
+        } else {
+            Err(plain(
                 StatusCode::FORBIDDEN,
                 "this Origin may not use the MCP endpoint\n",
-            )),
+            ))
         }
     }
 
@@ -459,6 +492,20 @@ async fn delete(gw: Arc<McpGateway>, conn: Arc<Conn>, headers: HeaderMap) -> Res
     StatusCode::from_u16(status)
         .unwrap_or(StatusCode::NO_CONTENT)
         .into_response()
+}
+
+/// A Host header's name, lower-cased, without its port.
+fn host_without_port(host: &str) -> String {
+    let host = host.trim().to_ascii_lowercase();
+    if host.starts_with('[') {
+        return host
+            .split(']')
+            .next()
+            .map(|h| format!("{h}]"))
+            .unwrap_or(host);
+    }
+    host.rsplit_once(':')
+        .map_or(host.clone(), |(h, _)| h.to_string())
 }
 
 /// A header's value as text (`None` when absent or not visible ASCII).

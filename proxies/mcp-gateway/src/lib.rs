@@ -69,6 +69,8 @@ pub struct GatewayConfig {
     pub authorization_servers: Vec<String>,
     pub required_scopes: Vec<String>,
     pub allowed_origins: Vec<String>,
+    /// The listener is on a loopback address (Host is checked then).
+    pub loopback: bool,
     pub tls: Option<TlsSettings>,
     pub policy: Arc<Policy>,
     pub masker: Arc<Masker>,
