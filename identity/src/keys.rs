@@ -67,7 +67,9 @@ impl KeySource for DiscoveryKeySource {
     }
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error with its sources, on one line (HTTP clients' own errors say
+/// only "client error (Connect)"); shared with the MCP gateway's upstream.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

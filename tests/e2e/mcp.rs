@@ -834,3 +834,117 @@ fn a_call_held_for_review_waits_for_approvers_then_runs_or_is_refused() {
         .count();
     assert_eq!(pendings, 2);
 }
+
+/// A server that breaks its streams: the one fault no real server shows on
+/// demand. It answers `initialize` properly, then starts every `tools/call`
+/// answer as an SSE stream and hangs up halfway through the event.
+fn truncating_server() -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut conn = conn;
+                let (mut length, mut line) = (0usize, String::new());
+                let mut method = String::new();
+                loop {
+                    line.clear();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if method.is_empty() {
+                        method = line
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .to_string();
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                if method != "POST" {
+                    let _ = conn.write_all(b"HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    return;
+                }
+                let message: Value = serde_json::from_slice(&body).unwrap_or_default();
+                let answer = match message["method"].as_str() {
+                    Some("initialize") => {
+                        let result = json!({"jsonrpc": "2.0", "id": message["id"], "result": {
+                            "protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                            "serverInfo": {"name": "truncating", "version": "1"}}})
+                        .to_string();
+                        format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nmcp-session-id: s1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{result}",
+                            result.len()
+                        )
+                    }
+                    Some("tools/call") => format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\nevent: message\ndata: {{\"jsonrpc\":\"2.0\",\"id\":{},\"res",
+                        message["id"]
+                    ),
+                    _ => "HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n".to_string(),
+                };
+                let _ = conn.write_all(answer.as_bytes());
+            });
+        }
+    });
+    url
+}
+
+#[test]
+fn a_stream_the_server_cuts_short_or_a_server_that_vanished_ends_in_a_clear_recorded_error() {
+    let url = truncating_server();
+    let s = Setup::with_upstream(&format!("upstream = {{ url = \"{url}\" }}"), "");
+    let call = json!([{"op": "call", "tool": "anything", "args": {}}]);
+    let lines = agent(&s.url, &s.token(), "legacy", call.clone());
+    assert_eq!(lines[1]["error"], -32012, "{}", lines[1]);
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ended its stream before answering"),
+        "{}",
+        lines[1]
+    );
+
+    // A server that is gone: refused at once, recorded, the gateway serves on.
+    let gone = McpServer::patients(&[]);
+    let gone_url = gone.url.clone();
+    drop(gone);
+    let s2 = Setup::with_upstream(&format!("upstream = {{ url = \"{gone_url}\" }}"), "");
+    let auth = format!("Bearer {}", s2.token());
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let h = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", auth.as_str()),
+    ];
+    let (status, _, body) = post(&s2.url, &h, &initialize.to_string());
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("-32012") && body.contains("cannot be reached"),
+        "{body}"
+    );
+
+    let events = s.gw.wait_for_events(|ev| {
+        tool_call(ev, "anything").len() == 1
+            && ev
+                .iter()
+                .any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_code == "-32012"))
+    });
+    let (event, seq) = tool_call(&events, "anything")[0];
+    let (decision, response) = decision_and_response(&events, &event.session_id, seq);
+    assert_eq!(decision.unwrap().outcome(), Outcome::Mask);
+    assert!(response.unwrap().error_message.contains("before answering"));
+    let verify = s.gw.audit(&["verify"]);
+    assert!(verify.status.success(), "{}", show(&verify));
+}

@@ -225,6 +225,19 @@ impl McpGateway {
         record_login_refused(&self.sink, event);
     }
 
+    /// Who may make this request: the token's identity, from a Host and
+    /// Origin that may use the endpoint; or the refusal.
+    pub(crate) async fn admit(
+        &self,
+        headers: &HeaderMap,
+        conn: &Conn,
+    ) -> Result<VerifiedIdentity, Response> {
+        // Where it comes from first: a rebinding page gets no token check
+        // (and leaves no LoginRefused behind).
+        self.check_origin(headers)?;
+        self.authenticate(headers, conn).await
+    }
+
     /// DNS rebinding: a browser's request from an origin not allowed is
     /// refused (a request without `Origin` is not a browser's); a
     /// listener on loopback also refuses a `Host` that is not a loopback
@@ -455,13 +468,10 @@ async fn mcp(
 
 /// DELETE: the agent ends its session; the server's session ends too.
 async fn delete(gw: Arc<McpGateway>, conn: Arc<Conn>, headers: HeaderMap) -> Response {
-    let identity = match gw.authenticate(&headers, &conn).await {
+    let identity = match gw.admit(&headers, &conn).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    if let Err(r) = gw.check_origin(&headers) {
-        return r;
-    }
     let Some(id) = header(&headers, "mcp-session-id") else {
         return plain(StatusCode::BAD_REQUEST, "DELETE needs an Mcp-Session-Id\n");
     };

@@ -29,13 +29,10 @@ pub(crate) async fn post(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let identity = match gw.authenticate(&headers, &conn).await {
+    let identity = match gw.admit(&headers, &conn).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    if let Err(r) = gw.check_origin(&headers) {
-        return r;
-    }
     if !json_utf8(&headers) {
         return plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -227,45 +224,34 @@ impl Exchange {
         let seq = recorder.session().next_statement_seq();
         let request = record::request(seq, McpDirection::ClientToServer, &message, "");
         let what = describe(method, params.as_ref());
-        match verdict.outcome {
-            Outcome::Allow | Outcome::Mask => {
-                let decision = verdict.to_decision(seq, self.policy_name(), Stage::Request);
-                if recorder
-                    .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
-                    .await
-                    .is_err()
-                {
-                    return self.audit_failed(Some(id.clone())).await;
-                }
-                self.forward(
-                    seq,
-                    id.clone(),
-                    method.clone(),
-                    params.clone(),
-                    Arc::new(verdict),
-                )
-                .await
-            }
-            Outcome::Deny => {
-                let decision = verdict.to_decision(seq, self.policy_name(), Stage::Request);
-                if recorder
-                    .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
-                    .await
-                    .is_err()
-                {
-                    return self.audit_failed(Some(id.clone())).await;
-                }
-                let text = format!(
-                    "Vigil refused {what}: rule \"{}\": {}",
-                    verdict.rule, verdict.reason
-                );
-                self.refuse(seq, id.clone(), codes::REFUSED, &text).await
-            }
-            Outcome::Review => {
-                self.hold(seq, message.clone(), request, verdict, what)
-                    .await
-            }
+        if verdict.outcome == Outcome::Review {
+            return self
+                .hold(seq, message.clone(), request, verdict, what)
+                .await;
         }
+        let decision = verdict.to_decision(seq, self.policy_name(), Stage::Request);
+        if recorder
+            .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
+            .await
+            .is_err()
+        {
+            return self.audit_failed(Some(id.clone())).await;
+        }
+        if verdict.outcome == Outcome::Deny {
+            let text = format!(
+                "Vigil refused {what}: rule \"{}\": {}",
+                verdict.rule, verdict.reason
+            );
+            return self.refuse(seq, id.clone(), codes::REFUSED, &text).await;
+        }
+        self.forward(
+            seq,
+            id.clone(),
+            method.clone(),
+            params.clone(),
+            Arc::new(verdict),
+        )
+        .await
     }
 
     /// Answers a request the gateway refused (the Response records it as

@@ -477,40 +477,37 @@ pub(crate) async fn answer(
         http_body_util::Limited::new(response.into_body(), limit).collect(),
     )
     .await;
-    let Ok(read) = read else {
-        let text = "the MCP server did not finish its answer in time";
-        ctx.fail(&upstream_id, codes::UPSTREAM_UNAVAILABLE, text);
-        return rpc_error(
-            StatusCode::OK,
-            Some(client_id),
-            codes::UPSTREAM_UNAVAILABLE,
-            text,
-        );
+    // No answer to give: recorded, and the agent gets the error.
+    let failed = |code: i64, text: &str| {
+        ctx.fail(&upstream_id, code, text);
+        rpc_error(StatusCode::OK, Some(client_id.clone()), code, text)
     };
     let bytes = match read {
-        Ok(c) => c.to_bytes(),
-        Err(e) => {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ctx.too_large(&upstream_id);
-                let text = format!(
-                    "Vigil refused the result: past this gateway's limit of {} bytes",
-                    ex.gw.config.max_result_bytes
-                );
-                return rpc_error(
-                    StatusCode::OK,
-                    Some(client_id),
-                    codes::RESULT_TOO_LARGE,
-                    &text,
-                );
-            }
-            let text = "the MCP server's answer broke off before it was whole";
-            ctx.fail(&upstream_id, codes::UPSTREAM_UNAVAILABLE, text);
+        Err(_) => {
+            return failed(
+                codes::UPSTREAM_UNAVAILABLE,
+                "the MCP server did not finish its answer in time",
+            )
+        }
+        Ok(Ok(c)) => c.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            ctx.too_large(&upstream_id);
+            let text = format!(
+                "Vigil refused the result: past this gateway's limit of {} bytes",
+                ex.gw.config.max_result_bytes
+            );
             return rpc_error(
                 StatusCode::OK,
                 Some(client_id),
-                codes::UPSTREAM_UNAVAILABLE,
-                text,
+                codes::RESULT_TOO_LARGE,
+                &text,
             );
+        }
+        Ok(Err(_)) => {
+            return failed(
+                codes::UPSTREAM_UNAVAILABLE,
+                "the MCP server's answer broke off before it was whole",
+            )
         }
     };
     let decoded = jsonrpc::decode(&bytes, Batches::Refused);
@@ -670,13 +667,10 @@ pub(crate) async fn get_stream(
     conn: Arc<Conn>,
     headers: HeaderMap,
 ) -> Response {
-    let identity = match gw.authenticate(&headers, &conn).await {
+    let identity = match gw.admit(&headers, &conn).await {
         Ok(i) => i,
         Err(r) => return r,
     };
-    if let Err(r) = gw.check_origin(&headers) {
-        return r;
-    }
     let Some(id) = header(&headers, "mcp-session-id") else {
         // No session: nothing to stream (the stateless revision has no GET).
         let mut r = plain(

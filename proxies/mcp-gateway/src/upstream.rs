@@ -148,21 +148,10 @@ impl Upstream {
             .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
         match tokio::time::timeout(self.config.timeout, self.client.request(request)).await {
             Err(_) => Err(UpstreamError::Timeout(self.config.timeout)),
-            Ok(Err(e)) => Err(UpstreamError::Unreachable(error_chain(&e))),
+            Ok(Err(e)) => Err(UpstreamError::Unreachable(
+                vigil_proxy_core::identity::keys::error_chain(&e),
+            )),
             Ok(Ok(response)) => Ok(response),
         }
     }
-}
-
-/// An error with its sources, on one line (hyper's own says only "client
-/// error (Connect)").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
