@@ -140,6 +140,8 @@ def main():
                         help="serve stdio; needs PATIENTS_API_KEY=stdio-secret")
     parser.add_argument("--stateless", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--certfile", help="serve https with this certificate (PEM)")
+    parser.add_argument("--keyfile")
     args = parser.parse_args()
     if args.stdio:
         # A stdio server's credential comes in its environment.
@@ -150,7 +152,8 @@ def main():
         return
     app = server.streamable_http_app(stateless_http=args.stateless, json_response=args.json)
     config = uvicorn.Config(RequireToken(app, args.token), host="127.0.0.1",
-                            port=args.port, log_level="warning", lifespan="on")
+                            port=args.port, log_level="warning", lifespan="on",
+                            ssl_certfile=args.certfile, ssl_keyfile=args.keyfile)
     srv = uvicorn.Server(config)
 
     async def serve():

@@ -351,7 +351,7 @@ fn agents_on_either_revision_get_masked_results_and_never_see_denied_tools() {
         "{text}"
     );
     assert!(
-        text.contains("tools hidden from the agent: delete_patient"),
+        text.contains("hidden from the agent: delete_patient"),
         "{text}"
     );
     assert!(!text.contains(SSN) && !text.contains(EMAIL), "{text}");
@@ -947,4 +947,77 @@ fn a_stream_the_server_cuts_short_or_a_server_that_vanished_ends_in_a_clear_reco
     assert!(response.unwrap().error_message.contains("before answering"));
     let verify = s.gw.audit(&["verify"]);
     assert!(verify.status.success(), "{}", show(&verify));
+}
+
+#[test]
+fn an_https_server_is_reached_over_tls_checked_against_the_configured_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    vigil_tests::certs::ca(dir.path(), "mcp");
+    vigil_tests::certs::leaf(
+        dir.path(),
+        "mcp",
+        "server",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    );
+    let server = McpServer::patients_tls(
+        &dir.path().join("server.pem"),
+        &dir.path().join("server.key"),
+    );
+    let token_file = dir.path().join("upstream.token");
+    std::fs::write(&token_file, vigil_tests::mcp::UPSTREAM_TOKEN).unwrap();
+    let trusted = Setup::with_upstream(
+        &format!(
+            "upstream = {{ url = \"{}\", bearer_file = \"{}\", ca_file = \"{}\" }}",
+            server.url,
+            token_file.display(),
+            dir.path().join("mcp-ca.pem").display()
+        ),
+        "",
+    );
+    let lines = agent(
+        &trusted.url,
+        &trusted.token(),
+        "legacy",
+        json!([
+            {"op": "call", "tool": "lookup_patients", "args": {"ward": "cardiology"}},
+        ]),
+    );
+    let looked_up = lines[1].to_string();
+    assert!(
+        looked_up.contains("Alice Example") && !looked_up.contains(SSN),
+        "{looked_up}"
+    );
+    let events = trusted
+        .gw
+        .wait_for_events(|ev| tool_call(ev, "lookup_patients").len() == 1);
+    let opened = events.iter().find_map(|e| match &e.kind {
+        Some(Kind::SessionOpened(o)) if o.mcp().is_some() => Some(o.clone()),
+        _ => None,
+    });
+    assert!(opened.unwrap().upstream_tls);
+    drop(trusted);
+
+    // Without the CA (the public roots only) the server is not trusted.
+    let untrusted = Setup::with_upstream(
+        &format!(
+            "upstream = {{ url = \"{}\", bearer_file = \"{}\" }}",
+            server.url,
+            token_file.display()
+        ),
+        "",
+    );
+    let auth = format!("Bearer {}", untrusted.token());
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, _, body) = post(
+        &untrusted.url,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/json, text/event-stream"),
+            ("authorization", auth.as_str()),
+        ],
+        &initialize.to_string(),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("-32012"), "{body}");
 }

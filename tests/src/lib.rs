@@ -613,6 +613,7 @@ pub fn show(out: &Output) -> String {
 /// What the crash test's load generator (`src/bin/vigil-ledger-load.rs`)
 /// appends and the crash test (`e2e/crash.rs`) checks: both sides derive ids
 /// and bodies from the same pure functions.
+pub mod certs;
 pub mod kafka;
 pub mod mcp;
 pub mod oidc;

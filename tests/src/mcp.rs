@@ -34,6 +34,21 @@ impl McpServer {
         Self::spawn(cmd, "ready", port)
     }
 
+    /// Our patients server over https with `cert` and `key` (PEM files).
+    pub fn patients_tls(cert: &Path, key: &Path) -> Self {
+        let port = crate::free_port();
+        let mut cmd = Command::new("python3");
+        cmd.arg(clients().join("mcp_patients_server.py"))
+            .args(["--port", &port.to_string(), "--token", UPSTREAM_TOKEN])
+            .arg("--certfile")
+            .arg(cert)
+            .arg("--keyfile")
+            .arg(key);
+        let mut server = Self::spawn(cmd, "ready", port);
+        server.url = format!("https://127.0.0.1:{port}/mcp");
+        server
+    }
+
     /// npm's reference server `@modelcontextprotocol/server-everything`
     /// over Streamable HTTP (installed in `tests/clients` by the test
     /// command).

@@ -89,7 +89,10 @@ pub fn treat_answer(
                 };
             }
             if method == "tools/list" {
-                changes.hidden_tools = hide_denied_tools(policy, asker, &mut result);
+                changes.hidden = hide_denied_tools(policy, asker, &mut result);
+            }
+            if method == "resources/list" {
+                changes.hidden = hide_denied_resources(policy, asker, &mut result);
             }
             if masks {
                 let report = mask_result(&mut result, masker, &policy.family().mask_paths);
@@ -158,6 +161,33 @@ pub fn hide_denied_tools(policy: &Policy, asker: Asker<'_>, result: &mut Value) 
         let shown = judge(policy, asker, &listed_tool(name)).outcome != Outcome::Deny;
         if !shown {
             hidden.push(name.to_string());
+        }
+        shown
+    });
+    hidden
+}
+
+/// Removes from a `resources/list` result the resources policy would
+/// refuse to read to this agent (judged as a `resources/read` of the
+/// URI), and entries without a URI. Returns the hidden URIs.
+pub fn hide_denied_resources(policy: &Policy, asker: Asker<'_>, result: &mut Value) -> Vec<String> {
+    let mut hidden = Vec::new();
+    let Some(resources) = result.get_mut("resources").and_then(Value::as_array_mut) else {
+        return hidden;
+    };
+    resources.retain(|resource| {
+        let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
+            hidden.push(String::new());
+            return false;
+        };
+        let read = Message::Request {
+            id: Id::Number(0),
+            method: "resources/read".into(),
+            params: Some(Map::from_iter([("uri".to_string(), Value::from(uri))])),
+        };
+        let shown = judge(policy, asker, &read).outcome != Outcome::Deny;
+        if !shown {
+            hidden.push(uri.to_string());
         }
         shown
     });
@@ -255,6 +285,20 @@ paths = [{ path = "structuredContent.patients[*].mrn", format = "redact" }]
         let hidden = hide_denied_tools(&p, asker(), &mut result);
         assert_eq!(result, json!({"tools": [{"name": "lookup"}]}));
         assert_eq!(hidden, ["delete_patient", ""]);
+    }
+
+    #[test]
+    fn denied_resources_disappear_from_the_list() {
+        let p = policy("name = \"t\"\ndefault = \"allow\"\n[[rules]]\nname = \"no-notes\"\naction = \"deny\"\nresources = [\"notes://*\"]\n");
+        let mut result = json!({"resources": [{"uri": "patients://1", "name": "a"}, {"uri": "notes://1", "name": "b"}]});
+        assert_eq!(
+            hide_denied_resources(&p, asker(), &mut result),
+            ["notes://1"]
+        );
+        assert_eq!(
+            result,
+            json!({"resources": [{"uri": "patients://1", "name": "a"}]})
+        );
     }
 
     #[test]

@@ -94,6 +94,13 @@ pub struct UpstreamSection {
     pub bearer_env: Option<String>,
     #[serde(default)]
     pub bearer_file: Option<PathBuf>,
+    /// Let an http:// URL name a host other than loopback (default false).
+    #[serde(default)]
+    pub allow_plaintext: bool,
+    /// For an https URL: a CA file (PEM) the server's certificate must
+    /// chain to (default: the public web roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
     /// How long the server may take to answer a request's headers
     /// (default 60s; streams then go on as long as the server writes).
     #[serde(default)]
@@ -171,10 +178,20 @@ impl McpSection {
         }
         let url = url::Url::parse(&self.upstream.url)
             .with_context(|| format!("{label}: upstream.url {:?}", self.upstream.url))?;
-        if url.scheme() != "http" {
+        if !matches!(url.scheme(), "http" | "https") {
+            bail!("{label}: upstream.url must be http:// or https://");
+        }
+        if url.scheme() == "http" && self.upstream.ca_file.is_some() {
+            bail!("{label}: upstream.ca_file is for an https:// server");
+        }
+        if url.scheme() == "http"
+            && !url.host().is_some_and(is_loopback_host)
+            && !self.upstream.allow_plaintext
+        {
             bail!(
-                "{label}: upstream.url must be http:// (TLS to the MCP server is not supported yet; \
-                 put it on loopback or behind a local TLS terminator)"
+                "{label}: upstream.url is plaintext http:// to another host: the gateway's \
+                 credential and every result would cross the network in the clear; use https:// \
+                 (or allow_plaintext = true on a network you trust)"
             );
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -242,6 +259,12 @@ impl McpSection {
             pins_file: Some(crate::pins::pins_path(data_dir, &self.name)),
             upstream_label: self.upstream_label(),
             upstream: UpstreamConfig {
+                ca_pem: match &self.upstream.ca_file {
+                    Some(path) => Some(std::fs::read(path).with_context(|| {
+                        format!("{label}: cannot read upstream.ca_file {}", path.display())
+                    })?),
+                    None => None,
+                },
                 url: self.upstream.url.clone(),
                 stdio: self.stdio()?,
                 auth: match bearer {
@@ -299,6 +322,14 @@ impl McpSection {
             // The program only: its arguments may hold a secret.
             format!("stdio:{}", self.upstream.command[0])
         }
+    }
+}
+
+fn is_loopback_host(host: url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
 }
 

@@ -318,7 +318,7 @@ impl McpGateway {
         let opened = SessionOpened {
             client_addr: conn.peer.to_string(),
             tls: conn.tls,
-            upstream_tls: false,
+            upstream_tls: self.upstream.url().starts_with("https:"),
             upstream_addr: self.config.upstream_label.clone(),
             detail: Some(vigil_proto::events::session_opened::Detail::Mcp(
                 McpSession {

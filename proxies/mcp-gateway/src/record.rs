@@ -79,7 +79,7 @@ pub struct Changes {
     pub masked_by_path: usize,
     pub detector_hits: usize,
     pub detector_kinds: Vec<String>,
-    pub hidden_tools: Vec<String>,
+    pub hidden: Vec<String>,
 }
 
 /// The Response event of the answer `sent` (as the client got it) to
@@ -91,7 +91,7 @@ pub fn response(seq: u64, sent: &Message, changes: &Changes, micros: u64) -> Res
         ..Response::default()
     };
     let mut detail = McpResult {
-        hidden_tools: changes.hidden_tools.clone(),
+        hidden: changes.hidden.clone(),
         ..McpResult::default()
     };
     match sent {

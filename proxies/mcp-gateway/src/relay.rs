@@ -281,7 +281,7 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
                 client_id,
                 message,
             );
-            treated.changes.hidden_tools.extend(pinned_out);
+            treated.changes.hidden.extend(pinned_out);
             let recorder = &session.recorder;
             if treated.too_large {
                 recorder.record_in_background(Kind::Decision(result_size_decision(gw, &asked)));

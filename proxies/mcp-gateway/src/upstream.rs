@@ -10,6 +10,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -34,6 +35,9 @@ impl std::fmt::Debug for UpstreamAuth {
 
 #[derive(Clone, Debug)]
 pub struct UpstreamConfig {
+    /// For an https URL: the CA certificates (PEM) the server's
+    /// certificate must chain to; `None`: the public web roots.
+    pub ca_pem: Option<Vec<u8>>,
     /// The server's endpoint; for a stdio server, the gateway's bridge to
     /// it (set when the listener starts).
     pub url: String,
@@ -79,7 +83,7 @@ impl UpstreamError {
 pub struct Upstream {
     config: UpstreamConfig,
     uri: hyper::Uri,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Upstream {
@@ -88,6 +92,18 @@ impl Upstream {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new();
+        let https = match &config.ca_pem {
+            Some(pem) => https.with_tls_config(tls_config(pem)?),
+            None => https.with_webpki_roots(),
+        };
+        // An http URL stays plaintext (loopback); an https URL is TLS,
+        // the server's name checked against its certificate.
+        let connector = https
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -154,4 +170,19 @@ impl Upstream {
             Ok(Ok(response)) => Ok(response),
         }
     }
+}
+
+/// A client TLS config trusting only the CA certificates in `pem`.
+fn tls_config(pem: &[u8]) -> anyhow::Result<tokio_rustls::rustls::ClientConfig> {
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(cert?)?;
+    }
+    anyhow::ensure!(!roots.is_empty(), "the CA file holds no certificate");
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }

@@ -232,12 +232,8 @@ fn mcp_result(r: &vigil_proto::events::Response, m: &vigil_proto::events::McpRes
     for f in &r.masked {
         let _ = write!(s, "; masked {} value(s) by {}", f.values_masked, f.method);
     }
-    if !m.hidden_tools.is_empty() {
-        let _ = write!(
-            s,
-            "; tools hidden from the agent: {}",
-            m.hidden_tools.join(", ")
-        );
+    if !m.hidden.is_empty() {
+        let _ = write!(s, "; hidden from the agent: {}", m.hidden.join(", "));
     }
     if let Some(p) = &m.result {
         let _ = write!(s, "\n      as the agent received it: {}", recorded_value(p));
