@@ -10,20 +10,23 @@
 use serde_json::{Map, Value};
 use vigil_mcp::jsonrpc::{Id, Message};
 use vigil_mcp::policy::{judge, listed_tool, Asker, Outcome, Policy, Verdict};
-use vigil_mcp::result_mask::mask_result;
+use vigil_mcp::result_mask::{mask_any, mask_result};
 use vigil_proxy_core::mask::Masker;
 
 use crate::codes;
 use crate::record::Changes;
 
-/// Server requests that reach the agent only where a rule allows them: a
-/// server that samples the agent's model or asks its user for input can
-/// make the agent do or say what policy never saw, and the agent's answer
-/// to `roots/list` sets what a filesystem server may read (an agent that
-/// answers `file:///` widens the server to the whole disk).
-pub const NEED_A_RULE: [&str; 3] = ["sampling/createMessage", "elicitation/create", "roots/list"];
+/// What a server may ask the agent without a rule: `ping` alone. Every
+/// other server request (sampling, elicitation, roots, what later
+/// revisions add) reaches the agent only where a rule names its method
+/// exactly in `methods`: a server that samples the agent's model or asks
+/// its user for input can make the agent do or say what policy never
+/// saw, and the agent's answer to `roots/list` sets what a filesystem
+/// server may read. A catch-all rule (by group only, or `methods =
+/// ["*"]`) does not count.
+pub const WITHOUT_A_RULE: [&str; 1] = ["ping"];
 
-/// The rule name recorded when [`NEED_A_RULE`] refuses.
+/// The rule name recorded when a server request has no rule of its own.
 pub const SERVER_REQUEST_RULE: &str = "server-requests-need-a-rule";
 
 /// The protocol's own answers, never masked: they carry versions, names
@@ -116,7 +119,7 @@ pub fn treat_answer(
                     ("message".to_string(), Value::String(message)),
                     ("data".to_string(), data.unwrap_or(Value::Null)),
                 ]));
-                let report = mask_result(&mut whole, masker, &[]);
+                let report = mask_any(&mut whole, masker);
                 changes.detector_hits = report.detector_hits;
                 changes.detector_kinds = report.kinds;
                 let message = whole["message"].as_str().unwrap_or_default().to_string();
@@ -197,19 +200,50 @@ pub fn hide_denied_resources(policy: &Policy, asker: Asker<'_>, result: &mut Val
 /// The verdict on a request the server makes of the agent.
 pub fn judge_server_request(policy: &Policy, asker: Asker<'_>, request: &Message) -> Verdict {
     let verdict = judge(policy, asker, request);
-    let needs_rule = request.method().is_some_and(|m| NEED_A_RULE.contains(&m));
-    if needs_rule && verdict.rule == "default" {
-        return Verdict {
-            outcome: Outcome::Deny,
-            rule: SERVER_REQUEST_RULE.into(),
-            reason: format!(
-                "the server's {} request reaches the agent only where a rule allows it",
-                request.method().unwrap_or_default()
-            ),
-            ..verdict
-        };
+    let method = request.method().unwrap_or_default();
+    if WITHOUT_A_RULE.contains(&method) {
+        return verdict;
     }
-    verdict
+    let named = policy
+        .rules()
+        .iter()
+        .any(|r| r.name == verdict.rule && r.conditions.methods.iter().any(|m| m == method));
+    if named && verdict.outcome != Outcome::Review {
+        return verdict;
+    }
+    Verdict {
+        outcome: Outcome::Deny,
+        rule: SERVER_REQUEST_RULE.into(),
+        reason: format!(
+            "the server's {method} request reaches the agent only where a rule names that method"
+        ),
+        ..verdict
+    }
+}
+
+/// The roots the agent gave in its answer to `roots/list`, less those
+/// policy would refuse to read (judged as a `resources/read` of each
+/// URI): an agent cannot widen a server's reach past the policy. Returns
+/// the URIs taken out.
+pub fn filter_roots(policy: &Policy, asker: Asker<'_>, result: &mut Value) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Some(roots) = result.get_mut("roots").and_then(Value::as_array_mut) else {
+        return removed;
+    };
+    roots.retain(|root| {
+        let uri = root.get("uri").and_then(Value::as_str).unwrap_or_default();
+        let read = Message::Request {
+            id: Id::Number(0),
+            method: "resources/read".into(),
+            params: Some(Map::from_iter([("uri".to_string(), Value::from(uri))])),
+        };
+        let kept = !uri.is_empty() && judge(policy, asker, &read).outcome != Outcome::Deny;
+        if !kept {
+            removed.push(uri.to_string());
+        }
+        kept
+    });
+    removed
 }
 
 /// The params of a server notification or request, masked under a
@@ -226,7 +260,7 @@ pub fn mask_params(message: &mut Message, masker: &Masker) -> usize {
         return 0;
     };
     let mut whole = Value::Object(std::mem::take(p));
-    let report = mask_result(&mut whole, masker, &[]);
+    let report = mask_any(&mut whole, masker);
     if let Value::Object(o) = whole {
         *p = o;
     }

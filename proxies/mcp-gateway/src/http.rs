@@ -96,9 +96,12 @@ impl McpGateway {
                 loop {
                     tokio::time::sleep(every).await;
                     for s in gw.sessions.take_idle(gw.config.idle_timeout) {
-                        s.end(&EndReason::ClientDisconnected(Some(
-                            "idle past the session timeout".into(),
-                        )))
+                        gw.end_session(
+                            &s,
+                            &EndReason::ClientDisconnected(Some(
+                                "idle past the session timeout".into(),
+                            )),
+                        )
                         .await;
                     }
                 }

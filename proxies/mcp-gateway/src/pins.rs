@@ -30,6 +30,10 @@ pub struct PinFile {
     /// fingerprint, waiting to be accepted.
     #[serde(default)]
     pub changed: BTreeMap<String, Fingerprint>,
+    /// The changed definitions as the server listed them, for the
+    /// operator to read before accepting one.
+    #[serde(default)]
+    pub definitions: BTreeMap<String, Value>,
 }
 
 /// What one `tools/list` held against the pins.
@@ -44,6 +48,8 @@ pub struct Reviewed {
 pub struct PinStore {
     path: Option<PathBuf>,
     state: Mutex<(PinFile, Option<SystemTime>)>,
+    /// Names the latest `tools/list` gave more than once.
+    duplicated: Mutex<Vec<String>>,
 }
 
 impl PinStore {
@@ -52,6 +58,7 @@ impl PinStore {
         Self {
             path: None,
             state: Mutex::new((PinFile::default(), None)),
+            duplicated: Mutex::new(Vec::new()),
         }
     }
 
@@ -61,6 +68,7 @@ impl PinStore {
         Ok(Self {
             path: Some(path),
             state: Mutex::new((file, modified)),
+            duplicated: Mutex::new(Vec::new()),
         })
     }
 
@@ -100,12 +108,26 @@ impl PinStore {
             if state.0.changed.get(name) != Some(fp) {
                 tracing::warn!(tool = %name, "an MCP tool's definition changed since it was pinned: hidden until accepted");
                 state.0.changed.insert(name.clone(), fp.clone());
+                if let Some(t) = tools
+                    .iter()
+                    .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
+                {
+                    state.0.definitions.insert(name.clone(), t.clone());
+                }
                 dirty = true;
             }
+        }
+        // A name listed twice: which definition the server runs is not
+        // known, so its calls are held back too.
+        {
+            let mut duplicated = self.duplicated.lock().expect("pins lock");
+            duplicated.clear();
+            duplicated.extend(review.duplicated.iter().cloned());
         }
         // A tool listed as pinned again needs no acceptance any more.
         for name in &review.unchanged {
             dirty |= state.0.changed.remove(name).is_some();
+            state.0.definitions.remove(name);
         }
         if dirty {
             if let Some(path) = &self.path {
@@ -118,7 +140,8 @@ impl PinStore {
         out
     }
 
-    /// Whether calls of `tool` are held back (its definition changed).
+    /// Whether calls of `tool` are held back (its definition changed, or
+    /// the server listed it twice).
     pub fn is_held(&self, tool: &str) -> bool {
         self.state
             .lock()
@@ -126,6 +149,12 @@ impl PinStore {
             .0
             .changed
             .contains_key(tool)
+            || self
+                .duplicated
+                .lock()
+                .expect("pins lock")
+                .iter()
+                .any(|d| d == tool)
     }
 }
 
@@ -161,14 +190,22 @@ fn write(path: &Path, file: &PinFile) -> anyhow::Result<Option<SystemTime>> {
 
 /// The operator accepts `tool`'s new definition: its waiting fingerprint
 /// becomes its pin. Returns the fingerprint accepted.
-pub fn accept(path: &Path, tool: &str) -> anyhow::Result<Fingerprint> {
+/// `fingerprint` is the one the operator read (`vigil mcp pins`): a
+/// server that changed the definition again meanwhile is not accepted.
+pub fn accept(path: &Path, tool: &str, fingerprint: &str) -> anyhow::Result<Fingerprint> {
     let (mut file, _) = read(path)?;
-    let Some(fp) = file.changed.remove(tool) else {
+    let Some(fp) = file.changed.get(tool).cloned() else {
         anyhow::bail!(
             "no changed definition of {tool:?} waits in {}",
             path.display()
         );
     };
+    anyhow::ensure!(
+        fp == fingerprint,
+        "the waiting definition of {tool:?} is {fp}, not {fingerprint}: read it again (vigil mcp pins)"
+    );
+    file.changed.remove(tool);
+    file.definitions.remove(tool);
     file.pins.insert(tool.to_string(), fp.clone());
     write(path, &file)?;
     Ok(fp)
@@ -210,8 +247,17 @@ mod tests {
         let r = store.review(v2.as_array().unwrap());
         assert_eq!(r.hidden, ["lookup"]);
         assert!(store.is_held("lookup") && !store.is_held("other"));
-        accept(&path, "lookup").unwrap();
-        assert!(accept(&path, "lookup").is_err(), "accepted twice");
+        let waiting = read(&path).unwrap().0.changed["lookup"].clone();
+        assert!(read(&path).unwrap().0.definitions["lookup"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("evil"));
+        assert!(
+            accept(&path, "lookup", "0000").is_err(),
+            "another fingerprint"
+        );
+        accept(&path, "lookup", &waiting).unwrap();
+        assert!(accept(&path, "lookup", &waiting).is_err(), "accepted twice");
         // The file changed under the running store: read again.
         std::thread::sleep(std::time::Duration::from_millis(20));
         let r = store.review(v2.as_array().unwrap());
@@ -220,6 +266,10 @@ mod tests {
         // A name listed twice is hidden whole.
         let twice = json!([{"name": "other"}, {"name": "other", "description": "x"}]);
         assert_eq!(store.review(twice.as_array().unwrap()).hidden, ["other"]);
+        assert!(
+            store.is_held("other"),
+            "a name listed twice cannot be called"
+        );
     }
 
     fn tempfile_dir() -> PathBuf {

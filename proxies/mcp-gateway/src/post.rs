@@ -135,7 +135,15 @@ pub(crate) async fn post(
                 )
                 .await
             {
-                Ok(s) => (s, true),
+                Ok(s) if gw.sessions.try_insert(s.clone()) => (s, true),
+                Ok(s) => {
+                    s.end(&EndReason::Error("too many MCP sessions are open".into()))
+                        .await;
+                    return plain(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many MCP sessions are open\n",
+                    );
+                }
                 Err(r) => return r,
             }
         }
@@ -210,6 +218,18 @@ impl Exchange {
             unreachable!("called for requests")
         };
         let mut verdict = judge(&self.gw.config.policy, self.asker(), &message);
+        // A task-augmented request's result comes back later by
+        // `tasks/result`, judged on its own: under a mask verdict it could
+        // escape the call's masking, so it is refused.
+        let tasked = params.as_ref().is_some_and(|p| p.contains_key("task"));
+        if tasked && verdict.outcome == Outcome::Mask {
+            verdict = Verdict {
+                outcome: Outcome::Deny,
+                rule: TASKS_RULE.into(),
+                reason: "a masked call cannot run as a task (its result would come back by tasks/result); call it without one".into(),
+                ..verdict
+            };
+        }
         if let Some(tool) = called_tool(&message) {
             if self.gw.pins.is_held(tool) {
                 verdict = Verdict {
@@ -261,6 +281,7 @@ impl Exchange {
             .recorder
             .record_in_background(Kind::Response(record::refused(seq, code, text, false)));
         if self.opening {
+            self.gw.sessions.remove(&self.session.gateway_id);
             self.session.end(&EndReason::Error(text.to_string())).await;
         }
         rpc_error(StatusCode::OK, Some(id), code, text)
@@ -491,11 +512,11 @@ impl Exchange {
                     .and_then(|v| v.to_str().ok())
                     .map(str::to_string);
                 self.session.set_upstream_id(server_id);
-                self.gw.sessions.insert(self.session.clone());
                 if let Ok(v) = HeaderValue::from_str(&self.session.gateway_id) {
                     extra.insert("mcp-session-id", v);
                 }
             } else {
+                self.gw.sessions.remove(&self.session.gateway_id);
                 self.session
                     .end(&EndReason::UpstreamUnavailable(format!(
                         "the server refused initialize: HTTP {}",
@@ -579,8 +600,22 @@ impl Exchange {
                 "this answers no request the server made",
             );
         };
+        // The roots an agent offers cannot reach past what policy lets it
+        // read (a filesystem server reads whatever roots it is given).
+        let message = match message {
+            Message::Result { id, mut result } if method == "roots/list" => {
+                let removed =
+                    crate::answers::filter_roots(&self.gw.config.policy, self.asker(), &mut result);
+                if !removed.is_empty() {
+                    tracing::info!(session = %self.session.recorder.session().session_id(), removed = removed.len(), "roots the policy refuses were taken out of the agent's answer");
+                }
+                Message::Result { id, result }
+            }
+            m => m,
+        };
         let recorder = &self.session.recorder;
         let seq = recorder.session().next_statement_seq();
+        // Recorded as forwarded.
         let request = record::request(seq, McpDirection::ClientToServer, &message, &method);
         if recorder
             .record_durably(vec![Kind::Request(request)])
@@ -620,6 +655,9 @@ impl Exchange {
         }
     }
 }
+
+/// The rule a refused task-augmented masked request is recorded under.
+const TASKS_RULE: &str = "masked-calls-run-without-tasks";
 
 /// The tool a `tools/call` names.
 fn called_tool(message: &Message) -> Option<&str> {

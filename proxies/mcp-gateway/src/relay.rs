@@ -157,18 +157,30 @@ pub(crate) async fn into_stream(response: Response, out: &Out) {
 #[derive(Clone)]
 pub(crate) struct Ctx {
     pub gw: Arc<McpGateway>,
-    pub roles: Vec<String>,
     pub session: Arc<Session>,
     pub headers: HeaderMap,
 }
 
 impl Ctx {
-    fn asker(&self) -> Asker<'_> {
+    /// Who is asked, with `roles`: the latest token's, read when each
+    /// server message arrives (a stream outlives the token that opened it).
+    fn asker<'a>(&'a self, roles: &'a [String]) -> Asker<'a> {
         Asker {
             subject: &self.session.identity.subject,
-            groups: &self.roles,
+            groups: roles,
             connection: &self.gw.config.name,
         }
+    }
+
+    /// Whether a call of this session waits under a `mask` verdict: the
+    /// server's notifications and requests meanwhile (its log lines, its
+    /// progress text) can speak of what that call read, so they are
+    /// masked too, whatever their own verdict.
+    fn masked_call_waits(&self) -> bool {
+        self.session
+            .ids()
+            .waiting_states()
+            .any(|a| a.verdict.outcome == Outcome::Mask)
     }
 
     /// The server's answer to `upstream_id` is too large to read whole:
@@ -235,6 +247,7 @@ enum ToAgent {
 async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAgent {
     let gw = &ctx.gw;
     let session = &ctx.session;
+    let roles = session.roles();
     match message {
         Message::Result { ref id, .. }
         | Message::Error {
@@ -271,7 +284,7 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
             let treatment = Treatment {
                 policy: &gw.config.policy,
                 masker: &gw.config.masker,
-                asker: ctx.asker(),
+                asker: ctx.asker(&roles),
                 max_result_bytes: gw.config.max_result_bytes,
             };
             let mut treated = treat_answer(
@@ -305,11 +318,11 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
         Message::Request {
             ref id, ref method, ..
         } => {
-            let verdict = judge_server_request(&gw.config.policy, ctx.asker(), &message);
+            let verdict = judge_server_request(&gw.config.policy, ctx.asker(&roles), &message);
             let (id, method) = (id.clone(), method.clone());
             // Recorded as the agent would get it: masked under `mask`.
             let mut message = message;
-            if verdict.outcome == Outcome::Mask {
+            if verdict.outcome == Outcome::Mask || ctx.masked_call_waits() {
                 mask_params(&mut message, &gw.config.masker);
             }
             let recorder = &session.recorder;
@@ -371,11 +384,11 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
             ToAgent::Nothing
         }
         Message::Notification { .. } => {
-            let verdict = judge(&gw.config.policy, ctx.asker(), &message);
+            let verdict = judge(&gw.config.policy, ctx.asker(&roles), &message);
             // A log message or progress text can quote what the server
             // read: masked (and recorded) as the agent gets it.
             let mut message = message;
-            if verdict.outcome == Outcome::Mask {
+            if verdict.outcome == Outcome::Mask || ctx.masked_call_waits() {
                 mask_params(&mut message, &gw.config.masker);
             }
             let recorder = &session.recorder;
@@ -408,7 +421,6 @@ pub(crate) async fn answer(
     client_id: Id,
 ) -> Response {
     let ctx = Ctx {
-        roles: ex.roles.clone(),
         gw: ex.gw.clone(),
         session: ex.session.clone(),
         headers: ex.headers.clone(),
@@ -721,15 +733,20 @@ pub(crate) async fn get_stream(
         return (code, "the MCP server offers no stream here\n").into_response();
     }
     let ctx = Ctx {
-        roles: identity.roles.clone(),
         gw,
         session,
         headers: crate::post::upstream_headers(&headers, None),
     };
     let (reply, out) = Reply::stream();
     let body = upstream.into_body();
+    // The stream ends with the token that opened it: the agent opens it
+    // anew with a fresh one (and is judged by that one's roles).
+    let deadline = vigil_runtime::deadline::TokenDeadline::of(&identity);
     tokio::spawn(async move {
-        pump(&ctx, body, None, Some(&out)).await;
+        tokio::select! {
+            _ = pump(&ctx, body, None, Some(&out)) => {}
+            _ = deadline.reached() => {}
+        }
     });
     reply.into_response()
 }

@@ -187,11 +187,21 @@ impl Sessions {
             && map.values().filter(|s| s.belongs_to(identity)).count() < MAX_PER_IDENTITY
     }
 
-    pub fn insert(&self, session: Arc<Session>) {
-        self.map
-            .lock()
-            .expect("sessions lock")
-            .insert(session.gateway_id.clone(), session);
+    /// Takes a place for `session` if its identity and the listener have
+    /// room, in one step (two initializes at once cannot both take the
+    /// last place). The agent learns the id only once the server accepted
+    /// the session; it is removed again if the server refuses.
+    pub fn try_insert(&self, session: Arc<Session>) -> bool {
+        let mut map = self.map.lock().expect("sessions lock");
+        let mine = map
+            .values()
+            .filter(|s| s.belongs_to(&session.identity))
+            .count();
+        if map.len() >= self.max || mine >= MAX_PER_IDENTITY {
+            return false;
+        }
+        map.insert(session.gateway_id.clone(), session);
+        true
     }
 
     /// The session `id` if `identity` opened it. Another agent's id is

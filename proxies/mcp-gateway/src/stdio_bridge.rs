@@ -61,7 +61,9 @@ const QUEUE: usize = 256;
 const MAX_CHILDREN: usize = 256;
 
 struct ChildSession {
-    stdin: tokio::sync::Mutex<ChildStdin>,
+    /// `None` once the session is ended (dropping it closes the pipe: a
+    /// server that reads stdin ends on its own).
+    stdin: tokio::sync::Mutex<Option<ChildStdin>>,
     child: Mutex<Option<Child>>,
     /// Requests waiting for their answer, by id as JSON text.
     waiting: Mutex<HashMap<String, mpsc::Sender<Value>>>,
@@ -147,7 +149,9 @@ async fn serve(
             let Some(id) = session_id else {
                 return StatusCode::BAD_REQUEST.into_response();
             };
-            match bridge.sessions.lock().expect("sessions lock").remove(&id) {
+            // Killed now; it leaves the map (and the cap) once its output
+            // has ended, so a server that lingers still counts.
+            match bridge.session(&id) {
                 Some(s) => {
                     s.kill();
                     StatusCode::NO_CONTENT.into_response()
@@ -270,7 +274,10 @@ impl Bridge {
             .stdout(Stdio::piped())
             // The server's own log may quote what it read: not ours to keep.
             .stderr(Stdio::null())
-            .kill_on_drop(true);
+            .kill_on_drop(true)
+            // Its own process group, so that ending the session ends what
+            // it started too (`npx` runs the server as a grandchild).
+            .process_group(0);
         for name in ["PATH", "HOME", "LANG"] {
             if let Ok(v) = std::env::var(name) {
                 cmd.env(name, v);
@@ -286,7 +293,7 @@ impl Bridge {
         let stdin = child.stdin.take().expect("piped stdin");
         let stdout = child.stdout.take().expect("piped stdout");
         let session = Arc::new(ChildSession {
-            stdin: tokio::sync::Mutex::new(stdin),
+            stdin: tokio::sync::Mutex::new(Some(stdin)),
             child: Mutex::new(Some(child)),
             waiting: Mutex::new(HashMap::new()),
             streams: Mutex::new(Vec::new()),
@@ -311,13 +318,34 @@ impl Bridge {
 impl ChildSession {
     async fn write(&self, message: &Value) -> std::io::Result<()> {
         let mut stdin = self.stdin.lock().await;
-        stdin.write_all(&frame(message)).await?;
-        stdin.flush().await
+        let Some(pipe) = stdin.as_mut() else {
+            return Err(std::io::ErrorKind::BrokenPipe.into());
+        };
+        pipe.write_all(&frame(message)).await?;
+        pipe.flush().await
     }
 
+    /// Ends the server: its stdin closed, its whole process group killed,
+    /// the process reaped. Its session leaves the bridge when its output
+    /// ends (every process that held the pipe is gone).
     fn kill(&self) {
+        if let Ok(mut stdin) = self.stdin.try_lock() {
+            stdin.take();
+        }
         if let Some(mut child) = self.child.lock().expect("child lock").take() {
+            if let Some(pid) = child.id() {
+                // The group the child leads (process_group(0)): its
+                // children too. `kill` the command: no unsafe libc call.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{pid}")])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = child.start_kill();
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
         }
         self.waiting.lock().expect("waiting lock").clear();
         self.streams.lock().expect("streams lock").clear();

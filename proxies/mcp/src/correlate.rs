@@ -110,6 +110,11 @@ impl<T> Correlator<T> {
         let _ = self.answered(upstream);
     }
 
+    /// The states of the requests waiting now.
+    pub fn waiting_states(&self) -> impl Iterator<Item = &T> {
+        self.waiting.values().map(|(_, state)| state)
+    }
+
     /// Requests waiting now.
     pub fn in_flight(&self) -> usize {
         self.waiting.len()

@@ -127,8 +127,17 @@ pub fn mask_result(result: &mut Value, masker: &Masker, rules: &[PathRule]) -> R
             }
         }
     }
-    count_binary(result, &mut report);
-    scan(result, masker, &mut report);
+    scan_result(result, masker, &mut report);
+    report.kinds.sort();
+    report.kinds.dedup();
+    report
+}
+
+/// Masks every string, number and key of `value` by the detectors, with
+/// no place skipped (a notification's or a request's params, an error).
+pub fn mask_any(value: &mut Value, masker: &Masker) -> Report {
+    let mut report = Report::default();
+    scan(value, masker, &mut report);
     report.kinds.sort();
     report.kinds.dedup();
     report
@@ -210,63 +219,94 @@ fn masked_whole(value: &Value, format: MaskFormat, masker: &Masker) -> Value {
     Value::String(String::from_utf8_lossy(&masked).into_owned())
 }
 
-fn count_binary(value: &Value, report: &mut Report) {
-    match value {
-        Value::Object(o) => {
-            if binary_payload(o).is_some() {
-                report.unscanned_binary += 1;
+/// A result through the detectors. The only places left unscanned are the
+/// protocol's binary payloads, where the spec puts them: the `data` of an
+/// image or audio block in `content`, and a `blob` of a resource (in
+/// `contents`, or embedded in a `content` block) that is not UTF-8 once
+/// decoded. A `data` or `blob` anywhere else (a tool's row with such
+/// columns) is a field like any other; a blob that decodes to text, whatever
+/// its declared type, is decoded, scanned and encoded again.
+fn scan_result(result: &mut Value, masker: &Masker, report: &mut Report) {
+    let Value::Object(o) = result else {
+        return scan(result, masker, report);
+    };
+    for (key, value) in o.iter_mut() {
+        match (key.as_str(), value) {
+            ("content", Value::Array(blocks)) => {
+                for block in blocks {
+                    scan_content_block(block, masker, report);
+                }
             }
-            o.values().for_each(|v| count_binary(v, report));
+            ("contents", Value::Array(items)) => {
+                for item in items {
+                    scan_resource(item, masker, report);
+                }
+            }
+            (_, v) => scan(v, masker, report),
         }
-        Value::Array(items) => items.iter().for_each(|v| count_binary(v, report)),
-        _ => {}
     }
+    scan_keys(o, masker, report);
 }
 
-/// The key of an object's base64 payload the detectors cannot read: the
-/// `data` of an image or audio content block, the `blob` of a resource's
-/// contents (it has a `uri`) whose type is not text. Only there: a `blob`
-/// or `data` key anywhere else is a field like any other (a tool's row
-/// with a column named `blob` is scanned).
-fn binary_payload(o: &Map<String, Value>) -> Option<&'static str> {
-    let kind = o.get("type").and_then(Value::as_str);
-    if matches!(kind, Some("image" | "audio")) && o.get("data").is_some_and(Value::is_string) {
-        return Some("data");
-    }
-    if o.contains_key("uri")
-        && o.get("blob").is_some_and(Value::is_string)
-        && text_blob(o).is_none()
-    {
-        return Some("blob");
-    }
-    None
-}
-
-/// Whether a resource's `blob` holds text (a textual MIME type): then it
-/// is decoded, scanned and encoded again.
-fn text_blob(o: &Map<String, Value>) -> Option<()> {
-    let mime = o
-        .get("mimeType")
-        .and_then(Value::as_str)?
-        .to_ascii_lowercase();
-    let essence = mime
-        .split(';')
-        .next()
+/// One content block: an image's or audio's `data` left (counted), an
+/// embedded resource read as a resource, the rest scanned.
+fn scan_content_block(block: &mut Value, masker: &Masker, report: &mut Report) {
+    let Value::Object(o) = block else {
+        return scan(block, masker, report);
+    };
+    let kind = o
+        .get("type")
+        .and_then(Value::as_str)
         .unwrap_or_default()
-        .trim()
         .to_string();
-    (essence.starts_with("text/")
-        || essence == "application/json"
-        || essence == "application/xml"
-        || essence.ends_with("+json")
-        || essence.ends_with("+xml"))
-    .then_some(())
+    for (key, value) in o.iter_mut() {
+        match (kind.as_str(), key.as_str()) {
+            ("image" | "audio", "data") if value.is_string() => report.unscanned_binary += 1,
+            ("resource", "resource") => scan_resource(value, masker, report),
+            _ => scan(value, masker, report),
+        }
+    }
+    scan_keys(o, masker, report);
 }
 
-/// Every string and key through the detectors. Binary payloads
-/// ([`binary_payload`]) are base64: detectors would find noise in them,
-/// so they are counted for the adapter to decide on; a text `blob` is
-/// decoded and scanned.
+/// One resource's contents: a `blob` decoded and scanned when it is text,
+/// left (counted) when it is not; the rest scanned.
+fn scan_resource(item: &mut Value, masker: &Masker, report: &mut Report) {
+    let Value::Object(o) = item else {
+        return scan(item, masker, report);
+    };
+    for (key, value) in o.iter_mut() {
+        match (key.as_str(), value) {
+            ("blob", Value::String(b64)) => scan_blob(b64, masker, report),
+            (_, v) => scan(v, masker, report),
+        }
+    }
+    scan_keys(o, masker, report);
+}
+
+/// A base64 `blob`: text (UTF-8) is scanned and encoded again; anything
+/// else is binary the detectors cannot read, counted.
+fn scan_blob(b64: &mut String, masker: &Masker, report: &mut Report) {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::STANDARD;
+    // Text: UTF-8 without NUL bytes (binary formats are rarely valid
+    // UTF-8, and almost never without a NUL).
+    let text = engine
+        .decode(b64.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .filter(|t| !t.contains('\0'));
+    match text {
+        Some(text) => {
+            if let Some(masked) = scan_text(&text, masker, report) {
+                *b64 = engine.encode(masked);
+            }
+        }
+        None => report.unscanned_binary += 1,
+    }
+}
+
+/// Every string, number and key through the detectors.
 fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
     match value {
         Value::String(s) => {
@@ -274,64 +314,38 @@ fn scan(value: &mut Value, masker: &Masker, report: &mut Report) {
                 *s = masked;
             }
         }
+        // A number can be an identifier too (an MRN, an SSN as bigint):
+        // read as its text, and a hit becomes the masked text.
+        Value::Number(n) => {
+            if let Some(masked) = scan_text(&n.to_string(), masker, report) {
+                *value = Value::String(masked);
+            }
+        }
         Value::Array(items) => items.iter_mut().for_each(|v| scan(v, masker, report)),
         Value::Object(o) => {
-            // A text blob is scanned decoded, here, and not again as
-            // base64 below (which the detectors would only corrupt).
-            let text = o.contains_key("uri")
-                && o.get("blob").is_some_and(Value::is_string)
-                && text_blob(o).is_some();
-            if text {
-                scan_text_blob(o, masker, report);
+            for v in o.values_mut() {
+                scan(v, masker, report);
             }
-            let skip = if text {
-                Some("blob")
-            } else {
-                binary_payload(o)
-            };
-            let old = std::mem::take(o);
-            let mut out = Map::new();
-            for (k, mut v) in old {
-                if skip != Some(k.as_str()) {
-                    scan(&mut v, masker, report);
-                }
-                let mut key = scan_text(&k, masker, report).unwrap_or(k);
-                // Two keys masked alike stay two keys.
-                while out.contains_key(&key) {
-                    key.push('\'');
-                }
-                out.insert(key, v);
-            }
-            *o = out;
+            scan_keys(o, masker, report);
         }
         _ => {}
     }
 }
 
-/// A text `blob` decoded, scanned and encoded again; one that is not
-/// valid base64 or UTF-8 is replaced whole (it cannot be read, so it
-/// cannot be shown as masked).
-fn scan_text_blob(o: &mut Map<String, Value>, masker: &Masker, report: &mut Report) {
-    use base64::Engine as _;
-    let engine = base64::engine::general_purpose::STANDARD;
-    let Some(Value::String(b64)) = o.get("blob") else {
+/// An object's keys through the detectors (a key can be a name or an MRN).
+fn scan_keys(o: &mut Map<String, Value>, masker: &Masker, report: &mut Report) {
+    if !o.keys().any(|k| masker.scan(k.as_bytes()).is_some()) {
         return;
-    };
-    let decoded = engine
-        .decode(b64.trim())
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok());
-    let replacement = match decoded {
-        Some(text) => match scan_text(&text, masker, report) {
-            Some(masked) => engine.encode(masked),
-            None => return,
-        },
-        None => {
-            report.detector_hits += 1;
-            engine.encode("[UNREADABLE]")
+    }
+    let old = std::mem::take(o);
+    for (k, v) in old {
+        let mut key = scan_text(&k, masker, report).unwrap_or(k);
+        // Two keys masked alike stay two keys.
+        while o.contains_key(&key) {
+            key.push('\'');
         }
-    };
-    o.insert("blob".into(), Value::String(replacement));
+        o.insert(key, v);
+    }
 }
 
 /// `text` with the detectors' hits masked (counted in `report`), or `None`
@@ -368,7 +382,7 @@ mod tests {
             "structuredContent": {"rows": [{"blob": "123-45-6789", "data": "234-56-7890"}]},
             "contents": [
                 {"uri": "file:///chart.txt", "mimeType": "text/plain", "blob": b64.encode("SSN 123-45-6789")},
-                {"uri": "file:///scan.png", "mimeType": "image/png", "blob": b64.encode("123-45-6789")}
+                {"uri": "file:///scan.png", "mimeType": "image/png", "blob": b64.encode([0x89u8, b'P', b'N', b'G', 0xff, 0xfe])}
             ]
         });
         let report = mask_result(&mut result, &masker(), &[]);
@@ -383,7 +397,18 @@ mod tests {
         assert!(!String::from_utf8(text).unwrap().contains("123-45-6789"));
         // The image is left as it is, and counted.
         assert_eq!(report.unscanned_binary, 1);
-        assert_eq!(result["contents"][1]["blob"], b64.encode("123-45-6789"));
+        assert_eq!(
+            result["contents"][1]["blob"],
+            b64.encode([0x89u8, b'P', b'N', b'G', 0xff, 0xfe])
+        );
+        // A row shaped like an image block is still a row.
+        let mut rows = json!({"structuredContent": {"rows": [{"type": "image", "data": "123-45-6789"}, {"uri": "x", "blob": "234-56-7890"}]}});
+        mask_result(&mut rows, &masker(), &[]);
+        let text = rows.to_string();
+        assert!(
+            !text.contains("123-45-6789") && !text.contains("234-56-7890"),
+            "{text}"
+        );
     }
 
     #[test]

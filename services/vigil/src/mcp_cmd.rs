@@ -27,6 +27,10 @@ pub enum McpCommand {
         listener: String,
         #[arg(long)]
         tool: String,
+        /// The new definition's fingerprint, as `vigil mcp pins` shows it
+        /// (a definition changed again since is not accepted).
+        #[arg(long)]
+        fingerprint: String,
     },
 }
 
@@ -45,10 +49,13 @@ pub fn run(cmd: McpCommand) -> anyhow::Result<()> {
             let file: vigil_proxy_mcp::pins::PinFile = serde_json::from_str(&text)
                 .with_context(|| format!("invalid {}", path.display()))?;
             for (tool, fp) in &file.pins {
-                let waiting = file.changed.get(tool);
-                match waiting {
+                match file.changed.get(tool) {
                     Some(new) => {
-                        println!("{tool}\tpinned {fp}\tCHANGED to {new}: hidden until accepted")
+                        println!("{tool}\tpinned {fp}\tCHANGED to {new}: hidden until accepted");
+                        if let Some(d) = file.definitions.get(tool) {
+                            // As JSON, escaped: a description cannot move the terminal.
+                            println!("  new definition: {d}");
+                        }
                     }
                     None => println!("{tool}\tpinned {fp}"),
                 }
@@ -59,9 +66,10 @@ pub fn run(cmd: McpCommand) -> anyhow::Result<()> {
             config,
             listener,
             tool,
+            fingerprint,
         } => {
             let path = pins_file(&config, &listener)?;
-            let fp = vigil_proxy_mcp::pins::accept(&path, &tool)?;
+            let fp = vigil_proxy_mcp::pins::accept(&path, &tool, &fingerprint)?;
             println!("accepted the new definition of {tool:?} on {listener:?} (fingerprint {fp})");
             tracing::info!(%listener, %tool, fingerprint = %fp, "MCP tool definition accepted by the operator");
             Ok(())
