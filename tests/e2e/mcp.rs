@@ -638,6 +638,7 @@ fn the_reference_server_everything_works_through_vigil_without_its_secrets() {
             {"op": "list_tools"},
             {"op": "call", "tool": "echo", "args": {"message": "hello through vigil"}},
             {"op": "call", "tool": "get-sum", "args": {"a": 2, "b": 3}},
+            {"op": "call", "tool": "get-tiny-image", "args": {}},
         ]),
     );
     let tools = lines[1]["tools"].as_array().unwrap();
@@ -648,6 +649,21 @@ fn the_reference_server_everything_works_through_vigil_without_its_secrets() {
         lines[2]
     );
     assert!(lines[3].to_string().contains('5'), "{}", lines[3]);
+    // An image cannot be masked: it passes whole, and the record says so.
+    let image = lines[4]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["type"] == "image")
+        .unwrap_or_else(|| panic!("{}", lines[4]))
+        .clone();
+    assert!(image["data"].as_str().unwrap().len() > 100, "{image}");
+    let binary = |ev: &[Event]| {
+        ev.iter().any(|e| {
+            matches!(&e.kind, Some(Kind::Response(r)) if r.mcp().is_some_and(|m| m.unscanned_binary == 1))
+        })
+    };
+    s.gw.wait_for_events(binary);
 }
 
 #[test]

@@ -97,11 +97,15 @@ pub fn treat_answer(
             if method == "resources/list" {
                 changes.hidden = hide_denied_resources(policy, asker, &mut result);
             }
+            if method == "prompts/list" {
+                changes.hidden = hide_denied_prompts(policy, asker, &mut result);
+            }
             if masks {
                 let report = mask_result(&mut result, masker, &policy.family().mask_paths);
                 changes.masked_by_path = report.by_path;
                 changes.detector_hits = report.detector_hits;
                 changes.detector_kinds = report.kinds;
+                changes.unscanned_binary = report.unscanned_binary;
             }
             Message::Result {
                 id: client_id,
@@ -191,6 +195,33 @@ pub fn hide_denied_resources(policy: &Policy, asker: Asker<'_>, result: &mut Val
         let shown = judge(policy, asker, &read).outcome != Outcome::Deny;
         if !shown {
             hidden.push(uri.to_string());
+        }
+        shown
+    });
+    hidden
+}
+
+/// Removes from a `prompts/list` result the prompts policy would refuse
+/// to get to this agent (judged as a `prompts/get` of the name). Returns
+/// the hidden names.
+pub fn hide_denied_prompts(policy: &Policy, asker: Asker<'_>, result: &mut Value) -> Vec<String> {
+    let mut hidden = Vec::new();
+    let Some(prompts) = result.get_mut("prompts").and_then(Value::as_array_mut) else {
+        return hidden;
+    };
+    prompts.retain(|prompt| {
+        let name = prompt
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let get = Message::Request {
+            id: Id::Number(0),
+            method: "prompts/get".into(),
+            params: Some(Map::from_iter([("name".to_string(), Value::from(name))])),
+        };
+        let shown = !name.is_empty() && judge(policy, asker, &get).outcome != Outcome::Deny;
+        if !shown {
+            hidden.push(name.to_string());
         }
         shown
     });
@@ -319,6 +350,14 @@ paths = [{ path = "structuredContent.patients[*].mrn", format = "redact" }]
         let hidden = hide_denied_tools(&p, asker(), &mut result);
         assert_eq!(result, json!({"tools": [{"name": "lookup"}]}));
         assert_eq!(hidden, ["delete_patient", ""]);
+    }
+
+    #[test]
+    fn denied_prompts_disappear_from_the_list() {
+        let p = policy("name = \"t\"\ndefault = \"allow\"\n[[rules]]\nname = \"no-prompts\"\naction = \"deny\"\nmethods = [\"prompts/get\"]\n");
+        let mut result = json!({"prompts": [{"name": "summarise"}]});
+        assert_eq!(hide_denied_prompts(&p, asker(), &mut result), ["summarise"]);
+        assert_eq!(result, json!({"prompts": []}));
     }
 
     #[test]

@@ -80,6 +80,8 @@ pub struct Changes {
     pub detector_hits: usize,
     pub detector_kinds: Vec<String>,
     pub hidden: Vec<String>,
+    /// Binary parts passed that the detectors could not read.
+    pub unscanned_binary: usize,
 }
 
 /// The Response event of the answer `sent` (as the client got it) to
@@ -92,6 +94,7 @@ pub fn response(seq: u64, sent: &Message, changes: &Changes, micros: u64) -> Res
     };
     let mut detail = McpResult {
         hidden: changes.hidden.clone(),
+        unscanned_binary: changes.unscanned_binary as u64,
         ..McpResult::default()
     };
     match sent {

@@ -232,6 +232,13 @@ fn mcp_result(r: &vigil_proto::events::Response, m: &vigil_proto::events::McpRes
     for f in &r.masked {
         let _ = write!(s, "; masked {} value(s) by {}", f.values_masked, f.method);
     }
+    if m.unscanned_binary > 0 {
+        let _ = write!(
+            s,
+            "; {} binary part(s) passed unscanned",
+            m.unscanned_binary
+        );
+    }
     if !m.hidden.is_empty() {
         let _ = write!(s, "; hidden from the agent: {}", m.hidden.join(", "));
     }
