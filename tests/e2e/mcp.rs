@@ -1037,3 +1037,50 @@ fn an_https_server_is_reached_over_tls_checked_against_the_configured_ca() {
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("-32012"), "{body}");
 }
+
+#[test]
+fn a_call_the_agent_abandons_is_recorded_as_unanswered() {
+    use std::io::Write;
+    let server = McpServer::patients(&[]);
+    let s = Setup::start(&server, true, "");
+    let auth = format!("Bearer {}", s.token());
+    let h = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", auth.as_str()),
+    ];
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let (status, headers, body) = post(&s.url, &h, &initialize.to_string());
+    assert_eq!(status, 200, "{body}");
+    let sid = headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .unwrap()
+        .1
+        .clone();
+    // A slow call (4 s) from an agent that reads JSON only, and leaves after 1 s.
+    let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "slow_progress", "arguments": {"steps": 20}}})
+    .to_string();
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    write!(
+        conn,
+        "POST /mcp HTTP/1.1\r\nhost: 127.0.0.1:{}\r\ncontent-type: application/json\r\naccept: application/json\r\n\
+         authorization: {auth}\r\nmcp-session-id: {sid}\r\nmcp-protocol-version: 2025-11-25\r\ncontent-length: {}\r\n\r\n{call}",
+        s.port,
+        call.len()
+    )
+    .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    drop(conn);
+    let events = s.gw.wait_for_events(|ev| {
+        ev.iter().any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.error_message.contains("the agent left")))
+    });
+    let (event, seq) = tool_call(&events, "slow_progress")[0];
+    let (_, response) = decision_and_response(&events, &event.session_id, seq);
+    assert!(response
+        .unwrap()
+        .error_message
+        .contains("the agent left before the answer came"));
+}

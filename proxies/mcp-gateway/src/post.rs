@@ -475,6 +475,9 @@ impl Exchange {
                     .await
             }
         };
+        // From here the agent may leave at any await: the guard forgets
+        // the request and records that it went unanswered.
+        let mut abandoned = relay::Abandoned::new(self.session.clone(), upstream_id.clone());
         let body = Message::Request {
             id: upstream_id.clone(),
             method,
@@ -525,7 +528,7 @@ impl Exchange {
                     .await;
             }
         }
-        let mut reply = relay::answer(&self, response, upstream_id, id).await;
+        let mut reply = relay::answer(&self, response, upstream_id, id, &mut abandoned).await;
         reply.headers_mut().extend(extra);
         reply
     }

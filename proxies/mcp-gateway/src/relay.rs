@@ -414,11 +414,57 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
 }
 
 /// The server's reply to a forwarded request, for the agent.
+/// A request sent upstream that the agent may abandon: its handler is
+/// dropped when the agent's connection closes, and with it this guard,
+/// which takes the request out of the session's id map (a late answer is
+/// dropped) and records that it was never answered to the agent.
+pub(crate) struct Abandoned {
+    session: Arc<Session>,
+    upstream_id: Id,
+    armed: bool,
+}
+
+impl Abandoned {
+    pub fn new(session: Arc<Session>, upstream_id: Id) -> Self {
+        Self {
+            session,
+            upstream_id,
+            armed: true,
+        }
+    }
+
+    /// Another task now owns the request (an SSE stream's pump).
+    pub fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if !self.armed || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        // Answered already: nothing left (the usual case).
+        let Some((_, asked)) = self.session.ids().answered(&self.upstream_id) else {
+            return;
+        };
+        self.session
+            .recorder
+            .record_in_background(Kind::Response(record::refused(
+                asked.seq,
+                codes::UPSTREAM_UNAVAILABLE,
+                "the agent left before the answer came",
+                true,
+            )));
+    }
+}
+
 pub(crate) async fn answer(
     ex: &Exchange,
     response: hyper::Response<Incoming>,
     upstream_id: Id,
     client_id: Id,
+    abandoned: &mut Abandoned,
 ) -> Response {
     let ctx = Ctx {
         gw: ex.gw.clone(),
@@ -455,6 +501,7 @@ pub(crate) async fn answer(
         let body = response.into_body();
         if ex.accepts_sse {
             let (reply, out) = Reply::stream();
+            abandoned.disarm();
             tokio::spawn(async move {
                 pump(&ctx, body, Some(upstream_id), Some(&out)).await;
             });
