@@ -1084,3 +1084,117 @@ fn a_call_the_agent_abandons_is_recorded_as_unanswered() {
         .error_message
         .contains("the agent left before the answer came"));
 }
+
+#[test]
+fn a_tool_whose_definition_changes_is_hidden_and_refused_until_the_operator_accepts_it() {
+    let server = McpServer::patients(&[]);
+    let s = Setup::start(&server, true, "");
+    let names = |line: &Value| -> Vec<String> {
+        line["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{line}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let lines = agent(
+        &s.url,
+        &s.token(),
+        "legacy",
+        json!([
+            {"op": "list_tools"},
+            {"op": "call", "tool": "rug_pull", "args": {}},
+            {"op": "list_tools"},
+            {"op": "call", "tool": "echo", "args": {"text": "hi"}},
+        ]),
+    );
+    assert!(names(&lines[1]).contains(&"echo".to_string()));
+    assert!(
+        !names(&lines[3]).contains(&"echo".to_string()),
+        "a changed tool was listed: {}",
+        lines[3]
+    );
+    assert_eq!(lines[4]["error"], -32010, "{}", lines[4]);
+    assert!(
+        lines[4]["message"]
+            .as_str()
+            .unwrap()
+            .contains("tool-definition-changed"),
+        "{}",
+        lines[4]
+    );
+
+    // The operator reads the new definition and accepts it by its fingerprint.
+    let config = s.gw.dir.path().join("vigil.toml").display().to_string();
+    let out = s.gw.vigil(&[
+        "mcp",
+        "pins",
+        "--config",
+        &config,
+        "--listener",
+        "ehr-tools",
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("evil.example"),
+        "the operator sees the new definition: {text}"
+    );
+    let line = text.lines().find(|l| l.starts_with("echo\t")).unwrap();
+    let fingerprint = line
+        .split("CHANGED to ")
+        .nth(1)
+        .unwrap()
+        .split(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let out = s.gw.vigil(&[
+        "mcp",
+        "accept-tool",
+        "--config",
+        &config,
+        "--listener",
+        "ehr-tools",
+        "--tool",
+        "echo",
+        "--fingerprint",
+        &fingerprint,
+    ]);
+    assert!(out.status.success(), "{}", show(&out));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let lines = agent(
+        &s.url,
+        &s.token(),
+        "legacy",
+        json!([
+            {"op": "list_tools"},
+            {"op": "call", "tool": "echo", "args": {"text": "hi again"}},
+        ]),
+    );
+    assert!(names(&lines[1]).contains(&"echo".to_string()));
+    assert!(lines[2].to_string().contains("hi again"), "{}", lines[2]);
+
+    // The ledger holds the pin, the change and the acceptance.
+    let events = s.gw.wait_for_events(|ev| {
+        ev.iter().any(|e| matches!(&e.kind, Some(Kind::Response(r)) if r.mcp().is_some_and(|m| !m.pins_accepted.is_empty())))
+    });
+    let results: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Response(r)) => r.mcp().cloned(),
+            _ => None,
+        })
+        .collect();
+    assert!(results
+        .iter()
+        .any(|m| m.pinned.iter().any(|p| p.starts_with("echo="))));
+    assert!(results.iter().any(|m| m
+        .pin_changes
+        .iter()
+        .any(|p| p == &format!("echo={fingerprint}"))));
+    assert!(results.iter().any(|m| m
+        .pins_accepted
+        .iter()
+        .any(|p| p == &format!("echo={fingerprint}"))));
+}

@@ -43,6 +43,12 @@ pub struct Reviewed {
     pub hidden: Vec<String>,
     pub first_seen: Vec<String>,
     pub changed: Vec<String>,
+    /// For the record, each as `name=fingerprint`: tools pinned now at
+    /// first sight, changed definitions noticed now (hidden), and changed
+    /// definitions the operator accepted since the pins were last read.
+    pub pinned: Vec<String>,
+    pub noticed: Vec<String>,
+    pub accepted: Vec<String>,
 }
 
 pub struct PinStore {
@@ -76,6 +82,7 @@ impl PinStore {
     /// changed ones held back; the file is written when anything changed.
     pub fn review(&self, tools: &[Value]) -> Reviewed {
         let mut state = self.state.lock().expect("pins lock");
+        let waiting_before = state.0.changed.clone();
         if let Some(path) = &self.path {
             // The operator may have accepted a definition meanwhile.
             if let Ok(meta) = std::fs::metadata(path) {
@@ -94,12 +101,18 @@ impl PinStore {
             hidden: review.duplicated.clone(),
             ..Reviewed::default()
         };
+        for (name, fp) in &waiting_before {
+            if state.0.pins.get(name) == Some(fp) {
+                out.accepted.push(format!("{name}={fp}"));
+            }
+        }
         out.hidden
             .extend(std::iter::repeat_n(String::new(), review.unnamed));
         let mut dirty = false;
         for (name, fp) in &review.first_seen {
             state.0.pins.insert(name.clone(), fp.clone());
             out.first_seen.push(name.clone());
+            out.pinned.push(format!("{name}={fp}"));
             dirty = true;
         }
         for (name, fp) in &review.changed {
@@ -108,6 +121,7 @@ impl PinStore {
             if state.0.changed.get(name) != Some(fp) {
                 tracing::warn!(tool = %name, "an MCP tool's definition changed since it was pinned: hidden until accepted");
                 state.0.changed.insert(name.clone(), fp.clone());
+                out.noticed.push(format!("{name}={fp}"));
                 if let Some(t) = tools
                     .iter()
                     .find(|t| t.get("name").and_then(Value::as_str) == Some(name))
@@ -262,6 +276,11 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         let r = store.review(v2.as_array().unwrap());
         assert!(r.hidden.is_empty(), "{r:?}");
+        assert_eq!(
+            r.accepted,
+            [format!("lookup={waiting}")],
+            "the acceptance is reported for the record"
+        );
         assert!(!store.is_held("lookup"));
         // A name listed twice is hidden whole.
         let twice = json!([{"name": "other"}, {"name": "other", "description": "x"}]);

@@ -82,6 +82,11 @@ pub struct Changes {
     pub hidden: Vec<String>,
     /// Binary parts passed that the detectors could not read.
     pub unscanned_binary: usize,
+    /// Tool pins (`name=fingerprint`): taken now, changes noticed now,
+    /// acceptances read now.
+    pub pinned: Vec<String>,
+    pub pin_changes: Vec<String>,
+    pub pins_accepted: Vec<String>,
 }
 
 /// The Response event of the answer `sent` (as the client got it) to
@@ -95,6 +100,9 @@ pub fn response(seq: u64, sent: &Message, changes: &Changes, micros: u64) -> Res
     let mut detail = McpResult {
         hidden: changes.hidden.clone(),
         unscanned_binary: changes.unscanned_binary as u64,
+        pinned: changes.pinned.clone(),
+        pin_changes: changes.pin_changes.clone(),
+        pins_accepted: changes.pins_accepted.clone(),
         ..McpResult::default()
     };
     match sent {

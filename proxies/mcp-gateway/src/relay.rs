@@ -261,6 +261,7 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
             // Tool definitions against their pins: a changed one (or one
             // listed twice) is taken out before policy sees the list.
             let mut pinned_out = Vec::new();
+            let mut pin_record = (Vec::new(), Vec::new(), Vec::new());
             let message = match message {
                 Message::Result { id, mut result } if asked.method == "tools/list" => {
                     if let Some(tools) = result
@@ -276,6 +277,7 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
                             !reviewed.hidden.iter().any(|h| h == name)
                         });
                         pinned_out = reviewed.hidden;
+                        pin_record = (reviewed.pinned, reviewed.noticed, reviewed.accepted);
                     }
                     Message::Result { id, result }
                 }
@@ -295,6 +297,11 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
                 message,
             );
             treated.changes.hidden.extend(pinned_out);
+            (
+                treated.changes.pinned,
+                treated.changes.pin_changes,
+                treated.changes.pins_accepted,
+            ) = pin_record;
             let recorder = &session.recorder;
             if treated.too_large {
                 recorder.record_in_background(Kind::Decision(result_size_decision(gw, &asked)));

@@ -232,6 +232,18 @@ fn mcp_result(r: &vigil_proto::events::Response, m: &vigil_proto::events::McpRes
     for f in &r.masked {
         let _ = write!(s, "; masked {} value(s) by {}", f.values_masked, f.method);
     }
+    for (what, list) in [
+        ("tools pinned at first sight", &m.pinned),
+        ("changed tool definitions hidden", &m.pin_changes),
+        (
+            "changed tool definitions accepted by the operator",
+            &m.pins_accepted,
+        ),
+    ] {
+        if !list.is_empty() {
+            let _ = write!(s, "; {what}: {}", list.join(", "));
+        }
+    }
     if m.unscanned_binary > 0 {
         let _ = write!(
             s,
