@@ -183,6 +183,29 @@ fn tool_call<'a>(events: &'a [Event], tool: &str) -> Vec<(&'a Event, u64)> {
         .collect()
 }
 
+/// A raw `initialize` of revision `version` as the agent holding `token`
+/// (what an SDK would send): status, headers, body.
+fn raw_initialize(url: &str, token: &str, version: &str) -> (u16, Vec<(String, String)>, String) {
+    let auth = format!("Bearer {token}");
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
+    let h = [
+        ("content-type", "application/json"),
+        ("accept", "application/json, text/event-stream"),
+        ("authorization", auth.as_str()),
+    ];
+    post(url, &h, &initialize.to_string())
+}
+
+fn session_id(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k == "mcp-session-id")
+        .expect("a session id")
+        .1
+        .clone()
+}
+
 #[test]
 fn agents_on_either_revision_get_masked_results_and_never_see_denied_tools() {
     let server = McpServer::patients(&[]);
@@ -532,16 +555,9 @@ fn a_session_belongs_to_the_agent_that_opened_it_and_delete_ends_it() {
         ("accept", "application/json, text/event-stream"),
         ("authorization", auth.as_str()),
     ];
-    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
-    let (status, headers, body) = post(&s.url, &h, &initialize.to_string());
+    let (status, headers, body) = raw_initialize(&s.url, &s.token(), "2025-06-18");
     assert_eq!(status, 200, "{body}");
-    let sid = headers
-        .iter()
-        .find(|(k, _)| k == "mcp-session-id")
-        .expect("a session id")
-        .1
-        .clone();
+    let sid = session_id(&headers);
     assert_eq!(sid.len(), 32, "{sid}");
     // Another agent with a valid token cannot use it.
     let other = s
@@ -936,15 +952,7 @@ fn a_stream_the_server_cuts_short_or_a_server_that_vanished_ends_in_a_clear_reco
     let gone_url = gone.url.clone();
     drop(gone);
     let s2 = Setup::with_upstream(&format!("upstream = {{ url = \"{gone_url}\" }}"), "");
-    let auth = format!("Bearer {}", s2.token());
-    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
-    let h = [
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("authorization", auth.as_str()),
-    ];
-    let (status, _, body) = post(&s2.url, &h, &initialize.to_string());
+    let (status, _, body) = raw_initialize(&s2.url, &s2.token(), "2025-11-25");
     assert_eq!(status, 200, "{body}");
     assert!(
         body.contains("-32012") && body.contains("cannot be reached"),
@@ -1022,18 +1030,7 @@ fn an_https_server_is_reached_over_tls_checked_against_the_configured_ca() {
         ),
         "",
     );
-    let auth = format!("Bearer {}", untrusted.token());
-    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
-    let (status, _, body) = post(
-        &untrusted.url,
-        &[
-            ("content-type", "application/json"),
-            ("accept", "application/json, text/event-stream"),
-            ("authorization", auth.as_str()),
-        ],
-        &initialize.to_string(),
-    );
+    let (status, _, body) = raw_initialize(&untrusted.url, &untrusted.token(), "2025-11-25");
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("-32012"), "{body}");
 }
@@ -1043,22 +1040,11 @@ fn a_call_the_agent_abandons_is_recorded_as_unanswered() {
     use std::io::Write;
     let server = McpServer::patients(&[]);
     let s = Setup::start(&server, true, "");
-    let auth = format!("Bearer {}", s.token());
-    let h = [
-        ("content-type", "application/json"),
-        ("accept", "application/json, text/event-stream"),
-        ("authorization", auth.as_str()),
-    ];
-    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}});
-    let (status, headers, body) = post(&s.url, &h, &initialize.to_string());
+    let token = s.token();
+    let auth = format!("Bearer {token}");
+    let (status, headers, body) = raw_initialize(&s.url, &token, "2025-11-25");
     assert_eq!(status, 200, "{body}");
-    let sid = headers
-        .iter()
-        .find(|(k, _)| k == "mcp-session-id")
-        .unwrap()
-        .1
-        .clone();
+    let sid = session_id(&headers);
     // A slow call (4 s) from an agent that reads JSON only, and leaves after 1 s.
     let call = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
         "params": {"name": "slow_progress", "arguments": {"steps": 20}}})

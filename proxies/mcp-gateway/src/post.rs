@@ -485,16 +485,7 @@ impl Exchange {
         }
         .to_value()
         .to_string();
-        let sent = self
-            .gw
-            .upstream
-            .send(
-                hyper::Method::POST,
-                Some(Bytes::from(body)),
-                &self.headers,
-                self.session.upstream_id().as_deref(),
-            )
-            .await;
+        let sent = self.post_upstream(body).await;
         let response = match sent {
             Ok(r) => r,
             Err(e) => {
@@ -630,10 +621,13 @@ impl Exchange {
         self.pass_on(message.to_value().to_string()).await
     }
 
-    /// Passes a notification or answer on; the server says 202.
-    async fn pass_on(self, body: String) -> Response {
-        match self
-            .gw
+    /// POSTs `body` to the server in this session, with this request's
+    /// headers as the gateway wrote them.
+    async fn post_upstream(
+        &self,
+        body: String,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, crate::upstream::UpstreamError> {
+        self.gw
             .upstream
             .send(
                 hyper::Method::POST,
@@ -642,7 +636,11 @@ impl Exchange {
                 self.session.upstream_id().as_deref(),
             )
             .await
-        {
+    }
+
+    /// Passes a notification or answer on; the server says 202.
+    async fn pass_on(self, body: String) -> Response {
+        match self.post_upstream(body).await {
             Ok(r) => {
                 let status = r.status();
                 StatusCode::from_u16(status.as_u16())

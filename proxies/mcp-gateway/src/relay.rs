@@ -681,33 +681,17 @@ async fn pump(
                 }
             };
             match on_server_message(ctx, message, out.is_some()).await {
+                ToAgent::Nothing => {}
                 ToAgent::Answer {
                     message,
                     upstream_id,
                 } => {
-                    if let Some(out) = out {
-                        out.send_event(sse::Event {
-                            data: message.to_value().to_string(),
-                            id: event.id.clone(),
-                            ..sse::Event::default()
-                        })
-                        .await;
-                    }
+                    pass(out, &message, &event).await;
                     if awaiting.as_ref() == Some(&upstream_id) {
                         return Some(message);
                     }
                 }
-                ToAgent::Pass(message) => {
-                    if let Some(out) = out {
-                        out.send_event(sse::Event {
-                            data: message.to_value().to_string(),
-                            id: event.id.clone(),
-                            ..sse::Event::default()
-                        })
-                        .await;
-                    }
-                }
-                ToAgent::Nothing => {}
+                ToAgent::Pass(message) => pass(out, &message, &event).await,
             }
         }
     };
@@ -725,6 +709,19 @@ async fn pump(
         out.send_message(&message).await;
     }
     Some(message)
+}
+
+/// Writes `message` to the agent's stream (if it has one) under the
+/// server's event id, so that Last-Event-ID resumes where it should.
+async fn pass(out: Option<&Out>, message: &Message, event: &sse::Event) {
+    if let Some(out) = out {
+        out.send_event(sse::Event {
+            data: message.to_value().to_string(),
+            id: event.id.clone(),
+            ..sse::Event::default()
+        })
+        .await;
+    }
 }
 
 /// GET: the session's stream of server messages (handshake revisions).
