@@ -22,6 +22,7 @@ pub mod admission;
 pub mod approval;
 pub mod mask;
 pub mod policy;
+pub mod recorded;
 pub mod session;
 pub mod sink;
 

@@ -9,7 +9,7 @@
 
 use serde_json::{Map, Value};
 use vigil_mcp::jsonrpc::{Id, Message};
-use vigil_mcp::policy::{judge, listed_tool, Asker, Outcome, Policy, Verdict};
+use vigil_mcp::policy::{judge, listed, Asker, Outcome, Policy, Verdict};
 use vigil_mcp::result_mask::{mask_any, mask_result};
 use vigil_proxy_core::mask::Masker;
 
@@ -153,79 +153,79 @@ pub fn treat_answer(
 
 /// Removes from a `tools/list` result the tools policy denies to this
 /// agent (judged as a call without arguments: a rule that needs
-/// arguments judges each call instead) and entries without a name.
-/// Returns the hidden names.
+/// arguments judges each call instead). Returns the hidden names.
 pub fn hide_denied_tools(policy: &Policy, asker: Asker<'_>, result: &mut Value) -> Vec<String> {
-    let mut hidden = Vec::new();
-    let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) else {
-        return hidden;
-    };
-    tools.retain(|tool| {
-        let Some(name) = tool.get("name").and_then(Value::as_str) else {
-            hidden.push(String::new());
-            return false;
-        };
-        let shown = judge(policy, asker, &listed_tool(name)).outcome != Outcome::Deny;
-        if !shown {
-            hidden.push(name.to_string());
-        }
-        shown
-    });
-    hidden
+    keep_allowed(
+        policy,
+        asker,
+        result,
+        "tools",
+        ("name", "tools/call", "name"),
+    )
 }
 
 /// Removes from a `resources/list` result the resources policy would
-/// refuse to read to this agent (judged as a `resources/read` of the
-/// URI), and entries without a URI. Returns the hidden URIs.
+/// refuse to read to this agent. Returns the hidden URIs.
 pub fn hide_denied_resources(policy: &Policy, asker: Asker<'_>, result: &mut Value) -> Vec<String> {
-    let mut hidden = Vec::new();
-    let Some(resources) = result.get_mut("resources").and_then(Value::as_array_mut) else {
-        return hidden;
-    };
-    resources.retain(|resource| {
-        let Some(uri) = resource.get("uri").and_then(Value::as_str) else {
-            hidden.push(String::new());
-            return false;
-        };
-        let read = Message::Request {
-            id: Id::Number(0),
-            method: "resources/read".into(),
-            params: Some(Map::from_iter([("uri".to_string(), Value::from(uri))])),
-        };
-        let shown = judge(policy, asker, &read).outcome != Outcome::Deny;
-        if !shown {
-            hidden.push(uri.to_string());
-        }
-        shown
-    });
-    hidden
+    keep_allowed(
+        policy,
+        asker,
+        result,
+        "resources",
+        ("uri", "resources/read", "uri"),
+    )
 }
 
 /// Removes from a `prompts/list` result the prompts policy would refuse
-/// to get to this agent (judged as a `prompts/get` of the name). Returns
-/// the hidden names.
+/// to get to this agent. Returns the hidden names.
 pub fn hide_denied_prompts(policy: &Policy, asker: Asker<'_>, result: &mut Value) -> Vec<String> {
-    let mut hidden = Vec::new();
-    let Some(prompts) = result.get_mut("prompts").and_then(Value::as_array_mut) else {
-        return hidden;
+    keep_allowed(
+        policy,
+        asker,
+        result,
+        "prompts",
+        ("name", "prompts/get", "name"),
+    )
+}
+
+/// The roots the agent gave in its answer to `roots/list`, less those
+/// policy would refuse to read: an agent cannot widen a server's reach
+/// past the policy. Returns the URIs taken out.
+pub fn filter_roots(policy: &Policy, asker: Asker<'_>, result: &mut Value) -> Vec<String> {
+    keep_allowed(
+        policy,
+        asker,
+        result,
+        "roots",
+        ("uri", "resources/read", "uri"),
+    )
+}
+
+/// Keeps of `result[list]` the entries whose request (`method` with
+/// `param` set to the entry's `key`) policy would not deny this agent;
+/// an entry without a `key` is removed too. Returns the removed keys (""
+/// for an entry without one).
+fn keep_allowed(
+    policy: &Policy,
+    asker: Asker<'_>,
+    result: &mut Value,
+    list: &str,
+    (key, method, param): (&str, &str, &str),
+) -> Vec<String> {
+    let mut removed = Vec::new();
+    let Some(entries) = result.get_mut(list).and_then(Value::as_array_mut) else {
+        return removed;
     };
-    prompts.retain(|prompt| {
-        let name = prompt
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let get = Message::Request {
-            id: Id::Number(0),
-            method: "prompts/get".into(),
-            params: Some(Map::from_iter([("name".to_string(), Value::from(name))])),
-        };
-        let shown = !name.is_empty() && judge(policy, asker, &get).outcome != Outcome::Deny;
-        if !shown {
-            hidden.push(name.to_string());
+    entries.retain(|entry| {
+        let value = entry.get(key).and_then(Value::as_str).unwrap_or_default();
+        let kept = !value.is_empty()
+            && judge(policy, asker, &listed(method, param, value)).outcome != Outcome::Deny;
+        if !kept {
+            removed.push(value.to_string());
         }
-        shown
+        kept
     });
-    hidden
+    removed
 }
 
 /// The verdict on a request the server makes of the agent.
@@ -250,31 +250,6 @@ pub fn judge_server_request(policy: &Policy, asker: Asker<'_>, request: &Message
         ),
         ..verdict
     }
-}
-
-/// The roots the agent gave in its answer to `roots/list`, less those
-/// policy would refuse to read (judged as a `resources/read` of each
-/// URI): an agent cannot widen a server's reach past the policy. Returns
-/// the URIs taken out.
-pub fn filter_roots(policy: &Policy, asker: Asker<'_>, result: &mut Value) -> Vec<String> {
-    let mut removed = Vec::new();
-    let Some(roots) = result.get_mut("roots").and_then(Value::as_array_mut) else {
-        return removed;
-    };
-    roots.retain(|root| {
-        let uri = root.get("uri").and_then(Value::as_str).unwrap_or_default();
-        let read = Message::Request {
-            id: Id::Number(0),
-            method: "resources/read".into(),
-            params: Some(Map::from_iter([("uri".to_string(), Value::from(uri))])),
-        };
-        let kept = !uri.is_empty() && judge(policy, asker, &read).outcome != Outcome::Deny;
-        if !kept {
-            removed.push(uri.to_string());
-        }
-        kept
-    });
-    removed
 }
 
 /// The params of a server notification or request, masked under a
@@ -302,6 +277,8 @@ pub fn mask_params(message: &mut Message, masker: &Masker) -> usize {
 mod tests {
     use serde_json::json;
     use vigil_proxy_core::mask::DetectorConfig;
+
+    use vigil_mcp::policy::listed_tool;
 
     use super::*;
 

@@ -36,6 +36,10 @@ pub struct McpGateway {
     pub(crate) upstream: Upstream,
     pub(crate) sessions: Sessions,
     pub(crate) pins: crate::pins::PinStore,
+    /// The public URL's origin and host (lower-case), read once: the
+    /// Host/Origin checks of every request compare with them.
+    public_origin: Option<String>,
+    public_host: Option<String>,
 }
 
 /// What one HTTP connection carries across its requests.
@@ -66,7 +70,15 @@ impl McpGateway {
             Some(path) => crate::pins::PinStore::open(path.clone())?,
             None => crate::pins::PinStore::in_memory(),
         };
+        let public = url::Url::parse(&config.resource).ok();
+        let public_origin = public.as_ref().map(|u| u.origin().ascii_serialization());
+        let public_host = public
+            .as_ref()
+            .and_then(|u| u.host_str())
+            .map(str::to_ascii_lowercase);
         Ok(Arc::new(Self {
+            public_origin,
+            public_host,
             pins,
             config,
             auth,
@@ -247,18 +259,14 @@ impl McpGateway {
     /// name or the public URL's host (a rebound name resolves to
     /// 127.0.0.1 but keeps its own Host).
     pub(crate) fn check_origin(&self, headers: &HeaderMap) -> Result<(), Response> {
-        let public = url::Url::parse(&self.config.resource).ok();
-        let public_host = public
-            .as_ref()
-            .and_then(|u| u.host_str())
-            .map(str::to_ascii_lowercase);
+        let public_host = self.public_host.as_deref();
         let loopback_name =
             |host: &str| matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1");
         if self.config.loopback {
             let host = header(headers, "host").map(host_without_port);
             let fine = host
                 .as_deref()
-                .is_some_and(|h| loopback_name(h) || Some(h) == public_host.as_deref());
+                .is_some_and(|h| loopback_name(h) || Some(h) == public_host);
             if !fine {
                 return Err(plain(
                     StatusCode::FORBIDDEN,
@@ -269,9 +277,7 @@ impl McpGateway {
         let Some(origin) = header(headers, "origin") else {
             return Ok(());
         };
-        let same_origin = public
-            .as_ref()
-            .is_some_and(|u| u.origin().ascii_serialization() == origin);
+        let same_origin = self.public_origin.as_deref() == Some(origin);
         let local = self.config.loopback
             && url::Url::parse(origin)
                 .ok()

@@ -332,9 +332,10 @@ impl Exchange {
             .as_ref()
             .and_then(|p| p.get("arguments"))
             .map(|a| redacted(a).to_string());
+        let for_approvers = describe_for_approvers(&method, params.as_ref());
         let shown = match arguments {
-            Some(a) => format!("{what} {a}"),
-            None => what.clone(),
+            Some(a) => format!("{for_approvers} {a}"),
+            None => for_approvers,
         };
         let hold_request = HoldRequest {
             request,
@@ -684,6 +685,25 @@ fn describe(method: &str, params: Option<&Map<String, Value>>) -> String {
     }
 }
 
+/// What approvers (and their webhooks, chat) are told a held request is:
+/// the tool or prompt by name, a resource by its URI's scheme only (the
+/// rest of a URI, `patients://MRN-0042`, can name a patient).
+fn describe_for_approvers(method: &str, params: Option<&Map<String, Value>>) -> String {
+    let uri = params.and_then(|p| p.get("uri")).and_then(Value::as_str);
+    match uri {
+        Some(u) => {
+            let scheme = u.split_once(':').map_or("", |(s, _)| s);
+            let scheme: String = scheme
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "+-.".contains(*c))
+                .take(32)
+                .collect();
+            format!("{method} of a {scheme}: resource")
+        }
+        None => describe(method, params),
+    }
+}
+
 /// The params as approvers see them: keys and structure kept, every
 /// literal replaced, as for SQL (the agent's arguments can carry PHI).
 fn redacted(value: &Value) -> Value {
@@ -842,6 +862,18 @@ mod tests {
         assert_eq!(
             redacted(&v),
             serde_json::json!({"name": "?", "arguments": {"mrn": "?", "n": "#", "all": true, "ids": ["?"]}})
+        );
+    }
+
+    #[test]
+    fn approvers_see_a_resource_by_its_scheme_only() {
+        let p = serde_json::json!({"uri": "patients://MRN-0042/chart"});
+        let d = describe_for_approvers("resources/read", p.as_object());
+        assert_eq!(d, "resources/read of a patients: resource");
+        let t = serde_json::json!({"name": "discharge_patient"});
+        assert_eq!(
+            describe_for_approvers("tools/call", t.as_object()),
+            "tools/call of \"discharge_patient\""
         );
     }
 

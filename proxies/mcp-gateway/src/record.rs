@@ -4,33 +4,12 @@
 //! the result as the client received it (masked).
 
 use serde_json::Value;
-use sha2::Digest as _;
 use vigil_mcp::jsonrpc::{Id, Message};
 use vigil_proto::events::{
-    request, response, MaskedField, McpDirection, McpMessage, McpResult, Parameter, Request,
-    Response,
+    request, response, MaskedField, McpDirection, McpMessage, McpResult, Request, Response,
 };
 
-/// The most of one value a record keeps; past it, the start with the
-/// whole's length and SHA-256.
-pub const MAX_RECORDED: usize = 64 * 1024;
-
-/// `bytes` as recorded: whole, or cut short with length and digest.
-pub fn parameter(bytes: &[u8]) -> Parameter {
-    if bytes.len() > MAX_RECORDED {
-        Parameter {
-            value: bytes[..MAX_RECORDED].to_vec(),
-            length: bytes.len() as u64,
-            sha256: sha2::Sha256::digest(bytes).to_vec(),
-            ..Parameter::default()
-        }
-    } else {
-        Parameter {
-            value: bytes.to_vec(),
-            ..Parameter::default()
-        }
-    }
-}
+pub use vigil_proxy_core::recorded::{recorded as parameter, MAX_RECORDED_LEN as MAX_RECORDED};
 
 /// The id as JSON text: `7` and `"7"` are different ids.
 pub fn id_text(id: &Id) -> String {

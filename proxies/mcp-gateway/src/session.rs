@@ -175,8 +175,7 @@ impl Sessions {
 
     /// A new id an agent cannot guess: 128 random bits, hex.
     pub fn new_id() -> String {
-        let bytes: [u8; 16] = rand::random();
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        random_hex::<16>()
     }
 
     /// Whether `identity` may open another session: the listener's cap,
@@ -237,4 +236,11 @@ impl Sessions {
             .map(|(_, s)| s)
             .collect()
     }
+}
+
+/// `N` random bytes, hex: ids and tokens nobody can guess.
+pub fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    rand::Rng::fill(&mut rand::thread_rng(), &mut bytes[..]);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

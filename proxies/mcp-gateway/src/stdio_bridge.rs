@@ -83,7 +83,7 @@ pub async fn start(config: StdioConfig) -> anyhow::Result<(String, String)> {
     anyhow::ensure!(!config.command.is_empty(), "the stdio command is empty");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
-    let token = hex_token();
+    let token = crate::session::random_hex::<32>();
     let bridge = Arc::new(Bridge {
         config,
         token: token.clone(),
@@ -110,11 +110,6 @@ pub async fn start(config: StdioConfig) -> anyhow::Result<(String, String)> {
 /// Equal, in time that does not depend on where they differ.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn hex_token() -> String {
-    let bytes: [u8; 32] = rand::random();
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn serve(
@@ -298,7 +293,7 @@ impl Bridge {
             waiting: Mutex::new(HashMap::new()),
             streams: Mutex::new(Vec::new()),
         });
-        let id = hex_token()[..32].to_string();
+        let id = crate::session::random_hex::<16>();
         self.sessions
             .lock()
             .expect("sessions lock")

@@ -222,11 +222,18 @@ fn embedded_json(s: &str) -> Option<Result<Value, ()>> {
 /// `tools/list` answer is judged (a rule that needs arguments does not
 /// match it, so it does not hide the tool; it judges each call).
 pub fn listed_tool(tool: &str) -> Message {
+    listed("tools/call", "name", tool)
+}
+
+/// The request an entry of a list stands for (`resources/read` of a
+/// listed resource's `uri`, `prompts/get` of a prompt's `name`): how the
+/// entry is judged.
+pub fn listed(method: &str, param: &str, value: &str) -> Message {
     let mut params = Map::new();
-    params.insert("name".into(), Value::from(tool));
+    params.insert(param.into(), Value::from(value));
     Message::Request {
         id: crate::jsonrpc::Id::Number(0),
-        method: "tools/call".into(),
+        method: method.into(),
         params: Some(params),
     }
 }

@@ -26,8 +26,9 @@ pub const MAX_STATEMENT_MESSAGE_LEN: usize = 16 * 1024 * 1024;
 /// forwards it: a 200 MB Bind once cost 1 GB of gateway memory.
 pub const MAX_BIND_MESSAGE_LEN: usize = 64 * 1024 * 1024;
 /// A bound value longer than this is recorded as its first this-many
-/// bytes, its full length and its SHA-256.
-pub const MAX_RECORDED_PARAMETER_LEN: usize = 64 * 1024;
+/// bytes, its full length and its SHA-256 (the one bound every protocol
+/// records by).
+pub const MAX_RECORDED_PARAMETER_LEN: usize = vigil_proxy_core::recorded::MAX_RECORDED_LEN;
 /// At most this much room is reserved ahead of the bytes a peer has really
 /// sent: a header announcing 256 MiB must not make the proxy allocate
 /// 256 MiB before any of it arrives.

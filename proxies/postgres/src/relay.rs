@@ -467,28 +467,20 @@ fn sql_request(seq: u64, text: String, path: SqlProtocolPath) -> Request {
     )
 }
 
-/// Bound values as the Request event records them: exactly as sent, or,
-/// past [`codec::MAX_RECORDED_PARAMETER_LEN`], their start with the full
-/// length and SHA-256 (a 200 MB value once cost 384 MB of ledger).
+/// Bound values as the Request event records them
+/// ([`vigil_proxy_core::recorded`]: whole, or past 64 KiB their start with
+/// the full length and SHA-256).
 fn parameters(params: Vec<codec::BindParam>) -> Vec<Parameter> {
-    use sha2::Digest;
     params
         .into_iter()
         .map(|p| {
-            let mut recorded = Parameter {
-                is_null: p.value.is_none(),
-                binary: p.binary,
-                ..Parameter::default()
-            };
-            if let Some(v) = p.value {
-                if v.len() > codec::MAX_RECORDED_PARAMETER_LEN {
-                    recorded.length = v.len() as u64;
-                    recorded.sha256 = sha2::Sha256::digest(&v).to_vec();
-                    recorded.value = v[..codec::MAX_RECORDED_PARAMETER_LEN].to_vec();
-                } else {
-                    recorded.value = v.to_vec();
-                }
-            }
+            let mut recorded = p
+                .value
+                .as_deref()
+                .map(vigil_proxy_core::recorded::recorded)
+                .unwrap_or_default();
+            recorded.is_null = p.value.is_none();
+            recorded.binary = p.binary;
             recorded
         })
         .collect()
