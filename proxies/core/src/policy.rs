@@ -439,29 +439,27 @@ impl<F: Family> PolicyEngine<F> {
                 r.ttl_secs.or(defaults.ttl_secs),
                 r.max_grant_secs.or(defaults.max_grant_secs),
             ),
-            None if rule == ROW_LIMIT_RULE || rule == "default" => (
-                &defaults.approver_groups,
-                defaults.quorum,
-                defaults.ttl_secs,
-                defaults.max_grant_secs,
-            ),
+            None if rule == ROW_LIMIT_RULE || rule == "default" => {
+                return self.review_defaults_as(rule)
+            }
             None => return None,
         };
-        let groups: Vec<String> = groups
-            .iter()
-            .map(|g| g.trim().to_string())
-            .filter(|g| !g.is_empty())
-            .collect();
-        if groups.is_empty() {
-            return None;
-        }
-        Some(ReviewSettings {
-            rule: rule.to_string(),
-            approver_groups: groups,
-            quorum: quorum.unwrap_or(DEFAULT_QUORUM),
-            ttl: std::time::Duration::from_secs(ttl.unwrap_or(DEFAULT_REVIEW_TTL_SECS)),
-            max_grant: std::time::Duration::from_secs(max_grant.unwrap_or(DEFAULT_MAX_GRANT_SECS)),
-        })
+        settings(rule, groups, quorum, ttl, max_grant)
+    }
+
+    /// `[review]` alone, for a review the gateway itself asks for under the
+    /// name `rule` (a row limit, a changed MCP tool definition): no rule of
+    /// the file holds it, so only the policy-wide settings apply. `None`
+    /// when `[review]` names no approver group.
+    pub fn review_defaults_as(&self, rule: &str) -> Option<ReviewSettings> {
+        let defaults = &self.review;
+        settings(
+            rule,
+            &defaults.approver_groups,
+            defaults.quorum,
+            defaults.ttl_secs,
+            defaults.max_grant_secs,
+        )
     }
 
     /// Every review rule's settings (rules nobody can decide left out).
@@ -669,6 +667,32 @@ fn split_last(name: &str) -> (Option<&str>, &str) {
         Some((schema, obj)) => (Some(schema.rsplit('.').next().unwrap_or(schema)), obj),
         None => (None, name),
     }
+}
+
+/// Review settings with the defaults filled in; `None` without an approver
+/// group (nobody could decide).
+fn settings(
+    rule: &str,
+    groups: &[String],
+    quorum: Option<u32>,
+    ttl: Option<u64>,
+    max_grant: Option<u64>,
+) -> Option<ReviewSettings> {
+    let groups: Vec<String> = groups
+        .iter()
+        .map(|g| g.trim().to_string())
+        .filter(|g| !g.is_empty())
+        .collect();
+    if groups.is_empty() {
+        return None;
+    }
+    Some(ReviewSettings {
+        rule: rule.to_string(),
+        approver_groups: groups,
+        quorum: quorum.unwrap_or(DEFAULT_QUORUM),
+        ttl: std::time::Duration::from_secs(ttl.unwrap_or(DEFAULT_REVIEW_TTL_SECS)),
+        max_grant: std::time::Duration::from_secs(max_grant.unwrap_or(DEFAULT_MAX_GRANT_SECS)),
+    })
 }
 
 #[cfg(test)]

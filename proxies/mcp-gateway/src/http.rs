@@ -40,6 +40,9 @@ pub struct McpGateway {
     /// Host/Origin checks of every request compare with them.
     public_origin: Option<String>,
     public_host: Option<String>,
+    /// Becomes true when the drain's deadline passes: the gateway's own
+    /// waits (reviews of changed tools) end then.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// What one HTTP connection carries across its requests.
@@ -85,7 +88,14 @@ impl McpGateway {
             sink,
             upstream,
             sessions: Sessions::new(MAX_SESSIONS),
+            closing: tokio::sync::watch::Sender::new(false),
         }))
+    }
+
+    /// Resolves when the gateway shuts down.
+    pub(crate) async fn closing(&self) {
+        let mut closing = self.closing.subscribe();
+        let _ = closing.wait_for(|c| *c).await;
     }
 
     pub fn name(&self) -> &str {
@@ -100,6 +110,8 @@ impl McpGateway {
         listener: TcpListener,
         drain: Arc<Drain>,
     ) -> std::io::Result<()> {
+        // Changed tools still waiting since before a restart.
+        crate::tool_review::start(&self);
         let sweeper = {
             let gw = self.clone();
             tokio::spawn(async move {
@@ -124,6 +136,7 @@ impl McpGateway {
             let drain = drain.clone();
             tokio::spawn(async move {
                 drain.deadline().await;
+                gw.closing.send_replace(true);
                 for s in gw.sessions.take_all() {
                     gw.end_session(&s, &EndReason::Shutdown).await;
                 }

@@ -27,6 +27,7 @@ pub mod record;
 mod relay;
 pub mod session;
 pub mod stdio_bridge;
+mod tool_review;
 pub mod upstream;
 
 use std::sync::Arc;

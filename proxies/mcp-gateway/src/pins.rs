@@ -1,10 +1,12 @@
 //! Tool definitions pinned at first sight, kept on disk per listener
 //! (`<data_dir>/mcp-pins/<listener>.json`), so that a restart does not
 //! forget what agents came to trust. A tool whose definition changed is
-//! hidden from `tools/list` and its calls refused until the operator
-//! accepts the new definition (`vigil mcp accept-tool`), which moves the
-//! new fingerprint into the pins; the gateway reads the file again when
-//! it changed. The review itself is `vigil_mcp::pinning` (pure).
+//! hidden from `tools/list` and its calls refused until its new
+//! definition is accepted, which moves the new fingerprint into the pins:
+//! by approvers through the approval service (`crate::tool_review`), or by
+//! the operator (`vigil mcp accept-tool`), whose edit of the file the
+//! gateway reads when the file changed. The comparison itself is
+//! `vigil_mcp::pinning` (pure).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -51,11 +53,50 @@ pub struct Reviewed {
     pub accepted: Vec<String>,
 }
 
+/// A changed definition waiting for approvers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    pub tool: String,
+    pub fingerprint: Fingerprint,
+    /// The definition as the server listed it (`None` if not kept).
+    pub definition: Option<Value>,
+}
+
+/// How a review by approvers ended, for [`PinStore::review_ended`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReviewEnd {
+    /// Denied: not asked again for this fingerprint while the gateway runs.
+    Denied,
+    /// Expired, withdrawn, or the service lost: asked again at the next
+    /// `tools/list` that shows the change.
+    Undecided,
+}
+
 pub struct PinStore {
     path: Option<PathBuf>,
     state: Mutex<(PinFile, Option<SystemTime>)>,
     /// Names the latest `tools/list` gave more than once.
     duplicated: Mutex<Vec<String>>,
+    /// Approvers' reviews: in flight, denied, and acceptances not yet
+    /// reported by a `tools/list` Response.
+    reviews: Mutex<Reviews>,
+}
+
+#[derive(Default)]
+struct Reviews {
+    asking: BTreeMap<String, Fingerprint>,
+    denied: BTreeMap<String, Fingerprint>,
+    accepted: Vec<String>,
+}
+
+impl Reviews {
+    /// The review of `waiting` is over; a review of a later change of the
+    /// same tool goes on.
+    fn stop_asking(&mut self, waiting: &Waiting) {
+        if self.asking.get(&waiting.tool) == Some(&waiting.fingerprint) {
+            self.asking.remove(&waiting.tool);
+        }
+    }
 }
 
 impl PinStore {
@@ -65,6 +106,7 @@ impl PinStore {
             path: None,
             state: Mutex::new((PinFile::default(), None)),
             duplicated: Mutex::new(Vec::new()),
+            reviews: Mutex::default(),
         }
     }
 
@@ -75,6 +117,7 @@ impl PinStore {
             path: Some(path),
             state: Mutex::new((file, modified)),
             duplicated: Mutex::new(Vec::new()),
+            reviews: Mutex::default(),
         })
     }
 
@@ -106,6 +149,9 @@ impl PinStore {
                 out.accepted.push(format!("{name}={fp}"));
             }
         }
+        out.accepted.extend(std::mem::take(
+            &mut self.reviews.lock().expect("pins lock").accepted,
+        ));
         out.hidden
             .extend(std::iter::repeat_n(String::new(), review.unnamed));
         let mut dirty = false;
@@ -172,6 +218,57 @@ impl PinStore {
     }
 }
 
+impl PinStore {
+    /// The changed definitions approvers should be asked about now: those
+    /// waiting, not under review already and not denied as they are; each
+    /// returned is marked as under review.
+    pub fn to_review(&self) -> Vec<Waiting> {
+        let state = self.state.lock().expect("pins lock");
+        let mut reviews = self.reviews.lock().expect("pins lock");
+        let mut out = Vec::new();
+        for (tool, fp) in &state.0.changed {
+            if reviews.asking.get(tool) == Some(fp) || reviews.denied.get(tool) == Some(fp) {
+                continue;
+            }
+            reviews.asking.insert(tool.clone(), fp.clone());
+            out.push(Waiting {
+                tool: tool.clone(),
+                fingerprint: fp.clone(),
+                definition: state.0.definitions.get(tool).cloned(),
+            });
+        }
+        out
+    }
+
+    /// Approvers accepted `waiting`: its fingerprint becomes the tool's pin
+    /// if it is still the one waiting (the server may have changed the
+    /// definition again meanwhile: then nothing is accepted).
+    pub fn accept_reviewed(&self, waiting: &Waiting) -> anyhow::Result<()> {
+        let mut state = self.state.lock().expect("pins lock");
+        let mut reviews = self.reviews.lock().expect("pins lock");
+        reviews.stop_asking(waiting);
+        accept_in(&mut state.0, &waiting.tool, &waiting.fingerprint)?;
+        if let Some(path) = &self.path {
+            state.1 = write(path, &state.0)?;
+        }
+        reviews
+            .accepted
+            .push(format!("{}={}", waiting.tool, waiting.fingerprint));
+        Ok(())
+    }
+
+    /// A review ended without an acceptance.
+    pub fn review_ended(&self, waiting: &Waiting, end: ReviewEnd) {
+        let mut reviews = self.reviews.lock().expect("pins lock");
+        reviews.stop_asking(waiting);
+        if end == ReviewEnd::Denied {
+            reviews
+                .denied
+                .insert(waiting.tool.clone(), waiting.fingerprint.clone());
+        }
+    }
+}
+
 fn read(path: &Path) -> anyhow::Result<(PinFile, Option<SystemTime>)> {
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -208,11 +305,16 @@ fn write(path: &Path, file: &PinFile) -> anyhow::Result<Option<SystemTime>> {
 /// server that changed the definition again meanwhile is not accepted.
 pub fn accept(path: &Path, tool: &str, fingerprint: &str) -> anyhow::Result<Fingerprint> {
     let (mut file, _) = read(path)?;
+    let fp = accept_in(&mut file, tool, fingerprint)
+        .with_context(|| format!("in {}", path.display()))?;
+    write(path, &file)?;
+    Ok(fp)
+}
+
+/// Moves the waiting `fingerprint` of `tool` into the pins.
+fn accept_in(file: &mut PinFile, tool: &str, fingerprint: &str) -> anyhow::Result<Fingerprint> {
     let Some(fp) = file.changed.get(tool).cloned() else {
-        anyhow::bail!(
-            "no changed definition of {tool:?} waits in {}",
-            path.display()
-        );
+        anyhow::bail!("no changed definition of {tool:?} waits");
     };
     anyhow::ensure!(
         fp == fingerprint,
@@ -221,7 +323,6 @@ pub fn accept(path: &Path, tool: &str, fingerprint: &str) -> anyhow::Result<Fing
     file.changed.remove(tool);
     file.definitions.remove(tool);
     file.pins.insert(tool.to_string(), fp.clone());
-    write(path, &file)?;
     Ok(fp)
 }
 
@@ -289,6 +390,57 @@ mod tests {
             store.is_held("other"),
             "a name listed twice cannot be called"
         );
+    }
+
+    #[test]
+    fn approvers_are_asked_once_per_change_and_their_acceptance_is_reported_once() {
+        let dir = tempfile_dir();
+        let path = dir.join("pins.json");
+        let store = PinStore::open(path.clone()).unwrap();
+        store.review(json!([{"name": "lookup"}]).as_array().unwrap());
+        let v2 = json!([{"name": "lookup", "description": "now exfiltrates"}]);
+        store.review(v2.as_array().unwrap());
+        let asked = store.to_review();
+        assert_eq!(asked.len(), 1);
+        assert_eq!(asked[0].tool, "lookup");
+        assert_eq!(
+            asked[0].definition.as_ref().unwrap()["description"],
+            "now exfiltrates"
+        );
+        assert!(store.to_review().is_empty(), "asked twice while in review");
+        // Expired: asked again.
+        store.review_ended(&asked[0], ReviewEnd::Undecided);
+        let asked = store.to_review();
+        assert_eq!(asked.len(), 1);
+        // Denied: not asked again for this fingerprint...
+        store.review_ended(&asked[0], ReviewEnd::Denied);
+        assert!(store.to_review().is_empty());
+        assert!(store.is_held("lookup"));
+        // ...but a further change is a new question.
+        let v3 = json!([{"name": "lookup", "description": "reads a chart"}]);
+        store.review(v3.as_array().unwrap());
+        let asked = store.to_review();
+        assert_eq!(asked.len(), 1);
+        // The server changes it again before approvers decide: their
+        // acceptance accepts nothing.
+        let v4 = json!([{"name": "lookup", "description": "reads two charts"}]);
+        store.review(v4.as_array().unwrap());
+        assert!(store.accept_reviewed(&asked[0]).is_err());
+        store.review_ended(&asked[0], ReviewEnd::Undecided);
+        let asked = store.to_review();
+        store.accept_reviewed(&asked[0]).unwrap();
+        assert!(!store.is_held("lookup"));
+        let r = store.review(v4.as_array().unwrap());
+        assert!(r.hidden.is_empty());
+        assert_eq!(r.accepted, [format!("lookup={}", asked[0].fingerprint)]);
+        assert!(
+            store.review(v4.as_array().unwrap()).accepted.is_empty(),
+            "reported twice"
+        );
+        // The acceptance is on disk: a restart keeps it.
+        let file = read(&path).unwrap().0;
+        assert_eq!(file.pins["lookup"], asked[0].fingerprint);
+        assert!(file.changed.is_empty());
     }
 
     fn tempfile_dir() -> PathBuf {

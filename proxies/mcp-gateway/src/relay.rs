@@ -278,6 +278,9 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
                         });
                         pinned_out = reviewed.hidden;
                         pin_record = (reviewed.pinned, reviewed.noticed, reviewed.accepted);
+                        if !reviewed.changed.is_empty() {
+                            crate::tool_review::start(gw);
+                        }
                     }
                     Message::Result { id, result }
                 }
