@@ -9,7 +9,7 @@ deploy/ensure-postgres.sh
 
 # Dependency rules (ARCHITECTURE.md): the ledger, the proxies' shared core and the approvals core
 # stay free of async runtimes and RPC stacks.
-for crate in vigil-ledger vigil-identity vigil-proxy-core vigil-sql vigil-mcp vigil-approvals vigil-config vigil-metrics; do
+for crate in vigil-ledger vigil-identity vigil-proxy-core vigil-sql vigil-mcp vigil-llm vigil-approvals vigil-config vigil-metrics; do
   if cargo tree -p "$crate" -e normal --prefix none | grep -E '^(tokio|tonic|rdkafka) '; then
     echo "dependency rule broken: $crate must not depend on tokio, tonic or rdkafka" >&2
     exit 1

@@ -104,6 +104,7 @@
 mod detect;
 mod format;
 pub mod pattern;
+pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -113,6 +114,7 @@ use serde::{Deserialize, Serialize};
 pub use detect::Hits;
 pub use format::{HASH_HEX_LEN, HASH_PREFIX, PARTIAL_KEEP, REDACTED};
 pub use pattern::{Pattern, PatternError, MAX_PATTERN_LEN};
+pub use stream::StreamMasker;
 
 use detect::Detectors;
 use format::HmacSha256;
@@ -411,12 +413,7 @@ impl Masker {
         let mut copied = 0;
         for h in std::iter::once(first).chain(hits) {
             out.extend_from_slice(&value[copied..h.start]);
-            let span = &value[h.start..h.end];
-            match self.hit_format {
-                MaskFormat::Redact => out.extend_from_slice(h.kind.marker().as_bytes()),
-                MaskFormat::Partial => format::partial_into(span, &mut out),
-                MaskFormat::Hash => format::hash_token_into(&self.mac, span, &mut out),
-            }
+            self.mask_hit_into(h.kind, &value[h.start..h.end], &mut out);
             copied = h.end;
             kinds |= h.kind.bit();
             count += 1;
@@ -430,6 +427,16 @@ impl Masker {
                 .collect(),
             hits: count,
         })
+    }
+
+    /// What a detector hit (`span`, found as `kind`) becomes, appended to
+    /// `out`.
+    pub fn mask_hit_into(&self, kind: DetectorKind, span: &[u8], out: &mut Vec<u8>) {
+        match self.hit_format {
+            MaskFormat::Redact => out.extend_from_slice(kind.marker().as_bytes()),
+            MaskFormat::Partial => format::partial_into(span, out),
+            MaskFormat::Hash => format::hash_token_into(&self.mac, span, out),
+        }
     }
 
     /// The hits in a value, left to right, without masking anything.

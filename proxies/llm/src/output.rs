@@ -1,0 +1,636 @@
+//! The model's answer, masked before the agent sees it.
+//!
+//! Whole answers (a JSON body) are walked: every string is scanned by the
+//! detectors except the values of structural keys (ids the SDKs match on,
+//! roles, types, model names, finish reasons), so PHI cannot hide in a
+//! field this code does not know.
+//!
+//! Streamed answers are masked event by event. The text of each channel
+//! (a choice's content, its reasoning, one tool call's arguments, one
+//! content block) goes through its own [`StreamMasker`], which holds back
+//! the tail that could still become part of a hit; the event then carries
+//! what was released (possibly nothing: an empty delta keeps the event,
+//! its id and its usage where the SDK expects them). What is held is
+//! released when the channel ends (a choice's `finish_reason`, a block's
+//! `content_block_stop`, the `.done` event of a Responses item) or the
+//! stream ends, in an event of the channel's own kind. Every other string
+//! of every event goes through the whole-answer walk, so an event type
+//! this code does not know is masked, not passed.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+use vigil_proxy_core::mask::{DetectorKind, Masker, StreamMasker};
+
+/// Keys whose string values are structure: never scanned. Ids above all:
+/// a random id can look like a date or a phone number, and a masked id
+/// breaks the SDK's matching of tool calls to results.
+const STRUCTURAL: &[&str] = &[
+    "id",
+    "object",
+    "type",
+    "role",
+    "model",
+    "finish_reason",
+    "stop_reason",
+    "stop_sequence",
+    "tool_call_id",
+    "call_id",
+    "item_id",
+    "response_id",
+    "system_fingerprint",
+    "status",
+    "service_tier",
+    "encrypted_content",
+    "signature",
+];
+
+/// What masking found, for the Response event.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub hits: usize,
+    /// Hits that began in text released before they could be recognised
+    /// (only past the stream masker's bound).
+    pub late_hits: usize,
+    kinds: u32,
+}
+
+impl Found {
+    pub fn kinds(&self) -> Vec<DetectorKind> {
+        DetectorKind::ALL
+            .into_iter()
+            .filter(|k| self.kinds & (1 << (*k as u32)) != 0)
+            .collect()
+    }
+
+    fn add(&mut self, kinds: &[DetectorKind], hits: usize) {
+        self.hits += hits;
+        for k in kinds {
+            self.kinds |= 1 << (*k as u32);
+        }
+    }
+}
+
+/// Masks every non-structural string of `value` in place.
+pub fn mask_whole(masker: &Masker, value: &mut Value, found: &mut Found) {
+    match value {
+        Value::String(s) => {
+            if let Some(scanned) = masker.scan(s.as_bytes()) {
+                found.add(&scanned.kinds, scanned.hits);
+                *s = String::from_utf8_lossy(&scanned.masked).into_owned();
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| mask_whole(masker, v, found)),
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if !(v.is_string() && STRUCTURAL.contains(&k.as_str())) {
+                    mask_whole(masker, v, found);
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// One channel of a streamed answer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Channel {
+    /// OpenAI-compatible: a choice's `content` (or `text`), its
+    /// `reasoning_content`, or one tool call's `function.arguments`.
+    Content(u64),
+    Reasoning(u64),
+    ToolArguments(u64, u64),
+    /// Anthropic: a content block by index.
+    Block(u64),
+}
+
+/// The channels of one streamed answer.
+struct Channels<'m> {
+    masker: &'m Masker,
+    open: BTreeMap<Channel, StreamMasker<'m>>,
+    found: Found,
+}
+
+impl<'m> Channels<'m> {
+    fn new(masker: &'m Masker) -> Self {
+        Channels {
+            masker,
+            open: BTreeMap::new(),
+            found: Found::default(),
+        }
+    }
+
+    fn push(&mut self, channel: Channel, text: &str) -> String {
+        let masker = self.masker;
+        self.open
+            .entry(channel)
+            .or_insert_with(|| StreamMasker::new(masker))
+            .push(text)
+    }
+
+    /// Ends `channel`: what it still held, masked.
+    fn close(&mut self, channel: &Channel) -> String {
+        match self.open.remove(channel) {
+            Some(mut s) => {
+                let rest = s.finish();
+                self.found.add(&s.kinds(), s.hits());
+                self.found.late_hits += s.late_hits();
+                rest
+            }
+            None => String::new(),
+        }
+    }
+
+    /// Ends every channel matching `which`: (channel, rest) where a rest
+    /// is left.
+    fn close_where(&mut self, which: impl Fn(&Channel) -> bool) -> Vec<(Channel, String)> {
+        let ending: Vec<Channel> = self.open.keys().filter(|c| which(c)).cloned().collect();
+        ending
+            .into_iter()
+            .map(|c| {
+                let rest = self.close(&c);
+                (c, rest)
+            })
+            .filter(|(_, rest)| !rest.is_empty())
+            .collect()
+    }
+}
+
+/// An OpenAI-compatible stream: `chat.completion.chunk`s (or legacy
+/// `text_completion` chunks), then `[DONE]`.
+pub struct ChatStream<'m> {
+    channels: Channels<'m>,
+    /// The latest chunk, as the template of a closing chunk.
+    last: Option<Value>,
+}
+
+impl<'m> ChatStream<'m> {
+    pub fn new(masker: &'m Masker) -> Self {
+        ChatStream {
+            channels: Channels::new(masker),
+            last: None,
+        }
+    }
+
+    /// Masks one chunk in place.
+    pub fn chunk(&mut self, chunk: &mut Value) {
+        if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
+            for choice in choices {
+                self.choice(choice);
+            }
+        }
+        mask_whole(self.channels.masker, chunk, &mut self.channels.found);
+        self.last = Some(chunk.clone());
+    }
+
+    fn choice(&mut self, choice: &mut Value) {
+        let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
+        let finished = choice.get("finish_reason").is_some_and(|f| !f.is_null());
+        // Legacy completions carry the text on the choice itself.
+        if let Some(Value::String(text)) = choice.get_mut("text") {
+            *text = self.channels.push(Channel::Content(index), text);
+        }
+        if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
+            self.delta(index, delta);
+        }
+        if finished {
+            let rests = self.channels.close_where(|c| match c {
+                Channel::Content(i) | Channel::Reasoning(i) | Channel::ToolArguments(i, _) => {
+                    *i == index
+                }
+                _ => false,
+            });
+            append_rests(choice, rests);
+        }
+    }
+
+    fn delta(&mut self, index: u64, delta: &mut Map<String, Value>) {
+        if let Some(Value::String(text)) = delta.get_mut("content") {
+            *text = self.channels.push(Channel::Content(index), text);
+        }
+        for key in ["reasoning_content", "reasoning"] {
+            if let Some(Value::String(text)) = delta.get_mut(key) {
+                *text = self.channels.push(Channel::Reasoning(index), text);
+            }
+        }
+        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for (position, call) in calls.iter_mut().enumerate() {
+                let call_index = call
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(position as u64);
+                if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                    *args = self
+                        .channels
+                        .push(Channel::ToolArguments(index, call_index), args);
+                }
+            }
+        }
+    }
+
+    /// The stream ended (`[DONE]` or the end of the body): a last chunk
+    /// with what the channels still held, if anything.
+    pub fn finish(&mut self) -> Option<Value> {
+        let rests = self.channels.close_where(|_| true);
+        if rests.is_empty() {
+            return None;
+        }
+        let mut closing = self
+            .last
+            .clone()
+            .unwrap_or_else(|| Value::Object(Map::new()));
+        let mut by_choice: BTreeMap<u64, Vec<(Channel, String)>> = BTreeMap::new();
+        for (c, rest) in rests {
+            let i = match c {
+                Channel::Content(i) | Channel::Reasoning(i) | Channel::ToolArguments(i, _) => i,
+                _ => 0,
+            };
+            by_choice.entry(i).or_default().push((c, rest));
+        }
+        let legacy = closing.get("object").and_then(Value::as_str) == Some("text_completion");
+        let choices = by_choice
+            .into_iter()
+            .map(|(index, rests)| {
+                let mut choice = if legacy {
+                    serde_json::json!({"index": index, "text": "", "finish_reason": null})
+                } else {
+                    serde_json::json!({"index": index, "delta": {}, "finish_reason": null})
+                };
+                append_rests(&mut choice, rests);
+                choice
+            })
+            .collect();
+        if let Some(map) = closing.as_object_mut() {
+            map.insert("choices".into(), Value::Array(choices));
+            map.remove("usage");
+        }
+        Some(closing)
+    }
+
+    pub fn found(&self) -> &Found {
+        &self.channels.found
+    }
+}
+
+/// Appends released rests to a choice: content to `delta.content` (or the
+/// legacy `text`), reasoning to `delta.reasoning_content`, arguments to
+/// the tool call of that index (added if the chunk has none).
+fn append_rests(choice: &mut Value, rests: Vec<(Channel, String)>) {
+    for (channel, rest) in rests {
+        match channel {
+            Channel::Content(_) if choice.get("text").is_some_and(Value::is_string) => {
+                append(choice, "text", &rest)
+            }
+            Channel::Content(_) => append(delta_of(choice), "content", &rest),
+            Channel::Reasoning(_) => append(delta_of(choice), "reasoning_content", &rest),
+            Channel::ToolArguments(_, call) => {
+                let delta = delta_of(choice);
+                let calls = delta
+                    .as_object_mut()
+                    .expect("delta is an object")
+                    .entry("tool_calls")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                if !calls.is_array() {
+                    *calls = Value::Array(Vec::new());
+                }
+                let calls = calls.as_array_mut().expect("an array");
+                let position = calls
+                    .iter()
+                    .position(|c| c.get("index").and_then(Value::as_u64) == Some(call));
+                let entry = match position {
+                    Some(p) => &mut calls[p],
+                    None => {
+                        calls.push(
+                            serde_json::json!({"index": call, "function": {"arguments": ""}}),
+                        );
+                        calls.last_mut().expect("just pushed")
+                    }
+                };
+                let function = entry
+                    .as_object_mut()
+                    .expect("a tool call object")
+                    .entry("function")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                append(function, "arguments", &rest);
+            }
+            Channel::Block(_) => {}
+        }
+    }
+}
+
+fn delta_of(choice: &mut Value) -> &mut Value {
+    let map = choice.as_object_mut().expect("a choice object");
+    let delta = map
+        .entry("delta")
+        .or_insert_with(|| Value::Object(Map::new()));
+    if !delta.is_object() {
+        *delta = Value::Object(Map::new());
+    }
+    delta
+}
+
+/// Appends `rest` to the string at `key` of `object` (null or absent: set).
+fn append(object: &mut Value, key: &str, rest: &str) {
+    let Some(map) = object.as_object_mut() else {
+        return;
+    };
+    match map.get_mut(key) {
+        Some(Value::String(s)) => s.push_str(rest),
+        _ => {
+            map.insert(key.into(), Value::String(rest.into()));
+        }
+    }
+}
+
+/// An Anthropic Messages stream: named events (`message_start`,
+/// `content_block_start`, `content_block_delta`, `content_block_stop`,
+/// `message_delta`, `message_stop`, `ping`, `error`).
+pub struct MessagesStream<'m> {
+    channels: Channels<'m>,
+    /// The delta type of each open block (`text_delta`,
+    /// `input_json_delta`, `thinking_delta`), for the closing delta.
+    delta_types: BTreeMap<u64, String>,
+}
+
+impl<'m> MessagesStream<'m> {
+    pub fn new(masker: &'m Masker) -> Self {
+        MessagesStream {
+            channels: Channels::new(masker),
+            delta_types: BTreeMap::new(),
+        }
+    }
+
+    /// Masks one event (`name`, its JSON `data`); returns the events to
+    /// send in its place, in order (a block's held text goes out as one
+    /// more delta before its `content_block_stop`).
+    pub fn event(&mut self, name: &str, mut data: Value) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match name {
+            "content_block_delta" => {
+                if let Some(delta) = data.get_mut("delta").and_then(Value::as_object_mut) {
+                    let kind = delta
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string();
+                    let field = match kind.as_str() {
+                        "text_delta" => Some("text"),
+                        "input_json_delta" => Some("partial_json"),
+                        "thinking_delta" => Some("thinking"),
+                        _ => None,
+                    };
+                    if let Some(field) = field {
+                        if let Some(Value::String(text)) = delta.get_mut(field) {
+                            *text = self.channels.push(Channel::Block(index), text);
+                        }
+                        self.delta_types.insert(index, kind);
+                    }
+                }
+            }
+            "content_block_stop" | "message_stop" => {
+                let closing: Vec<u64> = if name == "message_stop" {
+                    self.delta_types.keys().copied().collect()
+                } else {
+                    vec![index]
+                };
+                for i in closing {
+                    let rest = self.channels.close(&Channel::Block(i));
+                    let kind = self.delta_types.remove(&i).unwrap_or_default();
+                    if let Some(delta) = closing_delta(i, &kind, rest) {
+                        out.push(("content_block_delta".to_string(), delta));
+                    }
+                }
+            }
+            _ => {}
+        }
+        mask_whole(self.channels.masker, &mut data, &mut self.channels.found);
+        out.push((name.to_string(), data));
+        out
+    }
+
+    /// The stream ended without `message_stop`: deltas with what the
+    /// blocks still held.
+    pub fn finish(&mut self) -> Vec<(String, Value)> {
+        let open: Vec<u64> = self.delta_types.keys().copied().collect();
+        open.into_iter()
+            .filter_map(|i| {
+                let rest = self.channels.close(&Channel::Block(i));
+                let kind = self.delta_types.remove(&i).unwrap_or_default();
+                closing_delta(i, &kind, rest).map(|d| ("content_block_delta".to_string(), d))
+            })
+            .collect()
+    }
+
+    pub fn found(&self) -> &Found {
+        &self.channels.found
+    }
+}
+
+fn closing_delta(index: u64, kind: &str, rest: String) -> Option<Value> {
+    if rest.is_empty() {
+        return None;
+    }
+    let field = match kind {
+        "input_json_delta" => "partial_json",
+        "thinking_delta" => "thinking",
+        _ => "text",
+    };
+    let kind = if kind.is_empty() { "text_delta" } else { kind };
+    Some(serde_json::json!({
+        "type": "content_block_delta",
+        "index": index,
+        "delta": {"type": kind, field: rest},
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use vigil_proxy_core::mask::DetectorConfig;
+
+    use super::*;
+
+    const SSN: &str = "123-45-6789";
+
+    fn masker() -> Masker {
+        Masker::new([3; 32], &DetectorConfig::default()).unwrap()
+    }
+
+    /// `text` cut into pieces of `size` bytes.
+    fn pieces(text: &str, size: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut rest = text;
+        while !rest.is_empty() {
+            let mut n = size.min(rest.len());
+            while !rest.is_char_boundary(n) {
+                n += 1;
+            }
+            out.push(rest[..n].to_string());
+            rest = &rest[n..];
+        }
+        out
+    }
+
+    #[test]
+    fn a_whole_answer_is_masked_but_its_ids_and_roles_are_not() {
+        let m = masker();
+        let mut body = json!({
+            "id": "chatcmpl-555-123-4567",
+            "object": "chat.completion",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("SSN {SSN}"),
+                "tool_calls": [{"id": "call_2023-04-05", "type": "function",
+                    "function": {"name": "lookup", "arguments": format!("{{\"ssn\":\"{SSN}\"}}")}}]},
+                "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7}
+        });
+        let mut found = Found::default();
+        mask_whole(&m, &mut body, &mut found);
+        let text = body.to_string();
+        assert!(!text.contains(SSN), "{text}");
+        assert_eq!(body["id"], "chatcmpl-555-123-4567");
+        assert_eq!(
+            body["choices"][0]["message"]["tool_calls"][0]["id"],
+            "call_2023-04-05"
+        );
+        assert_eq!(body["choices"][0]["message"]["content"], "SSN [SSN]");
+        assert_eq!(found.hits, 2);
+        assert_eq!(found.kinds(), [DetectorKind::Ssn]);
+    }
+
+    fn chat_chunk(content: Option<&str>, args: Option<&str>, finish: Option<&str>) -> Value {
+        let mut delta = json!({});
+        if let Some(c) = content {
+            delta["content"] = json!(c);
+        }
+        if let Some(a) = args {
+            delta["tool_calls"] = json!([{"index": 0, "function": {"arguments": a}}]);
+        }
+        json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    }
+
+    /// What an SDK accumulates from the chunks: content and arguments.
+    fn accumulate(chunks: &[Value]) -> (String, String) {
+        let (mut content, mut args) = (String::new(), String::new());
+        for c in chunks {
+            for choice in c["choices"].as_array().unwrap() {
+                if let Some(t) = choice["delta"]["content"].as_str() {
+                    content.push_str(t);
+                }
+                if let Some(calls) = choice["delta"]["tool_calls"].as_array() {
+                    for call in calls {
+                        if let Some(a) = call["function"]["arguments"].as_str() {
+                            args.push_str(a);
+                        }
+                    }
+                }
+            }
+        }
+        (content, args)
+    }
+
+    #[test]
+    fn a_value_split_across_chat_deltas_is_masked_and_every_chunk_kept() {
+        let m = masker();
+        let text = format!("The patient's SSN is {SSN}, email jane@example.org today.");
+        let args = format!("{{\"ssn\": \"{SSN}\", \"note\": \"call 555-123-4567\"}}");
+        for size in 1..9 {
+            let mut stream = ChatStream::new(&m);
+            let mut sent = Vec::new();
+            let content_pieces = pieces(&text, size);
+            let arg_pieces = pieces(&args, size);
+            for p in &content_pieces {
+                let mut c = chat_chunk(Some(p), None, None);
+                stream.chunk(&mut c);
+                sent.push(c);
+            }
+            for p in &arg_pieces {
+                let mut c = chat_chunk(None, Some(p), None);
+                stream.chunk(&mut c);
+                sent.push(c);
+            }
+            let mut last = chat_chunk(None, None, Some("tool_calls"));
+            stream.chunk(&mut last);
+            sent.push(last);
+            assert!(
+                stream.finish().is_none(),
+                "the finish reason released everything"
+            );
+            assert_eq!(sent.len(), content_pieces.len() + arg_pieces.len() + 1);
+            let (content, arguments) = accumulate(&sent);
+            assert_eq!(
+                content, "The patient's SSN is [SSN], email [EMAIL] today.",
+                "size {size}"
+            );
+            assert_eq!(
+                arguments, "{\"ssn\": \"[SSN]\", \"note\": \"call [PHONE]\"}",
+                "size {size}"
+            );
+            assert!(serde_json::from_str::<Value>(&arguments).is_ok());
+            assert_eq!(stream.found().hits, 4);
+        }
+    }
+
+    #[test]
+    fn a_chat_stream_cut_short_releases_what_it_held_in_a_closing_chunk() {
+        let m = masker();
+        let mut stream = ChatStream::new(&m);
+        let mut first = chat_chunk(Some("SSN 123-45-"), None, None);
+        stream.chunk(&mut first);
+        let mut second = chat_chunk(Some("6789"), None, None);
+        stream.chunk(&mut second);
+        let closing = stream.finish().expect("held text");
+        let (content, _) = accumulate(&[first, second, closing.clone()]);
+        assert_eq!(content, "SSN [SSN]");
+        assert_eq!(closing["id"], "chatcmpl-1");
+    }
+
+    #[test]
+    fn an_anthropic_stream_keeps_its_events_and_masks_split_values() {
+        let m = masker();
+        let text = format!("Her SSN is {SSN} and she was born April 5, 1980.");
+        for size in 1..7 {
+            let mut stream = MessagesStream::new(&m);
+            let mut out = stream.event(
+                "message_start",
+                json!({"type": "message_start", "message": {"id": "msg_1", "role": "assistant", "content": [], "usage": {"input_tokens": 3}}}),
+            );
+            out.extend(stream.event(
+                "content_block_start",
+                json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+            ));
+            for p in pieces(&text, size) {
+                out.extend(stream.event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": p}}),
+                ));
+            }
+            out.extend(stream.event(
+                "content_block_stop",
+                json!({"type": "content_block_stop", "index": 0}),
+            ));
+            out.extend(stream.event("message_stop", json!({"type": "message_stop"})));
+            let joined: String = out
+                .iter()
+                .filter(|(n, _)| n == "content_block_delta")
+                .map(|(_, d)| d["delta"]["text"].as_str().unwrap().to_string())
+                .collect();
+            assert_eq!(
+                joined, "Her SSN is [SSN] and she was born [DATE].",
+                "size {size}"
+            );
+            let names: Vec<&str> = out.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(names.first(), Some(&"message_start"));
+            assert_eq!(
+                &names[names.len() - 2..],
+                ["content_block_stop", "message_stop"]
+            );
+            // Every delta names its block and type, as the SDK requires.
+            assert!(out
+                .iter()
+                .filter(|(n, _)| n == "content_block_delta")
+                .all(|(_, d)| d["index"] == 0 && d["delta"]["type"] == "text_delta"));
+        }
+    }
+}
