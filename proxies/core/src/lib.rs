@@ -25,6 +25,8 @@ pub mod policy;
 pub mod recorded;
 pub mod session;
 pub mod sink;
+pub mod sse;
+pub mod strict_json;
 
 pub use approval::{Approvals, HoldOutcome};
 pub use session::SessionContext;

@@ -19,6 +19,7 @@ pub mod jsonrpc;
 pub mod pinning;
 pub mod policy;
 pub mod result_mask;
-pub mod sse;
 pub mod stdio;
-pub mod strict_json;
+
+// Shared with the model-API family: they live in the core.
+pub use vigil_proxy_core::{sse, strict_json};

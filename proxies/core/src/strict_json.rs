@@ -37,7 +37,7 @@ pub enum JsonError {
 pub const MAX_QUOTED: usize = 64;
 
 /// `text` cut to `max` characters.
-pub(crate) fn clip(text: &str, max: usize) -> String {
+pub fn clip(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text.to_string(),

@@ -1,7 +1,8 @@
 //! Server-sent events (text/event-stream), read incrementally and written,
-//! as the WHATWG HTML standard defines them and MCP's Streamable HTTP uses
+//! as the WHATWG HTML standard defines them and both gateway families use
 //! them: an MCP server answers a POST, or serves a GET stream, as events
-//! whose `data` is one JSON-RPC message each.
+//! whose `data` is one JSON-RPC message each; a model provider streams its
+//! answer as events whose `data` is one JSON chunk each.
 //!
 //! Reading follows the standard where a client does, so that the gateway
 //! sees the events the agent's SDK will see: lines end in CRLF, LF or CR
