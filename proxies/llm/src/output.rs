@@ -35,6 +35,7 @@ const STRUCTURAL: &[&str] = &[
     "stop_reason",
     "stop_sequence",
     "tool_call_id",
+    "tool_use_id",
     "call_id",
     "item_id",
     "response_id",

@@ -1,0 +1,314 @@
+//! A request to a model API, decoded once: which endpoint, which model,
+//! streamed or not, how many tokens it may produce, which tools it offers
+//! the model. The body is parsed strictly (no key twice, no keys equal but
+//! for case): a provider that reads the last of two `model` keys must not
+//! be asked for another model than the one policy judged.
+
+use serde_json::Value;
+use vigil_proxy_core::mask::Masker;
+use vigil_proxy_core::strict_json::{self, JsonError};
+
+use crate::output::{mask_whole, Found};
+
+/// The endpoints a listener serves; anything else is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// OpenAI-compatible.
+    ChatCompletions,
+    Responses,
+    Completions,
+    Embeddings,
+    Models,
+    /// Anthropic.
+    Messages,
+    CountTokens,
+}
+
+/// Which API's error format and headers a request speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    OpenAi,
+    Anthropic,
+}
+
+impl Endpoint {
+    /// The endpoint of `method` and `path` (without its query).
+    pub fn of(method: &str, path: &str) -> Option<Endpoint> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        match (method, path) {
+            ("POST", "/v1/chat/completions") => Some(Endpoint::ChatCompletions),
+            ("POST", "/v1/responses") => Some(Endpoint::Responses),
+            ("POST", "/v1/completions") => Some(Endpoint::Completions),
+            ("POST", "/v1/embeddings") => Some(Endpoint::Embeddings),
+            ("POST", "/v1/messages") => Some(Endpoint::Messages),
+            ("POST", "/v1/messages/count_tokens") => Some(Endpoint::CountTokens),
+            ("GET", "/v1/models") => Some(Endpoint::Models),
+            ("GET", p) if p.strip_prefix("/v1/models/").is_some_and(is_model_id) => {
+                Some(Endpoint::Models)
+            }
+            _ => None,
+        }
+    }
+
+    pub fn api(self) -> Api {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => Api::Anthropic,
+            _ => Api::OpenAi,
+        }
+    }
+
+    /// The name rules and events use (`chat/completions`, `messages`).
+    pub fn label(self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "chat/completions",
+            Endpoint::Responses => "responses",
+            Endpoint::Completions => "completions",
+            Endpoint::Embeddings => "embeddings",
+            Endpoint::Models => "models",
+            Endpoint::Messages => "messages",
+            Endpoint::CountTokens => "messages/count_tokens",
+        }
+    }
+
+    /// The body keys that carry the prompt: what is masked on the way in.
+    fn prompt_keys(self) -> &'static [&'static str] {
+        match self {
+            Endpoint::ChatCompletions => &["messages"],
+            Endpoint::Responses => &["input", "instructions"],
+            Endpoint::Completions => &["prompt", "suffix"],
+            Endpoint::Embeddings => &["input"],
+            Endpoint::Messages | Endpoint::CountTokens => &["messages", "system"],
+            Endpoint::Models => &[],
+        }
+    }
+}
+
+/// A model id in a path: no further segments, nothing a router would
+/// read as another path.
+fn is_model_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 256
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// One request, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LlmRequest {
+    pub endpoint: Endpoint,
+    /// Empty for `GET /v1/models`.
+    pub model: String,
+    pub stream: bool,
+    /// `max_tokens`, `max_completion_tokens` or `max_output_tokens`.
+    pub max_tokens: Option<u64>,
+    /// The tools offered to the model: function names, or the type of a
+    /// provider's built-in tool (`web_search`).
+    pub tools: Vec<String>,
+    pub body_bytes: usize,
+    /// The body (`Null` for a GET).
+    pub body: Value,
+}
+
+/// Why a request body was refused; the message is safe to send back (it
+/// names a field, never a value).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("the body is not valid JSON: {0}")]
+    Json(#[from] JsonError),
+    #[error("the body is not a JSON object")]
+    NotAnObject,
+    #[error("`model` is missing or not a string")]
+    Model,
+    #[error("`{0}` has the wrong type")]
+    Field(&'static str),
+    #[error("both `{0}` and `{1}` are given")]
+    Both(&'static str, &'static str),
+}
+
+/// Decodes the body of a request to `endpoint` (`body` empty for a GET).
+pub fn decode(endpoint: Endpoint, body: &[u8]) -> Result<LlmRequest, RequestError> {
+    if endpoint == Endpoint::Models {
+        return Ok(LlmRequest {
+            endpoint,
+            model: String::new(),
+            stream: false,
+            max_tokens: None,
+            tools: Vec::new(),
+            body_bytes: body.len(),
+            body: Value::Null,
+        });
+    }
+    let value = strict_json::parse(body)?;
+    let Value::Object(map) = &value else {
+        return Err(RequestError::NotAnObject);
+    };
+    let model = match map.get("model") {
+        Some(Value::String(m)) if !m.is_empty() => m.clone(),
+        _ => return Err(RequestError::Model),
+    };
+    let stream = match map.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(RequestError::Field("stream")),
+    };
+    let mut max_tokens = None;
+    let mut named = None;
+    for key in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+        match map.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => {
+                let n = v.as_u64().ok_or(RequestError::Field(key))?;
+                if let Some(first) = named {
+                    // Two limits: which one the provider honours is its
+                    // own business; policy would judge the wrong one.
+                    return Err(RequestError::Both(first, key));
+                }
+                named = Some(key);
+                max_tokens = Some(n);
+            }
+        }
+    }
+    let tools = match map.get("tools") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(tools)) => tools
+            .iter()
+            .map(tool_name)
+            .collect::<Option<Vec<_>>>()
+            .ok_or(RequestError::Field("tools"))?,
+        Some(_) => return Err(RequestError::Field("tools")),
+    };
+    Ok(LlmRequest {
+        endpoint,
+        model,
+        stream,
+        max_tokens,
+        tools,
+        body_bytes: body.len(),
+        body: value,
+    })
+}
+
+/// The name of one offered tool: `function.name` (OpenAI chat), `name`
+/// (Anthropic, Responses), else its `type` (a built-in tool).
+fn tool_name(tool: &Value) -> Option<String> {
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    text(tool.pointer("/function/name"))
+        .or_else(|| text(tool.get("name")))
+        .or_else(|| text(tool.get("type")))
+}
+
+impl LlmRequest {
+    /// Masks the prompt in place (every message, the system prompt, the
+    /// tool results the agent passes back), before the request leaves for
+    /// the provider.
+    pub fn mask_prompt(&mut self, masker: &Masker) -> Found {
+        let mut found = Found::default();
+        let keys = self.endpoint.prompt_keys();
+        if let Value::Object(map) = &mut self.body {
+            for key in keys {
+                if let Some(v) = map.get_mut(*key) {
+                    mask_whole(masker, v, &mut found);
+                }
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    use vigil_proxy_core::mask::DetectorConfig;
+
+    use super::*;
+
+    #[test]
+    fn endpoints_are_known_exactly() {
+        assert_eq!(
+            Endpoint::of("POST", "/v1/chat/completions"),
+            Some(Endpoint::ChatCompletions)
+        );
+        assert_eq!(
+            Endpoint::of("POST", "/v1/messages/"),
+            Some(Endpoint::Messages)
+        );
+        assert_eq!(
+            Endpoint::of("GET", "/v1/models/gemma-3:270m"),
+            Some(Endpoint::Models)
+        );
+        for (m, p) in [
+            ("GET", "/v1/chat/completions"),
+            ("POST", "/v1/chat/completions/../admin"),
+            ("GET", "/v1/models/a/b"),
+            ("GET", "/v1/models/%2e%2e"),
+            ("POST", "/v1/realtime"),
+            ("POST", "/V1/messages"),
+        ] {
+            assert_eq!(Endpoint::of(m, p), None, "{m} {p}");
+        }
+        assert_eq!(Endpoint::Messages.api(), Api::Anthropic);
+    }
+
+    #[test]
+    fn a_request_is_decoded_once_and_bad_ones_are_named() {
+        let body = json!({"model": "gemma", "stream": true, "max_tokens": 64,
+            "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "lookup"}}, {"type": "web_search"}]});
+        let r = decode(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+        assert_eq!(r.model, "gemma");
+        assert!(r.stream);
+        assert_eq!(r.max_tokens, Some(64));
+        assert_eq!(r.tools, ["lookup", "web_search"]);
+        let cases: &[(&[u8], &str)] = &[
+            (b"{\"model\":\"a\",\"model\":\"b\"}", "twice"),
+            (b"{\"model\":\"a\",\"Model\":\"b\"}", "case"),
+            (b"[1]", "not a JSON object"),
+            (b"{\"messages\":[]}", "`model`"),
+            (b"{\"model\":\"a\",\"stream\":\"yes\"}", "`stream`"),
+            (b"{\"model\":\"a\",\"max_tokens\":-1}", "`max_tokens`"),
+            (
+                b"{\"model\":\"a\",\"max_tokens\":5,\"max_completion_tokens\":50000}",
+                "both",
+            ),
+            (b"{\"model\":\"a\",\"tools\":[{\"x\":1}]}", "`tools`"),
+            (b"{\"model\":\"a\"", "JSON"),
+        ];
+        for (body, expected) in cases {
+            let e = decode(Endpoint::ChatCompletions, body)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(expected),
+                "{}: {e}",
+                String::from_utf8_lossy(body)
+            );
+        }
+    }
+
+    #[test]
+    fn the_prompt_is_masked_and_the_rest_kept() {
+        let masker = Masker::new([1; 32], &DetectorConfig::default()).unwrap();
+        let body = json!({"model": "claude", "max_tokens": 100,
+            "system": "The patient's email is jane@example.org",
+            "messages": [
+                {"role": "user", "content": [{"type": "text", "text": "SSN 123-45-6789?"}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_2023-04-05",
+                    "content": "born 04/05/1980"}]}
+            ],
+            "metadata": {"user_id": "u-1"}});
+        let mut r = decode(Endpoint::Messages, body.to_string().as_bytes()).unwrap();
+        let found = r.mask_prompt(&masker);
+        let text = r.body.to_string();
+        assert!(
+            !text.contains("123-45-6789") && !text.contains("jane@") && !text.contains("1980"),
+            "{text}"
+        );
+        assert_eq!(found.hits, 3);
+        assert_eq!(
+            r.body["messages"][1]["content"][0]["tool_use_id"],
+            "toolu_2023-04-05"
+        );
+        assert_eq!(r.body["model"], "claude");
+    }
+}
