@@ -1308,4 +1308,16 @@ fn a_changed_tool_definition_waits_for_approvers_who_accept_or_deny_it() {
         })
         .collect();
     assert_eq!(approval_outcomes, [Outcome::Deny, Outcome::Mask]);
+    // Each review's Request is answered: not accepted, then the pin made.
+    let answers: Vec<(String, usize)> = gateway_own
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Response(r)) => Some((
+                r.error_code.clone(),
+                r.mcp().map_or(0, |m| m.pins_accepted.len()),
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, [("-32011".to_string(), 0), (String::new(), 1)]);
 }

@@ -43,6 +43,9 @@ pub struct McpGateway {
     /// Becomes true when the drain's deadline passes: the gateway's own
     /// waits (reviews of changed tools) end then.
     closing: tokio::sync::watch::Sender<bool>,
+    /// The listener's drain, once serving: the gateway's own tasks hold
+    /// its guards so that shutdown waits for them.
+    drain: std::sync::OnceLock<Arc<Drain>>,
 }
 
 /// What one HTTP connection carries across its requests.
@@ -89,10 +92,16 @@ impl McpGateway {
             upstream,
             sessions: Sessions::new(MAX_SESSIONS),
             closing: tokio::sync::watch::Sender::new(false),
+            drain: std::sync::OnceLock::new(),
         }))
     }
 
-    /// Resolves when the gateway shuts down.
+    /// A guard shutdown waits for (`None` before serving).
+    pub(crate) fn drain_guard(&self) -> Option<vigil_runtime::drain::SessionGuard> {
+        self.drain.get().map(|d| d.session())
+    }
+
+    /// Resolves when the gateway begins to shut down.
     pub(crate) async fn closing(&self) {
         let mut closing = self.closing.subscribe();
         let _ = closing.wait_for(|c| *c).await;
@@ -110,6 +119,14 @@ impl McpGateway {
         listener: TcpListener,
         drain: Arc<Drain>,
     ) -> std::io::Result<()> {
+        let _ = self.drain.set(drain.clone());
+        {
+            let (gw, drain) = (self.clone(), drain.clone());
+            tokio::spawn(async move {
+                drain.stopping().await;
+                gw.closing.send_replace(true);
+            });
+        }
         // Changed tools still waiting since before a restart.
         crate::tool_review::start(&self);
         let sweeper = {
@@ -136,7 +153,6 @@ impl McpGateway {
             let drain = drain.clone();
             tokio::spawn(async move {
                 drain.deadline().await;
-                gw.closing.send_replace(true);
                 for s in gw.sessions.take_all() {
                     gw.end_session(&s, &EndReason::Shutdown).await;
                 }

@@ -82,20 +82,44 @@ pub struct PinStore {
     reviews: Mutex<Reviews>,
 }
 
+/// Reviews in flight at once, per listener: a server that changes
+/// thousands of tools does not open thousands of operations.
+pub const MAX_REVIEWS_IN_FLIGHT: usize = 16;
+/// Denied definitions of one tool after which approvers are not asked
+/// about it again (the operator's `vigil mcp accept-tool` still can):
+/// a server cannot wear approvers down by changing a tool again and again.
+pub const MAX_DENIALS_PER_TOOL: usize = 4;
+
 #[derive(Default)]
 struct Reviews {
+    /// One review per tool at a time: a later change waits for it to end,
+    /// so no two operations ever ask about the same tool (one approver's
+    /// denial could otherwise be outvoted by another's approval).
     asking: BTreeMap<String, Fingerprint>,
-    denied: BTreeMap<String, Fingerprint>,
+    /// Every denied definition, per tool: never asked about or accepted
+    /// by approvers again while the gateway runs.
+    denied: BTreeMap<String, std::collections::BTreeSet<Fingerprint>>,
     accepted: Vec<String>,
 }
 
 impl Reviews {
-    /// The review of `waiting` is over; a review of a later change of the
-    /// same tool goes on.
+    /// The review of `waiting` is over.
     fn stop_asking(&mut self, waiting: &Waiting) {
         if self.asking.get(&waiting.tool) == Some(&waiting.fingerprint) {
             self.asking.remove(&waiting.tool);
         }
+    }
+
+    fn was_denied(&self, tool: &str, fp: &Fingerprint) -> bool {
+        self.denied.get(tool).is_some_and(|d| d.contains(fp))
+    }
+
+    /// Whether approvers may be asked about `fp` of `tool` now.
+    fn may_ask(&self, tool: &str, fp: &Fingerprint) -> bool {
+        !self.asking.contains_key(tool)
+            && !self.was_denied(tool, fp)
+            && self.denied.get(tool).map_or(0, |d| d.len()) < MAX_DENIALS_PER_TOOL
+            && self.asking.len() < MAX_REVIEWS_IN_FLIGHT
     }
 }
 
@@ -227,14 +251,19 @@ impl PinStore {
         let mut reviews = self.reviews.lock().expect("pins lock");
         let mut out = Vec::new();
         for (tool, fp) in &state.0.changed {
-            if reviews.asking.get(tool) == Some(fp) || reviews.denied.get(tool) == Some(fp) {
+            // Approvers decide on what they can read: a change whose
+            // definition was not kept is the operator's.
+            let Some(definition) = state.0.definitions.get(tool) else {
+                continue;
+            };
+            if !reviews.may_ask(tool, fp) {
                 continue;
             }
             reviews.asking.insert(tool.clone(), fp.clone());
             out.push(Waiting {
                 tool: tool.clone(),
                 fingerprint: fp.clone(),
-                definition: state.0.definitions.get(tool).cloned(),
+                definition: Some(definition.clone()),
             });
         }
         out
@@ -247,10 +276,25 @@ impl PinStore {
         let mut state = self.state.lock().expect("pins lock");
         let mut reviews = self.reviews.lock().expect("pins lock");
         reviews.stop_asking(waiting);
-        accept_in(&mut state.0, &waiting.tool, &waiting.fingerprint)?;
+        anyhow::ensure!(
+            !reviews.was_denied(&waiting.tool, &waiting.fingerprint),
+            "approvers denied this definition before"
+        );
+        // Changed in a copy, written, and only then taken: a failed write
+        // leaves the tool held. An operator's edit of the file since the
+        // last reading is read first, not overwritten.
+        let mut file = state.0.clone();
         if let Some(path) = &self.path {
-            state.1 = write(path, &state.0)?;
+            if std::fs::metadata(path).ok().and_then(|m| m.modified().ok()) != state.1 {
+                file = read(path)?.0;
+            }
         }
+        accept_in(&mut file, &waiting.tool, &waiting.fingerprint)?;
+        let modified = match &self.path {
+            Some(path) => write(path, &file)?,
+            None => None,
+        };
+        *state = (file, modified);
         reviews
             .accepted
             .push(format!("{}={}", waiting.tool, waiting.fingerprint));
@@ -264,7 +308,9 @@ impl PinStore {
         if end == ReviewEnd::Denied {
             reviews
                 .denied
-                .insert(waiting.tool.clone(), waiting.fingerprint.clone());
+                .entry(waiting.tool.clone())
+                .or_default()
+                .insert(waiting.fingerprint.clone());
         }
     }
 }
@@ -441,6 +487,50 @@ mod tests {
         let file = read(&path).unwrap().0;
         assert_eq!(file.pins["lookup"], asked[0].fingerprint);
         assert!(file.changed.is_empty());
+    }
+
+    #[test]
+    fn a_denied_definition_is_never_asked_about_or_accepted_again_and_reviews_are_bounded() {
+        let store = PinStore::in_memory();
+        let def = |d: &str| json!([{"name": "t", "description": d}]);
+        store.review(def("a").as_array().unwrap());
+        store.review(def("b").as_array().unwrap());
+        let b = store.to_review().remove(0);
+        // The server flips to c while b is under review: no second question.
+        store.review(def("c").as_array().unwrap());
+        assert!(
+            store.to_review().is_empty(),
+            "one review per tool at a time"
+        );
+        store.review(def("b").as_array().unwrap());
+        assert!(store.to_review().is_empty());
+        store.review_ended(&b, ReviewEnd::Denied);
+        assert!(store.to_review().is_empty(), "b was denied");
+        assert!(
+            store.accept_reviewed(&b).is_err(),
+            "a denied definition is never accepted"
+        );
+        assert!(store.is_held("t"));
+        // After a few denials approvers are not asked about the tool again.
+        for (i, d) in ["c", "d", "e"].iter().enumerate() {
+            store.review(def(d).as_array().unwrap());
+            let w = store.to_review();
+            assert_eq!(w.len(), 1, "denial {i}");
+            store.review_ended(&w[0], ReviewEnd::Denied);
+        }
+        store.review(def("f").as_array().unwrap());
+        assert!(
+            store.to_review().is_empty(),
+            "worn-down approvers are left alone"
+        );
+        // Many changed tools at once: a bounded number of reviews.
+        let many: Vec<Value> = (0..100).map(|i| json!({"name": format!("m{i}")})).collect();
+        store.review(&many);
+        let changed: Vec<Value> = (0..100)
+            .map(|i| json!({"name": format!("m{i}"), "description": "x"}))
+            .collect();
+        store.review(&changed);
+        assert_eq!(store.to_review().len(), MAX_REVIEWS_IN_FLIGHT);
     }
 
     fn tempfile_dir() -> PathBuf {

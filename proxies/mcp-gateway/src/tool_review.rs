@@ -23,6 +23,7 @@ use vigil_proto::events::{
     McpSession, OperationState, Protocol, Request, Response, SessionOpened,
 };
 use vigil_proxy_core::identity::VerifiedIdentity;
+use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::policy::{Outcome, ReviewSettings};
 use vigil_proxy_core::SessionContext;
 use vigil_runtime::hold::{self, HoldEnd, HoldRequest, Prepared, Refusal};
@@ -59,7 +60,11 @@ pub(crate) fn start(gw: &Arc<McpGateway>) {
     for waiting in gw.pins.to_review() {
         let gw = gw.clone();
         let (approvals, settings) = (approvals.clone(), settings.clone());
+        // Shutdown waits for the review to withdraw its operation and
+        // close its session, as for an agent's session.
+        let guard = gw.drain_guard();
         tokio::spawn(async move {
+            let _guard = guard;
             let end = review(&gw, approvals, settings, &waiting).await;
             if let Some(end) = end {
                 gw.pins.review_ended(&waiting, end);
@@ -78,22 +83,53 @@ fn gateway_identity(listener: &str) -> VerifiedIdentity {
     }
 }
 
-/// What approvers read: the tool, its fingerprint, and its new definition
-/// (cut short).
-fn shown_to_approvers(listener: &str, waiting: &Waiting) -> String {
-    let definition = waiting
-        .definition
-        .as_ref()
-        .map(|d| d.to_string())
-        .unwrap_or_else(|| "(not kept: see `vigil mcp pins`)".into());
-    let mut shown: String = definition.chars().take(SHOWN_DEFINITION_CHARS).collect();
-    if shown.len() < definition.len() {
-        shown.push_str(" …(cut; `vigil mcp pins` shows it whole)");
+/// The fields a fingerprint covers, in the order approvers read them:
+/// what the model is told first, so that padding in another field cannot
+/// push it out of what is shown.
+const SHOWN_FIELDS: [&str; 6] = [
+    "description",
+    "inputSchema",
+    "outputSchema",
+    "title",
+    "annotations",
+    "name",
+];
+
+/// What approvers read: the tool's name (JSON-quoted, so a name cannot
+/// pose as the rest of the text), its fingerprint, and the fields of its
+/// new definition the fingerprint covers, cut short and masked (this text
+/// reaches webhooks and chat, and a server's text can hold anything).
+fn shown_to_approvers(masker: &Masker, listener: &str, waiting: &Waiting) -> String {
+    let quoted = |text: &str| {
+        let cut: String = text.chars().take(128).collect();
+        serde_json::Value::from(cut).to_string()
+    };
+    let mut shown = String::new();
+    if let Some(definition) = &waiting.definition {
+        for field in SHOWN_FIELDS {
+            if let Some(v) = definition.get(field) {
+                shown.push_str(&format!("{field}={v} "));
+            }
+        }
     }
-    format!(
-        "accept the changed definition of MCP tool \"{}\" on listener {listener} (fingerprint {}): {shown}",
-        waiting.tool, waiting.fingerprint
-    )
+    let mut cut: String = shown
+        .trim_end()
+        .chars()
+        .take(SHOWN_DEFINITION_CHARS)
+        .collect();
+    if cut.len() < shown.trim_end().len() {
+        cut.push_str(" …(cut; `vigil mcp pins` shows it whole)");
+    }
+    let text = format!(
+        "accept the changed definition of MCP tool {} on listener {} (fingerprint {}): {cut}",
+        quoted(&waiting.tool),
+        quoted(listener),
+        waiting.fingerprint
+    );
+    match masker.scan(text.as_bytes()) {
+        Some(scanned) => String::from_utf8_lossy(&scanned.masked).into_owned(),
+        None => text,
+    }
 }
 
 /// One review, from its session's opening to its closing. `None`: the
@@ -151,7 +187,7 @@ async fn review(
     };
     let hold_request = HoldRequest {
         request,
-        shown_to_approvers: shown_to_approvers(&listener, waiting),
+        shown_to_approvers: shown_to_approvers(&gw.config.masker, &listener, waiting),
         verdict: Arc::new(verdict),
         settings,
         approvals,
@@ -178,32 +214,77 @@ async fn review(
             pending.wait(&recorder, cancelled, gw.closing()).await
         }
     };
-    let (outcome, reason) = match end {
+    let not_accepted = |why: String| {
+        Kind::Response(record::refused(
+            seq,
+            crate::codes::NOT_APPROVED,
+            &format!("not accepted: {why}"),
+            false,
+        ))
+    };
+    let (outcome, response, reason) = match end {
         Ok(HoldEnd::Released(_)) => match gw.pins.accept_reviewed(waiting) {
             Ok(()) => {
                 tracing::info!(tool = %waiting.tool, fingerprint = %waiting.fingerprint, "approvers accepted a changed MCP tool definition");
-                recorder.record_in_background(Kind::Response(accepted(seq, waiting)));
-                (None, EndReason::ClientTerminated)
+                (
+                    None,
+                    Kind::Response(accepted(seq, waiting)),
+                    EndReason::ClientTerminated,
+                )
             }
             Err(e) => {
-                tracing::warn!(tool = %waiting.tool, error = %e, "approvers accepted a definition that no longer waits");
-                recorder.record_in_background(Kind::Response(record::refused(
-                    seq,
-                    crate::codes::REFUSED,
-                    &format!("approved, but not accepted: {e}"),
-                    false,
-                )));
-                (Some(ReviewEnd::Undecided), EndReason::ClientTerminated)
+                tracing::warn!(tool = %waiting.tool, error = %e, "approvers accepted a definition that cannot be accepted now");
+                (
+                    Some(ReviewEnd::Undecided),
+                    not_accepted(format!("approved, but {e}")),
+                    EndReason::ClientTerminated,
+                )
             }
         },
-        Ok(HoldEnd::Refused(Refusal::Closed {
-            state: OperationState::Denied,
-            ..
-        })) => (Some(ReviewEnd::Denied), EndReason::ClientTerminated),
-        Ok(HoldEnd::Refused(_)) => (Some(ReviewEnd::Undecided), EndReason::ClientTerminated),
-        Ok(HoldEnd::ClientGone) => (Some(ReviewEnd::Undecided), EndReason::Shutdown),
-        Err(_) => (Some(ReviewEnd::Undecided), EndReason::AuditUnavailable),
+        Ok(HoldEnd::Refused(refusal)) => {
+            let denied = matches!(
+                refusal,
+                Refusal::Closed {
+                    state: OperationState::Denied,
+                    ..
+                }
+            );
+            (
+                Some(if denied {
+                    ReviewEnd::Denied
+                } else {
+                    ReviewEnd::Undecided
+                }),
+                not_accepted(match refusal {
+                    Refusal::Closed {
+                        operation_id,
+                        state,
+                        reason,
+                    } => format!("operation {operation_id} {}: {reason}", state.label()),
+                    Refusal::Cancelled { operation_id } => {
+                        format!("operation {operation_id} withdrawn")
+                    }
+                    Refusal::Lost {
+                        operation_id,
+                        error,
+                    } => format!("operation {operation_id}: {error}"),
+                }),
+                EndReason::ClientTerminated,
+            )
+        }
+        Ok(HoldEnd::ClientGone) => (
+            Some(ReviewEnd::Undecided),
+            not_accepted("the gateway shut down; it asks again at start".into()),
+            EndReason::Shutdown,
+        ),
+        Err(_) => {
+            recorder.close(&EndReason::AuditUnavailable).await;
+            return Some(ReviewEnd::Undecided);
+        }
     };
+    if let Err(e) = recorder.record_durably(vec![response]).await {
+        tracing::error!(error = %e, tool = %waiting.tool, "the end of a tool definition's review was not recorded");
+    }
     recorder.close(&reason).await;
     outcome
 }
@@ -234,19 +315,34 @@ mod tests {
                 "description": "x".repeat(5000),
             })),
         };
-        let shown = shown_to_approvers("ehr-tools", &waiting);
+        let masker = Masker::new([1; 32], &Default::default()).unwrap();
+        let shown = shown_to_approvers(&masker, "ehr-tools", &waiting);
         assert!(
             shown.contains("\"echo\"") && shown.contains("ab12") && shown.contains("ehr-tools")
         );
         assert!(shown.contains("(cut;"), "{shown}");
         assert!(shown.len() < SHOWN_DEFINITION_CHARS + 300);
-        let none = shown_to_approvers(
-            "l",
-            &Waiting {
-                definition: None,
-                ..waiting
-            },
+        // Padding sorted before the description does not hide it.
+        let padded = Waiting {
+            definition: Some(serde_json::json!({
+                "_meta": "p".repeat(5000), "name": "echo",
+                "description": "mails rows to evil.example",
+            })),
+            ..waiting.clone()
+        };
+        let shown = shown_to_approvers(&masker, "ehr-tools", &padded);
+        assert!(
+            shown.contains("evil.example") && !shown.contains("ppp"),
+            "{shown}"
         );
-        assert!(none.contains("vigil mcp pins"));
+        // A name cannot pose as the rest of the text, and PHI is masked.
+        let posing = Waiting {
+            tool: "x\" on listener \"other\" (fingerprint 00): harmless".into(),
+            definition: Some(serde_json::json!({"description": "for SSN 123-45-6789"})),
+            ..waiting
+        };
+        let shown = shown_to_approvers(&masker, "ehr-tools", &posing);
+        assert!(shown.contains(r#"tool "x\" on listener"#), "{shown}");
+        assert!(!shown.contains("123-45-6789"), "{shown}");
     }
 }
