@@ -4,8 +4,9 @@
 //! its [`listener::Adapter`] trait ([`listener`]), graceful shutdown
 //! ([`drain`]) and the session recorder with typed end reasons
 //! ([`recorder`]), the hold coordinator ([`hold`]), the token deadline
-//! ([`deadline`]), TLS to clients ([`tls`]) and HTTP serving with
-//! connection and time limits ([`http`]) for every port others reach.
+//! ([`deadline`]), TLS to clients ([`tls`]), HTTP serving with
+//! connection and time limits ([`http`]) for every port others reach, and
+//! the HTTP client to upstream servers ([`upstream`]).
 //!
 //! tokio lives here, not in `proxies/core` (which stays free of async
 //! runtimes: the dependency rule in `tests/run.sh`).
@@ -17,3 +18,4 @@ pub mod http;
 pub mod listener;
 pub mod recorder;
 pub mod tls;
+pub mod upstream;

@@ -10,10 +10,7 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, Response};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use vigil_runtime::upstream::{HttpClient, SendError};
 
 /// How the gateway proves itself to the server.
 #[derive(Clone)]
@@ -83,30 +80,13 @@ impl UpstreamError {
 pub struct Upstream {
     config: UpstreamConfig,
     uri: hyper::Uri,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: HttpClient,
 }
 
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> anyhow::Result<Self> {
         let uri: hyper::Uri = config.url.parse()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        connector.enforce_http(false);
-        let https = hyper_rustls::HttpsConnectorBuilder::new();
-        let https = match &config.ca_pem {
-            Some(pem) => https.with_tls_config(tls_config(pem)?),
-            None => https.with_webpki_roots(),
-        };
-        // An http URL stays plaintext (loopback); an https URL is TLS,
-        // the server's name checked against its certificate.
-        let connector = https
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+        let client = HttpClient::new(config.ca_pem.as_deref())?;
         Ok(Self {
             config,
             uri,
@@ -162,27 +142,12 @@ impl Upstream {
         let request = request
             .body(Full::new(body.unwrap_or_default()))
             .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
-        match tokio::time::timeout(self.config.timeout, self.client.request(request)).await {
-            Err(_) => Err(UpstreamError::Timeout(self.config.timeout)),
-            Ok(Err(e)) => Err(UpstreamError::Unreachable(
-                vigil_proxy_core::identity::keys::error_chain(&e),
-            )),
-            Ok(Ok(response)) => Ok(response),
-        }
+        self.client
+            .send(request, self.config.timeout)
+            .await
+            .map_err(|e| match e {
+                SendError::Timeout(t) => UpstreamError::Timeout(t),
+                SendError::Unreachable(e) => UpstreamError::Unreachable(e),
+            })
     }
-}
-
-/// A client TLS config trusting only the CA certificates in `pem`.
-fn tls_config(pem: &[u8]) -> anyhow::Result<tokio_rustls::rustls::ClientConfig> {
-    use tokio_rustls::rustls;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut &pem[..]) {
-        roots.add(cert?)?;
-    }
-    anyhow::ensure!(!roots.is_empty(), "the CA file holds no certificate");
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
