@@ -615,6 +615,7 @@ pub fn show(out: &Output) -> String {
 /// and bodies from the same pure functions.
 pub mod certs;
 pub mod kafka;
+pub mod llm;
 pub mod mcp;
 pub mod oidc;
 pub mod rewriting_proxy;

@@ -64,6 +64,13 @@ impl Found {
             .collect()
     }
 
+    /// Adds what `other` found.
+    pub fn merge(&mut self, other: &Found) {
+        self.hits += other.hits;
+        self.late_hits += other.late_hits;
+        self.kinds |= other.kinds;
+    }
+
     fn add(&mut self, kinds: &[DetectorKind], hits: usize) {
         self.hits += hits;
         for k in kinds {

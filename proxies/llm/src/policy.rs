@@ -70,27 +70,50 @@ pub struct LlmConditions {
     pub stream: Option<bool>,
 }
 
+/// Which way `mask` masks, from `[masking]` (both by default):
+/// `prompt = false` lets a provider the organisation trusts with PHI (a
+/// model it runs itself) read the prompt whole while answers are still
+/// masked for the agent; `output = false` keeps PHI from the provider but
+/// gives the agent the answer as the model wrote it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaskDirections {
+    #[serde(default = "yes")]
+    pub prompt: bool,
+    #[serde(default = "yes")]
+    pub output: bool,
+}
+
+impl Default for MaskDirections {
+    fn default() -> Self {
+        MaskDirections {
+            prompt: true,
+            output: true,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
 impl Family for Llm {
     type Conditions = LlmConditions;
-    type Sections = ();
+    type Sections = MaskDirections;
     type Subject = LlmRequest;
     type Shapes = ();
 
-    fn sections(top: toml::Table, masking: toml::Table) -> Result<(), PolicyError> {
+    fn sections(top: toml::Table, masking: toml::Table) -> Result<MaskDirections, PolicyError> {
         if let Some(key) = top.keys().next() {
             return Err(PolicyError::Syntax(format!(
                 "unknown field `{key}` (not a key of a model-API policy)"
             )));
         }
-        if let Some(key) = masking.keys().next() {
-            return Err(PolicyError::Masking(format!(
-                "unknown field `{key}` of [masking] (not a key of a model-API policy)"
-            )));
-        }
-        Ok(())
+        MaskDirections::deserialize(toml::Value::Table(masking))
+            .map_err(|e| PolicyError::Masking(e.to_string().trim().to_string()))
     }
 
-    fn matches(_: &(), rule: &Rule<LlmConditions>, request: &LlmRequest) -> bool {
+    fn matches(_: &MaskDirections, rule: &Rule<LlmConditions>, request: &LlmRequest) -> bool {
         conditions_hold(&rule.conditions, rule.action, request)
     }
 }
@@ -201,6 +224,7 @@ tools = ["weather"]
         for bad in [
             "name = \"x\"\ndefault = \"mask\"\n[[rules]]\nname = \"r\"\naction = \"deny\"\nmodel = [\"a\"]\n",
             "name = \"x\"\ndefault = \"mask\"\nphi_tables = []\n",
+            "name = \"x\"\ndefault = \"mask\"\n[masking]\nprompts = false\n",
         ] {
             assert!(Policy::parse(bad).is_err(), "{bad}");
         }

@@ -62,6 +62,28 @@ pub fn load_mcp_policy(spec: &str) -> anyhow::Result<Arc<vigil_mcp::policy::Poli
     Ok(Arc::new(policy))
 }
 
+/// The shipped model-API policy (`[[llm]]` listeners that name none).
+pub const LLM_DEFAULT: &str = vigil_proxy_llm::config::DEFAULT_POLICY;
+const LLM_DEFAULT_TEXT: &str = include_str!("../../../deploy/policy/llm-default.toml");
+
+/// A model-API listener's policy: `builtin:llm-default` or a file.
+pub fn load_llm_policy(spec: &str) -> anyhow::Result<Arc<vigil_llm::policy::Policy>> {
+    let (text, what) = match spec {
+        LLM_DEFAULT => (LLM_DEFAULT_TEXT.to_string(), spec.to_string()),
+        other if other.starts_with("builtin:") => {
+            bail!("unknown shipped model-API policy {other:?} (there is {LLM_DEFAULT})")
+        }
+        path => (
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read policy file {path}"))?,
+            format!("policy file {path}"),
+        ),
+    };
+    let policy = vigil_llm::policy::Policy::parse(&text)
+        .with_context(|| format!("invalid model-API {what}"))?;
+    Ok(Arc::new(policy))
+}
+
 /// Reads a masking key: one line of base64 holding 32 bytes (lines starting
 /// with `#` are comments).
 pub fn parse_masking_key(text: &str) -> anyhow::Result<[u8; 32]> {

@@ -216,6 +216,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
         // approval service decides, come from the same policies.
         let proxies = config.proxies()?;
         let gateways = config.mcp_gateways()?;
+        let llm_gateways = config.llm_gateways()?;
         crate::upstream_check::check_upstream_roles(&config, &proxies).await?;
         let approvals: Option<Arc<dyn Approvals>> =
             match (&config.approvals, &config.approval_service) {
@@ -225,6 +226,11 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
                         .flat_map(|(_, p)| p.policy.all_review_settings())
                         .chain(
                             gateways
+                                .iter()
+                                .flat_map(|(_, g)| g.policy.all_review_settings()),
+                        )
+                        .chain(
+                            llm_gateways
                                 .iter()
                                 .flat_map(|(_, g)| g.policy.all_review_settings()),
                         )
@@ -247,6 +253,7 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
                 _ => None,
             };
         start_mcp_gateways(gateways, &auth, &sink, &approvals, &drain, &mut tasks).await?;
+        start_llm_gateways(llm_gateways, &auth, &sink, &approvals, &drain, &mut tasks).await?;
         start_proxies(proxies, auth, sink, approvals, &drain, &mut tasks).await?;
     }
 
@@ -701,6 +708,35 @@ async fn start_mcp_gateways(
                 .serve(listener, drain)
                 .await
                 .with_context(|| format!("mcp \"{name}\" stopped"))
+        });
+    }
+    Ok(())
+}
+
+/// Binds every model-API listener, then serves them all.
+async fn start_llm_gateways(
+    gateways: Vec<(SocketAddr, vigil_proxy_llm::GatewayConfig)>,
+    auth: &vigil_proxy_core::Authenticator,
+    sink: &Arc<dyn EventSink>,
+    approvals: &Option<Arc<dyn Approvals>>,
+    drain: &Arc<Drain>,
+    tasks: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+) -> anyhow::Result<()> {
+    let mut bound = Vec::new();
+    for (addr, mut gateway) in gateways {
+        gateway.approvals = approvals.clone();
+        let listener = bind(addr, &format!("llm \"{}\"", gateway.name)).await?;
+        bound.push((listener, gateway));
+    }
+    for (listener, gateway) in bound {
+        let gateway = vigil_proxy_llm::LlmGateway::new(gateway, auth.clone(), sink.clone())?;
+        let drain = drain.clone();
+        tasks.spawn(async move {
+            let name = gateway.name().to_string();
+            gateway
+                .serve(listener, drain)
+                .await
+                .with_context(|| format!("llm \"{name}\" stopped"))
         });
     }
     Ok(())

@@ -25,6 +25,7 @@ impl Config {
             },
             // MCP needs OIDC bearer tokens, which `--dev` has no issuer for.
             mcp: Vec::new(),
+            llm: Vec::new(),
             postgres: vec![PostgresSection {
                 name: "dev".into(),
                 listen: "127.0.0.1:6543".parse().expect("literal address"),

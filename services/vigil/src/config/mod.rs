@@ -30,6 +30,7 @@ use vigil_proxy_core::identity::LoginThrottle;
 use vigil_proxy_core::identity::{IssuerSettings, TokenVerifier};
 use vigil_proxy_core::mask::Masker;
 use vigil_proxy_core::{Authenticator, StaticIdentities, StaticIdentity};
+use vigil_proxy_llm::config::LlmSection;
 use vigil_proxy_mcp::config::McpSection;
 use vigil_proxy_postgres::config::PostgresSection;
 use vigil_proxy_postgres::ProxyConfig;
@@ -55,6 +56,9 @@ pub struct Config {
     /// MCP listeners (Streamable HTTP) in front of MCP servers.
     #[serde(default)]
     pub mcp: Vec<McpSection>,
+    /// Model-API listeners (`[[llm]]`): OpenAI-compatible and Anthropic.
+    #[serde(default)]
+    pub llm: Vec<LlmSection>,
     /// Static identities (password -> identity). For development and
     /// break-glass accounts; refused unless `allow_static_identities` is true.
     #[serde(default)]
@@ -215,6 +219,22 @@ impl Config {
             }
             mcp.validate()?;
         }
+        for llm in &self.llm {
+            if llm.name.is_empty() || !names.insert(llm.name.as_str()) {
+                bail!(
+                    "listener names must be unique and non-empty ({:?} is used twice)",
+                    llm.name
+                );
+            }
+            if !addrs.insert(llm.listen) {
+                bail!(
+                    "{}: listen address {} is used twice",
+                    llm.label(),
+                    llm.listen
+                );
+            }
+            llm.validate()?;
+        }
         StaticIdentities::new(self.identities.clone())?;
         if !self.identities.is_empty() && !self.allow_static_identities {
             bail!(
@@ -230,6 +250,14 @@ impl Config {
                 bail!(
                     "postgres \"{}\": required_scopes needs [[oidc.issuers]] (static identities have no scopes)",
                     pg.name
+                );
+            }
+        }
+        if let Some(llm) = self.llm.first() {
+            if self.oidc.issuers.is_empty() {
+                bail!(
+                    "{}: model-API agents present OIDC access tokens, so [[oidc.issuers]] is required",
+                    llm.label()
                 );
             }
         }
@@ -263,8 +291,8 @@ impl Config {
     /// What a role that runs proxies needs beyond [`Config::validate`]
     /// (`vigil up`, `vigil proxy`; a ledger-only process has no listeners).
     fn check_proxy_role(&self) -> anyhow::Result<()> {
-        if self.postgres.is_empty() && self.mcp.is_empty() {
-            bail!("no [[postgres]] or [[mcp]] listener configured: the gateway would have nothing to do");
+        if self.postgres.is_empty() && self.mcp.is_empty() && self.llm.is_empty() {
+            bail!("no [[postgres]], [[mcp]] or [[llm]] listener configured: the gateway would have nothing to do");
         }
         if self.oidc.issuers.is_empty() && self.identities.is_empty() {
             bail!("nobody can log in: configure [[oidc.issuers]] (or, for development, static [[identities]])");
@@ -396,6 +424,28 @@ impl Config {
                     self.masker(&label, policy.name(), masks, &policy.masking().detectors)?;
                 let built = m.build(policy, Arc::new(masker), issuers.clone(), &self.data_dir)?;
                 Ok((m.listen, built))
+            })
+            .collect()
+    }
+
+    /// The model-API gateways' configs, with their policies and maskers.
+    pub fn llm_gateways(
+        &self,
+    ) -> anyhow::Result<Vec<(SocketAddr, vigil_proxy_llm::GatewayConfig)>> {
+        self.llm
+            .iter()
+            .map(|l| {
+                let label = l.label();
+                let policy =
+                    crate::policy_setup::load_llm_policy(&l.policy).context(label.clone())?;
+                let masks = policy.default_outcome() == vigil_proxy_core::policy::Outcome::Mask
+                    || policy
+                        .rules()
+                        .iter()
+                        .any(|r| r.action == vigil_proxy_core::policy::Outcome::Mask);
+                let masker =
+                    self.masker(&label, policy.name(), masks, &policy.masking().detectors)?;
+                Ok((l.listen, l.build(policy, Arc::new(masker))?))
             })
             .collect()
     }

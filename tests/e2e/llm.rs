@@ -1,0 +1,236 @@
+//! The model-API gateway end to end: a real OpenID provider issues the
+//! agents' tokens, the official `openai` and `anthropic` Python SDKs are
+//! the agents (unchanged but for base URL and key), and llama.cpp's
+//! server with a small model is the provider. What the agent sees is
+//! checked, and what the ledger holds.
+
+use serde_json::{json, Value};
+use vigil_proto::events::event::Kind;
+use vigil_proto::events::{request, response, Event, Protocol};
+use vigil_tests::llm::{agent, ModelServer};
+use vigil_tests::oidc::OidcProvider;
+use vigil_tests::{free_port, Gateway, GatewaySpec};
+
+const AUDIENCE: &str = "urn:vigil:models";
+const SSN: &str = "123-45-6789";
+const PHONE: &str = "555-123-4567";
+const PROMPT: &str = "Copy this text: Patient SSN 123-45-6789, phone 555-123-4567.";
+
+/// Answers masked for the agent; the model, run in-house, reads the prompt.
+const OUTPUT_MASKED: &str = r#"
+name = "answers-masked"
+default = "mask"
+
+[[rules]]
+name = "no-frontier-models"
+action = "deny"
+models = ["gpt-5*"]
+reason = "agents use the in-house model"
+
+[masking]
+prompt = false
+"#;
+
+/// The prompt masked before it leaves; answers as the model wrote them.
+const PROMPT_MASKED: &str = r#"
+name = "prompts-masked"
+default = "mask"
+
+[masking]
+output = false
+"#;
+
+struct Setup {
+    provider: OidcProvider,
+    gw: Gateway,
+    /// Base URLs of the two listeners.
+    answers_masked: String,
+    prompts_masked: String,
+    _model: ModelServer,
+}
+
+impl Setup {
+    fn start() -> Self {
+        let model = ModelServer::start();
+        let provider = OidcProvider::start_with(Some(json!({
+            "clients": [
+                { "client_id": "agent", "client_secret": "agent-secret", "groups": ["analysts"] },
+            ],
+            "resources": { AUDIENCE: { "scope": "llm:invoke", "ttl": 300, "alg": "RS256" } }
+        })));
+        let dir = tempfile::tempdir().unwrap().keep();
+        let (a, b) = (dir.join("a.toml"), dir.join("b.toml"));
+        std::fs::write(&a, OUTPUT_MASKED).unwrap();
+        std::fs::write(&b, PROMPT_MASKED).unwrap();
+        let (pa, pb) = (free_port(), free_port());
+        let mut spec = GatewaySpec::new();
+        let listener = |name: &str, port: u16, policy: &std::path::Path| {
+            format!(
+                "[[llm]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\npolicy = \"{}\"\n\
+                 required_scopes = [\"llm:invoke\"]\nupstream = {{ url = \"{}\" }}\n",
+                policy.display(),
+                model.url
+            )
+        };
+        spec.tables_extra = format!(
+            "{}\n{}\n{}",
+            provider.issuer_toml(&[AUDIENCE], ""),
+            listener("answers-masked", pa, &a),
+            listener("prompts-masked", pb, &b),
+        );
+        let gw = Gateway::start(spec);
+        Setup {
+            provider,
+            gw,
+            answers_masked: format!("http://127.0.0.1:{pa}"),
+            prompts_masked: format!("http://127.0.0.1:{pb}"),
+            _model: model,
+        }
+    }
+
+    fn token(&self) -> String {
+        self.provider
+            .token("agent", "agent-secret", AUDIENCE, "llm:invoke")
+    }
+}
+
+fn text(line: &Value) -> String {
+    line["text"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no text: {line}"))
+        .to_string()
+}
+
+#[test]
+fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
+    let s = Setup::start();
+    let token = s.token();
+    let ops: Vec<Value> = ["openai", "anthropic"]
+        .iter()
+        .flat_map(|sdk| {
+            [false, true].map(|stream| json!({"sdk": sdk, "stream": stream, "prompt": PROMPT}))
+        })
+        .collect();
+    let lines = agent(&s.answers_masked, &token, Value::Array(ops));
+    for line in &lines {
+        let t = text(line);
+        // The small model copies its prompt: the SSN and the phone number
+        // were in the answer, split over many deltas when streamed.
+        assert!(
+            !t.contains(SSN) && !t.contains(PHONE) && !t.contains("6789"),
+            "PHI reached the agent: {line}"
+        );
+        assert!(t.contains("[SSN]"), "{line}");
+    }
+    assert!(lines[1]["chunks"].as_u64().unwrap() > 5, "{}", lines[1]);
+    assert_eq!(
+        lines[3]["final"], lines[3]["text"],
+        "the SDK's final message agrees with the stream"
+    );
+
+    // The prompt masked on the way out: the model only ever saw the marker.
+    let lines = agent(
+        &s.prompts_masked,
+        &token,
+        json!([{"sdk": "openai", "prompt": PROMPT}]),
+    );
+    let t = text(&lines[0]);
+    assert!(t.contains("[SSN]") && !t.contains(SSN), "{t}");
+
+    // Denied by policy, in the API's own error format.
+    let lines = agent(
+        &s.answers_masked,
+        &token,
+        json!([{"sdk": "openai", "model": "gpt-5-mini", "prompt": "hi"},
+               {"sdk": "anthropic", "model": "GPT-5", "prompt": "hi"}]),
+    );
+    for line in &lines {
+        assert_eq!(line["error"], 403, "{line}");
+        assert_eq!(line["type"], "permission_error", "{line}");
+        assert!(
+            line["message"]
+                .as_str()
+                .unwrap()
+                .contains("no-frontier-models"),
+            "{line}"
+        );
+    }
+    // A key that is not a token from the provider.
+    let lines = agent(
+        &s.answers_masked,
+        "sk-not-a-token",
+        json!([{"prompt": "hi"}]),
+    );
+    assert_eq!(lines[0]["error"], 401, "{}", lines[0]);
+
+    // The ledger: each call a Request (model, stream, the prompt whole)
+    // and a Response (status, tokens, the answer as the agent got it).
+    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 7);
+    let calls: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Request(r)) => match &r.detail {
+                Some(request::Detail::Http(h)) => Some((e, h)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    assert!(calls.iter().all(|(e, _)| e.protocol() == Protocol::Llm));
+    assert!(calls
+        .iter()
+        .any(|(_, h)| h.stream && h.path == "/v1/messages"));
+    assert!(calls.iter().any(|(_, h)| h
+        .body
+        .as_ref()
+        .is_some_and(|b| String::from_utf8_lossy(&b.value).contains(SSN))));
+    let answered = responses(&events);
+    let masked_output = answered.iter().filter(|(r, h)| {
+        let out = h
+            .output
+            .as_ref()
+            .map(|o| String::from_utf8_lossy(&o.value).to_string())
+            .unwrap_or_default();
+        h.status == 200
+            && out.contains("[SSN]")
+            && !out.contains(SSN)
+            && r.masked
+                .iter()
+                .any(|m| m.field == "output" && m.values_masked > 0)
+    });
+    assert_eq!(masked_output.count(), 4, "{answered:?}");
+    assert!(answered
+        .iter()
+        .any(|(r, _)| r.masked.iter().any(|m| m.field == "prompt")));
+    assert!(answered
+        .iter()
+        .any(|(_, h)| h.status == 200 && h.output_tokens > 0));
+    assert!(answered
+        .iter()
+        .any(|(_, h)| h.time_to_first_token_micros > 0));
+    assert_eq!(
+        answered
+            .iter()
+            .filter(|(r, _)| r.error_code == "403")
+            .count(),
+        2
+    );
+}
+
+fn responses(
+    events: &[Event],
+) -> Vec<(
+    &vigil_proto::events::Response,
+    &vigil_proto::events::HttpResult,
+)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            Some(Kind::Response(r)) => match &r.detail {
+                Some(response::Detail::Http(h)) => Some((r, h)),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect()
+}

