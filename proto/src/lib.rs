@@ -66,6 +66,14 @@ pub mod events {
             }
         }
 
+        /// The model-API call, for a request of the HTTP family.
+        pub fn http(&self) -> Option<&HttpCall> {
+            match &self.detail {
+                Some(request::Detail::Http(h)) => Some(h),
+                _ => None,
+            }
+        }
+
         /// A SQL request (the detail every SQL-family adapter records).
         pub fn new_sql(request_seq: u64, statement: SqlStatement) -> Self {
             Self {
@@ -91,6 +99,14 @@ pub mod events {
                 _ => None,
             }
         }
+
+        /// The model's answer, for a response of the HTTP family.
+        pub fn http(&self) -> Option<&HttpResult> {
+            match &self.detail {
+                Some(response::Detail::Http(h)) => Some(h),
+                _ => None,
+            }
+        }
     }
 
     impl SessionOpened {
@@ -106,6 +122,14 @@ pub mod events {
         pub fn mcp(&self) -> Option<&McpSession> {
             match &self.detail {
                 Some(session_opened::Detail::Mcp(m)) => Some(m),
+                _ => None,
+            }
+        }
+
+        /// The HTTP session detail, for a session of the model-API family.
+        pub fn http(&self) -> Option<&HttpSession> {
+            match &self.detail {
+                Some(session_opened::Detail::Http(h)) => Some(h),
                 _ => None,
             }
         }

@@ -26,13 +26,18 @@ def run_openai(base_url, key, op):
         temperature=0,
         seed=7,
     )
+    kwargs.update(op.get("extra", {}))
     if op.get("stream"):
         text, chunks = "", 0
-        with client.chat.completions.create(stream=True, **kwargs) as stream:
-            for chunk in stream:
-                chunks += 1
-                for choice in chunk.choices:
-                    text += choice.delta.content or ""
+        try:
+            with client.chat.completions.create(stream=True, **kwargs) as stream:
+                for chunk in stream:
+                    chunks += 1
+                    for choice in chunk.choices:
+                        text += choice.delta.content or ""
+        except openai.APIError as e:
+            # What arrived before the stream broke, and why it broke.
+            return {"text": text, "error": "stream", "message": str(e)}
         return {"text": text, "chunks": chunks}
     answer = client.chat.completions.create(**kwargs)
     return {"text": answer.choices[0].message.content, "id": answer.id}
@@ -45,7 +50,7 @@ def run_anthropic(base_url, key, op):
         messages=[{"role": "user", "content": op["prompt"]}],
         max_tokens=op.get("max_tokens", 48),
         # This SDK release takes no temperature argument; the server does.
-        extra_body={"temperature": 0, "seed": 7},
+        extra_body={"temperature": 0, "seed": 7, **op.get("extra_body", {})},
     )
     if op.get("stream"):
         with client.messages.stream(**kwargs) as stream:

@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 use vigil_proto::events::event::Kind;
 use vigil_proto::events::{request, response, Event, Protocol};
-use vigil_tests::llm::{agent, ModelServer};
+use vigil_tests::llm::{agent, FaultyProvider, ModelServer};
 use vigil_tests::oidc::OidcProvider;
 use vigil_tests::{free_port, Gateway, GatewaySpec};
 
@@ -46,12 +46,18 @@ struct Setup {
     /// Base URLs of the two listeners.
     answers_masked: String,
     prompts_masked: String,
-    _model: ModelServer,
+    _model: Option<ModelServer>,
 }
 
 impl Setup {
     fn start() -> Self {
         let model = ModelServer::start();
+        let url = model.url.clone();
+        Self::with_upstream(Some(model), &url, "")
+    }
+
+    /// Both listeners in front of `url`, with `extra` in their upstream.
+    fn with_upstream(model: Option<ModelServer>, url: &str, extra: &str) -> Self {
         let provider = OidcProvider::start_with(Some(json!({
             "clients": [
                 { "client_id": "agent", "client_secret": "agent-secret", "groups": ["analysts"] },
@@ -67,9 +73,8 @@ impl Setup {
         let listener = |name: &str, port: u16, policy: &std::path::Path| {
             format!(
                 "[[llm]]\nname = \"{name}\"\nlisten = \"127.0.0.1:{port}\"\npolicy = \"{}\"\n\
-                 required_scopes = [\"llm:invoke\"]\nupstream = {{ url = \"{}\" }}\n",
+                 required_scopes = [\"llm:invoke\"]\nupstream = {{ url = \"{url}\"{extra} }}\n",
                 policy.display(),
-                model.url
             )
         };
         spec.tables_extra = format!(
@@ -155,6 +160,33 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
             "{line}"
         );
     }
+    // What would spell the answer out past masking, or let the provider
+    // call tools out of Vigil's sight, is refused with the reason.
+    let lines = agent(
+        &s.answers_masked,
+        &token,
+        json!([{"sdk": "openai", "prompt": "hi", "extra": {"logprobs": true, "top_logprobs": 3}},
+               {"sdk": "anthropic", "prompt": "hi",
+                "extra_body": {"mcp_servers": [{"type": "url", "url": "https://mcp.example", "name": "x"}]}}]),
+    );
+    assert_eq!(lines[0]["error"], 400, "{}", lines[0]);
+    assert!(
+        lines[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("log probabilities"),
+        "{}",
+        lines[0]
+    );
+    assert_eq!(lines[1]["error"], 400, "{}", lines[1]);
+    assert!(
+        lines[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("MCP gateway"),
+        "{}",
+        lines[1]
+    );
     // A key that is not a token from the provider.
     let lines = agent(
         &s.answers_masked,
@@ -165,7 +197,7 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
 
     // The ledger: each call a Request (model, stream, the prompt whole)
     // and a Response (status, tokens, the answer as the agent got it).
-    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 7);
+    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 9);
     let calls: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -215,6 +247,32 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
             .count(),
         2
     );
+
+    // Replay shows a conversation call by call.
+    let session = calls
+        .iter()
+        .find(|(_, h)| h.path == "/v1/messages")
+        .map(|(e, _)| e.session_id.clone())
+        .unwrap();
+    s.gw.wait_for_events(|ev| {
+        ev.iter()
+            .any(|e| e.session_id == session && matches!(e.kind, Some(Kind::SessionClosed(_))))
+    });
+    let replay = s.gw.audit(&["replay", "--session", &session]);
+    assert!(replay.status.success(), "{}", vigil_tests::show(&replay));
+    let text = String::from_utf8_lossy(&replay.stdout);
+    for expected in [
+        "model-API session opened",
+        "call #0: POST /v1/messages model \"gemma\", max 48 tokens",
+        "answer to #",
+        "output masked",
+        "as the agent received it",
+    ] {
+        assert!(
+            text.contains(expected),
+            "{expected:?} missing from:\n{text}"
+        );
+    }
 }
 
 fn responses(
@@ -233,4 +291,67 @@ fn responses(
             _ => None,
         })
         .collect()
+}
+
+#[test]
+fn a_provider_that_breaks_mid_stream_or_answers_garbage_gets_the_agent_a_clear_error() {
+    let faulty = FaultyProvider::start();
+    let s = Setup::with_upstream(None, &faulty.url, ", stall_timeout = \"1s\"");
+    let token = s.token();
+    let streamed =
+        |model: &str| json!({"sdk": "openai", "stream": true, "model": model, "prompt": "x"});
+    let lines = agent(
+        &s.answers_masked,
+        &token,
+        json!([streamed("cut"), streamed("stall"), streamed("garbage"),
+               {"sdk": "openai", "model": "html", "prompt": "x"},
+               {"sdk": "anthropic", "model": "huge", "prompt": "x"}]),
+    );
+    for (line, why) in lines[..3]
+        .iter()
+        .zip(["ended before its last event", "stalled", "not JSON"])
+    {
+        assert_eq!(line["error"], "stream", "{line}");
+        assert!(
+            line["message"].as_str().unwrap().contains(why),
+            "{why}: {line}"
+        );
+        // What arrived before the break, and not the half of a value the
+        // rest would have completed.
+        assert_eq!(line["text"], "The SSN is ", "{line}");
+    }
+    assert_eq!(lines[3]["error"], 502, "{}", lines[3]);
+    assert!(
+        lines[3]["message"].as_str().unwrap().contains("not JSON"),
+        "{}",
+        lines[3]
+    );
+    assert_eq!(lines[4]["error"], 502, "{}", lines[4]);
+    assert_eq!(lines[4]["type"], "api_error", "{}", lines[4]);
+
+    // Each is recorded with its error; the gateway serves on.
+    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 5);
+    let errors: Vec<String> = responses(&events)
+        .iter()
+        .map(|(r, _)| r.error_message.clone())
+        .collect();
+    assert_eq!(
+        errors.iter().filter(|e| !e.is_empty()).count(),
+        5,
+        "{errors:?}"
+    );
+    for (r, h) in responses(&events) {
+        let out = h
+            .output
+            .as_ref()
+            .map(|o| String::from_utf8_lossy(&o.value).to_string())
+            .unwrap_or_default();
+        assert!(
+            !out.contains("123-45") && !r.error_message.contains("123-45"),
+            "a Response holds (part of) the SSN: {out} {}",
+            r.error_message
+        );
+    }
+    let lines = agent(&s.answers_masked, &token, json!([streamed("cut")]));
+    assert_eq!(lines[0]["error"], "stream");
 }

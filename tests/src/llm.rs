@@ -73,6 +73,42 @@ impl Drop for ModelServer {
     }
 }
 
+/// `clients/faulty_model_server.py`: a provider that breaks on demand
+/// (the model name says how); killed when dropped.
+pub struct FaultyProvider {
+    child: Child,
+    pub url: String,
+}
+
+impl FaultyProvider {
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let port = crate::free_port();
+        let mut child = Command::new("python3")
+            .arg(clients().join("faulty_model_server.py"))
+            .args(["--port", &port.to_string()])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("read the provider's first line");
+        assert_eq!(line.trim(), "ready");
+        FaultyProvider {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for FaultyProvider {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 fn clients() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/clients"))
 }

@@ -314,16 +314,24 @@ async fn handle(
         Err(refusal) => return refusal,
     };
     *conn.user_agent.lock().expect("conn lock") = user_agent(&parts.headers);
+    let recorder = match gw.session(&conn, &identity, api).await {
+        Ok(r) => r,
+        Err(refusal) => return refusal,
+    };
+    let seq = recorder.session().next_statement_seq();
+    let unread = |why: String| {
+        let call = call_event(seq, parts.method.as_str(), &path, None, &[]);
+        refuse_call(&gw, &recorder, call, api, ErrorKind::InvalidRequest, why)
+    };
     if parts
         .headers
         .get(axum::http::header::CONTENT_ENCODING)
         .is_some_and(|v| v.as_bytes() != b"identity")
     {
-        return errors::respond(
-            api,
-            ErrorKind::InvalidRequest,
-            "Vigil reads request bodies as sent: send it without Content-Encoding",
-        );
+        return unread(
+            "Vigil reads request bodies as sent: send it without Content-Encoding".into(),
+        )
+        .await;
     }
     let bytes = match http_body_util::Limited::new(body, gw.config.max_request_bytes)
         .collect()
@@ -331,21 +339,14 @@ async fn handle(
     {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return errors::respond(
-                api,
-                ErrorKind::TooLarge,
-                &format!(
-                    "the request body is larger than this gateway accepts ({} bytes)",
-                    gw.config.max_request_bytes
-                ),
-            )
+            let text = format!(
+                "the request body is larger than this gateway accepts ({} bytes)",
+                gw.config.max_request_bytes
+            );
+            let call = call_event(seq, parts.method.as_str(), &path, None, &[]);
+            return refuse_call(&gw, &recorder, call, api, ErrorKind::TooLarge, text).await;
         }
     };
-    let recorder = match gw.session(&conn, &identity, api).await {
-        Ok(r) => r,
-        Err(refusal) => return refusal,
-    };
-    let seq = recorder.session().next_statement_seq();
     let decoded = request::decode(endpoint, &bytes);
     let call = call_event(
         seq,
@@ -357,33 +358,8 @@ async fn handle(
     let mut llm = match decoded {
         Ok(r) => r,
         Err(e) => {
-            // Recorded as asked, refused before anything left.
             let text = format!("Vigil refused the request: {e}");
-            let verdict = gw.config.policy.nothing_to_judge(&text);
-            let refused = Verdict {
-                outcome: Outcome::Deny,
-                ..verdict
-            };
-            if recorder
-                .record_durably(vec![
-                    Kind::Request(call),
-                    Kind::Decision(refused.to_decision(
-                        seq,
-                        gw.config.policy.name(),
-                        Stage::Request,
-                    )),
-                ])
-                .await
-                .is_err()
-            {
-                return errors::respond(
-                    api,
-                    ErrorKind::AuditUnavailable,
-                    "Vigil cannot record this call, so it was not made",
-                );
-            }
-            recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
-            return errors::respond(api, ErrorKind::InvalidRequest, &text);
+            return refuse_call(&gw, &recorder, call, api, ErrorKind::InvalidRequest, text).await;
         }
     };
     let roles = identity.roles.clone();
@@ -427,6 +403,11 @@ async fn handle(
     let (mask_prompt, mask_output) = (masking && directions.prompt, masking && directions.output);
     // A streamed Responses answer is not masked event by event yet: under
     // masking it is refused rather than passed unmasked.
+    if let Some(why) = llm.unmaskable_output().filter(|_| mask_output) {
+        let text = format!("Vigil masks this answer, and {why}");
+        recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
+        return errors::respond(api, ErrorKind::InvalidRequest, &text);
+    }
     if mask_output && llm.stream && endpoint == Endpoint::Responses {
         let text = "Vigil does not yet mask streamed /v1/responses answers; ask with stream: false, or use chat/completions";
         recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, text)));
@@ -448,6 +429,39 @@ async fn handle(
         prompt_found,
     )
     .await
+}
+
+/// A call refused before policy could judge it (unreadable, too large,
+/// malformed): recorded as asked (Request, a refusing Decision, the
+/// Response), then answered in the API's format.
+async fn refuse_call(
+    gw: &LlmGateway,
+    recorder: &Arc<SessionRecorder>,
+    call: Request,
+    api: Api,
+    kind: ErrorKind,
+    text: String,
+) -> Response {
+    let seq = call.request_seq;
+    let refused = Verdict {
+        outcome: Outcome::Deny,
+        ..gw.config.policy.nothing_to_judge(&text)
+    };
+    let recorded = recorder
+        .record_durably(vec![
+            Kind::Request(call),
+            Kind::Decision(refused.to_decision(seq, gw.config.policy.name(), Stage::Request)),
+        ])
+        .await;
+    if recorded.is_err() {
+        return errors::respond(
+            api,
+            ErrorKind::AuditUnavailable,
+            "Vigil cannot record this call, so it was not made",
+        );
+    }
+    recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
+    errors::respond(api, kind, &text)
 }
 
 /// A review: held through the approval service until approvers decide.
@@ -472,12 +486,24 @@ async fn held(
             ),
             ..verdict
         };
-        let _ = recorder
+        let recorded = recorder
             .record_durably(vec![
                 Kind::Request(call),
                 Kind::Decision(refused.to_decision(seq, gw.config.policy.name(), Stage::Request)),
             ])
             .await;
+        if recorded.is_err() {
+            return Err(errors::respond(
+                api,
+                ErrorKind::AuditUnavailable,
+                "Vigil cannot record this call, so it was not made",
+            ));
+        }
+        recorder.record_in_background(Kind::Response(relay::refused_response(
+            seq,
+            403,
+            "held for review, but nobody can be asked",
+        )));
         return Err(errors::respond(api, ErrorKind::Permission, &format!("Vigil refused the call: rule \"{}\" holds it for review, and no approver can be asked", refused.rule)));
     };
     // Approvers read what is asked of which model, never the prompt.

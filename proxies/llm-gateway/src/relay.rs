@@ -112,11 +112,19 @@ pub(crate) async fn forward(
         }
     };
     let mut record = Record::new(seq, prompt_found);
+    // The agent hanging up drops this future: its call still gets a
+    // Response saying so.
+    let mut abandoned = Abandoned {
+        recorder: Some(recorder.clone()),
+        seq,
+        started,
+    };
     let upstream = match gw.client.send(request, gw.config.upstream.timeout).await {
         Ok(r) => r,
         Err(e) => {
             tracing::warn!(error = %e, "the model provider gave no answer");
             let text = "Vigil could not reach the model provider";
+            abandoned.recorder = None;
             recorder.record_in_background(Kind::Response(record.failed(502, text, started)));
             return errors::respond(api, ErrorKind::Upstream, text);
         }
@@ -128,7 +136,22 @@ pub(crate) async fn forward(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|t| t.starts_with("text/event-stream"));
+    // A stream is masked only where it was asked for and its events are
+    // known channel by channel; a provider streaming anything else under
+    // masking is refused, not passed event by event.
+    let channelled = llm.stream
+        && matches!(
+            llm.endpoint,
+            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Messages
+        );
+    if streamed && masking && !channelled {
+        let text = "the model provider streamed an answer Vigil cannot mask event by event";
+        abandoned.recorder = None;
+        recorder.record_in_background(Kind::Response(record.failed(502, text, started)));
+        return errors::respond(api, ErrorKind::Upstream, &format!("Vigil: {text}"));
+    }
     if streamed && status.is_success() {
+        abandoned.recorder = None;
         return stream(
             gw,
             recorder,
@@ -150,6 +173,7 @@ pub(crate) async fn forward(
         Err(_) => {
             let text =
                 "the model provider's answer is larger than this gateway relays, or was cut short";
+            abandoned.recorder = None;
             recorder.record_in_background(Kind::Response(record.failed(502, text, started)));
             return errors::respond(api, ErrorKind::Upstream, text);
         }
@@ -162,20 +186,28 @@ pub(crate) async fn forward(
             record.read_usage(&value);
             value.to_string()
         }
-        Err(_) if !masking => String::from_utf8_lossy(&bytes).into_owned(),
-        // Not JSON: scanned as text, as the agent will read it.
+        // Not JSON (a proxy's error page, a broken provider): the agent
+        // gets an error in its API's format; the page is not relayed, and
+        // the record keeps it scanned.
         Err(_) => {
             let text = String::from_utf8_lossy(&bytes).into_owned();
-            match gw.config.masker.scan(text.as_bytes()) {
+            let scanned = match gw.config.masker.scan(text.as_bytes()) {
                 Some(s) => String::from_utf8_lossy(&s.masked).into_owned(),
                 None => text,
-            }
+            };
+            record.output.push_str(&scanned);
+            let message =
+                format!("the model provider answered {status} with a body that is not JSON");
+            abandoned.recorder = None;
+            recorder.record_in_background(Kind::Response(record.failed(502, &message, started)));
+            return errors::respond(api, ErrorKind::Upstream, &format!("Vigil: {message}"));
         }
     };
     record.output.push_str(&body);
     if !status.is_success() {
         record.error = Some(format!("the provider answered {status}"));
     }
+    abandoned.recorder = None;
     recorder.record_in_background(Kind::Response(record.finish(started)));
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
@@ -184,6 +216,26 @@ pub(crate) async fn forward(
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Records that the agent left while its call was under way, unless
+/// disarmed (`recorder` taken) because the call records its own end.
+struct Abandoned {
+    recorder: Option<Arc<SessionRecorder>>,
+    seq: u64,
+    started: Instant,
+}
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(recorder) = self.recorder.take() {
+            let mut response =
+                refused_response(self.seq, 499, "the agent left before the provider answered");
+            response.not_executed = false;
+            response.duration_micros = self.started.elapsed().as_micros() as u64;
+            recorder.record_in_background(Kind::Response(response));
+        }
+    }
 }
 
 /// What the Response event will say, gathered as the answer passes.
@@ -379,8 +431,15 @@ fn stream(
                         if record.first_token_micros.is_none() && relay.released_text {
                             record.first_token_micros = Some(started.elapsed().as_micros() as u64);
                         }
-                        if tx.send(Ok(Bytes::from(text))).await.is_err() {
-                            record.error = Some("the agent left before the answer ended".into());
+                        // An agent that stops reading does not hold the
+                        // provider's connection for ever.
+                        let sent =
+                            tokio::time::timeout(stall, tx.send(Ok(Bytes::from(text)))).await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            record.error = Some(
+                                "the agent left (or stopped reading) before the answer ended"
+                                    .into(),
+                            );
                             ended = true;
                             break;
                         }
@@ -401,13 +460,14 @@ fn stream(
             }
         }
         if !ended {
-            // Cut short: what the masks held goes out, then the reason.
-            let rest = relay.finish();
+            // Cut short: what the masks held is withheld (it may be the
+            // front of a value the rest would have shown to be PHI, such
+            // as `123-45-`), and the agent is told why the answer ended.
+            relay.withhold();
             let message = record
                 .error
                 .get_or_insert_with(|| "the provider's stream ended before its last event".into())
                 .clone();
-            let _ = tx.send(Ok(Bytes::from(rest))).await;
             let _ = tx
                 .send(Ok(Bytes::from(errors::event(
                     api,
@@ -448,6 +508,7 @@ struct StreamRelay<'m> {
     /// What the agent got: text and arguments, for the Response event
     /// (bounded: the event records 64 KiB of it).
     transcript: String,
+    transcript_full: bool,
     released_text: bool,
 }
 
@@ -469,26 +530,44 @@ impl<'m> StreamRelay<'m> {
             masker,
             whole_found: Found::default(),
             transcript: String::new(),
+            transcript_full: false,
             released_text: false,
         }
     }
 
     fn note(&mut self, value: &Value) {
         let mut texts = Vec::new();
-        for p in [
-            "/choices/0/delta/content",
-            "/choices/0/text",
-            "/delta/text",
-            "/delta/partial_json",
-            "/delta",
-        ] {
+        for p in ["/delta/text", "/delta/partial_json", "/delta/thinking"] {
             if let Some(t) = value.pointer(p).and_then(Value::as_str) {
                 texts.push(t.to_string());
             }
         }
-        if let Some(calls) = value
-            .pointer("/choices/0/delta/tool_calls")
+        let choices = value
+            .get("choices")
             .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        for choice in &choices {
+            for p in [
+                "/delta/content",
+                "/text",
+                "/delta/reasoning_content",
+                "/delta/refusal",
+            ] {
+                if let Some(t) = choice.pointer(p).and_then(Value::as_str) {
+                    texts.push(t.to_string());
+                }
+            }
+            if let Some(t) = choice
+                .pointer("/delta/function_call/arguments")
+                .and_then(Value::as_str)
+            {
+                texts.push(t.to_string());
+            }
+        }
+        for calls in choices
+            .iter()
+            .filter_map(|c| c.pointer("/delta/tool_calls").and_then(Value::as_array))
         {
             texts.extend(
                 calls
@@ -501,7 +580,11 @@ impl<'m> StreamRelay<'m> {
             if !t.is_empty() {
                 self.released_text = true;
             }
-            if self.transcript.len() + t.len() <= TRANSCRIPT_LIMIT {
+            // Whole pieces up to the limit, then nothing more: the record
+            // is the front of the answer, never a patchwork of it.
+            if self.transcript_full || self.transcript.len() + t.len() > TRANSCRIPT_LIMIT {
+                self.transcript_full = true;
+            } else {
                 self.transcript.push_str(&t);
             }
         }
@@ -555,6 +638,16 @@ impl<'m> StreamRelay<'m> {
             }
         }
         Ok(Step::Send(out))
+    }
+
+    /// Ends every channel without releasing what it held.
+    fn withhold(&mut self) {
+        if let Some(chat) = self.chat.as_mut() {
+            let _ = chat.finish();
+        }
+        if let Some(messages) = self.messages.as_mut() {
+            let _ = messages.finish();
+        }
     }
 
     /// What the masks still hold, as events.

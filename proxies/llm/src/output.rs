@@ -79,20 +79,57 @@ impl Found {
     }
 }
 
+/// Keys whose value the model writes as an object of its own choosing (a
+/// tool call's input or arguments): inside, no key is structural and keys
+/// are scanned too.
+const AUTHORED: &[&str] = &["input", "arguments", "parsed", "json"];
+
+/// Keys that spell the output out token by token (log probabilities):
+/// dropped from a masked answer, since no single token is a hit.
+const TOKEN_BY_TOKEN: &[&str] = &["logprobs", "top_logprobs"];
+
 /// Masks every non-structural string of `value` in place.
 pub fn mask_whole(masker: &Masker, value: &mut Value, found: &mut Found) {
+    walk(masker, value, found, false);
+}
+
+fn scan_string(masker: &Masker, s: &mut String, found: &mut Found) {
+    if let Some(scanned) = masker.scan(s.as_bytes()) {
+        found.add(&scanned.kinds, scanned.hits);
+        *s = String::from_utf8_lossy(&scanned.masked).into_owned();
+    }
+}
+
+fn walk(masker: &Masker, value: &mut Value, found: &mut Found, authored: bool) {
     match value {
-        Value::String(s) => {
-            if let Some(scanned) = masker.scan(s.as_bytes()) {
-                found.add(&scanned.kinds, scanned.hits);
-                *s = String::from_utf8_lossy(&scanned.masked).into_owned();
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|v| mask_whole(masker, v, found)),
+        Value::String(s) => scan_string(masker, s, found),
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|v| walk(masker, v, found, authored)),
         Value::Object(map) => {
+            if authored {
+                // Keys the model chose: scanned, and renamed when masked.
+                let keys: Vec<String> = map.keys().cloned().collect();
+                for k in keys {
+                    let mut masked = k.clone();
+                    scan_string(masker, &mut masked, found);
+                    if masked != k {
+                        if let Some(v) = map.remove(&k) {
+                            map.insert(masked, v);
+                        }
+                    }
+                }
+            } else {
+                for key in TOKEN_BY_TOKEN {
+                    if map.get(*key).is_some_and(|v| !v.is_null()) {
+                        map.insert((*key).to_string(), Value::Null);
+                    }
+                }
+            }
             for (k, v) in map.iter_mut() {
-                if !(v.is_string() && STRUCTURAL.contains(&k.as_str())) {
-                    mask_whole(masker, v, found);
+                let structural = !authored && v.is_string() && STRUCTURAL.contains(&k.as_str());
+                if !structural {
+                    walk(masker, v, found, authored || AUTHORED.contains(&k.as_str()));
                 }
             }
         }
@@ -104,12 +141,29 @@ pub fn mask_whole(masker: &Masker, value: &mut Value, found: &mut Found) {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 enum Channel {
     /// OpenAI-compatible: a choice's `content` (or `text`), its
-    /// `reasoning_content`, or one tool call's `function.arguments`.
+    /// `reasoning_content`, its `refusal`, one tool call's
+    /// `function.arguments`, or the legacy `function_call.arguments`.
     Content(u64),
     Reasoning(u64),
+    Refusal(u64),
     ToolArguments(u64, u64),
+    FunctionArguments(u64),
     /// Anthropic: a content block by index.
     Block(u64),
+}
+
+impl Channel {
+    /// The OpenAI choice a channel belongs to.
+    fn choice(&self) -> Option<u64> {
+        match self {
+            Channel::Content(i)
+            | Channel::Reasoning(i)
+            | Channel::Refusal(i)
+            | Channel::FunctionArguments(i)
+            | Channel::ToolArguments(i, _) => Some(*i),
+            Channel::Block(_) => None,
+        }
+    }
 }
 
 /// The channels of one streamed answer.
@@ -202,12 +256,7 @@ impl<'m> ChatStream<'m> {
             self.delta(index, delta);
         }
         if finished {
-            let rests = self.channels.close_where(|c| match c {
-                Channel::Content(i) | Channel::Reasoning(i) | Channel::ToolArguments(i, _) => {
-                    *i == index
-                }
-                _ => false,
-            });
+            let rests = self.channels.close_where(|c| c.choice() == Some(index));
             append_rests(choice, rests);
         }
     }
@@ -220,6 +269,15 @@ impl<'m> ChatStream<'m> {
             if let Some(Value::String(text)) = delta.get_mut(key) {
                 *text = self.channels.push(Channel::Reasoning(index), text);
             }
+        }
+        if let Some(Value::String(text)) = delta.get_mut("refusal") {
+            *text = self.channels.push(Channel::Refusal(index), text);
+        }
+        if let Some(Value::String(args)) = delta
+            .get_mut("function_call")
+            .and_then(|f| f.get_mut("arguments"))
+        {
+            *args = self.channels.push(Channel::FunctionArguments(index), args);
         }
         if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
             for (position, call) in calls.iter_mut().enumerate() {
@@ -249,10 +307,7 @@ impl<'m> ChatStream<'m> {
             .unwrap_or_else(|| Value::Object(Map::new()));
         let mut by_choice: BTreeMap<u64, Vec<(Channel, String)>> = BTreeMap::new();
         for (c, rest) in rests {
-            let i = match c {
-                Channel::Content(i) | Channel::Reasoning(i) | Channel::ToolArguments(i, _) => i,
-                _ => 0,
-            };
+            let i = c.choice().unwrap_or(0);
             by_choice.entry(i).or_default().push((c, rest));
         }
         let legacy = closing.get("object").and_then(Value::as_str) == Some("text_completion");
@@ -291,6 +346,16 @@ fn append_rests(choice: &mut Value, rests: Vec<(Channel, String)>) {
             }
             Channel::Content(_) => append(delta_of(choice), "content", &rest),
             Channel::Reasoning(_) => append(delta_of(choice), "reasoning_content", &rest),
+            Channel::Refusal(_) => append(delta_of(choice), "refusal", &rest),
+            Channel::FunctionArguments(_) => {
+                let delta = delta_of(choice);
+                let function = delta
+                    .as_object_mut()
+                    .expect("delta is an object")
+                    .entry("function_call")
+                    .or_insert_with(|| Value::Object(Map::new()));
+                append(function, "arguments", &rest);
+            }
             Channel::ToolArguments(_, call) => {
                 let delta = delta_of(choice);
                 let calls = delta
@@ -372,6 +437,14 @@ impl<'m> MessagesStream<'m> {
     /// send in its place, in order (a block's held text goes out as one
     /// more delta before its `content_block_stop`).
     pub fn event(&mut self, name: &str, mut data: Value) -> Vec<(String, Value)> {
+        // The SDKs read an event by its data's `type`: that is the name
+        // this masks by, whatever the `event:` line said.
+        let typed = data
+            .get("type")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .unwrap_or_else(|| name.to_string());
+        let name = typed.as_str();
         let mut out = Vec::new();
         let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
         match name {
@@ -504,6 +577,27 @@ mod tests {
         assert_eq!(body["choices"][0]["message"]["content"], "SSN [SSN]");
         assert_eq!(found.hits, 2);
         assert_eq!(found.kinds(), [DetectorKind::Ssn]);
+    }
+
+    #[test]
+    fn what_the_model_writes_is_masked_wherever_it_is_and_logprobs_are_dropped() {
+        let m = masker();
+        let mut body = json!({
+            "id": "msg_1", "type": "message", "role": "assistant",
+            "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup",
+                "input": {"id": SSN, "status": SSN, "notes": {"555-123-4567": "call"}}}],
+            "choices": [{"index": 0, "logprobs": {"content": [{"token": "123", "bytes": [49, 50, 51]}]}}]
+        });
+        let mut found = Found::default();
+        mask_whole(&m, &mut body, &mut found);
+        let text = body.to_string();
+        assert!(
+            !text.contains(SSN) && !text.contains("555-123-4567"),
+            "{text}"
+        );
+        assert_eq!(body["content"][0]["id"], "toolu_1");
+        assert!(body["choices"][0]["logprobs"].is_null());
+        assert_eq!(found.hits, 3);
     }
 
     fn chat_chunk(content: Option<&str>, args: Option<&str>, finish: Option<&str>) -> Value {

@@ -124,6 +124,23 @@ pub enum RequestError {
     Field(&'static str),
     #[error("both `{0}` and `{1}` are given")]
     Both(&'static str, &'static str),
+    #[error("{0}")]
+    Unsupported(&'static str),
+}
+
+/// Tools the provider would call itself, out of Vigil's sight: an MCP
+/// server named in the request (Anthropic's `mcp_servers`, a Responses
+/// tool of type `mcp`) would reach a host the agent chose, past the MCP
+/// gateway and its policy.
+fn provider_side_tools(map: &serde_json::Map<String, Value>) -> Option<&'static str> {
+    if map.contains_key("mcp_servers") {
+        return Some("`mcp_servers` lets the provider call MCP servers past Vigil; reach MCP servers through Vigil's MCP gateway instead");
+    }
+    let mcp_tool = map.get("tools").and_then(Value::as_array).is_some_and(|t| {
+        t.iter()
+            .any(|t| t.get("type").and_then(Value::as_str) == Some("mcp"))
+    });
+    mcp_tool.then_some("a tool of type `mcp` lets the provider call an MCP server past Vigil; reach MCP servers through Vigil's MCP gateway instead")
 }
 
 /// Decodes the body of a request to `endpoint` (`body` empty for a GET).
@@ -152,9 +169,18 @@ pub fn decode(endpoint: Endpoint, body: &[u8]) -> Result<LlmRequest, RequestErro
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(RequestError::Field("stream")),
     };
+    if let Some(refusal) = provider_side_tools(map) {
+        return Err(RequestError::Unsupported(refusal));
+    }
     let mut max_tokens = None;
     let mut named = None;
-    for key in ["max_tokens", "max_completion_tokens", "max_output_tokens"] {
+    // `n_predict` is llama.cpp's own name for the limit, and it wins there.
+    for key in [
+        "max_tokens",
+        "max_completion_tokens",
+        "max_output_tokens",
+        "n_predict",
+    ] {
         match map.get(key) {
             None | Some(Value::Null) => {}
             Some(v) => {
@@ -169,15 +195,30 @@ pub fn decode(endpoint: Endpoint, body: &[u8]) -> Result<LlmRequest, RequestErro
             }
         }
     }
-    let tools = match map.get("tools") {
-        None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(tools)) => tools
-            .iter()
-            .map(tool_name)
-            .collect::<Option<Vec<_>>>()
-            .ok_or(RequestError::Field("tools"))?,
-        Some(_) => return Err(RequestError::Field("tools")),
-    };
+    // Several answers to one request (`n`, `best_of`) are as many times
+    // the tokens: the limit policy judges is the total.
+    let mut answers = 1;
+    for key in ["n", "best_of"] {
+        match map.get(key) {
+            None | Some(Value::Null) => {}
+            Some(v) => answers = answers.max(v.as_u64().ok_or(RequestError::Field(key))?),
+        }
+    }
+    let max_tokens = max_tokens.map(|n| n.saturating_mul(answers));
+    // The legacy `functions` are tools as well.
+    let mut tools = Vec::new();
+    for key in ["tools", "functions"] {
+        match map.get(key) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => tools.extend(
+                list.iter()
+                    .map(tool_name)
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or(RequestError::Field(key))?,
+            ),
+            Some(_) => return Err(RequestError::Field(key)),
+        }
+    }
     Ok(LlmRequest {
         endpoint,
         model,
@@ -199,6 +240,42 @@ fn tool_name(tool: &Value) -> Option<String> {
 }
 
 impl LlmRequest {
+    /// Why the answer to this request could not be masked, if it could
+    /// not: parts that spell the output out a token at a time or in a
+    /// form the detectors cannot read (log probabilities, audio).
+    pub fn unmaskable_output(&self) -> Option<&'static str> {
+        let Value::Object(map) = &self.body else {
+            return None;
+        };
+        let set = |key: &str| {
+            map.get(key).is_some_and(|v| {
+                !matches!(v, Value::Null | Value::Bool(false)) && v != &Value::from(0)
+            })
+        };
+        if set("logprobs") || set("top_logprobs") || set("n_probs") {
+            return Some("log probabilities spell the answer out token by token, past masking: ask without logprobs, top_logprobs or n_probs");
+        }
+        let includes_logprobs = map
+            .get("include")
+            .and_then(Value::as_array)
+            .is_some_and(|i| {
+                i.iter()
+                    .any(|v| v.as_str().is_some_and(|s| s.contains("logprobs")))
+            });
+        if includes_logprobs {
+            return Some("log probabilities spell the answer out token by token, past masking: leave them out of `include`");
+        }
+        let audio = map
+            .get("modalities")
+            .and_then(Value::as_array)
+            .is_some_and(|m| m.iter().any(|v| v == "audio"))
+            || map.contains_key("audio");
+        if audio {
+            return Some("audio answers cannot be masked: ask for text");
+        }
+        None
+    }
+
     /// Masks the prompt in place (every message, the system prompt, the
     /// tool results the agent passes back), before the request leaves for
     /// the provider.
@@ -273,6 +350,15 @@ mod tests {
             ),
             (b"{\"model\":\"a\",\"tools\":[{\"x\":1}]}", "`tools`"),
             (b"{\"model\":\"a\"", "JSON"),
+            (
+                b"{\"model\":\"a\",\"max_tokens\":5,\"n_predict\":5000}",
+                "both",
+            ),
+            (b"{\"model\":\"a\",\"mcp_servers\":[]}", "MCP gateway"),
+            (
+                b"{\"model\":\"a\",\"tools\":[{\"type\":\"mcp\",\"server_url\":\"https://x\"}]}",
+                "MCP gateway",
+            ),
         ];
         for (body, expected) in cases {
             let e = decode(Endpoint::ChatCompletions, body)
@@ -284,6 +370,34 @@ mod tests {
                 String::from_utf8_lossy(body)
             );
         }
+    }
+
+    #[test]
+    fn what_could_bypass_policy_or_masking_is_seen() {
+        let d = |v: serde_json::Value| {
+            decode(Endpoint::ChatCompletions, v.to_string().as_bytes()).unwrap()
+        };
+        let r = d(json!({"model": "a", "max_tokens": 100, "n": 8,
+            "functions": [{"name": "lookup_patient"}]}));
+        assert_eq!(
+            r.max_tokens,
+            Some(800),
+            "eight answers are eight times the tokens"
+        );
+        assert_eq!(r.tools, ["lookup_patient"]);
+        assert!(r.unmaskable_output().is_none());
+        for body in [
+            json!({"model": "a", "logprobs": true}),
+            json!({"model": "a", "top_logprobs": 5}),
+            json!({"model": "a", "n_probs": 3}),
+            json!({"model": "a", "include": ["message.output_text.logprobs"]}),
+            json!({"model": "a", "modalities": ["text", "audio"]}),
+        ] {
+            assert!(d(body.clone()).unmaskable_output().is_some(), "{body}");
+        }
+        assert!(d(json!({"model": "a", "logprobs": false}))
+            .unmaskable_output()
+            .is_none());
     }
 
     #[test]

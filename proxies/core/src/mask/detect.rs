@@ -1085,28 +1085,45 @@ fn domain_end(b: &[u8], start: usize) -> Option<usize> {
     end.filter(|&e| !is_word_at(b, e))
 }
 
+/// The longest URL a hit covers: past it the scan goes on from the cut
+/// (so the work stays linear, and a stream masker's hold-back bounded).
+pub(crate) const MAX_URL: usize = 2048;
+
 /// End of a URL whose host starts at `i`: up to whitespace, a quote or
 /// angle bracket or a non-ASCII byte, without trailing punctuation (a
-/// sentence's full stop, a closing parenthesis that opened before the URL).
+/// sentence's full stop, a closing parenthesis that opened before the URL);
+/// at most [`MAX_URL`] bytes. Brackets are counted once, then kept up to
+/// date while trimming: one pass, however many `)` the URL ends with.
 fn url_end(b: &[u8], i: usize) -> usize {
+    let limit = b.len().min(i.saturating_add(MAX_URL));
     let mut e = i;
-    while e < b.len() && is_url_char(b[e]) {
+    let (mut open_paren, mut close_paren, mut open_bracket, mut close_bracket) = (0, 0, 0, 0);
+    while e < limit && is_url_char(b[e]) {
+        match b[e] {
+            b'(' => open_paren += 1,
+            b')' => close_paren += 1,
+            b'[' => open_bracket += 1,
+            b']' => close_bracket += 1,
+            _ => {}
+        }
         e += 1;
     }
     while e > i {
         match b[e - 1] {
             b'.' | b',' | b';' | b':' | b'!' | b'?' | b'\'' | b'*' => e -= 1,
-            b')' if count(&b[i..e], b'(') < count(&b[i..e], b')') => e -= 1,
-            b']' if count(&b[i..e], b'[') < count(&b[i..e], b']') => e -= 1,
+            b')' if open_paren < close_paren => {
+                close_paren -= 1;
+                e -= 1;
+            }
+            b']' if open_bracket < close_bracket => {
+                close_bracket -= 1;
+                e -= 1;
+            }
             _ => break,
         }
     }
     // The host's first character is alphanumeric or '[', never trimmed.
     e.max(i + 1)
-}
-
-fn count(s: &[u8], c: u8) -> usize {
-    s.iter().filter(|&&x| x == c).count()
 }
 
 /// Dotted-quad IPv4 at `t` (each octet 0-255, one to three digits).

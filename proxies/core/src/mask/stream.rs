@@ -17,7 +17,9 @@
 //! agent waits for is the word being finished (in practice the next
 //! token), not a fixed window. The hold is bounded ([`MAX_HOLD`]): a
 //! run of text that never lets go is released in part, masked as far as
-//! it can be judged, so a stream cannot be stalled. A hit that began in
+//! it can be judged, so a stream cannot be stalled (a hit still growing at
+//! the bound, such as a URL, is held whole: detectors cap their hits, a
+//! URL at 2 KiB). A hit that began in
 //! text already released (only possible past that bound) is masked from
 //! where the release stopped, and counted in [`StreamMasker::late_hits`].
 
@@ -103,8 +105,9 @@ impl<'m> StreamMasker<'m> {
             .find_iter(bytes)
             .filter(|h| h.end > from)
             .collect();
-        // A hit that would be cut is held whole (a hit reaching past the
-        // end of the text so far is not a hit yet).
+        // A hit that would be cut is held whole: it may still grow (a URL,
+        // an email's domain). Hits are bounded (a URL at 2 KiB), so this
+        // does not undo the hold's bound by more than one hit.
         if let Some(h) = hits.iter().find(|h| h.start < upto && h.end > upto) {
             upto = h.start.max(from);
         }
@@ -207,12 +210,12 @@ fn is_risky(word: &[u8]) -> bool {
     {
         return true;
     }
-    let letters: Vec<u8> = word
-        .iter()
-        .filter(|c| c.is_ascii_alphabetic())
-        .map(u8::to_ascii_lowercase)
-        .collect();
-    MONTHS.iter().any(|m| letters == m.as_bytes())
+    // Any run of letters in it: `see-April` holds a month as well.
+    word.split(|c| !c.is_ascii_alphabetic()).any(|run| {
+        MONTHS
+            .iter()
+            .any(|m| run.eq_ignore_ascii_case(m.as_bytes()))
+    })
 }
 
 const MONTHS: [&str; 24] = [
@@ -358,6 +361,31 @@ mod tests {
         assert_eq!(s.hits(), 1);
         assert_eq!(s.kinds(), [DetectorKind::Ssn]);
         assert_eq!(s.late_hits(), 0);
+    }
+
+    #[test]
+    fn a_month_inside_a_hyphenated_word_still_holds_the_date_back() {
+        let m = masker();
+        let text = "Seen see-April 5, 2023 at noon";
+        for c in 0..text.len() {
+            assert_eq!(streamed(&m, text, &[c]), whole(&m, text), "cut at {c}");
+        }
+    }
+
+    #[test]
+    fn a_url_that_never_ends_is_bounded_and_scanned_in_linear_time() {
+        let m = masker();
+        // Quadratic bracket counting took minutes on this; linear is instant.
+        let text = format!("see https://a{}", ")".repeat(200_000));
+        let whole = whole(&m, &text);
+        assert!(whole.starts_with("see [URL]"), "{}", &whole[..40]);
+        let mut s = StreamMasker::new(&m);
+        let mut held_most = 0;
+        for piece in text.as_bytes().chunks(1000) {
+            s.push(std::str::from_utf8(piece).unwrap());
+            held_most = held_most.max(s.buf.len() - s.held_from);
+        }
+        assert!(held_most <= MAX_HOLD + 4096, "{held_most}");
     }
 
     #[test]

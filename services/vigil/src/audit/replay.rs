@@ -77,6 +77,13 @@ fn describe(e: &Event) -> String {
                     m.upstream
                 )
             }
+            None if o.http().is_some() => {
+                let h = o.http().expect("checked");
+                format!(
+                    "model-API session opened from {} (tls {}), user agent {:?} -> {}",
+                    o.client_addr, o.tls, h.user_agent, h.upstream
+                )
+            }
             None => format!(
                 "{} session opened from {} (tls {})",
                 e.protocol().label(),
@@ -84,10 +91,11 @@ fn describe(e: &Event) -> String {
                 o.tls
             ),
         },
-        Some(Kind::Request(r)) => match (r.sql(), r.mcp()) {
-            (Some(sql), _) => statement(r.request_seq, sql),
-            (None, Some(m)) => mcp_message(r.request_seq, m),
-            (None, None) => format!("request #{} ({})", r.request_seq, e.protocol().label()),
+        Some(Kind::Request(r)) => match (r.sql(), r.mcp(), r.http()) {
+            (Some(sql), _, _) => statement(r.request_seq, sql),
+            (None, Some(m), _) => mcp_message(r.request_seq, m),
+            (None, None, Some(h)) => model_call(r.request_seq, h),
+            _ => format!("request #{} ({})", r.request_seq, e.protocol().label()),
         },
         Some(Kind::Decision(d)) => format!(
             "decision on #{}: {} by rule {:?}{}",
@@ -110,6 +118,8 @@ fn describe(e: &Event) -> String {
                 )
             } else if let Some(m) = r.mcp() {
                 mcp_result(r, m)
+            } else if let Some(h) = r.http() {
+                model_answer(r, h)
             } else if let Some(sql) = r.sql() {
                 format!(
                     "result of #{}: {} — {} row(s) returned to the client ({} µs)",
@@ -187,6 +197,57 @@ fn describe(e: &Event) -> String {
         ),
         None => "(event without a kind)".into(),
     }
+}
+
+/// A model-API call: endpoint, model, parameters, and the body as the
+/// agent sent it (the prompt whole: it is in the sealed body).
+fn model_call(seq: u64, h: &vigil_proto::events::HttpCall) -> String {
+    let mut s = format!("call #{seq}: {} {}", h.method, h.path);
+    if !h.model.is_empty() {
+        let _ = write!(s, " model {:?}", h.model);
+    }
+    if h.stream {
+        s.push_str(", streamed");
+    }
+    if h.max_tokens > 0 {
+        let _ = write!(s, ", max {} tokens", h.max_tokens);
+    }
+    if !h.tools.is_empty() {
+        let _ = write!(s, ", tools offered: {}", h.tools.join(", "));
+    }
+    if let Some(b) = &h.body {
+        let _ = write!(s, "\n      as the agent sent it: {}", recorded_value(b));
+    }
+    s
+}
+
+/// A model's answer as the agent received it (masked where policy masks).
+fn model_answer(r: &vigil_proto::events::Response, h: &vigil_proto::events::HttpResult) -> String {
+    let mut s = format!(
+        "answer to #{}: HTTP {}, {} token(s) in, {} out",
+        r.request_seq, h.status, h.input_tokens, h.output_tokens
+    );
+    if h.time_to_first_token_micros > 0 {
+        let _ = write!(
+            s,
+            ", first token after {} ms",
+            h.time_to_first_token_micros / 1000
+        );
+    }
+    let _ = write!(s, ", {} ms", r.duration_micros / 1000);
+    if !h.finish_reason.is_empty() {
+        let _ = write!(s, ", finished: {}", h.finish_reason);
+    }
+    if !h.tool_calls.is_empty() {
+        let _ = write!(s, ", tools called: {}", h.tool_calls.join(", "));
+    }
+    for f in &r.masked {
+        let _ = write!(s, "; {} masked: {} value(s)", f.field, f.values_masked);
+    }
+    if let Some(p) = &h.output {
+        let _ = write!(s, "\n      as the agent received it: {}", recorded_value(p));
+    }
+    s
 }
 
 /// An MCP message: its number, direction, method, id, name or URI, and
