@@ -43,6 +43,26 @@ def run_openai(base_url, key, op):
     return {"text": answer.choices[0].message.content, "id": answer.id}
 
 
+def run_responses(base_url, key, op):
+    client = openai.OpenAI(base_url=base_url + "/v1", api_key=key, max_retries=0)
+    kwargs = dict(
+        model=op.get("model", "gemma"),
+        input=op["prompt"],
+        max_output_tokens=op.get("max_tokens", 48),
+        temperature=0,
+    )
+    if op.get("stream"):
+        text, final = "", None
+        for event in client.responses.create(stream=True, **kwargs):
+            if event.type == "response.output_text.delta":
+                text += event.delta
+            elif event.type == "response.completed":
+                final = event.response.output_text
+        return {"text": text, "final": final}
+    answer = client.responses.create(**kwargs)
+    return {"text": answer.output_text}
+
+
 def run_anthropic(base_url, key, op):
     client = anthropic.Anthropic(base_url=base_url, api_key=key, max_retries=0)
     kwargs = dict(
@@ -69,7 +89,9 @@ def main():
     a = p.parse_args()
     for op in json.loads(a.ops):
         try:
-            run = run_openai if op.get("sdk", "openai") == "openai" else run_anthropic
+            run = {"openai": run_openai, "responses": run_responses, "anthropic": run_anthropic}[
+                op.get("sdk", "openai")
+            ]
             out = run(a.base_url, a.key, op)
         except (openai.APIStatusError, anthropic.APIStatusError) as e:
             body = e.body if isinstance(e.body, dict) else {}

@@ -110,7 +110,7 @@ fn text(line: &Value) -> String {
 fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
     let s = Setup::start();
     let token = s.token();
-    let ops: Vec<Value> = ["openai", "anthropic"]
+    let ops: Vec<Value> = ["openai", "anthropic", "responses"]
         .iter()
         .flat_map(|sdk| {
             [false, true].map(|stream| json!({"sdk": sdk, "stream": stream, "prompt": PROMPT}))
@@ -132,6 +132,8 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
         lines[3]["final"], lines[3]["text"],
         "the SDK's final message agrees with the stream"
     );
+    // The Responses stream's closing event carries the whole answer again.
+    assert!(!lines[5].to_string().contains("6789"), "{}", lines[5]);
 
     // The prompt masked on the way out: the model only ever saw the marker.
     let lines = agent(
@@ -197,7 +199,7 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
 
     // The ledger: each call a Request (model, stream, the prompt whole)
     // and a Response (status, tokens, the answer as the agent got it).
-    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 9);
+    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 11);
     let calls: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -230,7 +232,7 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
                 .iter()
                 .any(|m| m.field == "output" && m.values_masked > 0)
     });
-    assert_eq!(masked_output.count(), 4, "{answered:?}");
+    assert_eq!(masked_output.count(), 6, "{answered:?}");
     assert!(answered
         .iter()
         .any(|(r, _)| r.masked.iter().any(|m| m.field == "prompt")));

@@ -323,21 +323,39 @@ async fn handle(
         let call = call_event(seq, parts.method.as_str(), &path, None, &[]);
         refuse_call(&gw, &recorder, call, api, ErrorKind::InvalidRequest, why)
     };
-    if parts
-        .headers
-        .get(axum::http::header::CONTENT_ENCODING)
-        .is_some_and(|v| v.as_bytes() != b"identity")
-    {
-        return unread(
-            "Vigil reads request bodies as sent: send it without Content-Encoding".into(),
-        )
-        .await;
-    }
+    let encoding = match parts.headers.get(axum::http::header::CONTENT_ENCODING) {
+        None => None,
+        Some(v) => match v.to_str().map(|e| e.trim().to_ascii_lowercase()) {
+            Ok(e) if e == "identity" || e.is_empty() => None,
+            Ok(e) if matches!(e.as_str(), "gzip" | "x-gzip" | "deflate" | "br") => Some(e),
+            _ => {
+                return unread(
+                    "Vigil decodes request bodies in gzip, deflate or br only, one at a time"
+                        .into(),
+                )
+                .await
+            }
+        },
+    };
     let bytes = match http_body_util::Limited::new(body, gw.config.max_request_bytes)
         .collect()
         .await
     {
-        Ok(b) => b.to_bytes(),
+        Ok(b) => match encoding {
+            None => b.to_bytes(),
+            Some(e) => match decoded_body(&e, &b.to_bytes(), gw.config.max_request_bytes) {
+                Ok(body) => body,
+                Err(why) => {
+                    let call = call_event(seq, parts.method.as_str(), &path, None, &[]);
+                    let kind = if why.contains("larger") {
+                        ErrorKind::TooLarge
+                    } else {
+                        ErrorKind::InvalidRequest
+                    };
+                    return refuse_call(&gw, &recorder, call, api, kind, why).await;
+                }
+            },
+        },
         Err(_) => {
             let text = format!(
                 "the request body is larger than this gateway accepts ({} bytes)",
@@ -408,11 +426,6 @@ async fn handle(
         recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
         return errors::respond(api, ErrorKind::InvalidRequest, &text);
     }
-    if mask_output && llm.stream && endpoint == Endpoint::Responses {
-        let text = "Vigil does not yet mask streamed /v1/responses answers; ask with stream: false, or use chat/completions";
-        recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, text)));
-        return errors::respond(api, ErrorKind::InvalidRequest, text);
-    }
     let prompt_found = if mask_prompt {
         Some(llm.mask_prompt(&gw.config.masker))
     } else {
@@ -429,6 +442,28 @@ async fn handle(
         prompt_found,
     )
     .await
+}
+
+/// A compressed body, decoded; never more than `limit` bytes of it (a
+/// small body can decode to gigabytes).
+fn decoded_body(encoding: &str, body: &[u8], limit: usize) -> Result<bytes::Bytes, String> {
+    use std::io::Read;
+    let reader: Box<dyn Read + '_> = match encoding {
+        "gzip" | "x-gzip" => Box::new(flate2::read::GzDecoder::new(body)),
+        "deflate" => Box::new(flate2::read::ZlibDecoder::new(body)),
+        _ => Box::new(brotli_decompressor::Decompressor::new(body, 4096)),
+    };
+    let mut out = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|_| format!("the request body is not valid {encoding}"))?;
+    if out.len() > limit {
+        return Err(format!(
+            "the request body decodes to more than this gateway accepts ({limit} bytes)"
+        ));
+    }
+    Ok(out.into())
 }
 
 /// A call refused before policy could judge it (unreadable, too large,
@@ -630,5 +665,39 @@ impl vigil_runtime::listener::Adapter for LlmGateway {
         drain: Arc<Drain>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
         Box::pin(self.serve_connection(conn, peer, drain))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn compressed_bodies_are_decoded_within_the_limit() {
+        let body = br#"{"model":"m","messages":[]}"#;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(body).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(&decoded_body("gzip", &gz, 1024).unwrap()[..], body);
+        let mut zl = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        zl.write_all(body).unwrap();
+        assert_eq!(
+            &decoded_body("deflate", &zl.finish().unwrap(), 1024).unwrap()[..],
+            body
+        );
+        // A bomb: 10 MB of zeros in a few kB, refused at the limit.
+        let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        bomb.write_all(&vec![0u8; 10 << 20]).unwrap();
+        let bomb = bomb.finish().unwrap();
+        assert!(bomb.len() < 64 << 10);
+        assert!(decoded_body("gzip", &bomb, 1 << 20)
+            .unwrap_err()
+            .contains("more than"));
+        assert!(decoded_body("gzip", b"not gzip", 1024)
+            .unwrap_err()
+            .contains("not valid gzip"));
+        assert!(decoded_body("br", b"\xff\xff\xff", 1024).is_err());
     }
 }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use vigil_llm::output::{mask_whole, ChatStream, Found, MessagesStream};
+use vigil_llm::output::{mask_whole, ChatStream, Found, MessagesStream, ResponsesStream};
 use vigil_llm::request::{Api, Endpoint, LlmRequest};
 use vigil_proto::events::{
     event::Kind, response, HttpResult, MaskedField, Response as ResponseEvent,
@@ -142,7 +142,10 @@ pub(crate) async fn forward(
     let channelled = llm.stream
         && matches!(
             llm.endpoint,
-            Endpoint::ChatCompletions | Endpoint::Completions | Endpoint::Messages
+            Endpoint::ChatCompletions
+                | Endpoint::Completions
+                | Endpoint::Messages
+                | Endpoint::Responses
         );
     if streamed && masking && !channelled {
         let text = "the model provider streamed an answer Vigil cannot mask event by event";
@@ -503,6 +506,7 @@ struct StreamRelay<'m> {
     api: Api,
     chat: Option<ChatStream<'m>>,
     messages: Option<MessagesStream<'m>>,
+    responses: Option<ResponsesStream<'m>>,
     masker: Option<&'m vigil_proxy_core::mask::Masker>,
     whole_found: Found,
     /// What the agent got: text and arguments, for the Response event
@@ -527,6 +531,9 @@ impl<'m> StreamRelay<'m> {
             messages: masker
                 .filter(|_| api == Api::Anthropic)
                 .map(MessagesStream::new),
+            responses: masker
+                .filter(|_| endpoint == Endpoint::Responses)
+                .map(ResponsesStream::new),
             masker,
             whole_found: Found::default(),
             transcript: String::new(),
@@ -539,6 +546,16 @@ impl<'m> StreamRelay<'m> {
         let mut texts = Vec::new();
         for p in ["/delta/text", "/delta/partial_json", "/delta/thinking"] {
             if let Some(t) = value.pointer(p).and_then(Value::as_str) {
+                texts.push(t.to_string());
+            }
+        }
+        // A Responses event's text delta.
+        let typed = value
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if typed.ends_with(".delta") {
+            if let Some(t) = value.get("delta").and_then(Value::as_str) {
                 texts.push(t.to_string());
             }
         }
@@ -606,6 +623,27 @@ impl<'m> StreamRelay<'m> {
             .map_err(|_| "the provider sent an event that is not JSON".to_string())?;
         record.read_usage(&value);
         let mut out = String::new();
+        if let Some(responses) = self.responses.as_mut() {
+            let typed = value
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            for v in responses.event(value) {
+                self.note(&v);
+                let kind = v
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                out.push_str(&write(Some(&kind), &v)?);
+            }
+            return Ok(if is_last_responses_event(&typed) {
+                Step::End(out)
+            } else {
+                Step::Send(out)
+            });
+        }
         match (self.api, self.chat.as_mut(), self.messages.as_mut()) {
             (Api::OpenAi, Some(chat), _) => {
                 chat.chunk(&mut value);
@@ -613,7 +651,7 @@ impl<'m> StreamRelay<'m> {
                 out.push_str(&write(None, &value)?);
             }
             (Api::Anthropic, _, Some(messages)) => {
-                let is_stop = name == "message_stop";
+                let is_stop = value.get("type").and_then(Value::as_str) == Some("message_stop");
                 let produced = messages.event(&name, value);
                 for (n, v) in produced {
                     self.note(&v);
@@ -632,7 +670,7 @@ impl<'m> StreamRelay<'m> {
                 self.note(&value);
                 let named = (self.api == Api::Anthropic || named).then_some(name.as_str());
                 out.push_str(&write(named, &value)?);
-                if name == "message_stop" || name == "response.completed" {
+                if name == "message_stop" || is_last_responses_event(&name) {
                     return Ok(Step::End(out));
                 }
             }
@@ -647,6 +685,9 @@ impl<'m> StreamRelay<'m> {
         }
         if let Some(messages) = self.messages.as_mut() {
             let _ = messages.finish();
+        }
+        if let Some(responses) = self.responses.as_mut() {
+            let _ = responses.finish();
         }
     }
 
@@ -666,6 +707,17 @@ impl<'m> StreamRelay<'m> {
                 self.note(&v);
             }
         }
+        if let Some(responses) = self.responses.as_mut() {
+            for v in responses.finish() {
+                let kind = v
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                out.push_str(&format!("event: {kind}\ndata: {v}\n\n"));
+                self.note(&v);
+            }
+        }
         out
     }
 
@@ -674,6 +726,7 @@ impl<'m> StreamRelay<'m> {
         for other in [
             self.chat.as_ref().map(|c| c.found()),
             self.messages.as_ref().map(|m| m.found()),
+            self.responses.as_ref().map(|r| r.found()),
         ]
         .into_iter()
         .flatten()
@@ -682,6 +735,14 @@ impl<'m> StreamRelay<'m> {
         }
         f
     }
+}
+
+/// The events that end a Responses stream.
+fn is_last_responses_event(kind: &str) -> bool {
+    matches!(
+        kind,
+        "response.completed" | "response.failed" | "response.incomplete"
+    )
 }
 
 /// One SSE event, written as a client reads it.

@@ -150,6 +150,9 @@ enum Channel {
     FunctionArguments(u64),
     /// Anthropic: a content block by index.
     Block(u64),
+    /// Responses: the text of one `.delta` event kind (`response.output_text`,
+    /// `response.function_call_arguments`, ...) for one item and part.
+    Part(String, String, u64, u64),
 }
 
 impl Channel {
@@ -161,7 +164,7 @@ impl Channel {
             | Channel::Refusal(i)
             | Channel::FunctionArguments(i)
             | Channel::ToolArguments(i, _) => Some(*i),
-            Channel::Block(_) => None,
+            Channel::Block(_) | Channel::Part(..) => None,
         }
     }
 }
@@ -386,7 +389,7 @@ fn append_rests(choice: &mut Value, rests: Vec<(Channel, String)>) {
                     .or_insert_with(|| Value::Object(Map::new()));
                 append(function, "arguments", &rest);
             }
-            Channel::Block(_) => {}
+            Channel::Block(_) | Channel::Part(..) => {}
         }
     }
 }
@@ -508,6 +511,114 @@ impl<'m> MessagesStream<'m> {
     }
 }
 
+/// A Responses API stream: typed events (`response.created`,
+/// `response.output_text.delta`, `response.output_text.done`,
+/// `response.function_call_arguments.delta`, `response.completed`, ...).
+/// Every `.delta` event whose `delta` is text is a channel of its kind,
+/// item and part, whatever the kind (reasoning summaries, refusals, kinds
+/// added later); its `.done` event releases what the channel held as one
+/// more `.delta` before it. Everything else, the `.done` texts and the
+/// whole response of `response.completed` included, goes through the
+/// whole-answer walk.
+pub struct ResponsesStream<'m> {
+    channels: Channels<'m>,
+}
+
+impl<'m> ResponsesStream<'m> {
+    pub fn new(masker: &'m Masker) -> Self {
+        ResponsesStream {
+            channels: Channels::new(masker),
+        }
+    }
+
+    fn channel(kind: &str, data: &Value) -> Channel {
+        let text = |k: &str| {
+            data.get(k)
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string()
+        };
+        let num = |k: &str| data.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Channel::Part(
+            kind.to_string(),
+            text("item_id"),
+            num("output_index"),
+            num("content_index").max(num("summary_index")),
+        )
+    }
+
+    /// Masks one event; returns the events to send in its place.
+    pub fn event(&mut self, mut data: Value) -> Vec<Value> {
+        let kind = data
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let mut out = Vec::new();
+        if let Some(prefix) = kind.strip_suffix(".delta") {
+            let channel = Self::channel(prefix, &data);
+            if let Some(Value::String(delta)) = data.get_mut("delta") {
+                *delta = self.channels.push(channel, delta);
+            }
+        } else if let Some(prefix) = kind.strip_suffix(".done") {
+            let channel = Self::channel(prefix, &data);
+            let rest = self.channels.close(&channel);
+            if !rest.is_empty() {
+                out.push(Self::rest_event(prefix, &data, rest));
+            }
+        }
+        mask_whole(self.channels.masker, &mut data, &mut self.channels.found);
+        out.push(data);
+        out
+    }
+
+    /// A `.delta` event with what a channel held, shaped like the event
+    /// that closes it.
+    fn rest_event(prefix: &str, like: &Value, rest: String) -> Value {
+        let mut event = serde_json::Map::new();
+        event.insert("type".into(), Value::from(format!("{prefix}.delta")));
+        for key in [
+            "item_id",
+            "output_index",
+            "content_index",
+            "summary_index",
+            "sequence_number",
+        ] {
+            if let Some(v) = like.get(key) {
+                event.insert(key.into(), v.clone());
+            }
+        }
+        event.insert("delta".into(), Value::from(rest));
+        if prefix == "response.output_text" {
+            event.insert("logprobs".into(), Value::Array(Vec::new()));
+        }
+        Value::Object(event)
+    }
+
+    /// The stream ended without the `.done` events: deltas with what the
+    /// channels still held.
+    pub fn finish(&mut self) -> Vec<Value> {
+        let open: Vec<Channel> = self.channels.open.keys().cloned().collect();
+        open.into_iter()
+            .filter_map(|c| {
+                let rest = self.channels.close(&c);
+                match (&c, rest.is_empty()) {
+                    (Channel::Part(prefix, item, output, part), false) => Some(Self::rest_event(
+                        prefix,
+                        &serde_json::json!({"item_id": item, "output_index": output, "content_index": part}),
+                        rest,
+                    )),
+                    _ => None,
+                }
+            })
+            .collect()
+    }
+
+    pub fn found(&self) -> &Found {
+        &self.channels.found
+    }
+}
+
 fn closing_delta(index: u64, kind: &str, rest: String) -> Option<Value> {
     if rest.is_empty() {
         return None;
@@ -598,6 +709,52 @@ mod tests {
         assert_eq!(body["content"][0]["id"], "toolu_1");
         assert!(body["choices"][0]["logprobs"].is_null());
         assert_eq!(found.hits, 3);
+    }
+
+    #[test]
+    fn a_responses_stream_masks_split_values_in_every_delta_kind() {
+        let m = masker();
+        let text = format!("Her SSN is {SSN} today.");
+        for size in 1..6 {
+            let mut stream = ResponsesStream::new(&m);
+            let mut out = stream.event(json!({"type": "response.created", "sequence_number": 0,
+                "response": {"id": "resp_1", "output": []}}));
+            for (i, p) in pieces(&text, size).into_iter().enumerate() {
+                out.extend(stream.event(
+                    json!({"type": "response.output_text.delta", "item_id": "msg_1",
+                    "output_index": 0, "content_index": 0, "delta": p, "sequence_number": i + 1}),
+                ));
+                out.extend(stream.event(json!({"type": "response.reasoning_summary_text.delta", "item_id": "rs_1",
+                    "output_index": 1, "summary_index": 0, "delta": if i == 0 { "call 555-123-" } else if i == 1 { "4567 now" } else { "" }})));
+            }
+            out.extend(stream.event(
+                json!({"type": "response.output_text.done", "item_id": "msg_1",
+                "output_index": 0, "content_index": 0, "text": text, "sequence_number": 99}),
+            ));
+            out.extend(stream.finish());
+            let joined = |kind: &str| -> String {
+                out.iter()
+                    .filter(|e| e["type"] == kind)
+                    .map(|e| e["delta"].as_str().unwrap().to_string())
+                    .collect()
+            };
+            assert_eq!(
+                joined("response.output_text.delta"),
+                "Her SSN is [SSN] today.",
+                "size {size}"
+            );
+            assert_eq!(
+                joined("response.reasoning_summary_text.delta"),
+                "call [PHONE] now",
+                "size {size}"
+            );
+            let done = out
+                .iter()
+                .find(|e| e["type"] == "response.output_text.done")
+                .unwrap();
+            assert_eq!(done["text"], "Her SSN is [SSN] today.");
+            assert!(!serde_json::to_string(&out).unwrap().contains("6789"));
+        }
     }
 
     fn chat_chunk(content: Option<&str>, args: Option<&str>, finish: Option<&str>) -> Value {
