@@ -357,3 +357,118 @@ fn a_provider_that_breaks_mid_stream_or_answers_garbage_gets_the_agent_a_clear_e
     let lines = agent(&s.answers_masked, &token, json!([streamed("cut")]));
     assert_eq!(lines[0]["error"], "stream");
 }
+
+/// What is sent, where, with which extra headers and body; the status and
+/// a part of the message expected back.
+type BadRequest<'a> = (
+    &'a str,
+    String,
+    Vec<(&'a str, &'a str)>,
+    String,
+    u16,
+    &'a str,
+);
+
+/// Requests no SDK would send, each answered with a clear error in the
+/// API's own format and recorded; the gateway serves on.
+#[test]
+fn malformed_oversized_and_unknown_requests_get_clear_errors() {
+    let faulty = FaultyProvider::start();
+    let s = Setup::with_upstream(None, &faulty.url, "");
+    let token = s.token();
+    let bearer = format!("Bearer {token}");
+    let chat = format!("{}/v1/chat/completions", s.answers_masked);
+    let messages = format!("{}/v1/messages", s.answers_masked);
+    let big = format!(
+        "{{\"model\":\"m\",\"messages\":[{{\"role\":\"user\",\"content\":\"{}\"}}]}}",
+        "x".repeat(9 << 20)
+    );
+    let cases: Vec<BadRequest> = vec![
+        (
+            "not JSON",
+            chat.clone(),
+            vec![],
+            "{\"model\":".into(),
+            400,
+            "not valid JSON",
+        ),
+        (
+            "a key twice",
+            chat.clone(),
+            vec![],
+            r#"{"model":"a","model":"gpt-5"}"#.into(),
+            400,
+            "twice",
+        ),
+        (
+            "no model",
+            messages.clone(),
+            vec![],
+            r#"{"messages":[]}"#.into(),
+            400,
+            "`model`",
+        ),
+        ("too large", chat.clone(), vec![], big, 413, "larger than"),
+        (
+            "an encoding Vigil cannot read",
+            chat.clone(),
+            vec![("content-encoding", "zstd")],
+            "{}".into(),
+            400,
+            "gzip, deflate or br",
+        ),
+        (
+            "a WebSocket upgrade",
+            chat.clone(),
+            vec![("upgrade", "websocket"), ("connection", "upgrade")],
+            "{}".into(),
+            400,
+            "WebSocket",
+        ),
+        (
+            "an unknown path",
+            format!("{}/v1/fine_tuning/jobs", s.answers_masked),
+            vec![],
+            "{}".into(),
+            404,
+            "no POST",
+        ),
+    ];
+    for (what, url, extra, body, status, expected) in &cases {
+        let mut headers = vec![
+            ("authorization", bearer.as_str()),
+            ("content-type", "application/json"),
+        ];
+        headers.extend(extra.iter().copied());
+        let (got, _, text) = vigil_tests::mcp::post(url, &headers, body);
+        assert_eq!(got, *status, "{what}: {text}");
+        let error: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: {text}"));
+        let message = if url.contains("/v1/messages") {
+            assert_eq!(error["type"], "error", "{what}: {text}");
+            error["error"]["message"].as_str().unwrap().to_string()
+        } else {
+            error["error"]["message"].as_str().unwrap().to_string()
+        };
+        assert!(message.contains(expected), "{what}: {message}");
+    }
+    // A gzip body is read like any other.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, br#"{"model":"html","messages":[]}"#).unwrap();
+    let response = ureq::post(&chat)
+        .set("authorization", &bearer)
+        .set("content-type", "application/json")
+        .set("content-encoding", "gzip")
+        .send_bytes(&gz.finish().unwrap());
+    let status = match response {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(c, _)) => c,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(
+        status, 502,
+        "decoded and sent on (the html provider answers garbage)"
+    );
+    // Every authenticated refusal is on record.
+    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 6);
+    assert!(responses(&events).len() >= 6);
+}
