@@ -4,5 +4,6 @@
 
 pub mod duration;
 mod secret;
+pub mod upstream_url;
 
 pub use secret::Secret;

@@ -67,6 +67,24 @@ pub enum Refusal {
     Lost { operation_id: String, error: String },
 }
 
+impl Refusal {
+    /// One line for the client and the record: the operation and why.
+    pub fn describe(&self) -> String {
+        match self {
+            Refusal::Closed {
+                operation_id,
+                state,
+                reason,
+            } => format!("operation {operation_id} {}: {reason}", state.label()),
+            Refusal::Cancelled { operation_id } => format!("operation {operation_id} withdrawn"),
+            Refusal::Lost {
+                operation_id,
+                error,
+            } => format!("operation {operation_id}: {error}"),
+        }
+    }
+}
+
 /// How a hold ended.
 #[derive(Debug)]
 pub enum HoldEnd<S = ()> {

@@ -156,6 +156,40 @@ impl Drop for PeerSlot {
     }
 }
 
+/// Serves one gateway connection (an MCP or model-API listener's) with
+/// `router` over HTTP/1.1 with keep-alive: TLS first when the listener
+/// has it, and each request's headers (the TLS handshake too) within
+/// `header_timeout`. Returns when the connection ends.
+pub async fn serve_gateway_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<&crate::tls::TlsSettings>,
+    router: Router,
+    header_timeout: Duration,
+) {
+    let service = TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    match tls {
+        Some(settings) => {
+            match tokio::time::timeout(header_timeout, settings.acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    let _ = builder.serve_connection(TokioIo::new(tls), service).await;
+                }
+                _ => tracing::debug!(%peer, "TLS handshake failed"),
+            }
+        }
+        None => {
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use axum::routing::get;

@@ -106,32 +106,14 @@ impl LlmSection {
 
     pub fn validate(&self) -> anyhow::Result<()> {
         let label = self.label();
-        let url = url::Url::parse(&self.upstream.url)
-            .with_context(|| format!("{label}: upstream.url {:?}", self.upstream.url))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            bail!("{label}: upstream.url must be http:// or https://");
-        }
+        let url = vigil_config::upstream_url::check(
+            &label,
+            &self.upstream.url,
+            self.upstream.ca_file.is_some(),
+            self.upstream.allow_plaintext,
+        )?;
         if url.query().is_some() || url.fragment().is_some() {
             bail!("{label}: upstream.url is a base URL: no query or fragment");
-        }
-        if url.scheme() == "http" && self.upstream.ca_file.is_some() {
-            bail!("{label}: upstream.ca_file is for an https:// provider");
-        }
-        let loopback = match url.host() {
-            Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            None => false,
-        };
-        if url.scheme() == "http" && !loopback && !self.upstream.allow_plaintext {
-            bail!(
-                "{label}: upstream.url is plaintext http:// to another host: the gateway's \
-                 API key, every prompt and every answer would cross the network in the clear; \
-                 use https:// (or allow_plaintext = true on a network you trust)"
-            );
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            bail!("{label}: upstream.url must not hold a user or password: use api_key_env or api_key_file");
         }
         if self.max_request_bytes < 1024 || self.max_response_bytes < 1024 {
             bail!("{label}: max_request_bytes and max_response_bytes must be at least 1024");

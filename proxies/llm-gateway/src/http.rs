@@ -12,8 +12,6 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::{Extension, Router};
 use http_body_util::BodyExt;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpStream;
 use vigil_llm::policy::{Asker, Outcome, Verdict};
 use vigil_llm::request::{self, Api, Endpoint, LlmRequest};
@@ -24,7 +22,7 @@ use vigil_proto::events::{
 use vigil_proxy_core::identity::VerifiedIdentity;
 use vigil_proxy_core::{Authenticator, EventSink, SessionContext};
 use vigil_runtime::drain::Drain;
-use vigil_runtime::hold::{self, HoldEnd, HoldRequest, Prepared, Refusal};
+use vigil_runtime::hold::{self, HoldEnd, HoldRequest, Prepared};
 use vigil_runtime::recorder::{record_login_refused, EndReason, SessionRecorder};
 use vigil_runtime::upstream::HttpClient;
 
@@ -97,33 +95,13 @@ impl LlmGateway {
             .fallback(handle)
             .layer(Extension(conn.clone()))
             .with_state(self.clone());
-        let service = TowerToHyperService::new(router);
-        let builder = {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(true);
-            b
-        };
-        let served = async {
-            match &self.config.tls {
-                Some(settings) => {
-                    match tokio::time::timeout(HEADER_TIMEOUT, settings.acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => {
-                            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-                        }
-                        _ => tracing::debug!(%peer, "TLS handshake failed"),
-                    }
-                }
-                None => {
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                }
-            }
-        };
+        let served = vigil_runtime::http::serve_gateway_connection(
+            stream,
+            peer,
+            self.config.tls.as_ref(),
+            router,
+            HEADER_TIMEOUT,
+        );
         let reason = tokio::select! {
             _ = served => EndReason::ClientDisconnected(None),
             _ = drain.deadline() => EndReason::Shutdown,
@@ -591,20 +569,7 @@ async fn held(
     match end {
         HoldEnd::Released(v) => Ok((*v).clone()),
         HoldEnd::Refused(refusal) => {
-            let why = match refusal {
-                Refusal::Closed {
-                    operation_id,
-                    state,
-                    reason,
-                } => format!("operation {operation_id} {}: {reason}", state.label()),
-                Refusal::Cancelled { operation_id } => {
-                    format!("operation {operation_id} withdrawn")
-                }
-                Refusal::Lost {
-                    operation_id,
-                    error,
-                } => format!("operation {operation_id}: {error}"),
-            };
+            let why = refusal.describe();
             let text = format!("Vigil did not make the call: approvers did not release it ({why})");
             recorder.record_in_background(Kind::Response(relay::refused_response(seq, 403, &text)));
             Err(errors::respond(api, ErrorKind::Permission, &text))

@@ -176,27 +176,12 @@ impl McpSection {
         if !self.upstream.env.is_empty() || self.upstream.cwd.is_some() {
             bail!("{label}: upstream.env and upstream.cwd are for a stdio server (command)");
         }
-        let url = url::Url::parse(&self.upstream.url)
-            .with_context(|| format!("{label}: upstream.url {:?}", self.upstream.url))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            bail!("{label}: upstream.url must be http:// or https://");
-        }
-        if url.scheme() == "http" && self.upstream.ca_file.is_some() {
-            bail!("{label}: upstream.ca_file is for an https:// server");
-        }
-        if url.scheme() == "http"
-            && !url.host().is_some_and(is_loopback_host)
-            && !self.upstream.allow_plaintext
-        {
-            bail!(
-                "{label}: upstream.url is plaintext http:// to another host: the gateway's \
-                 credential and every result would cross the network in the clear; use https:// \
-                 (or allow_plaintext = true on a network you trust)"
-            );
-        }
-        if !url.username().is_empty() || url.password().is_some() {
-            bail!("{label}: upstream.url must not hold a user or password: use bearer_env or bearer_file");
-        }
+        vigil_config::upstream_url::check(
+            &label,
+            &self.upstream.url,
+            self.upstream.ca_file.is_some(),
+            self.upstream.allow_plaintext,
+        )?;
         if let Some(public) = &self.public_url {
             url::Url::parse(public).with_context(|| format!("{label}: public_url {public:?}"))?;
         }
@@ -322,14 +307,6 @@ impl McpSection {
             // The program only: its arguments may hold a secret.
             format!("stdio:{}", self.upstream.command[0])
         }
-    }
-}
-
-fn is_loopback_host(host: url::Host<&str>) -> bool {
-    match host {
-        url::Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
-        url::Host::Ipv4(ip) => ip.is_loopback(),
-        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
 }
 

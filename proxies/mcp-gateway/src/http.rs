@@ -11,8 +11,6 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::{Extension, Json, Router};
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use tokio::net::{TcpListener, TcpStream};
 use vigil_mcp::jsonrpc::{Id, Message};
 use vigil_proto::events::{
@@ -422,33 +420,13 @@ impl McpGateway {
             tls,
             stateless: tokio::sync::Mutex::new(None),
         });
-        let service = TowerToHyperService::new(self.router(conn.clone()));
-        let builder = {
-            let mut b = hyper::server::conn::http1::Builder::new();
-            b.timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .keep_alive(true);
-            b
-        };
-        let served = async {
-            match &self.config.tls {
-                Some(settings) => {
-                    match tokio::time::timeout(HEADER_TIMEOUT, settings.acceptor.accept(stream))
-                        .await
-                    {
-                        Ok(Ok(tls)) => {
-                            let _ = builder.serve_connection(TokioIo::new(tls), service).await;
-                        }
-                        _ => tracing::debug!(%peer, "TLS handshake failed"),
-                    }
-                }
-                None => {
-                    let _ = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                }
-            }
-        };
+        let served = vigil_runtime::http::serve_gateway_connection(
+            stream,
+            peer,
+            self.config.tls.as_ref(),
+            self.router(conn.clone()),
+            HEADER_TIMEOUT,
+        );
         let reason = tokio::select! {
             _ = served => EndReason::ClientDisconnected(None),
             _ = drain.deadline() => EndReason::Shutdown,

@@ -255,20 +255,7 @@ async fn review(
                 } else {
                     ReviewEnd::Undecided
                 }),
-                not_accepted(match refusal {
-                    Refusal::Closed {
-                        operation_id,
-                        state,
-                        reason,
-                    } => format!("operation {operation_id} {}: {reason}", state.label()),
-                    Refusal::Cancelled { operation_id } => {
-                        format!("operation {operation_id} withdrawn")
-                    }
-                    Refusal::Lost {
-                        operation_id,
-                        error,
-                    } => format!("operation {operation_id}: {error}"),
-                }),
+                not_accepted(refusal.describe()),
                 EndReason::ClientTerminated,
             )
         }

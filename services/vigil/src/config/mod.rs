@@ -415,11 +415,7 @@ impl Config {
                 let label = m.label();
                 let policy =
                     crate::policy_setup::load_mcp_policy(&m.policy).context(label.clone())?;
-                let masks = policy.default_outcome() == vigil_proxy_core::policy::Outcome::Mask
-                    || policy
-                        .rules()
-                        .iter()
-                        .any(|r| r.action == vigil_proxy_core::policy::Outcome::Mask);
+                let masks = masks_anything(&policy);
                 let masker =
                     self.masker(&label, policy.name(), masks, &policy.masking().detectors)?;
                 let built = m.build(policy, Arc::new(masker), issuers.clone(), &self.data_dir)?;
@@ -438,11 +434,7 @@ impl Config {
                 let label = l.label();
                 let policy =
                     crate::policy_setup::load_llm_policy(&l.policy).context(label.clone())?;
-                let masks = policy.default_outcome() == vigil_proxy_core::policy::Outcome::Mask
-                    || policy
-                        .rules()
-                        .iter()
-                        .any(|r| r.action == vigil_proxy_core::policy::Outcome::Mask);
+                let masks = masks_anything(&policy);
                 let masker =
                     self.masker(&label, policy.name(), masks, &policy.masking().detectors)?;
                 Ok((l.listen, l.build(policy, Arc::new(masker))?))
@@ -477,4 +469,14 @@ impl Config {
             })
             .collect()
     }
+}
+
+/// Whether a gateway policy can mask (its default or a rule says `mask`):
+/// then it needs the masking key.
+fn masks_anything<F: vigil_proxy_core::policy::Family>(
+    policy: &vigil_proxy_core::policy::PolicyEngine<F>,
+) -> bool {
+    use vigil_proxy_core::policy::Outcome;
+    policy.default_outcome() == Outcome::Mask
+        || policy.rules().iter().any(|r| r.action == Outcome::Mask)
 }
