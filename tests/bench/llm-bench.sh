@@ -7,8 +7,8 @@
 #           and Decision durable in the ledger (synced RocksDB) before the
 #           call leaves, the prompt masked, every delta masked on the way
 #           back with the stream masker's hold-back, the Response recorded
-# Prints time to first content delta (p50, p90) and content deltas per
-# second, and what Vigil adds. The output scan's cost per MB is the
+# Prints time to first content (p50, p90), the content rate after it and
+# the whole call's duration, and what Vigil adds. The output scan's cost per MB is the
 # criterion bench `cargo bench -p vigil-proxy-core --bench mask -- stream`.
 #
 #   tests/bench/llm-bench.sh [runs (default 20)] [max tokens (default 96)]
@@ -51,7 +51,10 @@ pids+=($!)
 for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$MODEL_PORT/health" >/dev/null && break; sleep 0.1; done
 
 # --- vigil
-VIGIL_LLM=$(free_port); HTTP=$(free_port); GRPC=$(free_port)
+VIGIL_LLM=$(free_port); VIGIL_ALLOW=$(free_port); HTTP=$(free_port); GRPC=$(free_port)
+# The same gateway under a policy that masks nothing: what Vigil costs
+# without the masker's hold-back (token check, judging, durable records).
+printf 'name = "bench-allow"\ndefault = "allow"\n' > "$work/allow.toml"
 "$BIN/vigil" body-key new --id bench > "$work/body.keys"
 cat > "$work/vigil.toml" <<TOML
 data_dir = "$work/data"
@@ -70,6 +73,12 @@ name = "bench"
 listen = "127.0.0.1:$VIGIL_LLM"
 required_scopes = ["llm:invoke"]
 upstream = { url = "http://127.0.0.1:$MODEL_PORT" }
+[[llm]]
+name = "bench-allow"
+listen = "127.0.0.1:$VIGIL_ALLOW"
+required_scopes = ["llm:invoke"]
+policy = "$work/allow.toml"
+upstream = { url = "http://127.0.0.1:$MODEL_PORT" }
 TOML
 python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())' > "$work/masking.key"
 "$BIN/vigil" up --config "$work/vigil.toml" > "$work/vigil.log" 2>&1 &
@@ -77,14 +86,18 @@ pids+=($!)
 wait_line "$work/vigil.log" "vigil is ready"
 
 python3 tests/bench/llm_stream_bench.py "$RUNS" "$TOKENS" \
-  "direct=http://127.0.0.1:$MODEL_PORT=none" "vigil=http://127.0.0.1:$VIGIL_LLM=$TOKEN" > "$work/results.json"
+  "direct=http://127.0.0.1:$MODEL_PORT=none" "vigil=http://127.0.0.1:$VIGIL_LLM=$TOKEN" \
+  "vigil-allow=http://127.0.0.1:$VIGIL_ALLOW=$TOKEN" > "$work/results.json"
 cat "$work/results.json"
 python3 - "$work/results.json" <<'PY'
 import json, sys
 r = {j["target"]: j for j in map(json.loads, open(sys.argv[1]))}
-d, v = r["direct"], r["vigil"]
+d, v, a = r["direct"], r["vigil"], r["vigil-allow"]
 print()
+print(f"time to first content, p50 added without masking (allow): {a['ttft_p50_ms'] - d['ttft_p50_ms']:.2f} ms")
 print(f"time to first content delta, p50 added: {v['ttft_p50_ms'] - d['ttft_p50_ms']:.2f} ms "
       f"(direct {d['ttft_p50_ms']} ms, vigil {v['ttft_p50_ms']} ms)")
-print(f"content deltas per second, vigil/direct: {v['deltas_per_s_p50'] / d['deltas_per_s_p50']:.3f}")
+print(f"content rate after the first (chars/s), vigil/direct: {v['chars_per_s_p50'] / d['chars_per_s_p50']:.3f}")
+print(f"whole call, p50: direct {d['duration_p50_ms']} ms, vigil {v['duration_p50_ms']} ms "
+      f"(ratio {d['duration_p50_ms'] / v['duration_p50_ms']:.3f})")
 PY
