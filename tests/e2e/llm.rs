@@ -250,6 +250,26 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
         2
     );
 
+    // Nothing is recorded in a session after it closed (a stream's
+    // Response comes before its connection's SessionClosed).
+    let events = s.gw.wait_for_events(|ev| {
+        ev.iter()
+            .filter(|e| matches!(e.kind, Some(Kind::SessionClosed(_))))
+            .count()
+            >= 3
+    });
+    for closed in events
+        .iter()
+        .filter(|e| matches!(e.kind, Some(Kind::SessionClosed(_))))
+    {
+        let last = events
+            .iter()
+            .filter(|e| e.session_id == closed.session_id)
+            .map(|e| e.seq)
+            .max();
+        assert_eq!(last, Some(closed.seq), "an event after SessionClosed");
+    }
+
     // Replay shows a conversation call by call.
     let session = calls
         .iter()

@@ -47,6 +47,10 @@ pub(crate) struct Conn {
     tls: bool,
     user_agent: std::sync::Mutex<String>,
     session: tokio::sync::Mutex<Option<(Arc<SessionRecorder>, VerifiedIdentity)>>,
+    /// Held (read) by each call under way, a stream's relay task included:
+    /// the session closes once none is left, so no Response is recorded
+    /// after its SessionClosed.
+    in_flight: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl LlmGateway {
@@ -90,6 +94,7 @@ impl LlmGateway {
             tls: self.config.tls.is_some(),
             user_agent: std::sync::Mutex::new(String::new()),
             session: tokio::sync::Mutex::new(None),
+            in_flight: Arc::new(tokio::sync::RwLock::new(())),
         });
         let router = Router::new()
             .fallback(handle)
@@ -106,6 +111,13 @@ impl LlmGateway {
             _ = served => EndReason::ClientDisconnected(None),
             _ = drain.deadline() => EndReason::Shutdown,
         };
+        // Calls still under way (a stream the provider is still writing
+        // after the agent left) end within the stall timeout.
+        let _ = tokio::time::timeout(
+            self.config.upstream.stall_timeout + Duration::from_secs(1),
+            conn.in_flight.write(),
+        )
+        .await;
         let session = conn.session.lock().await.take();
         if let Some((recorder, _)) = session {
             recorder.close(&reason).await;
@@ -418,6 +430,7 @@ async fn handle(
         bytes,
         mask_output,
         prompt_found,
+        conn.in_flight.clone().read_owned().await,
     )
     .await
 }

@@ -60,6 +60,7 @@ pub(crate) async fn forward(
     original: Bytes,
     masking: bool,
     prompt_found: Option<Found>,
+    in_flight: tokio::sync::OwnedRwLockReadGuard<()>,
 ) -> Response {
     let api = llm.endpoint.api();
     let started = Instant::now();
@@ -164,6 +165,7 @@ pub(crate) async fn forward(
             masking,
             record,
             started,
+            in_flight,
         );
     }
     // A whole answer (or an error), bounded.
@@ -397,9 +399,12 @@ fn stream(
     masking: bool,
     mut record: Record,
     started: Instant,
+    in_flight: tokio::sync::OwnedRwLockReadGuard<()>,
 ) -> Response {
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(32);
     tokio::spawn(async move {
+        // The session closes after this stream has recorded its Response.
+        let _in_flight = in_flight;
         let masker = gw.config.masker.clone();
         let mut relay = StreamRelay::new(api, endpoint, masking.then_some(&*masker));
         let mut reader = sse::Reader::new(sse::Limits::default());
