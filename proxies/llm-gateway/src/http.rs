@@ -333,18 +333,20 @@ async fn handle(
     {
         Ok(b) => match encoding {
             None => b.to_bytes(),
-            Some(e) => match decoded_body(&e, &b.to_bytes(), gw.config.max_request_bytes) {
-                Ok(body) => body,
-                Err(why) => {
-                    let call = call_event(seq, parts.method.as_str(), &path, None, &[]);
-                    let kind = if why.contains("larger") {
-                        ErrorKind::TooLarge
-                    } else {
-                        ErrorKind::InvalidRequest
-                    };
-                    return refuse_call(&gw, &recorder, call, api, kind, why).await;
+            Some(e) => {
+                match decode_off_thread(e, b.to_bytes(), gw.config.max_request_bytes).await {
+                    Ok(body) => body,
+                    Err(why) => {
+                        let call = call_event(seq, parts.method.as_str(), &path, None, &[]);
+                        let kind = if why.contains("larger") {
+                            ErrorKind::TooLarge
+                        } else {
+                            ErrorKind::InvalidRequest
+                        };
+                        return refuse_call(&gw, &recorder, call, api, kind, why).await;
+                    }
                 }
-            },
+            }
         },
         Err(_) => {
             let text = format!(
@@ -409,8 +411,7 @@ async fn handle(
     let directions = *gw.config.policy.family();
     let masking = verdict.outcome == Outcome::Mask;
     let (mask_prompt, mask_output) = (masking && directions.prompt, masking && directions.output);
-    // A streamed Responses answer is not masked event by event yet: under
-    // masking it is refused rather than passed unmasked.
+    // What would carry the answer past masking is refused under it.
     if let Some(why) = llm.unmaskable_output().filter(|_| mask_output) {
         let text = format!("Vigil masks this answer, and {why}");
         recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
@@ -433,6 +434,18 @@ async fn handle(
         conn.in_flight.clone().read_owned().await,
     )
     .await
+}
+
+/// [`decoded_body`] off the async threads: it is CPU work of up to the
+/// request limit.
+async fn decode_off_thread(
+    encoding: String,
+    body: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, String> {
+    tokio::task::spawn_blocking(move || decoded_body(&encoding, &body, limit))
+        .await
+        .unwrap_or_else(|_| Err("the request body could not be decoded".into()))
 }
 
 /// A compressed body, decoded; never more than `limit` bytes of it (a

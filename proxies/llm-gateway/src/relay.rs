@@ -105,11 +105,9 @@ pub(crate) async fn forward(
     let request = match request.body(Full::new(body)) {
         Ok(r) => r,
         Err(_) => {
-            return errors::respond(
-                api,
-                ErrorKind::InvalidRequest,
-                "the request cannot be sent on",
-            )
+            let text = "the request cannot be sent on";
+            recorder.record_in_background(Kind::Response(refused_response(seq, 400, text)));
+            return errors::respond(api, ErrorKind::InvalidRequest, text);
         }
     };
     let mut record = Record::new(seq, prompt_found);
@@ -634,7 +632,15 @@ impl<'m> StreamRelay<'m> {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
-            for v in responses.event(value) {
+            // The closing event: whatever a channel still holds goes out
+            // before it (a `.done` that named its part otherwise).
+            let mut produced = if is_last_responses_event(&typed) {
+                responses.finish()
+            } else {
+                Vec::new()
+            };
+            produced.extend(responses.event(value));
+            for v in produced {
                 self.note(&v);
                 let kind = v
                     .get("type")

@@ -82,7 +82,7 @@ impl Found {
 /// Keys whose value the model writes as an object of its own choosing (a
 /// tool call's input or arguments): inside, no key is structural and keys
 /// are scanned too.
-const AUTHORED: &[&str] = &["input", "arguments", "parsed", "json"];
+const AUTHORED: &[&str] = &["input", "arguments", "parsed", "json", "action", "env"];
 
 /// Keys that spell the output out token by token (log probabilities):
 /// dropped from a masked answer, since no single token is a hit.

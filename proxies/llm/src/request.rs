@@ -136,6 +136,11 @@ fn provider_side_tools(map: &serde_json::Map<String, Value>) -> Option<&'static 
     if map.contains_key("mcp_servers") {
         return Some("`mcp_servers` lets the provider call MCP servers past Vigil; reach MCP servers through Vigil's MCP gateway instead");
     }
+    // A prompt stored at the provider brings its own text and tools,
+    // which neither policy nor masking could see.
+    if map.get("prompt").is_some_and(Value::is_object) {
+        return Some("a prompt stored at the provider (`prompt: {id}`) brings text and tools Vigil cannot see; send the prompt itself");
+    }
     let mcp_tool = map.get("tools").and_then(Value::as_array).is_some_and(|t| {
         t.iter()
             .any(|t| t.get("type").and_then(Value::as_str) == Some("mcp"))
@@ -255,13 +260,17 @@ impl LlmRequest {
         if set("logprobs") || set("top_logprobs") || set("n_probs") {
             return Some("log probabilities spell the answer out token by token, past masking: ask without logprobs, top_logprobs or n_probs");
         }
-        let includes_logprobs = map
-            .get("include")
-            .and_then(Value::as_array)
-            .is_some_and(|i| {
-                i.iter()
-                    .any(|v| v.as_str().is_some_and(|s| s.contains("logprobs")))
-            });
+        // llama.cpp's token ids and sampling probabilities spell it out too.
+        if set("return_tokens") || set("post_sampling_probs") {
+            return Some("token ids spell the answer out past masking: ask without return_tokens or post_sampling_probs");
+        }
+        let includes_logprobs = match map.get("include") {
+            Some(Value::Array(i)) => i
+                .iter()
+                .any(|v| v.as_str().is_some_and(|s| s.contains("logprobs"))),
+            Some(Value::String(s)) => s.contains("logprobs"),
+            _ => false,
+        };
         if includes_logprobs {
             return Some("log probabilities spell the answer out token by token, past masking: leave them out of `include`");
         }
@@ -356,6 +365,10 @@ mod tests {
             ),
             (b"{\"model\":\"a\",\"mcp_servers\":[]}", "MCP gateway"),
             (
+                b"{\"model\":\"a\",\"prompt\":{\"id\":\"pmpt_1\"}}",
+                "stored at the provider",
+            ),
+            (
                 b"{\"model\":\"a\",\"tools\":[{\"type\":\"mcp\",\"server_url\":\"https://x\"}]}",
                 "MCP gateway",
             ),
@@ -392,6 +405,8 @@ mod tests {
             json!({"model": "a", "n_probs": 3}),
             json!({"model": "a", "include": ["message.output_text.logprobs"]}),
             json!({"model": "a", "modalities": ["text", "audio"]}),
+            json!({"model": "a", "include": "message.output_text.logprobs"}),
+            json!({"model": "a", "return_tokens": true}),
         ] {
             assert!(d(body.clone()).unmaskable_output().is_some(), "{body}");
         }
