@@ -70,14 +70,27 @@ impl Endpoint {
         }
     }
 
-    /// The body keys that carry the prompt: what is masked on the way in.
+    /// The body keys whose text reaches the model or the provider's
+    /// records: what is masked on the way in. Besides the prompt itself,
+    /// the tools' descriptions and schemas, a predicted output, and the
+    /// request's metadata and end-user id (an organisation may put an
+    /// email there); structural values (types, roles, ids) stay.
     fn prompt_keys(self) -> &'static [&'static str] {
         match self {
-            Endpoint::ChatCompletions => &["messages"],
-            Endpoint::Responses => &["input", "instructions"],
-            Endpoint::Completions => &["prompt", "suffix"],
-            Endpoint::Embeddings => &["input"],
-            Endpoint::Messages | Endpoint::CountTokens => &["messages", "system"],
+            Endpoint::ChatCompletions => &[
+                "messages",
+                "tools",
+                "functions",
+                "prediction",
+                "metadata",
+                "user",
+            ],
+            Endpoint::Responses => &["input", "instructions", "tools", "metadata", "user"],
+            Endpoint::Completions => &["prompt", "suffix", "user"],
+            Endpoint::Embeddings => &["input", "user"],
+            Endpoint::Messages | Endpoint::CountTokens => {
+                &["messages", "system", "tools", "metadata"]
+            }
             Endpoint::Models => &[],
         }
     }
@@ -413,6 +426,30 @@ mod tests {
         assert!(d(json!({"model": "a", "logprobs": false}))
             .unmaskable_output()
             .is_none());
+    }
+
+    #[test]
+    fn tool_descriptions_predictions_and_metadata_are_masked_too() {
+        let masker = Masker::new([1; 32], &DetectorConfig::default()).unwrap();
+        let body = json!({"model": "gpt", "messages": [],
+            "tools": [{"type": "function", "function": {"name": "lookup",
+                "description": "looks up the patient with SSN 123-45-6789",
+                "parameters": {"type": "object", "properties": {"mrn": {"type": "string"}}}}}],
+            "prediction": {"type": "content", "content": "call 555-123-4567"},
+            "metadata": {"note": "jane@example.org"}, "user": "bob@example.org"});
+        let mut r = decode(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+        let found = r.mask_prompt(&masker);
+        let text = r.body.to_string();
+        assert_eq!(found.hits, 4, "{text}");
+        assert!(
+            !text.contains("123-45") && !text.contains("@example.org"),
+            "{text}"
+        );
+        assert_eq!(r.body["tools"][0]["function"]["name"], "lookup");
+        assert_eq!(
+            r.body["tools"][0]["function"]["parameters"]["properties"]["mrn"]["type"],
+            "string"
+        );
     }
 
     #[test]
