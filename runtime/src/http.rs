@@ -190,6 +190,18 @@ pub async fn serve_gateway_connection(
     }
 }
 
+/// The token of `Authorization: Bearer <token>`; `None` when absent or in
+/// another scheme (the scheme's name has no case; the token is as sent).
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    let value = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 #[cfg(test)]
 mod tests {
     use axum::routing::get;

@@ -132,7 +132,7 @@ impl LlmGateway {
         headers: &HeaderMap,
         conn: &Conn,
     ) -> Result<VerifiedIdentity, Response> {
-        let token = bearer(headers).or_else(|| {
+        let token = vigil_runtime::http::bearer_token(headers).or_else(|| {
             headers
                 .get("x-api-key")
                 .and_then(|v| v.to_str().ok())
@@ -248,16 +248,6 @@ impl LlmGateway {
             }
         }
     }
-}
-
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 fn user_agent(headers: &HeaderMap) -> String {

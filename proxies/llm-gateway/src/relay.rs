@@ -562,12 +562,11 @@ impl<'m> StreamRelay<'m> {
                 texts.push(t.to_string());
             }
         }
-        let choices = value
+        let choices: &[Value] = value
             .get("choices")
             .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        for choice in &choices {
+            .map_or(&[], Vec::as_slice);
+        for choice in choices {
             for p in [
                 "/delta/content",
                 "/text",

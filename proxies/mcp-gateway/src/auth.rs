@@ -5,7 +5,7 @@
 //! authorization servers issue tokens for it; a token without the scopes
 //! the listener requires is answered 403 `insufficient_scope`.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -29,17 +29,9 @@ pub fn metadata(
     })
 }
 
-/// The token of `Authorization: Bearer <token>`; `None` when absent or in
-/// another scheme (the scheme's name has no case; the token is as sent).
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
+/// The token of `Authorization: Bearer <token>` (the runtime reads it for
+/// every HTTP gateway).
+pub use vigil_runtime::http::bearer_token as bearer;
 
 /// Why a request was not let in.
 pub enum Challenge {
@@ -97,6 +89,8 @@ pub fn refuse(challenge: Challenge, metadata_url: &str, scopes: &[String]) -> Re
 
 #[cfg(test)]
 mod tests {
+    use axum::http::HeaderMap;
+
     use super::*;
 
     #[test]
