@@ -40,12 +40,25 @@ default = "mask"
 output = false
 "#;
 
+/// The prompt's values numbered for the model and given back to the agent.
+const RESTORED: &str = r#"
+name = "own-values-back"
+default = "mask"
+
+[[rules]]
+name = "analysts-get-their-values-back"
+action = "mask"
+groups = ["analysts"]
+restore = true
+"#;
+
 struct Setup {
     provider: OidcProvider,
     gw: Gateway,
     /// Base URLs of the two listeners.
     answers_masked: String,
     prompts_masked: String,
+    restored: String,
     _model: Option<ModelServer>,
 }
 
@@ -65,10 +78,11 @@ impl Setup {
             "resources": { AUDIENCE: { "scope": "llm:invoke", "ttl": 300, "alg": "RS256" } }
         })));
         let dir = tempfile::tempdir().unwrap().keep();
-        let (a, b) = (dir.join("a.toml"), dir.join("b.toml"));
+        let (a, b, c) = (dir.join("a.toml"), dir.join("b.toml"), dir.join("c.toml"));
         std::fs::write(&a, OUTPUT_MASKED).unwrap();
         std::fs::write(&b, PROMPT_MASKED).unwrap();
-        let (pa, pb) = (free_port(), free_port());
+        std::fs::write(&c, RESTORED).unwrap();
+        let (pa, pb, pc) = (free_port(), free_port(), free_port());
         let mut spec = GatewaySpec::new();
         let listener = |name: &str, port: u16, policy: &std::path::Path| {
             format!(
@@ -78,10 +92,11 @@ impl Setup {
             )
         };
         spec.tables_extra = format!(
-            "{}\n{}\n{}",
+            "{}\n{}\n{}\n{}",
             provider.issuer_toml(&[AUDIENCE], ""),
             listener("answers-masked", pa, &a),
             listener("prompts-masked", pb, &b),
+            listener("restored", pc, &c),
         );
         let gw = Gateway::start(spec);
         Setup {
@@ -89,6 +104,7 @@ impl Setup {
             gw,
             answers_masked: format!("http://127.0.0.1:{pa}"),
             prompts_masked: format!("http://127.0.0.1:{pb}"),
+            restored: format!("http://127.0.0.1:{pc}"),
             _model: model,
         }
     }
@@ -143,6 +159,22 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
     );
     let t = text(&lines[0]);
     assert!(t.contains("[SSN]") && !t.contains(SSN), "{t}");
+
+    // A rule that restores: the model read `[SSN_1]` and `[PHONE_2]` and
+    // copied them; the agent gets its own values back, whole or streamed
+    // (the answer is masked too, so a value the model had seen would have
+    // come back as `[SSN]`).
+    let lines = agent(
+        &s.restored,
+        &token,
+        json!([{"sdk": "openai", "prompt": PROMPT},
+               {"sdk": "openai", "stream": true, "prompt": PROMPT},
+               {"sdk": "anthropic", "stream": true, "prompt": PROMPT}]),
+    );
+    for line in &lines {
+        let t = text(line);
+        assert!(t.contains(SSN) && t.contains(PHONE), "not restored: {line}");
+    }
 
     // Denied by policy, in the API's own error format.
     let lines = agent(
@@ -199,7 +231,7 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
 
     // The ledger: each call a Request (model, stream, the prompt whole)
     // and a Response (status, tokens, the answer as the agent got it).
-    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 11);
+    let events = s.gw.wait_for_events(|ev| responses(ev).len() >= 14);
     let calls: Vec<_> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -236,6 +268,17 @@ fn both_sdks_get_masked_answers_streamed_or_whole_and_every_call_is_recorded() {
     assert!(answered
         .iter()
         .any(|(r, _)| r.masked.iter().any(|m| m.field == "prompt")));
+    // Restored answers are recorded as the model wrote them: placeholders,
+    // never the values (the sealed prompt holds those).
+    let restored: Vec<_> = answered
+        .iter()
+        .filter(|(r, _)| r.masked.iter().any(|m| m.method == "restored"))
+        .collect();
+    assert_eq!(restored.len(), 3, "{answered:?}");
+    for (_, h) in restored {
+        let out = String::from_utf8_lossy(&h.output.as_ref().unwrap().value).to_string();
+        assert!(out.contains("[SSN_1]") && !out.contains(SSN), "{out}");
+    }
     assert!(answered
         .iter()
         .any(|(_, h)| h.status == 200 && h.output_tokens > 0));

@@ -104,6 +104,15 @@ pub trait Family: Sized {
         rule: &Rule<Self::Conditions>,
         subject: &Self::Subject,
     ) -> bool;
+
+    /// The family's own checks of a rule against the whole file (a key
+    /// that only some actions or sections allow). None by default.
+    fn check_rule(
+        _sections: &Self::Sections,
+        _rule: &Rule<Self::Conditions>,
+    ) -> Result<(), PolicyError> {
+        Ok(())
+    }
 }
 
 /// The policy-wide defaults for `review` rules.
@@ -379,6 +388,9 @@ impl<F: Family> PolicyEngine<F> {
         }
         let masking_keys = std::mem::take(&mut file.masking.family);
         let family = F::sections(file.family, masking_keys)?;
+        for rule in &rules {
+            F::check_rule(&family, rule)?;
+        }
         Ok(Self {
             name: file.name,
             default: file.default,

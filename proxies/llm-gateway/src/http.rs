@@ -20,6 +20,7 @@ use vigil_proto::events::{
     LoginRefused, Protocol, Request, SessionOpened, Stage,
 };
 use vigil_proxy_core::identity::VerifiedIdentity;
+use vigil_proxy_core::mask::Vault;
 use vigil_proxy_core::{Authenticator, EventSink, SessionContext};
 use vigil_runtime::drain::Drain;
 use vigil_runtime::hold::{self, HoldEnd, HoldRequest, Prepared};
@@ -407,10 +408,16 @@ async fn handle(
         recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
         return errors::respond(api, ErrorKind::InvalidRequest, &text);
     }
-    let prompt_found = if mask_prompt {
-        Some(llm.mask_prompt(&gw.config.masker))
-    } else {
-        None
+    // A rule may have the prompt's values restored in the answer: they
+    // are numbered in a vault of this call's own.
+    let mut vault = (mask_prompt
+        && mask_output
+        && vigil_llm::policy::restores(&gw.config.policy, &verdict.rule))
+    .then(Vault::new);
+    let prompt_found = match (mask_prompt, vault.as_mut()) {
+        (false, _) => None,
+        (true, Some(vault)) => Some(llm.mask_prompt_numbered(&gw.config.masker, vault)),
+        (true, None) => Some(llm.mask_prompt(&gw.config.masker)),
     };
     relay::forward(
         gw,
@@ -421,6 +428,7 @@ async fn handle(
         bytes,
         mask_output,
         prompt_found,
+        vault,
         conn.in_flight.clone().read_owned().await,
     )
     .await

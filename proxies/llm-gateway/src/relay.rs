@@ -14,11 +14,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use serde_json::Value;
 use tokio::sync::mpsc;
-use vigil_llm::output::{mask_whole, ChatStream, Found, MessagesStream, ResponsesStream};
+use vigil_llm::output::{
+    mask_whole, restore_whole, ChatStream, Found, MessagesStream, ResponsesStream,
+};
 use vigil_llm::request::{Api, Endpoint, LlmRequest};
 use vigil_proto::events::{
     event::Kind, response, HttpResult, MaskedField, Response as ResponseEvent,
 };
+use vigil_proxy_core::mask::Vault;
 use vigil_proxy_core::sse;
 use vigil_runtime::recorder::SessionRecorder;
 
@@ -60,6 +63,7 @@ pub(crate) async fn forward(
     original: Bytes,
     masking: bool,
     prompt_found: Option<Found>,
+    vault: Option<Vault>,
     in_flight: tokio::sync::OwnedRwLockReadGuard<()>,
 ) -> Response {
     let api = llm.endpoint.api();
@@ -161,6 +165,7 @@ pub(crate) async fn forward(
             llm.endpoint,
             upstream.into_body(),
             masking,
+            vault,
             record,
             started,
             in_flight,
@@ -187,7 +192,17 @@ pub(crate) async fn forward(
                 mask_whole(&gw.config.masker, &mut value, &mut record.output_found);
             }
             record.read_usage(&value);
-            value.to_string()
+            // The record keeps the answer as the model wrote it, masked;
+            // the caller gets its own values back.
+            let as_written = value.to_string();
+            record.output.push_str(&as_written);
+            match &vault {
+                Some(vault) => {
+                    restore_whole(vault, &mut value, &mut record.output_found);
+                    value.to_string()
+                }
+                None => as_written,
+            }
         }
         // Not JSON (a proxy's error page, a broken provider): the agent
         // gets an error in its API's format; the page is not relayed, and
@@ -206,7 +221,6 @@ pub(crate) async fn forward(
             return errors::respond(api, ErrorKind::Upstream, &format!("Vigil: {message}"));
         }
     };
-    record.output.push_str(&body);
     if !status.is_success() {
         record.error = Some(format!("the provider answered {status}"));
     }
@@ -342,6 +356,14 @@ impl Record {
 
     fn finish(&mut self, started: Instant) -> ResponseEvent {
         let mut masked = Vec::new();
+        if self.output_found.restored > 0 {
+            masked.push(MaskedField {
+                field: "output".into(),
+                method: "restored".into(),
+                values_masked: self.output_found.restored as u64,
+                ..MaskedField::default()
+            });
+        }
         for (field, found) in [
             ("prompt", self.prompt_found.as_ref()),
             ("output", Some(&self.output_found)),
@@ -395,6 +417,7 @@ fn stream(
     endpoint: Endpoint,
     mut body: hyper::body::Incoming,
     masking: bool,
+    vault: Option<Vault>,
     mut record: Record,
     started: Instant,
     in_flight: tokio::sync::OwnedRwLockReadGuard<()>,
@@ -404,7 +427,8 @@ fn stream(
         // The session closes after this stream has recorded its Response.
         let _in_flight = in_flight;
         let masker = gw.config.masker.clone();
-        let mut relay = StreamRelay::new(api, endpoint, masking.then_some(&*masker));
+        let mut relay =
+            StreamRelay::new(api, endpoint, masking.then_some(&*masker), vault.as_ref());
         let mut reader = sse::Reader::new(sse::Limits::default());
         let stall = gw.config.upstream.stall_timeout;
         let mut ended = false;
@@ -483,7 +507,13 @@ fn stream(
                 .await;
         }
         record.output_found = relay.found();
-        record.output = std::mem::take(&mut relay.transcript);
+        let transcript = std::mem::take(&mut relay.transcript);
+        // The answer as the model wrote it: the caller's restored values
+        // are not the record's to keep (the sealed prompt holds them).
+        record.output = match &vault {
+            Some(vault) => vault.conceal(&transcript),
+            None => transcript,
+        };
         recorder.record_in_background(Kind::Response(record.finish(started)));
     });
     let mut response = Response::new(Body::from_stream(
@@ -526,17 +556,27 @@ impl<'m> StreamRelay<'m> {
         api: Api,
         endpoint: Endpoint,
         masker: Option<&'m vigil_proxy_core::mask::Masker>,
+        vault: Option<&'m Vault>,
     ) -> Self {
         let chat = matches!(endpoint, Endpoint::ChatCompletions | Endpoint::Completions);
         StreamRelay {
             api,
-            chat: masker.filter(|_| chat).map(ChatStream::new),
+            chat: masker.filter(|_| chat).map(|m| match vault {
+                Some(v) => ChatStream::new(m).restoring(v),
+                None => ChatStream::new(m),
+            }),
             messages: masker
                 .filter(|_| api == Api::Anthropic)
-                .map(MessagesStream::new),
+                .map(|m| match vault {
+                    Some(v) => MessagesStream::new(m).restoring(v),
+                    None => MessagesStream::new(m),
+                }),
             responses: masker
                 .filter(|_| endpoint == Endpoint::Responses)
-                .map(ResponsesStream::new),
+                .map(|m| match vault {
+                    Some(v) => ResponsesStream::new(m).restoring(v),
+                    None => ResponsesStream::new(m),
+                }),
             masker,
             whole_found: Found::default(),
             transcript: String::new(),

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value};
-use vigil_proxy_core::mask::{DetectorKind, Masker, StreamMasker};
+use vigil_proxy_core::mask::{DetectorKind, Masker, Restorer, StreamMasker, Vault};
 
 /// Keys whose string values are structure: never scanned. Ids above all:
 /// a random id can look like a date or a phone number, and a masked id
@@ -46,6 +46,14 @@ const STRUCTURAL: &[&str] = &[
     "signature",
 ];
 
+/// Keys of a prompt whose string values go to the provider verbatim: its
+/// own vocabulary and the opaque blobs it issued. Everything else is
+/// scanned, ids included: in a prompt the agent writes them, and a tool
+/// call's id is as good a place to hide an SSN as its arguments (real ids,
+/// `call_...`, `toolu_...`, glue their characters to a word and match no
+/// detector).
+const PROMPT_VERBATIM: &[&str] = &["type", "role", "model", "encrypted_content", "signature"];
+
 /// What masking found, for the Response event.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -53,6 +61,9 @@ pub struct Found {
     /// Hits that began in text released before they could be recognised
     /// (only past the stream masker's bound).
     pub late_hits: usize,
+    /// Placeholders turned back into the caller's values (a rule with
+    /// `restore`).
+    pub restored: usize,
     kinds: u32,
 }
 
@@ -68,6 +79,7 @@ impl Found {
     pub fn merge(&mut self, other: &Found) {
         self.hits += other.hits;
         self.late_hits += other.late_hits;
+        self.restored += other.restored;
         self.kinds |= other.kinds;
     }
 
@@ -90,29 +102,71 @@ const TOKEN_BY_TOKEN: &[&str] = &["logprobs", "top_logprobs"];
 
 /// Masks every non-structural string of `value` in place.
 pub fn mask_whole(masker: &Masker, value: &mut Value, found: &mut Found) {
-    walk(masker, value, found, false);
+    walk(value, false, STRUCTURAL, &mut |s| {
+        if let Some(scanned) = masker.scan(s.as_bytes()) {
+            found.add(&scanned.kinds, scanned.hits);
+            *s = String::from_utf8_lossy(&scanned.masked).into_owned();
+        }
+    });
 }
 
-fn scan_string(masker: &Masker, s: &mut String, found: &mut Found) {
-    if let Some(scanned) = masker.scan(s.as_bytes()) {
-        found.add(&scanned.kinds, scanned.hits);
-        *s = String::from_utf8_lossy(&scanned.masked).into_owned();
-    }
+/// Masks a part of a prompt in place: every string but those of
+/// [`PROMPT_VERBATIM`] keys. With a `vault` (a rule with `restore`), each
+/// hit that can be restored becomes its numbered placeholder.
+pub fn mask_prompt_value(
+    masker: &Masker,
+    mut vault: Option<&mut Vault>,
+    value: &mut Value,
+    found: &mut Found,
+) {
+    walk(value, false, PROMPT_VERBATIM, &mut |s| {
+        let scanned = match vault.as_deref_mut() {
+            Some(vault) => vault.mask(masker, s),
+            None => masker.scan(s.as_bytes()),
+        };
+        if let Some(scanned) = scanned {
+            found.add(&scanned.kinds, scanned.hits);
+            *s = String::from_utf8_lossy(&scanned.masked).into_owned();
+        }
+    });
 }
 
-fn walk(masker: &Masker, value: &mut Value, found: &mut Found, authored: bool) {
+/// Turns `vault`'s placeholders in every non-structural string of `value`
+/// back into the caller's values. Runs after masking: what it puts back is
+/// not masked again.
+pub fn restore_whole(vault: &Vault, value: &mut Value, found: &mut Found) {
+    walk(value, false, STRUCTURAL, &mut |s| {
+        if s.contains('[') {
+            let (restored, n) = vault.restore(s);
+            if n > 0 {
+                found.restored += n;
+                *s = restored;
+            }
+        }
+    });
+}
+
+/// Calls `each` on every string of `value` but those of `structural`
+/// keys, the keys of authored objects included (renamed when `each`
+/// changes them); drops token-by-token keys.
+fn walk(
+    value: &mut Value,
+    authored: bool,
+    structural: &[&str],
+    each: &mut impl FnMut(&mut String),
+) {
     match value {
-        Value::String(s) => scan_string(masker, s, found),
+        Value::String(s) => each(s),
         Value::Array(items) => items
             .iter_mut()
-            .for_each(|v| walk(masker, v, found, authored)),
+            .for_each(|v| walk(v, authored, structural, each)),
         Value::Object(map) => {
             if authored {
                 // Keys the model chose: scanned, and renamed when masked.
                 let keys: Vec<String> = map.keys().cloned().collect();
                 for k in keys {
                     let mut masked = k.clone();
-                    scan_string(masker, &mut masked, found);
+                    each(&mut masked);
                     if masked != k {
                         if let Some(v) = map.remove(&k) {
                             map.insert(masked, v);
@@ -127,9 +181,14 @@ fn walk(masker: &Masker, value: &mut Value, found: &mut Found, authored: bool) {
                 }
             }
             for (k, v) in map.iter_mut() {
-                let structural = !authored && v.is_string() && STRUCTURAL.contains(&k.as_str());
-                if !structural {
-                    walk(masker, v, found, authored || AUTHORED.contains(&k.as_str()));
+                let verbatim = !authored && v.is_string() && structural.contains(&k.as_str());
+                if !verbatim {
+                    walk(
+                        v,
+                        authored || AUTHORED.contains(&k.as_str()),
+                        structural,
+                        each,
+                    );
                 }
             }
         }
@@ -172,7 +231,9 @@ impl Channel {
 /// The channels of one streamed answer.
 struct Channels<'m> {
     masker: &'m Masker,
-    open: BTreeMap<Channel, StreamMasker<'m>>,
+    /// Placeholders to restore after masking (a rule with `restore`).
+    vault: Option<&'m Vault>,
+    open: BTreeMap<Channel, (StreamMasker<'m>, Option<Restorer<'m>>)>,
     found: Found,
 }
 
@@ -180,29 +241,52 @@ impl<'m> Channels<'m> {
     fn new(masker: &'m Masker) -> Self {
         Channels {
             masker,
+            vault: None,
             open: BTreeMap::new(),
             found: Found::default(),
         }
     }
 
     fn push(&mut self, channel: Channel, text: &str) -> String {
-        let masker = self.masker;
-        self.open
+        let (masker, vault) = (self.masker, self.vault);
+        let (stream, restorer) = self
+            .open
             .entry(channel)
-            .or_insert_with(|| StreamMasker::new(masker))
-            .push(text)
+            .or_insert_with(|| (StreamMasker::new(masker), vault.map(Vault::restorer)));
+        let masked = stream.push(text);
+        match restorer {
+            Some(r) => r.push(&masked),
+            None => masked,
+        }
     }
 
-    /// Ends `channel`: what it still held, masked.
+    /// Ends `channel`: what it still held, masked (and restored).
     fn close(&mut self, channel: &Channel) -> String {
         match self.open.remove(channel) {
-            Some(mut s) => {
+            Some((mut s, restorer)) => {
                 let rest = s.finish();
                 self.found.add(&s.kinds(), s.hits());
                 self.found.late_hits += s.late_hits();
-                rest
+                match restorer {
+                    Some(mut r) => {
+                        let mut out = r.push(&rest);
+                        out.push_str(&r.finish());
+                        self.found.restored += r.restored();
+                        out
+                    }
+                    None => rest,
+                }
             }
             None => String::new(),
+        }
+    }
+
+    /// An event's strings outside the channels: masked whole, then
+    /// restored.
+    fn whole(&mut self, value: &mut Value) {
+        mask_whole(self.masker, value, &mut self.found);
+        if let Some(vault) = self.vault {
+            restore_whole(vault, value, &mut self.found);
         }
     }
 
@@ -237,64 +321,38 @@ impl<'m> ChatStream<'m> {
         }
     }
 
-    /// Masks one chunk in place.
+    /// Masks (and restores) placeholders in what this stream sends: see
+    /// [`Vault`]. `vault` holds the values of this call's prompt only.
+    pub fn restoring(mut self, vault: &'m Vault) -> Self {
+        self.channels.vault = Some(vault);
+        self
+    }
+
+    /// Masks one chunk in place: the channels' text by their stream
+    /// maskers, every other string whole.
     pub fn chunk(&mut self, chunk: &mut Value) {
+        let mut taken = Vec::new();
+        chat_channels(chunk, &mut |channel, text| {
+            taken.push((channel, std::mem::take(text)));
+        });
+        self.channels.whole(chunk);
+        let mut taken = taken.into_iter();
+        let channels = &mut self.channels;
+        chat_channels(chunk, &mut |_, text| {
+            if let Some((channel, piece)) = taken.next() {
+                *text = channels.push(channel, &piece);
+            }
+        });
         if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
             for choice in choices {
-                self.choice(choice);
-            }
-        }
-        mask_whole(self.channels.masker, chunk, &mut self.channels.found);
-        self.last = Some(chunk.clone());
-    }
-
-    fn choice(&mut self, choice: &mut Value) {
-        let index = choice.get("index").and_then(Value::as_u64).unwrap_or(0);
-        let finished = choice.get("finish_reason").is_some_and(|f| !f.is_null());
-        // Legacy completions carry the text on the choice itself.
-        if let Some(Value::String(text)) = choice.get_mut("text") {
-            *text = self.channels.push(Channel::Content(index), text);
-        }
-        if let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) {
-            self.delta(index, delta);
-        }
-        if finished {
-            let rests = self.channels.close_where(|c| c.choice() == Some(index));
-            append_rests(choice, rests);
-        }
-    }
-
-    fn delta(&mut self, index: u64, delta: &mut Map<String, Value>) {
-        if let Some(Value::String(text)) = delta.get_mut("content") {
-            *text = self.channels.push(Channel::Content(index), text);
-        }
-        for key in ["reasoning_content", "reasoning"] {
-            if let Some(Value::String(text)) = delta.get_mut(key) {
-                *text = self.channels.push(Channel::Reasoning(index), text);
-            }
-        }
-        if let Some(Value::String(text)) = delta.get_mut("refusal") {
-            *text = self.channels.push(Channel::Refusal(index), text);
-        }
-        if let Some(Value::String(args)) = delta
-            .get_mut("function_call")
-            .and_then(|f| f.get_mut("arguments"))
-        {
-            *args = self.channels.push(Channel::FunctionArguments(index), args);
-        }
-        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
-            for (position, call) in calls.iter_mut().enumerate() {
-                let call_index = call
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(position as u64);
-                if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                    *args = self
-                        .channels
-                        .push(Channel::ToolArguments(index, call_index), args);
+                if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
+                    let index = choice_index(choice);
+                    let rests = self.channels.close_where(|c| c.choice() == Some(index));
+                    append_rests(choice, rests);
                 }
             }
         }
+        self.last = Some(chunk.clone());
     }
 
     /// The stream ended (`[DONE]` or the end of the body): a last chunk
@@ -335,6 +393,56 @@ impl<'m> ChatStream<'m> {
 
     pub fn found(&self) -> &Found {
         &self.channels.found
+    }
+}
+
+fn choice_index(choice: &Value) -> u64 {
+    choice.get("index").and_then(Value::as_u64).unwrap_or(0)
+}
+
+/// Calls `each` on every channel's text in a chat chunk, always in the
+/// same order (so text taken out can be put back in its place).
+fn chat_channels(chunk: &mut Value, each: &mut impl FnMut(Channel, &mut String)) {
+    let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for choice in choices {
+        let index = choice_index(choice);
+        // Legacy completions carry the text on the choice itself.
+        if let Some(Value::String(text)) = choice.get_mut("text") {
+            each(Channel::Content(index), text);
+        }
+        let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        if let Some(Value::String(text)) = delta.get_mut("content") {
+            each(Channel::Content(index), text);
+        }
+        for key in ["reasoning_content", "reasoning"] {
+            if let Some(Value::String(text)) = delta.get_mut(key) {
+                each(Channel::Reasoning(index), text);
+            }
+        }
+        if let Some(Value::String(text)) = delta.get_mut("refusal") {
+            each(Channel::Refusal(index), text);
+        }
+        if let Some(Value::String(args)) = delta
+            .get_mut("function_call")
+            .and_then(|f| f.get_mut("arguments"))
+        {
+            each(Channel::FunctionArguments(index), args);
+        }
+        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+            for (position, call) in calls.iter_mut().enumerate() {
+                let call_index = call
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(position as u64);
+                if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                    each(Channel::ToolArguments(index, call_index), args);
+                }
+            }
+        }
     }
 }
 
@@ -436,6 +544,12 @@ impl<'m> MessagesStream<'m> {
         }
     }
 
+    /// As [`ChatStream::restoring`].
+    pub fn restoring(mut self, vault: &'m Vault) -> Self {
+        self.channels.vault = Some(vault);
+        self
+    }
+
     /// Masks one event (`name`, its JSON `data`); returns the events to
     /// send in its place, in order (a block's held text goes out as one
     /// more delta before its `content_block_stop`).
@@ -450,6 +564,8 @@ impl<'m> MessagesStream<'m> {
         let name = typed.as_str();
         let mut out = Vec::new();
         let index = data.get("index").and_then(Value::as_u64).unwrap_or(0);
+        // The block's text, taken out while the rest is masked whole.
+        let mut piece: Option<(&'static str, String)> = None;
         match name {
             "content_block_delta" => {
                 if let Some(delta) = data.get_mut("delta").and_then(Value::as_object_mut) {
@@ -466,7 +582,7 @@ impl<'m> MessagesStream<'m> {
                     };
                     if let Some(field) = field {
                         if let Some(Value::String(text)) = delta.get_mut(field) {
-                            *text = self.channels.push(Channel::Block(index), text);
+                            piece = Some((field, std::mem::take(text)));
                         }
                         self.delta_types.insert(index, kind);
                     }
@@ -488,7 +604,11 @@ impl<'m> MessagesStream<'m> {
             }
             _ => {}
         }
-        mask_whole(self.channels.masker, &mut data, &mut self.channels.found);
+        self.channels.whole(&mut data);
+        if let Some((field, text)) = piece {
+            let released = self.channels.push(Channel::Block(index), &text);
+            data["delta"][field] = Value::String(released);
+        }
         out.push((name.to_string(), data));
         out
     }
@@ -531,6 +651,12 @@ impl<'m> ResponsesStream<'m> {
         }
     }
 
+    /// As [`ChatStream::restoring`].
+    pub fn restoring(mut self, vault: &'m Vault) -> Self {
+        self.channels.vault = Some(vault);
+        self
+    }
+
     fn channel(kind: &str, data: &Value) -> Channel {
         let text = |k: &str| {
             data.get(k)
@@ -555,10 +681,12 @@ impl<'m> ResponsesStream<'m> {
             .unwrap_or_default()
             .to_string();
         let mut out = Vec::new();
+        // A delta's text, taken out while the rest is masked whole.
+        let mut piece = None;
         if let Some(prefix) = kind.strip_suffix(".delta") {
             let channel = Self::channel(prefix, &data);
             if let Some(Value::String(delta)) = data.get_mut("delta") {
-                *delta = self.channels.push(channel, delta);
+                piece = Some((channel, std::mem::take(delta)));
             }
         } else if let Some(prefix) = kind.strip_suffix(".done") {
             let channel = Self::channel(prefix, &data);
@@ -567,7 +695,10 @@ impl<'m> ResponsesStream<'m> {
                 out.push(Self::rest_event(prefix, &data, rest));
             }
         }
-        mask_whole(self.channels.masker, &mut data, &mut self.channels.found);
+        self.channels.whole(&mut data);
+        if let Some((channel, text)) = piece {
+            data["delta"] = Value::String(self.channels.push(channel, &text));
+        }
         out.push(data);
         out
     }
@@ -829,6 +960,78 @@ mod tests {
             assert!(serde_json::from_str::<Value>(&arguments).is_ok());
             assert_eq!(stream.found().hits, 4);
         }
+    }
+
+    /// A vault holding the SSN and the email of a prompt.
+    fn prompt_vault(m: &Masker) -> Vault {
+        let mut vault = Vault::new();
+        let mut prompt = json!({"messages": [{"role": "user",
+            "content": format!("Patient {SSN}, jane@example.org")}]});
+        mask_prompt_value(m, Some(&mut vault), &mut prompt, &mut Found::default());
+        assert_eq!(
+            prompt["messages"][0]["content"],
+            "Patient [SSN_1], [EMAIL_2]"
+        );
+        vault
+    }
+
+    #[test]
+    fn placeholders_come_back_for_the_caller_but_the_models_own_phi_is_masked() {
+        let m = masker();
+        let vault = prompt_vault(&m);
+        // What the model writes: the placeholders, and a number of its own.
+        let text = "Patient [SSN_1] ([EMAIL_2]) and 234-56-7890, not [SSN_3].";
+        let restored = format!("Patient {SSN} (jane@example.org) and [SSN], not [SSN_3].");
+        let args = "{\"ssn\": \"[SSN_1]\"}";
+        for size in 1..10 {
+            let mut stream = ChatStream::new(&m).restoring(&vault);
+            let mut sent = Vec::new();
+            for p in pieces(text, size) {
+                let mut c = chat_chunk(Some(&p), None, None);
+                stream.chunk(&mut c);
+                sent.push(c);
+            }
+            for p in pieces(args, size) {
+                let mut c = chat_chunk(None, Some(&p), None);
+                stream.chunk(&mut c);
+                sent.push(c);
+            }
+            let mut last = chat_chunk(None, None, Some("stop"));
+            stream.chunk(&mut last);
+            sent.push(last);
+            let (content, arguments) = accumulate(&sent);
+            assert_eq!(content, restored, "size {size}");
+            assert_eq!(arguments, format!("{{\"ssn\": \"{SSN}\"}}"), "size {size}");
+            assert_eq!(stream.found().restored, 3, "size {size}");
+            assert_eq!(stream.found().hits, 1, "size {size}");
+        }
+        // A whole answer, and the Responses stream's closing text, alike.
+        let mut body = json!({"choices": [{"message": {"content": text}}], "id": "[SSN_1]"});
+        let mut found = Found::default();
+        mask_whole(&m, &mut body, &mut found);
+        restore_whole(&vault, &mut body, &mut found);
+        assert_eq!(body["choices"][0]["message"]["content"], restored.as_str());
+        assert_eq!(body["id"], "[SSN_1]", "structure is not restored");
+        let mut stream = ResponsesStream::new(&m).restoring(&vault);
+        let mut out = Vec::new();
+        for p in pieces(text, 3) {
+            out.extend(stream.event(json!({"type": "response.output_text.delta",
+                "item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": p})));
+        }
+        out.extend(stream.event(json!({"type": "response.output_text.done",
+            "item_id": "msg_1", "output_index": 0, "content_index": 0, "text": text})));
+        let deltas: String = out
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.delta")
+            .map(|e| e["delta"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(deltas, restored);
+        assert_eq!(out.last().unwrap()["text"], restored.as_str());
+        // The record keeps the answer as the model wrote it.
+        assert_eq!(
+            vault.conceal(&restored),
+            "Patient [SSN_1] ([EMAIL_2]) and [SSN], not [SSN_3]."
+        );
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //! name = "long-answers"
 //! action = "deny"
 //! max_tokens_over = 8192
+//!
+//! [[rules]]
+//! name = "care-team-gets-its-values-back"
+//! action = "mask"
+//! groups = ["care-team"]
+//! restore = true
 //! ```
 //!
 //! Models match case-insensitively, with `*` at the end for a prefix:
@@ -68,6 +74,13 @@ pub struct LlmConditions {
     /// Holds for streamed (`true`) or whole (`false`) answers.
     #[serde(default)]
     pub stream: Option<bool>,
+    /// Not a condition: what a `mask` rule does with the prompt's values.
+    /// With `restore = true` they become numbered placeholders (`[SSN_1]`)
+    /// and the model's answer has them turned back for the caller that
+    /// sent them (`vigil_proxy_core::mask::vault`); the provider still
+    /// never sees them. Needs both `[masking]` directions.
+    #[serde(default)]
+    pub restore: bool,
 }
 
 /// Which way `mask` masks, from `[masking]` (both by default):
@@ -116,6 +129,40 @@ impl Family for Llm {
     fn matches(_: &MaskDirections, rule: &Rule<LlmConditions>, request: &LlmRequest) -> bool {
         conditions_hold(&rule.conditions, rule.action, request)
     }
+
+    fn check_rule(
+        directions: &MaskDirections,
+        rule: &Rule<LlmConditions>,
+    ) -> Result<(), PolicyError> {
+        let problem = |p: &str| {
+            Err(PolicyError::Rule {
+                rule: rule.name.clone(),
+                problem: p.into(),
+            })
+        };
+        if !rule.conditions.restore {
+            return Ok(());
+        }
+        if rule.action != Outcome::Mask {
+            return problem("restore applies only to action = \"mask\"");
+        }
+        if !(directions.prompt && directions.output) {
+            // Without a masked prompt there is nothing to restore; without
+            // a masked answer, what the model wrote would reach the caller
+            // unmasked beside the restored values.
+            return problem("restore needs [masking] prompt and output both on");
+        }
+        Ok(())
+    }
+}
+
+/// Whether the rule that decided a call says its prompt's values are
+/// restored in the answer.
+pub fn restores(policy: &Policy, rule: &str) -> bool {
+    policy
+        .rules()
+        .iter()
+        .any(|r| r.name == rule && r.conditions.restore && r.action == Outcome::Mask)
 }
 
 fn conditions_hold(c: &LlmConditions, action: Outcome, r: &LlmRequest) -> bool {
@@ -217,6 +264,28 @@ tools = ["weather"]
             verdict(tools(&["lookup", "web_search"])),
             "web-search-reviewed"
         );
+    }
+
+    #[test]
+    fn restore_belongs_to_mask_rules_with_both_directions_masked() {
+        let rule = |action: &str, masking: &str| {
+            format!("name = \"x\"\ndefault = \"mask\"\n{masking}\n[[rules]]\nname = \"r\"\naction = \"{action}\"\nrestore = true\n")
+        };
+        let ok = Policy::parse(&rule("mask", "")).unwrap();
+        assert!(restores(&ok, "r"));
+        assert!(!restores(&ok, "default"));
+        for (action, masking) in [
+            ("allow", ""),
+            ("deny", ""),
+            ("review", ""),
+            ("mask", "[masking]\noutput = false"),
+            ("mask", "[masking]\nprompt = false"),
+        ] {
+            let err = Policy::parse(&rule(action, masking))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("restore"), "{action} {masking}: {err}");
+        }
     }
 
     #[test]

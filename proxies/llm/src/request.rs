@@ -5,10 +5,10 @@
 //! be asked for another model than the one policy judged.
 
 use serde_json::Value;
-use vigil_proxy_core::mask::Masker;
+use vigil_proxy_core::mask::{Masker, Vault};
 use vigil_proxy_core::strict_json::{self, JsonError};
 
-use crate::output::{mask_whole, Found};
+use crate::output::{mask_prompt_value, Found};
 
 /// The endpoints a listener serves; anything else is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -302,12 +302,22 @@ impl LlmRequest {
     /// tool results the agent passes back), before the request leaves for
     /// the provider.
     pub fn mask_prompt(&mut self, masker: &Masker) -> Found {
+        self.mask_prompt_into(masker, None)
+    }
+
+    /// [`LlmRequest::mask_prompt`] with numbered placeholders kept in
+    /// `vault`, so that the answer can have them restored for the caller.
+    pub fn mask_prompt_numbered(&mut self, masker: &Masker, vault: &mut Vault) -> Found {
+        self.mask_prompt_into(masker, Some(vault))
+    }
+
+    fn mask_prompt_into(&mut self, masker: &Masker, mut vault: Option<&mut Vault>) -> Found {
         let mut found = Found::default();
         let keys = self.endpoint.prompt_keys();
         if let Value::Object(map) = &mut self.body {
             for key in keys {
                 if let Some(v) = map.get_mut(*key) {
-                    mask_whole(masker, v, &mut found);
+                    mask_prompt_value(masker, vault.as_deref_mut(), v, &mut found);
                 }
             }
         }
@@ -452,6 +462,8 @@ mod tests {
         );
     }
 
+    const SMUGGLED: &str = "call 123-45-6789";
+
     #[test]
     fn the_prompt_is_masked_and_the_rest_kept() {
         let masker = Masker::new([1; 32], &DetectorConfig::default()).unwrap();
@@ -472,9 +484,18 @@ mod tests {
         );
         assert_eq!(found.hits, 3);
         assert_eq!(
-            r.body["messages"][1]["content"][0]["tool_use_id"],
-            "toolu_2023-04-05"
+            r.body["messages"][1]["content"][0]["tool_use_id"], "toolu_2023-04-05",
+            "a real id glues its characters to a word"
         );
+        // An id the agent wrote to carry an SSN to the provider.
+        let body = json!({"model": "gemma", "messages": [
+            {"role": "assistant", "tool_calls": [{"id": SMUGGLED, "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": SMUGGLED, "content": "ok"}]});
+        let mut ids = decode(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+        assert_eq!(ids.mask_prompt(&masker).hits, 2);
+        assert!(!ids.body.to_string().contains("6789"), "{}", ids.body);
+        assert_eq!(ids.body["messages"][1]["role"], "tool");
         assert_eq!(r.body["model"], "claude");
     }
 }

@@ -105,6 +105,7 @@ mod detect;
 mod format;
 pub mod pattern;
 pub mod stream;
+pub mod vault;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -115,6 +116,7 @@ pub use detect::Hits;
 pub use format::{HASH_HEX_LEN, HASH_PREFIX, PARTIAL_KEEP, REDACTED};
 pub use pattern::{Pattern, PatternError, MAX_PATTERN_LEN};
 pub use stream::StreamMasker;
+pub use vault::{Restorer, Vault};
 
 use detect::Detectors;
 use format::HmacSha256;
