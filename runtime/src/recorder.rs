@@ -6,6 +6,13 @@
 //!   SessionOpened before the upstream connection, a Request and its
 //!   Decision before the request goes upstream. An error means the adapter
 //!   must not forward (and ends the session).
+//! - **Durable before disclosure** ([`SessionRecorder::record_overlapped`]):
+//!   for a request that changes nothing (a PostgreSQL read the classifier
+//!   proves free of side effects), the events are handed to the bus at
+//!   once, the request goes upstream at the same time, and the adapter
+//!   waits ([`SessionRecorder::durable_through`]) before any byte of its
+//!   answer reaches the client. A failure ends the session; the answer
+//!   is never shown.
 //! - **In the background** ([`SessionRecorder::record_in_background`]):
 //!   Responses, which must not stall the results they describe. The event
 //!   is handed to the bus at once (so events keep their order); only the
@@ -15,15 +22,17 @@
 //! Also here: the session's [`EndReason`], typed, and the SessionOpened /
 //! SessionClosed bracket ([`SessionRecorder::open`], [`SessionRecorder::close`]).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use vigil_metrics::LATENCY_SECONDS;
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, watch, Notify};
 use vigil_proto::events::{
     event::Kind, EndReason as Recorded, Event, SessionClosed, SessionOpened,
 };
+use vigil_proxy_core::sink::RecordFuture;
 use vigil_proxy_core::{EventSink, SessionContext, SinkError};
 
 /// Why a session ended, with what the protocol adds (the I/O error, the
@@ -84,8 +93,31 @@ impl EndReason {
 pub struct SessionRecorder {
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
-    audit_failed: Notify,
+    audit_failed: Arc<Notify>,
     started: Instant,
+    overlapped: Overlapped,
+}
+
+/// How far the records handed over by
+/// [`SessionRecorder::record_overlapped`] are durable. Tickets count from
+/// 1; records become durable in the order they were handed over (one task
+/// per session awaits them in turn), so one number says it all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum DurableMark {
+    Through(u64),
+    /// A record failed: nothing after it is taken as durable.
+    Failed,
+}
+
+#[derive(Default)]
+struct Overlapped {
+    issued: AtomicU64,
+    /// Started at the first overlapped record; ends when the recorder is
+    /// dropped (its sender with it).
+    queue: OnceLock<mpsc::UnboundedSender<(u64, Vec<RecordFuture>)>>,
+    durable: OnceLock<watch::Sender<DurableMark>>,
+    /// Serialises ticket and hand-over, so tickets follow bus order.
+    handing_over: Mutex<()>,
 }
 
 impl SessionRecorder {
@@ -112,8 +144,9 @@ impl SessionRecorder {
         Ok(Arc::new(Self {
             session,
             sink,
-            audit_failed: Notify::new(),
+            audit_failed: Arc::new(Notify::new()),
             started: Instant::now(),
+            overlapped: Overlapped::default(),
         }))
     }
 
@@ -139,6 +172,75 @@ impl SessionRecorder {
         }
         record_latency("durable").observe(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// Hands `kinds` to the bus now, in order, and returns their ticket
+    /// without waiting: the request they describe may go upstream at once,
+    /// but nothing of its answer may reach the client before
+    /// [`SessionRecorder::durable_through`] that ticket says so. A failure
+    /// also wakes [`SessionRecorder::audit_failed`].
+    pub fn record_overlapped(&self, kinds: Vec<Kind>) -> u64 {
+        let events: Vec<Event> = kinds.into_iter().map(|k| self.session.event(k)).collect();
+        events.iter().for_each(count_decision);
+        let _order = self.overlapped.handing_over.lock().expect("hand-over lock");
+        let pending: Vec<RecordFuture> = events.into_iter().map(|e| self.sink.record(e)).collect();
+        let ticket = self.overlapped.issued.fetch_add(1, Ordering::SeqCst) + 1;
+        let queue = self.overlapped.queue.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let durable = self
+                .overlapped
+                .durable
+                .get_or_init(|| watch::channel(DurableMark::Through(0)).0)
+                .clone();
+            tokio::spawn(await_in_order(rx, durable, self.audit_failed.clone()));
+            tx
+        });
+        if queue.send((ticket, pending)).is_err() {
+            // The task is gone only if the runtime is shutting down.
+            self.mark(DurableMark::Failed);
+        }
+        ticket
+    }
+
+    /// The latest ticket [`SessionRecorder::record_overlapped`] gave.
+    pub fn overlapped_issued(&self) -> u64 {
+        self.overlapped.issued.load(Ordering::SeqCst)
+    }
+
+    /// Waits until every overlapped record up to `ticket` is durable; an
+    /// error if one of them (or any before) failed.
+    pub async fn durable_through(&self, ticket: u64) -> Result<(), SinkError> {
+        if ticket == 0 {
+            return Ok(());
+        }
+        let mut rx = self
+            .overlapped
+            .durable
+            .get_or_init(|| watch::channel(DurableMark::Through(0)).0)
+            .subscribe();
+        loop {
+            match *rx.borrow_and_update() {
+                DurableMark::Failed => {
+                    return Err(SinkError::Unavailable(
+                        "an event of this session could not be recorded".into(),
+                    ))
+                }
+                DurableMark::Through(t) if t >= ticket => return Ok(()),
+                DurableMark::Through(_) => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(SinkError::Unavailable("the recorder is gone".into()));
+            }
+        }
+    }
+
+    fn mark(&self, mark: DurableMark) {
+        if let Some(tx) = self.overlapped.durable.get() {
+            tx.send_replace(mark);
+        }
+        if mark == DurableMark::Failed {
+            self.audit_failed.notify_one();
+        }
     }
 
     /// Hands the event to the bus now and waits for durability in the
@@ -189,6 +291,28 @@ impl SessionRecorder {
     }
 }
 
+/// One session's overlapped records, awaited in the order they were handed
+/// over; the mark moves on after each batch, or fails for good.
+async fn await_in_order(
+    mut queue: mpsc::UnboundedReceiver<(u64, Vec<RecordFuture>)>,
+    durable: watch::Sender<DurableMark>,
+    audit_failed: Arc<Notify>,
+) {
+    while let Some((ticket, pending)) = queue.recv().await {
+        let started = Instant::now();
+        for p in pending {
+            if let Err(e) = p.await {
+                tracing::error!(error = %e, "an overlapped record failed; its answer is withheld");
+                durable.send_replace(DurableMark::Failed);
+                audit_failed.notify_one();
+                return;
+            }
+        }
+        record_latency("overlapped").observe(started.elapsed().as_secs_f64());
+        durable.send_replace(DurableMark::Through(ticket));
+    }
+}
+
 fn open_sessions(protocol: &str) -> vigil_metrics::Gauge {
     vigil_metrics::gauge(
         "vigil_sessions_open",
@@ -200,7 +324,7 @@ fn open_sessions(protocol: &str) -> vigil_metrics::Gauge {
 fn record_latency(mode: &str) -> vigil_metrics::Histogram {
     vigil_metrics::histogram(
         "vigil_record_seconds",
-        "Time from handing events to the bus until they are durable: `durable` before a request is forwarded, `background` for responses.",
+        "Time from handing events to the bus until they are durable: `durable` before a request is forwarded, `overlapped` while a read that changes nothing runs, `background` for responses.",
         &[("mode", mode)],
         LATENCY_SECONDS,
     )
@@ -318,6 +442,66 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// Holds each record until released, to show the order of durability.
+    #[derive(Default)]
+    struct Gated {
+        gates: Mutex<Vec<tokio::sync::oneshot::Sender<Result<(), SinkError>>>>,
+    }
+
+    impl EventSink for Gated {
+        fn record(&self, _event: Event) -> RecordFuture {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            self.gates.lock().unwrap().push(tx);
+            Box::pin(async move { rx.await.unwrap_or(Ok(())) })
+        }
+    }
+
+    #[tokio::test]
+    async fn an_overlapped_record_is_waited_for_in_order_and_a_failure_withholds_for_good() {
+        let sink = Arc::new(Gated::default());
+        let session = Arc::new(SessionContext::new(
+            "ehr",
+            &identity(),
+            vigil_proto::events::Protocol::Postgres,
+        ));
+        let opening = SessionRecorder::open(session, sink.clone(), SessionOpened::default());
+        let opened = tokio::spawn(opening);
+        while sink.gates.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let _ = sink.gates.lock().unwrap().remove(0).send(Ok(()));
+        let recorder = opened.await.unwrap().unwrap();
+        assert_eq!(recorder.overlapped_issued(), 0);
+        recorder.durable_through(0).await.unwrap();
+        let first = recorder.record_overlapped(vec![Kind::Request(Default::default())]);
+        let second = recorder.record_overlapped(vec![Kind::Request(Default::default())]);
+        assert_eq!((first, second), (1, 2));
+        let wait = |t| {
+            tokio::time::timeout(
+                std::time::Duration::from_millis(50),
+                recorder.durable_through(t),
+            )
+        };
+        assert!(wait(1).await.is_err(), "nothing is durable yet");
+        // The second becomes durable first: the first still is not.
+        let _ = sink.gates.lock().unwrap().remove(1).send(Ok(()));
+        assert!(wait(1).await.is_err());
+        let _ = sink.gates.lock().unwrap().remove(0).send(Ok(()));
+        wait(2).await.expect("in time").expect("durable");
+        let third = recorder.record_overlapped(vec![Kind::Request(Default::default())]);
+        let _ = sink
+            .gates
+            .lock()
+            .unwrap()
+            .remove(0)
+            .send(Err(SinkError::Unavailable("disk".into())));
+        assert!(wait(third).await.expect("in time").is_err());
+        assert!(wait(1).await.expect("in time").is_err(), "failed for good");
+        tokio::time::timeout(std::time::Duration::from_secs(5), recorder.audit_failed())
+            .await
+            .expect("the watchdog fires");
     }
 
     #[test]

@@ -385,19 +385,22 @@ impl DatabaseCatalog {
     }
 
     /// The function names and operator symbols defined outside `pg_catalog`
-    /// (and not by an extension), in this database.
+    /// (and not by an extension), and the relations that run code when
+    /// read, in this database.
     async fn fetch_shadows(&self, upstream: &UpstreamConfig) -> Result<Shadows, CatalogError> {
         let rows = self.rows(upstream, SHADOWS_QUERY).await?;
         let (mut functions, mut operators, mut attributes) = (Vec::new(), Vec::new(), Vec::new());
+        let mut code_relations = Vec::new();
         for row in rows {
             match (row.first().map(String::as_str), row.get(1)) {
                 (Some("f"), Some(name)) => functions.push(name.clone()),
                 (Some("o"), Some(name)) => operators.push(name.clone()),
                 (Some("a"), Some(name)) => attributes.push(name.clone()),
+                (Some("r"), Some(name)) => code_relations.push(name.clone()),
                 _ => {}
             }
         }
-        Ok(Shadows::new(functions, operators, attributes))
+        Ok(Shadows::new(functions, operators, attributes).with_code_relations(code_relations))
     }
 
     /// Runs `sql` on the catalog connection and returns its rows as text
@@ -454,7 +457,12 @@ const SHADOWS_QUERY: &str = "\
         WHERE d.classid = 'pg_catalog.pg_operator'::pg_catalog.regclass AND d.objid = o.oid AND d.deptype = 'e') \
     UNION ALL \
     SELECT DISTINCT 'a', p.proname FROM pg_catalog.pg_proc p \
-    WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace";
+    WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace \
+    UNION ALL \
+    SELECT DISTINCT 'r', c.relname FROM pg_catalog.pg_class c \
+    WHERE (c.relkind IN ('v', 'f') OR c.relrowsecurity) \
+      AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, \
+        'information_schema'::pg_catalog.regnamespace)";
 
 async fn query_rows(
     stream: &mut UpstreamStream,

@@ -126,7 +126,8 @@ impl Gate {
         let mut class = classify::classify(sql);
         self.shadows.apply(&mut class);
         let mut verdict = self.judge_classification(&class);
-        verdict.shapes = MessageShapes::of(&class, self.settings_may_hold_data);
+        let free_read = class.is_free_read() && !self.shadows.reads_code(&class);
+        verdict.shapes = MessageShapes::of(&class, self.settings_may_hold_data, free_read);
         self.last_names = SqlNames::of(&class);
         if verdict.outcome.forwards() {
             self.remember_prepares(&class);

@@ -17,7 +17,13 @@
 //!
 //! Fail closed: a Request event and its Decision are recorded durably
 //! *before* the statement is forwarded. If they cannot be, the session ends
-//! with a FATAL error and the statement never reaches the database. A
+//! with a FATAL error and the statement never reaches the database. The one
+//! exception is a read the classifier proves changes nothing (see
+//! `vigil_sql::classify::free_read`): it goes upstream while its record
+//! becomes durable, and the backend holds every byte the server sends
+//! after it until the record is durable (durable before disclosure); if it
+//! cannot be, the client gets 57P03 instead of the result and the session
+//! ends. A
 //! statement the policy refuses never reaches it either: a probe that fails
 //! without touching data goes in its place, and its error is rewritten into
 //! the refusal (see `refuse`), so that transaction state stays exactly as
@@ -392,6 +398,10 @@ enum Step {
     /// Record these events durably; then what the plan put in `out` goes
     /// upstream.
     Record(Vec<Kind>),
+    /// A read that changes nothing: hand these events over and let what
+    /// the plan put in `out` go upstream at once; the backend withholds
+    /// its answer until they are durable.
+    RecordOverlapped(Vec<Kind>),
     /// Hold the message for review.
     Hold(Box<HoldPlan>),
     /// The client ends the session.
@@ -527,6 +537,10 @@ impl Frontend {
                 self.record_durably(events).await?;
                 Ok(Forward::Done)
             }
+            Step::RecordOverlapped(events) => {
+                self.shared.recorder.record_overlapped(events);
+                Ok(Forward::Done)
+            }
             Step::Hold(plan) => {
                 let HoldPlan {
                     held,
@@ -565,10 +579,14 @@ impl Frontend {
                     );
                 }
                 self.forward_or_probe(frame, &verdict, seq, out);
-                vec![
+                let events = vec![
                     Kind::Request(sql_request(seq, sql, SqlProtocolPath::Simple)),
                     shared.decision(seq, &verdict, Stage::Request),
-                ]
+                ];
+                if self.may_overlap(&verdict) {
+                    return Step::RecordOverlapped(events);
+                }
+                events
             }
             ClientMessage::Parse(parse) => {
                 shared.remember_client_text(&parse.query);
@@ -681,7 +699,7 @@ impl Frontend {
                 }
                 self.tracker().push_execute_with(seq, attrs);
                 out.extend_from_slice(&frame.raw);
-                vec![
+                let events = vec![
                     Kind::Request(Request::new_sql(
                         seq,
                         SqlStatement {
@@ -693,7 +711,11 @@ impl Frontend {
                         },
                     )),
                     shared.decision(seq, &verdict, Stage::Request),
-                ]
+                ];
+                if self.may_overlap(&verdict) {
+                    return Step::RecordOverlapped(events);
+                }
+                events
             }
             ClientMessage::Describe { .. } => {
                 self.tracker().push_client_describe();
@@ -832,6 +854,19 @@ impl Frontend {
             self.tracker().push_query(seq);
             out.extend_from_slice(&codec::query(&probe));
         }
+    }
+
+    /// Whether a statement under `verdict` may go upstream while its record
+    /// becomes durable: a read that changes nothing, let through, and not
+    /// while this session's own schema changes may be out of the catalog's
+    /// sight (a view created in this transaction would read as a table).
+    fn may_overlap(&self, verdict: &Verdict) -> bool {
+        verdict.outcome.forwards()
+            && verdict.shapes.is_free_read()
+            && !self
+                .shared
+                .schema_changing
+                .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// The probe to forward in place of a refused statement.

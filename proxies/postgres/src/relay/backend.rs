@@ -175,9 +175,21 @@ pub(super) async fn backend(
             Ok(_) => {}
             Err(e) => return EndReason::UpstreamClosed(Some(e.to_string())),
         }
+        // Whatever these bytes answer went upstream before they came, so
+        // after its overlapped record (if it had one) was handed over: the
+        // tickets issued by now cover it. Nothing of it reaches the client
+        // before they are durable.
+        let disclose_after = state.shared.recorder.overlapped_issued();
         let mut completed = Vec::new();
-        let ended =
-            relay_buffered(&mut state, &mut buf, &mut out, &client_wr, &mut completed).await;
+        let ended = relay_buffered(
+            &mut state,
+            &mut buf,
+            &mut out,
+            &client_wr,
+            &mut completed,
+            disclose_after,
+        )
+        .await;
         // The runs that ended are recorded even when the session ends
         // here: their statements ran.
         for done in completed {
@@ -187,10 +199,36 @@ pub(super) async fn backend(
             return reason;
         }
         if !out.is_empty() {
+            if let Some(reason) = wait_until_durable(&state, &client_wr, disclose_after).await {
+                return reason;
+            }
             if let Err(e) = client_wr.lock().await.write_all(&out).await {
                 return EndReason::ClientDisconnected(Some(e.to_string()));
             }
             out.clear();
+        }
+    }
+}
+
+/// Waits until the overlapped records up to `ticket` are durable; if one
+/// cannot be, the client is told so instead of getting the answer, and the
+/// session ends.
+async fn wait_until_durable(
+    state: &Backend,
+    client_wr: &ClientWriter,
+    ticket: u64,
+) -> Option<EndReason> {
+    match state.shared.recorder.durable_through(ticket).await {
+        Ok(()) => None,
+        Err(e) => {
+            tracing::error!(session = %state.shared.session.session_id(), error = %e, "a read's record failed; its result is withheld");
+            send_fatal(
+                client_wr,
+                "57P03",
+                "Vigil withheld the result because its statement could not be recorded in the audit ledger; the session is closed",
+            )
+            .await;
+            Some(EndReason::AuditUnavailable)
         }
     }
 }
@@ -203,6 +241,7 @@ async fn relay_buffered(
     out: &mut BytesMut,
     client_wr: &ClientWriter,
     completed: &mut Vec<Completed>,
+    disclose_after: u64,
 ) -> Option<EndReason> {
     loop {
         let frame = match codec::decode_frame(buf) {
@@ -254,6 +293,9 @@ async fn relay_buffered(
         }
         // Keep memory flat on huge results: flush as we go.
         if out.len() >= 256 * 1024 {
+            if let Some(reason) = wait_until_durable(state, client_wr, disclose_after).await {
+                return Some(reason);
+            }
             if let Err(e) = client_wr.lock().await.write_all(out).await {
                 return Some(EndReason::ClientDisconnected(Some(e.to_string())));
             }

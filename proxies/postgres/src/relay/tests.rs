@@ -139,9 +139,43 @@ fn plan(front: &mut Frontend, frame: &Frame) -> (Step, Bytes) {
 
 fn recorded(step: Step) -> Vec<Kind> {
     match step {
-        Step::Record(events) => events,
+        Step::Record(events) | Step::RecordOverlapped(events) => events,
         Step::Hold(_) => panic!("held, not recorded"),
         Step::Terminate => panic!("terminated"),
+    }
+}
+
+#[tokio::test]
+async fn only_a_read_that_changes_nothing_goes_upstream_before_its_record_is_durable() {
+    let mut front = frontend(None).await;
+    for (sql, overlapped) in [
+        ("SELECT abalance FROM pgbench_accounts WHERE aid = 1", true),
+        ("SELECT count(*) FROM patients", true),
+        ("SELECT nextval('s')", false),
+        ("SELECT * FROM patients FOR UPDATE", false),
+        ("INSERT INTO t VALUES (1)", false),
+        ("NOTIFY c", false),
+        ("SELECT 1; SELECT pg_advisory_lock(1)", false),
+        ("not sql", false),
+    ] {
+        let (step, _) = plan(&mut front, &frame(codec::query(sql)));
+        assert_eq!(
+            matches!(step, Step::RecordOverlapped(_)),
+            overlapped,
+            "{sql}"
+        );
+    }
+    // The extended protocol: an Execute inherits what its Parse was.
+    for (sql, overlapped) in [("SELECT $1::int", true), ("SELECT nextval($1)", false)] {
+        let (step, _) = plan(&mut front, &frame(results::parse_message("", sql)));
+        assert!(matches!(step, Step::Record(ref e) if e.is_empty()));
+        plan(&mut front, &bind("", ""));
+        let (step, _) = plan(&mut front, &execute(""));
+        assert_eq!(
+            matches!(step, Step::RecordOverlapped(_)),
+            overlapped,
+            "{sql}"
+        );
     }
 }
 

@@ -191,6 +191,7 @@ mod ddl;
 mod depth;
 mod dml;
 mod fallback;
+mod free_read;
 mod functions;
 mod lexguard;
 pub(crate) mod names;

@@ -17,6 +17,7 @@
 use std::collections::HashSet;
 
 use super::functions::is_builtin_function;
+use super::names::last_part;
 use super::{Classification, StatementClass};
 
 /// Function names and operator symbols defined outside `pg_catalog`.
@@ -31,6 +32,10 @@ pub struct Shadows {
     /// argument of its type (a row type, `record`, a polymorphic type, with
     /// defaults or VARIADIC), which the name alone cannot rule out.
     attributes: HashSet<String>,
+    /// Names of relations that run code when read: views, foreign tables,
+    /// tables under row security (outside `pg_catalog` and
+    /// `information_schema`). A read of one is never a free read.
+    code_relations: HashSet<String>,
     /// The catalog could not be read: any call or operator may be
     /// somebody's code.
     unknown: bool,
@@ -56,8 +61,28 @@ impl Shadows {
                 .collect(),
             operators: operators.into_iter().collect(),
             attributes: attributes.into_iter().collect(),
+            code_relations: HashSet::new(),
             unknown: false,
         }
+    }
+
+    /// With the names of relations that run code when read (see
+    /// [`Shadows::reads_code`]).
+    pub fn with_code_relations(mut self, names: impl IntoIterator<Item = String>) -> Self {
+        self.code_relations = names.into_iter().collect();
+        self
+    }
+
+    /// Whether a statement of `class` reads a relation that may run code
+    /// when read (by its last name part, in any schema), or the catalog
+    /// could not be read. A quoted name counts: its parts are not certain.
+    pub fn reads_code(&self, class: &Classification) -> bool {
+        self.unknown
+            || class.statements.iter().any(|s| {
+                s.reads
+                    .iter()
+                    .any(|r| r.contains('"') || self.code_relations.contains(last_part(r)))
+            })
     }
 
     /// The catalog could not be read.
@@ -172,6 +197,18 @@ mod tests {
         }
         let like = Shadows::new([], ["~~".to_string()], []);
         assert!(applied("SELECT 'a' LIKE 'b'", &like).statements[0].has_kind("opaque"));
+    }
+
+    #[test]
+    fn a_view_or_a_table_under_row_security_runs_code_when_read() {
+        let shadows = Shadows::new([], [], []).with_code_relations(["recent_visits".to_string()]);
+        assert!(shadows.reads_code(&classify("SELECT * FROM public.recent_visits")));
+        assert!(shadows.reads_code(&classify(
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM recent_visits)"
+        )));
+        assert!(shadows.reads_code(&classify("SELECT * FROM \"odd.name\"")));
+        assert!(!shadows.reads_code(&classify("SELECT * FROM visits")));
+        assert!(Shadows::unknown().reads_code(&classify("SELECT 1")));
     }
 
     #[test]

@@ -162,6 +162,11 @@ pub enum MessageShapes {
         /// computed from tables (its policy lets `channel_write` through):
         /// then `SHOW` and `current_setting` are unknown lineage.
         settings_hold_data: bool,
+        /// The message is a read that changes nothing (see
+        /// `classify::free_read`), its relations checked against the
+        /// catalog: its record may become durable while it runs, its
+        /// results waiting for the record. Unknown shapes never are.
+        free_read: bool,
     },
 }
 
@@ -171,7 +176,11 @@ impl MessageShapes {
     /// may read any table), and when a statement that may or may not
     /// return rows (EXECUTE, FETCH, CALL, SHOW) shares the message with
     /// another: the results could no longer be paired with statements.
-    pub fn of(class: &crate::classify::Classification, settings_hold_data: bool) -> MessageShapes {
+    pub fn of(
+        class: &crate::classify::Classification,
+        settings_hold_data: bool,
+        free_read: bool,
+    ) -> MessageShapes {
         if class.unclassified.is_some() {
             return MessageShapes::Unknown;
         }
@@ -195,7 +204,19 @@ impl MessageShapes {
         MessageShapes::Known {
             shapes: Arc::new(shapes),
             settings_hold_data,
+            free_read,
         }
+    }
+
+    /// Whether the message is a free read (see the `free_read` field).
+    pub fn is_free_read(&self) -> bool {
+        matches!(
+            self,
+            MessageShapes::Known {
+                free_read: true,
+                ..
+            }
+        )
     }
 
     /// The shape of the statement whose result is the `index`-th of the
@@ -205,6 +226,7 @@ impl MessageShapes {
             MessageShapes::Known {
                 shapes,
                 settings_hold_data,
+                ..
             } => shapes.get(index).map(|s| (&**s, *settings_hold_data)),
             MessageShapes::Unknown => None,
         }
