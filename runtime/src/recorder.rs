@@ -174,7 +174,9 @@ impl SessionRecorder {
         Ok(())
     }
 
-    /// Hands `kinds` to the bus now, in order, and returns their ticket
+    /// Hands `kinds` to the bus now, in order (when the bus has room; a
+    /// full bus takes them as they are awaited, in order still), and
+    /// returns their ticket
     /// without waiting: the request they describe may go upstream at once,
     /// but nothing of its answer may reach the client before
     /// [`SessionRecorder::durable_through`] that ticket says so. A failure
@@ -200,6 +202,15 @@ impl SessionRecorder {
             self.mark(DurableMark::Failed);
         }
         ticket
+    }
+
+    /// Whether an overlapped record failed: nothing more of the session may
+    /// be forwarded.
+    pub fn overlapped_failed(&self) -> bool {
+        self.overlapped
+            .durable
+            .get()
+            .is_some_and(|tx| *tx.borrow() == DurableMark::Failed)
     }
 
     /// The latest ticket [`SessionRecorder::record_overlapped`] gave.

@@ -852,9 +852,11 @@ fn metrics_count_sessions_decisions_refusals_and_the_ledger() {
             "{page}"
         );
         // The DROP's record was durable before it went upstream; SELECT 1
-        // changes nothing, so it ran while its record became durable.
-        assert!(value("vigil_record_seconds_count{mode=\"durable\"}") >= 1.0);
-        assert!(value("vigil_record_seconds_count{mode=\"overlapped\"}") >= 1.0);
+        // changes nothing, so where the database holds no code of its
+        // users it ran while its record became durable.
+        let durable = value("vigil_record_seconds_count{mode=\"durable\"}");
+        let overlapped = sample(&page, "vigil_record_seconds_count{mode=\"overlapped\"}");
+        assert!(durable >= 1.0 && durable + overlapped.unwrap_or(0.0) >= 2.0);
         assert!(value("vigil_ledger_entries") >= 8.0);
         assert!(value("vigil_ledger_checkpoint_age_seconds") >= 0.0);
         assert!(page.contains("# TYPE vigil_record_seconds histogram"));

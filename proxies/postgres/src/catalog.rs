@@ -275,6 +275,9 @@ impl Catalog {
         let db = self.database(database).await;
         db.named.lock().expect("catalog cache lock").clear();
         db.cache.lock().expect("catalog cache lock").clear();
+        // What code the database holds may have changed too (a view, a
+        // function, a cast): read it again before the next statement.
+        *db.shadows.lock().expect("shadows lock") = None;
     }
 }
 
@@ -385,22 +388,22 @@ impl DatabaseCatalog {
     }
 
     /// The function names and operator symbols defined outside `pg_catalog`
-    /// (and not by an extension), and the relations that run code when
-    /// read, in this database.
+    /// (and not by an extension), and whether the database holds any code
+    /// of its users at all, in this database.
     async fn fetch_shadows(&self, upstream: &UpstreamConfig) -> Result<Shadows, CatalogError> {
         let rows = self.rows(upstream, SHADOWS_QUERY).await?;
         let (mut functions, mut operators, mut attributes) = (Vec::new(), Vec::new(), Vec::new());
-        let mut code_relations = Vec::new();
+        let mut user_code = false;
         for row in rows {
             match (row.first().map(String::as_str), row.get(1)) {
                 (Some("f"), Some(name)) => functions.push(name.clone()),
                 (Some("o"), Some(name)) => operators.push(name.clone()),
                 (Some("a"), Some(name)) => attributes.push(name.clone()),
-                (Some("r"), Some(name)) => code_relations.push(name.clone()),
+                (Some("c"), Some(_)) => user_code = true,
                 _ => {}
             }
         }
-        Ok(Shadows::new(functions, operators, attributes).with_code_relations(code_relations))
+        Ok(Shadows::new(functions, operators, attributes).with_user_code(user_code))
     }
 
     /// Runs `sql` on the catalog connection and returns its rows as text
@@ -444,7 +447,11 @@ impl DatabaseCatalog {
 /// leaving out extensions' members (`pg_depend` type `e`), and the name of
 /// every function outside `pg_catalog` (attribute notation `p.f` reaches
 /// any that one argument can call: a row type, `record`, a polymorphic
-/// type, defaults, VARIADIC; extensions' too).
+/// type, defaults, VARIADIC; extensions' too). And one row `c` if the
+/// database holds any code its users made, which a read could run without
+/// naming it: a function, a cast, an operator, a domain constraint, a view
+/// or rule, a foreign table, a table under row security (objects initdb did
+/// not create have OIDs from 16384 on). Then no read is a free read.
 const SHADOWS_QUERY: &str = "\
     SELECT DISTINCT 'f', p.proname FROM pg_catalog.pg_proc p \
     WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace \
@@ -459,10 +466,14 @@ const SHADOWS_QUERY: &str = "\
     SELECT DISTINCT 'a', p.proname FROM pg_catalog.pg_proc p \
     WHERE p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace \
     UNION ALL \
-    SELECT DISTINCT 'r', c.relname FROM pg_catalog.pg_class c \
-    WHERE (c.relkind IN ('v', 'f') OR c.relrowsecurity) \
-      AND c.relnamespace NOT IN ('pg_catalog'::pg_catalog.regnamespace, \
-        'information_schema'::pg_catalog.regnamespace)";
+    SELECT 'c', 'user code' WHERE \
+      EXISTS (SELECT 1 FROM pg_catalog.pg_proc WHERE oid >= 16384) \
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_cast WHERE oid >= 16384) \
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_operator WHERE oid >= 16384) \
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint WHERE oid >= 16384 AND contypid <> 0) \
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_rewrite WHERE oid >= 16384) \
+      OR EXISTS (SELECT 1 FROM pg_catalog.pg_class WHERE oid >= 16384 \
+        AND (relkind = 'f' OR relrowsecurity))";
 
 async fn query_rows(
     stream: &mut UpstreamStream,

@@ -90,6 +90,12 @@ impl Gate {
         self.shadows = shadows;
     }
 
+    /// Whether a read may now run code the text does not name (see
+    /// [`Shadows::may_run_hidden_code`]), as the catalog last said.
+    pub fn may_run_hidden_code(&self) -> bool {
+        self.shadows.may_run_hidden_code()
+    }
+
     pub fn policy(&self) -> &Policy {
         &self.policy
     }
@@ -126,7 +132,7 @@ impl Gate {
         let mut class = classify::classify(sql);
         self.shadows.apply(&mut class);
         let mut verdict = self.judge_classification(&class);
-        let free_read = class.is_free_read() && !self.shadows.reads_code(&class);
+        let free_read = class.is_free_read() && !self.shadows.may_run_hidden_code();
         verdict.shapes = MessageShapes::of(&class, self.settings_may_hold_data, free_read);
         self.last_names = SqlNames::of(&class);
         if verdict.outcome.forwards() {

@@ -528,9 +528,17 @@ impl Frontend {
         }
         if matches!(
             message,
-            ClientMessage::Query { .. } | ClientMessage::Parse(_)
+            ClientMessage::Query { .. } | ClientMessage::Parse(_) | ClientMessage::Execute { .. }
         ) {
             self.refresh_shadows().await;
+        }
+        // A read's record failed: nothing more goes upstream (the backend
+        // ends the session with 57P03).
+        if self.shared.recorder.overlapped_failed() {
+            return Err(Fatal {
+                code: "57P03",
+                message: "Vigil withheld the result because its statement could not be recorded in the audit ledger; the session is closed".into(),
+            });
         }
         match self.plan(frame, message, out) {
             Step::Record(events) => {
@@ -863,6 +871,10 @@ impl Frontend {
     fn may_overlap(&self, verdict: &Verdict) -> bool {
         verdict.outcome.forwards()
             && verdict.shapes.is_free_read()
+            // Now, not only when it was parsed: a named statement is
+            // analysed again by the server after DDL (a table replaced by a
+            // view calling `nextval`).
+            && !self.gate.may_run_hidden_code()
             && !self
                 .shared
                 .schema_changing

@@ -98,9 +98,36 @@ async fn start(fail_on: Option<&'static str>) -> (u16, Arc<SlowSink>) {
     (port, sink)
 }
 
-async fn connect(port: u16, user: &str) -> tokio_postgres::Client {
+/// A database of this test's own, made with `setup` run in it: a fresh
+/// one holds no code of its users, which free reads need.
+async fn fresh_database(name: &str, setup: &[&str]) -> String {
+    let db = format!("vigil_durable_{name}_{}", std::process::id());
+    let admin = connect_direct("test").await;
+    admin
+        .simple_query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .unwrap();
+    admin
+        .simple_query(&format!("CREATE DATABASE {db} TEMPLATE template0"))
+        .await
+        .unwrap();
+    let inside = connect_direct(&db).await;
+    for sql in setup {
+        inside.simple_query(sql).await.unwrap();
+    }
+    db
+}
+
+async fn drop_database(db: &str) {
+    let admin = connect_direct("test").await;
+    let _ = admin
+        .simple_query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await;
+}
+
+async fn connect(port: u16, db: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user={user} password=pw dbname=test"),
+        &format!("host=127.0.0.1 port={port} user=agent password=pw dbname={db}"),
         tokio_postgres::NoTls,
     )
     .await
@@ -121,7 +148,8 @@ fn durable(sink: &SlowSink, text: &str) -> (Instant, SystemTime) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_runs_at_once_but_its_result_waits_for_its_record_and_a_write_waits_to_run() {
     let (port, sink) = start(None).await;
-    let client = connect(port, "agent").await;
+    let db = fresh_database("reads", &[]).await;
+    let client = connect(port, &db).await;
 
     // A read, simple protocol: the server's clock says it ran long before
     // its record was durable; the client had nothing before then.
@@ -177,27 +205,51 @@ async fn a_read_runs_at_once_but_its_result_waits_for_its_record_and_a_write_wai
     let rows = client.simple_query(nextval).await.unwrap();
     let ran_at = server_time(&first_value(&rows));
     assert!(ran_at >= durable(&sink, nextval).1);
-    client
-        .simple_query(&format!("DROP TABLE {table}"))
-        .await
-        .unwrap();
+    drop(client);
+
+    // In a database that holds code of its users, a read may run it
+    // without naming it (a domain's CHECK, a cast, a view): every read
+    // waits for its record, as the catalog says.
+    let coded = fresh_database(
+        "coded",
+        &["CREATE FUNCTION noted() RETURNS int LANGUAGE sql AS 'SELECT 1'"],
+    )
+    .await;
+    let client = connect(port, &coded).await;
+    let read = "SELECT clock_timestamp()::text AS in_coded";
+    let rows = client.simple_query(read).await.unwrap();
+    assert!(server_time(&first_value(&rows)) >= durable(&sink, read).1);
+    drop(client);
+    drop_database(&db).await;
+    drop_database(&coded).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_read_whose_record_fails_gets_57p03_and_no_row_and_a_write_never_runs() {
     let (port, _sink) = start(Some("vigil_withheld")).await;
-    let client = connect(port, "agent").await;
-    let err = client
-        .simple_query("SELECT 'vigil_withheld', clock_timestamp()")
+    let db = fresh_database("failing", &[]).await;
+    let client = connect(port, &db).await;
+    // Message by message: not a row, not even its description, comes
+    // before the error.
+    let stream = client
+        .simple_query_raw("SELECT 'vigil_withheld', clock_timestamp()")
         .await
-        .expect_err("the result is withheld");
-    let db = err.as_db_error().expect("an error from the server side");
-    assert_eq!(db.code().code(), "57P03", "{db:?}");
+        .unwrap();
+    let mut stream = std::pin::pin!(stream);
+    let first = tokio_stream::StreamExt::next(&mut stream)
+        .await
+        .expect("an answer");
+    let err = match first {
+        Err(e) => e,
+        Ok(message) => panic!("the client got {message:?} before the error"),
+    };
+    let error = err.as_db_error().expect("an error from the server side");
+    assert_eq!(error.code().code(), "57P03", "{error:?}");
     assert!(client.is_closed() || client.simple_query("SELECT 1").await.is_err());
 
     // A write whose record fails never reaches the database.
     let table = format!("vigil_never_{}", std::process::id());
-    let client = connect(port, "agent").await;
+    let client = connect(port, &db).await;
     let err = client
         .simple_query(&format!(
             "CREATE TABLE {table} (note text DEFAULT 'vigil_withheld')"
@@ -205,7 +257,7 @@ async fn a_read_whose_record_fails_gets_57p03_and_no_row_and_a_write_never_runs(
         .await
         .expect_err("refused");
     assert_eq!(err.as_db_error().unwrap().code().code(), "57P03");
-    let direct = connect_direct().await;
+    let direct = connect_direct(&db).await;
     let n: i64 = direct
         .query_one(
             "SELECT count(*) FROM pg_class WHERE relname = $1",
@@ -215,6 +267,9 @@ async fn a_read_whose_record_fails_gets_57p03_and_no_row_and_a_write_never_runs(
         .unwrap()
         .get(0);
     assert_eq!(n, 0, "the write reached the database");
+    drop(direct);
+    drop(client);
+    drop_database(&db).await;
 }
 
 /// The first column of the first row of a simple query's answer.
@@ -228,9 +283,9 @@ fn first_value(messages: &[tokio_postgres::SimpleQueryMessage]) -> String {
         .expect("a row")
 }
 
-async fn connect_direct() -> tokio_postgres::Client {
+async fn connect_direct(db: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(
-        "host=127.0.0.1 port=5432 user=postgres dbname=test",
+        &format!("host=127.0.0.1 port=5432 user=postgres dbname={db}"),
         tokio_postgres::NoTls,
     )
     .await

@@ -148,6 +148,13 @@ fn recorded(step: Step) -> Vec<Kind> {
 #[tokio::test]
 async fn only_a_read_that_changes_nothing_goes_upstream_before_its_record_is_durable() {
     let mut front = frontend(None).await;
+    // Never read from the catalog: no read is free.
+    let (step, _) = plan(&mut front, &frame(codec::query("SELECT 1")));
+    assert!(matches!(step, Step::Record(_)));
+    // A database without code of its users.
+    front
+        .gate
+        .set_shadows(Arc::new(vigil_sql::classify::Shadows::new([], [], [])));
     for (sql, overlapped) in [
         ("SELECT abalance FROM pgbench_accounts WHERE aid = 1", true),
         ("SELECT count(*) FROM patients", true),
@@ -156,6 +163,7 @@ async fn only_a_read_that_changes_nothing_goes_upstream_before_its_record_is_dur
         ("INSERT INTO t VALUES (1)", false),
         ("NOTIFY c", false),
         ("SELECT 1; SELECT pg_advisory_lock(1)", false),
+        ("SELECT * FROM (SELECT * FROM patients FOR UPDATE) p", false),
         ("not sql", false),
     ] {
         let (step, _) = plan(&mut front, &frame(codec::query(sql)));
@@ -177,6 +185,12 @@ async fn only_a_read_that_changes_nothing_goes_upstream_before_its_record_is_dur
             "{sql}"
         );
     }
+    // A database that holds code of its users: nothing is free.
+    front.gate.set_shadows(Arc::new(
+        vigil_sql::classify::Shadows::new([], [], []).with_user_code(true),
+    ));
+    let (step, _) = plan(&mut front, &frame(codec::query("SELECT 1")));
+    assert!(matches!(step, Step::Record(_)));
 }
 
 fn decision(events: &[Kind]) -> &vigil_proto::events::Decision {

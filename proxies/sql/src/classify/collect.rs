@@ -154,6 +154,11 @@ impl Visitor for Collector {
     }
 
     fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        // FOR UPDATE/SHARE at any level takes row locks, in a subquery, a
+        // derived table or a CTE as much as at the top.
+        if !q.locks.is_empty() {
+            self.facts.tag(["row_lock"]);
+        }
         if let Some(top) = self.frames.last_mut() {
             if let Some(i) = top.ctes.iter().position(|c| ptr::eq(c.1, q)) {
                 top.visible = if top.recursive { top.ctes.len() } else { i };

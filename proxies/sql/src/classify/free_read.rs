@@ -16,9 +16,12 @@
 //!   free); a name another schema shadows is somebody's code already
 //!   (`opaque`, see [`super::Shadows`]), and so is an operator another
 //!   schema defines;
-//! - the caller checks what only the catalog knows: that no relation read
-//!   runs code when read (a view, a foreign table, a table under row
-//!   security: [`super::Shadows::reads_code`]).
+//! - the caller checks what only the catalog knows: a read can run code
+//!   its text never names (a domain's CHECK, an implicit or JSON cast, an
+//!   `=` that `USING` implies, a view calling `nextval`, a foreign
+//!   partition, a row-security policy), so only in a database that holds
+//!   no code of its users at all is a read free
+//!   ([`super::Shadows::may_run_hidden_code`]).
 //!
 //! Anything else, unclassified text above all, is not free: it is recorded
 //! before it runs, as every statement was before.
@@ -220,6 +223,10 @@ mod tests {
             "SELECT my_function(1)",
             "SELECT public.lower('x')",
             "SELECT * FROM patients FOR UPDATE",
+            "SELECT * FROM (SELECT * FROM patients FOR UPDATE) p",
+            "(SELECT * FROM patients FOR SHARE)",
+            "WITH x AS (SELECT * FROM patients FOR UPDATE) SELECT * FROM x",
+            "SELECT (SELECT id FROM patients FOR NO KEY UPDATE)",
             "SELECT * INTO copy FROM patients",
             "WITH gone AS (DELETE FROM visits RETURNING *) SELECT * FROM gone",
             "INSERT INTO t VALUES (1)",

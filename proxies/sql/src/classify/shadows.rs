@@ -17,7 +17,6 @@
 use std::collections::HashSet;
 
 use super::functions::is_builtin_function;
-use super::names::last_part;
 use super::{Classification, StatementClass};
 
 /// Function names and operator symbols defined outside `pg_catalog`.
@@ -32,13 +31,17 @@ pub struct Shadows {
     /// argument of its type (a row type, `record`, a polymorphic type, with
     /// defaults or VARIADIC), which the name alone cannot rule out.
     attributes: HashSet<String>,
-    /// Names of relations that run code when read: views, foreign tables,
-    /// tables under row security (outside `pg_catalog` and
-    /// `information_schema`). A read of one is never a free read.
-    code_relations: HashSet<String>,
+    /// The database holds code its users made (a function, a cast, an
+    /// operator, a domain constraint, a view or rule, a foreign table, row
+    /// security): a read may run it without naming it (a domain's CHECK, an
+    /// implicit cast, a view calling `nextval`, a foreign partition), so no
+    /// read is a free read.
+    user_code: bool,
     /// The catalog could not be read: any call or operator may be
     /// somebody's code.
     unknown: bool,
+    /// Made from what the catalog said ([`Shadows::new`]), not a default.
+    read: bool,
 }
 
 /// Why a statement is unclassified while the catalog cannot be read.
@@ -61,28 +64,24 @@ impl Shadows {
                 .collect(),
             operators: operators.into_iter().collect(),
             attributes: attributes.into_iter().collect(),
-            code_relations: HashSet::new(),
+            user_code: false,
             unknown: false,
+            read: true,
         }
     }
 
-    /// With the names of relations that run code when read (see
-    /// [`Shadows::reads_code`]).
-    pub fn with_code_relations(mut self, names: impl IntoIterator<Item = String>) -> Self {
-        self.code_relations = names.into_iter().collect();
+    /// With whether the database holds code its users made.
+    pub fn with_user_code(mut self, user_code: bool) -> Self {
+        self.user_code = user_code;
         self
     }
 
-    /// Whether a statement of `class` reads a relation that may run code
-    /// when read (by its last name part, in any schema), or the catalog
-    /// could not be read. A quoted name counts: its parts are not certain.
-    pub fn reads_code(&self, class: &Classification) -> bool {
-        self.unknown
-            || class.statements.iter().any(|s| {
-                s.reads
-                    .iter()
-                    .any(|r| r.contains('"') || self.code_relations.contains(last_part(r)))
-            })
+    /// Whether a read could run code the text does not name: the database
+    /// holds code of its users, or the catalog could not be read (or was
+    /// never read: the default). Only a database without any may have its
+    /// reads run before their records are durable.
+    pub fn may_run_hidden_code(&self) -> bool {
+        self.unknown || self.user_code || !self.read
     }
 
     /// The catalog could not be read.
@@ -200,15 +199,13 @@ mod tests {
     }
 
     #[test]
-    fn a_view_or_a_table_under_row_security_runs_code_when_read() {
-        let shadows = Shadows::new([], [], []).with_code_relations(["recent_visits".to_string()]);
-        assert!(shadows.reads_code(&classify("SELECT * FROM public.recent_visits")));
-        assert!(shadows.reads_code(&classify(
-            "SELECT 1 WHERE EXISTS (SELECT 1 FROM recent_visits)"
-        )));
-        assert!(shadows.reads_code(&classify("SELECT * FROM \"odd.name\"")));
-        assert!(!shadows.reads_code(&classify("SELECT * FROM visits")));
-        assert!(Shadows::unknown().reads_code(&classify("SELECT 1")));
+    fn only_a_database_read_and_found_without_user_code_runs_none() {
+        assert!(!Shadows::new([], [], []).may_run_hidden_code());
+        assert!(Shadows::new([], [], [])
+            .with_user_code(true)
+            .may_run_hidden_code());
+        assert!(Shadows::unknown().may_run_hidden_code());
+        assert!(Shadows::default().may_run_hidden_code(), "never read");
     }
 
     #[test]
