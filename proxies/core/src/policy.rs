@@ -337,6 +337,11 @@ pub const ROW_LIMIT_RULE: &str = "row-limit";
 /// The rule name a fail-closed verdict carries.
 pub const FAIL_CLOSED_RULE: &str = "fail-closed";
 
+/// Names no rule may take: the verdicts the engine and the gateway make
+/// themselves.
+pub const RESERVED_RULE_NAMES: [&str; 4] =
+    ["default", FAIL_CLOSED_RULE, ROW_LIMIT_RULE, "token-expired"];
+
 /// A loaded, checked policy of one protocol family.
 #[derive(Debug)]
 pub struct PolicyEngine<F: Family> {
@@ -578,6 +583,14 @@ fn check_rule<C>(rule: &Rule<C>, names: &mut BTreeSet<String>) -> Result<(), Pol
     }
     if !names.insert(rule.name.clone()) {
         return Err(problem("two rules have this name"));
+    }
+    // Verdicts the engine and the gateway make themselves go by these
+    // names: a rule of the same name would be taken for them (and they
+    // for it, in anything looked up by name).
+    if RESERVED_RULE_NAMES.contains(&rule.name.as_str()) {
+        return Err(problem(
+            "this name is reserved for verdicts Vigil makes itself (default, fail-closed, row-limit, token-expired)",
+        ));
     }
     if rule.max_rows == Some(0) {
         return Err(problem("max_rows must be at least 1"));

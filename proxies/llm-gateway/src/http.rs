@@ -402,22 +402,32 @@ async fn handle(
     let directions = *gw.config.policy.family();
     let masking = verdict.outcome == Outcome::Mask;
     let (mask_prompt, mask_output) = (masking && directions.prompt, masking && directions.output);
+    let refuse = |text: String| {
+        recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
+        errors::respond(api, ErrorKind::InvalidRequest, &text)
+    };
     // What would carry the answer past masking is refused under it.
     if let Some(why) = llm.unmaskable_output().filter(|_| mask_output) {
-        let text = format!("Vigil masks this answer, and {why}");
-        recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
-        return errors::respond(api, ErrorKind::InvalidRequest, &text);
+        return refuse(format!("Vigil masks this answer, and {why}"));
     }
     // A rule may have the prompt's values restored in the answer: they
     // are numbered in a vault of this call's own.
-    let mut vault = (mask_prompt
-        && mask_output
-        && vigil_llm::policy::restores(&gw.config.policy, &verdict.rule))
-    .then(Vault::new);
-    let prompt_found = match (mask_prompt, vault.as_mut()) {
-        (false, _) => None,
-        (true, Some(vault)) => Some(llm.mask_prompt_numbered(&gw.config.masker, vault)),
-        (true, None) => Some(llm.mask_prompt(&gw.config.masker)),
+    let restore =
+        mask_prompt && mask_output && vigil_llm::policy::restores(&gw.config.policy, &verdict.rule);
+    if let Some(why) = llm.restore_refusal().filter(|_| restore) {
+        return refuse(format!(
+            "Vigil restores this call's values for you, and {why}"
+        ));
+    }
+    let mut vault = restore.then(Vault::new);
+    let masked = match (mask_prompt, vault.as_mut()) {
+        (false, _) => Ok(None),
+        (true, Some(vault)) => llm.mask_prompt_numbered(&gw.config.masker, vault).map(Some),
+        (true, None) => llm.mask_prompt(&gw.config.masker).map(Some),
+    };
+    let prompt_found = match masked {
+        Ok(found) => found,
+        Err(refused) => return refuse(format!("Vigil masks the prompt, and {}", refused.0)),
     };
     relay::forward(
         gw,

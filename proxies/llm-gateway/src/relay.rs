@@ -507,12 +507,12 @@ fn stream(
                 .await;
         }
         record.output_found = relay.found();
-        let transcript = std::mem::take(&mut relay.transcript);
-        // The answer as the model wrote it: the caller's restored values
-        // are not the record's to keep (the sealed prompt holds them).
-        record.output = match &vault {
-            Some(vault) => vault.conceal(&transcript),
-            None => transcript,
+        // Restored or not, the record keeps the answer as the model wrote
+        // it, masked: the caller's restored values are not the record's to
+        // keep (the sealed prompt holds them).
+        record.output = match relay.written().filter(|_| vault.is_some()) {
+            Some(written) => written.to_string(),
+            None => std::mem::take(&mut relay.transcript),
         };
         recorder.record_in_background(Kind::Response(record.finish(started)));
     });
@@ -769,6 +769,15 @@ impl<'m> StreamRelay<'m> {
             }
         }
         out
+    }
+
+    /// The active stream's text as masked, before restoring.
+    fn written(&self) -> Option<&str> {
+        self.chat
+            .as_ref()
+            .map(|c| c.written())
+            .or_else(|| self.messages.as_ref().map(|m| m.written()))
+            .or_else(|| self.responses.as_ref().map(|r| r.written()))
     }
 
     fn found(&self) -> Found {

@@ -46,13 +46,32 @@ const STRUCTURAL: &[&str] = &[
     "signature",
 ];
 
-/// Keys of a prompt whose string values go to the provider verbatim: its
-/// own vocabulary and the opaque blobs it issued. Everything else is
-/// scanned, ids included: in a prompt the agent writes them, and a tool
-/// call's id is as good a place to hide an SSN as its arguments (real ids,
-/// `call_...`, `toolu_...`, glue their characters to a word and match no
-/// detector).
-const PROMPT_VERBATIM: &[&str] = &["type", "role", "model", "encrypted_content", "signature"];
+/// Keys of a prompt whose values the provider matches or reads as its own
+/// vocabulary (ids, types, roles, the model): scanned, but a hit there
+/// cannot be masked without breaking the request, so the request is
+/// refused. In a prompt the agent writes every id, and a tool call's id is
+/// as good a place to hide an SSN as its arguments (real ids, `call_...`,
+/// `toolu_...`, glue their characters to a word and match no detector).
+const PROMPT_EXACT: &[&str] = &[
+    "id",
+    "tool_call_id",
+    "tool_use_id",
+    "call_id",
+    "item_id",
+    "previous_response_id",
+    "type",
+    "role",
+    "model",
+];
+
+/// Opaque blobs the provider issued and checks (encrypted reasoning, a
+/// thinking block's signature): passed as they are.
+const PROMPT_OPAQUE: &[&str] = &["encrypted_content", "signature"];
+
+/// Why a prompt cannot be masked: what looks like PHI sits where masking
+/// would break the request (a key, an id). Never holds the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PromptRefused(pub String);
 
 /// What masking found, for the Response event.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -110,25 +129,78 @@ pub fn mask_whole(masker: &Masker, value: &mut Value, found: &mut Found) {
     });
 }
 
-/// Masks a part of a prompt in place: every string but those of
-/// [`PROMPT_VERBATIM`] keys. With a `vault` (a rule with `restore`), each
-/// hit that can be restored becomes its numbered placeholder.
+/// Masks a part of a prompt in place: every string value, but a hit in a
+/// key or in a [`PROMPT_EXACT`] value refuses the request (masking it
+/// would break the request; passing it would hand PHI to the provider).
+/// With a `vault` (a rule with `restore`), each hit that can be restored
+/// becomes its numbered placeholder.
 pub fn mask_prompt_value(
     masker: &Masker,
     mut vault: Option<&mut Vault>,
     value: &mut Value,
     found: &mut Found,
-) {
-    walk(value, false, PROMPT_VERBATIM, &mut |s| {
-        let scanned = match vault.as_deref_mut() {
-            Some(vault) => vault.mask(masker, s),
-            None => masker.scan(s.as_bytes()),
-        };
-        if let Some(scanned) = scanned {
-            found.add(&scanned.kinds, scanned.hits);
-            *s = String::from_utf8_lossy(&scanned.masked).into_owned();
+) -> Result<(), PromptRefused> {
+    walk_prompt(masker, &mut vault, value, found)
+}
+
+fn walk_prompt(
+    masker: &Masker,
+    vault: &mut Option<&mut Vault>,
+    value: &mut Value,
+    found: &mut Found,
+) -> Result<(), PromptRefused> {
+    match value {
+        Value::String(s) => {
+            let scanned = match vault.as_deref_mut() {
+                Some(vault) => vault.mask(masker, s),
+                None => masker.scan(s.as_bytes()),
+            };
+            if let Some(scanned) = scanned {
+                found.add(&scanned.kinds, scanned.hits);
+                *s = String::from_utf8_lossy(&scanned.masked).into_owned();
+            }
         }
-    });
+        Value::Array(items) => {
+            for v in items {
+                walk_prompt(masker, vault, v, found)?;
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if let Some(hit) = masker.scan(k.as_bytes()) {
+                    return Err(PromptRefused(format!(
+                        "a key of the prompt looks like {} (keys are not masked: that would change the request's shape)",
+                        kinds_text(&hit.kinds)
+                    )));
+                }
+                if PROMPT_OPAQUE.contains(&k.as_str()) && v.is_string() {
+                    continue;
+                }
+                if let Some(exact) = PROMPT_EXACT.iter().find(|e| **e == k.as_str()) {
+                    if let Value::String(s) = v {
+                        if let Some(hit) = masker.scan(s.as_bytes()) {
+                            return Err(PromptRefused(format!(
+                                "the prompt's `{exact}` looks like {} (it cannot be masked without breaking the request)",
+                                kinds_text(&hit.kinds)
+                            )));
+                        }
+                        continue;
+                    }
+                }
+                walk_prompt(masker, vault, v, found)?;
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+    Ok(())
+}
+
+fn kinds_text(kinds: &[DetectorKind]) -> String {
+    kinds
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Turns `vault`'s placeholders in every non-structural string of `value`
@@ -235,7 +307,15 @@ struct Channels<'m> {
     vault: Option<&'m Vault>,
     open: BTreeMap<Channel, (StreamMasker<'m>, Option<Restorer<'m>>)>,
     found: Found,
+    /// The channels' text as masked, before any restoring, in the order it
+    /// was released: the answer as the model wrote it, for the record (the
+    /// first [`WRITTEN_LIMIT`] bytes, in whole pieces).
+    written: String,
+    written_full: bool,
 }
+
+/// The most of a stream's text kept as written.
+const WRITTEN_LIMIT: usize = 256 * 1024;
 
 impl<'m> Channels<'m> {
     fn new(masker: &'m Masker) -> Self {
@@ -244,20 +324,44 @@ impl<'m> Channels<'m> {
             vault: None,
             open: BTreeMap::new(),
             found: Found::default(),
+            written: String::new(),
+            written_full: false,
         }
     }
 
     fn push(&mut self, channel: Channel, text: &str) -> String {
         let (masker, vault) = (self.masker, self.vault);
-        let (stream, restorer) = self
+        let (stream, _) = self
             .open
-            .entry(channel)
+            .entry(channel.clone())
             .or_insert_with(|| (StreamMasker::new(masker), vault.map(Vault::restorer)));
         let masked = stream.push(text);
-        match restorer {
+        let masked = self.released(masked);
+        match self.open.get_mut(&channel).and_then(|(_, r)| r.as_mut()) {
             Some(r) => r.push(&masked),
             None => masked,
         }
+    }
+
+    /// Text a stream masker released: scanned once more (a hit can show
+    /// only once its neighbour is masked, as the whole-answer walk would
+    /// see it), and kept as written.
+    fn released(&mut self, masked: String) -> String {
+        let masked = match self.masker.scan(masked.as_bytes()) {
+            Some(again) => {
+                self.found.add(&again.kinds, again.hits);
+                String::from_utf8_lossy(&again.masked).into_owned()
+            }
+            None => masked,
+        };
+        if !self.written_full {
+            if self.written.len() + masked.len() > WRITTEN_LIMIT {
+                self.written_full = true;
+            } else {
+                self.written.push_str(&masked);
+            }
+        }
+        masked
     }
 
     /// Ends `channel`: what it still held, masked (and restored).
@@ -267,6 +371,7 @@ impl<'m> Channels<'m> {
                 let rest = s.finish();
                 self.found.add(&s.kinds(), s.hits());
                 self.found.late_hits += s.late_hits();
+                let rest = self.released(rest);
                 match restorer {
                     Some(mut r) => {
                         let mut out = r.push(&rest);
@@ -337,14 +442,16 @@ impl<'m> ChatStream<'m> {
         });
         self.channels.whole(chunk);
         let mut taken = taken.into_iter();
-        let channels = &mut self.channels;
-        chat_channels(chunk, &mut |_, text| {
-            if let Some((channel, piece)) = taken.next() {
-                *text = channels.push(channel, &piece);
-            }
-        });
+        // Choice by choice, as they come: a choice that finishes releases
+        // what it held before the next choice's text goes on.
         if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
             for choice in choices {
+                let channels = &mut self.channels;
+                choice_channels(choice, &mut |_, text| {
+                    if let Some((channel, piece)) = taken.next() {
+                        *text = channels.push(channel, &piece);
+                    }
+                });
                 if choice.get("finish_reason").is_some_and(|f| !f.is_null()) {
                     let index = choice_index(choice);
                     let rests = self.channels.close_where(|c| c.choice() == Some(index));
@@ -394,6 +501,12 @@ impl<'m> ChatStream<'m> {
     pub fn found(&self) -> &Found {
         &self.channels.found
     }
+
+    /// The text of the channels as masked, before restoring: what the
+    /// model wrote, for the record.
+    pub fn written(&self) -> &str {
+        &self.channels.written
+    }
 }
 
 fn choice_index(choice: &Value) -> u64 {
@@ -403,17 +516,23 @@ fn choice_index(choice: &Value) -> u64 {
 /// Calls `each` on every channel's text in a chat chunk, always in the
 /// same order (so text taken out can be put back in its place).
 fn chat_channels(chunk: &mut Value, each: &mut impl FnMut(Channel, &mut String)) {
-    let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) else {
-        return;
-    };
-    for choice in choices {
+    if let Some(choices) = chunk.get_mut("choices").and_then(Value::as_array_mut) {
+        for choice in choices {
+            choice_channels(choice, each);
+        }
+    }
+}
+
+/// [`chat_channels`] for one choice.
+fn choice_channels(choice: &mut Value, each: &mut impl FnMut(Channel, &mut String)) {
+    {
         let index = choice_index(choice);
         // Legacy completions carry the text on the choice itself.
         if let Some(Value::String(text)) = choice.get_mut("text") {
             each(Channel::Content(index), text);
         }
         let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
-            continue;
+            return;
         };
         if let Some(Value::String(text)) = delta.get_mut("content") {
             each(Channel::Content(index), text);
@@ -629,6 +748,12 @@ impl<'m> MessagesStream<'m> {
     pub fn found(&self) -> &Found {
         &self.channels.found
     }
+
+    /// The text of the channels as masked, before restoring: what the
+    /// model wrote, for the record.
+    pub fn written(&self) -> &str {
+        &self.channels.written
+    }
 }
 
 /// A Responses API stream: typed events (`response.created`,
@@ -747,6 +872,12 @@ impl<'m> ResponsesStream<'m> {
 
     pub fn found(&self) -> &Found {
         &self.channels.found
+    }
+
+    /// The text of the channels as masked, before restoring: what the
+    /// model wrote, for the record.
+    pub fn written(&self) -> &str {
+        &self.channels.written
     }
 }
 
@@ -967,7 +1098,7 @@ mod tests {
         let mut vault = Vault::new();
         let mut prompt = json!({"messages": [{"role": "user",
             "content": format!("Patient {SSN}, jane@example.org")}]});
-        mask_prompt_value(m, Some(&mut vault), &mut prompt, &mut Found::default());
+        mask_prompt_value(m, Some(&mut vault), &mut prompt, &mut Found::default()).unwrap();
         assert_eq!(
             prompt["messages"][0]["content"],
             "Patient [SSN_1], [EMAIL_2]"
@@ -1029,7 +1160,7 @@ mod tests {
         assert_eq!(out.last().unwrap()["text"], restored.as_str());
         // The record keeps the answer as the model wrote it.
         assert_eq!(
-            vault.conceal(&restored),
+            stream.written(),
             "Patient [SSN_1] ([EMAIL_2]) and [SSN], not [SSN_3]."
         );
     }

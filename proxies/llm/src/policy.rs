@@ -274,6 +274,13 @@ tools = ["weather"]
         let ok = Policy::parse(&rule("mask", "")).unwrap();
         assert!(restores(&ok, "r"));
         assert!(!restores(&ok, "default"));
+        // A rule cannot pose as the default (whose verdict every caller
+        // that no rule matches gets).
+        let posing = rule("mask", "").replace("name = \"r\"", "name = \"default\"");
+        assert!(Policy::parse(&posing)
+            .unwrap_err()
+            .to_string()
+            .contains("reserved"));
         for (action, masking) in [
             ("allow", ""),
             ("deny", ""),

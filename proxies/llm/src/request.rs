@@ -8,7 +8,7 @@ use serde_json::Value;
 use vigil_proxy_core::mask::{Masker, Vault};
 use vigil_proxy_core::strict_json::{self, JsonError};
 
-use crate::output::{mask_prompt_value, Found};
+use crate::output::{mask_prompt_value, Found, PromptRefused};
 
 /// The endpoints a listener serves; anything else is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,27 +301,57 @@ impl LlmRequest {
     /// Masks the prompt in place (every message, the system prompt, the
     /// tool results the agent passes back), before the request leaves for
     /// the provider.
-    pub fn mask_prompt(&mut self, masker: &Masker) -> Found {
+    pub fn mask_prompt(&mut self, masker: &Masker) -> Result<Found, PromptRefused> {
         self.mask_prompt_into(masker, None)
     }
 
     /// [`LlmRequest::mask_prompt`] with numbered placeholders kept in
     /// `vault`, so that the answer can have them restored for the caller.
-    pub fn mask_prompt_numbered(&mut self, masker: &Masker, vault: &mut Vault) -> Found {
+    pub fn mask_prompt_numbered(
+        &mut self,
+        masker: &Masker,
+        vault: &mut Vault,
+    ) -> Result<Found, PromptRefused> {
         self.mask_prompt_into(masker, Some(vault))
     }
 
-    fn mask_prompt_into(&mut self, masker: &Masker, mut vault: Option<&mut Vault>) -> Found {
+    /// Why the values of this request cannot be restored in its answer: a
+    /// conversation kept at the provider (its placeholders were numbered
+    /// by other calls), or text already shaped like a placeholder (the
+    /// answer's `[SSN_1]` could mean either).
+    pub fn restore_refusal(&self) -> Option<&'static str> {
+        let Value::Object(map) = &self.body else {
+            return None;
+        };
+        if ["previous_response_id", "conversation"]
+            .iter()
+            .any(|k| map.get(*k).is_some_and(|v| !v.is_null()))
+        {
+            return Some("a conversation kept at the provider cannot have its values restored (its placeholders were numbered by earlier calls)");
+        }
+        let keys = self.endpoint.prompt_keys();
+        let shaped = keys
+            .iter()
+            .filter_map(|k| map.get(*k))
+            .any(|v| vigil_proxy_core::mask::vault::holds_placeholder_shape(&v.to_string()));
+        shaped.then_some("the prompt already holds text shaped like Vigil's placeholders (such as [SSN_1]), so restoring them would be ambiguous")
+    }
+
+    fn mask_prompt_into(
+        &mut self,
+        masker: &Masker,
+        mut vault: Option<&mut Vault>,
+    ) -> Result<Found, PromptRefused> {
         let mut found = Found::default();
         let keys = self.endpoint.prompt_keys();
         if let Value::Object(map) = &mut self.body {
             for key in keys {
                 if let Some(v) = map.get_mut(*key) {
-                    mask_prompt_value(masker, vault.as_deref_mut(), v, &mut found);
+                    mask_prompt_value(masker, vault.as_deref_mut(), v, &mut found)?;
                 }
             }
         }
-        found
+        Ok(found)
     }
 }
 
@@ -448,7 +478,7 @@ mod tests {
             "prediction": {"type": "content", "content": "call 555-123-4567"},
             "metadata": {"note": "jane@example.org"}, "user": "bob@example.org"});
         let mut r = decode(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
-        let found = r.mask_prompt(&masker);
+        let found = r.mask_prompt(&masker).unwrap();
         let text = r.body.to_string();
         assert_eq!(found.hits, 4, "{text}");
         assert!(
@@ -476,7 +506,7 @@ mod tests {
             ],
             "metadata": {"user_id": "u-1"}});
         let mut r = decode(Endpoint::Messages, body.to_string().as_bytes()).unwrap();
-        let found = r.mask_prompt(&masker);
+        let found = r.mask_prompt(&masker).unwrap();
         let text = r.body.to_string();
         assert!(
             !text.contains("123-45-6789") && !text.contains("jane@") && !text.contains("1980"),
@@ -493,9 +523,34 @@ mod tests {
                 "function": {"name": "f", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": SMUGGLED, "content": "ok"}]});
         let mut ids = decode(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
-        assert_eq!(ids.mask_prompt(&masker).hits, 2);
-        assert!(!ids.body.to_string().contains("6789"), "{}", ids.body);
-        assert_eq!(ids.body["messages"][1]["role"], "tool");
+        let refused = ids.mask_prompt(&masker).unwrap_err().0;
+        assert!(
+            refused.contains("`id`") && refused.contains("ssn"),
+            "{refused}"
+        );
+        assert!(!refused.contains("6789"), "never the value: {refused}");
+        // A key that is PHI (metadata keys are kept by providers).
+        let body = json!({"model": "gemma", "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"jane@example.org": "x"}});
+        let mut keyed = decode(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+        let refused = keyed.mask_prompt(&masker).unwrap_err().0;
+        assert!(
+            refused.contains("key") && !refused.contains("jane"),
+            "{refused}"
+        );
+        // Restoring is refused where it would be ambiguous.
+        let body = json!({"model": "gemma", "input": "about [SSN_1]"});
+        let q = decode(Endpoint::Responses, body.to_string().as_bytes()).unwrap();
+        assert!(q.restore_refusal().unwrap().contains("shaped like"));
+        let body = json!({"model": "gemma", "input": "hi", "previous_response_id": "resp_1"});
+        let q = decode(Endpoint::Responses, body.to_string().as_bytes()).unwrap();
+        assert!(q
+            .restore_refusal()
+            .unwrap()
+            .contains("kept at the provider"));
+        let body = json!({"model": "gemma", "input": "SSN 123-45-6789 [SSN]"});
+        let q = decode(Endpoint::Responses, body.to_string().as_bytes()).unwrap();
+        assert_eq!(q.restore_refusal(), None);
         assert_eq!(r.body["model"], "claude");
     }
 }

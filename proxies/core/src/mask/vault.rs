@@ -22,8 +22,6 @@
 
 use std::collections::HashMap;
 
-use aho_corasick::{AhoCorasick, MatchKind};
-
 use super::{DetectorKind, Masker, Scanned};
 
 /// Distinct values one vault numbers; later ones are masked, not numbered.
@@ -162,23 +160,6 @@ impl Vault {
         Some((close + 1, &self.entries[*i].1))
     }
 
-    /// `text` with every value of this vault replaced by its placeholder
-    /// (the longest value first where two overlap): the answer as the
-    /// model wrote it, for a record that must not hold the values.
-    pub fn conceal(&self, text: &str) -> String {
-        if self.entries.is_empty() {
-            return text.to_string();
-        }
-        let Ok(finder) = AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(self.entries.iter().map(|(_, v)| v.as_str()))
-        else {
-            return text.to_string();
-        };
-        let placeholders: Vec<&str> = self.entries.iter().map(|(p, _)| p.as_str()).collect();
-        finder.replace_all(text, &placeholders)
-    }
-
     /// A restorer for one stream of pieces.
     pub fn restorer(&self) -> Restorer<'_> {
         Restorer {
@@ -222,6 +203,33 @@ impl Restorer<'_> {
         self.restored += n;
         out
     }
+}
+
+/// Whether `text` holds something shaped like a numbered placeholder
+/// (`[` upper-case letters and `_`, `_`, digits, `]`), whoever wrote it.
+pub fn holds_placeholder_shape(text: &str) -> bool {
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(open) = b[i..].iter().position(|&c| c == b'[') {
+        let start = i + open + 1;
+        let mut j = start;
+        while j < b.len() && (b[j].is_ascii_uppercase() || b[j] == b'_') {
+            j += 1;
+        }
+        let letters_end = j;
+        while j < b.len() && b[j].is_ascii_digit() {
+            j += 1;
+        }
+        if letters_end > start + 1
+            && b[letters_end - 1] == b'_'
+            && j > letters_end
+            && b.get(j) == Some(&b']')
+        {
+            return true;
+        }
+        i = start;
+    }
+    false
 }
 
 /// Where a tail that could still grow into a placeholder begins in `text`
@@ -268,7 +276,6 @@ mod tests {
         let (back, n) = v.restore(&out);
         assert_eq!(back, text);
         assert_eq!(n, 3);
-        assert_eq!(v.conceal(text), out);
         // Numbering goes on across the values of one call.
         assert_eq!(masked(&mut v, "call 555-123-4567"), "call [PHONE_3]");
     }
@@ -300,6 +307,18 @@ mod tests {
             out.push_str(&r.finish());
             assert_eq!(out, whole, "pieces of {size}");
             assert_eq!(r.restored(), n);
+        }
+    }
+
+    #[test]
+    fn placeholder_shapes_are_told_from_markers() {
+        for yes in ["[SSN_1]", "x [HEALTH_PLAN_12] y", "[[EMAIL_3]]"] {
+            assert!(holds_placeholder_shape(yes), "{yes}");
+        }
+        for no in [
+            "[SSN]", "[_1]", "[SSN_]", "[ssn_1]", "[SSN_1", "SSN_1]", "", "[",
+        ] {
+            assert!(!holds_placeholder_shape(no), "{no}");
         }
     }
 
