@@ -23,7 +23,7 @@ BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() { for p in "${pids[@]}"; do kill -- "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_line() { # file, text
@@ -46,8 +46,10 @@ TOKEN=$(curl -s -u bench-agent:bench-secret -d grant_type=client_credentials \
 
 # --- the model server
 MODEL_PORT=$(free_port)
-llama-cpp-server -m "$HOME/.cache/vigil-models/gemma3-270m-q4_k_m.gguf" --port "$MODEL_PORT" --ctx-size 2048 > "$work/model.log" 2>&1 &
-pids+=($!)
+# A session of its own (the launcher starts the real server as its child):
+# cleanup kills the group.
+setsid llama-cpp-server -m "$HOME/.cache/vigil-models/gemma3-270m-q4_k_m.gguf" --port "$MODEL_PORT" --ctx-size 2048 > "$work/model.log" 2>&1 &
+pids+=("-$!")
 for _ in $(seq 1 600); do curl -sf "http://127.0.0.1:$MODEL_PORT/health" >/dev/null && break; sleep 0.1; done
 
 # --- vigil

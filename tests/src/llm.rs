@@ -4,6 +4,7 @@
 //! official `openai` and `anthropic` Python SDKs as agents
 //! (`clients/llm_agent.py`).
 
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -42,6 +43,9 @@ impl ModelServer {
             .args(["--ctx-size", "2048"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            // `llama-cpp-server` is a Python launcher that starts the real
+            // server as its child: a group of their own, killed whole.
+            .process_group(0)
             .spawn()
             .expect("start llama-cpp-server (run deploy/install-deps.sh)");
         let server = ModelServer {
@@ -68,6 +72,11 @@ impl ModelServer {
 
 impl Drop for ModelServer {
     fn drop(&mut self) {
+        // The whole group: killing the launcher alone left the server
+        // running, orphaned, after every test.
+        let _ = Command::new("kill")
+            .args(["-KILL", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
