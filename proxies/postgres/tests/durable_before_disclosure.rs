@@ -7,16 +7,14 @@
 //! (tokio-postgres) and the database (the local PostgreSQL, whose own clock
 //! says when a statement ran) are real.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use tokio::net::TcpListener;
 use vigil_proto::events::{event::Kind, Event};
-use vigil_proxy_core::identity::hash_password;
 use vigil_proxy_core::sink::{EventSink, RecordFuture, SinkError};
-use vigil_proxy_core::{Authenticator, StaticIdentities, StaticIdentity};
-use vigil_proxy_postgres::{PostgresProxy, ProxyConfig, UpstreamConfig};
 
 const DELAY: Duration = Duration::from_millis(400);
 
@@ -54,47 +52,11 @@ impl EventSink for SlowSink {
 }
 
 async fn start(fail_on: Option<&'static str>) -> (u16, Arc<SlowSink>) {
-    let identities = StaticIdentities::new(vec![StaticIdentity {
-        name: "agent".into(),
-        password_hash: hash_password(b"pw"),
-        groups: vec![],
-        loopback_only: true,
-    }])
-    .unwrap();
     let sink = Arc::new(SlowSink {
         fail_on,
         durable_at: Arc::default(),
     });
-    let proxy = PostgresProxy::new(
-        ProxyConfig {
-            name: "durable".into(),
-            upstream: UpstreamConfig {
-                host: "127.0.0.1".into(),
-                port: 5432,
-                user: "postgres".into(),
-                password: None,
-                database: None,
-                connect_timeout_ms: 2000,
-                tls: None,
-            },
-            required_scopes: Vec::new(),
-            tls: None,
-            policy: Arc::new(
-                vigil_sql::policy::Policy::parse("name = \"allow-all\"\ndefault = \"allow\"")
-                    .unwrap(),
-            ),
-            masker: Arc::new(
-                vigil_proxy_core::mask::Masker::new([0; 32], &Default::default()).unwrap(),
-            ),
-            approvals: None,
-            limits: Default::default(),
-        },
-        Authenticator::new(identities, None),
-        sink.clone(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(proxy.serve(listener, vigil_runtime::drain::Drain::new()));
+    let port = common::start_proxy("durable", sink.clone()).await;
     (port, sink)
 }
 

@@ -3,15 +3,13 @@
 //! ledger cannot easily be made to show, so the sink here is a stand-in;
 //! the client (psql) and the database (the local PostgreSQL) are real.
 
+mod common;
+
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use tokio::net::TcpListener;
 use vigil_proto::events::Event;
-use vigil_proxy_core::identity::hash_password;
 use vigil_proxy_core::sink::{EventSink, RecordFuture, SinkError};
-use vigil_proxy_core::{Authenticator, StaticIdentities, StaticIdentity};
-use vigil_proxy_postgres::{PostgresProxy, ProxyConfig, UpstreamConfig};
 
 /// Accepts every event except those of the kinds it is told to refuse.
 struct RefusingSink {
@@ -76,47 +74,11 @@ fn table_exists(name: &str) -> bool {
 }
 
 async fn start(refuse: &'static [&'static str]) -> (u16, Arc<RefusingSink>) {
-    let identities = StaticIdentities::new(vec![StaticIdentity {
-        name: "agent".into(),
-        password_hash: hash_password(b"pw"),
-        groups: vec![],
-        loopback_only: true,
-    }])
-    .unwrap();
     let sink = Arc::new(RefusingSink {
         refuse,
         seen: Mutex::new(Vec::new()),
     });
-    let proxy = PostgresProxy::new(
-        ProxyConfig {
-            name: "failclosed".into(),
-            upstream: UpstreamConfig {
-                host: "127.0.0.1".into(),
-                port: 5432,
-                user: "postgres".into(),
-                password: None,
-                database: None,
-                connect_timeout_ms: 2000,
-                tls: None,
-            },
-            required_scopes: Vec::new(),
-            tls: None,
-            policy: Arc::new(
-                vigil_sql::policy::Policy::parse("name = \"allow-all\"\ndefault = \"allow\"")
-                    .unwrap(),
-            ),
-            masker: Arc::new(
-                vigil_proxy_core::mask::Masker::new([0; 32], &Default::default()).unwrap(),
-            ),
-            approvals: None,
-            limits: Default::default(),
-        },
-        Authenticator::new(identities, None),
-        sink.clone(),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(proxy.serve(listener, vigil_runtime::drain::Drain::new()));
+    let port = common::start_proxy("failclosed", sink.clone()).await;
     (port, sink)
 }
 

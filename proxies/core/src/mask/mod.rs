@@ -407,6 +407,28 @@ impl Masker {
     }
 
     fn scan_from(&self, value: &[u8], from: usize) -> Option<Scanned> {
+        self.replace_hits(value, from, |kind, span, out| {
+            self.mask_hit_into(kind, span, out)
+        })
+    }
+
+    /// As [`Masker::scan`], with each hit (its kind and bytes) replaced by
+    /// what `replace` appends: a vault's numbered placeholders, say.
+    pub fn scan_with(
+        &self,
+        value: &[u8],
+        replace: impl FnMut(DetectorKind, &[u8], &mut Vec<u8>),
+    ) -> Option<Scanned> {
+        let from = detect::first_trigger(value)?;
+        self.replace_hits(value, from, replace)
+    }
+
+    fn replace_hits(
+        &self,
+        value: &[u8],
+        from: usize,
+        mut replace: impl FnMut(DetectorKind, &[u8], &mut Vec<u8>),
+    ) -> Option<Scanned> {
         let mut hits = Hits::from_trigger(&self.detectors, value, from);
         let first = hits.next()?;
         let mut out = Vec::with_capacity(value.len() + 16);
@@ -415,7 +437,7 @@ impl Masker {
         let mut copied = 0;
         for h in std::iter::once(first).chain(hits) {
             out.extend_from_slice(&value[copied..h.start]);
-            self.mask_hit_into(h.kind, &value[h.start..h.end], &mut out);
+            replace(h.kind, &value[h.start..h.end], &mut out);
             copied = h.end;
             kinds |= h.kind.bit();
             count += 1;

@@ -64,34 +64,16 @@ impl Vault {
     /// be restored becomes its numbered placeholder. `None` when nothing
     /// was found.
     pub fn mask(&mut self, masker: &Masker, value: &str) -> Option<Scanned> {
-        let hits: Vec<_> = masker.find_iter(value.as_bytes()).collect();
-        if hits.is_empty() {
-            return None;
-        }
-        let mut out = Vec::with_capacity(value.len() + 16);
-        let mut kinds = 0u32;
-        let mut copied = 0;
-        for h in &hits {
-            out.extend_from_slice(&value.as_bytes()[copied..h.start]);
-            match value
-                .get(h.start..h.end)
-                .and_then(|v| self.number(h.kind, v))
+        masker.scan_with(
+            value.as_bytes(),
+            |kind, span, out| match std::str::from_utf8(span)
+                .ok()
+                .and_then(|v| self.number(kind, v))
             {
                 Some(placeholder) => out.extend_from_slice(placeholder.as_bytes()),
-                None => masker.mask_hit_into(h.kind, &value.as_bytes()[h.start..h.end], &mut out),
-            }
-            copied = h.end;
-            kinds |= h.kind.bit();
-        }
-        out.extend_from_slice(&value.as_bytes()[copied..]);
-        Some(Scanned {
-            masked: out,
-            kinds: DetectorKind::ALL
-                .into_iter()
-                .filter(|k| kinds & k.bit() != 0)
-                .collect(),
-            hits: hits.len(),
-        })
+                None => masker.mask_hit_into(kind, span, out),
+            },
+        )
     }
 
     /// The placeholder of `original`, numbered now if it is new; `None`
