@@ -61,7 +61,7 @@ runuser -u postgres -- "$PGBOUNCER" "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 
 # --- vigil
-VIGIL_PORT=$(free_port); HTTP_PORT=$(free_port); GRPC_PORT=$(free_port)
+VIGIL_PORT=$(free_port); HTTP_PORT=$(free_port); GRPC_PORT=$(free_port); METRICS_PORT=$(free_port)
 HASH=$(printf 'bench\n' | "$BIN/vigil" hash-password)
 "$BIN/vigil" body-key new --id bench > "$work/body.keys"
 python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())' > "$work/masking.key"
@@ -84,6 +84,8 @@ name = "bench"
 password_hash = "$HASH"
 [masking]
 hash_key_file = "$work/masking.key"
+[metrics]
+listen = "127.0.0.1:$METRICS_PORT"
 TOML
 VIGIL_LOG=warn "$BIN/vigil" up --config "$work/vigil.toml" >"$work/vigil.out" 2>"$work/vigil.err" &
 pids+=($!)
@@ -125,3 +127,6 @@ PY
 done
 size=$(curl -s "http://127.0.0.1:$HTTP_PORT/checkpoint" 2>/dev/null | sed -n 2p || true)
 echo "ledger entries after the vigil runs: ${size:-unknown}"
+# How the statements' records were made durable: before forwarding
+# (durable) or while a read that changes nothing ran (overlapped).
+curl -s "http://127.0.0.1:$METRICS_PORT/metrics" | grep -E '^vigil_record_seconds_(count|sum)\{mode="(durable|overlapped)"' || true

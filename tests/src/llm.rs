@@ -74,8 +74,10 @@ impl Drop for ModelServer {
     fn drop(&mut self) {
         // The whole group: killing the launcher alone left the server
         // running, orphaned, after every test.
+        // `kill -s KILL -- -PGID`: procps reads a bare `-PGID` after
+        // `-KILL` as something else and kills nothing.
         let _ = Command::new("kill")
-            .args(["-KILL", &format!("-{}", self.child.id())])
+            .args(["-s", "KILL", "--", &format!("-{}", self.child.id())])
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -542,7 +542,10 @@ impl Frontend {
         }
         match self.plan(frame, message, out) {
             Step::Record(events) => {
-                self.record_durably(events).await?;
+                // Parse, Bind, Sync and the like record nothing: no wait.
+                if !events.is_empty() {
+                    self.record_durably(events).await?;
+                }
                 Ok(Forward::Done)
             }
             Step::RecordOverlapped(events) => {
