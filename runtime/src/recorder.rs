@@ -176,11 +176,10 @@ impl SessionRecorder {
 
     /// Hands `kinds` to the bus now, in order (when the bus has room; a
     /// full bus takes them as they are awaited, in order still), and
-    /// returns their ticket
-    /// without waiting: the request they describe may go upstream at once,
-    /// but nothing of its answer may reach the client before
-    /// [`SessionRecorder::durable_through`] that ticket says so. A failure
-    /// also wakes [`SessionRecorder::audit_failed`].
+    /// returns their ticket without waiting: the request they describe may
+    /// go upstream at once, but nothing of its answer may reach the client
+    /// before [`SessionRecorder::durable_through`] that ticket says so. A
+    /// failure also wakes [`SessionRecorder::audit_failed`].
     pub fn record_overlapped(&self, kinds: Vec<Kind>) -> u64 {
         let events: Vec<Event> = kinds.into_iter().map(|k| self.session.event(k)).collect();
         events.iter().for_each(count_decision);
