@@ -166,6 +166,12 @@ fn walk_prompt(
             }
         }
         Value::Object(map) => {
+            // Opaque blobs pass only inside the items the provider issued
+            // them in; a `signature` in metadata is just text.
+            let provider_item = map
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| matches!(t, "reasoning" | "thinking" | "redacted_thinking"));
             for (k, v) in map.iter_mut() {
                 if let Some(hit) = masker.scan(k.as_bytes()) {
                     return Err(PromptRefused(format!(
@@ -173,7 +179,7 @@ fn walk_prompt(
                         kinds_text(&hit.kinds)
                     )));
                 }
-                if PROMPT_OPAQUE.contains(&k.as_str()) && v.is_string() {
+                if provider_item && PROMPT_OPAQUE.contains(&k.as_str()) && v.is_string() {
                     continue;
                 }
                 if let Some(exact) = PROMPT_EXACT.iter().find(|e| **e == k.as_str()) {

@@ -323,9 +323,14 @@ impl LlmRequest {
         let Value::Object(map) = &self.body else {
             return None;
         };
-        if ["previous_response_id", "conversation"]
-            .iter()
-            .any(|k| map.get(*k).is_some_and(|v| !v.is_null()))
+        let references_stored = map
+            .get("input")
+            .and_then(Value::as_array)
+            .is_some_and(|items| items.iter().any(|i| i["type"] == "item_reference"));
+        if references_stored
+            || ["previous_response_id", "conversation"]
+                .iter()
+                .any(|k| map.get(*k).is_some_and(|v| !v.is_null()))
         {
             return Some("a conversation kept at the provider cannot have its values restored (its placeholders were numbered by earlier calls)");
         }
@@ -548,6 +553,15 @@ mod tests {
             .restore_refusal()
             .unwrap()
             .contains("kept at the provider"));
+        let body = json!({"model": "gemma", "input": [{"type": "item_reference", "id": "msg_1"}]});
+        let q = decode(Endpoint::Responses, body.to_string().as_bytes()).unwrap();
+        assert!(q.restore_refusal().is_some());
+        // A signature outside a provider's item is text like any other.
+        let body = json!({"model": "gemma", "messages": [{"role": "user", "content": "hi"}],
+            "metadata": {"signature": "SSN 123-45-6789"}});
+        let mut signed = decode(Endpoint::ChatCompletions, body.to_string().as_bytes()).unwrap();
+        signed.mask_prompt(&masker).unwrap();
+        assert!(!signed.body.to_string().contains("6789"), "{}", signed.body);
         let body = json!({"model": "gemma", "input": "SSN 123-45-6789 [SSN]"});
         let q = decode(Endpoint::Responses, body.to_string().as_bytes()).unwrap();
         assert_eq!(q.restore_refusal(), None);

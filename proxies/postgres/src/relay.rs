@@ -228,6 +228,13 @@ struct Shared {
     /// uncommitted DDL) and cached names may be stale, so results get no
     /// lineage until then, and the name cache is dropped after.
     schema_changing: std::sync::atomic::AtomicBool,
+    /// This session has sent a statement that changes the schema: from
+    /// then on none of its reads runs before its record is durable. A
+    /// prepared DDL statement can run again by Execute long after its
+    /// Parse, and the catalog's cached answer can lag behind it (a review
+    /// showed both); sessions that change the schema are rare enough to
+    /// pay for the simple rule.
+    changed_schema: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -241,6 +248,7 @@ impl Shared {
             session: recorder.session().clone(),
             recorder,
             schema_changing: Default::default(),
+            changed_schema: Default::default(),
         }
     }
 
@@ -868,9 +876,10 @@ impl Frontend {
     }
 
     /// Whether a statement under `verdict` may go upstream while its record
-    /// becomes durable: a read that changes nothing, let through, and not
-    /// while this session's own schema changes may be out of the catalog's
-    /// sight (a view created in this transaction would read as a table).
+    /// becomes durable: a read that changes nothing, let through, in a
+    /// session that never changed the schema (its own DDL may be out of
+    /// the catalog's sight: a view created in this transaction would read
+    /// as a table).
     fn may_overlap(&self, verdict: &Verdict) -> bool {
         verdict.outcome.forwards()
             && verdict.shapes.is_free_read()
@@ -880,7 +889,7 @@ impl Frontend {
             && !self.gate.may_run_hidden_code()
             && !self
                 .shared
-                .schema_changing
+                .changed_schema
                 .load(std::sync::atomic::Ordering::SeqCst)
     }
 
@@ -920,6 +929,9 @@ impl Frontend {
         if self.gate.sql_names().changes_schema {
             self.shared
                 .schema_changing
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            self.shared
+                .changed_schema
                 .store(true, std::sync::atomic::Ordering::SeqCst);
         }
     }

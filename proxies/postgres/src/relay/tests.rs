@@ -185,6 +185,19 @@ async fn only_a_read_that_changes_nothing_goes_upstream_before_its_record_is_dur
             "{sql}"
         );
     }
+    // A session that changed the schema: nothing of it is free from then
+    // on (a prepared CREATE VIEW may run again by Execute).
+    let mut ddl = frontend(None).await;
+    ddl.gate
+        .set_shadows(Arc::new(vigil_sql::classify::Shadows::new([], [], [])));
+    let (step, _) = plan(&mut ddl, &frame(codec::query("SELECT 1")));
+    assert!(matches!(step, Step::RecordOverlapped(_)));
+    plan(
+        &mut ddl,
+        &frame(results::parse_message("v", "CREATE VIEW v AS SELECT 1")),
+    );
+    let (step, _) = plan(&mut ddl, &frame(codec::query("SELECT 1")));
+    assert!(matches!(step, Step::Record(_)));
     // A database that holds code of its users: nothing is free.
     front.gate.set_shadows(Arc::new(
         vigil_sql::classify::Shadows::new([], [], []).with_user_code(true),
