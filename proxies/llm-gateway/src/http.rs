@@ -376,17 +376,8 @@ async fn handle(
             Err(response) => return response,
         },
         _ => {
-            let decision = verdict.to_decision(seq, gw.config.policy.name(), Stage::Request);
-            if recorder
-                .record_durably(vec![Kind::Request(call), Kind::Decision(decision)])
-                .await
-                .is_err()
-            {
-                return errors::respond(
-                    api,
-                    ErrorKind::AuditUnavailable,
-                    "Vigil cannot record this call, so it was not made",
-                );
+            if let Err(response) = record_judged(&gw, &recorder, call, &verdict, api).await {
+                return response;
             }
             verdict
         }
@@ -494,21 +485,34 @@ async fn refuse_call(
         outcome: Outcome::Deny,
         ..gw.config.policy.nothing_to_judge(&text)
     };
-    let recorded = recorder
-        .record_durably(vec![
-            Kind::Request(call),
-            Kind::Decision(refused.to_decision(seq, gw.config.policy.name(), Stage::Request)),
-        ])
-        .await;
-    if recorded.is_err() {
-        return errors::respond(
-            api,
-            ErrorKind::AuditUnavailable,
-            "Vigil cannot record this call, so it was not made",
-        );
+    if let Err(response) = record_judged(gw, recorder, call, &refused, api).await {
+        return response;
     }
     recorder.record_in_background(Kind::Response(relay::refused_response(seq, 400, &text)));
     errors::respond(api, kind, &text)
+}
+
+/// Records a call's Request and the Decision on it durably, before
+/// anything else happens to it; if they cannot be, the agent is told the
+/// call was not made.
+async fn record_judged(
+    gw: &LlmGateway,
+    recorder: &SessionRecorder,
+    call: Request,
+    verdict: &Verdict,
+    api: Api,
+) -> Result<(), Response> {
+    let decision = verdict.to_decision(call.request_seq, gw.config.policy.name(), Stage::Request);
+    recorder
+        .record_durably(vec![Kind::Request(call), Kind::Decision(decision)])
+        .await
+        .map_err(|_| {
+            errors::respond(
+                api,
+                ErrorKind::AuditUnavailable,
+                "Vigil cannot record this call, so it was not made",
+            )
+        })
 }
 
 /// A review: held through the approval service until approvers decide.
@@ -533,19 +537,7 @@ async fn held(
             ),
             ..verdict
         };
-        let recorded = recorder
-            .record_durably(vec![
-                Kind::Request(call),
-                Kind::Decision(refused.to_decision(seq, gw.config.policy.name(), Stage::Request)),
-            ])
-            .await;
-        if recorded.is_err() {
-            return Err(errors::respond(
-                api,
-                ErrorKind::AuditUnavailable,
-                "Vigil cannot record this call, so it was not made",
-            ));
-        }
+        record_judged(gw, recorder, call, &refused, api).await?;
         recorder.record_in_background(Kind::Response(relay::refused_response(
             seq,
             403,

@@ -531,41 +531,39 @@ fn chat_channels(chunk: &mut Value, each: &mut impl FnMut(Channel, &mut String))
 
 /// [`chat_channels`] for one choice.
 fn choice_channels(choice: &mut Value, each: &mut impl FnMut(Channel, &mut String)) {
+    let index = choice_index(choice);
+    // Legacy completions carry the text on the choice itself.
+    if let Some(Value::String(text)) = choice.get_mut("text") {
+        each(Channel::Content(index), text);
+    }
+    let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
+        return;
+    };
+    if let Some(Value::String(text)) = delta.get_mut("content") {
+        each(Channel::Content(index), text);
+    }
+    for key in ["reasoning_content", "reasoning"] {
+        if let Some(Value::String(text)) = delta.get_mut(key) {
+            each(Channel::Reasoning(index), text);
+        }
+    }
+    if let Some(Value::String(text)) = delta.get_mut("refusal") {
+        each(Channel::Refusal(index), text);
+    }
+    if let Some(Value::String(args)) = delta
+        .get_mut("function_call")
+        .and_then(|f| f.get_mut("arguments"))
     {
-        let index = choice_index(choice);
-        // Legacy completions carry the text on the choice itself.
-        if let Some(Value::String(text)) = choice.get_mut("text") {
-            each(Channel::Content(index), text);
-        }
-        let Some(delta) = choice.get_mut("delta").and_then(Value::as_object_mut) else {
-            return;
-        };
-        if let Some(Value::String(text)) = delta.get_mut("content") {
-            each(Channel::Content(index), text);
-        }
-        for key in ["reasoning_content", "reasoning"] {
-            if let Some(Value::String(text)) = delta.get_mut(key) {
-                each(Channel::Reasoning(index), text);
-            }
-        }
-        if let Some(Value::String(text)) = delta.get_mut("refusal") {
-            each(Channel::Refusal(index), text);
-        }
-        if let Some(Value::String(args)) = delta
-            .get_mut("function_call")
-            .and_then(|f| f.get_mut("arguments"))
-        {
-            each(Channel::FunctionArguments(index), args);
-        }
-        if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
-            for (position, call) in calls.iter_mut().enumerate() {
-                let call_index = call
-                    .get("index")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(position as u64);
-                if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
-                    each(Channel::ToolArguments(index, call_index), args);
-                }
+        each(Channel::FunctionArguments(index), args);
+    }
+    if let Some(calls) = delta.get_mut("tool_calls").and_then(Value::as_array_mut) {
+        for (position, call) in calls.iter_mut().enumerate() {
+            let call_index = call
+                .get("index")
+                .and_then(Value::as_u64)
+                .unwrap_or(position as u64);
+            if let Some(Value::String(args)) = call.pointer_mut("/function/arguments") {
+                each(Channel::ToolArguments(index, call_index), args);
             }
         }
     }
@@ -584,21 +582,11 @@ fn append_rests(choice: &mut Value, rests: Vec<(Channel, String)>) {
             Channel::Reasoning(_) => append(delta_of(choice), "reasoning_content", &rest),
             Channel::Refusal(_) => append(delta_of(choice), "refusal", &rest),
             Channel::FunctionArguments(_) => {
-                let delta = delta_of(choice);
-                let function = delta
-                    .as_object_mut()
-                    .expect("delta is an object")
-                    .entry("function_call")
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let function = member(delta_of(choice), "function_call", Map::new().into());
                 append(function, "arguments", &rest);
             }
             Channel::ToolArguments(_, call) => {
-                let delta = delta_of(choice);
-                let calls = delta
-                    .as_object_mut()
-                    .expect("delta is an object")
-                    .entry("tool_calls")
-                    .or_insert_with(|| Value::Array(Vec::new()));
+                let calls = member(delta_of(choice), "tool_calls", Value::Array(Vec::new()));
                 if !calls.is_array() {
                     *calls = Value::Array(Vec::new());
                 }
@@ -615,11 +603,7 @@ fn append_rests(choice: &mut Value, rests: Vec<(Channel, String)>) {
                         calls.last_mut().expect("just pushed")
                     }
                 };
-                let function = entry
-                    .as_object_mut()
-                    .expect("a tool call object")
-                    .entry("function")
-                    .or_insert_with(|| Value::Object(Map::new()));
+                let function = member(entry, "function", Map::new().into());
                 append(function, "arguments", &rest);
             }
             Channel::Block(_) | Channel::Part(..) => {}
@@ -627,11 +611,21 @@ fn append_rests(choice: &mut Value, rests: Vec<(Channel, String)>) {
     }
 }
 
+/// The member `key` of an object, `empty` put there first if it is
+/// missing (or the value is not an object: it becomes one).
+fn member<'v>(object: &'v mut Value, key: &str, empty: Value) -> &'v mut Value {
+    if !object.is_object() {
+        *object = Value::Object(Map::new());
+    }
+    object
+        .as_object_mut()
+        .expect("made an object above")
+        .entry(key)
+        .or_insert(empty)
+}
+
 fn delta_of(choice: &mut Value) -> &mut Value {
-    let map = choice.as_object_mut().expect("a choice object");
-    let delta = map
-        .entry("delta")
-        .or_insert_with(|| Value::Object(Map::new()));
+    let delta = member(choice, "delta", Map::new().into());
     if !delta.is_object() {
         *delta = Value::Object(Map::new());
     }
