@@ -963,11 +963,14 @@ impl Detectors {
         }
     }
 
-    /// `www.` at `s`.
+    /// `www.` at `s`. Not when a hash token follows it: `www.::1` holds no
+    /// URL, but with the address masked in the `hash` format it read as
+    /// `www.h:d0d7...`, and masked output must not match again.
     fn www(&self, b: &[u8], s: usize, floor: usize, best: &mut Best) {
         if s >= floor
             && starts_clean(b, s, floor)
             && b.get(s + 4).is_some_and(u8::is_ascii_alphanumeric)
+            && !is_hash_token_at(b, s + 4)
         {
             let e = url_end(b, s + 4);
             best.offer(s, e, DetectorKind::Url, prio::URL);
@@ -1094,6 +1097,17 @@ pub(crate) const MAX_URL: usize = 2048;
 /// sentence's full stop, a closing parenthesis that opened before the URL);
 /// at most [`MAX_URL`] bytes. Brackets are counted once, then kept up to
 /// date while trimming: one pass, however many `)` the URL ends with.
+/// Whether a hash token (`h:` and 16 hex digits, not followed by another
+/// letter or digit) starts at `i`.
+fn is_hash_token_at(b: &[u8], i: usize) -> bool {
+    let prefix = super::HASH_PREFIX;
+    let end = i + prefix.len() + super::HASH_HEX_LEN;
+    b.get(i..i + prefix.len()) == Some(prefix)
+        && b.get(i + prefix.len()..end)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        && !b.get(end).is_some_and(u8::is_ascii_alphanumeric)
+}
+
 fn url_end(b: &[u8], i: usize) -> usize {
     let limit = b.len().min(i.saturating_add(MAX_URL));
     let mut e = i;
