@@ -7,10 +7,11 @@
 //! - [`note`] / [`checkpoint`]: C2SP signed notes and checkpoints.
 //! - [`rotation`]: signing-key rotations an auditor can follow.
 //! - [`tile`]: C2SP tlog-tiles paths and entry bundles.
-//! - [`store`]: the durable RocksDB log.
+//! - [`store`]: the durable RocksDB log; [`bottom`]: its bottom tree levels, stored by tile.
 //! - [`bodycrypt`]: encryption at rest of event bodies, with key rotation.
 
 pub mod bodycrypt;
+pub mod bottom;
 pub mod checkpoint;
 pub mod cosignature;
 pub mod hash;

@@ -4,7 +4,8 @@
 //! event ids, node hashes and the new size) written with a synced WAL, so
 //! after a crash the log is either entirely before or entirely after the
 //! batch. The in-memory [`Frontier`] is only a cache of stored node hashes
-//! and is rebuilt from them on open.
+//! and is rebuilt from them on open; so is the bottom tile still filling
+//! ([`crate::bottom`]), rebuilt from the stored leaves.
 //!
 //! Bodies (salt || event bytes) are sealed with the operator's
 //! [`Keyring`] before they reach RocksDB; see [`crate::bodycrypt`].
@@ -33,6 +34,7 @@ use rocksdb::{
 };
 
 use crate::bodycrypt::{BodyCryptError, Keyring};
+use crate::bottom::{self, EdgeTile, BOTTOM_LEVELS, TILE_LEAVES};
 use crate::checkpoint::Checkpoint;
 use crate::hash::{leaf_hash, Hash};
 use crate::leaf::{body_commitment, stream_position, LeafError, LeafRecord};
@@ -276,6 +278,23 @@ struct Head {
     root: Hash,
 }
 
+/// What the writer holds between appends: the tree's right edge at
+/// `head.size`, and the bottom tile still filling.
+struct Writer {
+    frontier: Frontier,
+    edge: EdgeTile,
+}
+
+/// One append being prepared: nothing of it is visible until
+/// [`Store::commit`].
+struct Staged {
+    next: Frontier,
+    edge: EdgeTile,
+    batch: WriteBatch,
+    /// Nodes of levels >= [`UPPER_FROM_LEVEL`] for the memory cache.
+    upper: Vec<(u8, u64, Hash)>,
+}
+
 /// The durable Merkle log. `Send + Sync`; share it behind an `Arc`.
 pub struct Store {
     db: DB,
@@ -284,8 +303,11 @@ pub struct Store {
     /// needs about one node per level, and these levels are where RocksDB
     /// point reads would otherwise dominate. See [`UpperNodes`].
     upper: RwLock<UpperNodes>,
-    /// Serialises writers. Holds the right edge of the tree at `head.size`.
-    writer: Mutex<Frontier>,
+    /// The published bottom tile still filling (at `head.size` or later:
+    /// it is replaced after its batch is durable, before the head moves).
+    edge: RwLock<EdgeTile>,
+    /// Serialises writers.
+    writer: Mutex<Writer>,
     head: RwLock<Head>,
 }
 
@@ -302,6 +324,14 @@ fn node_key(level: u8, index: u64) -> [u8; 9] {
     k[0] = level;
     k[1..].copy_from_slice(&index.to_be_bytes());
     k
+}
+
+/// Tag of a complete bottom tile's key in the nodes column family; node
+/// keys start with their level (0 to 63), so the two never meet.
+const BOTTOM_TILE_TAG: u8 = 0xF0;
+
+fn bottom_tile_key(tile: u64) -> [u8; 9] {
+    node_key(BOTTOM_TILE_TAG, tile)
 }
 
 /// Index key of a string term: `len(u16 BE) || term || index(u64 BE)`.
@@ -397,7 +427,11 @@ impl Store {
             db,
             keyring,
             upper: RwLock::new(UpperNodes::default()),
-            writer: Mutex::new(Frontier::new()),
+            edge: RwLock::new(EdgeTile::empty(0)),
+            writer: Mutex::new(Writer {
+                frontier: Frontier::new(),
+                edge: EdgeTile::empty(0),
+            }),
             head: RwLock::new(Head {
                 size: 0,
                 root: crate::hash::empty_root(),
@@ -418,6 +452,8 @@ impl Store {
                 "size is {size} but leaf {size} exists"
             )));
         }
+        let edge = store.rebuild_edge(size)?;
+        *store.edge.write().unwrap_or_else(|e| e.into_inner()) = edge.clone();
         let frontier = Frontier::from_nodes(size, |level, index| {
             store.node(level, index).map_err(|e| match e {
                 StoreError::NotFound(what) => {
@@ -429,8 +465,21 @@ impl Store {
         let root = frontier.root();
         store.load_upper_nodes(size)?;
         store.head = RwLock::new(Head { size, root });
-        store.writer = Mutex::new(frontier);
+        store.writer = Mutex::new(Writer { frontier, edge });
         Ok(store)
+    }
+
+    /// The bottom tile still filling at `size`, from its stored leaves.
+    fn rebuild_edge(&self, size: u64) -> Result<EdgeTile, StoreError> {
+        let start = size / TILE_LEAVES * TILE_LEAVES;
+        let mut hashes = Vec::with_capacity((size - start) as usize);
+        for index in start..size {
+            let data = self.leaf(index)?.ok_or_else(|| {
+                StoreError::Corrupt(format!("leaf {index} missing below size {size}"))
+            })?;
+            hashes.push(leaf_hash(&data));
+        }
+        Ok(EdgeTile::rebuild(size, hashes))
     }
 
     /// Fills the upper-level cache from the stored nodes of a tree of `size`.
@@ -466,7 +515,7 @@ impl Store {
             .expect("all column families are created on open")
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, Frontier> {
+    fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         // The frontier is only replaced after a successful write, so a panic
         // while holding the lock cannot leave it inconsistent.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
@@ -483,24 +532,26 @@ impl Store {
     /// entry. The whole batch is rejected if any entry is invalid.
     pub fn append_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<Appended>, StoreError> {
         validate(&entries)?;
-        let mut frontier = self.lock_writer();
-        let mut next = frontier.clone();
-        let mut batch = WriteBatch::default();
-        let mut upper = Vec::new();
-        let out = self.stage(&mut next, &mut batch, &mut upper, entries)?;
-        self.commit(&mut frontier, next, batch, upper)?;
+        let mut writer = self.lock_writer();
+        let mut staged = Staged::from(&*writer);
+        let out = self.stage(&mut staged, entries)?;
+        self.commit(&mut writer, staged)?;
         Ok(out)
     }
 
-    /// Adds `entries` to `batch` and `next`; nothing is visible until
+    /// Adds `entries` to `staged`; nothing is visible until
     /// [`Store::commit`]. Caller holds the writer lock.
     fn stage(
         &self,
-        next: &mut Frontier,
-        batch: &mut WriteBatch,
-        upper: &mut Vec<(u8, u64, Hash)>,
+        staged: &mut Staged,
         entries: Vec<NewEntry>,
     ) -> Result<Vec<Appended>, StoreError> {
+        let Staged {
+            next,
+            edge,
+            batch,
+            upper,
+        } = staged;
         let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
         let mut out = Vec::with_capacity(entries.len());
         for e in entries {
@@ -541,6 +592,12 @@ impl Store {
                 }
             }
             for (level, idx, h) in next.push(leaf_hash(&data)) {
+                if level < BOTTOM_LEVELS {
+                    if let Some(tile) = edge.push(level, idx, h) {
+                        batch.put_cf(self.cf(CF_NODES), bottom_tile_key(edge.tile() - 1), tile);
+                    }
+                    continue;
+                }
                 batch.put_cf(self.cf(CF_NODES), node_key(level, idx), h);
                 if level >= UPPER_FROM_LEVEL {
                     upper.push((level, idx, h));
@@ -555,15 +612,16 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes `batch` with a synced WAL, then publishes `next` as the head.
-    fn commit(
-        &self,
-        frontier: &mut Frontier,
-        next: Frontier,
-        mut batch: WriteBatch,
-        upper: Vec<(u8, u64, Hash)>,
-    ) -> Result<(), StoreError> {
-        if next.size() != frontier.size() {
+    /// Writes the staged batch with a synced WAL, then publishes the new
+    /// edge tile and head.
+    fn commit(&self, writer: &mut Writer, staged: Staged) -> Result<(), StoreError> {
+        let Staged {
+            next,
+            edge,
+            mut batch,
+            upper,
+        } = staged;
+        if next.size() != writer.frontier.size() {
             batch.put_cf(self.cf(CF_META), META_SIZE, next.size().to_be_bytes());
         }
         if batch.is_empty() {
@@ -578,11 +636,17 @@ impl Store {
                 cache.push(level, index, hash);
             }
         }
+        // A reader that misses a node in the old edge finds its tile
+        // stored: the batch above is durable before the edge moves on.
+        *self.edge.write().unwrap_or_else(|e| e.into_inner()) = edge.clone();
         let head = Head {
             size: next.size(),
             root: next.root(),
         };
-        *frontier = next;
+        *writer = Writer {
+            frontier: next,
+            edge,
+        };
         *self.head.write().unwrap_or_else(|e| e.into_inner()) = head;
         Ok(())
     }
@@ -769,7 +833,7 @@ impl Store {
             )));
         }
         validate(std::slice::from_ref(&entry))?;
-        let mut frontier = self.lock_writer();
+        let mut writer = self.lock_writer();
         if self.min_index()? != from {
             return Err(StoreError::InvalidArgument(
                 "another retention run changed the minimum index".into(),
@@ -784,9 +848,8 @@ impl Store {
             })?;
             kept.push((key, sealed));
         }
-        let mut next = frontier.clone();
-        let mut batch = WriteBatch::default();
-        let mut upper = Vec::new();
+        let mut staged = Staged::from(&*writer);
+        let batch = &mut staged.batch;
         batch.delete_range_cf(bodies, from.to_be_bytes(), end.to_be_bytes());
         // Later operations of one batch win over earlier ones: the kept
         // bodies survive the range deletion.
@@ -795,9 +858,9 @@ impl Store {
         }
         batch.put_cf(self.cf(CF_META), META_MIN_INDEX, end.to_be_bytes());
         batch.put_cf(self.cf(CF_META), pruned_key(end), pruned.encode());
-        let appended = self.stage(&mut next, &mut batch, &mut upper, vec![entry])?;
-        self.commit(&mut frontier, next, batch, upper)?;
-        drop(frontier);
+        let appended = self.stage(&mut staged, vec![entry])?;
+        self.commit(&mut writer, staged)?;
+        drop(writer);
         // A range tombstone hides the bodies at once. For the bytes to be gone
         // from disk: flush every memtable (so no live WAL file still holds a
         // sealed body), then compact the range (so no SST file does).
@@ -905,7 +968,11 @@ impl Store {
     /// Hash of the complete subtree `(level, index)`; `NotFound` if it is not
     /// complete yet.
     pub fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        if let Some(h) = self
+        if level < BOTTOM_LEVELS {
+            if let Some(h) = self.bottom_node(level, index)? {
+                return Ok(h);
+            }
+        } else if let Some(h) = self
             .upper
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -913,6 +980,8 @@ impl Store {
         {
             return Ok(h);
         }
+        // Levels >= 8, and the bottom levels of a log written before they
+        // were stored by tile: one key per node.
         match self
             .db
             .get_pinned_cf(self.cf(CF_NODES), node_key(level, index))?
@@ -922,6 +991,29 @@ impl Store {
                 "node (level {level}, index {index})"
             ))),
         }
+    }
+
+    /// A node of the bottom levels: from the edge tile in memory, or from
+    /// its complete tile's stored value. `None` if neither holds it.
+    fn bottom_node(&self, level: u8, index: u64) -> Result<Option<Hash>, StoreError> {
+        if let Some(h) = self.edge_node(level, index) {
+            return Ok(Some(h));
+        }
+        let (tile, slot) = bottom::locate(level, index);
+        match self
+            .db
+            .get_pinned_cf(self.cf(CF_NODES), bottom_tile_key(tile))?
+        {
+            Some(value) => tile_slot(&value, tile, slot).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn edge_node(&self, level: u8, index: u64) -> Option<Hash> {
+        self.edge
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(level, index)
     }
 
     fn check_size(&self, size: u64) -> Result<(), StoreError> {
@@ -947,19 +1039,19 @@ impl Store {
                 size,
             });
         }
-        tree::inclusion_proof(self, index, size)
+        tree::inclusion_proof(&OneProof::new(self), index, size)
     }
 
     /// Consistency proof between sizes `0 < size1 <= size2 <= self.size()`.
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, StoreError> {
         self.check_size(size2)?;
-        tree::consistency_proof(self, size1, size2)
+        tree::consistency_proof(&OneProof::new(self), size1, size2)
     }
 
     /// Root of the tree of the first `size` leaves (`size <= self.size()`).
     pub fn root_at(&self, size: u64) -> Result<Hash, StoreError> {
         self.check_size(size)?;
-        tree::root_of(self, size)
+        tree::root_of(&OneProof::new(self), size)
     }
 
     fn check_width(width: u64) -> Result<(), StoreError> {
@@ -1138,6 +1230,77 @@ fn validate(entries: &[NewEntry]) -> Result<(), StoreError> {
         }
     }
     Ok(())
+}
+
+fn tile_slot(value: &[u8], tile: u64, slot: usize) -> Result<Hash, StoreError> {
+    bottom::slot_of(value, slot).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "bottom tile {tile} is {} bytes, not {}",
+            value.len(),
+            bottom::TILE_BYTES
+        ))
+    })
+}
+
+/// The store as one proof (or root) reads it: the bottom tile it read last
+/// is kept, since a proof's siblings below level 8 lie in one or two tiles
+/// (up to eight lookups of one value otherwise). Complete tiles never
+/// change, so the copy cannot go stale.
+struct OneProof<'a> {
+    store: &'a Store,
+    last_tile: std::cell::RefCell<Option<(u64, Vec<u8>)>>,
+}
+
+impl<'a> OneProof<'a> {
+    fn new(store: &'a Store) -> Self {
+        Self {
+            store,
+            last_tile: std::cell::RefCell::new(None),
+        }
+    }
+}
+
+impl NodeSource for OneProof<'_> {
+    type Error = StoreError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
+        if level >= BOTTOM_LEVELS {
+            return self.store.node(level, index);
+        }
+        if let Some(h) = self.store.edge_node(level, index) {
+            return Ok(h);
+        }
+        let (tile, slot) = bottom::locate(level, index);
+        let mut last = self.last_tile.borrow_mut();
+        if let Some((cached, value)) = last.as_ref() {
+            if *cached == tile {
+                return tile_slot(value, tile, slot);
+            }
+        }
+        let store = self.store;
+        match store
+            .db
+            .get_pinned_cf(store.cf(CF_NODES), bottom_tile_key(tile))?
+        {
+            Some(value) => {
+                let hash = tile_slot(&value, tile, slot)?;
+                *last = Some((tile, value.to_vec()));
+                Ok(hash)
+            }
+            // A log written one key per node, before tiles.
+            None => store.node(level, index),
+        }
+    }
+}
+
+impl From<&Writer> for Staged {
+    fn from(writer: &Writer) -> Self {
+        Self {
+            next: writer.frontier.clone(),
+            edge: writer.edge.clone(),
+            batch: WriteBatch::default(),
+            upper: Vec::new(),
+        }
+    }
 }
 
 impl NodeSource for Store {

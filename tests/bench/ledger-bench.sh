@@ -13,9 +13,8 @@
 #      250 ms as in the service; p50/p99/max.
 #   c) proofs at --entries (default 10,000,000; --quick: 1,000,000) entries
 #      with 64-byte bodies: inclusion/consistency generation and verification
-#      p50/p99 over 10k random pairs, RSS every 1M entries, reopen time; then
-#      experiments (upper tree levels in memory, a tuned node column family)
-#      that show what store changes would buy.
+#      p50/p99 over 10k random pairs, node lookups per proof, RSS every 1M
+#      entries, reopen time.
 #
 # The logs live in a temporary directory under --dir (default /tmp), removed
 # at the end. 10M entries take about 8 GB of disk while the run lasts; the
@@ -30,7 +29,7 @@ while [ $# -gt 0 ]; do
     --quick) ARGS+=("$1"); shift ;;
     --entries|--append-events|--latency-secs|--pairs) ARGS+=("$1" "$2"); shift 2 ;;
     --dir) PARENT=$2; shift 2 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done

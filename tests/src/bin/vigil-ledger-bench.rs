@@ -17,11 +17,8 @@
 //! - `proofs`: builds a log of `--entries` (default 10M, 64-byte bodies),
 //!   reports RSS every 1M entries, reopens it, then times inclusion and
 //!   consistency proof generation and verification for `--pairs` random
-//!   (index, size) / (size1, size2) pairs; p50/p99/max in µs. Then
-//!   experiments, through the public `NodeSource` trait and a raw RocksDB
-//!   handle on the closed store, of what store changes would buy: upper tree
-//!   levels in memory, bloom filters and a bigger block cache on the node
-//!   column family, one `multi_get` per proof.
+//!   (index, size) / (size1, size2) pairs; p50/p99/max in µs, and node
+//!   lookups per proof.
 //!
 //! With no phase named, all three run (in this process: run them as separate
 //! processes for clean RSS figures, as the script does). Everything lives in
@@ -644,9 +641,9 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
         store.root_at(s).expect("root_at");
         ra.push(t.elapsed().as_secs_f64() * 1e6);
     }
-    // Why generation costs what it does: RocksDB reads per proof, and what
-    // keeping the upper tree levels in memory would save (an experiment
-    // through the public NodeSource trait; the store itself is unchanged).
+    // Why generation costs what it does: node lookups per proof (tree
+    // levels >= 8 come from memory, the bottom eight from one stored tile
+    // value or the edge tile in memory).
     let counting = Counting {
         store: &store,
         gets: Cell::new(0),
@@ -660,26 +657,6 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
         tree::consistency_proof(&counting, a, b).expect("consistency proof");
     }
     let cons_gets = counting.gets.replace(0) as f64 / sample as f64;
-    let t = Instant::now();
-    let cached = TopCached::load(&store, n, CACHE_FROM_LEVEL);
-    let cache_ms = t.elapsed().as_secs_f64() * 1e3;
-    let (mut icg, mut ccg) = (Vec::new(), Vec::new());
-    for &(i, s) in &incl {
-        let t = Instant::now();
-        let proof = tree::inclusion_proof(&cached, i, s).expect("inclusion proof");
-        icg.push(t.elapsed().as_secs_f64() * 1e6);
-        debug_assert_eq!(proof, store.inclusion_proof(i, s).unwrap());
-    }
-    let cached_incl_gets = cached.gets.replace(0) as f64 / pairs as f64;
-    for &(a, b) in &cons {
-        let t = Instant::now();
-        tree::consistency_proof(&cached, a, b).expect("consistency proof");
-        ccg.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    let cached_cons_gets = cached.gets.replace(0) as f64 / pairs as f64;
-    let (icg, ccg) = (stats(icg), stats(ccg));
-    let (cached_hashes, cached_mib) = (cached.hashes(), cached.hashes() as f64 * 32.0 / 1048576.0);
-    drop((counting, cached));
     let rss_after = rss_mib("VmRSS:");
     let hwm = rss_mib("VmHWM:");
     let (ig, iv, cg, cv, ra) = (stats(ig), stats(iv), stats(cg), stats(cv), stats(ra));
@@ -700,23 +677,10 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
         ra.p50, ra.p99, ra.max
     );
     println!(
-        "  RocksDB reads per proof: inclusion {incl_gets:.1}, consistency {cons_gets:.1} \
-         (=> {:.1} / {:.1} µs per read at p50)",
+        "  node lookups per proof: inclusion {incl_gets:.1}, consistency {cons_gets:.1} \
+         (=> {:.1} / {:.1} µs per lookup at p50)",
         ig.p50 / incl_gets,
         cg.p50 / cons_gets
-    );
-    println!(
-        "  experiment, tree levels >= {CACHE_FROM_LEVEL} held in memory ({} hashes, {:.1} MiB, \
-         loaded in {cache_ms:.0} ms):",
-        cached_hashes, cached_mib
-    );
-    println!(
-        "    inclusion   generate  p50 {:>7.1}  p99 {:>7.1}  max {:>8.1}   ({cached_incl_gets:.1} reads)",
-        icg.p50, icg.p99, icg.max
-    );
-    println!(
-        "    consistency generate  p50 {:>7.1}  p99 {:>7.1}  max {:>8.1}   ({cached_cons_gets:.1} reads)",
-        ccg.p50, ccg.p99, ccg.max
     );
     println!("  RSS after the proofs {rss_after:.0} MiB, peak (VmHWM) {hwm:.0} MiB");
     drop(store);
@@ -736,19 +700,11 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
         verdict(iv.p99 < TARGET_VERIFY_US && cv.p99 < TARGET_VERIFY_US),
     ));
     summary.push(format!(
-        "proofs at {n}, experiment with tree levels >= {CACHE_FROM_LEVEL} in memory ({:.1} MiB): \
-         inclusion gen p50/p99 {:.1}/{:.1} µs, consistency gen {:.1}/{:.1} µs; RocksDB reads per \
-         proof {incl_gets:.1} -> {cached_incl_gets:.1} (inclusion), {cons_gets:.1} -> \
-         {cached_cons_gets:.1} (consistency)",
-        cached_mib, icg.p50, icg.p99, ccg.p50, ccg.p99,
-    ));
-    summary.push(format!(
         "memory: RSS {rss_1m:.0} MiB at {} entries, {rss_end:.0} MiB at {n}, {rss_after:.0} MiB after \
          reopen + proofs; build {:.0} events/s (64-byte bodies), {disk:.0} MiB on disk ({wal:.0} MiB WAL), reopen {open_ms:.0} ms",
         1_000_000.min(n),
         n as f64 / build_secs
     ));
-    tuned_rocksdb_experiment(dir.path(), n, &incl, &cons, summary);
     let t = Instant::now();
     drop(dir);
     println!("  removed the log in {:.1} s", t.elapsed().as_secs_f64());
@@ -765,305 +721,6 @@ impl NodeSource for Counting<'_> {
     fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
         self.gets.set(self.gets.get() + 1);
         self.store.node(level, index)
-    }
-}
-
-/// Lowest tree level the experiment keeps in memory (one tlog tile up).
-const CACHE_FROM_LEVEL: u8 = 8;
-
-/// The complete nodes of levels >= `from` in memory, the rest from `src`.
-struct TopCached<'a, S> {
-    src: &'a S,
-    from: u8,
-    levels: Vec<Vec<Hash>>,
-    gets: Cell<u64>,
-}
-
-impl<'a, S: NodeSource<Error = StoreError>> TopCached<'a, S> {
-    fn load(src: &'a S, size: u64, from: u8) -> Self {
-        let mut levels = Vec::new();
-        let mut level = from;
-        while level < 64 && size >> level > 0 {
-            let level_nodes = (0..size >> level)
-                .map(|i| src.node(level, i).expect("complete node"))
-                .collect();
-            levels.push(level_nodes);
-            level += 1;
-        }
-        Self {
-            src,
-            from,
-            levels,
-            gets: Cell::new(0),
-        }
-    }
-
-    fn hashes(&self) -> usize {
-        self.levels.iter().map(Vec::len).sum()
-    }
-
-    fn cached(&self, level: u8, index: u64) -> Option<Hash> {
-        if level < self.from {
-            return None;
-        }
-        self.levels
-            .get(usize::from(level - self.from))
-            .and_then(|l| l.get(index as usize))
-            .copied()
-    }
-}
-
-impl<S: NodeSource<Error = StoreError>> NodeSource for TopCached<'_, S> {
-    type Error = StoreError;
-    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        if let Some(h) = self.cached(level, index) {
-            return Ok(h);
-        }
-        self.gets.set(self.gets.get() + 1);
-        self.src.node(level, index)
-    }
-}
-
-/// The store's `nodes` column family read straight through the `rocksdb`
-/// crate (key: level byte || index u64 BE; value: the 32-byte hash), so the
-/// experiment can open it with other options than the store does.
-struct RawNodes<'a> {
-    db: &'a rocksdb::DB,
-    cf: &'a rocksdb::ColumnFamily,
-}
-
-impl NodeSource for RawNodes<'_> {
-    type Error = StoreError;
-    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        let mut key = [0u8; 9];
-        key[0] = level;
-        key[1..].copy_from_slice(&index.to_be_bytes());
-        match self.db.get_pinned_cf(self.cf, key)? {
-            Some(v) => v
-                .as_ref()
-                .try_into()
-                .map_err(|_| StoreError::Corrupt("node is not 32 bytes".into())),
-            None => Err(StoreError::NotFound(format!("node ({level}, {index})"))),
-        }
-    }
-}
-
-fn levels_line(db: &rocksdb::DB, cf: &rocksdb::ColumnFamily) -> String {
-    let files = |l: u32| {
-        db.property_int_value_cf(cf, format!("rocksdb.num-files-at-level{l}").as_str())
-            .ok()
-            .flatten()
-            .unwrap_or(0)
-    };
-    (0..7)
-        .map(files)
-        .map(|n| n.to_string())
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// Experiment: the `nodes` column family opened with bloom filters, a
-/// 256 MiB block cache (index and filter blocks in it) and fully compacted,
-/// then the same proofs generated from it, with and without the upper
-/// levels in memory. Shows what store options alone would buy.
-fn tuned_rocksdb_experiment(
-    dir: &Path,
-    size: u64,
-    incl: &[(u64, u64)],
-    cons: &[(u64, u64)],
-    summary: &mut Summary,
-) {
-    let mut db_opts = rocksdb::Options::default();
-    db_opts.set_compression_type(rocksdb::DBCompressionType::None);
-    let names = rocksdb::DB::list_cf(&db_opts, dir).expect("list column families");
-    let cache = rocksdb::Cache::new_lru_cache(256 << 20);
-    let mut bbo = rocksdb::BlockBasedOptions::default();
-    bbo.set_bloom_filter(10.0, false);
-    bbo.set_block_cache(&cache);
-    bbo.set_cache_index_and_filter_blocks(true);
-    bbo.set_pin_l0_filter_and_index_blocks_in_cache(true);
-    let descriptors = names.iter().map(|name| {
-        let mut o = rocksdb::Options::default();
-        o.set_compression_type(rocksdb::DBCompressionType::None);
-        if name == "nodes" {
-            o.set_block_based_table_factory(&bbo);
-        }
-        rocksdb::ColumnFamilyDescriptor::new(name, o)
-    });
-    let db = rocksdb::DB::open_cf_descriptors(&db_opts, dir, descriptors).expect("open raw");
-    let cf = db.cf_handle("nodes").expect("nodes column family");
-    let before = levels_line(&db, cf);
-    let t = Instant::now();
-    db.compact_range_cf(cf, None::<&[u8]>, None::<&[u8]>);
-    let compact_s = t.elapsed().as_secs_f64();
-    let after = levels_line(&db, cf);
-    println!(
-        "  experiment, nodes column family with bloom filters + 256 MiB block cache, fully \
-         compacted in {compact_s:.0} s (SST files per level L0..L6: {before} -> {after}):"
-    );
-    let raw = RawNodes { db: &db, cf };
-    let cached = TopCached::load(&raw, size, CACHE_FROM_LEVEL);
-    let t = Instant::now();
-    let cached4 = TopCached::load(&raw, size, 4);
-    println!(
-        "    (levels >= 4 in memory: {} hashes, {:.1} MiB, loaded in {:.1} s)",
-        cached4.hashes(),
-        cached4.hashes() as f64 * 32.0 / 1048576.0,
-        t.elapsed().as_secs_f64()
-    );
-    let variants: [(&str, &dyn ProofGen); 5] = [
-        ("one get per node", &raw),
-        ("levels >= 8 in memory", &cached),
-        ("levels >= 4 in memory", &cached4),
-        (
-            "one multi_get per proof",
-            &Prefetch {
-                raw: &raw,
-                top: None,
-            },
-        ),
-        (
-            "levels >= 8 in memory + one multi_get",
-            &Prefetch {
-                raw: &raw,
-                top: Some(&cached),
-            },
-        ),
-    ];
-    let mut parts = Vec::new();
-    for (name, src) in variants {
-        // Same proofs as the plain reads (and warm-up).
-        for (&(i, s), &(a, b)) in incl.iter().zip(cons).take(1000) {
-            assert!(
-                src.inclusion(i, s) == raw.inclusion(i, s),
-                "{name}: inclusion"
-            );
-            assert!(
-                src.consistency(a, b) == raw.consistency(a, b),
-                "{name}: consistency"
-            );
-        }
-        let (mut ig, mut cg) = (Vec::new(), Vec::new());
-        for &(i, s) in incl {
-            let t = Instant::now();
-            src.inclusion(i, s);
-            ig.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        for &(a, b) in cons {
-            let t = Instant::now();
-            src.consistency(a, b);
-            cg.push(t.elapsed().as_secs_f64() * 1e6);
-        }
-        let (ig, cg) = (stats(ig), stats(cg));
-        println!(
-            "    {name:<38} inclusion p50 {:>6.1} p99 {:>6.1}   consistency p50 {:>6.1} p99 {:>6.1}",
-            ig.p50, ig.p99, cg.p50, cg.p99
-        );
-        parts.push(format!(
-            "{name}: {:.1}/{:.1} and {:.1}/{:.1}",
-            ig.p50, ig.p99, cg.p50, cg.p99
-        ));
-    }
-    summary.push(format!(
-        "proofs at {size}, experiment (nodes CF with bloom filters + 256 MiB block cache, \
-         compacted), generation p50/p99 µs inclusion and consistency: {}",
-        parts.join("; ")
-    ));
-}
-
-/// Proof generation over some node source, object-safe.
-trait ProofGen {
-    fn inclusion(&self, index: u64, size: u64) -> Vec<Hash>;
-    fn consistency(&self, size1: u64, size2: u64) -> Vec<Hash>;
-}
-
-impl<S: NodeSource<Error = StoreError>> ProofGen for S {
-    fn inclusion(&self, index: u64, size: u64) -> Vec<Hash> {
-        tree::inclusion_proof(self, index, size).expect("inclusion proof")
-    }
-    fn consistency(&self, size1: u64, size2: u64) -> Vec<Hash> {
-        tree::consistency_proof(self, size1, size2).expect("consistency proof")
-    }
-}
-
-/// Records which nodes a proof reads (the set depends only on the sizes and
-/// index, never on the hashes), answering with zeros.
-#[derive(Default)]
-struct Recorder {
-    keys: std::cell::RefCell<Vec<(u8, u64)>>,
-}
-
-impl NodeSource for Recorder {
-    type Error = StoreError;
-    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        self.keys.borrow_mut().push((level, index));
-        Ok([0; 32])
-    }
-}
-
-/// Serves a proof's nodes from one `multi_get` (after the optional in-memory
-/// upper levels): record the keys, fetch them together, then build the proof.
-struct Prefetch<'a, 'b> {
-    raw: &'a RawNodes<'a>,
-    top: Option<&'b TopCached<'a, RawNodes<'a>>>,
-}
-
-struct Fetched<'a, 'b> {
-    top: Option<&'b TopCached<'a, RawNodes<'a>>>,
-    map: std::collections::HashMap<(u8, u64), Hash>,
-}
-
-impl NodeSource for Fetched<'_, '_> {
-    type Error = StoreError;
-    fn node(&self, level: u8, index: u64) -> Result<Hash, StoreError> {
-        if let Some(h) = self.top.and_then(|t| t.cached(level, index)) {
-            return Ok(h);
-        }
-        self.map
-            .get(&(level, index))
-            .copied()
-            .ok_or_else(|| StoreError::NotFound(format!("node ({level}, {index})")))
-    }
-}
-
-impl Prefetch<'_, '_> {
-    fn fetch(&self, proof: impl Fn(&dyn ProofGen) -> Vec<Hash>) -> Vec<Hash> {
-        let rec = Recorder::default();
-        proof(&rec);
-        let keys: Vec<(u8, u64)> = rec
-            .keys
-            .into_inner()
-            .into_iter()
-            .filter(|&(l, i)| self.top.and_then(|t| t.cached(l, i)).is_none())
-            .collect();
-        let raw_keys: Vec<[u8; 9]> = keys
-            .iter()
-            .map(|&(l, i)| {
-                let mut k = [0u8; 9];
-                k[0] = l;
-                k[1..].copy_from_slice(&i.to_be_bytes());
-                k
-            })
-            .collect();
-        let values = self
-            .raw
-            .db
-            .batched_multi_get_cf(self.raw.cf, raw_keys.iter(), false);
-        let mut map = std::collections::HashMap::with_capacity(keys.len());
-        for (key, v) in keys.into_iter().zip(values) {
-            let v = v.expect("multi_get").expect("node present");
-            map.insert(key, v.as_ref().try_into().expect("32 bytes"));
-        }
-        proof(&Fetched { top: self.top, map })
-    }
-}
-
-impl ProofGen for Prefetch<'_, '_> {
-    fn inclusion(&self, index: u64, size: u64) -> Vec<Hash> {
-        self.fetch(|src| src.inclusion(index, size))
-    }
-    fn consistency(&self, size1: u64, size2: u64) -> Vec<Hash> {
-        self.fetch(|src| src.consistency(size1, size2))
     }
 }
 
