@@ -12,7 +12,9 @@
 //!   once, the request goes upstream at the same time, and the adapter
 //!   waits ([`SessionRecorder::durable_through`]) before any byte of its
 //!   answer reaches the client. A failure ends the session; the answer
-//!   is never shown.
+//!   is never shown. The sink reports each outcome by a call
+//!   ([`EventSink::record_then`]), which moves the session's mark at once:
+//!   no task sits between a durable record and the adapter it releases.
 //! - **In the background** ([`SessionRecorder::record_in_background`]):
 //!   Responses, which must not stall the results they describe. The event
 //!   is handed to the bus at once (so events keep their order); only the
@@ -22,17 +24,18 @@
 //! Also here: the session's [`EndReason`], typed, and the SessionOpened /
 //! SessionClosed bracket ([`SessionRecorder::open`], [`SessionRecorder::close`]).
 
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use vigil_metrics::LATENCY_SECONDS;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{watch, Notify};
 use vigil_proto::events::{
     event::Kind, EndReason as Recorded, Event, SessionClosed, SessionOpened,
 };
-use vigil_proxy_core::sink::RecordFuture;
+use vigil_proxy_core::sink::{Handover, HandoverFuture, OnRecorded};
 use vigil_proxy_core::{EventSink, SessionContext, SinkError};
 
 /// Why a session ended, with what the protocol adds (the I/O error, the
@@ -88,11 +91,16 @@ impl EndReason {
     }
 }
 
+/// Events waiting behind one the bus had no room for, with their callbacks;
+/// `None` when nothing waits.
+type Backlog = Arc<Mutex<Option<VecDeque<(Event, OnRecorded)>>>>;
+
 /// One session's recorder: its context (which stamps every event) and the
 /// bus, shared by the session's tasks.
 pub struct SessionRecorder {
     session: Arc<SessionContext>,
     sink: Arc<dyn EventSink>,
+    backlog: Backlog,
     audit_failed: Arc<Notify>,
     started: Instant,
     overlapped: Overlapped,
@@ -100,8 +108,8 @@ pub struct SessionRecorder {
 
 /// How far the records handed over by
 /// [`SessionRecorder::record_overlapped`] are durable. Tickets count from
-/// 1; records become durable in the order they were handed over (one task
-/// per session awaits them in turn), so one number says it all.
+/// 1; a ticket counts as durable once it and every ticket before it are, so
+/// one number says it all.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum DurableMark {
     Through(u64),
@@ -109,15 +117,79 @@ enum DurableMark {
     Failed,
 }
 
-#[derive(Default)]
 struct Overlapped {
     issued: AtomicU64,
-    /// Started at the first overlapped record; ends when the recorder is
-    /// dropped (its sender with it).
-    queue: OnceLock<mpsc::UnboundedSender<(u64, Vec<RecordFuture>)>>,
-    durable: OnceLock<watch::Sender<DurableMark>>,
     /// Serialises ticket and hand-over, so tickets follow bus order.
     handing_over: Mutex<()>,
+    durability: Arc<Durability>,
+}
+
+/// The session's mark, moved by the sinks' callbacks as outcomes arrive
+/// (in any order).
+struct Durability {
+    mark: watch::Sender<DurableMark>,
+    outstanding: Mutex<Outstanding>,
+    audit_failed: Arc<Notify>,
+}
+
+/// Tickets not yet durable, from `first` on: how many of each ticket's
+/// records are still awaited, and when it was handed over.
+struct Outstanding {
+    first: u64,
+    waiting: VecDeque<(usize, Instant)>,
+}
+
+impl Durability {
+    fn new(audit_failed: Arc<Notify>) -> Self {
+        Self {
+            mark: watch::channel(DurableMark::Through(0)).0,
+            outstanding: Mutex::new(Outstanding {
+                first: 1,
+                waiting: VecDeque::new(),
+            }),
+            audit_failed,
+        }
+    }
+
+    /// One record of `ticket` has its outcome.
+    fn settle(&self, ticket: u64, result: Result<(), SinkError>) {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "an overlapped record failed; its answer is withheld");
+            self.mark.send_replace(DurableMark::Failed);
+            self.audit_failed.notify_one();
+            return;
+        }
+        let mut outstanding = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = ticket.wrapping_sub(outstanding.first);
+        if let Some((left, _)) = usize::try_from(slot)
+            .ok()
+            .and_then(|slot| outstanding.waiting.get_mut(slot))
+        {
+            *left = left.saturating_sub(1);
+        }
+        self.advance(&mut outstanding);
+    }
+
+    /// Moves the mark past every leading ticket with nothing awaited.
+    /// Called with the lock held, so two callbacks never move it backwards.
+    fn advance(&self, outstanding: &mut Outstanding) {
+        let mut through = None;
+        while let Some(&(0, started)) = outstanding.waiting.front() {
+            outstanding.waiting.pop_front();
+            record_latency("overlapped").observe(started.elapsed().as_secs_f64());
+            through = Some(outstanding.first);
+            outstanding.first += 1;
+        }
+        if let Some(t) = through {
+            self.mark.send_if_modified(|mark| match mark {
+                DurableMark::Failed => false,
+                DurableMark::Through(_) => {
+                    *mark = DurableMark::Through(t);
+                    true
+                }
+            });
+        }
+    }
 }
 
 impl SessionRecorder {
@@ -141,12 +213,18 @@ impl SessionRecorder {
         )
         .inc();
         open_sessions(protocol).inc();
+        let audit_failed = Arc::new(Notify::new());
         Ok(Arc::new(Self {
             session,
             sink,
-            audit_failed: Arc::new(Notify::new()),
+            backlog: Backlog::default(),
+            audit_failed: audit_failed.clone(),
             started: Instant::now(),
-            overlapped: Overlapped::default(),
+            overlapped: Overlapped {
+                issued: AtomicU64::new(0),
+                handing_over: Mutex::new(()),
+                durability: Arc::new(Durability::new(audit_failed)),
+            },
         }))
     }
 
@@ -183,33 +261,64 @@ impl SessionRecorder {
     pub fn record_overlapped(&self, kinds: Vec<Kind>) -> u64 {
         let events: Vec<Event> = kinds.into_iter().map(|k| self.session.event(k)).collect();
         events.iter().for_each(count_decision);
+        let durability = &self.overlapped.durability;
         let _order = self.overlapped.handing_over.lock().expect("hand-over lock");
-        let pending: Vec<RecordFuture> = events.into_iter().map(|e| self.sink.record(e)).collect();
         let ticket = self.overlapped.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        let queue = self.overlapped.queue.get_or_init(|| {
-            let (tx, rx) = mpsc::unbounded_channel();
-            let durable = self
-                .overlapped
-                .durable
-                .get_or_init(|| watch::channel(DurableMark::Through(0)).0)
-                .clone();
-            tokio::spawn(await_in_order(rx, durable, self.audit_failed.clone()));
-            tx
-        });
-        if queue.send((ticket, pending)).is_err() {
-            // The task is gone only if the runtime is shutting down.
-            self.mark(DurableMark::Failed);
+        {
+            // Listed before any record is handed over: a callback may come
+            // at once, from another thread.
+            let mut outstanding = durability
+                .outstanding
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            outstanding
+                .waiting
+                .push_back((events.len(), Instant::now()));
+            durability.advance(&mut outstanding);
         }
+        let handed = events.into_iter().map(|event| {
+            let durability = durability.clone();
+            let done: OnRecorded = Box::new(move |result| durability.settle(ticket, result));
+            (event, done)
+        });
+        self.hand_over(handed.collect());
         ticket
+    }
+
+    /// Hands events to the sink with their callbacks, in order. When the
+    /// sink leaves an enqueueing to its caller (a full bus), that event and
+    /// every later one of the session wait in the backlog, which one task
+    /// hands over in order: no event overtakes an earlier one.
+    fn hand_over(&self, events: Vec<(Event, OnRecorded)>) {
+        let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(waiting) = backlog.as_mut() {
+            waiting.extend(events);
+            return;
+        }
+        let mut events = events.into_iter();
+        while let Some((event, done)) = events.next() {
+            match self.sink.record_then(event, done) {
+                Handover::Done => {}
+                Handover::Outcome(future) => {
+                    tokio::spawn(future);
+                }
+                Handover::Pending(future) => {
+                    *backlog = Some(events.collect());
+                    tokio::spawn(drain_backlog(
+                        future,
+                        self.sink.clone(),
+                        self.backlog.clone(),
+                    ));
+                    return;
+                }
+            }
+        }
     }
 
     /// Whether an overlapped record failed: nothing more of the session may
     /// be forwarded.
     pub fn overlapped_failed(&self) -> bool {
-        self.overlapped
-            .durable
-            .get()
-            .is_some_and(|tx| *tx.borrow() == DurableMark::Failed)
+        *self.overlapped.durability.mark.borrow() == DurableMark::Failed
     }
 
     /// The latest ticket [`SessionRecorder::record_overlapped`] gave.
@@ -223,11 +332,7 @@ impl SessionRecorder {
         if ticket == 0 {
             return Ok(());
         }
-        let mut rx = self
-            .overlapped
-            .durable
-            .get_or_init(|| watch::channel(DurableMark::Through(0)).0)
-            .subscribe();
+        let mut rx = self.overlapped.durability.mark.subscribe();
         loop {
             match *rx.borrow_and_update() {
                 DurableMark::Failed => {
@@ -244,31 +349,21 @@ impl SessionRecorder {
         }
     }
 
-    fn mark(&self, mark: DurableMark) {
-        if let Some(tx) = self.overlapped.durable.get() {
-            tx.send_replace(mark);
-        }
-        if mark == DurableMark::Failed {
-            self.audit_failed.notify_one();
-        }
-    }
-
     /// Hands the event to the bus now and waits for durability in the
     /// background; a failure wakes [`SessionRecorder::audit_failed`].
     pub fn record_in_background(self: &Arc<Self>, kind: Kind) {
         let started = Instant::now();
         let event = self.session.event(kind);
         count_decision(&event);
-        let pending = self.sink.record(event);
         let recorder = self.clone();
-        tokio::spawn(async move {
-            let result = pending.await;
+        let done: OnRecorded = Box::new(move |result| {
             record_latency("background").observe(started.elapsed().as_secs_f64());
             if let Err(e) = result {
                 tracing::error!(session = %recorder.session.session_id(), error = %e, "event not recorded");
                 recorder.audit_failed.notify_one();
             }
         });
+        self.hand_over(vec![(event, done)]);
     }
 
     /// Resolves once a background record has failed: the adapter ends the
@@ -301,25 +396,28 @@ impl SessionRecorder {
     }
 }
 
-/// One session's overlapped records, awaited in the order they were handed
-/// over; the mark moves on after each batch, or fails for good.
-async fn await_in_order(
-    mut queue: mpsc::UnboundedReceiver<(u64, Vec<RecordFuture>)>,
-    durable: watch::Sender<DurableMark>,
-    audit_failed: Arc<Notify>,
-) {
-    while let Some((ticket, pending)) = queue.recv().await {
-        let started = Instant::now();
-        for p in pending {
-            if let Err(e) = p.await {
-                tracing::error!(error = %e, "an overlapped record failed; its answer is withheld");
-                durable.send_replace(DurableMark::Failed);
-                audit_failed.notify_one();
-                return;
+/// Finishes the hand-over the bus had no room for, then hands over the
+/// backlog behind it, one by one; ends when the backlog is empty.
+async fn drain_backlog(first: HandoverFuture, sink: Arc<dyn EventSink>, backlog: Backlog) {
+    first.await;
+    loop {
+        let next = {
+            let mut backlog = backlog.lock().unwrap_or_else(|e| e.into_inner());
+            match backlog.as_mut().and_then(VecDeque::pop_front) {
+                Some(next) => next,
+                None => {
+                    *backlog = None;
+                    return;
+                }
             }
+        };
+        match sink.record_then(next.0, next.1) {
+            Handover::Done => {}
+            Handover::Outcome(future) => {
+                tokio::spawn(future);
+            }
+            Handover::Pending(future) => future.await,
         }
-        record_latency("overlapped").observe(started.elapsed().as_secs_f64());
-        durable.send_replace(DurableMark::Through(ticket));
     }
 }
 
@@ -371,12 +469,17 @@ pub fn record_login_refused(sink: &Arc<dyn EventSink>, event: Event) {
         )
         .inc();
     }
-    let pending = sink.record(event);
-    tokio::spawn(async move {
-        if let Err(e) = pending.await {
+    let done: OnRecorded = Box::new(|result| {
+        if let Err(e) = result {
             tracing::error!(error = %e, "refused login not recorded");
         }
     });
+    match sink.record_then(event, done) {
+        Handover::Done => {}
+        Handover::Outcome(future) | Handover::Pending(future) => {
+            tokio::spawn(future);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,69 @@
 
 use tokio::sync::oneshot;
 use vigil_proto::events::Event;
-use vigil_proxy_core::sink::SinkError;
+use vigil_proxy_core::sink::{OnRecorded, SinkError};
+
+/// Where one record's outcome goes: a channel its publisher awaits, or a
+/// call made right where the outcome is known (on the ledger's or the
+/// outbox's writer thread). Answered once; dropped unanswered, it answers
+/// that the event was not recorded.
+pub struct Ack(Option<AckTo>);
+
+enum AckTo {
+    Channel(oneshot::Sender<Result<(), SinkError>>),
+    Call(OnRecorded),
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.0 {
+            Some(AckTo::Channel(_)) => "Ack::Channel",
+            Some(AckTo::Call(_)) => "Ack::Call",
+            None => "Ack::Answered",
+        })
+    }
+}
+
+impl Ack {
+    /// An answer its publisher awaits on the returned receiver.
+    pub fn channel() -> (Self, AckReceiver) {
+        let (tx, rx) = oneshot::channel();
+        (Self(Some(AckTo::Channel(tx))), rx)
+    }
+
+    /// An answer given by calling `done`.
+    pub fn call(done: OnRecorded) -> Self {
+        Self(Some(AckTo::Call(done)))
+    }
+
+    /// Gives the outcome.
+    pub fn send(mut self, result: Result<(), SinkError>) {
+        if let Some(to) = self.0.take() {
+            answer(to, result);
+        }
+    }
+}
+
+impl Drop for Ack {
+    fn drop(&mut self) {
+        // A channel's receiver sees its sender dropped (the Kafka committer
+        // reads that as "the appender is gone"); a callback must be told.
+        if let Some(AckTo::Call(done)) = self.0.take() {
+            done(Err(SinkError::Unavailable(
+                "the event was dropped without being recorded".into(),
+            )));
+        }
+    }
+}
+
+fn answer(to: AckTo, result: Result<(), SinkError>) {
+    match to {
+        AckTo::Channel(tx) => {
+            let _ = tx.send(result);
+        }
+        AckTo::Call(done) => done(result),
+    }
+}
 
 /// One event on its way to the ledger. Dropping it unacknowledged tells the
 /// publisher the event was not recorded.
@@ -14,7 +76,7 @@ pub struct Delivery {
     /// schema that this release does not know is kept, not dropped. `None`
     /// in process (embedded bus), where the event was never encoded.
     pub received: Option<Vec<u8>>,
-    ack: oneshot::Sender<Result<(), SinkError>>,
+    ack: Ack,
 }
 
 /// What the publisher (or the Kafka offset committer) awaits.
@@ -22,16 +84,17 @@ pub type AckReceiver = oneshot::Receiver<Result<(), SinkError>>;
 
 impl Delivery {
     pub fn new(event: Event) -> (Self, AckReceiver) {
-        let (ack, done) = oneshot::channel();
-        let received = None;
-        (
-            Self {
-                event,
-                received,
-                ack,
-            },
-            done,
-        )
+        let (ack, done) = Ack::channel();
+        (Self::answered_by(event, ack), done)
+    }
+
+    /// A delivery whose outcome goes to `ack`.
+    pub fn answered_by(event: Event, ack: Ack) -> Self {
+        Self {
+            event,
+            received: None,
+            ack,
+        }
     }
 
     /// A delivery of bytes that came over the wire, decoded as `event`.
@@ -52,6 +115,6 @@ impl Delivery {
 
     /// Tells the publisher whether the event is durably recorded.
     pub fn ack(self, result: Result<(), SinkError>) {
-        let _ = self.ack.send(result);
+        self.ack.send(result);
     }
 }

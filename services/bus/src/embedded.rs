@@ -3,8 +3,11 @@
 
 use tokio::sync::mpsc;
 use vigil_proto::events::Event;
-use vigil_proxy_core::sink::{EventSink, RecordFuture, SinkError};
+use vigil_proxy_core::sink::{
+    EventSink, Handover, HandoverFuture, OnRecorded, RecordFuture, SinkError,
+};
 
+use crate::delivery::Ack;
 use crate::{Delivery, Subscriber};
 
 /// The publishing side; cheap to clone, shared by all sessions.
@@ -26,33 +29,51 @@ pub fn embedded(capacity: usize) -> (EmbeddedBus, EmbeddedSubscriber) {
     (EmbeddedBus { tx }, EmbeddedSubscriber { rx })
 }
 
+impl EmbeddedBus {
+    /// Enqueues now, while the caller still holds its place in line, so that
+    /// a session's events reach the ledger in the order they were made. A
+    /// full bus leaves the enqueueing to the returned future (the caller
+    /// waits there: backpressure).
+    fn hand_over(&self, delivery: Delivery) -> Option<HandoverFuture> {
+        match self.tx.try_send(delivery) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(delivery)) => {
+                let tx = self.tx.clone();
+                Some(Box::pin(async move {
+                    if let Err(mpsc::error::SendError(delivery)) = tx.send(delivery).await {
+                        delivery.ack(Err(stopped()));
+                    }
+                }))
+            }
+            Err(mpsc::error::TrySendError::Closed(delivery)) => {
+                delivery.ack(Err(stopped()));
+                None
+            }
+        }
+    }
+}
+
+fn stopped() -> SinkError {
+    SinkError::Unavailable("the ledger has stopped".into())
+}
+
 impl EventSink for EmbeddedBus {
     fn record(&self, event: Event) -> RecordFuture {
         let (delivery, done) = Delivery::new(event);
-        // Enqueue now, while the caller still holds its place in line, so that
-        // a session's events reach the ledger in the order they were made.
-        let queued = match self.tx.try_send(delivery) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(delivery)) => Some(delivery),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Box::pin(async {
-                    Err(SinkError::Unavailable("the ledger has stopped".into()))
-                })
-            }
-        };
-        let tx = self.tx.clone();
+        let queued = self.hand_over(delivery);
         Box::pin(async move {
-            if let Some(delivery) = queued {
-                tx.send(delivery)
-                    .await
-                    .map_err(|_| SinkError::Unavailable("the ledger has stopped".into()))?;
+            if let Some(queued) = queued {
+                queued.await;
             }
-            done.await.unwrap_or_else(|_| {
-                Err(SinkError::Unavailable(
-                    "the ledger dropped the event without recording it".into(),
-                ))
-            })
+            done.await.unwrap_or_else(|_| Err(stopped()))
         })
+    }
+
+    fn record_then(&self, event: Event, done: OnRecorded) -> Handover {
+        match self.hand_over(Delivery::answered_by(event, Ack::call(done))) {
+            None => Handover::Done,
+            Some(queued) => Handover::Pending(queued),
+        }
     }
 }
 

@@ -19,6 +19,7 @@ pub mod delivery;
 pub mod embedded;
 pub mod kafka;
 pub mod outbox;
+pub mod own_thread;
 
 use std::future::Future;
 

@@ -3,6 +3,12 @@
 //! While one batch is being synced to disk, new events queue on the bus; the
 //! next batch takes them all. So a burst of concurrent statements shares one
 //! fsync, and durability costs little throughput.
+//!
+//! The appender has a thread of its own ([`start`]), and appends on it: a
+//! statement's record goes from the proxy's task to this thread and, once
+//! durable, straight back through the publisher's callback. Appending from
+//! a task of the shared runtime would add a hand-over to a blocking thread
+//! and back (two more wake-ups) to every statement's path.
 
 use std::sync::Arc;
 
@@ -101,9 +107,20 @@ pub fn to_entry(event: &Event, body: Vec<u8>) -> Result<NewEntry, String> {
     })
 }
 
-/// Runs until the bus ends (embedded: every publisher is gone; Kafka: the
-/// consumer stopped).
-pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
+/// Starts the appender on its own thread; the returned handle resolves when
+/// it stops, which is when the bus ends (embedded: every publisher is gone;
+/// Kafka: the consumer stopped). Dropping the handle stops it, and drops
+/// the subscriber (a Kafka consumer then commits and leaves its group).
+pub fn start(
+    store: Arc<Store>,
+    bus: impl Subscriber + 'static,
+) -> std::io::Result<vigil_bus::own_thread::Running> {
+    vigil_bus::own_thread::spawn("vigil-appender", move || run(store, bus))
+}
+
+/// Appends until the bus ends. Blocks its thread while a batch is synced:
+/// run it only on the appender's own thread.
+async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
     let watch = Arc::new(std::sync::Mutex::new(SequenceWatch::default()));
     let reporter = tokio::spawn(report_gaps(watch.clone(), GapLog::new(store.clone())));
     while let Some(batch) = next_batch(&mut bus).await {
@@ -132,17 +149,11 @@ pub async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
                 (d.event.session_id.clone(), d.event.seq, ends)
             })
             .collect();
-        let writer = store.clone();
-        let outcome = tokio::task::spawn_blocking(move || writer.append_batch(entries)).await;
-        let result = match outcome {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => {
+        let result = match store.append_batch(entries) {
+            Ok(_) => Ok(()),
+            Err(e) => {
                 tracing::error!(error = %e, events = deliveries.len(), "ledger append failed");
                 Err(SinkError::Unavailable(format!("append failed: {e}")))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "ledger append task failed");
-                Err(SinkError::Unavailable("append task failed".into()))
             }
         };
         if result.is_ok() {

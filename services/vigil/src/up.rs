@@ -187,7 +187,11 @@ pub async fn serve_roles(config: Config, roles: Roles) -> anyhow::Result<()> {
             let _shipper = outbox.ship(k.clone(), format!("vigil-proxy-{}", hostname()));
             tokio::spawn(report_outbox(outbox.clone(), limits));
             outbox_to_flush = Some(outbox.clone());
-            Some(Arc::new(outbox.sink()))
+            Some(Arc::new(
+                outbox
+                    .sink()
+                    .context("cannot start the audit outbox's writer thread")?,
+            ))
         }
         (_, None) => None, // the embedded bus, made with the ledger below
     };
@@ -446,15 +450,19 @@ async fn start_ledger(
             let subscriber =
                 vigil_bus::kafka::subscribe(k, &format!("vigil-ledger-{}", process_name()))?;
             let store = ledger.store.clone();
+            let stopped = appender::start(store, subscriber)
+                .context("cannot start the ledger appender's thread")?;
             tasks.spawn(async move {
-                appender::run(store, subscriber).await;
+                stopped.await;
                 anyhow::bail!("the ledger stopped consuming Kafka (see the log); the offsets of what it did not append are not committed")
             });
             None
         }
         None => {
             let (bus, subscriber) = vigil_bus::embedded(BUS_CAPACITY);
-            tokio::spawn(appender::run(ledger.store.clone(), subscriber));
+            let stopped = appender::start(ledger.store.clone(), subscriber)
+                .context("cannot start the ledger appender's thread")?;
+            tokio::spawn(stopped);
             Some(bus)
         }
     };

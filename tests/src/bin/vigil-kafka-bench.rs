@@ -435,7 +435,7 @@ async fn main() {
     for (p, dir) in dirs.iter().enumerate() {
         let outbox = Outbox::open(dir.path(), OutboxLimits::default()).expect("outbox");
         let _shipper = outbox.ship(settings.clone(), format!("bench-proxy-{p}"));
-        let sink = outbox.sink();
+        let sink = outbox.sink().expect("outbox writer thread");
         publishers.push(tokio::spawn(async move {
             // Publish in 1 ms ticks at the proxy's share of the rate.
             let mut probes = Vec::new();

@@ -124,9 +124,9 @@ impl Outbox {
         })
     }
 
-    /// The sink proxies record into. Starts the writer task: call it once,
-    /// inside the runtime.
-    pub fn sink(&self) -> OutboxSink {
+    /// The sink proxies record into. Starts the writer's thread: call it
+    /// once.
+    pub fn sink(&self) -> std::io::Result<OutboxSink> {
         OutboxSink::start(self.store.clone(), self.shared.clone())
     }
 

@@ -4,10 +4,14 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use vigil_proto::events::Event;
 use vigil_proto::Message;
-use vigil_proxy_core::sink::{EventSink, RecordFuture, SinkError};
+use vigil_proxy_core::sink::{
+    EventSink, Handover, HandoverFuture, OnRecorded, RecordFuture, SinkError,
+};
+
+use crate::delivery::Ack;
 
 use super::{OutboxStore, Shared};
 
@@ -17,7 +21,7 @@ const MAX_BURST: usize = 4096;
 struct Pending {
     key: Vec<u8>,
     payload: Vec<u8>,
-    ack: oneshot::Sender<Result<(), SinkError>>,
+    ack: Ack,
 }
 
 /// The publishing side of the Kafka bus, as proxies see it. Cheap to clone.
@@ -27,37 +31,62 @@ pub struct OutboxSink {
 }
 
 impl OutboxSink {
-    pub(crate) fn start(store: Arc<OutboxStore>, shared: Arc<Shared>) -> Self {
+    /// Starts the writer on a thread of its own (see
+    /// [`crate::own_thread`]); it stops when every sink is dropped.
+    pub(crate) fn start(store: Arc<OutboxStore>, shared: Arc<Shared>) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(2 * MAX_BURST);
-        tokio::spawn(write_loop(store, shared, rx));
-        Self { tx }
+        // It ends when every sink is gone; the sinks' callbacks say what
+        // failed before that.
+        crate::own_thread::spawn("vigil-outbox", move || write_loop(store, shared, rx))?.detach();
+        Ok(Self { tx })
+    }
+}
+
+impl OutboxSink {
+    /// Enqueues now, while the caller still holds its place in line: a
+    /// session's events enter the outbox in the order they were made. A
+    /// full queue leaves the enqueueing to the returned future.
+    fn hand_over(&self, event: &Event, ack: Ack) -> Option<HandoverFuture> {
+        let pending = Pending {
+            key: crate::kafka::message_key(event).as_bytes().to_vec(),
+            payload: event.encode_to_vec(),
+            ack,
+        };
+        match self.tx.try_send(pending) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(p)) => {
+                let tx = self.tx.clone();
+                Some(Box::pin(async move {
+                    if let Err(mpsc::error::SendError(p)) = tx.send(p).await {
+                        p.ack.send(Err(stopped()));
+                    }
+                }))
+            }
+            Err(mpsc::error::TrySendError::Closed(p)) => {
+                p.ack.send(Err(stopped()));
+                None
+            }
+        }
     }
 }
 
 impl EventSink for OutboxSink {
     fn record(&self, event: Event) -> RecordFuture {
-        let (ack, done) = oneshot::channel();
-        let pending = Pending {
-            key: crate::kafka::message_key(&event).as_bytes().to_vec(),
-            payload: event.encode_to_vec(),
-            ack,
-        };
-        // Enqueue now, while the caller still holds its place in line: a
-        // session's events enter the outbox in the order they were made.
-        let queued = match self.tx.try_send(pending) {
-            Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(p)) => Some(p),
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                return Box::pin(async { Err(stopped()) });
-            }
-        };
-        let tx = self.tx.clone();
+        let (ack, done) = Ack::channel();
+        let queued = self.hand_over(&event, ack);
         Box::pin(async move {
-            if let Some(p) = queued {
-                tx.send(p).await.map_err(|_| stopped())?;
+            if let Some(queued) = queued {
+                queued.await;
             }
             done.await.unwrap_or_else(|_| Err(stopped()))
         })
+    }
+
+    fn record_then(&self, event: Event, done: OnRecorded) -> Handover {
+        match self.hand_over(&event, Ack::call(done)) {
+            None => Handover::Done,
+            Some(queued) => Handover::Pending(queued),
+        }
     }
 }
 
@@ -84,7 +113,7 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: mpsc::
             let size = (p.key.len() + p.payload.len()) as u64;
             full = full || events + 1 > limits.max_events || bytes + size > limits.max_bytes;
             if full {
-                let _ = p.ack.send(Err(SinkError::Unavailable(format!(
+                p.ack.send(Err(SinkError::Unavailable(format!(
                     "the audit outbox is full ({events} events, {bytes} bytes wait for the Kafka broker; limits {} events, {} bytes); statements are refused until it drains",
                     limits.max_events, limits.max_bytes
                 ))));
@@ -100,14 +129,9 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: mpsc::
         }
         let first = *shared.head.borrow();
         let n = accepted.len() as u64;
-        let writer = store.clone();
-        let written = tokio::task::spawn_blocking(move || {
-            let result = writer.append(first, &accepted);
-            (result, accepted)
-        })
-        .await;
-        let result = match written {
-            Ok((Ok(()), accepted)) => {
+        // This thread is the writer's own: it blocks on the synced write.
+        let result = match store.append(first, &accepted) {
+            Ok(()) => {
                 let total: u64 = acks.iter().map(|(_, s)| s).sum();
                 shared.waiting_events.fetch_add(n, Ordering::SeqCst);
                 shared.waiting_bytes.fetch_add(total, Ordering::SeqCst);
@@ -120,19 +144,15 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: mpsc::
                 shared.head.send_replace(first + n);
                 Ok(())
             }
-            Ok((Err(e), _)) => {
+            Err(e) => {
                 tracing::error!(error = %e, "cannot write the audit outbox");
                 Err(SinkError::Unavailable(format!(
                     "cannot write the audit outbox: {e}"
                 )))
             }
-            Err(e) => {
-                tracing::error!(error = %e, "outbox write task failed");
-                Err(SinkError::Unavailable("the outbox write failed".into()))
-            }
         };
         for (ack, _) in acks {
-            let _ = ack.send(result.clone());
+            ack.send(result.clone());
         }
     }
 }

@@ -1,0 +1,139 @@
+//! Runs a writer loop on a thread of its own.
+//!
+//! The ledger's appender and the outbox's writer each wait for a synced
+//! write once per batch. Run as tasks of the shared runtime, they would hand
+//! every batch to a blocking thread and wait for it back: two more wake-ups
+//! on the path of every statement's record. On a thread of their own they
+//! block on the write itself, and the path is the publisher's hand-over to
+//! this thread and the callback from it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+/// A loop running on its own thread. As a future it resolves when the loop
+/// has finished; dropped, it stops the loop at its next await (so a
+/// subscriber it owns is dropped, and can say goodbye), unless detached.
+pub struct Running {
+    finished: oneshot::Receiver<()>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Running {
+    /// Lets the loop run until it ends by itself, whatever becomes of this
+    /// handle.
+    pub fn detach(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Future for Running {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        Pin::new(&mut self.finished).poll(cx).map(|_| ())
+    }
+}
+
+/// Starts `make()`'s future on a new thread named `name`, with a
+/// single-threaded runtime of its own (timers and I/O enabled). An error
+/// if the thread or its runtime cannot start.
+pub fn spawn<F>(name: &str, make: impl FnOnce() -> F + Send + 'static) -> std::io::Result<Running>
+where
+    F: Future<Output = ()> + 'static,
+{
+    let (finished, on_finish) = oneshot::channel::<()>();
+    let (stop, on_stop) = oneshot::channel::<()>();
+    let (started, on_start) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                    return;
+                }
+            };
+            let _ = started.send(Ok(()));
+            runtime.block_on(async move {
+                let run = make();
+                tokio::pin!(run);
+                tokio::select! {
+                    () = &mut run => {}
+                    signal = on_stop => {
+                        // Detached: run to the loop's own end. Otherwise the
+                        // handle was dropped: stop here.
+                        if signal.is_ok() {
+                            run.await;
+                        }
+                    }
+                }
+            });
+            let _ = finished.send(());
+        })?;
+    on_start.recv().map_err(|_| {
+        std::io::Error::other(format!(
+            "the thread {name} ended before its runtime started"
+        ))
+    })??;
+    Ok(Running {
+        finished: on_finish,
+        stop: Some(stop),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[tokio::test]
+    async fn the_future_runs_on_its_own_thread_and_its_end_is_seen() {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let finished = super::spawn("vigil-test-writer", move || async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            let _ = tx.send(std::thread::current().name().map(str::to_string));
+        })
+        .unwrap();
+        finished.await;
+        assert_eq!(rx.recv().unwrap().as_deref(), Some("vigil-test-writer"));
+    }
+
+    /// Dropping the handle stops the loop (and drops what it owns);
+    /// detaching it does not.
+    #[tokio::test]
+    async fn a_dropped_handle_stops_the_loop_and_a_detached_one_does_not() {
+        struct Flag(std::sync::mpsc::Sender<&'static str>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                let _ = self.0.send("dropped");
+            }
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let owned = Flag(tx.clone());
+        let running = super::spawn("vigil-test-stop", move || async move {
+            let _owned = owned;
+            std::future::pending::<()>().await;
+        })
+        .unwrap();
+        drop(running);
+        let waited = std::time::Duration::from_secs(5);
+        assert_eq!(rx.recv_timeout(waited), Ok("dropped"));
+
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let running = super::spawn("vigil-test-detach", move || async move {
+            let _ = gate.await;
+            let _ = tx.send("ran to its end");
+        })
+        .unwrap();
+        running.detach();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(rx.try_recv().is_err(), "still running");
+        go.send(()).unwrap();
+        assert_eq!(rx.recv_timeout(waited), Ok("ran to its end"));
+    }
+}
