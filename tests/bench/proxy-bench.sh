@@ -1,18 +1,28 @@
 #!/usr/bin/env bash
-# pgbench select-only in one run against four targets on this machine:
+# pgbench in one run against four targets on this machine:
 #   direct    PostgreSQL itself
 #   relay     a do-nothing TCP relay (src/bin/vigil-tcp-relay.rs): the cost of
 #             one extra hop, the physical limit for any proxy
 #   pgbouncer Debian's PgBouncer (session pooling)
 #   vigil     `vigil up` with the shipped PHI policy (classification, policy,
 #             masking plans, Request/Decision/Response events durable in the ledger)
-# at 1 and at 16 clients; prints tps, ratios and the median latency each adds.
+# for two workloads, select-only (-S) and pgbench's built-in TPC-B-like write
+# transaction, at 1 and 16 clients. The four targets run one after the other,
+# ROUNDS times over (alternated, so that a slow minute of this shared machine
+# hits every target alike); the table gives each target's median over the
+# rounds: tps, ratios, the median latency each adds, and Vigil's CPU time per
+# statement (its one process: proxy and ledger, from /proc).
 #
-#   tests/bench/proxy-bench.sh [seconds per run (default 10)] [protocol: simple|prepared (default prepared)]
+# It first prints the limits of this machine: a synced 1 KiB write appending
+# to a file and overwriting one (fdatasync; every statement Vigil records
+# durably pays one, shared by whatever statements arrive together).
+#
+#   tests/bench/proxy-bench.sh [seconds per run (default 10)] [protocol: simple|prepared (default prepared)] [rounds (default 3)]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
 MODE=${2:-prepared}
+ROUNDS=${3:-3}
 DB=vigil_bench
 
 deploy/install-deps.sh >/dev/null
@@ -88,43 +98,87 @@ hash_key_file = "$work/masking.key"
 listen = "127.0.0.1:$METRICS_PORT"
 TOML
 VIGIL_LOG=warn "$BIN/vigil" up --config "$work/vigil.toml" >"$work/vigil.out" 2>"$work/vigil.err" &
-pids+=($!)
+VIGIL_PID=$!
+pids+=($VIGIL_PID)
 for _ in $(seq 1 100); do grep -q "vigil is ready" "$work/vigil.out" 2>/dev/null && break; sleep 0.1; done
 grep -q "vigil is ready" "$work/vigil.out" || { cat "$work/vigil.err"; exit 1; }
 sleep 0.5
 
-# run NAME PORT USER PASSWORD CLIENTS -> "tps p50_us"
+CLK_TCK=$(getconf CLK_TCK)
+# CPU time (µs) Vigil's process has used so far, all threads.
+vigil_cpu_us() { awk -v hz="$CLK_TCK" '{print ($14 + $15) * 1e6 / hz}' "/proc/$VIGIL_PID/stat"; }
+
+# run NAME PORT USER PASSWORD CLIENTS WORKLOAD -> "tps p50_us cpu_us_per_statement"
+# (the CPU figure only for vigil; "-" otherwise)
 run() {
-  local name=$1 port=$2 user=$3 pw=$4 clients=$5
-  local dir="$work/log-$name-$clients"; mkdir -p "$dir"; chmod 777 "$dir"
+  local name=$1 port=$2 user=$3 pw=$4 clients=$5 workload=$6
+  local dir="$work/log-$name-$clients-$workload-$RANDOM"; mkdir -p "$dir"; chmod 777 "$dir"
+  local flag=-S per_tx=1
+  # TPC-B-like: BEGIN, three UPDATEs, a SELECT, an INSERT, END.
+  [ "$workload" = tpcb ] && flag="" per_tx=7
+  local cpu_before=0
+  [ "$name" = vigil ] && cpu_before=$(vigil_cpu_us)
   local out
-  out=$(cd "$dir" && PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n -S -M "$MODE" \
-        -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || { echo "$out" >&2; echo "0 0"; return; }
+  out=$(cd "$dir" && PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n $flag -M "$MODE" \
+        -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || { echo "$out" >&2; echo "0 0 -"; return; }
+  local cpu="-"
+  if [ "$name" = vigil ]; then
+    local txs
+    txs=$(echo "$out" | grep -Eo 'transactions actually processed: [0-9]+' | awk '{print $4}')
+    cpu=$(awk -v a="$cpu_before" -v b="$(vigil_cpu_us)" -v n="$txs" -v k="$per_tx" 'BEGIN {printf "%.1f", (b - a) / (n * k)}')
+  fi
   local tps
   tps=$(echo "$out" | grep -Eo 'tps = [0-9.]+' | head -n1 | awk '{print $3}')
   local p50
   p50=$(cat "$dir"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int(NR/2)+1]}')
-  echo "$tps $p50"
+  rm -rf "$dir"
+  echo "$tps $p50 $cpu"
 }
 
-echo "pgbench -S -M $MODE, scale 10, ${SECS}s per run, 2 pgbench threads; same 2-core machine for everything"
-printf '%-9s %7s %9s %8s %8s %8s %10s\n' target clients tps vs_direct vs_relay p50_us added_p50
-for clients in 1 16; do
-  read -r d_tps d_p50 <<<"$(run direct 5432 postgres '' "$clients")"
-  read -r r_tps r_p50 <<<"$(run relay "$RELAY_PORT" postgres '' "$clients")"
-  read -r b_tps b_p50 <<<"$(run pgbouncer "$BOUNCER_PORT" postgres '' "$clients")"
-  read -r v_tps v_p50 <<<"$(run vigil "$VIGIL_PORT" bench bench "$clients")"
-  for row in "direct $d_tps $d_p50" "relay $r_tps $r_p50" "pgbouncer $b_tps $b_p50" "vigil $v_tps $v_p50"; do
-    read -r name tps p50 <<<"$row"
-    python3 - "$name" "$clients" "$tps" "$p50" "$d_tps" "$r_tps" "$d_p50" <<'PY'
-import sys
-name, clients, tps, p50, d_tps, r_tps, d_p50 = sys.argv[1:]
-tps, p50, d_tps, r_tps, d_p50 = map(float, (tps, p50, d_tps, r_tps, d_p50))
-ratio = lambda a, b: f"{a / b:.3f}" if b else "-"
-print(f"{name:<9} {clients:>7} {tps:>9.0f} {ratio(tps, d_tps):>8} {ratio(tps, r_tps):>8} {p50:>8.0f} {p50 - d_p50:>+10.0f}")
-PY
+echo "machine: $(nproc) cpus, $(uname -sr); limits measured now, under $work:"
+python3 tests/bench/fsync-limits.py "$work" 2000 | sed 's/^/  /'
+echo "pgbench -M $MODE, scale 10, ${SECS}s per run, 2 pgbench threads, $ROUNDS alternated rounds, medians; same 2-core machine for everything"
+results="$work/results"
+: > "$results"
+for workload in select tpcb; do
+  for clients in 1 16; do
+    for round in $(seq 1 "$ROUNDS"); do
+      for target in "direct 5432 postgres ''" "relay $RELAY_PORT postgres ''" \
+                    "pgbouncer $BOUNCER_PORT postgres ''" "vigil $VIGIL_PORT bench bench"; do
+        read -r name port user pw <<<"$target"
+        [ "$pw" = "''" ] && pw=""
+        echo "$workload $clients $name $round $(run "$name" "$port" "$user" "$pw" "$clients" "$workload")" >> "$results"
+      done
+    done
   done
 done
+python3 - "$results" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+med = lambda xs: statistics.median(xs) if xs else float("nan")
+def cell(workload, clients, name, column):
+    values = [float(r[column]) for r in rows
+              if (r[0], r[1], r[2]) == (workload, clients, name) and r[column] != "-"]
+    return med(values)
+for workload, title in (("select", "select-only (-S)"), ("tpcb", "TPC-B-like (7 statements a transaction)")):
+    print(f"\n{title}")
+    print(f"{'target':<9} {'clients':>7} {'tps':>9} {'vs_direct':>9} {'vs_relay':>8} {'p50_us':>8} {'added_p50':>10} {'cpu_us/stmt':>11}")
+    for clients in ("1", "16"):
+        d_tps, r_tps = cell(workload, clients, "direct", 4), cell(workload, clients, "relay", 4)
+        d_p50 = cell(workload, clients, "direct", 5)
+        for name in ("direct", "relay", "pgbouncer", "vigil"):
+            tps, p50 = cell(workload, clients, name, 4), cell(workload, clients, name, 5)
+            cpu = cell(workload, clients, name, 6)
+            ratio = lambda a, b: f"{a / b:.3f}" if b else "-"
+            cpu_text = f"{cpu:.1f}" if cpu == cpu else "-"
+            print(f"{name:<9} {clients:>7} {tps:>9.0f} {ratio(tps, d_tps):>9} {ratio(tps, r_tps):>8} {p50:>8.0f} {p50 - d_p50:>+10.0f} {cpu_text:>11}")
+spread = [
+    (w, c, n, min(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)),
+     max(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)))
+    for w in ("select", "tpcb") for c in ("1", "16") for n in ("vigil",)
+]
+print("\nvigil tps range over the rounds: " + "; ".join(f"{w} {c}c {lo:.0f}-{hi:.0f}" for w, c, n, lo, hi in spread))
+PY
 size=$(curl -s "http://127.0.0.1:$HTTP_PORT/checkpoint" 2>/dev/null | sed -n 2p || true)
 echo "ledger entries after the vigil runs: ${size:-unknown}"
 # How the statements' records were made durable: before forwarding
