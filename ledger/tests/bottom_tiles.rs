@@ -68,7 +68,7 @@ fn check_proofs(store: &Store) {
         let from = tile as usize * 256;
         assert_eq!(hashes, leaves[from..from + 256].concat(), "tile {tile}");
     }
-    if n % 256 > 0 {
+    if !n.is_multiple_of(256) {
         let width = n % 256;
         let hashes = store.tile(0, n / 256, width).unwrap();
         assert_eq!(hashes, leaves[(n - width) as usize..].concat());
