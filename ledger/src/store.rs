@@ -1087,8 +1087,10 @@ impl Store {
         }
         let first = first as u64; // fits: first < size >> tree_level
         let mut out = Vec::with_capacity(width as usize * 32);
+        // Tile level 0 is one stored bottom tile (or the edge): one read.
+        let nodes = OneProof::new(self);
         for i in first..first + width {
-            out.extend_from_slice(&self.node(tree_level, i)?);
+            out.extend_from_slice(&nodes.node(tree_level, i)?);
         }
         Ok(out)
     }
@@ -1242,7 +1244,7 @@ fn tile_slot(value: &[u8], tile: u64, slot: usize) -> Result<Hash, StoreError> {
     })
 }
 
-/// The store as one proof (or root) reads it: the bottom tile it read last
+/// The store as one proof (or root, or tile) reads it: the bottom tile it read last
 /// is kept, since a proof's siblings below level 8 lie in one or two tiles
 /// (up to eight lookups of one value otherwise). Complete tiles never
 /// change, so the copy cannot go stale.
