@@ -1,9 +1,14 @@
 //! The RocksDB-backed append-only log.
 //!
 //! Crash safety: every append is a single `WriteBatch` (leaves, bodies,
-//! event ids, node hashes and the new size) written with a synced WAL, so
-//! after a crash the log is either entirely before or entirely after the
-//! batch. The in-memory [`Frontier`] is only a cache of stored node hashes
+//! event ids, node hashes and the new size), so after a crash the log is
+//! either entirely before or entirely after the batch. A batch is written
+//! ([`Store::write_batch`]) and later made durable by a sync of the WAL
+//! ([`Store::sync`]), which covers every batch written before it: the
+//! appender stages and writes the next batch while the previous one syncs.
+//! Nothing of a batch is published (size, root, proofs, reads) before its
+//! sync; RocksDB replays the WAL as a prefix of the written batches, so a
+//! crash loses at most a tail of unpublished ones. The in-memory [`Frontier`] is only a cache of stored node hashes
 //! and is rebuilt from them on open; so is the bottom tile still filling
 //! ([`crate::bottom`]), rebuilt from the stored leaves.
 //!
@@ -20,9 +25,10 @@
 //! stay: they hold no PHI, and every proof keeps verifying.
 //!
 //! Concurrency: appends (and key/checkpoint writes) are serialised by one
-//! mutex; readers never take it. Node hashes are immutable once written and
-//! the published head is only advanced after the batch is durable, so any
-//! read at a size `<= size()` sees a complete tree.
+//! mutex, syncs by another; readers take neither. Node hashes are immutable
+//! once written and the published head is only advanced after the batch is
+//! durable, so any read at a size `<= size()` sees a complete tree; reads
+//! by index or event id see only the published tree.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -216,6 +222,10 @@ pub enum StoreError {
     /// RocksDB failure.
     #[error("rocksdb: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// A sync of the log failed earlier: appends are refused until the
+    /// log is reopened.
+    #[error("an earlier sync of the log failed; nothing more is appended until it is reopened")]
+    Unsynced,
     /// Stored data violates an invariant.
     #[error("store corrupt: {0}")]
     Corrupt(String),
@@ -278,11 +288,19 @@ struct Head {
     root: Hash,
 }
 
-/// What the writer holds between appends: the tree's right edge at
-/// `head.size`, and the bottom tile still filling.
+/// What the writer holds between appends: the tree's right edge after the
+/// last written batch (published or not), and the bottom tile still filling.
 struct Writer {
     frontier: Frontier,
     edge: EdgeTile,
+}
+
+/// What a written batch makes visible once it is durable.
+struct Publication {
+    head: Head,
+    edge: EdgeTile,
+    /// Nodes of levels >= [`UPPER_FROM_LEVEL`] for the memory cache.
+    upper: Vec<(u8, u64, Hash)>,
 }
 
 /// One append being prepared: nothing of it is visible until
@@ -308,6 +326,13 @@ pub struct Store {
     edge: RwLock<EdgeTile>,
     /// Serialises writers.
     writer: Mutex<Writer>,
+    /// Batches written and not yet durable, in write order.
+    unpublished: Mutex<std::collections::VecDeque<Publication>>,
+    /// Serialises syncs, so publications go out in order.
+    syncing: Mutex<()>,
+    /// A sync failed: what was written since may or may not be on disk,
+    /// so nothing more is appended (fail closed until the log is reopened).
+    sync_failed: std::sync::atomic::AtomicBool,
     head: RwLock<Head>,
 }
 
@@ -432,6 +457,9 @@ impl Store {
                 frontier: Frontier::new(),
                 edge: EdgeTile::empty(0),
             }),
+            unpublished: Mutex::default(),
+            syncing: Mutex::new(()),
+            sync_failed: std::sync::atomic::AtomicBool::new(false),
             head: RwLock::new(Head {
                 size: 0,
                 root: crate::hash::empty_root(),
@@ -441,13 +469,13 @@ impl Store {
             Some(v) => u64_value(&v, "meta size")?,
             None => 0,
         };
-        if size > 0 && store.leaf(size - 1)?.is_none() {
+        if size > 0 && store.stored_leaf(size - 1)?.is_none() {
             return Err(StoreError::Corrupt(format!(
                 "size is {size} but leaf {} is missing",
                 size - 1
             )));
         }
-        if store.leaf(size)?.is_some() {
+        if store.stored_leaf(size)?.is_some() {
             return Err(StoreError::Corrupt(format!(
                 "size is {size} but leaf {size} exists"
             )));
@@ -474,7 +502,7 @@ impl Store {
         let start = size / TILE_LEAVES * TILE_LEAVES;
         let mut hashes = Vec::with_capacity((size - start) as usize);
         for index in start..size {
-            let data = self.leaf(index)?.ok_or_else(|| {
+            let data = self.stored_leaf(index)?.ok_or_else(|| {
                 StoreError::Corrupt(format!("leaf {index} missing below size {size}"))
             })?;
             hashes.push(leaf_hash(&data));
@@ -525,18 +553,79 @@ impl Store {
         *self.head.read().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Durably appends a batch (one WriteBatch, WAL synced before returning)
-    /// and integrates it into the tree. Events whose id is already in the log
-    /// (or earlier in the same batch) are not appended again: they get their
-    /// existing index with `duplicate = true`. Fresh random 32-byte salt per
-    /// entry. The whole batch is rejected if any entry is invalid.
+    /// Durably appends a batch: [`Store::write_batch`], then
+    /// [`Store::sync`].
     pub fn append_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<Appended>, StoreError> {
+        let out = self.write_batch(entries)?;
+        self.sync()?;
+        Ok(out)
+    }
+
+    /// Writes a batch (one WriteBatch) and integrates it into the writer's
+    /// tree, without waiting for the disk: nothing of it is published, and
+    /// it is not durable, until a later [`Store::sync`] returns. Events
+    /// whose id is already in the log (or earlier in the same batch) are not
+    /// appended again: they get their existing index with `duplicate =
+    /// true`. Fresh random 32-byte salt per entry. The whole batch is
+    /// rejected if any entry is invalid.
+    pub fn write_batch(&self, entries: Vec<NewEntry>) -> Result<Vec<Appended>, StoreError> {
         validate(&entries)?;
         let mut writer = self.lock_writer();
         let mut staged = Staged::from(&*writer);
         let out = self.stage(&mut staged, entries)?;
-        self.commit(&mut writer, staged)?;
+        self.write_staged(&mut writer, staged)?;
         Ok(out)
+    }
+
+    /// Makes every batch written before this call durable (one sync of the
+    /// WAL, shared by all of them) and publishes them in order: size, root,
+    /// the edge tile and the upper nodes move to the last one. An error if
+    /// the sync fails, or failed before: the log then refuses appends
+    /// until it is reopened, since what was written since the last good
+    /// sync may or may not be on disk.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let _turn = self.syncing.lock().unwrap_or_else(|e| e.into_inner());
+        self.check_not_failed()?;
+        // Taken before the sync: each of these batches was written before
+        // it started, so the sync covers them.
+        let ready: Vec<Publication> = self
+            .unpublished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        if ready.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = self.db.flush_wal(true) {
+            self.sync_failed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(e.into());
+        }
+        let Some(last) = ready.last() else {
+            return Ok(());
+        };
+        let (head, edge) = (last.head, last.edge.clone());
+        {
+            // Durable now: readers may see these nodes before the head moves,
+            // which is harmless (node hashes never change).
+            let mut cache = self.upper.write().unwrap_or_else(|e| e.into_inner());
+            for (level, index, hash) in ready.into_iter().flat_map(|p| p.upper) {
+                cache.push(level, index, hash);
+            }
+        }
+        // A reader that misses a node in the old edge finds its tile
+        // stored: the batches above are durable before the edge moves on.
+        *self.edge.write().unwrap_or_else(|e| e.into_inner()) = edge;
+        *self.head.write().unwrap_or_else(|e| e.into_inner()) = head;
+        Ok(())
+    }
+
+    fn check_not_failed(&self) -> Result<(), StoreError> {
+        if self.sync_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StoreError::Unsynced);
+        }
+        Ok(())
     }
 
     /// Adds `entries` to `staged`; nothing is visible until
@@ -557,7 +646,7 @@ impl Store {
         for e in entries {
             let existing = match seen.get(&e.event_id) {
                 Some(&i) => Some(i),
-                None => self.index_of(&e.event_id)?,
+                None => self.stored_index_of(&e.event_id)?,
             };
             if let Some(index) = existing {
                 out.push(Appended {
@@ -612,9 +701,10 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes the staged batch with a synced WAL, then publishes the new
-    /// edge tile and head.
-    fn commit(&self, writer: &mut Writer, staged: Staged) -> Result<(), StoreError> {
+    /// Writes the staged batch (WAL not synced) and moves the writer on;
+    /// what it publishes waits for [`Store::sync`].
+    fn write_staged(&self, writer: &mut Writer, staged: Staged) -> Result<(), StoreError> {
+        self.check_not_failed()?;
         let Staged {
             next,
             edge,
@@ -627,27 +717,23 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        self.db.write_opt(batch, &synced())?;
-        {
-            // Durable now: readers may see these nodes before the head moves,
-            // which is harmless (node hashes never change).
-            let mut cache = self.upper.write().unwrap_or_else(|e| e.into_inner());
-            for (level, index, hash) in upper {
-                cache.push(level, index, hash);
-            }
-        }
-        // A reader that misses a node in the old edge finds its tile
-        // stored: the batch above is durable before the edge moves on.
-        *self.edge.write().unwrap_or_else(|e| e.into_inner()) = edge.clone();
-        let head = Head {
-            size: next.size(),
-            root: next.root(),
+        self.db.write(batch)?;
+        let publication = Publication {
+            head: Head {
+                size: next.size(),
+                root: next.root(),
+            },
+            edge: edge.clone(),
+            upper,
         };
+        self.unpublished
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_back(publication);
         *writer = Writer {
             frontier: next,
             edge,
         };
-        *self.head.write().unwrap_or_else(|e| e.into_inner()) = head;
         Ok(())
     }
 
@@ -667,24 +753,33 @@ impl Store {
         (h.size, h.root)
     }
 
-    /// Leaf data (a [`LeafRecord`] encoding), or `None` past the end.
+    /// Leaf data (a [`LeafRecord`] encoding), or `None` past the end of
+    /// the published tree.
     pub fn leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if index >= self.size() {
+            return Ok(None);
+        }
+        self.stored_leaf(index)
+    }
+
+    /// A leaf as stored, published or not (opening, the edge tile).
+    fn stored_leaf(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.db.get_cf(self.cf(CF_LEAVES), index.to_be_bytes())?)
     }
 
     /// The body of an entry, opened with the keyring; or the record of its
     /// pruning; or `Absent` past the end of the log.
     pub fn body(&self, index: u64) -> Result<BodyLookup, StoreError> {
+        if index >= self.size() {
+            return Ok(BodyLookup::Absent);
+        }
         let Some(sealed) = self.db.get_cf(self.cf(CF_BODIES), index.to_be_bytes())? else {
             if let Some(record) = self.prune_record_for(index)? {
                 return Ok(BodyLookup::Pruned(record));
             }
-            if index < self.size() {
-                return Err(StoreError::Corrupt(format!(
-                    "body {index} is missing and was not pruned"
-                )));
-            }
-            return Ok(BodyLookup::Absent);
+            return Err(StoreError::Corrupt(format!(
+                "body {index} is missing and was not pruned"
+            )));
         };
         let plain = self
             .keyring
@@ -705,6 +800,9 @@ impl Store {
     /// The raw sealed bytes of a body as stored (for tests of encryption at
     /// rest and for tooling that moves sealed data without opening it).
     pub fn sealed_body(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        if index >= self.size() {
+            return Ok(None);
+        }
         Ok(self.db.get_cf(self.cf(CF_BODIES), index.to_be_bytes())?)
     }
 
@@ -859,8 +957,9 @@ impl Store {
         batch.put_cf(self.cf(CF_META), META_MIN_INDEX, end.to_be_bytes());
         batch.put_cf(self.cf(CF_META), pruned_key(end), pruned.encode());
         let appended = self.stage(&mut staged, vec![entry])?;
-        self.commit(&mut writer, staged)?;
+        self.write_staged(&mut writer, staged)?;
         drop(writer);
+        self.sync()?;
         // A range tombstone hides the bodies at once. For the bytes to be gone
         // from disk: flush every memtable (so no live WAL file still holds a
         // sealed body), then compact the range (so no SST file does).
@@ -957,8 +1056,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Leaf index of an event id, if it was appended.
+    /// Leaf index of an event id, if it is in the published log.
     pub fn index_of(&self, event_id: &[u8; 16]) -> Result<Option<u64>, StoreError> {
+        let size = self.size();
+        Ok(self.stored_index_of(event_id)?.filter(|&i| i < size))
+    }
+
+    /// An event id's index, published or not (what duplicates are found by).
+    fn stored_index_of(&self, event_id: &[u8; 16]) -> Result<Option<u64>, StoreError> {
         self.db
             .get_cf(self.cf(CF_EVENT_IDS), event_id)?
             .map(|v| u64_value(&v, "event id index"))

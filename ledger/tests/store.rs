@@ -360,3 +360,91 @@ fn concurrent_appends() {
     ids.dedup();
     assert_eq!(ids.len(), 100);
 }
+
+/// A written batch is in the log for deduplication at once, but nothing of
+/// it is published (size, root, reads by index, id or session) before a
+/// sync; one sync publishes every batch written before it, in order.
+#[test]
+fn written_batches_are_published_only_by_a_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    fill(&store, 0, 5);
+    let (size, root) = store.head();
+    let first = store.write_batch((5..9).map(entry).collect()).unwrap();
+    assert_eq!(
+        first.iter().map(|a| a.index).collect::<Vec<_>>(),
+        [5, 6, 7, 8]
+    );
+    let second = store.write_batch((9..11).map(entry).collect()).unwrap();
+    assert_eq!(second[0].index, 9);
+    // Not published: the head, reads by index, by event id and by session
+    // all stop at the last sync.
+    assert_eq!(store.head(), (size, root));
+    assert_eq!(store.leaf(5).unwrap(), None);
+    assert_eq!(store.body(5).unwrap(), BodyLookup::Absent);
+    assert_eq!(store.sealed_body(9).unwrap(), None);
+    assert_eq!(store.index_of(&entry(5).event_id).unwrap(), None);
+    let found = store
+        .find(
+            &vigil_ledger::EntryFilter::Session("session-2".into()),
+            None,
+            100,
+        )
+        .unwrap();
+    assert_eq!(found.indexes, [2]);
+    assert!(store.inclusion_proof(5, 6).is_err());
+    // Already in the log: written again, an event is a duplicate of the
+    // unpublished entry, not a second one.
+    let again = store.write_batch(vec![entry(6)]).unwrap();
+    assert_eq!(again[0].index, 6);
+    assert!(again[0].duplicate);
+    store.sync().unwrap();
+    assert_eq!(store.size(), 11);
+    let hashes = leaf_hashes(&store);
+    assert_eq!(store.root(), root_from_leaf_hashes(&hashes));
+    assert_eq!(present(&store, 10).1, b"body 10");
+    assert_eq!(store.index_of(&entry(5).event_id).unwrap(), Some(5));
+    // A sync with nothing written is a no-op.
+    store.sync().unwrap();
+    assert_eq!(store.size(), 11);
+    drop(store);
+    assert_eq!(open(dir.path()).size(), 11);
+}
+
+/// Writers and syncers on several threads: every batch becomes durable and
+/// published once, in write order, whoever syncs it.
+#[test]
+fn concurrent_writes_and_syncs_publish_every_batch_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(dir.path()));
+    let threads: Vec<_> = (0..4u32)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for b in 0..25u32 {
+                    let from = 10_000 * (t + 1) + b * 4;
+                    let out = store
+                        .write_batch((from..from + 4).map(entry).collect())
+                        .unwrap();
+                    assert!(out.iter().all(|a| !a.duplicate));
+                    if b % 3 == t % 3 {
+                        store.sync().unwrap();
+                        // Everything this thread wrote is published now.
+                        assert!(store.size() > out[3].index);
+                    }
+                }
+                store.sync().unwrap();
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.size(), 400);
+    let hashes = leaf_hashes(&store);
+    assert_eq!(store.root(), root_from_leaf_hashes(&hashes));
+    let root = store.root();
+    drop(store);
+    let reopened = open(dir.path());
+    assert_eq!(reopened.head(), (400, root));
+}

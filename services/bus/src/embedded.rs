@@ -94,6 +94,10 @@ impl Subscriber for EmbeddedSubscriber {
     async fn recv_batch(&mut self, max: usize) -> Option<Vec<Delivery>> {
         EmbeddedSubscriber::recv_batch(self, max).await
     }
+
+    fn has_ready(&self) -> bool {
+        !self.rx.is_empty()
+    }
 }
 
 #[cfg(test)]

@@ -33,4 +33,12 @@ pub trait Subscriber: Send {
     /// `None` once the bus has ended (every publisher gone, or the consumer
     /// stopped after a failure): the ledger stops.
     fn recv_batch(&mut self, max: usize) -> impl Future<Output = Option<Vec<Delivery>>> + Send;
+
+    /// Whether events are waiting to be taken now. The appender hands a
+    /// written batch's sync to another thread when they are (and takes
+    /// them meanwhile), and syncs on its own thread when they are not. A
+    /// bus that cannot tell says `false`.
+    fn has_ready(&self) -> bool {
+        false
+    }
 }

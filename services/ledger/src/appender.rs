@@ -1,14 +1,20 @@
-//! Appends events from the bus to the log, one group commit per batch.
+//! Appends events from the bus to the log, one group commit per sync.
 //!
 //! While one batch is being synced to disk, new events queue on the bus; the
 //! next batch takes them all. So a burst of concurrent statements shares one
 //! fsync, and durability costs little throughput.
 //!
-//! The appender has a thread of its own ([`start`]), and appends on it: a
+//! The appender has a thread of its own ([`start`]), and writes on it: a
 //! statement's record goes from the proxy's task to this thread and, once
 //! durable, straight back through the publisher's callback. Appending from
 //! a task of the shared runtime would add a hand-over to a blocking thread
 //! and back (two more wake-ups) to every statement's path.
+//!
+//! A written batch is made durable on the same thread when nothing else
+//! waits on the bus; when more is waiting, a second thread (the syncer)
+//! syncs while the appender seals, hashes and writes the next batch, and
+//! the sync after that covers everything written meanwhile. No event is
+//! answered before a sync that began after its batch was written.
 
 use std::sync::Arc;
 
@@ -118,48 +124,130 @@ pub fn start(
     vigil_bus::own_thread::spawn("vigil-appender", move || run(store, bus))
 }
 
-/// Appends until the bus ends. Blocks its thread while a batch is synced:
-/// run it only on the appender's own thread.
+/// Appends until the bus ends. Each batch is written on this thread; its
+/// sync runs here too when nothing else is waiting (one statement alone
+/// pays one sync and no hand-over), and on the syncer's thread otherwise,
+/// while this thread takes and writes the next batch: one sync then covers
+/// every batch written while the one before ran. Blocks its thread while it
+/// writes or syncs: run it only on the appender's own thread.
 async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
     let watch = Arc::new(std::sync::Mutex::new(SequenceWatch::default()));
     let reporter = tokio::spawn(report_gaps(watch.clone(), GapLog::new(store.clone())));
-    while let Some(batch) = next_batch(&mut bus).await {
-        let mut entries = Vec::with_capacity(batch.len());
-        let mut deliveries = Vec::with_capacity(batch.len());
-        for mut delivery in batch {
-            let body = delivery.take_body();
-            match to_entry(&delivery.event, body) {
-                Ok(entry) => {
-                    entries.push(entry);
-                    deliveries.push(delivery);
-                }
-                Err(reason) => {
-                    tracing::warn!(%reason, "event refused by the ledger");
-                    delivery.ack(Err(SinkError::Rejected(reason)));
-                }
-            }
+    let metrics = Arc::new(BatchMetrics::new());
+    let durable = Durable {
+        store: store.clone(),
+        watch,
+        metrics: metrics.clone(),
+    };
+    let syncer = match Syncer::start(durable.clone()) {
+        Ok(syncer) => Some(syncer),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot start the ledger's syncer thread; every batch is synced on the appender's");
+            None
         }
-        if entries.is_empty() {
+    };
+    while let Some(batch) = next_batch(&mut bus).await {
+        let started = std::time::Instant::now();
+        metrics.events.observe(batch.len() as f64);
+        let Some((entries, written)) = to_entries(batch) else {
+            continue;
+        };
+        if let Err(e) = store.write_batch(entries) {
+            tracing::error!(error = %e, events = written.deliveries.len(), "ledger append failed");
+            written.ack(&Err(SinkError::Unavailable(format!("append failed: {e}"))));
             continue;
         }
-        let numbered: Vec<(String, u64, bool)> = deliveries
-            .iter()
-            .map(|d| {
-                let ends = matches!(d.event.kind, Some(Kind::SessionClosed(_)));
-                (d.event.session_id.clone(), d.event.seq, ends)
-            })
-            .collect();
-        let result = match store.append_batch(entries) {
-            Ok(_) => Ok(()),
+        metrics.write.observe(started.elapsed().as_secs_f64());
+        match &syncer {
+            Some(syncer) if bus.has_ready() || syncer.is_busy() => syncer.hand(written),
+            _ => durable.sync_and_ack(vec![written]),
+        }
+    }
+    // Syncs and answers what it still holds, then stops.
+    drop(syncer);
+    reporter.abort();
+    tracing::info!("ledger appender stopped: the bus has ended");
+}
+
+/// A batch written to the log and not yet durable: its deliveries, and the
+/// stream positions the gap watch sees once it is.
+struct Written {
+    deliveries: Vec<vigil_bus::Delivery>,
+    numbered: Vec<(String, u64, bool)>,
+}
+
+impl Written {
+    fn ack(self, result: &Result<(), SinkError>) {
+        for delivery in self.deliveries {
+            delivery.ack(result.clone());
+        }
+    }
+}
+
+/// Turns a batch into the log's entries; events the ledger refuses are
+/// answered at once. `None` when nothing is left to write.
+fn to_entries(batch: Vec<vigil_bus::Delivery>) -> Option<(Vec<NewEntry>, Written)> {
+    let mut entries = Vec::with_capacity(batch.len());
+    let mut deliveries = Vec::with_capacity(batch.len());
+    for mut delivery in batch {
+        let body = delivery.take_body();
+        match to_entry(&delivery.event, body) {
+            Ok(entry) => {
+                entries.push(entry);
+                deliveries.push(delivery);
+            }
+            Err(reason) => {
+                tracing::warn!(%reason, "event refused by the ledger");
+                delivery.ack(Err(SinkError::Rejected(reason)));
+            }
+        }
+    }
+    if entries.is_empty() {
+        return None;
+    }
+    let numbered = deliveries
+        .iter()
+        .map(|d| {
+            let ends = matches!(d.event.kind, Some(Kind::SessionClosed(_)));
+            (d.event.session_id.clone(), d.event.seq, ends)
+        })
+        .collect();
+    Some((
+        entries,
+        Written {
+            deliveries,
+            numbered,
+        },
+    ))
+}
+
+/// What makes written batches durable and answers their publishers; used
+/// by the appender's thread and the syncer's alike.
+#[derive(Clone)]
+struct Durable {
+    store: Arc<Store>,
+    watch: Arc<std::sync::Mutex<SequenceWatch>>,
+    metrics: Arc<BatchMetrics>,
+}
+
+impl Durable {
+    /// One sync for all of `written` (and whatever else was written before
+    /// it), then every delivery is answered with its outcome.
+    fn sync_and_ack(&self, written: Vec<Written>) {
+        let started = std::time::Instant::now();
+        let result = match self.store.sync() {
+            Ok(()) => Ok(()),
             Err(e) => {
-                tracing::error!(error = %e, events = deliveries.len(), "ledger append failed");
+                let events: usize = written.iter().map(|w| w.deliveries.len()).sum();
+                tracing::error!(error = %e, events, "ledger sync failed");
                 Err(SinkError::Unavailable(format!("append failed: {e}")))
             }
         };
+        self.metrics.sync.observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
             let now = std::time::Instant::now();
-            let mut watch = watch.lock().unwrap_or_else(|e| e.into_inner());
-            for (session, seq, ends) in &numbered {
+            let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+            for (session, seq, ends) in written.iter().flat_map(|w| &w.numbered) {
                 if let crate::gaps::Observed::Implausible { next } =
                     watch.observe(session, *seq, *ends, now)
                 {
@@ -172,12 +260,131 @@ async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
                 }
             }
         }
-        for delivery in deliveries {
-            delivery.ack(result.clone());
+        for w in written {
+            w.ack(&result);
         }
     }
-    reporter.abort();
-    tracing::info!("ledger appender stopped: the bus has ended");
+}
+
+/// The thread that syncs written batches while the appender takes the
+/// next ones. Dropping it syncs and answers what it holds, then joins it.
+struct Syncer {
+    shared: Arc<SyncerShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct SyncerShared {
+    queue: std::sync::Mutex<SyncQueue>,
+    wake: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct SyncQueue {
+    waiting: Vec<Written>,
+    /// Batches handed over and not yet answered: the appender must not
+    /// sync on its own thread meanwhile (its batch would be answered while
+    /// earlier ones are still waiting).
+    busy: bool,
+    closed: bool,
+}
+
+impl Syncer {
+    fn start(durable: Durable) -> std::io::Result<Self> {
+        let shared = Arc::new(SyncerShared::default());
+        let on_thread = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-syncer".into())
+            .spawn(move || Self::run(&on_thread, &durable))?;
+        Ok(Self {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncQueue> {
+        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn is_busy(&self) -> bool {
+        self.lock().busy
+    }
+
+    fn hand(&self, written: Written) {
+        let mut queue = self.lock();
+        queue.waiting.push(written);
+        queue.busy = true;
+        self.shared.wake.notify_one();
+    }
+
+    fn run(shared: &SyncerShared, durable: &Durable) {
+        let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if queue.waiting.is_empty() {
+                queue.busy = false;
+                if queue.closed {
+                    return;
+                }
+                queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            let taken = std::mem::take(&mut queue.waiting);
+            drop(queue);
+            durable.sync_and_ack(taken);
+            queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.lock().closed = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("the ledger's syncer thread panicked");
+            }
+        }
+    }
+}
+
+/// How the appender's batches go: their sizes, how long each takes from
+/// its arrival to its write, and how long each sync takes (one sync may
+/// cover several batches).
+struct BatchMetrics {
+    events: vigil_metrics::Histogram,
+    write: vigil_metrics::Histogram,
+    sync: vigil_metrics::Histogram,
+}
+
+/// Events per batch: one to [`MAX_BATCH`].
+const BATCH_EVENTS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 1024.0, 4096.0,
+];
+
+impl BatchMetrics {
+    fn new() -> Self {
+        Self {
+            events: vigil_metrics::histogram(
+                "vigil_ledger_batch_events",
+                "Events the appender took as one group commit.",
+                &[],
+                BATCH_EVENTS,
+            ),
+            write: vigil_metrics::histogram(
+                "vigil_ledger_batch_write_seconds",
+                "Time from taking a batch to its write to the log (sealing, hashing, the write), before its sync.",
+                &[],
+                vigil_metrics::LATENCY_SECONDS,
+            ),
+            sync: vigil_metrics::histogram(
+                "vigil_ledger_sync_seconds",
+                "Time of one sync of the log, which makes every batch written before it durable.",
+                &[],
+                vigil_metrics::LATENCY_SECONDS,
+            ),
+        }
+    }
 }
 
 /// Every second: the holes in sessions' numbering that stayed open past
