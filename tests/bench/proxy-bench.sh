@@ -6,6 +6,13 @@
 #   pgbouncer Debian's PgBouncer (session pooling)
 #   vigil     `vigil up` with the shipped PHI policy (classification, policy,
 #             masking plans, Request/Decision/Response events durable in the ledger)
+#   kafka     the Kafka deployment (deploy/local-stack.sh: a tansu broker,
+#             `vigil ledger`, a standby, `vigil approvals serve`, `vigil proxy`
+#             with its durable outbox), through proxy a; only with KAFKA=1.
+#             The stack runs only for its own runs (the broker alone keeps a
+#             core busy while idle), and each run lasts until the ledger has
+#             caught up with what the proxy shipped: its CPU figure includes
+#             the ledger's catch-up.
 # for two workloads, select-only (-S) and pgbench's built-in TPC-B-like write
 # transaction, at 1 and 16 clients. The four targets run one after the other,
 # ROUNDS times over (alternated, so that a slow minute of this shared machine
@@ -17,7 +24,10 @@
 # to a file and overwriting one (fdatasync; every statement Vigil records
 # durably pays one, shared by whatever statements arrive together).
 #
-#   tests/bench/proxy-bench.sh [seconds per run (default 10)] [protocol: simple|prepared (default prepared)] [rounds (default 3)]
+#   [KAFKA=1] tests/bench/proxy-bench.sh [seconds per run (default 10)] [protocol: simple|prepared (default prepared)] [rounds (default 3)]
+#
+# Vigil's CPU per statement counts its processes: `vigil up`; for the Kafka
+# deployment the proxy and both ledgers (not the broker).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
@@ -29,6 +39,7 @@ deploy/install-deps.sh >/dev/null
 deploy/ensure-postgres.sh
 command -v pgbouncer >/dev/null || /usr/sbin/pgbouncer --version >/dev/null 2>&1 || apt-get install -y -q pgbouncer >/dev/null
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+KAFKA=${KAFKA:-0}
 cargo build --release -q -p vigil -p vigil-tests --bin vigil --bin vigil-tcp-relay
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 
@@ -39,7 +50,10 @@ pgbench -h 127.0.0.1 -U postgres -i -s 10 -q "$DB" >/dev/null 2>&1
 work=$(mktemp -d)
 chmod 755 "$work"
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+cleanup() {
+  if [ "$KAFKA" = 1 ]; then deploy/local-stack.sh stop "$work/stack" >/dev/null 2>&1 || true; fi
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -104,9 +118,39 @@ for _ in $(seq 1 100); do grep -q "vigil is ready" "$work/vigil.out" 2>/dev/null
 grep -q "vigil is ready" "$work/vigil.out" || { cat "$work/vigil.err"; exit 1; }
 sleep 0.5
 
+targets=("direct 5432 postgres ''" "relay $RELAY_PORT postgres ''" "pgbouncer $BOUNCER_PORT postgres ''" "vigil $VIGIL_PORT bench bench")
+[ "$KAFKA" = 1 ] && targets+=("kafka 6543 dev dev")
+kafka_up() {
+  VIGIL_BIN="$BIN/vigil" deploy/local-stack.sh start "$work/stack" >"$work/stack.out" 2>&1 \
+    || { cat "$work/stack.out" >&2; exit 1; }
+}
+kafka_down() {
+  deploy/local-stack.sh stop "$work/stack" >/dev/null 2>&1 || true
+  for p in "$work"/stack/*.pid; do [ -f "$p" ] || continue; while kill -0 "$(cat "$p")" 2>/dev/null; do sleep 0.1; done; done 2>/dev/null || true
+}
+# Waits until the ledger's signed size stops growing (it has appended what
+# the proxy shipped), at most two minutes.
+kafka_settle() {
+  local last="" now
+  for _ in $(seq 1 240); do
+    now=$(curl -fsS --max-time 2 http://127.0.0.1:6580/checkpoint 2>/dev/null | sed -n 2p || true)
+    [ -n "$now" ] && [ "$now" = "$last" ] && return 0
+    last=$now
+    sleep 0.5
+  done
+}
+
 CLK_TCK=$(getconf CLK_TCK)
-# CPU time (µs) Vigil's process has used so far, all threads.
-vigil_cpu_us() { awk -v hz="$CLK_TCK" '{print ($14 + $15) * 1e6 / hz}' "/proc/$VIGIL_PID/stat"; }
+# CPU time (µs) Vigil's processes have used so far, all threads: `vigil up`,
+# or the Kafka deployment's proxy and ledgers.
+vigil_cpu_us() {
+  local files=("/proc/$VIGIL_PID/stat")
+  if [ "$1" = kafka ]; then
+    files=()
+    for p in proxy-a ledger ledger-standby; do files+=("/proc/$(cat "$work/stack/$p.pid")/stat"); done
+  fi
+  cat "${files[@]}" 2>/dev/null | awk -v hz="$CLK_TCK" '{t += $14 + $15} END {print t * 1e6 / hz}'
+}
 
 # run NAME PORT USER PASSWORD CLIENTS WORKLOAD -> "tps p50_us cpu_us_per_statement"
 # (the CPU figure only for vigil; "-" otherwise)
@@ -117,18 +161,22 @@ run() {
   # TPC-B-like: BEGIN, three UPDATEs, a SELECT, an INSERT, END.
   [ "$workload" = tpcb ] && flag="" per_tx=7
   local cpu_before=0
-  [ "$name" = vigil ] && cpu_before=$(vigil_cpu_us)
+  [ "$name" = kafka ] && kafka_up
+  case "$name" in vigil|kafka) cpu_before=$(vigil_cpu_us "$name");; esac
   local out
   out=$(cd "$dir" && PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n $flag -M "$MODE" \
-        -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || { echo "$out" >&2; echo "0 0 -"; return; }
+        -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || {
+    echo "$out" >&2; [ "$name" = kafka ] && kafka_down; echo "0 0 -"; return; }
   local cpu="-"
-  if [ "$name" = vigil ]; then
+  [ "$name" = kafka ] && kafka_settle
+  if [ "$name" = vigil ] || [ "$name" = kafka ]; then
     local txs
     txs=$(echo "$out" | grep -Eo 'transactions actually processed: [0-9]+' | awk '{print $4}')
-    cpu=$(awk -v a="$cpu_before" -v b="$(vigil_cpu_us)" -v n="$txs" -v k="$per_tx" 'BEGIN {printf "%.1f", (b - a) / (n * k)}')
+    cpu=$(awk -v a="$cpu_before" -v b="$(vigil_cpu_us "$name")" -v n="$txs" -v k="$per_tx" 'BEGIN {printf "%.1f", (b - a) / (n * k)}')
   fi
   local tps
   tps=$(echo "$out" | grep -Eo 'tps = [0-9.]+' | head -n1 | awk '{print $3}')
+  [ "$name" = kafka ] && kafka_down
   local p50
   p50=$(cat "$dir"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int(NR/2)+1]}')
   rm -rf "$dir"
@@ -143,8 +191,7 @@ results="$work/results"
 for workload in select tpcb; do
   for clients in 1 16; do
     for round in $(seq 1 "$ROUNDS"); do
-      for target in "direct 5432 postgres ''" "relay $RELAY_PORT postgres ''" \
-                    "pgbouncer $BOUNCER_PORT postgres ''" "vigil $VIGIL_PORT bench bench"; do
+      for target in "${targets[@]}"; do
         read -r name port user pw <<<"$target"
         [ "$pw" = "''" ] && pw=""
         echo "$workload $clients $name $round $(run "$name" "$port" "$user" "$pw" "$clients" "$workload")" >> "$results"
@@ -166,7 +213,9 @@ for workload, title in (("select", "select-only (-S)"), ("tpcb", "TPC-B-like (7 
     for clients in ("1", "16"):
         d_tps, r_tps = cell(workload, clients, "direct", 4), cell(workload, clients, "relay", 4)
         d_p50 = cell(workload, clients, "direct", 5)
-        for name in ("direct", "relay", "pgbouncer", "vigil"):
+        for name in ("direct", "relay", "pgbouncer", "vigil", "kafka"):
+            if not any(r[2] == name for r in rows):
+                continue
             tps, p50 = cell(workload, clients, name, 4), cell(workload, clients, name, 5)
             cpu = cell(workload, clients, name, 6)
             ratio = lambda a, b: f"{a / b:.3f}" if b else "-"
@@ -175,9 +224,10 @@ for workload, title in (("select", "select-only (-S)"), ("tpcb", "TPC-B-like (7 
 spread = [
     (w, c, n, min(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)),
      max(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)))
-    for w in ("select", "tpcb") for c in ("1", "16") for n in ("vigil",)
+    for w in ("select", "tpcb") for c in ("1", "16") for n in ("vigil", "kafka")
+    if any((r[0], r[1], r[2]) == (w, c, n) for r in rows)
 ]
-print("\nvigil tps range over the rounds: " + "; ".join(f"{w} {c}c {lo:.0f}-{hi:.0f}" for w, c, n, lo, hi in spread))
+print("\nvigil tps range over the rounds: " + "; ".join(f"{n} {w} {c}c {lo:.0f}-{hi:.0f}" for w, c, n, lo, hi in spread))
 PY
 size=$(curl -s "http://127.0.0.1:$HTTP_PORT/checkpoint" 2>/dev/null | sed -n 2p || true)
 echo "ledger entries after the vigil runs: ${size:-unknown}"
