@@ -334,6 +334,8 @@ pub struct Store {
     /// so nothing more is appended (fail closed until the log is reopened).
     sync_failed: std::sync::atomic::AtomicBool,
     head: RwLock<Head>,
+    /// Entries `[from, to)` cut on open after a crash left a hole below them.
+    cut_on_open: Option<(u64, u64)>,
 }
 
 impl std::fmt::Debug for Store {
@@ -392,6 +394,14 @@ fn pruned_key(end_index: u64) -> Vec<u8> {
     let mut k = META_PRUNED_PREFIX.to_vec();
     k.extend_from_slice(&end_index.to_be_bytes());
     k
+}
+
+/// The entry index every leaf, body and index key ends with.
+fn index_suffix(key: &[u8]) -> Result<u64, StoreError> {
+    key.len()
+        .checked_sub(8)
+        .map(|at| u64::from_be_bytes(key[at..].try_into().expect("8 bytes")))
+        .ok_or_else(|| StoreError::Corrupt("key shorter than an index".into()))
 }
 
 fn u64_value(bytes: &[u8], what: &str) -> Result<u64, StoreError> {
@@ -464,11 +474,16 @@ impl Store {
                 size: 0,
                 root: crate::hash::empty_root(),
             }),
+            cut_on_open: None,
         };
-        let size = match store.db.get_cf(store.cf(CF_META), META_SIZE)? {
+        let stored_size = match store.db.get_cf(store.cf(CF_META), META_SIZE)? {
             Some(v) => u64_value(&v, "meta size")?,
             None => 0,
         };
+        let size = store.cut_after_hole(stored_size)?;
+        if size < stored_size {
+            store.cut_on_open = Some((size, stored_size));
+        }
         if size > 0 && store.stored_leaf(size - 1)?.is_none() {
             return Err(StoreError::Corrupt(format!(
                 "size is {size} but leaf {} is missing",
@@ -495,6 +510,109 @@ impl Store {
         store.head = RwLock::new(Head { size, root });
         store.writer = Mutex::new(Writer { frontier, edge });
         Ok(store)
+    }
+
+    /// Entries `[from, to)` that [`Store::open`] cut off because a crash
+    /// had left a hole below them (see [`Store::cut_after_hole`]); `None`
+    /// when the log came back whole.
+    pub fn cut_on_open(&self) -> Option<(u64, u64)> {
+        self.cut_on_open
+    }
+
+    /// Batches are written before they are synced (see the module docs),
+    /// and RocksDB may start a new WAL file between two of them without
+    /// syncing the old one. After a power loss the old file can come back
+    /// cut short and the new one whole: a later batch without an earlier
+    /// one. None of them was acknowledged or published (a sync covers every
+    /// WAL file before it), so the log is cut at the first missing leaf.
+    /// Everything up to the stored checkpoint was published, so durable:
+    /// only the leaves above it are checked. Returns the size to open at.
+    fn cut_after_hole(&self, size: u64) -> Result<u64, StoreError> {
+        let from = self.checkpoint_size()?;
+        if from > size {
+            return Err(StoreError::Corrupt(format!(
+                "the stored checkpoint is for size {from} but the log has {size} entries"
+            )));
+        }
+        let mut expected = from;
+        let leaves = self.db.iterator_cf(
+            self.cf(CF_LEAVES),
+            rocksdb::IteratorMode::From(&from.to_be_bytes(), rocksdb::Direction::Forward),
+        );
+        for item in leaves {
+            let (key, _) = item?;
+            let index = index_suffix(&key)?;
+            if index != expected || index >= size {
+                break;
+            }
+            expected += 1;
+        }
+        if expected < size {
+            self.cut_from(expected)?;
+        }
+        Ok(expected.min(size))
+    }
+
+    /// Removes every entry from `from` on, with what points at it (its
+    /// index keys, its event id, node hashes over it), in one synced batch.
+    /// Index keys end with the entry's index and carry no other way back
+    /// to it (a leaf commits to its session only by hash), so they are
+    /// found by a scan: this runs only when a crash left a hole.
+    fn cut_from(&self, from: u64) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        let (first, end) = (from.to_be_bytes(), u64::MAX.to_be_bytes());
+        batch.delete_range_cf(self.cf(CF_LEAVES), first, end);
+        batch.delete_range_cf(self.cf(CF_BODIES), first, end);
+        for name in [CF_BY_SESSION, CF_BY_SUBJECT, CF_BY_TIME] {
+            let cf = self.cf(name);
+            for item in self.db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+                let (key, _) = item?;
+                if index_suffix(&key)? >= from {
+                    batch.delete_cf(cf, key);
+                }
+            }
+        }
+        let ids = self.cf(CF_EVENT_IDS);
+        for item in self.db.iterator_cf(ids, rocksdb::IteratorMode::Start) {
+            let (key, value) = item?;
+            if u64_value(&value, "event id index")? >= from {
+                batch.delete_cf(ids, key);
+            }
+        }
+        let nodes = self.cf(CF_NODES);
+        for item in self.db.iterator_cf(nodes, rocksdb::IteratorMode::Start) {
+            let (key, _) = item?;
+            if key.len() != 9 {
+                return Err(StoreError::Corrupt("node key of the wrong length".into()));
+            }
+            let index = index_suffix(&key)?;
+            // The leaves past the last one the node or tile covers.
+            let level = if key[0] == BOTTOM_TILE_TAG {
+                TILE_LEAVES.trailing_zeros()
+            } else {
+                u32::from(key[0])
+            };
+            let past = u128::from(index + 1) << level;
+            if past > u128::from(from) {
+                batch.delete_cf(nodes, key);
+            }
+        }
+        batch.put_cf(self.cf(CF_META), META_SIZE, from.to_be_bytes());
+        self.db.write_opt(batch, &synced())?;
+        Ok(())
+    }
+
+    /// The size of the stored checkpoint, 0 if there is none.
+    fn checkpoint_size(&self) -> Result<u64, StoreError> {
+        let Some(note) = self.checkpoint()? else {
+            return Ok(0);
+        };
+        let split = note
+            .rfind("\n\n")
+            .ok_or_else(|| StoreError::Corrupt("stored checkpoint has no signatures".into()))?;
+        Checkpoint::parse(&note[..=split])
+            .map(|cp| cp.size)
+            .map_err(|e| StoreError::Corrupt(format!("stored checkpoint: {e}")))
     }
 
     /// The bottom tile still filling at `size`, from its stored leaves.
@@ -573,7 +691,7 @@ impl Store {
         let mut writer = self.lock_writer();
         let mut staged = Staged::from(&*writer);
         let out = self.stage(&mut staged, entries)?;
-        self.write_staged(&mut writer, staged)?;
+        self.write_staged(&mut writer, staged, false)?;
         Ok(out)
     }
 
@@ -703,8 +821,19 @@ impl Store {
 
     /// Writes the staged batch (WAL not synced) and moves the writer on;
     /// what it publishes waits for [`Store::sync`].
-    fn write_staged(&self, writer: &mut Writer, staged: Staged) -> Result<(), StoreError> {
+    /// A `synced` write (retention's) is not visible before it is durable.
+    fn write_staged(
+        &self,
+        writer: &mut Writer,
+        staged: Staged,
+        synced_write: bool,
+    ) -> Result<(), StoreError> {
         self.check_not_failed()?;
+        let options = if synced_write {
+            synced()
+        } else {
+            WriteOptions::default()
+        };
         let Staged {
             next,
             edge,
@@ -717,7 +846,13 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
-        self.db.write(batch)?;
+        if let Err(e) = self.db.write_opt(batch, &options) {
+            // The record may be in the WAL even so: what the writer holds no
+            // longer says what a reopen would find.
+            self.sync_failed
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            return Err(e.into());
+        }
         let publication = Publication {
             head: Head {
                 size: next.size(),
@@ -957,7 +1092,9 @@ impl Store {
         batch.put_cf(self.cf(CF_META), META_MIN_INDEX, end.to_be_bytes());
         batch.put_cf(self.cf(CF_META), pruned_key(end), pruned.encode());
         let appended = self.stage(&mut staged, vec![entry])?;
-        self.write_staged(&mut writer, staged)?;
+        // Synced: the range deletion, the new minimum index and the record
+        // are not visible before they are durable.
+        self.write_staged(&mut writer, staged, true)?;
         drop(writer);
         self.sync()?;
         // A range tombstone hides the bodies at once. For the bytes to be gone

@@ -159,8 +159,16 @@ async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
         }
         metrics.write.observe(started.elapsed().as_secs_f64());
         match &syncer {
-            Some(syncer) if bus.has_ready() || syncer.is_busy() => syncer.hand(written),
-            _ => durable.sync_and_ack(vec![written]),
+            Some(syncer) if syncer.is_running() && (bus.has_ready() || syncer.is_busy()) => {
+                syncer.hand(written)
+            }
+            Some(syncer) => {
+                // A syncer that died (a panic) answers nothing more: what it
+                // was handed is refused, and this thread syncs from now on.
+                syncer.refuse_abandoned();
+                durable.sync_and_ack(vec![written])
+            }
+            None => durable.sync_and_ack(vec![written]),
         }
     }
     // Syncs and answers what it still holds, then stops.
@@ -308,6 +316,23 @@ impl Syncer {
 
     fn is_busy(&self) -> bool {
         self.lock().busy
+    }
+
+    fn is_running(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// Answers with an error whatever a dead syncer was handed.
+    fn refuse_abandoned(&self) {
+        let abandoned = {
+            let mut queue = self.lock();
+            queue.busy = false;
+            std::mem::take(&mut queue.waiting)
+        };
+        let refused = Err(SinkError::Unavailable("the ledger's syncer stopped".into()));
+        for w in abandoned {
+            w.ack(&refused);
+        }
     }
 
     fn hand(&self, written: Written) {

@@ -63,6 +63,13 @@ impl Ledger {
             dir: dir.display().to_string(),
             source,
         })?;
+        if let Some((from, to)) = store.cut_on_open() {
+            tracing::warn!(
+                from,
+                to,
+                "the log came back from a crash with a hole: entries from `from` on were written but never acknowledged or published, and were cut"
+            );
+        }
         let key_path = data_dir.join("ledger-signing.key");
         signing_key::finish_rotation(&store, &key_path)?;
         let checkpoint = store.checkpoint().map_err(|source| OpenError::Store {
