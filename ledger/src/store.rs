@@ -304,7 +304,7 @@ struct Publication {
 }
 
 /// One append being prepared: nothing of it is visible until
-/// [`Store::commit`].
+/// it is written and a [`Store::sync`] has made it durable.
 struct Staged {
     next: Frontier,
     edge: EdgeTile,
@@ -747,7 +747,7 @@ impl Store {
     }
 
     /// Adds `entries` to `staged`; nothing is visible until
-    /// [`Store::commit`]. Caller holds the writer lock.
+    /// it is written and synced. Caller holds the writer lock.
     fn stage(
         &self,
         staged: &mut Staged,
