@@ -7,8 +7,9 @@
 //! ([`Store::sync`]), which covers every batch written before it: the
 //! appender stages and writes the next batch while the previous one syncs.
 //! Nothing of a batch is published (size, root, proofs, reads) before its
-//! sync; RocksDB replays the WAL as a prefix of the written batches, so a
-//! crash loses at most a tail of unpublished ones. The in-memory [`Frontier`] is only a cache of stored node hashes
+//! sync. A crash can lose unsynced batches, and a power loss can lose one
+//! while keeping a later one; [`Store::open`] cuts the log at such a hole
+//! (none of those batches was acknowledged). The in-memory [`Frontier`] is only a cache of stored node hashes
 //! and is rebuilt from them on open; so is the bottom tile still filling
 //! ([`crate::bottom`]), rebuilt from the stored leaves.
 //!
@@ -396,6 +397,10 @@ fn pruned_key(end_index: u64) -> Vec<u8> {
     k
 }
 
+/// The most entries [`Store::open`] cuts after a hole: a crash loses only
+/// what was written while a sync ran (a few batches of at most 4096).
+const MAX_CUT_ENTRIES: u64 = 1 << 16;
+
 /// The entry index every leaf, body and index key ends with.
 fn index_suffix(key: &[u8]) -> Result<u64, StoreError> {
     key.len()
@@ -513,7 +518,8 @@ impl Store {
     }
 
     /// Entries `[from, to)` that [`Store::open`] cut off because a crash
-    /// had left a hole below them (see [`Store::cut_after_hole`]); `None`
+    /// had left a hole at `from` (see [`Store::cut_after_hole`]; those
+    /// after the hole were removed, those in it were already gone); `None`
     /// when the log came back whole.
     pub fn cut_on_open(&self) -> Option<(u64, u64)> {
         self.cut_on_open
@@ -548,6 +554,16 @@ impl Store {
             expected += 1;
         }
         if expected < size {
+            // What one crash can lose is what was written while a sync ran:
+            // a few batches. More than that is not a lost WAL tail but damage
+            // (a lost file, a bug), which must not be "repaired" away.
+            if size - expected > MAX_CUT_ENTRIES {
+                return Err(StoreError::Corrupt(format!(
+                    "leaf {expected} is missing, {} entries below the log's size {size}: \
+                     more than a crash can lose",
+                    size - expected
+                )));
+            }
             self.cut_from(expected)?;
         }
         Ok(expected.min(size))
@@ -587,12 +603,14 @@ impl Store {
             }
             let index = index_suffix(&key)?;
             // The leaves past the last one the node or tile covers.
-            let level = if key[0] == BOTTOM_TILE_TAG {
-                TILE_LEAVES.trailing_zeros()
-            } else {
-                u32::from(key[0])
+            let level = match key[0] {
+                BOTTOM_TILE_TAG => TILE_LEAVES.trailing_zeros(),
+                level @ 0..=63 => u32::from(level),
+                other => {
+                    return Err(StoreError::Corrupt(format!("node key of level {other}")));
+                }
             };
-            let past = u128::from(index + 1) << level;
+            let past = (u128::from(index) + 1) << level;
             if past > u128::from(from) {
                 batch.delete_cf(nodes, key);
             }

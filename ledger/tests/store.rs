@@ -556,3 +556,22 @@ fn a_hole_left_by_a_crash_is_cut_on_open() {
     assert_eq!(reopened.cut_on_open(), None);
     assert_eq!(reopened.size(), 520);
 }
+
+/// A missing leaf far below the log's size is not what a crash leaves
+/// (only what was written while one sync ran can be lost): open fails
+/// instead of cutting tens of thousands of durable entries away.
+#[test]
+fn a_hole_deeper_than_a_crash_can_leave_fails_the_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open(dir.path());
+        for from in (0..70_000u32).step_by(4096) {
+            fill(&store, from, (from + 4096).min(70_000));
+        }
+    }
+    lose_entries(dir.path(), 10, 11);
+    match Store::open(dir.path(), Keyring::parse(KEYS).unwrap()) {
+        Err(StoreError::Corrupt(why)) => assert!(why.contains("leaf 10 is missing"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -158,17 +158,14 @@ async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
             continue;
         }
         metrics.write.observe(started.elapsed().as_secs_f64());
-        match &syncer {
-            Some(syncer) if syncer.is_running() && (bus.has_ready() || syncer.is_busy()) => {
-                syncer.hand(written)
-            }
-            Some(syncer) => {
-                // A syncer that died (a panic) answers nothing more: what it
-                // was handed is refused, and this thread syncs from now on.
-                syncer.refuse_abandoned();
-                durable.sync_and_ack(vec![written])
-            }
-            None => durable.sync_and_ack(vec![written]),
+        let inline = match &syncer {
+            Some(syncer) if bus.has_ready() || syncer.is_busy() => syncer.hand(written),
+            _ => Some(written),
+        };
+        // Nothing else waits, or there is no syncer (it never started, or
+        // it died and refused what it held): this thread syncs.
+        if let Some(written) = inline {
+            durable.sync_and_ack(vec![written]);
         }
     }
     // Syncs and answers what it still holds, then stops.
@@ -295,6 +292,28 @@ struct SyncQueue {
     /// earlier ones are still waiting).
     busy: bool,
     closed: bool,
+    /// The syncer's thread has ended (a panic): it takes nothing more.
+    dead: bool,
+}
+
+/// Runs when the syncer's loop ends, by return or by panic: marks it dead
+/// under the lock and refuses whatever it was handed, so no publisher
+/// waits for an answer that will never come.
+struct RefuseOnExit<'a>(&'a SyncerShared);
+
+impl Drop for RefuseOnExit<'_> {
+    fn drop(&mut self) {
+        let abandoned = {
+            let mut queue = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
+            queue.dead = true;
+            queue.busy = false;
+            std::mem::take(&mut queue.waiting)
+        };
+        let refused = Err(SinkError::Unavailable("the ledger's syncer stopped".into()));
+        for w in abandoned {
+            w.ack(&refused);
+        }
+    }
 }
 
 impl Syncer {
@@ -318,31 +337,20 @@ impl Syncer {
         self.lock().busy
     }
 
-    fn is_running(&self) -> bool {
-        self.thread.as_ref().is_some_and(|t| !t.is_finished())
-    }
-
-    /// Answers with an error whatever a dead syncer was handed.
-    fn refuse_abandoned(&self) {
-        let abandoned = {
-            let mut queue = self.lock();
-            queue.busy = false;
-            std::mem::take(&mut queue.waiting)
-        };
-        let refused = Err(SinkError::Unavailable("the ledger's syncer stopped".into()));
-        for w in abandoned {
-            w.ack(&refused);
-        }
-    }
-
-    fn hand(&self, written: Written) {
+    /// Hands a written batch over; gives it back if the syncer has died.
+    fn hand(&self, written: Written) -> Option<Written> {
         let mut queue = self.lock();
+        if queue.dead {
+            return Some(written);
+        }
         queue.waiting.push(written);
         queue.busy = true;
         self.shared.wake.notify_one();
+        None
     }
 
     fn run(shared: &SyncerShared, durable: &Durable) {
+        let _on_exit = RefuseOnExit(shared);
         let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
         loop {
             if queue.waiting.is_empty() {

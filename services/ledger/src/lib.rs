@@ -64,7 +64,7 @@ impl Ledger {
             source,
         })?;
         if let Some((from, to)) = store.cut_on_open() {
-            tracing::warn!(
+            tracing::error!(
                 from,
                 to,
                 "the log came back from a crash with a hole: entries from `from` on were written but never acknowledged or published, and were cut"
