@@ -730,18 +730,15 @@ impl Store {
             .unwrap_or_else(|e| e.into_inner())
             .drain(..)
             .collect();
-        if ready.is_empty() {
+        let Some(last) = ready.last() else {
             return Ok(());
-        }
+        };
+        let (head, edge) = (last.head, last.edge.clone());
         if let Err(e) = self.db.flush_wal(true) {
             self.sync_failed
                 .store(true, std::sync::atomic::Ordering::SeqCst);
             return Err(e.into());
         }
-        let Some(last) = ready.last() else {
-            return Ok(());
-        };
-        let (head, edge) = (last.head, last.edge.clone());
         {
             // Durable now: readers may see these nodes before the head moves,
             // which is harmless (node hashes never change).
