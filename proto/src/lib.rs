@@ -47,6 +47,18 @@ pub mod events {
         pub fn kind_name(&self) -> &'static str {
             self.kind.as_ref().map_or("unknown", |k| k.name())
         }
+
+        /// The policy decision this event records: a Decision event's, or
+        /// the one a Request carries. Readers use this, never a match on
+        /// `Kind::Decision` alone: a request's first decision is part of
+        /// its Request (older logs hold it as a Decision event).
+        pub fn decision(&self) -> Option<&Decision> {
+            match &self.kind {
+                Some(event::Kind::Decision(d)) => Some(d),
+                Some(event::Kind::Request(r)) => r.decision.as_ref(),
+                _ => None,
+            }
+        }
     }
 
     impl Request {
@@ -79,7 +91,16 @@ pub mod events {
             Self {
                 request_seq,
                 detail: Some(request::Detail::Sql(statement)),
+                decision: None,
             }
+        }
+
+        /// This request with the decision taken as it was made: one event
+        /// records both. The decision's `request_seq` is the request's.
+        pub fn decided(mut self, mut decision: Decision) -> Self {
+            decision.request_seq = self.request_seq;
+            self.decision = Some(decision);
+            self
         }
     }
 

@@ -313,6 +313,42 @@ mod tests {
     }
 
     #[test]
+    fn a_decision_reads_the_same_from_its_request_or_its_own_event() {
+        let decision = v2::Decision {
+            request_seq: 99, // overwritten by the request's own number
+            outcome: v2::Outcome::Deny as i32,
+            rule: "no-drop".into(),
+            stage: v2::Stage::Request as i32,
+            ..Default::default()
+        };
+        let request = v2::Request::new_sql(7, Default::default()).decided(decision.clone());
+        let carried = v2::Event {
+            kind: Some(Kind::Request(request)),
+            ..Default::default()
+        };
+        // Through the bytes: an old reader sees an unknown field 2 and
+        // skips it; this one keeps it.
+        let carried = decode(&carried.encode_to_vec()).unwrap();
+        let d = carried.decision().expect("the request carries it");
+        assert_eq!((d.request_seq, d.rule.as_str()), (7, "no-drop"));
+
+        let separate = v2::Event {
+            kind: Some(Kind::Decision(decision)),
+            ..Default::default()
+        };
+        assert_eq!(separate.decision().unwrap().rule, "no-drop");
+        let undecided = v2::Event {
+            kind: Some(Kind::Request(v2::Request::new_sql(7, Default::default()))),
+            ..Default::default()
+        };
+        assert!(undecided.decision().is_none());
+        assert!(decode(&v1_request().encode_to_vec())
+            .unwrap()
+            .decision()
+            .is_none());
+    }
+
+    #[test]
     fn a_v2_body_reads_as_itself() {
         let event = v2::Event {
             event_id: "e".into(),

@@ -85,7 +85,7 @@ impl TokenDeadline {
         };
         let decision = refused.to_decision(request.request_seq, policy_name, Stage::Session);
         recorder
-            .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
+            .record_durably(vec![Kind::Request(request.decided(decision))])
             .await
     }
 }

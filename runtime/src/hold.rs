@@ -115,6 +115,12 @@ fn decision<S>(request: &HoldRequest<S>, verdict: &Verdict<S>, stage: Stage) -> 
     Kind::Decision(verdict.to_decision(request.request.request_seq, &request.policy_name, stage))
 }
 
+/// The held request with the decision taken as it was made: one event.
+fn decided<S>(request: &HoldRequest<S>, verdict: &Verdict<S>, stage: Stage) -> Kind {
+    let decision = verdict.to_decision(request.request.request_seq, &request.policy_name, stage);
+    Kind::Request(request.request.clone().decided(decision))
+}
+
 /// Step 1 and 2: a grant releases it at once; otherwise the hold is
 /// recorded and the operation is ready to be submitted. An error: the
 /// events could not be recorded (the adapter ends the session).
@@ -153,10 +159,7 @@ pub async fn prepare<S: Clone + Default>(
                 ),
             );
             recorder
-                .record_durably(vec![
-                    Kind::Request(request.request.clone()),
-                    decision(&request, &released, Stage::Grant),
-                ])
+                .record_durably(vec![decided(&request, &released, Stage::Grant)])
                 .await?;
             return Ok(Prepared::Done(HoldEnd::Released(Arc::new(released))));
         }
@@ -194,8 +197,7 @@ pub async fn prepare<S: Clone + Default>(
     let operation_id = uuid::Uuid::now_v7().to_string();
     let expires = SystemTime::now() + settings.ttl;
     // Made in this order so that their `seq`s are in this order.
-    let request_event = session.event(Kind::Request(request.request.clone()));
-    let decision_event = session.event(decision(&request, held, Stage::Request));
+    let request_event = session.event(decided(&request, held, Stage::Request));
     let pending_event = session.event(Kind::PendingOperation(PendingOperation {
         operation_id: operation_id.clone(),
         request_seq: request.request.request_seq,
@@ -206,7 +208,7 @@ pub async fn prepare<S: Clone + Default>(
         expires_unix_nanos: unix_nanos(expires),
     }));
     recorder
-        .record_events(vec![request_event, decision_event, pending_event.clone()])
+        .record_events(vec![request_event, pending_event.clone()])
         .await?;
     Ok(Prepared::Pending(Box::new(Pending {
         request,
@@ -507,21 +509,29 @@ mod tests {
             .lock()
             .unwrap()
             .iter()
-            .map(|e| match e.kind.as_ref().unwrap() {
-                Kind::Decision(d) => format!(
-                    "decision {} {}{}",
-                    d.outcome().label(),
-                    d.stage().label(),
-                    if d.reason.contains("could not be asked for a grant") {
-                        " (no grant check)"
-                    } else {
-                        ""
-                    }
-                ),
-                Kind::PendingOperation(_) => "pending".into(),
-                Kind::Request(_) => "request".into(),
-                Kind::SessionOpened(_) => "opened".into(),
-                other => format!("{other:?}"),
+            .map(|e| {
+                let decision = |d: &vigil_proto::events::Decision| {
+                    format!(
+                        "decision {} {}{}",
+                        d.outcome().label(),
+                        d.stage().label(),
+                        if d.reason.contains("could not be asked for a grant") {
+                            " (no grant check)"
+                        } else {
+                            ""
+                        }
+                    )
+                };
+                match e.kind.as_ref().unwrap() {
+                    Kind::Decision(d) => decision(d),
+                    Kind::PendingOperation(_) => "pending".into(),
+                    Kind::Request(r) => match &r.decision {
+                        Some(d) => format!("request, {}", decision(d)),
+                        None => "request".into(),
+                    },
+                    Kind::SessionOpened(_) => "opened".into(),
+                    other => format!("{other:?}"),
+                }
             })
             .collect();
         (end, kinds)
@@ -535,7 +545,7 @@ mod tests {
         });
         let (end, kinds) = run(granted, false).await;
         assert!(matches!(end, HoldEnd::Released(v) if v.outcome == Outcome::Mask));
-        assert_eq!(kinds, ["opened", "request", "decision mask grant"]);
+        assert_eq!(kinds, ["opened", "request, decision mask grant"]);
 
         let denied = Arc::new(Scripted {
             closes_as: Some(OperationState::Denied),
@@ -550,8 +560,7 @@ mod tests {
             kinds,
             [
                 "opened",
-                "request",
-                "decision review request",
+                "request, decision review request",
                 "pending",
                 "decision deny approval"
             ]
@@ -578,8 +587,7 @@ mod tests {
             kinds,
             [
                 "opened",
-                "request",
-                "decision review request (no grant check)",
+                "request, decision review request (no grant check)",
                 "pending",
                 "decision mask approval"
             ]

@@ -438,10 +438,10 @@ fn record_latency(mode: &str) -> vigil_metrics::Histogram {
     )
 }
 
-/// Counts a Decision by protocol, outcome and stage; other kinds are not
-/// counted here.
+/// Counts a decision (a Decision event's, or the one a Request carries) by
+/// protocol, outcome and stage; nothing else is counted here.
 fn count_decision(event: &Event) {
-    if let Some(Kind::Decision(d)) = &event.kind {
+    if let Some(d) = event.decision() {
         vigil_metrics::counter(
             "vigil_decisions_total",
             "Policy decisions recorded, by protocol, outcome and stage.",

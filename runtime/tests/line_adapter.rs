@@ -111,7 +111,7 @@ impl LineAdapter {
                 },
             );
             if recorder
-                .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
+                .record_durably(vec![Kind::Request(request.decided(decision))])
                 .await
                 .is_err()
             {
@@ -192,7 +192,11 @@ fn kinds_and_reasons(events: &[Event], session: &str) -> Vec<String> {
         .filter(|e| e.session_id == session)
         .map(|e| match e.kind.as_ref().unwrap() {
             Kind::SessionOpened(_) => "opened".to_string(),
-            Kind::Request(r) => format!("request {}", r.sql().unwrap().text),
+            Kind::Request(r) => format!(
+                "request {} decision {}",
+                r.sql().unwrap().text,
+                r.decision.as_ref().unwrap().outcome().label()
+            ),
             Kind::Decision(d) => format!("decision {}", d.outcome().label()),
             Kind::Response(_) => "response".to_string(),
             Kind::SessionClosed(c) => format!("closed {}", c.reason_text()),
@@ -224,16 +228,14 @@ async fn a_line_protocol_adapter_gets_sessions_recording_caps_and_drain_from_the
         kinds_and_reasons(&events, &session),
         [
             "opened",
-            "request read 1",
-            "decision allow",
+            "request read 1 decision allow",
             "response",
-            "request DENY drop",
-            "decision deny",
+            "request DENY drop decision deny",
             "closed client_terminated"
         ]
     );
     let seqs: Vec<u64> = events.iter().map(|e| e.seq).collect();
-    assert_eq!(seqs, (0..7).collect::<Vec<_>>());
+    assert_eq!(seqs, (0..5).collect::<Vec<_>>());
 
     // The cap: two open sessions, the third connection is refused.
     let mut a = Client::connect(addr).await;

@@ -319,10 +319,7 @@ fn decisions_for<'a>(events: &'a [Event], marker: &str) -> Vec<&'a vigil_proto::
     events
         .iter()
         .filter(|e| e.session_id == req.session_id)
-        .filter_map(|e| match &e.kind {
-            Some(Kind::Decision(d)) if d.request_seq == r.request_seq => Some(d),
-            _ => None,
-        })
+        .filter_map(|e| e.decision().filter(|d| d.request_seq == r.request_seq))
         .collect()
 }
 
@@ -711,10 +708,7 @@ fn a_grant_lets_statements_through_until_it_is_revoked() {
         .any(|e| matches!(&e.kind, Some(Kind::AccessGranted(g)) if g.grant_id == grant_id)));
     let granted: Vec<_> = events
         .iter()
-        .filter_map(|e| match &e.kind {
-            Some(Kind::Decision(d)) if d.stage().label() == "grant" => Some(d),
-            _ => None,
-        })
+        .filter_map(|e| e.decision().filter(|d| d.stage().label() == "grant"))
         .collect();
     assert_eq!(granted.len(), 3, "each statement under the grant says so");
     assert!(granted.iter().all(|d| d.reason.contains(&grant_id)));

@@ -196,9 +196,9 @@ fn decision_and_response<'a>(
 ) {
     let mut out = (None, None);
     for e in events.iter().filter(|e| e.session_id == session) {
-        match &e.kind {
-            Some(Kind::Decision(d)) if d.request_seq == seq && out.0.is_none() => out.0 = Some(d),
-            Some(Kind::Response(r)) if r.request_seq == seq => out.1 = Some(r),
+        match (e.decision(), &e.kind) {
+            (Some(d), _) if d.request_seq == seq && out.0.is_none() => out.0 = Some(d),
+            (_, Some(Kind::Response(r))) if r.request_seq == seq => out.1 = Some(r),
             _ => {}
         }
     }

@@ -57,13 +57,14 @@ fn table_exists(table: &str) -> bool {
 fn decisions(events: &[Event]) -> Vec<(String, String, String)> {
     events
         .iter()
-        .filter_map(|e| match &e.kind {
-            Some(Kind::Decision(d)) => Some((
-                d.outcome().label().to_string(),
-                d.rule.clone(),
-                d.stage().label().to_string(),
-            )),
-            _ => None,
+        .filter_map(|e| {
+            e.decision().map(|d| {
+                (
+                    d.outcome().label().to_string(),
+                    d.rule.clone(),
+                    d.stage().label().to_string(),
+                )
+            })
         })
         .collect()
 }

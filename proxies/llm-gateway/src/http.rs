@@ -504,7 +504,7 @@ async fn record_judged(
 ) -> Result<(), Response> {
     let decision = verdict.to_decision(call.request_seq, gw.config.policy.name(), Stage::Request);
     recorder
-        .record_durably(vec![Kind::Request(call), Kind::Decision(decision)])
+        .record_durably(vec![Kind::Request(call.decided(decision))])
         .await
         .map_err(|_| {
             errors::respond(
@@ -637,6 +637,7 @@ fn call_event(
     Request {
         request_seq: seq,
         detail: Some(request_event::Detail::Http(call)),
+        decision: None,
     }
 }
 

@@ -251,7 +251,7 @@ impl Exchange {
         }
         let decision = verdict.to_decision(seq, self.policy_name(), Stage::Request);
         if recorder
-            .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
+            .record_durably(vec![Kind::Request(request.decided(decision))])
             .await
             .is_err()
         {
@@ -315,10 +315,11 @@ impl Exchange {
             let recorded = self
                 .session
                 .recorder
-                .record_durably(vec![
-                    Kind::Request(request),
-                    Kind::Decision(decision.to_decision(seq, self.policy_name(), Stage::Request)),
-                ])
+                .record_durably(vec![Kind::Request(request.decided(decision.to_decision(
+                    seq,
+                    self.policy_name(),
+                    Stage::Request,
+                )))])
                 .await;
             if recorded.is_err() {
                 return self.audit_failed(Some(id)).await;
@@ -535,7 +536,7 @@ impl Exchange {
         let request = record::request(seq, McpDirection::ClientToServer, &message, "");
         let decision = verdict.to_decision(seq, self.policy_name(), Stage::Request);
         if recorder
-            .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
+            .record_durably(vec![Kind::Request(request.decided(decision))])
             .await
             .is_err()
         {

@@ -49,6 +49,7 @@ pub fn request(seq: u64, direction: McpDirection, message: &Message, answered: &
             uri: if named { text("uri") } else { String::new() },
             params: params.map(|p| parameter(p.to_string().as_bytes())),
         })),
+        decision: None,
     }
 }
 

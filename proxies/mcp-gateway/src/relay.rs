@@ -340,7 +340,7 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
             let request = record::request(seq, McpDirection::ServerToClient, &message, "");
             let decision = verdict.to_decision(seq, gw.config.policy.name(), Stage::Request);
             if recorder
-                .record_durably(vec![Kind::Request(request), Kind::Decision(decision)])
+                .record_durably(vec![Kind::Request(request.decided(decision))])
                 .await
                 .is_err()
             {
@@ -403,17 +403,9 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
             }
             let recorder = &session.recorder;
             let seq = recorder.session().next_statement_seq();
-            recorder.record_in_background(Kind::Request(record::request(
-                seq,
-                McpDirection::ServerToClient,
-                &message,
-                "",
-            )));
-            recorder.record_in_background(Kind::Decision(verdict.to_decision(
-                seq,
-                gw.config.policy.name(),
-                Stage::Request,
-            )));
+            let request = record::request(seq, McpDirection::ServerToClient, &message, "");
+            let decision = verdict.to_decision(seq, gw.config.policy.name(), Stage::Request);
+            recorder.record_in_background(Kind::Request(request.decided(decision)));
             if matches!(verdict.outcome, Outcome::Allow | Outcome::Mask) && to_agent {
                 ToAgent::Pass(message)
             } else {

@@ -173,6 +173,7 @@ async fn review(
             params: Some(record::parameter(definition.as_bytes())),
             ..McpMessage::default()
         })),
+        decision: None,
     };
     let verdict = Verdict {
         outcome: Outcome::Review,

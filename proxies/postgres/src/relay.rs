@@ -306,8 +306,15 @@ impl Shared {
         self.recorder.record_in_background(kind);
     }
 
+    /// A Decision event: one taken after its request was recorded.
     fn decision(&self, statement_seq: u64, verdict: &Verdict, stage: Stage) -> Kind {
         Kind::Decision(verdict.to_decision(statement_seq, &self.policy_name, stage))
+    }
+
+    /// A request and policy's decision on it as asked: one event.
+    fn decided(&self, request: Request, verdict: &Verdict) -> Kind {
+        let decision = verdict.to_decision(request.request_seq, &self.policy_name, Stage::Request);
+        Kind::Request(request.decided(decision))
     }
 
     /// What the backend must do with a run's results under this verdict.
@@ -598,10 +605,8 @@ impl Frontend {
                     );
                 }
                 self.forward_or_probe(frame, &verdict, seq, out);
-                let events = vec![
-                    Kind::Request(sql_request(seq, sql, SqlProtocolPath::Simple)),
-                    shared.decision(seq, &verdict, Stage::Request),
-                ];
+                let events =
+                    vec![shared.decided(sql_request(seq, sql, SqlProtocolPath::Simple), &verdict)];
                 if self.may_overlap(&verdict) {
                     return Step::RecordOverlapped(events);
                 }
@@ -658,8 +663,8 @@ impl Frontend {
                     let probe = self.probe(&verdict);
                     self.tracker().push_refused_parse(seq);
                     out.extend_from_slice(&results::parse_message(&parse.statement, &probe));
-                    vec![
-                        Kind::Request(Request::new_sql(
+                    vec![shared.decided(
+                        Request::new_sql(
                             seq,
                             SqlStatement {
                                 text: parse.query,
@@ -667,9 +672,9 @@ impl Frontend {
                                 statement_name: parse.statement,
                                 ..Default::default()
                             },
-                        )),
-                        shared.decision(seq, &verdict, Stage::Request),
-                    ]
+                        ),
+                        &verdict,
+                    )]
                 }
             }
             ClientMessage::Bind(bind) => {
@@ -718,8 +723,8 @@ impl Frontend {
                 }
                 self.tracker().push_execute_with(seq, attrs);
                 out.extend_from_slice(&frame.raw);
-                let events = vec![
-                    Kind::Request(Request::new_sql(
+                let events = vec![shared.decided(
+                    Request::new_sql(
                         seq,
                         SqlStatement {
                             text: statement,
@@ -728,9 +733,9 @@ impl Frontend {
                             portal_name: portal,
                             parameters,
                         },
-                    )),
-                    shared.decision(seq, &verdict, Stage::Request),
-                ];
+                    ),
+                    &verdict,
+                )];
                 if self.may_overlap(&verdict) {
                     return Step::RecordOverlapped(events);
                 }
@@ -767,8 +772,8 @@ impl Frontend {
                     Arc::new(self.unclassifiable("a function call by OID (fast-path protocol)"));
                 let seq = shared.session.next_statement_seq();
                 self.forward_or_probe(frame, &verdict, seq, out);
-                vec![
-                    Kind::Request(Request::new_sql(
+                vec![shared.decided(
+                    Request::new_sql(
                         seq,
                         SqlStatement {
                             text: format!("function call: oid {}", call.function_oid),
@@ -776,9 +781,9 @@ impl Frontend {
                             parameters: parameters(call.args),
                             ..Default::default()
                         },
-                    )),
-                    shared.decision(seq, &verdict, Stage::Request),
-                ]
+                    ),
+                    &verdict,
+                )]
             }
             // Flush, COPY data from the client and the rest pass through.
             ClientMessage::PassThrough => {

@@ -206,14 +206,15 @@ async fn only_a_read_that_changes_nothing_goes_upstream_before_its_record_is_dur
     assert!(matches!(step, Step::Record(_)));
 }
 
+/// The decision on a statement: its one event, a Request carrying it.
 fn decision(events: &[Kind]) -> &vigil_proto::events::Decision {
-    events
-        .iter()
-        .find_map(|k| match k {
-            Kind::Decision(d) => Some(d),
-            _ => None,
-        })
-        .expect("a Decision")
+    match events {
+        [Kind::Request(r)] => r
+            .decision
+            .as_ref()
+            .expect("the Request carries its Decision"),
+        other => panic!("one Request, not {other:?}"),
+    }
 }
 
 /// The messages `bytes` holds, as (type, decoded text of a Query or Parse).

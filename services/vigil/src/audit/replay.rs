@@ -3,7 +3,9 @@
 
 use std::fmt::Write as _;
 
-use vigil_proto::events::{event::Kind, Event, McpDirection, McpMessage, SqlStatement};
+use vigil_proto::events::{
+    event::Kind, Decision, Event, McpDirection, McpMessage, Request, SqlStatement,
+};
 
 use crate::timefmt::rfc3339;
 
@@ -38,8 +40,37 @@ pub fn transcript(events: &[(u64, Event)]) -> String {
             index,
             describe(e)
         );
+        // A request's first decision is in its own event: shown on the
+        // next line, as it reads for a separate Decision event.
+        if let Some(Kind::Request(Request {
+            decision: Some(d), ..
+        })) = &e.kind
+        {
+            let _ = writeln!(
+                out,
+                "[{}] seq {:>3} entry {:>6}  {}",
+                rfc3339(e.time_unix_nanos),
+                e.seq,
+                index,
+                decision(d)
+            );
+        }
     }
     out
+}
+
+fn decision(d: &Decision) -> String {
+    format!(
+        "decision on #{}: {} by rule {:?}{}",
+        d.request_seq,
+        d.outcome().label(),
+        d.rule,
+        if d.reason.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", d.reason)
+        }
+    )
 }
 
 fn describe(e: &Event) -> String {
@@ -97,17 +128,7 @@ fn describe(e: &Event) -> String {
             (None, None, Some(h)) => model_call(r.request_seq, h),
             _ => format!("request #{} ({})", r.request_seq, e.protocol().label()),
         },
-        Some(Kind::Decision(d)) => format!(
-            "decision on #{}: {} by rule {:?}{}",
-            d.request_seq,
-            d.outcome().label(),
-            d.rule,
-            if d.reason.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", d.reason)
-            }
-        ),
+        Some(Kind::Decision(d)) => decision(d),
         Some(Kind::Response(r)) => {
             if r.not_executed {
                 format!("result of #{}: not executed", r.request_seq)
