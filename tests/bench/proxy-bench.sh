@@ -6,6 +6,9 @@
 #   pgbouncer Debian's PgBouncer (session pooling)
 #   vigil     `vigil up` with the shipped PHI policy (classification, policy,
 #             masking plans, Request/Decision/Response events durable in the ledger)
+#   baseline  another `vigil` binary, set up as `vigil`; only with
+#             BASELINE=/path/to/vigil (an older build, to measure a change
+#             against it in the same alternated run)
 #   kafka     the Kafka deployment (deploy/local-stack.sh: a tansu broker,
 #             `vigil ledger`, a standby, `vigil approvals serve`, `vigil proxy`
 #             with its durable outbox), through proxy a; only with KAFKA=1.
@@ -24,7 +27,7 @@
 # to a file and overwriting one (fdatasync; every statement Vigil records
 # durably pays one, shared by whatever statements arrive together).
 #
-#   [KAFKA=1] tests/bench/proxy-bench.sh [seconds per run (default 10)] [protocol: simple|prepared (default prepared)] [rounds (default 3)]
+#   [KAFKA=1] [BASELINE=/path/to/vigil] tests/bench/proxy-bench.sh [seconds per run (default 10)] [protocol: simple|prepared (default prepared)] [rounds (default 3)]
 #
 # Vigil's CPU per statement counts its processes: `vigil up`; for the Kafka
 # deployment the proxy and both ledgers (not the broker).
@@ -40,6 +43,7 @@ deploy/ensure-postgres.sh
 command -v pgbouncer >/dev/null || /usr/sbin/pgbouncer --version >/dev/null 2>&1 || apt-get install -y -q pgbouncer >/dev/null
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 KAFKA=${KAFKA:-0}
+BASELINE=${BASELINE:-}
 cargo build --release -q -p vigil -p vigil-tests --bin vigil --bin vigil-tcp-relay
 BIN=${CARGO_TARGET_DIR:-$PWD/target}/release
 
@@ -84,23 +88,29 @@ chown -R postgres "$work"
 runuser -u postgres -- "$PGBOUNCER" "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 
-# --- vigil
-VIGIL_PORT=$(free_port); HTTP_PORT=$(free_port); GRPC_PORT=$(free_port); METRICS_PORT=$(free_port)
+# --- vigil (and the baseline binary, set up alike)
 HASH=$(printf 'bench\n' | "$BIN/vigil" hash-password)
 "$BIN/vigil" body-key new --id bench > "$work/body.keys"
 python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())' > "$work/masking.key"
-cat > "$work/vigil.toml" <<TOML
-data_dir = "$work/data"
+# start_vigil NAME BINARY: sets NAME's port, HTTP port, metrics port and pid
+# (PORT_vigil, HTTP_vigil, METRICS_vigil, PID_vigil for "vigil").
+start_vigil() {
+  local name=$1 bin=$2 dir="$work/$1"
+  local port http grpc metrics
+  port=$(free_port); http=$(free_port); grpc=$(free_port); metrics=$(free_port)
+  mkdir -p "$dir"
+  cat > "$dir/vigil.toml" <<TOML
+data_dir = "$dir/data"
 # The bench logs in with a static identity (development accounts only).
 allow_static_identities = true
 [ledger]
 origin = "bench.vigil/pgbench"
-http_listen = "127.0.0.1:$HTTP_PORT"
-grpc_listen = "127.0.0.1:$GRPC_PORT"
+http_listen = "127.0.0.1:$http"
+grpc_listen = "127.0.0.1:$grpc"
 body_keys_file = "$work/body.keys"
 [[postgres]]
 name = "bench"
-listen = "127.0.0.1:$VIGIL_PORT"
+listen = "127.0.0.1:$port"
 policy = "builtin:phi-default"
 upstream = { host = "127.0.0.1", port = 5432, user = "postgres", allow_privileged_role = true }
 [[identities]]
@@ -109,16 +119,25 @@ password_hash = "$HASH"
 [masking]
 hash_key_file = "$work/masking.key"
 [metrics]
-listen = "127.0.0.1:$METRICS_PORT"
+listen = "127.0.0.1:$metrics"
 TOML
-VIGIL_LOG=warn "$BIN/vigil" up --config "$work/vigil.toml" >"$work/vigil.out" 2>"$work/vigil.err" &
-VIGIL_PID=$!
-pids+=($VIGIL_PID)
-for _ in $(seq 1 100); do grep -q "vigil is ready" "$work/vigil.out" 2>/dev/null && break; sleep 0.1; done
-grep -q "vigil is ready" "$work/vigil.out" || { cat "$work/vigil.err"; exit 1; }
+  VIGIL_LOG=warn "$bin" up --config "$dir/vigil.toml" >"$dir/vigil.out" 2>"$dir/vigil.err" &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 100); do grep -q "vigil is ready" "$dir/vigil.out" 2>/dev/null && break; sleep 0.1; done
+  grep -q "vigil is ready" "$dir/vigil.out" || { cat "$dir/vigil.err"; exit 1; }
+  printf -v "PORT_$name" %s "$port"
+  printf -v "HTTP_$name" %s "$http"
+  printf -v "METRICS_$name" %s "$metrics"
+  printf -v "PID_$name" %s "$pid"
+}
+start_vigil vigil "$BIN/vigil"
+VIGIL_PORT=$PORT_vigil HTTP_PORT=$HTTP_vigil METRICS_PORT=$METRICS_vigil
+[ -n "$BASELINE" ] && start_vigil baseline "$BASELINE"
 sleep 0.5
 
 targets=("direct 5432 postgres ''" "relay $RELAY_PORT postgres ''" "pgbouncer $BOUNCER_PORT postgres ''" "vigil $VIGIL_PORT bench bench")
+[ -n "$BASELINE" ] && targets+=("baseline $PORT_baseline bench bench")
 [ "$KAFKA" = 1 ] && targets+=("kafka 6543 dev dev")
 kafka_up() {
   VIGIL_BIN="$BIN/vigil" deploy/local-stack.sh start "$work/stack" >"$work/stack.out" 2>&1 \
@@ -144,7 +163,8 @@ CLK_TCK=$(getconf CLK_TCK)
 # CPU time (µs) Vigil's processes have used so far, all threads: `vigil up`,
 # or the Kafka deployment's proxy and ledgers.
 vigil_cpu_us() {
-  local files=("/proc/$VIGIL_PID/stat")
+  local files=("/proc/$PID_vigil/stat")
+  [ "$1" = baseline ] && files=("/proc/$PID_baseline/stat")
   if [ "$1" = kafka ]; then
     files=()
     for p in proxy-a ledger ledger-standby; do files+=("/proc/$(cat "$work/stack/$p.pid")/stat"); done
@@ -162,14 +182,14 @@ run() {
   [ "$workload" = tpcb ] && flag="" per_tx=7
   local cpu_before=0
   [ "$name" = kafka ] && kafka_up
-  case "$name" in vigil|kafka) cpu_before=$(vigil_cpu_us "$name");; esac
+  case "$name" in vigil|baseline|kafka) cpu_before=$(vigil_cpu_us "$name");; esac
   local out
   out=$(cd "$dir" && PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n $flag -M "$MODE" \
         -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || {
     echo "$out" >&2; [ "$name" = kafka ] && kafka_down; echo "0 0 -"; return; }
   local cpu="-"
   [ "$name" = kafka ] && kafka_settle
-  if [ "$name" = vigil ] || [ "$name" = kafka ]; then
+  if [ "$name" != direct ] && [ "$name" != relay ] && [ "$name" != pgbouncer ]; then
     local txs
     txs=$(echo "$out" | grep -Eo 'transactions actually processed: [0-9]+' | awk '{print $4}')
     cpu=$(awk -v a="$cpu_before" -v b="$(vigil_cpu_us "$name")" -v n="$txs" -v k="$per_tx" 'BEGIN {printf "%.1f", (b - a) / (n * k)}')
@@ -213,7 +233,7 @@ for workload, title in (("select", "select-only (-S)"), ("tpcb", "TPC-B-like (7 
     for clients in ("1", "16"):
         d_tps, r_tps = cell(workload, clients, "direct", 4), cell(workload, clients, "relay", 4)
         d_p50 = cell(workload, clients, "direct", 5)
-        for name in ("direct", "relay", "pgbouncer", "vigil", "kafka"):
+        for name in ("direct", "relay", "pgbouncer", "vigil", "baseline", "kafka"):
             if not any(r[2] == name for r in rows):
                 continue
             tps, p50 = cell(workload, clients, name, 4), cell(workload, clients, name, 5)
@@ -224,7 +244,7 @@ for workload, title in (("select", "select-only (-S)"), ("tpcb", "TPC-B-like (7 
 spread = [
     (w, c, n, min(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)),
      max(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)))
-    for w in ("select", "tpcb") for c in ("1", "16") for n in ("vigil", "kafka")
+    for w in ("select", "tpcb") for c in ("1", "16") for n in ("vigil", "baseline", "kafka")
     if any((r[0], r[1], r[2]) == (w, c, n) for r in rows)
 ]
 print("\nvigil tps range over the rounds: " + "; ".join(f"{n} {w} {c}c {lo:.0f}-{hi:.0f}" for w, c, n, lo, hi in spread))
