@@ -3,13 +3,14 @@
 //!
 //! Order, each step durable before the next:
 //! 1. a live grant covering (agent, connection, rule) lets the request
-//!    through at once: Request + Decision (stage `grant`, naming the grant);
-//!    a service that cannot be asked counts as no grant (hold, the stricter
-//!    path: the operation waits for the service to come back);
-//! 2. otherwise Request + Decision (`review`) + PendingOperation (the
-//!    request's text as the adapter redacted it) are recorded in the
-//!    session's stream, and only then is the operation handed to the
-//!    approval service;
+//!    through at once: the Request, carrying its decision (stage `grant`,
+//!    naming the grant); a service that cannot be asked counts as no grant
+//!    (hold, the stricter path: the operation waits for the service to
+//!    come back);
+//! 2. otherwise the Request, carrying its `review` decision, and a
+//!    PendingOperation (the request's text as the adapter redacted it) are
+//!    recorded in the session's stream, and only then is the operation
+//!    handed to the approval service;
 //! 3. when it closes, a second Decision (stage `approval`) records what the
 //!    gateway did: ran it (approved) or refused it (denied, expired,
 //!    withdrawn, service lost until the expiry), and only then does the adapter
@@ -47,7 +48,7 @@ pub struct HoldRequest<S = ()> {
     /// Who asks: the grant check needs it.
     pub subject: String,
     pub issuer: String,
-    /// The policy's name, for the Decision events.
+    /// The policy's name, for the decisions recorded.
     pub policy_name: String,
 }
 
@@ -504,10 +505,12 @@ mod tests {
                 p.wait(&recorder, cancelled.as_mut(), gone).await.unwrap()
             }
         };
-        let kinds = sink
-            .0
-            .lock()
-            .unwrap()
+        let recorded = sink.0.lock().unwrap().clone();
+        // One stream, numbered from 0 without a hole (the ledger's gap
+        // watch would flag one), however many events a step records.
+        let seqs: Vec<u64> = recorded.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, (0..recorded.len() as u64).collect::<Vec<_>>());
+        let kinds = recorded
             .iter()
             .map(|e| {
                 let decision = |d: &vigil_proto::events::Decision| {

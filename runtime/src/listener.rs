@@ -10,8 +10,8 @@
 //! 2. [`crate::recorder::SessionRecorder::open`] before connecting
 //!    upstream (SessionOpened is durable first);
 //! 3. for each request: decode it once into a type, judge it, record the
-//!    Request and Decision durably, then forward; record responses in the
-//!    background;
+//!    Request (carrying its decision) durably, then forward; record
+//!    responses in the background;
 //! 4. end on the client leaving, an upstream failure,
 //!    [`crate::recorder::SessionRecorder::audit_failed`] or the drain
 //!    deadline, and [`crate::recorder::SessionRecorder::close`] with the

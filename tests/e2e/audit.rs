@@ -92,6 +92,12 @@ fn verify_prove_export_check_and_replay_a_session() {
         "{}",
         show(&out)
     );
+    // Each statement's decision is in its Request, and the count says so.
+    assert!(
+        stdout(&out).contains("(and 4 decisions carried by requests)"),
+        "{}",
+        show(&out)
+    );
     let first: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&state).unwrap()).unwrap();
 
@@ -253,6 +259,7 @@ fn verify_prove_export_check_and_replay_a_session() {
     assert!(pos("session opened") < pos("INSERT INTO t VALUES ('123-45-6789')"));
     assert!(pos("INSERT INTO t VALUES") < pos("INSERT 0 1"));
     assert!(pos("SELECT * FROM t") < pos("SELECT 1 — 1 row(s)"));
+    assert!(pos("INSERT INTO t VALUES") < pos("└ decision on #1: "));
     assert!(pos("ERROR 22012") > pos("SELECT 1/0"));
     assert!(t.contains(&format!("session {sid}")) && t.contains(AGENT));
     assert!(pos("session closed") > pos("ERROR 22012"));

@@ -32,28 +32,21 @@ pub fn transcript(events: &[(u64, Event)]) -> String {
         );
     }
     for (index, e) in events {
-        let _ = writeln!(
-            out,
-            "[{}] seq {:>3} entry {:>6}  {}",
+        let line = format!(
+            "[{}] seq {:>3} entry {:>6}  ",
             rfc3339(e.time_unix_nanos),
             e.seq,
             index,
-            describe(e)
         );
-        // A request's first decision is in its own event: shown on the
-        // next line, as it reads for a separate Decision event.
+        let _ = writeln!(out, "{line}{}", describe(e));
+        // A request's first decision is part of the request's own event:
+        // shown under it, marked as no entry of its own.
         if let Some(Kind::Request(Request {
             decision: Some(d), ..
         })) = &e.kind
         {
-            let _ = writeln!(
-                out,
-                "[{}] seq {:>3} entry {:>6}  {}",
-                rfc3339(e.time_unix_nanos),
-                e.seq,
-                index,
-                decision(d)
-            );
+            let indent = " ".repeat(line.chars().count());
+            let _ = writeln!(out, "{indent}└ {} (in the request's entry)", decision(d));
         }
     }
     out
@@ -395,4 +388,71 @@ fn statement(seq: u64, r: &SqlStatement) -> String {
         let _ = write!(s, "  parameters [{}]", params.join(", "));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use vigil_proto::events::{Decision, Outcome, Request, SqlStatement, Stage};
+
+    use super::*;
+
+    fn event(seq: u64, kind: Kind) -> Event {
+        Event {
+            session_id: "s".into(),
+            seq,
+            kind: Some(kind),
+            ..Default::default()
+        }
+    }
+
+    fn denial() -> Decision {
+        Decision {
+            request_seq: 0,
+            outcome: Outcome::Deny as i32,
+            rule: "no-drop".into(),
+            stage: Stage::Request as i32,
+            ..Default::default()
+        }
+    }
+
+    fn drop_table() -> Request {
+        Request::new_sql(
+            0,
+            SqlStatement {
+                text: "DROP TABLE t".into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn a_decision_reads_alike_whether_its_request_carries_it_or_it_follows() {
+        let carried = transcript(&[(7, event(1, Kind::Request(drop_table().decided(denial()))))]);
+        let separate = transcript(&[
+            (7, event(1, Kind::Request(drop_table()))),
+            (8, event(2, Kind::Decision(denial()))),
+        ]);
+        let decision_line = |t: &str| {
+            t.lines()
+                .find(|l| l.contains("decision on #0: deny by rule \"no-drop\""))
+                .unwrap_or_else(|| panic!("no decision in:\n{t}"))
+                .to_string()
+        };
+        // A separate event is an entry of its own; a carried decision is
+        // shown under its request, with no seq or entry of its own.
+        assert!(decision_line(&separate).contains("seq   2 entry      8"));
+        let line = decision_line(&carried);
+        assert!(
+            !line.contains("seq") && !line.contains("entry      7"),
+            "{line}"
+        );
+        assert!(line.ends_with("(in the request's entry)"), "{line}");
+        assert_eq!(
+            carried
+                .lines()
+                .filter(|l| l.contains("DROP TABLE t"))
+                .count(),
+            1
+        );
+    }
 }

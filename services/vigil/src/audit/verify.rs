@@ -387,6 +387,10 @@ fn check_bodies(
     }
     let (mut present, mut pruned) = (0u64, 0u64);
     let mut kinds: BTreeMap<String, u64> = BTreeMap::new();
+    // Decisions recorded inside their Requests (since issue 25): without
+    // them, fewer `decision` leaves than `request` leaves would read as
+    // decisions missing.
+    let mut carried_decisions = 0u64;
     let mut streams: Streams = HashMap::new();
     let mut ends: HashMap<String, u64> = HashMap::new();
     let mut noticed = NoticedGaps::default();
@@ -422,6 +426,10 @@ fn check_bodies(
                         Ok(event) => {
                             if let Some(l) = leaf {
                                 *kinds.entry(l.kind.clone()).or_default() += 1;
+                            }
+                            if let Some(vigil_proto::events::event::Kind::Request(r)) = &event.kind
+                            {
+                                carried_decisions += u64::from(r.decision.is_some());
                             }
                             noticed.read(index, &event);
                             if !event.session_id.is_empty() {
@@ -464,7 +472,12 @@ fn check_bodies(
         report.warn(w);
     }
     let by_kind: Vec<String> = kinds.iter().map(|(k, n)| format!("{k}={n}")).collect();
-    report.ok(format!("events by kind: {}", by_kind.join(" ")));
+    let carried = if carried_decisions > 0 {
+        format!(" (and {carried_decisions} decisions carried by requests)")
+    } else {
+        String::new()
+    };
+    report.ok(format!("events by kind: {}{carried}", by_kind.join(" ")));
     check_positions(leaves, report);
     for (stream, end) in &ends {
         if let Some(after) = streams[stream]
