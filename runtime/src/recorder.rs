@@ -244,11 +244,34 @@ impl SessionRecorder {
     pub async fn record_events(&self, events: Vec<Event>) -> Result<(), SinkError> {
         let started = Instant::now();
         events.iter().for_each(count_decision);
-        let pending: Vec<_> = events.into_iter().map(|e| self.sink.record(e)).collect();
-        for p in pending {
-            p.await?;
-        }
+        self.hand_over_and_wait(events).await?;
         record_latency("durable").observe(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Hands events over in the session's order (behind whatever waits in
+    /// the backlog of a full bus, never past it) and waits until all are
+    /// durable. A record whose callback is dropped unanswered counts as
+    /// failed.
+    async fn hand_over_and_wait(&self, events: Vec<Event>) -> Result<(), SinkError> {
+        let mut outcomes = Vec::with_capacity(events.len());
+        let mut handed: Vec<(Event, OnRecorded)> = Vec::with_capacity(events.len());
+        for event in events {
+            let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), SinkError>>();
+            outcomes.push(rx);
+            handed.push((
+                event,
+                Box::new(move |result| {
+                    let _ = tx.send(result);
+                }),
+            ));
+        }
+        self.hand_over(handed);
+        for outcome in outcomes {
+            outcome.await.map_err(|_| {
+                SinkError::Unavailable("the record was dropped before it was durable".into())
+            })??;
+        }
         Ok(())
     }
 
@@ -303,7 +326,16 @@ impl SessionRecorder {
                     tokio::spawn(future);
                 }
                 Handover::Pending(future) => {
-                    *backlog = Some(events.collect());
+                    // Not `events.collect()`: collecting a consumed
+                    // `vec::IntoIter` into a VecDeque reuses its buffer
+                    // with `head == capacity`, and on Rust 1.95 a later
+                    // push and pop then read past the buffer and call a
+                    // garbage callback (rust-lang/rust#162452, unsound;
+                    // `a_durable_record_waits_behind_what_a_full_bus_holds_back`
+                    // crashed on it). A deque of our own has `head == 0`.
+                    let mut rest = VecDeque::with_capacity(events.len());
+                    rest.extend(events);
+                    *backlog = Some(rest);
                     tokio::spawn(drain_backlog(
                         future,
                         self.sink.clone(),
@@ -390,7 +422,7 @@ impl SessionRecorder {
             requests: self.session.statements(),
             duration_micros: self.started.elapsed().as_micros() as u64,
         }));
-        if let Err(e) = self.sink.record(closed).await {
+        if let Err(e) = self.hand_over_and_wait(vec![closed]).await {
             tracing::error!(session = %self.session.session_id(), error = %e, "cannot record session end");
         }
     }
@@ -615,6 +647,87 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), recorder.audit_failed())
             .await
             .expect("the watchdog fires");
+    }
+
+    /// A bus that is full until `room` is notified: the first hand-over
+    /// while full is left to the caller; `handed` is the order the bus
+    /// took events in.
+    #[derive(Default)]
+    struct FullOnce {
+        handed: Arc<Mutex<Vec<Event>>>,
+        full: Arc<std::sync::atomic::AtomicBool>,
+        room: Arc<tokio::sync::Notify>,
+    }
+
+    impl EventSink for FullOnce {
+        fn record(&self, event: Event) -> RecordFuture {
+            self.handed.lock().unwrap().push(event);
+            Box::pin(async { Ok(()) })
+        }
+
+        fn record_then(&self, event: Event, done: OnRecorded) -> Handover {
+            if !self.full.load(std::sync::atomic::Ordering::SeqCst) {
+                self.handed.lock().unwrap().push(event);
+                done(Ok(()));
+                return Handover::Done;
+            }
+            let (handed, full, room) = (self.handed.clone(), self.full.clone(), self.room.clone());
+            Handover::Pending(Box::pin(async move {
+                room.notified().await;
+                full.store(false, std::sync::atomic::Ordering::SeqCst);
+                handed.lock().unwrap().push(event);
+                done(Ok(()));
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_durable_record_waits_behind_what_a_full_bus_holds_back() {
+        let sink = Arc::new(FullOnce::default());
+        let session = Arc::new(SessionContext::new(
+            "ehr",
+            &identity(),
+            vigil_proto::events::Protocol::Postgres,
+        ));
+        let recorder = SessionRecorder::open(session, sink.clone(), SessionOpened::default())
+            .await
+            .unwrap();
+        sink.full.store(true, std::sync::atomic::Ordering::SeqCst);
+        // A Response the bus has no room for, then the next Request, which
+        // must wait to be durable before its statement is forwarded.
+        recorder.record_in_background(Kind::Response(Default::default()));
+        let next = {
+            let recorder = recorder.clone();
+            tokio::spawn(async move {
+                recorder
+                    .record_durably(vec![Kind::Request(Default::default())])
+                    .await
+            })
+        };
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            sink.handed.lock().unwrap().len(),
+            1,
+            "the Request does not overtake the Response held back"
+        );
+        assert!(!next.is_finished(), "nor is it durable before it");
+        sink.room.notify_one();
+        tokio::time::timeout(std::time::Duration::from_secs(5), next)
+            .await
+            .expect("in time")
+            .unwrap()
+            .expect("durable");
+        recorder.close(&EndReason::ClientTerminated).await;
+        let handed = sink.handed.lock().unwrap();
+        let kinds: Vec<&str> = handed.iter().map(|e| e.kind_name()).collect();
+        assert_eq!(
+            kinds,
+            ["session_opened", "response", "request", "session_closed"]
+        );
+        let seqs: Vec<u64> = handed.iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [0, 1, 2, 3], "the bus takes the stream in order");
     }
 
     #[test]
