@@ -336,11 +336,14 @@ impl SessionRecorder {
                     let mut rest = VecDeque::with_capacity(events.len());
                     rest.extend(events);
                     *backlog = Some(rest);
-                    tokio::spawn(drain_backlog(
-                        future,
-                        self.sink.clone(),
-                        self.backlog.clone(),
-                    ));
+                    // Unlocked first: a task dropped at once (a runtime
+                    // shutting down) runs the guard, which takes the lock.
+                    drop(backlog);
+                    let guard = DrainGuard {
+                        backlog: self.backlog.clone(),
+                        finished: false,
+                    };
+                    tokio::spawn(drain_backlog(future, self.sink.clone(), guard));
                     return;
                 }
             }
@@ -430,15 +433,18 @@ impl SessionRecorder {
 
 /// Finishes the hand-over the bus had no room for, then hands over the
 /// backlog behind it, one by one; ends when the backlog is empty.
-async fn drain_backlog(first: HandoverFuture, sink: Arc<dyn EventSink>, backlog: Backlog) {
+async fn drain_backlog(first: HandoverFuture, sink: Arc<dyn EventSink>, mut guard: DrainGuard) {
     first.await;
     loop {
         let next = {
-            let mut backlog = backlog.lock().unwrap_or_else(|e| e.into_inner());
+            let mut backlog = guard.backlog.lock().unwrap_or_else(|e| e.into_inner());
             match backlog.as_mut().and_then(VecDeque::pop_front) {
                 Some(next) => next,
                 None => {
                     *backlog = None;
+                    // Under the lock: a backlog started after this one
+                    // is not this drain's to fail.
+                    guard.finished = true;
                     return;
                 }
             }
@@ -449,6 +455,35 @@ async fn drain_backlog(first: HandoverFuture, sink: Arc<dyn EventSink>, backlog:
                 tokio::spawn(future);
             }
             Handover::Pending(future) => future.await,
+        }
+    }
+}
+
+/// Owned by a drain task: if the task ends before the backlog is empty
+/// (dropped by a runtime shutting down, or a panic), every record still
+/// waiting fails, so nobody waits forever for a record nothing will hand
+/// over (a durable one ends its session; fail closed), and the session's
+/// next records go to the bus directly again.
+struct DrainGuard {
+    backlog: Backlog,
+    finished: bool,
+}
+
+impl Drop for DrainGuard {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let abandoned = self
+            .backlog
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        // Called unlocked: a callback may hand over again.
+        for (_, done) in abandoned.into_iter().flatten() {
+            done(Err(SinkError::Unavailable(
+                "the hand-over to the bus was abandoned".into(),
+            )));
         }
     }
 }
@@ -728,6 +763,39 @@ mod tests {
         );
         let seqs: Vec<u64> = handed.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [0, 1, 2, 3], "the bus takes the stream in order");
+    }
+
+    /// Full for good: the hand-over it leaves to its caller panics.
+    struct Broken;
+
+    impl EventSink for Broken {
+        fn record(&self, _event: Event) -> RecordFuture {
+            Box::pin(async { Ok(()) })
+        }
+
+        fn record_then(&self, _event: Event, _done: OnRecorded) -> Handover {
+            Handover::Pending(Box::pin(async { panic!("the bus broke") }))
+        }
+    }
+
+    #[tokio::test]
+    async fn records_behind_an_abandoned_hand_over_fail_instead_of_waiting_forever() {
+        let session = Arc::new(SessionContext::new(
+            "ehr",
+            &identity(),
+            vigil_proto::events::Protocol::Postgres,
+        ));
+        // `record` answers the SessionOpened; every later record is left
+        // pending, and its drain task panics.
+        let recorder = SessionRecorder::open(session, Arc::new(Broken), SessionOpened::default())
+            .await
+            .unwrap();
+        recorder.record_in_background(Kind::Response(Default::default()));
+        let durable = recorder.record_durably(vec![Kind::Request(Default::default())]);
+        let result = tokio::time::timeout(std::time::Duration::from_secs(5), durable)
+            .await
+            .expect("an answer, not a hang");
+        assert!(result.is_err(), "not durable: {result:?}");
     }
 
     #[test]

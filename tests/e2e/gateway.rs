@@ -811,7 +811,13 @@ fn metrics_count_sessions_decisions_refusals_and_the_ledger() {
     assert!(!ok.status.success(), "the DROP is denied: {}", show(&ok));
     let refused = gw.psql(AGENT, "wrong", &["-c", "SELECT 1"]);
     assert!(!refused.status.success());
-    gw.wait_for_events(|ev| closed_sessions(ev) == 1);
+    // The refused login is recorded in the background: wait for it too.
+    gw.wait_for_events(|ev| {
+        closed_sessions(ev) == 1
+            && ev
+                .iter()
+                .any(|e| matches!(e.kind, Some(Kind::LoginRefused(_))))
+    });
 
     // The process's own endpoint and the ledger's HTTP API serve the same series.
     for url in [
