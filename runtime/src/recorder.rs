@@ -588,17 +588,26 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_session_is_bracketed_and_a_failed_background_record_trips_the_watchdog() {
-        let sink = Arc::new(Collecting::default());
-        let session = Arc::new(SessionContext::new(
+    /// A PostgreSQL session's context for the tests' recorders.
+    fn session() -> Arc<SessionContext> {
+        Arc::new(SessionContext::new(
             "ehr",
             &identity(),
             vigil_proto::events::Protocol::Postgres,
-        ));
-        let recorder = SessionRecorder::open(session, sink.clone(), SessionOpened::default())
+        ))
+    }
+
+    /// A recorder on `sink`, its SessionOpened recorded.
+    async fn opened(sink: Arc<dyn EventSink>) -> Arc<SessionRecorder> {
+        SessionRecorder::open(session(), sink, SessionOpened::default())
             .await
-            .unwrap();
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_session_is_bracketed_and_a_failed_background_record_trips_the_watchdog() {
+        let sink = Arc::new(Collecting::default());
+        let recorder = opened(sink.clone()).await;
         recorder
             .record_durably(vec![Kind::Request(Default::default())])
             .await
@@ -641,12 +650,7 @@ mod tests {
     #[tokio::test]
     async fn an_overlapped_record_is_waited_for_in_order_and_a_failure_withholds_for_good() {
         let sink = Arc::new(Gated::default());
-        let session = Arc::new(SessionContext::new(
-            "ehr",
-            &identity(),
-            vigil_proto::events::Protocol::Postgres,
-        ));
-        let opening = SessionRecorder::open(session, sink.clone(), SessionOpened::default());
+        let opening = SessionRecorder::open(session(), sink.clone(), SessionOpened::default());
         let opened = tokio::spawn(opening);
         while sink.gates.lock().unwrap().is_empty() {
             tokio::task::yield_now().await;
@@ -719,14 +723,7 @@ mod tests {
     #[tokio::test]
     async fn a_durable_record_waits_behind_what_a_full_bus_holds_back() {
         let sink = Arc::new(FullOnce::default());
-        let session = Arc::new(SessionContext::new(
-            "ehr",
-            &identity(),
-            vigil_proto::events::Protocol::Postgres,
-        ));
-        let recorder = SessionRecorder::open(session, sink.clone(), SessionOpened::default())
-            .await
-            .unwrap();
+        let recorder = opened(sink.clone()).await;
         sink.full.store(true, std::sync::atomic::Ordering::SeqCst);
         // A Response the bus has no room for, then the next Request, which
         // must wait to be durable before its statement is forwarded.
@@ -780,16 +777,9 @@ mod tests {
 
     #[tokio::test]
     async fn records_behind_an_abandoned_hand_over_fail_instead_of_waiting_forever() {
-        let session = Arc::new(SessionContext::new(
-            "ehr",
-            &identity(),
-            vigil_proto::events::Protocol::Postgres,
-        ));
         // `record` answers the SessionOpened; every later record is left
         // pending, and its drain task panics.
-        let recorder = SessionRecorder::open(session, Arc::new(Broken), SessionOpened::default())
-            .await
-            .unwrap();
+        let recorder = opened(Arc::new(Broken)).await;
         recorder.record_in_background(Kind::Response(Default::default()));
         let durable = recorder.record_durably(vec![Kind::Request(Default::default())]);
         let result = tokio::time::timeout(std::time::Duration::from_secs(5), durable)
