@@ -197,9 +197,7 @@ pub async fn prepare<S: Clone + Default>(
 
     let operation_id = uuid::Uuid::now_v7().to_string();
     let expires = SystemTime::now() + settings.ttl;
-    // Made in this order so that their `seq`s are in this order.
-    let request_event = session.event(decided(&request, held, Stage::Request));
-    let pending_event = session.event(Kind::PendingOperation(PendingOperation {
+    let pending = Kind::PendingOperation(PendingOperation {
         operation_id: operation_id.clone(),
         request_seq: request.request.request_seq,
         text: request.shown_to_approvers.clone(),
@@ -207,10 +205,14 @@ pub async fn prepare<S: Clone + Default>(
         approver_groups: settings.approver_groups.clone(),
         quorum: settings.quorum,
         expires_unix_nanos: unix_nanos(expires),
-    }));
-    recorder
-        .record_events(vec![request_event, pending_event.clone()])
-        .await?;
+    });
+    // The PendingOperation as recorded (its `seq` too) is what the
+    // approval service is given.
+    let pending_event = recorder
+        .record_durably_copied(vec![decided(&request, held, Stage::Request), pending])
+        .await?
+        .pop()
+        .ok_or_else(|| SinkError::Unavailable("the recorder gave back no copy".into()))?;
     Ok(Prepared::Pending(Box::new(Pending {
         request,
         operation_id,

@@ -21,6 +21,11 @@
 //!   wait for durability runs in the background, and if it fails the
 //!   watchdog ([`SessionRecorder::audit_failed`]) ends the session.
 //!
+//! Whichever of a session's tasks records (PostgreSQL's two directions, an
+//! HTTP gateway's concurrent calls, a cancel arriving on another
+//! connection), an event takes its sequence number as it is handed to the
+//! bus, under one lock: the bus gets each session's stream in order.
+//!
 //! Also here: the session's [`EndReason`], typed, and the SessionOpened /
 //! SessionClosed bracket ([`SessionRecorder::open`], [`SessionRecorder::close`]).
 
@@ -118,9 +123,8 @@ enum DurableMark {
 }
 
 struct Overlapped {
+    /// Taken under the hand-over's lock, so tickets follow bus order.
     issued: AtomicU64,
-    /// Serialises ticket and hand-over, so tickets follow bus order.
-    handing_over: Mutex<()>,
     durability: Arc<Durability>,
 }
 
@@ -222,7 +226,6 @@ impl SessionRecorder {
             started: Instant::now(),
             overlapped: Overlapped {
                 issued: AtomicU64::new(0),
-                handing_over: Mutex::new(()),
                 durability: Arc::new(Durability::new(audit_failed)),
             },
         }))
@@ -235,44 +238,59 @@ impl SessionRecorder {
     /// Records `kinds` in order and waits until all are durable; they are
     /// handed to the bus together, so they share one group commit.
     pub async fn record_durably(&self, kinds: Vec<Kind>) -> Result<(), SinkError> {
-        let events = kinds.into_iter().map(|k| self.session.event(k)).collect();
-        self.record_events(events).await
+        self.record_durably_then_copy(kinds, false).await.map(drop)
     }
 
-    /// As [`SessionRecorder::record_durably`], for events already stamped
-    /// (when their sequence numbers had to be taken earlier).
-    pub async fn record_events(&self, events: Vec<Event>) -> Result<(), SinkError> {
+    /// As [`SessionRecorder::record_durably`], and gives back a copy of the
+    /// events as recorded (with their sequence numbers), for a caller that
+    /// hands one on (the hold coordinator's PendingOperation).
+    pub async fn record_durably_copied(&self, kinds: Vec<Kind>) -> Result<Vec<Event>, SinkError> {
+        self.record_durably_then_copy(kinds, true).await
+    }
+
+    async fn record_durably_then_copy(
+        &self,
+        kinds: Vec<Kind>,
+        copy: bool,
+    ) -> Result<Vec<Event>, SinkError> {
         let started = Instant::now();
-        events.iter().for_each(count_decision);
-        self.hand_over_and_wait(events).await?;
+        let copies = self.hand_over_and_wait(kinds, copy).await?;
         record_latency("durable").observe(started.elapsed().as_secs_f64());
-        Ok(())
+        Ok(copies)
     }
 
     /// Hands events over in the session's order (behind whatever waits in
     /// the backlog of a full bus, never past it) and waits until all are
     /// durable. A record whose callback is dropped unanswered counts as
-    /// failed.
-    async fn hand_over_and_wait(&self, events: Vec<Event>) -> Result<(), SinkError> {
-        let mut outcomes = Vec::with_capacity(events.len());
-        let mut handed: Vec<(Event, OnRecorded)> = Vec::with_capacity(events.len());
-        for event in events {
-            let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), SinkError>>();
-            outcomes.push(rx);
-            handed.push((
-                event,
-                Box::new(move |result| {
-                    let _ = tx.send(result);
-                }),
-            ));
-        }
-        self.hand_over(handed);
+    /// failed. With `copy`, gives back a copy of the stamped events.
+    async fn hand_over_and_wait(
+        &self,
+        kinds: Vec<Kind>,
+        copy: bool,
+    ) -> Result<Vec<Event>, SinkError> {
+        let mut outcomes = Vec::with_capacity(kinds.len());
+        let mut copies = Vec::new();
+        self.hand_over(kinds, |events| {
+            if copy {
+                copies = events.to_vec();
+            }
+            events
+                .iter()
+                .map(|_| {
+                    let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), SinkError>>();
+                    outcomes.push(rx);
+                    Box::new(move |result| {
+                        let _ = tx.send(result);
+                    }) as OnRecorded
+                })
+                .collect()
+        });
         for outcome in outcomes {
             outcome.await.map_err(|_| {
                 SinkError::Unavailable("the record was dropped before it was durable".into())
             })??;
         }
-        Ok(())
+        Ok(copies)
     }
 
     /// Hands `kinds` to the bus now, in order (when the bus has room; a
@@ -282,59 +300,72 @@ impl SessionRecorder {
     /// before [`SessionRecorder::durable_through`] that ticket says so. A
     /// failure also wakes [`SessionRecorder::audit_failed`].
     pub fn record_overlapped(&self, kinds: Vec<Kind>) -> u64 {
-        let events: Vec<Event> = kinds.into_iter().map(|k| self.session.event(k)).collect();
-        events.iter().for_each(count_decision);
         let durability = &self.overlapped.durability;
-        let _order = self.overlapped.handing_over.lock().expect("hand-over lock");
-        let ticket = self.overlapped.issued.fetch_add(1, Ordering::SeqCst) + 1;
-        {
-            // Listed before any record is handed over: a callback may come
-            // at once, from another thread.
-            let mut outstanding = durability
-                .outstanding
-                .lock()
-                .unwrap_or_else(|e| e.into_inner());
-            outstanding
-                .waiting
-                .push_back((events.len(), Instant::now()));
-            durability.advance(&mut outstanding);
-        }
-        let handed = events.into_iter().map(|event| {
-            let durability = durability.clone();
-            let done: OnRecorded = Box::new(move |result| durability.settle(ticket, result));
-            (event, done)
+        let mut ticket = 0;
+        self.hand_over(kinds, |events| {
+            ticket = self.overlapped.issued.fetch_add(1, Ordering::SeqCst) + 1;
+            {
+                // Listed before any record is handed over: a callback may
+                // come at once, from another thread.
+                let mut outstanding = durability
+                    .outstanding
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                outstanding
+                    .waiting
+                    .push_back((events.len(), Instant::now()));
+                durability.advance(&mut outstanding);
+            }
+            let ticket = ticket;
+            events
+                .iter()
+                .map(|_| {
+                    let durability = durability.clone();
+                    Box::new(move |result| durability.settle(ticket, result)) as OnRecorded
+                })
+                .collect()
         });
-        self.hand_over(handed.collect());
         ticket
     }
 
-    /// Hands events to the sink with their callbacks, in order. When the
-    /// sink leaves an enqueueing to its caller (a full bus), that event and
-    /// every later one of the session wait in the backlog, which one task
-    /// hands over in order: no event overtakes an earlier one.
-    fn hand_over(&self, events: Vec<(Event, OnRecorded)>) {
+    /// Stamps `kinds` with the session's next sequence numbers and hands
+    /// them to the sink in that order, all under one lock: the session's
+    /// tasks (PostgreSQL's two directions, a gateway's concurrent calls, a
+    /// cancel on another connection) never hand over n+1 before n, so the
+    /// ledger sees each stream in order. `callbacks` gives each stamped
+    /// event its callback; it runs under the same lock, so what it numbers
+    /// (an overlapped ticket) follows bus order too.
+    ///
+    /// When the sink leaves an enqueueing to its caller (a full bus), that
+    /// event and every later one of the session wait in the backlog, which
+    /// one task hands over in order: no event overtakes an earlier one.
+    fn hand_over(&self, kinds: Vec<Kind>, callbacks: impl FnOnce(&[Event]) -> Vec<OnRecorded>) {
         let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
+        let events: Vec<Event> = kinds.into_iter().map(|k| self.session.event(k)).collect();
+        events.iter().for_each(count_decision);
+        let done = callbacks(&events);
+        debug_assert_eq!(done.len(), events.len(), "one callback per event");
+        let mut records = events.into_iter().zip(done);
         if let Some(waiting) = backlog.as_mut() {
-            waiting.extend(events);
+            waiting.extend(records);
             return;
         }
-        let mut events = events.into_iter();
-        while let Some((event, done)) = events.next() {
+        while let Some((event, done)) = records.next() {
             match self.sink.record_then(event, done) {
                 Handover::Done => {}
                 Handover::Outcome(future) => {
                     tokio::spawn(future);
                 }
                 Handover::Pending(future) => {
-                    // Not `events.collect()`: collecting a consumed
+                    // Not `records.collect()`: collecting a consumed
                     // `vec::IntoIter` into a VecDeque reuses its buffer
                     // with `head == capacity`, and on Rust 1.95 a later
                     // push and pop then read past the buffer and call a
                     // garbage callback (rust-lang/rust#162452, unsound;
                     // `a_durable_record_waits_behind_what_a_full_bus_holds_back`
                     // crashed on it). A deque of our own has `head == 0`.
-                    let mut rest = VecDeque::with_capacity(events.len());
-                    rest.extend(events);
+                    let mut rest = VecDeque::with_capacity(records.len());
+                    rest.extend(records);
                     *backlog = Some(rest);
                     // Unlocked first: a task dropped at once (a runtime
                     // shutting down) runs the guard, which takes the lock.
@@ -388,8 +419,6 @@ impl SessionRecorder {
     /// background; a failure wakes [`SessionRecorder::audit_failed`].
     pub fn record_in_background(self: &Arc<Self>, kind: Kind) {
         let started = Instant::now();
-        let event = self.session.event(kind);
-        count_decision(&event);
         let recorder = self.clone();
         let done: OnRecorded = Box::new(move |result| {
             record_latency("background").observe(started.elapsed().as_secs_f64());
@@ -398,7 +427,7 @@ impl SessionRecorder {
                 recorder.audit_failed.notify_one();
             }
         });
-        self.hand_over(vec![(event, done)]);
+        self.hand_over(vec![kind], |_| vec![done]);
     }
 
     /// Resolves once a background record has failed: the adapter ends the
@@ -419,13 +448,13 @@ impl SessionRecorder {
             &[("protocol", protocol), ("reason", reason.label())],
         )
         .inc();
-        let closed = self.session.event(Kind::SessionClosed(SessionClosed {
+        let closed = Kind::SessionClosed(SessionClosed {
             reason: reason as i32,
             detail,
             requests: self.session.statements(),
             duration_micros: self.started.elapsed().as_micros() as u64,
-        }));
-        if let Err(e) = self.hand_over_and_wait(vec![closed]).await {
+        });
+        if let Err(e) = self.hand_over_and_wait(vec![closed], false).await {
             tracing::error!(session = %self.session.session_id(), error = %e, "cannot record session end");
         }
     }
@@ -760,6 +789,63 @@ mod tests {
         );
         let seqs: Vec<u64> = handed.iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [0, 1, 2, 3], "the bus takes the stream in order");
+    }
+
+    /// Keeps the sequence numbers in the order the bus took them.
+    #[derive(Default)]
+    struct Numbered {
+        seqs: Mutex<Vec<u64>>,
+    }
+
+    impl EventSink for Numbered {
+        fn record(&self, event: Event) -> RecordFuture {
+            self.seqs.lock().unwrap().push(event.seq);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_tasks_of_a_session_reach_the_bus_in_numbering_order() {
+        let sink = Arc::new(Numbered::default());
+        let recorder = opened(sink.clone()).await;
+        // Every way a session's tasks record, at once from four threads:
+        // a number taken outside the hand-over would let n+1 reach the
+        // bus before n.
+        let tasks: Vec<_> = (0..8)
+            .map(|task| {
+                let recorder = recorder.clone();
+                tokio::spawn(async move {
+                    for _ in 0..500 {
+                        match task % 3 {
+                            0 => recorder
+                                .record_durably(vec![Kind::Request(Default::default())])
+                                .await
+                                .unwrap(),
+                            1 => {
+                                let ticket = recorder
+                                    .record_overlapped(vec![Kind::Request(Default::default())]);
+                                recorder.durable_through(ticket).await.unwrap();
+                            }
+                            _ => {
+                                recorder.record_in_background(Kind::Response(Default::default()));
+                                tokio::task::yield_now().await;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        recorder.close(&EndReason::ClientTerminated).await;
+        let seqs = sink.seqs.lock().unwrap();
+        assert_eq!(seqs.len(), 1 + 8 * 500 + 1);
+        let out_of_order = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
+        assert_eq!(
+            out_of_order, 0,
+            "every event follows the one numbered before it"
+        );
     }
 
     /// Full for good: the hand-over it leaves to its caller panics.

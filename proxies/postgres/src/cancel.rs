@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
-use vigil_proxy_core::SessionContext;
+use vigil_runtime::recorder::SessionRecorder;
 
 /// The upstream key behind one proxy key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,10 @@ pub struct UpstreamKey {
 struct Entry {
     secret: i32,
     upstream: UpstreamKey,
-    /// The session the key belongs to, so that a cancel is recorded there.
-    session: Option<Arc<SessionContext>>,
+    /// The recorder of the session the key belongs to: a cancel is
+    /// recorded in that session's stream, through its hand-over, so it
+    /// never overtakes what the session handed over before it.
+    recorder: Option<Arc<SessionRecorder>>,
     /// Woken by a cancel: a statement the session holds for review is
     /// withdrawn.
     hold_cancel: Arc<Notify>,
@@ -33,7 +35,7 @@ struct Entry {
 /// What a client's cancel key reaches.
 pub struct Found {
     pub upstream: UpstreamKey,
-    pub session: Option<Arc<SessionContext>>,
+    pub recorder: Option<Arc<SessionRecorder>>,
     pub hold_cancel: Arc<Notify>,
 }
 
@@ -90,7 +92,7 @@ impl CancelRegistry {
     pub fn register(
         &self,
         upstream: UpstreamKey,
-        session: Option<Arc<SessionContext>>,
+        recorder: Option<Arc<SessionRecorder>>,
     ) -> Registration {
         let mut entries = self.lock();
         let process_id = loop {
@@ -105,7 +107,7 @@ impl CancelRegistry {
             Entry {
                 secret: rand::random::<i32>(),
                 upstream,
-                session,
+                recorder,
                 hold_cancel: Arc::new(Notify::new()),
             },
         );
@@ -124,7 +126,7 @@ impl CancelRegistry {
         // on how many bits match.
         (entry.secret ^ secret_key == 0).then(|| Found {
             upstream: entry.upstream,
-            session: entry.session.clone(),
+            recorder: entry.recorder.clone(),
             hold_cancel: entry.hold_cancel.clone(),
         })
     }

@@ -797,16 +797,10 @@ impl Frontend {
     /// Records events of this session, in order, and waits until all are
     /// durable; if any cannot be, the session ends (fail closed).
     async fn record_durably(&self, kinds: Vec<Kind>) -> Result<(), Fatal> {
-        let session = &self.shared.session;
-        self.record_events(kinds.into_iter().map(|k| session.event(k)).collect())
-            .await
-    }
-
-    async fn record_events(&self, events: Vec<vigil_proto::events::Event>) -> Result<(), Fatal> {
         let shared = &self.shared;
         // Handed to the bus in order now; awaited together, so they share
         // one group commit.
-        shared.recorder.record_events(events).await.map_err(|e| {
+        shared.recorder.record_durably(kinds).await.map_err(|e| {
             tracing::error!(session = %shared.session.session_id(), error = %e, "request event not recorded; statement refused");
             Fatal {
                 code: "57P03",

@@ -286,10 +286,7 @@ impl PostgresProxy {
         };
         tracing::info!(session = %session.session_id(), subject = %identity.subject, %peer, "session opened");
 
-        let reason = match self
-            .connect_upstream(&startup, &database, session.clone())
-            .await
-        {
+        let reason = match self.connect_upstream(&startup, &database, &recorder).await {
             // `registration` keeps the session's cancel key live until it ends.
             Ok((upstream, greeting, registration)) => {
                 if let Err(e) = client.write_all(&greeting).await {
@@ -483,7 +480,7 @@ impl PostgresProxy {
         &self,
         startup: &StartupPacket,
         database: &str,
-        session: Arc<SessionContext>,
+        recorder: &Arc<SessionRecorder>,
     ) -> Result<(UpstreamStream, Bytes, Option<Registration>), UpstreamError> {
         let client_params = match startup {
             StartupPacket::Startup { params } => {
@@ -507,7 +504,7 @@ impl PostgresProxy {
                         process_id,
                         secret_key,
                     },
-                    Some(session.clone()),
+                    Some(recorder.clone()),
                 );
                 let (pid, key) = reg.client_key();
                 greeting.extend_from_slice(&codec::backend_key_data(pid, key));
@@ -570,7 +567,7 @@ impl PostgresProxy {
             tracing::info!(%peer, "cancel request with an unknown key: ignored");
             return;
         };
-        let (upstream_key, session) = (found.upstream, found.session);
+        let (upstream_key, recorder) = (found.upstream, found.recorder);
         // A statement held for review is not upstream yet: the cancel
         // withdraws it (only one waiting now; a later hold is not touched).
         found.hold_cancel.notify_waiters();
@@ -599,13 +596,13 @@ impl PostgresProxy {
         }
         // Recorded after forwarding: a cancel only ever stops work, so it is
         // not held back for the ledger (unlike a statement).
-        if let Some(session) = session {
-            let event = session.event(Kind::CancelRequested(CancelRequested {
+        if let Some(recorder) = recorder {
+            let cancel = Kind::CancelRequested(CancelRequested {
                 client_addr: peer.to_string(),
                 forwarded: result.is_ok(),
-            }));
-            if let Err(e) = self.sink.record(event).await {
-                tracing::error!(session = %session.session_id(), error = %e, "cannot record a cancel request");
+            });
+            if let Err(e) = recorder.record_durably(vec![cancel]).await {
+                tracing::error!(session = %recorder.session().session_id(), error = %e, "cannot record a cancel request");
             }
         }
     }
