@@ -40,6 +40,15 @@ pub mod events {
                 event::Kind::NotificationFailed(_) => "notification_failed",
             }
         }
+
+        /// As [`Event::decision`], for a kind not yet in an event.
+        pub fn decision(&self) -> Option<&Decision> {
+            match self {
+                event::Kind::Decision(d) => Some(d),
+                event::Kind::Request(r) => r.decision.as_ref(),
+                _ => None,
+            }
+        }
     }
 
     impl Event {
@@ -53,11 +62,7 @@ pub mod events {
         /// `Kind::Decision` alone: a request's first decision is part of
         /// its Request (older logs hold it as a Decision event).
         pub fn decision(&self) -> Option<&Decision> {
-            match &self.kind {
-                Some(event::Kind::Decision(d)) => Some(d),
-                Some(event::Kind::Request(r)) => r.decision.as_ref(),
-                _ => None,
-            }
+            self.kind.as_ref().and_then(event::Kind::decision)
         }
     }
 

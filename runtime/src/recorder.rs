@@ -340,11 +340,14 @@ impl SessionRecorder {
     /// event and every later one of the session wait in the backlog, which
     /// one task hands over in order: no event overtakes an earlier one.
     fn hand_over(&self, kinds: Vec<Kind>, callbacks: impl FnOnce(&[Event]) -> Vec<OnRecorded>) {
+        let protocol = self.session.protocol();
+        kinds.iter().for_each(|kind| count_decision(protocol, kind));
         let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
         let events: Vec<Event> = kinds.into_iter().map(|k| self.session.event(k)).collect();
-        events.iter().for_each(count_decision);
         let done = callbacks(&events);
-        debug_assert_eq!(done.len(), events.len(), "one callback per event");
+        // Not only in debug builds: a callback short would drop an event
+        // unrecorded while its waiter was told it is durable.
+        assert_eq!(done.len(), events.len(), "one callback per event");
         let mut records = events.into_iter().zip(done);
         if let Some(waiting) = backlog.as_mut() {
             waiting.extend(records);
@@ -536,13 +539,13 @@ fn record_latency(mode: &str) -> vigil_metrics::Histogram {
 
 /// Counts a decision (a Decision event's, or the one a Request carries) by
 /// protocol, outcome and stage; nothing else is counted here.
-fn count_decision(event: &Event) {
-    if let Some(d) = event.decision() {
+fn count_decision(protocol: vigil_proto::events::Protocol, kind: &Kind) {
+    if let Some(d) = kind.decision() {
         vigil_metrics::counter(
             "vigil_decisions_total",
             "Policy decisions recorded, by protocol, outcome and stage.",
             &[
-                ("protocol", event.protocol().label()),
+                ("protocol", protocol.label()),
                 ("outcome", d.outcome().label()),
                 ("stage", d.stage().label()),
             ],
