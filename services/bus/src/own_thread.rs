@@ -52,7 +52,12 @@ where
         .name(name.into())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
+                // Timers only, no I/O driver: nothing on these threads
+                // waits on a socket, and without one the runtime parks on
+                // a futex, so a publisher's hand-over wakes it with a
+                // futex wake instead of an eventfd write and an epoll
+                // return.
+                .enable_time()
                 .build()
             {
                 Ok(runtime) => runtime,
