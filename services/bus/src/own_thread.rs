@@ -39,8 +39,9 @@ impl Future for Running {
 }
 
 /// Starts `make()`'s future on a new thread named `name`, with a
-/// single-threaded runtime of its own (timers and I/O enabled). An error
-/// if the thread or its runtime cannot start.
+/// single-threaded runtime of its own (timers only: a future that waits on
+/// a socket cannot run here). An error if the thread or its runtime cannot
+/// start.
 pub fn spawn<F>(name: &str, make: impl FnOnce() -> F + Send + 'static) -> std::io::Result<Running>
 where
     F: Future<Output = ()> + 'static,
