@@ -16,6 +16,8 @@
 #             core busy while idle), and each run lasts until the ledger has
 #             caught up with what the proxy shipped: its CPU figure includes
 #             the ledger's catch-up.
+#   kafka-base the Kafka deployment run with the BASELINE binary; only with
+#             KAFKA=1 and BASELINE set.
 # for two workloads, select-only (-S) and pgbench's built-in TPC-B-like write
 # transaction, at 1 and 16 clients. The four targets run one after the other,
 # ROUNDS times over (alternated, so that a slow minute of this shared machine
@@ -27,7 +29,10 @@
 # to a file and overwriting one (fdatasync; every statement Vigil records
 # durably pays one, shared by whatever statements arrive together).
 #
-#   [KAFKA=1] [BASELINE=/path/to/vigil] tests/bench/proxy-bench.sh [seconds per run (default 10)] [protocol: simple|prepared (default prepared)] [rounds (default 3)]
+#   [KAFKA=1] [BASELINE=/path/to/vigil] [TARGETS="direct relay kafka ..."] tests/bench/proxy-bench.sh [seconds per run (default 10)] [protocol: simple|prepared (default prepared)] [rounds (default 3)]
+#
+# TARGETS keeps only the named targets (default: all that apply); `direct`
+# and `relay` are needed for the ratios.
 #
 # Vigil's CPU per statement counts its processes: `vigil up`; for the Kafka
 # deployment the proxy and both ledgers (not the broker).
@@ -139,8 +144,19 @@ sleep 0.5
 targets=("direct 5432 postgres ''" "relay $RELAY_PORT postgres ''" "pgbouncer $BOUNCER_PORT postgres ''" "vigil $VIGIL_PORT bench bench")
 [ -n "$BASELINE" ] && targets+=("baseline $PORT_baseline bench bench")
 [ "$KAFKA" = 1 ] && targets+=("kafka 6543 dev dev")
+[ "$KAFKA" = 1 ] && [ -n "$BASELINE" ] && targets+=("kafka-base 6543 dev dev")
+if [ -n "${TARGETS:-}" ]; then
+  kept=()
+  for target in "${targets[@]}"; do
+    case " $TARGETS " in *" ${target%% *} "*) kept+=("$target");; esac
+  done
+  targets=("${kept[@]}")
+fi
+# kafka_up NAME: the stack with this build (kafka) or the baseline (kafka-base).
 kafka_up() {
-  VIGIL_BIN="$BIN/vigil" deploy/local-stack.sh start "$work/stack" >"$work/stack.out" 2>&1 \
+  local bin="$BIN/vigil"
+  [ "$1" = kafka-base ] && bin=$BASELINE
+  VIGIL_BIN="$bin" deploy/local-stack.sh start "$work/stack" >"$work/stack.out" 2>&1 \
     || { cat "$work/stack.out" >&2; exit 1; }
 }
 kafka_down() {
@@ -165,7 +181,7 @@ CLK_TCK=$(getconf CLK_TCK)
 vigil_cpu_us() {
   local files=("/proc/$PID_vigil/stat")
   [ "$1" = baseline ] && files=("/proc/$PID_baseline/stat")
-  if [ "$1" = kafka ]; then
+  if [ "${1%-base}" = kafka ]; then
     files=()
     for p in proxy-a ledger ledger-standby; do files+=("/proc/$(cat "$work/stack/$p.pid")/stat"); done
   fi
@@ -181,14 +197,16 @@ run() {
   # TPC-B-like: BEGIN, three UPDATEs, a SELECT, an INSERT, END.
   [ "$workload" = tpcb ] && flag="" per_tx=7
   local cpu_before=0
-  [ "$name" = kafka ] && kafka_up
-  case "$name" in vigil|baseline|kafka) cpu_before=$(vigil_cpu_us "$name");; esac
+  local stack=0
+  [ "${name%-base}" = kafka ] && stack=1
+  [ "$stack" = 1 ] && kafka_up "$name"
+  case "$name" in vigil|baseline|kafka|kafka-base) cpu_before=$(vigil_cpu_us "$name");; esac
   local out
   out=$(cd "$dir" && PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n $flag -M "$MODE" \
         -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || {
-    echo "$out" >&2; [ "$name" = kafka ] && kafka_down; echo "0 0 -"; return; }
+    echo "$out" >&2; [ "$stack" = 1 ] && kafka_down; echo "0 0 -"; return; }
   local cpu="-"
-  [ "$name" = kafka ] && kafka_settle
+  [ "$stack" = 1 ] && kafka_settle
   if [ "$name" != direct ] && [ "$name" != relay ] && [ "$name" != pgbouncer ]; then
     local txs
     txs=$(echo "$out" | grep -Eo 'transactions actually processed: [0-9]+' | awk '{print $4}')
@@ -196,7 +214,7 @@ run() {
   fi
   local tps
   tps=$(echo "$out" | grep -Eo 'tps = [0-9.]+' | head -n1 | awk '{print $3}')
-  [ "$name" = kafka ] && kafka_down
+  [ "$stack" = 1 ] && kafka_down
   local p50
   p50=$(cat "$dir"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int(NR/2)+1]}')
   rm -rf "$dir"
@@ -229,22 +247,22 @@ def cell(workload, clients, name, column):
     return med(values)
 for workload, title in (("select", "select-only (-S)"), ("tpcb", "TPC-B-like (7 statements a transaction)")):
     print(f"\n{title}")
-    print(f"{'target':<9} {'clients':>7} {'tps':>9} {'vs_direct':>9} {'vs_relay':>8} {'p50_us':>8} {'added_p50':>10} {'cpu_us/stmt':>11}")
+    print(f"{'target':<10} {'clients':>7} {'tps':>9} {'vs_direct':>9} {'vs_relay':>8} {'p50_us':>8} {'added_p50':>10} {'cpu_us/stmt':>11}")
     for clients in ("1", "16"):
         d_tps, r_tps = cell(workload, clients, "direct", 4), cell(workload, clients, "relay", 4)
         d_p50 = cell(workload, clients, "direct", 5)
-        for name in ("direct", "relay", "pgbouncer", "vigil", "baseline", "kafka"):
+        for name in ("direct", "relay", "pgbouncer", "vigil", "baseline", "kafka", "kafka-base"):
             if not any(r[2] == name for r in rows):
                 continue
             tps, p50 = cell(workload, clients, name, 4), cell(workload, clients, name, 5)
             cpu = cell(workload, clients, name, 6)
             ratio = lambda a, b: f"{a / b:.3f}" if b else "-"
             cpu_text = f"{cpu:.1f}" if cpu == cpu else "-"
-            print(f"{name:<9} {clients:>7} {tps:>9.0f} {ratio(tps, d_tps):>9} {ratio(tps, r_tps):>8} {p50:>8.0f} {p50 - d_p50:>+10.0f} {cpu_text:>11}")
+            print(f"{name:<10} {clients:>7} {tps:>9.0f} {ratio(tps, d_tps):>9} {ratio(tps, r_tps):>8} {p50:>8.0f} {p50 - d_p50:>+10.0f} {cpu_text:>11}")
 spread = [
     (w, c, n, min(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)),
      max(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)))
-    for w in ("select", "tpcb") for c in ("1", "16") for n in ("vigil", "baseline", "kafka")
+    for w in ("select", "tpcb") for c in ("1", "16") for n in ("vigil", "baseline", "kafka", "kafka-base")
     if any((r[0], r[1], r[2]) == (w, c, n) for r in rows)
 ]
 print("\nvigil tps range over the rounds: " + "; ".join(f"{n} {w} {c}c {lo:.0f}-{hi:.0f}" for w, c, n, lo, hi in spread))

@@ -17,6 +17,7 @@
 
 pub mod delivery;
 pub mod embedded;
+pub mod group_commit;
 pub mod kafka;
 pub mod outbox;
 pub mod own_thread;

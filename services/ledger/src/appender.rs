@@ -18,9 +18,10 @@
 
 use std::sync::Arc;
 
+use vigil_bus::group_commit::{self, Committer, Durability};
 use vigil_bus::Subscriber;
 use vigil_ledger::{NewEntry, Store};
-use vigil_proto::events::Event;
+use vigil_proto::events::{event::Kind, Event};
 use vigil_proxy_core::SinkError;
 
 use crate::gap_log::GapLog;
@@ -29,41 +30,17 @@ use crate::gaps::SequenceWatch;
 /// Largest batch one group commit takes.
 pub const MAX_BATCH: usize = 4096;
 
-/// How long a batch holding only events nobody waits on (Responses,
-/// SessionClosed, CancelRequested) may wait for company before it is synced.
-/// Without it, a lone session pays two fsyncs per statement: its Response
-/// is synced on its own, and the next statement's Request queues behind that
-/// sync. With it, the Response rides along with the next Request (or is
-/// synced this much later); the statement path waits for one fsync.
-pub const LAZY_WAIT: std::time::Duration = std::time::Duration::from_millis(2);
-
-use vigil_proto::events::event::Kind;
-
-/// Whether a publisher waits for this event's durability before going on
-/// (SessionOpened, Request, Decision, ...): such an event is synced at once.
-fn awaited_inline(event: &Event) -> bool {
-    !matches!(
-        event.kind,
-        Some(Kind::Response(_))
-            | Some(Kind::SessionClosed(_))
-            | Some(Kind::CancelRequested(_))
-            | Some(Kind::LoginRefused(_))
-    )
-}
-
 /// The next batch: everything waiting, and if none of it is awaited inline,
-/// whatever else arrives within [`LAZY_WAIT`].
+/// whatever else arrives within [`group_commit::LAZY_WAIT`].
 async fn next_batch(bus: &mut impl Subscriber) -> Option<Vec<vigil_bus::Delivery>> {
-    let mut batch = bus.recv_batch(MAX_BATCH).await?;
-    let deadline = tokio::time::Instant::now() + LAZY_WAIT;
-    while batch.len() < MAX_BATCH && !batch.iter().any(|d| awaited_inline(&d.event)) {
-        match tokio::time::timeout_at(deadline, bus.recv_batch(MAX_BATCH - batch.len())).await {
-            Ok(Some(more)) => batch.extend(more),
-            // Timed out, or every publisher is gone: sync what there is.
-            Ok(None) | Err(_) => break,
-        }
-    }
-    Some(batch)
+    let batch = bus.recv_batch(MAX_BATCH).await?;
+    let awaited = |d: &vigil_bus::Delivery| group_commit::awaited_inline(&d.event);
+    Some(
+        group_commit::with_company(batch, MAX_BATCH, awaited, async |room| {
+            bus.recv_batch(room).await
+        })
+        .await,
+    )
 }
 
 /// Turns an event into what the log stores: the leaf commits to the id, time
@@ -134,18 +111,12 @@ async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
     let watch = Arc::new(std::sync::Mutex::new(SequenceWatch::default()));
     let reporter = tokio::spawn(report_gaps(watch.clone(), GapLog::new(store.clone())));
     let metrics = Arc::new(BatchMetrics::new());
-    let durable = Durable {
+    let durable = Arc::new(Durable {
         store: store.clone(),
         watch,
         metrics: metrics.clone(),
-    };
-    let syncer = match Syncer::start(durable.clone()) {
-        Ok(syncer) => Some(syncer),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot start the ledger's syncer thread; every batch is synced on the appender's");
-            None
-        }
-    };
+    });
+    let committer = Committer::start("vigil-syncer", durable);
     while let Some(batch) = next_batch(&mut bus).await {
         let started = std::time::Instant::now();
         metrics.events.observe(batch.len() as f64);
@@ -158,18 +129,10 @@ async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
             continue;
         }
         metrics.write.observe(started.elapsed().as_secs_f64());
-        let inline = match &syncer {
-            Some(syncer) if bus.has_ready() || syncer.is_busy() => syncer.hand(written),
-            _ => Some(written),
-        };
-        // Nothing else waits, or there is no syncer (it never started, or
-        // it died and refused what it held): this thread syncs.
-        if let Some(written) = inline {
-            durable.sync_and_ack(vec![written]);
-        }
+        committer.commit(written, bus.has_ready());
     }
     // Syncs and answers what it still holds, then stops.
-    drop(syncer);
+    drop(committer);
     reporter.abort();
     tracing::info!("ledger appender stopped: the bus has ended");
 }
@@ -228,14 +191,15 @@ fn to_entries(batch: Vec<vigil_bus::Delivery>) -> Option<(Vec<NewEntry>, Written
 
 /// What makes written batches durable and answers their publishers; used
 /// by the appender's thread and the syncer's alike.
-#[derive(Clone)]
 struct Durable {
     store: Arc<Store>,
     watch: Arc<std::sync::Mutex<SequenceWatch>>,
     metrics: Arc<BatchMetrics>,
 }
 
-impl Durable {
+impl Durability for Durable {
+    type Written = Written;
+
     /// One sync for all of `written` (and whatever else was written before
     /// it), then every delivery is answered with its outcome.
     fn sync_and_ack(&self, written: Vec<Written>) {
@@ -269,114 +233,11 @@ impl Durable {
             w.ack(&result);
         }
     }
-}
 
-/// The thread that syncs written batches while the appender takes the
-/// next ones. Dropping it syncs and answers what it holds, then joins it.
-struct Syncer {
-    shared: Arc<SyncerShared>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct SyncerShared {
-    queue: std::sync::Mutex<SyncQueue>,
-    wake: std::sync::Condvar,
-}
-
-#[derive(Default)]
-struct SyncQueue {
-    waiting: Vec<Written>,
-    /// Batches handed over and not yet answered: the appender must not
-    /// sync on its own thread meanwhile (its batch would be answered while
-    /// earlier ones are still waiting).
-    busy: bool,
-    closed: bool,
-    /// The syncer's thread has ended (a panic): it takes nothing more.
-    dead: bool,
-}
-
-/// Runs when the syncer's loop ends, by return or by panic: marks it dead
-/// under the lock and refuses whatever it was handed, so no publisher
-/// waits for an answer that will never come.
-struct RefuseOnExit<'a>(&'a SyncerShared);
-
-impl Drop for RefuseOnExit<'_> {
-    fn drop(&mut self) {
-        let abandoned = {
-            let mut queue = self.0.queue.lock().unwrap_or_else(|e| e.into_inner());
-            queue.dead = true;
-            queue.busy = false;
-            std::mem::take(&mut queue.waiting)
-        };
-        let refused = Err(SinkError::Unavailable("the ledger's syncer stopped".into()));
-        for w in abandoned {
+    fn refuse(&self, written: Vec<Written>, why: &str) {
+        let refused = Err(SinkError::Unavailable(format!("ledger: {why}")));
+        for w in written {
             w.ack(&refused);
-        }
-    }
-}
-
-impl Syncer {
-    fn start(durable: Durable) -> std::io::Result<Self> {
-        let shared = Arc::new(SyncerShared::default());
-        let on_thread = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name("vigil-syncer".into())
-            .spawn(move || Self::run(&on_thread, &durable))?;
-        Ok(Self {
-            shared,
-            thread: Some(thread),
-        })
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, SyncQueue> {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn is_busy(&self) -> bool {
-        self.lock().busy
-    }
-
-    /// Hands a written batch over; gives it back if the syncer has died.
-    fn hand(&self, written: Written) -> Option<Written> {
-        let mut queue = self.lock();
-        if queue.dead {
-            return Some(written);
-        }
-        queue.waiting.push(written);
-        queue.busy = true;
-        self.shared.wake.notify_one();
-        None
-    }
-
-    fn run(shared: &SyncerShared, durable: &Durable) {
-        let _on_exit = RefuseOnExit(shared);
-        let mut queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if queue.waiting.is_empty() {
-                queue.busy = false;
-                if queue.closed {
-                    return;
-                }
-                queue = shared.wake.wait(queue).unwrap_or_else(|e| e.into_inner());
-                continue;
-            }
-            let taken = std::mem::take(&mut queue.waiting);
-            drop(queue);
-            durable.sync_and_ack(taken);
-            queue = shared.queue.lock().unwrap_or_else(|e| e.into_inner());
-        }
-    }
-}
-
-impl Drop for Syncer {
-    fn drop(&mut self) {
-        self.lock().closed = true;
-        self.shared.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
-            if thread.join().is_err() {
-                tracing::error!("the ledger's syncer thread panicked");
-            }
         }
     }
 }

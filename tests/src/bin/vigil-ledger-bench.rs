@@ -618,6 +618,7 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
         ok.expect("inclusion proof verifies");
     }
     let incl_avg_len = proof_len as f64 / pairs as f64;
+    explain_tail(&store, &incl, &ig);
     proof_len = 0;
     for &(a, b) in &cons {
         let t = Instant::now();
@@ -708,6 +709,60 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
     let t = Instant::now();
     drop(dir);
     println!("  removed the log in {:.1} s", t.elapsed().as_secs_f64());
+}
+
+/// Why the slowest inclusion proofs are slow: the slowest 1% of `pairs`
+/// (by `took`, µs) and as many from the middle are generated again, once
+/// plain (is the same pair slow twice?) and once under RocksDB's perf
+/// context (how many blocks each read, how many bytes, how long).
+fn explain_tail(store: &Store, pairs: &[(u64, u64)], took: &[f64]) {
+    use rocksdb::perf::{set_perf_stats, PerfContext, PerfMetric, PerfStatsLevel};
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    order.sort_by(|&a, &b| took[a].total_cmp(&took[b]));
+    let k = (pairs.len() / 100).max(1);
+    let mid = order.len() / 2;
+    let groups = [
+        ("slowest 1%", &order[order.len() - k..]),
+        (
+            "median   ",
+            &order[mid.saturating_sub(k / 2)..(mid + k - k / 2).min(order.len())],
+        ),
+    ];
+    let mut ctx = PerfContext::default();
+    println!("  the tail, generated again ({k} pairs each; per proof):");
+    for (name, group) in groups {
+        let first: f64 = group.iter().map(|&i| took[i]).sum::<f64>() / k as f64;
+        let again: f64 = group
+            .iter()
+            .map(|&i| {
+                let t = Instant::now();
+                store
+                    .inclusion_proof(pairs[i].0, pairs[i].1)
+                    .expect("inclusion proof");
+                t.elapsed().as_secs_f64() * 1e6
+            })
+            .sum::<f64>()
+            / k as f64;
+        set_perf_stats(PerfStatsLevel::EnableTime);
+        ctx.reset();
+        for &i in group {
+            store
+                .inclusion_proof(pairs[i].0, pairs[i].1)
+                .expect("inclusion proof");
+        }
+        set_perf_stats(PerfStatsLevel::Disable);
+        let per = |m: PerfMetric| ctx.metric(m) as f64 / k as f64;
+        println!(
+            "    {name}  first {first:>6.1} µs, again {again:>6.1} µs; blocks read {:.2} ({:.0} bytes, {:.1} µs), \
+             cache hits {:.2}, index reads {:.1} µs, from files {:.1} µs",
+            per(PerfMetric::BlockReadCount),
+            per(PerfMetric::BlockReadByte),
+            per(PerfMetric::BlockReadTime) / 1e3,
+            per(PerfMetric::BlockCacheHitCount),
+            per(PerfMetric::ReadIndexBlockNanos) / 1e3,
+            per(PerfMetric::GetFromOutputFilesTime) / 1e3,
+        );
+    }
 }
 
 /// Counts the node reads of proof generation.

@@ -1,5 +1,7 @@
 //! The outbox on disk: a RocksDB queue of encoded events, keyed by a
-//! sequence number, synced on every append.
+//! sequence number. A burst is written ([`OutboxStore::write`]), then made
+//! durable by a sync of the WAL ([`OutboxStore::sync`]) that covers every
+//! burst written before it.
 //!
 //! Synchronous and small on purpose: the writer and the shipper call it from
 //! blocking threads. A record is `u16 key length | key | payload`, where the
@@ -8,7 +10,7 @@
 
 use std::path::Path;
 
-use rocksdb::{Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{Direction, IteratorMode, Options, WriteBatch, DB};
 
 /// Where the queue stood when it was opened.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +64,8 @@ pub enum OutboxError {
 
 pub struct OutboxStore {
     db: DB,
+    /// Syncs that succeeded, for the writer's tests.
+    syncs: std::sync::atomic::AtomicU64,
 }
 
 fn key_of(seq: u64) -> [u8; 8] {
@@ -117,6 +121,7 @@ impl OutboxStore {
         })?;
         let mut state = QueueState::default();
         let mut first = None;
+        let mut hole_at = None;
         for item in db.iterator(IteratorMode::Start) {
             let (k, v) = item.map_err(OutboxError::Read)?;
             if &*k == COUNTER_KEY {
@@ -126,9 +131,27 @@ impl OutboxStore {
                 seq: 0,
                 what: "key is not a sequence number",
             })?;
+            if first.is_some() && seq != state.next {
+                hole_at = Some(state.next);
+                break;
+            }
             first.get_or_insert(seq);
             state.next = seq + 1;
             state.bytes += v.len().saturating_sub(2) as u64;
+        }
+        if let Some(hole) = hole_at {
+            // A crash kept a burst written after one it lost. A sync covers
+            // every burst written before it, so nothing from the hole on
+            // was ever acknowledged (its statements never ran): it goes.
+            tracing::warn!(
+                first_missing = hole,
+                "the outbox lost unsynced events in a crash; dropping the unacknowledged ones written after them"
+            );
+            let mut cut = WriteBatch::default();
+            cut.delete_range(key_of(hole).as_slice(), COUNTER_KEY);
+            let mut synced = rocksdb::WriteOptions::default();
+            synced.set_sync(true);
+            db.write_opt(cut, &synced).map_err(OutboxError::Write)?;
         }
         state.first = first.unwrap_or(0);
         if first.is_none() {
@@ -137,19 +160,45 @@ impl OutboxStore {
             state.first = read_counter(&db)?;
             state.next = state.first;
         }
-        Ok((Self { db }, state))
+        Ok((
+            Self {
+                db,
+                syncs: Default::default(),
+            },
+            state,
+        ))
     }
 
-    /// Appends events at `first, first+1, ...`, synced to disk before it
-    /// returns: once it has, a crash of the proxy loses none of them.
-    pub fn append(&self, first: u64, events: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OutboxError> {
+    /// Writes events at `first, first+1, ...`, not synced: they are durable
+    /// once a later [`OutboxStore::sync`] has returned.
+    pub fn write(&self, first: u64, events: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OutboxError> {
         let mut batch = WriteBatch::default();
         for (i, (key, payload)) in events.iter().enumerate() {
             batch.put(key_of(first + i as u64), encode(key, payload));
         }
-        let mut opts = WriteOptions::default();
-        opts.set_sync(true);
-        self.db.write_opt(batch, &opts).map_err(OutboxError::Write)
+        self.db.write(batch).map_err(OutboxError::Write)
+    }
+
+    /// Makes everything written before this call durable (one fdatasync of
+    /// the WAL): once it has returned, a crash of the proxy loses none of it.
+    pub fn sync(&self) -> Result<(), OutboxError> {
+        self.db.flush_wal(true).map_err(OutboxError::Write)?;
+        self.syncs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// How many syncs succeeded since it was opened.
+    #[cfg(test)]
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Writes events at `first, first+1, ...` and syncs them.
+    #[cfg(test)]
+    pub fn append(&self, first: u64, events: &[(Vec<u8>, Vec<u8>)]) -> Result<(), OutboxError> {
+        self.write(first, events)?;
+        self.sync()
     }
 
     /// Up to `max` events from `from` on, in order.
@@ -242,6 +291,33 @@ mod tests {
         let (store, state) = OutboxStore::open(dir.path()).unwrap();
         assert_eq!((state.first, state.next), (2, 2));
         assert!(store.read(0, 10).unwrap().is_empty());
+    }
+
+    #[test]
+    fn what_follows_a_hole_left_by_a_crash_is_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, _) = OutboxStore::open(dir.path()).unwrap();
+            store.append(0, &[ev(0), ev(1), ev(2)]).unwrap();
+            // As if a crash lost the burst at 3..5 but kept the next one.
+            store.append(5, &[ev(5), ev(6)]).unwrap();
+        }
+        let (store, state) = OutboxStore::open(dir.path()).unwrap();
+        assert_eq!((state.first, state.next), (0, 3));
+        assert_eq!(state.bytes, (0..3).map(|i| 10 + i as u64 + 9).sum::<u64>());
+        drop(store);
+        // Gone for good, not only skipped: the next run sees the same.
+        let (store, state) = OutboxStore::open(dir.path()).unwrap();
+        assert_eq!((state.first, state.next), (0, 3));
+        assert_eq!(
+            store
+                .read(0, 100)
+                .unwrap()
+                .iter()
+                .map(|q| q.seq)
+                .collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
     }
 
     #[test]
