@@ -887,6 +887,27 @@ impl Store {
         Ok(())
     }
 
+    /// Flushes and compactions RocksDB is running or has pending, over all
+    /// column families: what competes with reads for the disk and the CPU
+    /// (benchmarks wait for none before they measure).
+    pub fn background_work(&self) -> Result<u64, StoreError> {
+        let mut busy = 0;
+        for name in ALL_CFS {
+            for property in [
+                "rocksdb.num-running-flushes",
+                "rocksdb.num-running-compactions",
+                "rocksdb.compaction-pending",
+                "rocksdb.mem-table-flush-pending",
+            ] {
+                busy += self
+                    .db
+                    .property_int_value_cf(self.cf(name), property)?
+                    .unwrap_or(0);
+            }
+        }
+        Ok(busy)
+    }
+
     /// Number of leaves in the published tree.
     pub fn size(&self) -> u64 {
         self.read_head().size

@@ -159,9 +159,13 @@ kafka_up() {
   VIGIL_BIN="$bin" deploy/local-stack.sh start "$work/stack" >"$work/stack.out" 2>&1 \
     || { cat "$work/stack.out" >&2; exit 1; }
 }
+# Stops the stack and waits until its processes have exited (`stop` removes
+# the pid files at once; a proxy still shutting down holds its outbox's lock).
 kafka_down() {
+  local pids=() p
+  for p in "$work"/stack/*.pid; do [ -f "$p" ] && pids+=("$(cat "$p")"); done
   deploy/local-stack.sh stop "$work/stack" >/dev/null 2>&1 || true
-  for p in "$work"/stack/*.pid; do [ -f "$p" ] || continue; while kill -0 "$(cat "$p")" 2>/dev/null; do sleep 0.1; done; done 2>/dev/null || true
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.1; done; done
 }
 # Waits until the ledger's signed size stops growing (it has appended what
 # the proxy shipped), at most two minutes.
@@ -239,7 +243,8 @@ for workload in select tpcb; do
 done
 python3 - "$results" <<'PY'
 import statistics, sys
-rows = [line.split() for line in open(sys.argv[1]) if line.strip()]
+# A run that failed (its target did not start) leaves a row without figures.
+rows = [r for r in (line.split() for line in open(sys.argv[1])) if len(r) >= 7]
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 def cell(workload, clients, name, column):
     values = [float(r[column]) for r in rows

@@ -1,31 +1,33 @@
-//! The embedded in-process bus: a bounded channel from every proxy session to
-//! the ledger's appender, with a per-event acknowledgement.
+//! The embedded in-process bus: a bounded queue from every proxy session to
+//! the ledger's appender ([`crate::quiet`]: a record nobody waits for does
+//! not wake it), with a per-event acknowledgement.
 
-use tokio::sync::mpsc;
 use vigil_proto::events::Event;
 use vigil_proxy_core::sink::{
     EventSink, Handover, HandoverFuture, OnRecorded, RecordFuture, SinkError,
 };
 
 use crate::delivery::Ack;
+use crate::group_commit::awaited_inline;
+use crate::quiet::{self, QuietReceiver, QuietSender, SendError, TrySendError};
 use crate::{Delivery, Subscriber};
 
 /// The publishing side; cheap to clone, shared by all sessions.
 #[derive(Clone, Debug)]
 pub struct EmbeddedBus {
-    tx: mpsc::Sender<Delivery>,
+    tx: QuietSender<Delivery>,
 }
 
 /// The consuming side, owned by the ledger's appender.
 #[derive(Debug)]
 pub struct EmbeddedSubscriber {
-    rx: mpsc::Receiver<Delivery>,
+    rx: QuietReceiver<Delivery>,
 }
 
 /// A bus holding at most `capacity` unacknowledged-and-unread events; past
 /// that, publishers wait (backpressure instead of unbounded memory).
 pub fn embedded(capacity: usize) -> (EmbeddedBus, EmbeddedSubscriber) {
-    let (tx, rx) = mpsc::channel(capacity);
+    let (tx, rx) = quiet::quiet(capacity);
     (EmbeddedBus { tx }, EmbeddedSubscriber { rx })
 }
 
@@ -35,17 +37,18 @@ impl EmbeddedBus {
     /// full bus leaves the enqueueing to the returned future (the caller
     /// waits there: backpressure).
     fn hand_over(&self, delivery: Delivery) -> Option<HandoverFuture> {
-        match self.tx.try_send(delivery) {
+        let awaited = awaited_inline(&delivery.event);
+        match self.tx.try_send(delivery, awaited) {
             Ok(()) => None,
-            Err(mpsc::error::TrySendError::Full(delivery)) => {
-                let tx = self.tx.clone();
+            Err(TrySendError::Full(delivery)) => {
+                let queued = self.tx.send(delivery, awaited);
                 Some(Box::pin(async move {
-                    if let Err(mpsc::error::SendError(delivery)) = tx.send(delivery).await {
+                    if let Err(SendError(delivery)) = queued.await {
                         delivery.ack(Err(stopped()));
                     }
                 }))
             }
-            Err(mpsc::error::TrySendError::Closed(delivery)) => {
+            Err(TrySendError::Closed(delivery)) => {
                 delivery.ack(Err(stopped()));
                 None
             }
@@ -82,11 +85,7 @@ impl EmbeddedSubscriber {
     /// the ledger appends them as one group commit. `None` once every
     /// publisher is gone.
     pub async fn recv_batch(&mut self, max: usize) -> Option<Vec<Delivery>> {
-        let mut batch = Vec::with_capacity(max.min(1024));
-        if self.rx.recv_many(&mut batch, max).await == 0 {
-            return None;
-        }
-        Some(batch)
+        self.rx.recv_many(max).await
     }
 }
 
@@ -97,6 +96,12 @@ impl Subscriber for EmbeddedSubscriber {
 
     fn has_ready(&self) -> bool {
         !self.rx.is_empty()
+    }
+
+    async fn next_batch(&mut self, max: usize) -> Option<Vec<Delivery>> {
+        self.rx
+            .next_batch(max, |d: &Delivery| awaited_inline(&d.event))
+            .await
     }
 }
 

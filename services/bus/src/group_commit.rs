@@ -6,11 +6,13 @@
 //! covers every batch written before that sync began. Two things here keep
 //! the number of syncs per statement low:
 //!
-//! - [`with_company`]: a batch holding only events nobody waits on
-//!   (a Response, SessionClosed, ...) waits up to [`LAZY_WAIT`] for an event
-//!   somebody does wait on, and is synced with it. Without it a lone
-//!   session pays two syncs a statement: its Response is synced on its own,
-//!   and the next statement's Request queues behind that sync.
+//! - A batch holding only events nobody waits on (a Response,
+//!   SessionClosed, ...) waits up to [`LAZY_WAIT`] for an event somebody
+//!   does wait on, and is synced with it ([`crate::quiet`] for the embedded
+//!   bus and the outbox, [`crate::Subscriber::next_batch`] for the others).
+//!   Without it a lone session pays two syncs a statement: its Response is
+//!   synced on its own, and the next statement's Request queues behind that
+//!   sync.
 //! - [`Committer`]: when more is already waiting, a written batch's sync
 //!   runs on a second thread (the syncer) while the writer takes and writes
 //!   the next batch; when nothing waits (one client), the writer syncs
@@ -42,27 +44,6 @@ pub fn awaited_inline(event: &Event) -> bool {
             | Some(Kind::CancelRequested(_))
             | Some(Kind::LoginRefused(_))
     )
-}
-
-/// Completes a batch taken from a queue: if nothing in `batch` is
-/// `awaited`, whatever `more(room)` yields within [`LAZY_WAIT`] joins it,
-/// until something awaited arrives, the batch holds `max`, or `more` says
-/// the queue has ended.
-pub async fn with_company<T>(
-    mut batch: Vec<T>,
-    max: usize,
-    awaited: impl Fn(&T) -> bool,
-    mut more: impl AsyncFnMut(usize) -> Option<Vec<T>>,
-) -> Vec<T> {
-    let deadline = tokio::time::Instant::now() + LAZY_WAIT;
-    while batch.len() < max && !batch.iter().any(&awaited) {
-        match tokio::time::timeout_at(deadline, more(max - batch.len())).await {
-            Ok(Some(arrived)) => batch.extend(arrived),
-            // Timed out, or the queue has ended: sync what there is.
-            Ok(None) | Err(_) => break,
-        }
-    }
-    batch
 }
 
 /// How written batches become durable. Implemented by the ledger's
@@ -102,6 +83,16 @@ impl<D: Durability> Committer<D> {
             }
         };
         Self { durable, syncer }
+    }
+
+    /// Syncs every batch on the writer's thread: for a writer whose write
+    /// is light, where a syncer's hand-overs would cost more than the
+    /// overlap gains (the outbox's, measured).
+    pub fn inline(durable: Arc<D>) -> Self {
+        Self {
+            durable,
+            syncer: None,
+        }
     }
 
     /// Makes `written` durable and answers it: on the syncer's thread when
@@ -160,18 +151,18 @@ struct RefuseOnExit<'a, D: Durability> {
 
 impl<D: Durability> Drop for RefuseOnExit<'_, D> {
     fn drop(&mut self) {
-        let abandoned = {
-            let mut queue = self.shared.lock();
-            queue.dead = true;
-            queue.busy = false;
-            std::mem::take(&mut queue.waiting)
-        };
+        let mut queue = self.shared.lock();
+        let abandoned = std::mem::take(&mut queue.waiting);
         // A panic may have dropped the batches it was syncing unanswered
         // (their publishers learn it from the dropped acknowledgement):
-        // the writer is told even when nothing else was waiting.
+        // the writer is told even when nothing else was waiting. Under the
+        // lock, so that the writer cannot sync a later batch on its own
+        // thread before the refusal has taken effect.
         if !abandoned.is_empty() || std::thread::panicking() {
             self.durable.refuse(abandoned, "the syncer stopped");
         }
+        queue.dead = true;
+        queue.busy = false;
     }
 }
 
@@ -311,44 +302,5 @@ mod tests {
     fn only_background_records_wait_for_company() {
         assert!(awaited_inline(&event(Kind::Request(Request::default()))));
         assert!(!awaited_inline(&event(Kind::Response(Response::default()))));
-    }
-
-    #[tokio::test]
-    async fn a_batch_of_background_records_waits_for_an_awaited_one() {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<bool>();
-        // A Response alone, then within the wait a Request: one batch.
-        tx.send(true).unwrap();
-        let batch = with_company(
-            vec![false],
-            64,
-            |&a| a,
-            async |room| {
-                let mut got = Vec::new();
-                (rx.recv_many(&mut got, room).await > 0).then_some(got)
-            },
-        )
-        .await;
-        assert_eq!(batch, vec![false, true]);
-        // A Response alone and nothing after it: synced once the wait is over.
-        let batch = with_company(
-            vec![false],
-            64,
-            |&a| a,
-            async |room| {
-                let mut got = Vec::new();
-                (rx.recv_many(&mut got, room).await > 0).then_some(got)
-            },
-        )
-        .await;
-        assert_eq!(batch, vec![false]);
-        // An awaited event is never held back.
-        let batch = with_company(
-            vec![true],
-            64,
-            |&a| a,
-            async |_| unreachable!("an awaited batch takes nothing more"),
-        )
-        .await;
-        assert_eq!(batch, vec![true]);
     }
 }

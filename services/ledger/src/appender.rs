@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use vigil_bus::group_commit::{self, Committer, Durability};
+use vigil_bus::group_commit::{Committer, Durability};
 use vigil_bus::Subscriber;
 use vigil_ledger::{NewEntry, Store};
 use vigil_proto::events::{event::Kind, Event};
@@ -29,19 +29,6 @@ use crate::gaps::SequenceWatch;
 
 /// Largest batch one group commit takes.
 pub const MAX_BATCH: usize = 4096;
-
-/// The next batch: everything waiting, and if none of it is awaited inline,
-/// whatever else arrives within [`group_commit::LAZY_WAIT`].
-async fn next_batch(bus: &mut impl Subscriber) -> Option<Vec<vigil_bus::Delivery>> {
-    let batch = bus.recv_batch(MAX_BATCH).await?;
-    let awaited = |d: &vigil_bus::Delivery| group_commit::awaited_inline(&d.event);
-    Some(
-        group_commit::with_company(batch, MAX_BATCH, awaited, async |room| {
-            bus.recv_batch(room).await
-        })
-        .await,
-    )
-}
 
 /// Turns an event into what the log stores: the leaf commits to the id, time
 /// and kind; `body`, the protobuf bytes as they arrived, becomes the
@@ -117,7 +104,7 @@ async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
         metrics: metrics.clone(),
     });
     let committer = Committer::start("vigil-syncer", durable);
-    while let Some(batch) = next_batch(&mut bus).await {
+    while let Some(batch) = bus.next_batch(MAX_BATCH).await {
         let started = std::time::Instant::now();
         metrics.events.observe(batch.len() as f64);
         let Some((entries, written)) = to_entries(batch) else {

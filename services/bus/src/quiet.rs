@@ -1,0 +1,222 @@
+//! A bounded queue from publishers to a writer's thread whose reader is not
+//! woken by records nobody waits for.
+//!
+//! Behind the embedded bus and the outbox's writer. A statement at one
+//! client makes two records: its Request, which the session waits for, and
+//! its Response, which it does not. With a plain channel each woke the
+//! writer: the Response to wait for company ([`crate::group_commit`]), the
+//! next Request to end that wait. Here, for [`LAZY_WAIT`] after it last took
+//! a batch, the reader is woken only by an awaited record (or by the time
+//! running out), so the Response is taken along with the Request that
+//! follows it, for one wake-up a statement instead of two.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::time::Instant;
+
+use crate::group_commit::LAZY_WAIT;
+
+pub use tokio::sync::mpsc::error::{SendError, TrySendError};
+
+/// The publishing side. Cheap to clone.
+#[derive(Debug)]
+pub struct QuietSender<T> {
+    tx: mpsc::Sender<T>,
+    awaited: Arc<Notify>,
+}
+
+impl<T> Clone for QuietSender<T> {
+    fn clone(&self) -> Self {
+        Self {
+            tx: self.tx.clone(),
+            awaited: self.awaited.clone(),
+        }
+    }
+}
+
+/// The reading side, owned by the writer.
+#[derive(Debug)]
+pub struct QuietReceiver<T> {
+    rx: mpsc::Receiver<T>,
+    awaited: Arc<Notify>,
+}
+
+/// A queue of at most `capacity` records.
+pub fn quiet<T>(capacity: usize) -> (QuietSender<T>, QuietReceiver<T>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    let awaited = Arc::new(Notify::new());
+    (
+        QuietSender {
+            tx,
+            awaited: awaited.clone(),
+        },
+        QuietReceiver { rx, awaited },
+    )
+}
+
+impl<T> QuietSender<T> {
+    /// Enqueues now if there is room. Only an `awaited` record (its
+    /// publisher waits for it) wakes a reader that is waiting quietly.
+    pub fn try_send(&self, item: T, awaited: bool) -> Result<(), TrySendError<T>> {
+        self.tx.try_send(item)?;
+        if awaited {
+            self.awaited.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Enqueues once there is room.
+    pub fn send(&self, item: T, awaited: bool) -> impl Future<Output = Result<(), SendError<T>>> {
+        let (tx, notify) = (self.tx.clone(), self.awaited.clone());
+        async move {
+            tx.send(item).await?;
+            if awaited {
+                notify.notify_one();
+            }
+            Ok(())
+        }
+    }
+}
+
+impl<T> QuietReceiver<T> {
+    /// Waits for at least one record, then takes up to `max` that are
+    /// ready, awaited or not. `None` once every sender is gone and nothing
+    /// is left.
+    pub async fn recv_many(&mut self, max: usize) -> Option<Vec<T>> {
+        let mut batch = Vec::with_capacity(max.min(1024));
+        (self.rx.recv_many(&mut batch, max).await > 0).then_some(batch)
+    }
+
+    /// Whether records wait to be taken now.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// The next batch to commit, up to `max` records: at once when one of
+    /// them is `awaited`; otherwise what arrived by [`LAZY_WAIT`] from now
+    /// (or, when nothing at all was waiting, from the first arrival).
+    /// `None` once every sender is gone and nothing is left.
+    pub async fn next_batch(&mut self, max: usize, awaited: impl Fn(&T) -> bool) -> Option<Vec<T>> {
+        let mut batch = Vec::new();
+        // Until then only an awaited record wakes this reader.
+        let mut quiet_until = Instant::now() + LAZY_WAIT;
+        loop {
+            let open = self.take_ready(&mut batch, max);
+            if batch.len() >= max || batch.iter().any(&awaited) {
+                return Some(batch);
+            }
+            if !open {
+                return (!batch.is_empty()).then_some(batch);
+            }
+            if Instant::now() < quiet_until {
+                // A permit left by an awaited record that arrived since the
+                // last wait ends this at once; a stale one only loops.
+                let _ = tokio::time::timeout_at(quiet_until, self.awaited.notified()).await;
+                continue;
+            }
+            if !batch.is_empty() {
+                // Records nobody waits for, held long enough.
+                return Some(batch);
+            }
+            // Idle: any record wakes the reader, and what it brings waits
+            // quietly for company from now.
+            if self.rx.recv_many(&mut batch, max).await == 0 {
+                return None;
+            }
+            quiet_until = Instant::now() + LAZY_WAIT;
+        }
+    }
+
+    /// Moves what is queued into `batch`, up to `max`; `false` once every
+    /// sender is gone and the queue is empty.
+    fn take_ready(&mut self, batch: &mut Vec<T>, max: usize) -> bool {
+        while batch.len() < max {
+            match self.rx.try_recv() {
+                Ok(item) => batch.push(item),
+                Err(mpsc::error::TryRecvError::Empty) => return true,
+                Err(mpsc::error::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records are numbers; even ones are awaited.
+    fn awaited(n: &u32) -> bool {
+        n.is_multiple_of(2)
+    }
+
+    #[tokio::test]
+    async fn an_awaited_record_is_taken_at_once_with_what_waited_before_it() {
+        let (tx, mut rx) = quiet::<u32>(16);
+        tx.try_send(1, false).unwrap();
+        tx.try_send(3, false).unwrap();
+        tx.try_send(4, true).unwrap();
+        assert_eq!(rx.next_batch(16, awaited).await, Some(vec![1, 3, 4]));
+    }
+
+    #[tokio::test]
+    async fn a_record_nobody_waits_for_waits_for_the_next_awaited_one() {
+        let (tx, mut rx) = quiet::<u32>(16);
+        let publisher = tokio::spawn(async move {
+            tx.try_send(1, false).unwrap();
+            tokio::time::sleep(LAZY_WAIT / 4).await;
+            tx.try_send(2, true).unwrap();
+            tx
+        });
+        assert_eq!(rx.next_batch(16, awaited).await, Some(vec![1, 2]));
+        drop(publisher.await.unwrap());
+        assert_eq!(rx.next_batch(16, awaited).await, None);
+    }
+
+    #[tokio::test]
+    async fn records_nobody_waits_for_are_taken_after_the_wait_without_company() {
+        let (tx, mut rx) = quiet::<u32>(16);
+        tx.try_send(1, false).unwrap();
+        let started = Instant::now();
+        assert_eq!(rx.next_batch(16, awaited).await, Some(vec![1]));
+        // Held back (a lower bound only: never taken early).
+        assert!(started.elapsed() >= LAZY_WAIT);
+        // Idle, then a lazy record: it waits from its arrival, and is not lost.
+        let later = tokio::spawn(async move {
+            tokio::time::sleep(LAZY_WAIT * 2).await;
+            tx.try_send(3, false).unwrap();
+            tx
+        });
+        assert_eq!(rx.next_batch(16, awaited).await, Some(vec![3]));
+        drop(later.await.unwrap());
+        assert_eq!(rx.next_batch(16, awaited).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_batch_stops_at_its_maximum_and_the_rest_follows_in_order() {
+        let (tx, mut rx) = quiet::<u32>(16);
+        for n in [1, 3, 5, 7, 9] {
+            tx.try_send(n, false).unwrap();
+        }
+        assert_eq!(rx.next_batch(3, awaited).await, Some(vec![1, 3, 5]));
+        drop(tx);
+        assert_eq!(rx.next_batch(3, awaited).await, Some(vec![7, 9]));
+        assert_eq!(rx.next_batch(3, awaited).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_takes_a_record_once_there_is_room() {
+        let (tx, mut rx) = quiet::<u32>(1);
+        tx.try_send(1, false).unwrap();
+        assert!(matches!(tx.try_send(2, true), Err(TrySendError::Full(2))));
+        let waiting = tokio::spawn(tx.send(2, true));
+        let mut seen = Vec::new();
+        while seen.len() < 2 {
+            seen.extend(rx.next_batch(8, awaited).await.unwrap());
+        }
+        assert_eq!(seen, vec![1, 2]);
+        waiting.await.unwrap().unwrap();
+    }
+}
