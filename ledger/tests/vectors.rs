@@ -25,7 +25,7 @@ fn testdata() -> PathBuf {
         None => std::env::var_os("CARGO_MANIFEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).to_path_buf())
-            .join("../../shared/testdata/tlog"),
+            .join("tests/vectors/tlog"),
     }
 }
 
