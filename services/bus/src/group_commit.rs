@@ -13,10 +13,12 @@
 //!   Without it a lone session pays two syncs a statement: its Response is
 //!   synced on its own, and the next statement's Request queues behind that
 //!   sync.
-//! - [`Committer`]: when more is already waiting, a written batch's sync
-//!   runs on a second thread (the syncer) while the writer takes and writes
-//!   the next batch; when nothing waits (one client), the writer syncs
-//!   itself, so a lone statement pays no extra hand-over.
+//! - [`Committer`]: for the appender, when more is already waiting, a
+//!   written batch's sync runs on a second thread (the syncer) while the
+//!   writer takes and writes the next batch; when nothing waits (one
+//!   client), the writer syncs itself, so a lone statement pays no extra
+//!   hand-over. The outbox, whose write is light, always syncs itself
+//!   (`Committer::inline`).
 //!
 //! What holds either way: no publisher is answered before a sync that began
 //! after its batch was written, and batches are answered in the order they
