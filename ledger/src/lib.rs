@@ -8,6 +8,7 @@
 //! - [`rotation`]: signing-key rotations an auditor can follow.
 //! - [`tile`]: C2SP tlog-tiles paths and entry bundles.
 //! - [`store`]: the durable RocksDB log; [`bottom`]: its bottom tree levels, stored by tile.
+//! - `sealing`: an append's per-entry hashing and sealing, on several cores for a large batch.
 //! - [`bodycrypt`]: encryption at rest of event bodies, with key rotation.
 
 pub mod bodycrypt;
@@ -19,6 +20,7 @@ pub mod leaf;
 pub mod note;
 pub mod proof;
 pub mod rotation;
+mod sealing;
 pub mod store;
 pub mod tile;
 pub mod tree;

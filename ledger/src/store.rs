@@ -35,7 +35,6 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
-use rand::RngCore as _;
 use rocksdb::{
     ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Options, WriteBatch, WriteOptions, DB,
 };
@@ -44,9 +43,10 @@ use crate::bodycrypt::{BodyCryptError, Keyring};
 use crate::bottom::{self, EdgeTile, BOTTOM_LEVELS, TILE_LEAVES};
 use crate::checkpoint::Checkpoint;
 use crate::hash::{leaf_hash, Hash};
-use crate::leaf::{body_commitment, stream_position, LeafError, LeafRecord};
+use crate::leaf::{LeafError, LeafRecord};
 use crate::note::{NoteError, NoteSigner};
 use crate::proof::ProofError;
+use crate::sealing;
 use crate::tile::{encode_entry_bundle, MAX_TILE_LEVEL, TILE_HEIGHT, TILE_WIDTH};
 use crate::tree::{self, Frontier, NodeSource};
 
@@ -774,8 +774,10 @@ impl Store {
             batch,
             upper,
         } = staged;
+        // In order: which entries are new, and the index each one gets.
         let mut seen: HashMap<[u8; 16], u64> = HashMap::new();
         let mut out = Vec::with_capacity(entries.len());
+        let mut fresh = Vec::with_capacity(entries.len());
         for e in entries {
             let existing = match seen.get(&e.event_id) {
                 Some(&i) => Some(i),
@@ -788,32 +790,31 @@ impl Store {
                 });
                 continue;
             }
-            let index = next.size();
-            let mut salt = [0u8; 32];
-            // A CSPRNG seeded from the OS, without a syscall per salt.
-            rand::thread_rng().fill_bytes(&mut salt);
-            let data = LeafRecord {
-                event_id: e.event_id,
-                time_unix_nanos: e.time_unix_nanos,
-                kind: e.kind,
-                commitment: body_commitment(&salt, &e.body),
-                position: Some(stream_position(&e.session_id, e.seq)),
-            }
-            .try_encode()?;
+            let index = next.size() + fresh.len() as u64;
+            seen.insert(e.event_id, index);
+            out.push(Appended {
+                index,
+                duplicate: false,
+            });
+            fresh.push((index, e));
+        }
+        // In any order, on several cores for a large batch: salts, hashes, seals.
+        let sealed = sealing::seal_all(&self.keyring, &fresh)?;
+        assert_eq!(sealed.len(), fresh.len(), "one sealed entry per fresh one");
+        // In order again: the tree and the batch.
+        for ((index, e), s) in fresh.iter().zip(sealed) {
+            assert_eq!(*index, next.size(), "entries reach the tree in index order");
             let key = index.to_be_bytes();
-            let mut plain = Vec::with_capacity(32 + e.body.len());
-            plain.extend_from_slice(&salt);
-            plain.extend_from_slice(&e.body);
-            batch.put_cf(self.cf(CF_LEAVES), key, &data);
-            batch.put_cf(self.cf(CF_BODIES), key, self.keyring.seal(index, &plain));
+            batch.put_cf(self.cf(CF_LEAVES), key, &s.leaf);
+            batch.put_cf(self.cf(CF_BODIES), key, &s.body);
             batch.put_cf(self.cf(CF_EVENT_IDS), e.event_id, key);
-            batch.put_cf(self.cf(CF_BY_TIME), time_key(e.time_unix_nanos, index), []);
+            batch.put_cf(self.cf(CF_BY_TIME), time_key(e.time_unix_nanos, *index), []);
             for (cf, term) in [(CF_BY_SESSION, &e.session_id), (CF_BY_SUBJECT, &e.subject)] {
                 if !term.is_empty() && term.len() <= MAX_INDEX_TERM_LEN {
-                    batch.put_cf(self.cf(cf), term_key(term, index), []);
+                    batch.put_cf(self.cf(cf), term_key(term, *index), []);
                 }
             }
-            for (level, idx, h) in next.push(leaf_hash(&data)) {
+            for (level, idx, h) in next.push(s.leaf_hash) {
                 if level < BOTTOM_LEVELS {
                     if let Some(tile) = edge.push(level, idx, h) {
                         batch.put_cf(self.cf(CF_NODES), bottom_tile_key(edge.tile() - 1), tile);
@@ -825,11 +826,6 @@ impl Store {
                     upper.push((level, idx, h));
                 }
             }
-            seen.insert(e.event_id, index);
-            out.push(Appended {
-                index,
-                duplicate: false,
-            });
         }
         Ok(out)
     }

@@ -150,6 +150,60 @@ fn dedup_across_and_within_batches() {
     assert_eq!(store.size(), 4);
 }
 
+/// A batch large enough to be sealed on several threads (>= 64 KiB of
+/// bodies), holding an id already stored and one twice: every fresh entry
+/// gets the next index with its own body, leaf and index keys, in order,
+/// and the tree is the one its leaves make.
+#[test]
+fn a_large_batch_sealed_on_several_threads_keeps_every_entry_at_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append_batch(vec![entry(0), entry(1)]).unwrap();
+    let big = |n: u32| NewEntry {
+        body: vec![n as u8; 1024 + n as usize],
+        ..entry(n)
+    };
+    let mut batch: Vec<NewEntry> = (2..302).map(big).collect();
+    batch.insert(100, entry(1));
+    batch.insert(200, big(150));
+    let res = store.append_batch(batch).unwrap();
+    assert_eq!(res.len(), 302);
+    assert_eq!(
+        (
+            res[100].index,
+            res[100].duplicate,
+            res[200].index,
+            res[200].duplicate
+        ),
+        (1, true, 150, true)
+    );
+    let fresh: Vec<u64> = res
+        .iter()
+        .filter(|a| !a.duplicate)
+        .map(|a| a.index)
+        .collect();
+    assert_eq!(fresh, (2..302).collect::<Vec<u64>>());
+    assert_eq!(store.size(), 302);
+    for n in 2..302u32 {
+        let index = u64::from(n);
+        let (salt, body) = present(&store, index);
+        assert_eq!(body, big(n).body, "body at {index}");
+        let leaf = LeafRecord::decode(&store.leaf(index).unwrap().unwrap()).unwrap();
+        assert_eq!(leaf.event_id, entry(n).event_id);
+        assert_eq!(leaf.commitment, body_commitment(&salt, &body));
+        assert_eq!(store.index_of(&entry(n).event_id).unwrap(), Some(index));
+    }
+    assert_eq!(store.root(), root_from_leaf_hashes(&leaf_hashes(&store)));
+    let bob = store
+        .find(
+            &vigil_ledger::EntryFilter::Subject("bob".into()),
+            None,
+            1000,
+        )
+        .unwrap();
+    assert_eq!(bob.indexes, (1..302).step_by(2).collect::<Vec<u64>>());
+}
+
 #[test]
 fn reopen_keeps_size_root_and_continues() {
     let dir = tempfile::tempdir().unwrap();
