@@ -22,8 +22,9 @@
 # transaction, at 1 and 16 clients. The four targets run one after the other,
 # ROUNDS times over (alternated, so that a slow minute of this shared machine
 # hits every target alike); the table gives each target's median over the
-# rounds: tps, ratios, the median latency each adds, and Vigil's CPU time per
-# statement (its one process: proxy and ledger, from /proc).
+# rounds: tps, ratios, the median latency each adds, and each proxy's CPU
+# time per statement (from /proc: Vigil's one process, proxy and ledger; the
+# relay's and PgBouncer's, which is what the hop alone costs).
 #
 # It first prints the limits of this machine: a synced 1 KiB write appending
 # to a file and overwriting one (fdatasync; every statement Vigil records
@@ -69,7 +70,8 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # --- relay
 RELAY_PORT=$(free_port)
 "$BIN/vigil-tcp-relay" "127.0.0.1:$RELAY_PORT" 127.0.0.1:5432 >/dev/null &
-pids+=($!)
+PID_relay=$!
+pids+=("$PID_relay")
 
 # --- pgbouncer (refuses to run as root: run it as postgres)
 BOUNCER_PORT=$(free_port)
@@ -180,11 +182,14 @@ kafka_settle() {
 }
 
 CLK_TCK=$(getconf CLK_TCK)
-# CPU time (µs) Vigil's processes have used so far, all threads: `vigil up`,
-# or the Kafka deployment's proxy and ledgers.
+# CPU time (µs) a target's processes have used so far, all threads: `vigil
+# up`, the Kafka deployment's proxy and ledgers, the relay or PgBouncer (the
+# last two: what one hop costs any proxy, the floor under Vigil's figure).
 vigil_cpu_us() {
   local files=("/proc/$PID_vigil/stat")
   [ "$1" = baseline ] && files=("/proc/$PID_baseline/stat")
+  [ "$1" = relay ] && files=("/proc/$PID_relay/stat")
+  [ "$1" = pgbouncer ] && files=("/proc/$(cat "$work/pgbouncer.pid")/stat")
   if [ "${1%-base}" = kafka ]; then
     files=()
     for p in proxy-a ledger ledger-standby; do files+=("/proc/$(cat "$work/stack/$p.pid")/stat"); done
@@ -193,7 +198,7 @@ vigil_cpu_us() {
 }
 
 # run NAME PORT USER PASSWORD CLIENTS WORKLOAD -> "tps p50_us cpu_us_per_statement"
-# (the CPU figure only for vigil; "-" otherwise)
+# (the CPU figure "-" for direct)
 run() {
   local name=$1 port=$2 user=$3 pw=$4 clients=$5 workload=$6
   local dir="$work/log-$name-$clients-$workload-$RANDOM"; mkdir -p "$dir"; chmod 777 "$dir"
@@ -204,14 +209,14 @@ run() {
   local stack=0
   [ "${name%-base}" = kafka ] && stack=1
   [ "$stack" = 1 ] && kafka_up "$name"
-  case "$name" in vigil|baseline|kafka|kafka-base) cpu_before=$(vigil_cpu_us "$name");; esac
+  [ "$name" != direct ] && cpu_before=$(vigil_cpu_us "$name")
   local out
   out=$(cd "$dir" && PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n $flag -M "$MODE" \
         -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || {
     echo "$out" >&2; [ "$stack" = 1 ] && kafka_down; echo "0 0 -"; return; }
   local cpu="-"
   [ "$stack" = 1 ] && kafka_settle
-  if [ "$name" != direct ] && [ "$name" != relay ] && [ "$name" != pgbouncer ]; then
+  if [ "$name" != direct ]; then
     local txs
     txs=$(echo "$out" | grep -Eo 'transactions actually processed: [0-9]+' | awk '{print $4}')
     cpu=$(awk -v a="$cpu_before" -v b="$(vigil_cpu_us "$name")" -v n="$txs" -v k="$per_tx" 'BEGIN {printf "%.1f", (b - a) / (n * k)}')
