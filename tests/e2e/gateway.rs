@@ -901,3 +901,77 @@ fn concurrent_sessions_raise_no_sequence_gap_alarm() {
         "{page}"
     );
 }
+
+/// The ledger's RocksDB fails for real: every file `vigil up` writes is
+/// limited to 2 MiB, so once the ledger's write-ahead log reaches that, its
+/// next write fails with EFBIG, as on a full disk. From then on the gateway
+/// fails closed: the statement whose record failed gets 57P03 and no
+/// result, no write whose record is not durable reaches the database, and
+/// a new session gets nothing through either.
+#[test]
+fn a_failing_ledger_disk_ends_sessions_with_57p03_and_no_write_reaches_the_database() {
+    let table = "vigil_e2e_failing_ledger";
+    let setup = vigil_tests::direct_psql_setup(&format!(
+        "CREATE TABLE IF NOT EXISTS {table} (n int); TRUNCATE {table};"
+    ));
+    assert!(setup.status.success(), "{}", show(&setup));
+    let gw = Gateway::start_with_file_limit(GatewaySpec::new(), 2 << 20);
+    // Far more statements than 2 MiB of log can record (about a KiB an
+    // entry, two entries a statement).
+    let script: String = (1..=20_000)
+        .map(|n| format!("SELECT count(*) FROM {table};\nINSERT INTO {table} VALUES ({n});\n"))
+        .collect();
+    // From a file: psql stops reading at the first error.
+    let script_path = gw.dir.path().join("statements.sql");
+    std::fs::write(&script_path, script).unwrap();
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &[
+            "-A",
+            "-t",
+            "-v",
+            "VERBOSITY=verbose",
+            "-f",
+            &script_path.display().to_string(),
+        ],
+    );
+    assert!(
+        !out.status.success(),
+        "psql stopped at an error: {}",
+        show(&out)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("57P03"), "the refusal is 57P03: {stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let inserted = stdout.lines().filter(|l| *l == "INSERT 0 1").count();
+    assert!(
+        inserted > 10,
+        "the ledger took statements first: {stdout:.300}"
+    );
+    assert!(inserted < 20_000, "the limit was reached");
+    // Exactly the writes the client saw succeed are in the table: the one
+    // whose record failed never ran.
+    let count = |what: &str| {
+        let out = vigil_tests::direct_psql(&format!("SELECT count(*) FROM {table}"));
+        assert!(out.status.success(), "{what}: {}", show(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<usize>()
+            .unwrap()
+    };
+    assert_eq!(count("after the script"), inserted);
+    // A new session: nothing reaches the database either.
+    let again = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &["-c", &format!("INSERT INTO {table} VALUES (-1)")],
+    );
+    assert!(!again.status.success(), "refused: {}", show(&again));
+    assert_eq!(count("after a new session"), inserted);
+    let log = gw.stderr();
+    assert!(
+        log.contains("ledger append failed") || log.contains("ledger sync failed"),
+        "the gateway says why: {log:.2000}"
+    );
+}

@@ -246,10 +246,38 @@ impl Started {
 /// Starts `vigil <args>` in `dir` (stderr into `dir/<stderr_name>`) and
 /// waits up to 30 s for the stdout line `until`.
 pub fn spawn_vigil(dir: &Path, args: &[String], stderr_name: &str, until: &str) -> Started {
+    let mut command = Command::new(vigil_bin());
+    command.args(args);
+    spawn_vigil_command(dir, command, stderr_name, until)
+}
+
+/// `vigil <args>` that may neither create nor grow any file past
+/// `max_file_bytes` (RLIMIT_FSIZE, SIGXFSZ ignored): a write past it fails
+/// with EFBIG, as on a full disk, for the ledger's RocksDB first of all.
+pub fn vigil_with_file_limit(args: &[String], max_file_bytes: u64) -> Command {
+    let mut command = Command::new("bash");
+    command
+        .args([
+            "-c",
+            r#"trap '' XFSZ; exec prlimit --fsize="$1" -- "${@:2}""#,
+            "bash",
+            &max_file_bytes.to_string(),
+        ])
+        .arg(vigil_bin())
+        .args(args);
+    command
+}
+
+/// [`spawn_vigil`] for a command line of the caller's making.
+pub fn spawn_vigil_command(
+    dir: &Path,
+    mut command: Command,
+    stderr_name: &str,
+    until: &str,
+) -> Started {
     let stderr_path = dir.join(stderr_name);
     let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
-    let mut child = Command::new(vigil_bin())
-        .args(args)
+    let mut child = command
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -298,6 +326,22 @@ impl Gateway {
     /// Starts `vigil` with the given arguments in `dir`, waiting for "vigil is ready".
     pub fn spawn(spec: GatewaySpec, dir: tempfile::TempDir, args: Vec<String>) -> Self {
         let started = spawn_vigil(dir.path(), &args, "vigil.stderr", READY);
+        Gateway {
+            child: started.child,
+            spec,
+            dir,
+            banner: started.banner,
+            stderr_path: started.stderr_path,
+        }
+    }
+
+    /// [`Gateway::start`] with every file vigil writes limited to
+    /// `max_file_bytes` ([`vigil_with_file_limit`]).
+    pub fn start_with_file_limit(spec: GatewaySpec, max_file_bytes: u64) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        spec.write_config(dir.path());
+        let command = vigil_with_file_limit(&Self::config_args(dir.path()), max_file_bytes);
+        let started = spawn_vigil_command(dir.path(), command, "vigil.stderr", READY);
         Gateway {
             child: started.child,
             spec,

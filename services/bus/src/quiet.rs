@@ -175,6 +175,43 @@ mod tests {
         assert_eq!(rx.next_batch(16, awaited).await, None);
     }
 
+    /// On a paused clock (time moves only when every task waits): the
+    /// awaited record's wake-up ends the quiet wait when it arrives, early
+    /// in the wait, not when the wait runs out.
+    #[tokio::test(start_paused = true)]
+    async fn an_awaited_record_wakes_a_quietly_waiting_reader_at_once() {
+        let (tx, mut rx) = quiet::<u32>(16);
+        tx.try_send(1, false).unwrap();
+        let publisher = tokio::spawn(async move {
+            tokio::time::sleep(LAZY_WAIT / 4).await;
+            tx.try_send(2, true).unwrap();
+            tx
+        });
+        let started = Instant::now();
+        assert_eq!(rx.next_batch(16, awaited).await, Some(vec![1, 2]));
+        // The timer wheel rounds the publisher's sleep up to its next
+        // millisecond tick, still short of the wait's end.
+        assert!(started.elapsed() < LAZY_WAIT, "{:?}", started.elapsed());
+        drop(publisher.await.unwrap());
+    }
+
+    /// On a paused clock: a record nobody waits for does not end the quiet
+    /// wait; it is taken with what waited when the wait runs out.
+    #[tokio::test(start_paused = true)]
+    async fn a_record_nobody_waits_for_does_not_wake_a_quietly_waiting_reader() {
+        let (tx, mut rx) = quiet::<u32>(16);
+        tx.try_send(1, false).unwrap();
+        let publisher = tokio::spawn(async move {
+            tokio::time::sleep(LAZY_WAIT / 4).await;
+            tx.try_send(3, false).unwrap();
+            tx
+        });
+        let started = Instant::now();
+        assert_eq!(rx.next_batch(16, awaited).await, Some(vec![1, 3]));
+        assert!(started.elapsed() >= LAZY_WAIT, "{:?}", started.elapsed());
+        drop(publisher.await.unwrap());
+    }
+
     #[tokio::test]
     async fn records_nobody_waits_for_are_taken_after_the_wait_without_company() {
         let (tx, mut rx) = quiet::<u32>(16);
