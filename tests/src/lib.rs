@@ -326,6 +326,10 @@ impl Gateway {
     /// Starts `vigil` with the given arguments in `dir`, waiting for "vigil is ready".
     pub fn spawn(spec: GatewaySpec, dir: tempfile::TempDir, args: Vec<String>) -> Self {
         let started = spawn_vigil(dir.path(), &args, "vigil.stderr", READY);
+        Self::started(spec, dir, started)
+    }
+
+    fn started(spec: GatewaySpec, dir: tempfile::TempDir, started: Started) -> Self {
         Gateway {
             child: started.child,
             spec,
@@ -342,13 +346,7 @@ impl Gateway {
         spec.write_config(dir.path());
         let command = vigil_with_file_limit(&Self::config_args(dir.path()), max_file_bytes);
         let started = spawn_vigil_command(dir.path(), command, "vigil.stderr", READY);
-        Gateway {
-            child: started.child,
-            spec,
-            dir,
-            banner: started.banner,
-            stderr_path: started.stderr_path,
-        }
+        Self::started(spec, dir, started)
     }
 
     /// Kills this gateway and starts it again on the same data directory.
