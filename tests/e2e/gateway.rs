@@ -905,9 +905,9 @@ fn concurrent_sessions_raise_no_sequence_gap_alarm() {
 /// The ledger's RocksDB fails for real: every file `vigil up` writes is
 /// limited to 2 MiB, so once the ledger's write-ahead log reaches that, its
 /// next write fails with EFBIG, as on a full disk. From then on the gateway
-/// fails closed: the statement whose record failed gets 57P03 and no
-/// result, no write whose record is not durable reaches the database, and
-/// a new session gets nothing through either.
+/// fails closed: the statement whose record failed gets 57P03 and never
+/// runs, every write the client saw succeed is in the ledger, and a new
+/// session gets nothing through.
 #[test]
 fn a_failing_ledger_disk_ends_sessions_with_57p03_and_no_write_reaches_the_database() {
     let table = "vigil_e2e_failing_ledger";
@@ -915,11 +915,12 @@ fn a_failing_ledger_disk_ends_sessions_with_57p03_and_no_write_reaches_the_datab
         "CREATE TABLE IF NOT EXISTS {table} (n int); TRUNCATE {table};"
     ));
     assert!(setup.status.success(), "{}", show(&setup));
-    let gw = Gateway::start_with_file_limit(GatewaySpec::new(), 2 << 20);
-    // Far more statements than 2 MiB of log can record (about a KiB an
-    // entry, two entries a statement).
-    let script: String = (1..=20_000)
-        .map(|n| format!("SELECT count(*) FROM {table};\nINSERT INTO {table} VALUES ({n});\n"))
+    let mut gw = Gateway::start_with_file_limit(GatewaySpec::new(), 2 << 20);
+    // Writes only (a read may run while its record is written), far more
+    // than 2 MiB of log can record (about a KiB an entry, two a statement);
+    // line n of the script inserts n.
+    let script: String = (1..=5_000)
+        .map(|n| format!("INSERT INTO {table} VALUES ({n});\n"))
         .collect();
     // From a file: psql stops reading at the first error.
     let script_path = gw.dir.path().join("statements.sql");
@@ -943,35 +944,61 @@ fn a_failing_ledger_disk_ends_sessions_with_57p03_and_no_write_reaches_the_datab
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("57P03"), "the refusal is 57P03: {stderr}");
+    // "psql:<path>:<line>: ERROR:  57P03: ..."
+    let failed_line: usize = stderr
+        .split_once("statements.sql:")
+        .and_then(|(_, rest)| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("psql names the failing line: {stderr}"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let inserted = stdout.lines().filter(|l| *l == "INSERT 0 1").count();
     assert!(
         inserted > 10,
         "the ledger took statements first: {stdout:.300}"
     );
-    assert!(inserted < 20_000, "the limit was reached");
-    // Exactly the writes the client saw succeed are in the table: the one
-    // whose record failed never ran.
-    let count = |what: &str| {
-        let out = vigil_tests::direct_psql(&format!("SELECT count(*) FROM {table}"));
-        assert!(out.status.success(), "{what}: {}", show(&out));
+    assert_eq!(
+        inserted,
+        failed_line - 1,
+        "every statement before the refused one ran"
+    );
+    let count = |filter: &str| {
+        let out = vigil_tests::direct_psql(&format!("SELECT count(*) FROM {table} {filter}"));
+        assert!(out.status.success(), "{}", show(&out));
         String::from_utf8_lossy(&out.stdout)
             .trim()
             .parse::<usize>()
             .unwrap()
     };
-    assert_eq!(count("after the script"), inserted);
-    // A new session: nothing reaches the database either.
+    // The refused write never ran; the ones before it all did.
+    assert_eq!(count(&format!("WHERE n = {failed_line}")), 0);
+    assert_eq!(count(""), inserted);
+    // A new session gets nothing through, and the gateway still runs.
     let again = gw.psql(
         AGENT,
         AGENT_PASSWORD,
         &["-c", &format!("INSERT INTO {table} VALUES (-1)")],
     );
     assert!(!again.status.success(), "refused: {}", show(&again));
-    assert_eq!(count("after a new session"), inserted);
+    // (libpq prints a login's FATAL without its SQLSTATE.)
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("Vigil cannot record this session"),
+        "{}",
+        show(&again)
+    );
+    assert!(gw.child.try_wait().unwrap().is_none(), "vigil still runs");
+    assert_eq!(count(""), inserted);
     let log = gw.stderr();
     assert!(
         log.contains("ledger append failed") || log.contains("ledger sync failed"),
         "the gateway says why: {log:.2000}"
     );
+    // Restarted without the limit: the last write the client saw succeed
+    // was recorded before it ran (its Request is in the ledger).
+    let gw = gw.restart(Gateway::config_args_for(&GatewaySpec::new()));
+    let last = format!("INSERT INTO {table} VALUES ({inserted})");
+    gw.wait_for_events(|events| {
+        vigil_tests::statements_by_seq(events)
+            .values()
+            .any(|s| s.trim_end_matches(';') == last)
+    });
 }

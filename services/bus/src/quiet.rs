@@ -145,6 +145,8 @@ impl<T> QuietReceiver<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// Records are numbers; even ones are awaited.
@@ -175,6 +177,10 @@ mod tests {
         assert_eq!(rx.next_batch(16, awaited).await, None);
     }
 
+    // The paused-clock tests sleep a quarter of the wait, which the timer
+    // wheel rounds up to its next 1 ms tick: still short of a 2 ms wait.
+    const _: () = assert!(LAZY_WAIT.as_millis() >= 2);
+
     /// On a paused clock (time moves only when every task waits): the
     /// awaited record's wake-up ends the quiet wait when it arrives, early
     /// in the wait, not when the wait runs out.
@@ -201,6 +207,9 @@ mod tests {
     async fn a_record_nobody_waits_for_does_not_wake_a_quietly_waiting_reader() {
         let (tx, mut rx) = quiet::<u32>(16);
         tx.try_send(1, false).unwrap();
+        // It left no wake-up behind either.
+        let woken = tokio::time::timeout(Duration::ZERO, rx.awaited.notified()).await;
+        assert!(woken.is_err(), "a background record signalled the reader");
         let publisher = tokio::spawn(async move {
             tokio::time::sleep(LAZY_WAIT / 4).await;
             tx.try_send(3, false).unwrap();
