@@ -8,4 +8,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-build-deps.sh
 cargo build --release -p vigil
-exec target/release/vigil up --dev "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/vigil" up --dev "$@"
