@@ -122,8 +122,11 @@ fn sealers_for(entries: &[(u64, NewEntry)]) -> usize {
     available_cores().min(MAX_SEALERS).min(entries.len())
 }
 
+/// The cores this process may use, asked once: std reads the affinity mask
+/// and cgroup quota files on every call.
 fn available_cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[cfg(test)]

@@ -185,7 +185,7 @@ CLK_TCK=$(getconf CLK_TCK)
 # CPU time (µs) a target's processes have used so far, all threads: `vigil
 # up`, the Kafka deployment's proxy and ledgers, the relay or PgBouncer (the
 # last two: what one hop costs any proxy, the floor under Vigil's figure).
-vigil_cpu_us() {
+target_cpu_us() {
   local files=("/proc/$PID_vigil/stat")
   [ "$1" = baseline ] && files=("/proc/$PID_baseline/stat")
   [ "$1" = relay ] && files=("/proc/$PID_relay/stat")
@@ -209,7 +209,7 @@ run() {
   local stack=0
   [ "${name%-base}" = kafka ] && stack=1
   [ "$stack" = 1 ] && kafka_up "$name"
-  [ "$name" != direct ] && cpu_before=$(vigil_cpu_us "$name")
+  [ "$name" != direct ] && cpu_before=$(target_cpu_us "$name")
   local out
   out=$(cd "$dir" && PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n $flag -M "$MODE" \
         -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || {
@@ -219,7 +219,7 @@ run() {
   if [ "$name" != direct ]; then
     local txs
     txs=$(echo "$out" | grep -Eo 'transactions actually processed: [0-9]+' | awk '{print $4}')
-    cpu=$(awk -v a="$cpu_before" -v b="$(vigil_cpu_us "$name")" -v n="$txs" -v k="$per_tx" 'BEGIN {printf "%.1f", (b - a) / (n * k)}')
+    cpu=$(awk -v a="$cpu_before" -v b="$(target_cpu_us "$name")" -v n="$txs" -v k="$per_tx" 'BEGIN {printf "%.1f", (b - a) / (n * k)}')
   fi
   local tps
   tps=$(echo "$out" | grep -Eo 'tps = [0-9.]+' | head -n1 | awk '{print $3}')
