@@ -94,14 +94,12 @@ impl Subscriber for EmbeddedSubscriber {
         EmbeddedSubscriber::recv_batch(self, max).await
     }
 
-    fn has_ready(&self) -> bool {
-        !self.rx.is_empty()
+    fn awaited_waiting(&self) -> bool {
+        self.rx.awaited_waiting()
     }
 
     async fn next_batch(&mut self, max: usize) -> Option<Vec<Delivery>> {
-        self.rx
-            .next_batch(max, |d: &Delivery| awaited_inline(&d.event))
-            .await
+        self.rx.next_batch(max).await
     }
 }
 

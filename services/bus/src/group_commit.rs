@@ -13,11 +13,12 @@
 //!   Without it a lone session pays two syncs a statement: its Response is
 //!   synced on its own, and the next statement's Request queues behind that
 //!   sync.
-//! - [`Committer`]: for the appender, when more is already waiting, a
-//!   written batch's sync runs on a second thread (the syncer) while the
-//!   writer takes and writes the next batch; when nothing waits (one
-//!   client), the writer syncs itself, so a lone statement pays no extra
-//!   hand-over. The outbox, whose write is light, always syncs itself
+//! - [`Committer`]: for the appender, when a record somebody waits for is
+//!   already queued, a written batch's sync runs on a second thread (the
+//!   syncer) while the writer takes and writes the next batch; when none
+//!   is (one client: at most the Response of the statement just sent
+//!   waits, and it waits for company anyway), the writer syncs itself, so
+//!   a lone statement pays no extra hand-over. The outbox, whose write is light, always syncs itself
 //!   (`Committer::inline`).
 //!
 //! What holds either way: no publisher is answered before a sync that began

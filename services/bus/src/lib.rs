@@ -36,11 +36,13 @@ pub trait Subscriber: Send {
     /// stopped after a failure): the ledger stops.
     fn recv_batch(&mut self, max: usize) -> impl Future<Output = Option<Vec<Delivery>>> + Send;
 
-    /// Whether events are waiting to be taken now. The appender hands a
-    /// written batch's sync to another thread when they are (and takes
-    /// them meanwhile), and syncs on its own thread when they are not. A
-    /// bus that cannot tell says `false`.
-    fn has_ready(&self) -> bool {
+    /// Whether an event somebody waits for ([`group_commit::awaited_inline`])
+    /// is waiting to be taken now. The appender hands a written batch's
+    /// sync to another thread when one is (and takes it meanwhile), and
+    /// syncs on its own thread when none is: a Response that arrived while
+    /// the batch was written waits for company anyway, so a hand-over would
+    /// only add a wake-up. A bus that cannot tell says `false`.
+    fn awaited_waiting(&self) -> bool {
         false
     }
 

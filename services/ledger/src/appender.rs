@@ -10,8 +10,8 @@
 //! a task of the shared runtime would add a hand-over to a blocking thread
 //! and back (two more wake-ups) to every statement's path.
 //!
-//! A written batch is made durable on the same thread when nothing else
-//! waits on the bus; when more is waiting, a second thread (the syncer)
+//! A written batch is made durable on the same thread when no awaited
+//! record waits on the bus; when one is, a second thread (the syncer)
 //! syncs while the appender seals, hashes and writes the next batch, and
 //! the sync after that covers everything written meanwhile. No event is
 //! answered before a sync that began after its batch was written.
@@ -89,8 +89,9 @@ pub fn start(
 }
 
 /// Appends until the bus ends. Each batch is written on this thread; its
-/// sync runs here too when nothing else is waiting (one statement alone
-/// pays one sync and no hand-over), and on the syncer's thread otherwise,
+/// sync runs here too when no record somebody waits for is queued (one
+/// statement alone pays one sync and no hand-over, even when its Response
+/// arrived meanwhile), and on the syncer's thread otherwise,
 /// while this thread takes and writes the next batch: one sync then covers
 /// every batch written while the one before ran. Blocks its thread while it
 /// writes or syncs: run it only on the appender's own thread.
@@ -116,7 +117,7 @@ async fn run(store: Arc<Store>, mut bus: impl Subscriber) {
             continue;
         }
         metrics.write.observe(started.elapsed().as_secs_f64());
-        committer.commit(written, bus.has_ready());
+        committer.commit(written, bus.awaited_waiting());
     }
     // Syncs and answers what it still holds, then stops.
     drop(committer);

@@ -28,8 +28,6 @@ struct Pending {
     key: Vec<u8>,
     payload: Vec<u8>,
     ack: Ack,
-    /// Its publisher waits for it ([`group_commit::awaited_inline`]).
-    awaited: bool,
 }
 
 /// The publishing side of the Kafka bus, as proxies see it. Cheap to clone.
@@ -60,7 +58,6 @@ impl OutboxSink {
             key: crate::kafka::message_key(event).as_bytes().to_vec(),
             payload: event.encode_to_vec(),
             ack,
-            awaited,
         };
         match self.tx.try_send(pending, awaited) {
             Ok(()) => None,
@@ -121,7 +118,7 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: QuietR
     // The sequence number the next written event gets. Ahead of the
     // shipper's head by what is written and not yet durable.
     let mut next = *shared.head.borrow();
-    while let Some(burst) = rx.next_batch(MAX_BURST, |p: &Pending| p.awaited).await {
+    while let Some(burst) = rx.next_batch(MAX_BURST).await {
         if durable.failed.load(Ordering::SeqCst) {
             refuse(burst, &durable.failure());
             continue;
@@ -136,7 +133,7 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: QuietR
             continue;
         }
         next += written.events.len() as u64;
-        committer.commit(written, !rx.is_empty());
+        committer.commit(written, rx.awaited_waiting());
     }
 }
 
