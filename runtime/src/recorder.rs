@@ -31,7 +31,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use vigil_metrics::LATENCY_SECONDS;
@@ -109,6 +109,7 @@ pub struct SessionRecorder {
     audit_failed: Arc<Notify>,
     started: Instant,
     overlapped: Overlapped,
+    decisions: DecisionCounters,
 }
 
 /// How far the records handed over by
@@ -180,7 +181,7 @@ impl Durability {
         let mut through = None;
         while let Some(&(0, started)) = outstanding.waiting.front() {
             outstanding.waiting.pop_front();
-            record_latency("overlapped").observe(started.elapsed().as_secs_f64());
+            record_latency(RecordMode::Overlapped).observe(started.elapsed().as_secs_f64());
             through = Some(outstanding.first);
             outstanding.first += 1;
         }
@@ -218,6 +219,7 @@ impl SessionRecorder {
         .inc();
         open_sessions(protocol).inc();
         let audit_failed = Arc::new(Notify::new());
+        let decisions = DecisionCounters::new(session.protocol());
         Ok(Arc::new(Self {
             session,
             sink,
@@ -228,6 +230,7 @@ impl SessionRecorder {
                 issued: AtomicU64::new(0),
                 durability: Arc::new(Durability::new(audit_failed)),
             },
+            decisions,
         }))
     }
 
@@ -255,7 +258,7 @@ impl SessionRecorder {
     ) -> Result<Vec<Event>, SinkError> {
         let started = Instant::now();
         let copies = self.hand_over_and_wait(kinds, copy).await?;
-        record_latency("durable").observe(started.elapsed().as_secs_f64());
+        record_latency(RecordMode::Durable).observe(started.elapsed().as_secs_f64());
         Ok(copies)
     }
 
@@ -340,8 +343,7 @@ impl SessionRecorder {
     /// event and every later one of the session wait in the backlog, which
     /// one task hands over in order: no event overtakes an earlier one.
     fn hand_over(&self, kinds: Vec<Kind>, callbacks: impl FnOnce(&[Event]) -> Vec<OnRecorded>) {
-        let protocol = self.session.protocol();
-        kinds.iter().for_each(|kind| count_decision(protocol, kind));
+        kinds.iter().for_each(|kind| self.decisions.count(kind));
         let mut backlog = self.backlog.lock().unwrap_or_else(|e| e.into_inner());
         let events: Vec<Event> = kinds.into_iter().map(|k| self.session.event(k)).collect();
         let done = callbacks(&events);
@@ -424,7 +426,7 @@ impl SessionRecorder {
         let started = Instant::now();
         let recorder = self.clone();
         let done: OnRecorded = Box::new(move |result| {
-            record_latency("background").observe(started.elapsed().as_secs_f64());
+            record_latency(RecordMode::Background).observe(started.elapsed().as_secs_f64());
             if let Err(e) = result {
                 tracing::error!(session = %recorder.session.session_id(), error = %e, "event not recorded");
                 recorder.audit_failed.notify_one();
@@ -528,29 +530,77 @@ fn open_sessions(protocol: &str) -> vigil_metrics::Gauge {
     )
 }
 
-fn record_latency(mode: &str) -> vigil_metrics::Histogram {
-    vigil_metrics::histogram(
-        "vigil_record_seconds",
-        "Time from handing events to the bus until they are durable: `durable` before a request is forwarded, `overlapped` while a read that changes nothing runs, `background` for responses.",
-        &[("mode", mode)],
-        LATENCY_SECONDS,
-    )
+/// How long records took to become durable, by how the session waited.
+#[derive(Clone, Copy)]
+enum RecordMode {
+    /// Before the request was forwarded.
+    Durable,
+    /// While a read that changes nothing ran.
+    Overlapped,
+    /// Nobody waited (a Response).
+    Background,
 }
 
-/// Counts a decision (a Decision event's, or the one a Request carries) by
-/// protocol, outcome and stage; nothing else is counted here.
-fn count_decision(protocol: vigil_proto::events::Protocol, kind: &Kind) {
-    if let Some(d) = kind.decision() {
-        vigil_metrics::counter(
+/// The histogram of `mode`, looked up in the registry once per process:
+/// the lookup takes the registry's lock and renders the labels, which
+/// every statement would otherwise pay on its way to the ledger.
+fn record_latency(mode: RecordMode) -> &'static vigil_metrics::Histogram {
+    static BY_MODE: [OnceLock<vigil_metrics::Histogram>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let (slot, label) = match mode {
+        RecordMode::Durable => (0, "durable"),
+        RecordMode::Overlapped => (1, "overlapped"),
+        RecordMode::Background => (2, "background"),
+    };
+    BY_MODE[slot].get_or_init(|| {
+        vigil_metrics::histogram(
+            "vigil_record_seconds",
+            "Time from handing events to the bus until they are durable: `durable` before a request is forwarded, `overlapped` while a read that changes nothing runs, `background` for responses.",
+            &[("mode", label)],
+            LATENCY_SECONDS,
+        )
+    })
+}
+
+/// Counts decisions (a Decision event's, or the one a Request carries) by
+/// outcome and stage for one session's protocol, keeping the counters it
+/// has used: a session makes few kinds of decision, so after its first
+/// statements counting one is a short scan under an uncontended lock
+/// instead of a registry lookup.
+struct DecisionCounters {
+    protocol: vigil_proto::events::Protocol,
+    used: Mutex<Vec<((i32, i32), vigil_metrics::Counter)>>,
+}
+
+impl DecisionCounters {
+    fn new(protocol: vigil_proto::events::Protocol) -> Self {
+        Self {
+            protocol,
+            used: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn count(&self, kind: &Kind) {
+        let Some(d) = kind.decision() else {
+            return;
+        };
+        let key = (d.outcome, d.stage);
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, counter)) = used.iter().find(|(k, _)| *k == key) {
+            counter.inc();
+            return;
+        }
+        let counter = vigil_metrics::counter(
             "vigil_decisions_total",
             "Policy decisions recorded, by protocol, outcome and stage.",
             &[
-                ("protocol", protocol.label()),
+                ("protocol", self.protocol.label()),
                 ("outcome", d.outcome().label()),
                 ("stage", d.stage().label()),
             ],
-        )
-        .inc();
+        );
+        counter.inc();
+        used.push((key, counter));
     }
 }
 

@@ -84,7 +84,9 @@ pub enum CatalogError {
 /// The catalog of one upstream server, shared by all sessions of a proxy.
 pub struct Catalog {
     upstream: UpstreamConfig,
-    databases: Mutex<HashMap<String, Arc<DatabaseCatalog>>>,
+    /// A plain lock, held only to look up or insert: every Execute asks
+    /// (for the shadows), so no allocation and no await on the way.
+    databases: std::sync::Mutex<HashMap<String, Arc<DatabaseCatalog>>>,
 }
 
 struct DatabaseCatalog {
@@ -100,7 +102,7 @@ impl Catalog {
     pub fn new(upstream: UpstreamConfig) -> Self {
         Self {
             upstream,
-            databases: Mutex::new(HashMap::new()),
+            databases: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -109,7 +111,7 @@ impl Catalog {
     /// lookup that fails gives [`Shadows::unknown`]: statements that call
     /// anything are then unclassified (fail closed).
     pub async fn shadows(&self, database: &str) -> Arc<Shadows> {
-        let db = self.database(database).await;
+        let db = self.database(database);
         if let Some((shadows, at)) = db.shadows.lock().expect("shadows lock").as_ref() {
             if at.elapsed() < TTL {
                 return shadows.clone();
@@ -137,8 +139,11 @@ impl Catalog {
         }
     }
 
-    async fn database(&self, database: &str) -> Arc<DatabaseCatalog> {
-        let mut dbs = self.databases.lock().await;
+    fn database(&self, database: &str) -> Arc<DatabaseCatalog> {
+        let mut dbs = self.databases.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(db) = dbs.get(database) {
+            return db.clone();
+        }
         dbs.entry(database.to_string())
             .or_insert_with(|| {
                 Arc::new(DatabaseCatalog {
@@ -159,7 +164,7 @@ impl Catalog {
         database: &str,
         oids: &[u32],
     ) -> Result<HashMap<u32, Arc<TableInfo>>, CatalogError> {
-        let db = self.database(database).await;
+        let db = self.database(database);
         let mut found = HashMap::new();
         let mut missing = Vec::new();
         {
@@ -208,7 +213,7 @@ impl Catalog {
         database: &str,
         names: impl IntoIterator<Item = String>,
     ) -> Result<NamedRelations, CatalogError> {
-        let db = self.database(database).await;
+        let db = self.database(database);
         let mut found: HashMap<String, Vec<Arc<RelationInfo>>> = HashMap::new();
         let mut wanted: Vec<String> = names.into_iter().collect();
         let limit = Duration::from_millis(self.upstream.connect_timeout_ms.max(1) * 2);
@@ -272,7 +277,7 @@ impl Catalog {
     /// Drops what is cached by name for `database` (a session's DDL has
     /// settled: a name may mean another relation now).
     pub async fn forget_names(&self, database: &str) {
-        let db = self.database(database).await;
+        let db = self.database(database);
         db.named.lock().expect("catalog cache lock").clear();
         db.cache.lock().expect("catalog cache lock").clear();
         // What code the database holds may have changed too (a view, a
