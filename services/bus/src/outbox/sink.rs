@@ -43,7 +43,15 @@ impl OutboxSink {
         let (tx, rx) = quiet::quiet(2 * MAX_BURST);
         // It ends when every sink is gone; the sinks' callbacks say what
         // failed before that.
-        crate::own_thread::spawn("vigil-outbox", move || write_loop(store, shared, rx))?.detach();
+        shared.set_writer_running(true);
+        let on_thread = shared.clone();
+        match crate::own_thread::spawn("vigil-outbox", move || write_loop(store, on_thread, rx)) {
+            Ok(running) => running.detach(),
+            Err(e) => {
+                shared.set_writer_running(false);
+                return Err(e);
+            }
+        }
         Ok(Self { tx })
     }
 }
@@ -135,6 +143,9 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: QuietR
         next += written.events.len() as u64;
         committer.commit(written, rx.awaited_waiting());
     }
+    // Every handle on the store goes before the writer says it has stopped.
+    drop((committer, durable, store));
+    shared.set_writer_running(false);
 }
 
 fn refuse(burst: Vec<Pending>, error: &SinkError) {
@@ -321,11 +332,37 @@ mod tests {
         rx
     }
 
-    fn open(limits: OutboxLimits) -> (tempfile::TempDir, Outbox, OutboxSink) {
+    /// The test's directory and outbox, dropped after the test's own
+    /// bindings (the sink first): waits for the writer's thread to let go
+    /// of the store, so that RocksDB is closed here and not on that thread
+    /// while the test's process exits (which aborted a test now and then:
+    /// "pthread lock: Invalid argument").
+    /// (Fields drop in order: the store closes before its directory goes.)
+    struct Teardown {
+        outbox: Outbox,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Teardown {
+        fn drop(&mut self) {
+            let stopped = self
+                .outbox
+                .wait_for_writer(std::time::Duration::from_secs(10));
+            if !std::thread::panicking() {
+                assert!(stopped, "the outbox's writer did not stop");
+            }
+        }
+    }
+
+    fn open(limits: OutboxLimits) -> (Teardown, Outbox, OutboxSink) {
         let dir = tempfile::tempdir().unwrap();
         let outbox = Outbox::open(dir.path(), limits).unwrap();
         let sink = outbox.sink().unwrap();
-        (dir, outbox, sink)
+        let teardown = Teardown {
+            outbox: outbox.clone(),
+            _dir: dir,
+        };
+        (teardown, outbox, sink)
     }
 
     #[tokio::test]
