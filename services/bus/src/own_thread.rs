@@ -9,7 +9,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -49,7 +51,7 @@ where
     let (finished, on_finish) = oneshot::channel::<()>();
     let (stop, on_stop) = oneshot::channel::<()>();
     let (started, on_start) = std::sync::mpsc::sync_channel::<std::io::Result<()>>(1);
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -84,6 +86,10 @@ where
             });
             let _ = finished.send(());
         })?;
+    STARTED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(thread);
     on_start.recv().map_err(|_| {
         std::io::Error::other(format!(
             "the thread {name} ended before its runtime started"
@@ -93,6 +99,37 @@ where
         finished: on_finish,
         stop: Some(stop),
     })
+}
+
+/// Every thread [`spawn`] started, until [`wait_for_all`] sees it end.
+static STARTED: Mutex<Vec<std::thread::JoinHandle<()>>> = Mutex::new(Vec::new());
+
+/// Waits up to `limit` for every thread [`spawn`] started to end, and
+/// returns how many still run. For a process about to exit: these threads
+/// hold RocksDB stores (the ledger's, the outbox's), and one that is still
+/// closing its store while the process exits runs into RocksDB's mutexes
+/// already torn down (an abort: "pthread lock: Invalid argument"). Call it
+/// after the runtime that held their handles and publishers is gone, so
+/// that their loops have been told to end.
+pub fn wait_for_all(limit: Duration) -> usize {
+    let until = Instant::now() + limit;
+    loop {
+        let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
+        let (ended, running): (Vec<_>, Vec<_>) = std::mem::take(&mut *started)
+            .into_iter()
+            .partition(|t| t.is_finished());
+        *started = running;
+        let left = started.len();
+        drop(started);
+        for thread in ended {
+            // A panic there was already reported by the thread itself.
+            let _ = thread.join();
+        }
+        if left == 0 || Instant::now() >= until {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 #[cfg(test)]
@@ -107,6 +144,26 @@ mod tests {
         .unwrap();
         finished.await;
         assert_eq!(rx.recv().unwrap().as_deref(), Some("vigil-test-writer"));
+    }
+
+    /// A thread still running is counted; once its loop has ended, waiting
+    /// for it returns (what `vigil up` does before it exits).
+    #[tokio::test]
+    async fn the_process_can_wait_for_its_threads_to_end() {
+        let (go, gate) = tokio::sync::oneshot::channel::<()>();
+        let running = super::spawn("vigil-test-wait", move || async move {
+            let _ = gate.await;
+        })
+        .unwrap();
+        running.detach();
+        let zero = std::time::Duration::ZERO;
+        assert!(
+            super::wait_for_all(zero) >= 1,
+            "a running thread not counted"
+        );
+        go.send(()).unwrap();
+        let waited = std::time::Duration::from_secs(10);
+        assert_eq!(super::wait_for_all(waited), 0);
     }
 
     /// Dropping the handle stops the loop (and drops what it owns);

@@ -61,11 +61,29 @@ pub struct RoleArgs {
 pub fn run_role(args: RoleArgs, roles: Roles) -> anyhow::Result<()> {
     init_tracing();
     let config = Config::load(&args.config)?;
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(serve_roles(config, roles))
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(serve_roles(config, roles));
+    wait_for_writers(runtime);
+    outcome
+}
+
+/// Drops the runtime (its tasks, the proxies' sessions and every handle on
+/// the writer threads go with it, which tells those threads to end), then
+/// waits for the ledger's appender and the outbox's writer to let go of
+/// their RocksDB stores: exiting while one is still closing its store
+/// aborted the process now and then ("pthread lock: Invalid argument").
+fn wait_for_writers(runtime: tokio::runtime::Runtime) {
+    drop(runtime);
+    let left = vigil_bus::own_thread::wait_for_all(Duration::from_secs(10));
+    if left > 0 {
+        tracing::error!(
+            threads = left,
+            "writer threads still running at exit; their last records may not be synced"
+        );
+    }
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -89,11 +107,13 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(policy) = &args.policy {
         config.override_policy(policy);
     }
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(serve(config))
+        .context("cannot start the async runtime")?;
+    let outcome = runtime.block_on(serve(config));
+    wait_for_writers(runtime);
+    outcome
 }
 
 const DEV_BANNER: &str = "\
