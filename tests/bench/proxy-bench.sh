@@ -36,7 +36,10 @@
 # and `relay` are needed for the ratios.
 #
 # Vigil's CPU per statement counts its processes: `vigil up`; for the Kafka
-# deployment the proxy and both ledgers (not the broker).
+# deployment the proxy and both ledgers (not the broker). Beside it, the
+# context switches a statement costs those processes (csw/stmt: sleeps and
+# wake-ups, and preemptions, of the threads alive at the end of the run),
+# which on a VM cost CPU as well as latency.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}
@@ -182,44 +185,54 @@ kafka_settle() {
 }
 
 CLK_TCK=$(getconf CLK_TCK)
-# CPU time (µs) a target's processes have used so far, all threads: `vigil
-# up`, the Kafka deployment's proxy and ledgers, the relay or PgBouncer (the
-# last two: what one hop costs any proxy, the floor under Vigil's figure).
-target_cpu_us() {
-  local files=("/proc/$PID_vigil/stat")
-  [ "$1" = baseline ] && files=("/proc/$PID_baseline/stat")
-  [ "$1" = relay ] && files=("/proc/$PID_relay/stat")
-  [ "$1" = pgbouncer ] && files=("/proc/$(cat "$work/pgbouncer.pid")/stat")
-  if [ "${1%-base}" = kafka ]; then
-    files=()
-    for p in proxy-a ledger ledger-standby; do files+=("/proc/$(cat "$work/stack/$p.pid")/stat"); done
-  fi
-  cat "${files[@]}" 2>/dev/null | awk -v hz="$CLK_TCK" '{t += $14 + $15} END {print t * 1e6 / hz}'
+# The processes of a target: `vigil up`, the Kafka deployment's proxy and
+# ledgers, the relay or PgBouncer (the last two: what one hop costs any
+# proxy, the floor under Vigil's figures).
+target_pids() {
+  case $1 in
+    baseline) echo "$PID_baseline" ;;
+    relay) echo "$PID_relay" ;;
+    pgbouncer) cat "$work/pgbouncer.pid" ;;
+    kafka | kafka-base) for p in proxy-a ledger ledger-standby; do cat "$work/stack/$p.pid"; done ;;
+    *) echo "$PID_vigil" ;;
+  esac
+}
+# "CPU_US SWITCHES": CPU time (µs) a target's processes have used so far,
+# all threads, and the context switches (voluntary or not) of the threads
+# alive now: each one a sleep and a wake-up, or a preemption.
+target_usage() {
+  local pids cpu switches p
+  pids=$(target_pids "$1")
+  cpu=$(for p in $pids; do cat "/proc/$p/stat"; done 2>/dev/null | awk -v hz="$CLK_TCK" '{t += $14 + $15} END {print t * 1e6 / hz}')
+  switches=$(for p in $pids; do cat /proc/"$p"/task/*/status; done 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ {s += $2} END {print s + 0}')
+  echo "$cpu $switches"
 }
 
-# run NAME PORT USER PASSWORD CLIENTS WORKLOAD -> "tps p50_us cpu_us_per_statement"
-# (the CPU figure "-" for direct)
+# run NAME PORT USER PASSWORD CLIENTS WORKLOAD
+#   -> "tps p50_us cpu_us_per_statement switches_per_statement"
+# (the last two "-" for direct)
 run() {
   local name=$1 port=$2 user=$3 pw=$4 clients=$5 workload=$6
   local dir="$work/log-$name-$clients-$workload-$RANDOM"; mkdir -p "$dir"; chmod 777 "$dir"
   local flag=-S per_tx=1
   # TPC-B-like: BEGIN, three UPDATEs, a SELECT, an INSERT, END.
   [ "$workload" = tpcb ] && flag="" per_tx=7
-  local cpu_before=0
+  local before="0 0"
   local stack=0
   [ "${name%-base}" = kafka ] && stack=1
   [ "$stack" = 1 ] && kafka_up "$name"
-  [ "$name" != direct ] && cpu_before=$(target_cpu_us "$name")
+  [ "$name" != direct ] && before=$(target_usage "$name")
   local out
   out=$(cd "$dir" && PGPASSWORD=$pw pgbench -h 127.0.0.1 -p "$port" -U "$user" -n $flag -M "$MODE" \
         -c "$clients" -j 2 -T "$SECS" -l "$DB" 2>&1) || {
-    echo "$out" >&2; [ "$stack" = 1 ] && kafka_down; echo "0 0 -"; return; }
-  local cpu="-"
+    echo "$out" >&2; [ "$stack" = 1 ] && kafka_down; echo "0 0 - -"; return; }
+  local cpu="-" switches="-"
   [ "$stack" = 1 ] && kafka_settle
   if [ "$name" != direct ]; then
     local txs
     txs=$(echo "$out" | grep -Eo 'transactions actually processed: [0-9]+' | awk '{print $4}')
-    cpu=$(awk -v a="$cpu_before" -v b="$(target_cpu_us "$name")" -v n="$txs" -v k="$per_tx" 'BEGIN {printf "%.1f", (b - a) / (n * k)}')
+    read -r cpu switches <<<"$(awk -v a="$before" -v b="$(target_usage "$name")" -v n="$txs" -v k="$per_tx" \
+      'BEGIN {split(a, x, " "); split(b, y, " "); printf "%.1f %.2f", (y[1] - x[1]) / (n * k), (y[2] - x[2]) / (n * k)}')"
   fi
   local tps
   tps=$(echo "$out" | grep -Eo 'tps = [0-9.]+' | head -n1 | awk '{print $3}')
@@ -227,7 +240,7 @@ run() {
   local p50
   p50=$(cat "$dir"/pgbench_log.* | awk '{print $3}' | sort -n | awk '{a[NR]=$1} END {print a[int(NR/2)+1]}')
   rm -rf "$dir"
-  echo "$tps $p50 $cpu"
+  echo "$tps $p50 $cpu $switches"
 }
 
 echo "machine: $(nproc) cpus, $(uname -sr); limits measured now, under $work:"
@@ -249,7 +262,7 @@ done
 python3 - "$results" <<'PY'
 import statistics, sys
 # A run that failed (its target did not start) leaves a row without figures.
-rows = [r for r in (line.split() for line in open(sys.argv[1])) if len(r) >= 7]
+rows = [r for r in (line.split() for line in open(sys.argv[1])) if len(r) >= 8]
 med = lambda xs: statistics.median(xs) if xs else float("nan")
 def cell(workload, clients, name, column):
     values = [float(r[column]) for r in rows
@@ -257,7 +270,7 @@ def cell(workload, clients, name, column):
     return med(values)
 for workload, title in (("select", "select-only (-S)"), ("tpcb", "TPC-B-like (7 statements a transaction)")):
     print(f"\n{title}")
-    print(f"{'target':<10} {'clients':>7} {'tps':>9} {'vs_direct':>9} {'vs_relay':>8} {'p50_us':>8} {'added_p50':>10} {'cpu_us/stmt':>11}")
+    print(f"{'target':<10} {'clients':>7} {'tps':>9} {'vs_direct':>9} {'vs_relay':>8} {'p50_us':>8} {'added_p50':>10} {'cpu_us/stmt':>11} {'csw/stmt':>8}")
     for clients in ("1", "16"):
         d_tps, r_tps = cell(workload, clients, "direct", 4), cell(workload, clients, "relay", 4)
         d_p50 = cell(workload, clients, "direct", 5)
@@ -268,7 +281,9 @@ for workload, title in (("select", "select-only (-S)"), ("tpcb", "TPC-B-like (7 
             cpu = cell(workload, clients, name, 6)
             ratio = lambda a, b: f"{a / b:.3f}" if b else "-"
             cpu_text = f"{cpu:.1f}" if cpu == cpu else "-"
-            print(f"{name:<10} {clients:>7} {tps:>9.0f} {ratio(tps, d_tps):>9} {ratio(tps, r_tps):>8} {p50:>8.0f} {p50 - d_p50:>+10.0f} {cpu_text:>11}")
+            switches = cell(workload, clients, name, 7)
+            switches_text = f"{switches:.2f}" if switches == switches else "-"
+            print(f"{name:<10} {clients:>7} {tps:>9.0f} {ratio(tps, d_tps):>9} {ratio(tps, r_tps):>8} {p50:>8.0f} {p50 - d_p50:>+10.0f} {cpu_text:>11} {switches_text:>8}")
 spread = [
     (w, c, n, min(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)),
      max(float(r[4]) for r in rows if (r[0], r[1], r[2]) == (w, c, n)))
