@@ -60,21 +60,6 @@ pub(crate) struct Shared {
     /// The newest synced events, for the shipper to take without a read.
     fresh: Mutex<fresh::Fresh>,
     limits: OutboxLimits,
-    /// Whether the writer's thread holds the store: set when it starts,
-    /// cleared once it has let go of every handle on it (so the store is
-    /// closed elsewhere, never on that thread while the process exits).
-    writer_running: Mutex<bool>,
-    writer_stopped: std::sync::Condvar,
-}
-
-impl Shared {
-    fn set_writer_running(&self, running: bool) {
-        *self
-            .writer_running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = running;
-        self.writer_stopped.notify_all();
-    }
 }
 
 /// An open outbox. [`Outbox::sink`] is what the proxies record into;
@@ -111,8 +96,6 @@ impl Outbox {
             first_at_open: state.first,
             fresh: Mutex::new(fresh::Fresh::new(state.next)),
             limits,
-            writer_running: Mutex::new(false),
-            writer_stopped: std::sync::Condvar::new(),
         });
         let (events, bytes) = (Arc::downgrade(&shared), Arc::downgrade(&shared));
         vigil_metrics::gauge_fn(
@@ -145,25 +128,6 @@ impl Outbox {
     /// once.
     pub fn sink(&self) -> std::io::Result<OutboxSink> {
         OutboxSink::start(self.store.clone(), self.shared.clone())
-    }
-
-    /// Waits up to `limit` until the writer's thread, which ends once
-    /// every sink is dropped, has let go of the store; `false` if it has
-    /// not by then. A test that returns before that can exit its process
-    /// while that thread still closes RocksDB (an abort in its mutexes).
-    #[cfg(test)]
-    pub(crate) fn wait_for_writer(&self, limit: std::time::Duration) -> bool {
-        let running = self
-            .shared
-            .writer_running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let (running, _) = self
-            .shared
-            .writer_stopped
-            .wait_timeout_while(running, limit, |running| *running)
-            .unwrap_or_else(|e| e.into_inner());
-        !*running
     }
 
     /// Starts shipping to Kafka; runs until the runtime stops.

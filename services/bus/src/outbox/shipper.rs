@@ -253,8 +253,6 @@ mod tests {
             first_at_open: 0,
             fresh: Mutex::new(Fresh::new(0)),
             limits: OutboxLimits::default(),
-            writer_running: Mutex::new(false),
-            writer_stopped: std::sync::Condvar::new(),
         }
     }
 

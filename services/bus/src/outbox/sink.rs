@@ -43,15 +43,7 @@ impl OutboxSink {
         let (tx, rx) = quiet::quiet(2 * MAX_BURST);
         // It ends when every sink is gone; the sinks' callbacks say what
         // failed before that.
-        shared.set_writer_running(true);
-        let on_thread = shared.clone();
-        match crate::own_thread::spawn("vigil-outbox", move || write_loop(store, on_thread, rx)) {
-            Ok(running) => running.detach(),
-            Err(e) => {
-                shared.set_writer_running(false);
-                return Err(e);
-            }
-        }
+        crate::own_thread::spawn("vigil-outbox", move || write_loop(store, shared, rx))?.detach();
         Ok(Self { tx })
     }
 }
@@ -143,9 +135,6 @@ async fn write_loop(store: Arc<OutboxStore>, shared: Arc<Shared>, mut rx: QuietR
         next += written.events.len() as u64;
         committer.commit(written, rx.awaited_waiting());
     }
-    // Every handle on the store goes before the writer says it has stopped.
-    drop((committer, durable, store));
-    shared.set_writer_running(false);
 }
 
 fn refuse(burst: Vec<Pending>, error: &SinkError) {
@@ -333,23 +322,21 @@ mod tests {
     }
 
     /// The test's directory and outbox, dropped after the test's own
-    /// bindings (the sink first): waits for the writer's thread to let go
-    /// of the store, so that RocksDB is closed here and not on that thread
-    /// while the test's process exits (which aborted a test now and then:
-    /// "pthread lock: Invalid argument").
+    /// bindings (the sink first): waits for the writer's thread to end
+    /// ([`crate::own_thread::wait_for_all`]), so that RocksDB is closed here
+    /// and not on that thread while the test's process exits (which aborted
+    /// a test now and then: "pthread lock: Invalid argument").
     /// (Fields drop in order: the store closes before its directory goes.)
     struct Teardown {
-        outbox: Outbox,
+        _outbox: Outbox,
         _dir: tempfile::TempDir,
     }
 
     impl Drop for Teardown {
         fn drop(&mut self) {
-            let stopped = self
-                .outbox
-                .wait_for_writer(std::time::Duration::from_secs(10));
+            let left = crate::own_thread::wait_for_all(std::time::Duration::from_secs(10));
             if !std::thread::panicking() {
-                assert!(stopped, "the outbox's writer did not stop");
+                assert_eq!(left, 0, "the outbox's writer did not stop");
             }
         }
     }
@@ -359,7 +346,7 @@ mod tests {
         let outbox = Outbox::open(dir.path(), limits).unwrap();
         let sink = outbox.sink().unwrap();
         let teardown = Teardown {
-            outbox: outbox.clone(),
+            _outbox: outbox.clone(),
             _dir: dir,
         };
         (teardown, outbox, sink)
