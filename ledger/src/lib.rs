@@ -9,6 +9,7 @@
 //! - [`tile`]: C2SP tlog-tiles paths and entry bundles.
 //! - [`store`]: the durable RocksDB log; [`bottom`]: its bottom tree levels, stored by tile.
 //! - `sealing`: an append's per-entry hashing and sealing, on several cores for a large batch.
+//! - [`tile_cache`]: complete bottom tiles held in memory for proofs.
 //! - [`bodycrypt`]: encryption at rest of event bodies, with key rotation.
 
 pub mod bodycrypt;
@@ -23,6 +24,7 @@ pub mod rotation;
 mod sealing;
 pub mod store;
 pub mod tile;
+pub mod tile_cache;
 pub mod tree;
 
 pub use bodycrypt::{BodyCryptError, Keyring};

@@ -185,3 +185,43 @@ fn a_log_written_one_key_per_node_still_proves_and_grows() {
     drop(store);
     check_proofs(&open(dir.path()));
 }
+
+#[test]
+fn proofs_hold_from_the_tile_cache_at_any_limit_and_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for batch in [(0u32, 700u32), (700, 603)] {
+        store
+            .append_batch((batch.0..batch.1 + batch.0).map(entry).collect())
+            .unwrap();
+    }
+    assert_eq!(store.size(), 1303);
+    // Every tile the store completed is in memory, none read back.
+    assert_eq!(store.cached_tiles(), 5);
+    check_proofs(&store);
+    // A limit of two keeps the newest two; the older tiles are read from
+    // RocksDB every time, and do not push the newer ones out.
+    store.set_tile_cache_limit(2 * vigil_ledger::bottom::TILE_BYTES as u64);
+    assert_eq!(store.cached_tiles(), 2);
+    check_proofs(&store);
+    assert_eq!(store.cached_tiles(), 2);
+    store.set_tile_cache_limit(0);
+    assert_eq!(store.cached_tiles(), 0);
+    check_proofs(&store);
+    drop(store);
+    // After a reopen the cache fills as tiles are read ...
+    let store = open(dir.path());
+    check_proofs(&store);
+    assert_eq!(store.cached_tiles(), 5);
+    drop(store);
+    // ... or all at once, the newest first, up to the limit.
+    let store = open(dir.path());
+    store.set_tile_cache_limit(2 * vigil_ledger::bottom::TILE_BYTES as u64);
+    store.warm_tile_cache().unwrap();
+    assert_eq!(store.cached_tiles(), 2);
+    store.set_tile_cache_limit(vigil_ledger::tile_cache::DEFAULT_LIMIT_BYTES);
+    let before = store.cached_tiles();
+    assert_eq!(store.warm_tile_cache().unwrap(), 5 - before);
+    assert_eq!(store.cached_tiles(), 5);
+    check_proofs(&store);
+}

@@ -111,6 +111,31 @@ impl Ledger {
         ))
     }
 
+    /// Reads the newest stored node tiles into the store's tile cache on a
+    /// thread of its own (`vigil_ledger::tile_cache`): a restarted ledger
+    /// serves proofs from memory once it is done, from RocksDB meanwhile.
+    /// The process waits for it at exit, as for every writer thread.
+    pub fn warm_tile_cache_in_background(&self) {
+        let store = self.store.clone();
+        let started = vigil_bus::own_thread::spawn("vigil-tile-warm", move || async move {
+            let t = std::time::Instant::now();
+            match store.warm_tile_cache() {
+                Ok(tiles) => tracing::info!(
+                    tiles,
+                    secs = t.elapsed().as_secs_f64(),
+                    "node tiles read into the tile cache"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot warm the tile cache; proofs read tiles from the store")
+                }
+            }
+        });
+        match started {
+            Ok(running) => running.detach(),
+            Err(e) => tracing::warn!(error = %e, "cannot start the tile cache's warm-up"),
+        }
+    }
+
     /// The verifier key auditors need (`name+keyid+base64`).
     pub fn verifier_key(&self) -> String {
         self.signer.verifier_key_text()

@@ -404,6 +404,9 @@ async fn open_ledger(config: &Config) -> anyhow::Result<Arc<Ledger>> {
         match tokio::task::spawn_blocking(move || Ledger::open(&dir, &origin, keyring)).await? {
             Ok(mut l) => {
                 l.witnesses = Arc::new(config.witnesses()?);
+                l.store
+                    .set_tile_cache_limit(config.ledger.tile_cache_mib.saturating_mul(1 << 20));
+                l.warm_tile_cache_in_background();
                 if waiting {
                     tracing::info!(
                         "standby: the data directory is free; this ledger is now active"

@@ -26,6 +26,12 @@ pub struct LedgerSection {
     /// How often a new checkpoint is signed while entries arrive.
     #[serde(default = "default_checkpoint_interval_ms")]
     pub checkpoint_interval_ms: u64,
+    /// MiB of complete bottom tiles (64 bytes an entry) the ledger keeps in
+    /// its own memory, the newest first, so that a proof needs no disk read
+    /// on a host that reclaims idle page cache. 0: none (the page cache
+    /// only).
+    #[serde(default = "default_tile_cache_mib")]
+    pub tile_cache_mib: u64,
     /// SHA-256 (hex) of the bearer tokens that may read event bodies. Empty:
     /// bodies are served to loopback callers only.
     #[serde(default)]
@@ -119,6 +125,7 @@ impl Default for LedgerSection {
             http_listen: default_http_listen(),
             grpc_listen: default_grpc_listen(),
             checkpoint_interval_ms: default_checkpoint_interval_ms(),
+            tile_cache_mib: default_tile_cache_mib(),
             auditor_tokens_sha256: Vec::new(),
             body_keys_file: None,
             body_keys_env: None,
@@ -127,6 +134,10 @@ impl Default for LedgerSection {
             witnesses: Vec::new(),
         }
     }
+}
+
+fn default_tile_cache_mib() -> u64 {
+    vigil_ledger::tile_cache::DEFAULT_LIMIT_BYTES >> 20
 }
 
 fn default_checkpoint_interval_ms() -> u64 {

@@ -184,6 +184,12 @@ fn a_minimal_config_parses() {
     let c = Config::parse(GOOD).unwrap();
     assert_eq!(c.postgres[0].upstream.port, 5432);
     assert_eq!(c.ledger.checkpoint_interval_ms, 250);
+    assert_eq!(
+        c.ledger.tile_cache_mib, 1024,
+        "proof tiles cached by default"
+    );
+    let none = GOOD.replace("body_keys_env", "tile_cache_mib = 0\nbody_keys_env");
+    assert_eq!(Config::parse(&none).unwrap().ledger.tile_cache_mib, 0);
 }
 
 #[test]
