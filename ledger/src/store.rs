@@ -330,6 +330,8 @@ pub struct Store {
     edge: RwLock<EdgeTile>,
     /// Complete bottom tiles in memory: a proof's one stored read.
     tiles: TileCache,
+    /// Bottom tiles read from RocksDB, not the cache (see [`Store::tile_reads`]).
+    tile_reads: std::sync::atomic::AtomicU64,
     /// Serialises writers.
     writer: Mutex<Writer>,
     /// Batches written and not yet durable, in write order.
@@ -474,6 +476,7 @@ impl Store {
             upper: RwLock::new(UpperNodes::default()),
             edge: RwLock::new(EdgeTile::empty(0)),
             tiles: TileCache::default(),
+            tile_reads: std::sync::atomic::AtomicU64::new(0),
             writer: Mutex::new(Writer {
                 frontier: Frontier::new(),
                 edge: EdgeTile::empty(0),
@@ -1303,6 +1306,8 @@ impl Store {
         if let Some(value) = self.tiles.get(tile) {
             return Ok(Some(value));
         }
+        self.tile_reads
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let Some(value) = self
             .db
             .get_pinned_cf(self.cf(CF_NODES), bottom_tile_key(tile))?
@@ -1333,13 +1338,34 @@ impl Store {
     /// is full (or every tile is in it), so that a reopened log's proofs
     /// do not each wait for a read; returns how many it added. Run it off
     /// the path of anything waiting: at 10 million entries it reads about
-    /// 600 MiB.
+    /// 600 MiB. [`Store::warm_tile_cache_below`] does the same a part at a
+    /// time.
     pub fn warm_tile_cache(&self) -> Result<usize, StoreError> {
+        let (mut added, mut below) = (0, Some(u64::MAX));
+        while let Some(end) = below {
+            let (more, next) = self.warm_tile_cache_below(end, usize::MAX)?;
+            added += more;
+            below = next;
+        }
+        Ok(added)
+    }
+
+    /// Reads up to `max` stored bottom tiles below tile index `end`, the
+    /// newest first, into the tile cache; returns how many it added and
+    /// where to go on (`None`: every tile is cached, or the cache is full).
+    pub fn warm_tile_cache_below(
+        &self,
+        end: u64,
+        max: usize,
+    ) -> Result<(usize, Option<u64>), StoreError> {
+        let Some(last) = end.checked_sub(1) else {
+            return Ok((0, None));
+        };
         let mut options = rocksdb::ReadOptions::default();
         // One pass over every tile: not worth RocksDB's block cache.
         options.fill_cache(false);
-        let from = bottom_tile_key(u64::MAX);
-        let mut added = 0;
+        let from = bottom_tile_key(last);
+        let (mut added, mut read) = (0, 0);
         for item in self.db.iterator_cf_opt(
             self.cf(CF_NODES),
             options,
@@ -1347,17 +1373,27 @@ impl Store {
         ) {
             let (key, value) = item?;
             if key.first() != Some(&BOTTOM_TILE_TAG) || value.len() != bottom::TILE_BYTES {
-                break;
+                return Ok((added, None));
             }
             let tile = index_suffix(&key)?;
+            if read == max {
+                return Ok((added, Some(tile + 1)));
+            }
+            read += 1;
             if self.tiles.get(tile).is_none() {
                 if !self.tiles.insert(tile, value.as_ref().into()) {
-                    break;
+                    return Ok((added, None));
                 }
                 added += 1;
             }
         }
-        Ok(added)
+        Ok((added, None))
+    }
+
+    /// How many times a bottom tile was read from RocksDB (not found in the
+    /// tile cache) since the store was opened.
+    pub fn tile_reads(&self) -> u64 {
+        self.tile_reads.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn edge_node(&self, level: u8, index: u64) -> Option<Hash> {

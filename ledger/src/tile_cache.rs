@@ -67,8 +67,9 @@ impl TileCache {
     /// Keeps `value` as complete tile `tile`, unless the cache is full of
     /// newer tiles (then `false`).
     pub fn insert(&self, tile: u64, value: Arc<[u8]>) -> bool {
-        let limit = self.limit_tiles.load(Ordering::Relaxed);
         let mut tiles = self.tiles.write().unwrap_or_else(|e| e.into_inner());
+        // Read under the lock, as `set_limit` evicts under it.
+        let limit = self.limit_tiles.load(Ordering::Relaxed);
         if tiles.len() as u64 >= limit && !tiles.contains_key(&tile) {
             match tiles.first_key_value() {
                 Some((&oldest, _)) if oldest < tile => {}

@@ -188,6 +188,7 @@ fn a_log_written_one_key_per_node_still_proves_and_grows() {
 
 #[test]
 fn proofs_hold_from_the_tile_cache_at_any_limit_and_after_a_reopen() {
+    const TILE: u64 = vigil_ledger::bottom::TILE_BYTES as u64;
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     for batch in [(0u32, 700u32), (700, 603)] {
@@ -196,15 +197,23 @@ fn proofs_hold_from_the_tile_cache_at_any_limit_and_after_a_reopen() {
             .unwrap();
     }
     assert_eq!(store.size(), 1303);
-    // Every tile the store completed is in memory, none read back.
+    // Every tile the store completed is in memory, and proofs take them
+    // from there: not one tile is read from RocksDB.
     assert_eq!(store.cached_tiles(), 5);
     check_proofs(&store);
+    assert_eq!(store.tile_reads(), 0, "proofs read tiles the cache holds");
     // A limit of two keeps the newest two; the older tiles are read from
     // RocksDB every time, and do not push the newer ones out.
-    store.set_tile_cache_limit(2 * vigil_ledger::bottom::TILE_BYTES as u64);
+    store.set_tile_cache_limit(2 * TILE);
     assert_eq!(store.cached_tiles(), 2);
     check_proofs(&store);
     assert_eq!(store.cached_tiles(), 2);
+    assert!(store.tile_reads() > 0);
+    let reads = store.tile_reads();
+    for index in [3 * 256, 4 * 256 + 255] {
+        store.inclusion_proof(index, store.size()).unwrap();
+    }
+    assert_eq!(store.tile_reads(), reads, "tiles 3 and 4 stayed cached");
     store.set_tile_cache_limit(0);
     assert_eq!(store.cached_tiles(), 0);
     check_proofs(&store);
@@ -214,14 +223,39 @@ fn proofs_hold_from_the_tile_cache_at_any_limit_and_after_a_reopen() {
     check_proofs(&store);
     assert_eq!(store.cached_tiles(), 5);
     drop(store);
-    // ... or all at once, the newest first, up to the limit.
+    // ... or all at once, the newest first, up to the limit, a part at a time.
     let store = open(dir.path());
-    store.set_tile_cache_limit(2 * vigil_ledger::bottom::TILE_BYTES as u64);
+    store.set_tile_cache_limit(2 * TILE);
     store.warm_tile_cache().unwrap();
     assert_eq!(store.cached_tiles(), 2);
     store.set_tile_cache_limit(vigil_ledger::tile_cache::DEFAULT_LIMIT_BYTES);
     let before = store.cached_tiles();
-    assert_eq!(store.warm_tile_cache().unwrap(), 5 - before);
+    let (added, next) = store.warm_tile_cache_below(u64::MAX, 4).unwrap();
+    assert_eq!(
+        (added, next),
+        (4 - 2, Some(1)),
+        "tiles 4 to 1 read, 4 and 3 already in"
+    );
+    let (added, next) = store.warm_tile_cache_below(1, 4).unwrap();
+    assert_eq!((added, next), (1, None));
     assert_eq!(store.cached_tiles(), 5);
+    assert!(before <= 2);
+    let reads = store.tile_reads();
+    check_proofs(&store);
+    assert_eq!(store.tile_reads(), reads);
+}
+
+#[test]
+fn a_tile_written_and_not_yet_synced_changes_no_published_proof() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    store.append_batch((0..300).map(entry).collect()).unwrap();
+    // Completes tiles 1 and 2 (cached as written), not published.
+    store.write_batch((300..800).map(entry).collect()).unwrap();
+    assert_eq!(store.size(), 300);
+    assert_eq!(store.cached_tiles(), 3);
+    check_proofs(&store);
+    store.sync().unwrap();
+    assert_eq!(store.size(), 800);
     check_proofs(&store);
 }

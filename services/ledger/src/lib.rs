@@ -114,21 +114,34 @@ impl Ledger {
     /// Reads the newest stored node tiles into the store's tile cache on a
     /// thread of its own (`vigil_ledger::tile_cache`): a restarted ledger
     /// serves proofs from memory once it is done, from RocksDB meanwhile.
-    /// The process waits for it at exit, as for every writer thread.
+    /// It holds the store only for a part at a time (256 tiles, about
+    /// 4 MiB), and stops once everyone else has let go of it: it never
+    /// keeps a stopping ledger's RocksDB open, and the process's wait for
+    /// its threads at exit covers it.
     pub fn warm_tile_cache_in_background(&self) {
-        let store = self.store.clone();
+        const TILES_AT_A_TIME: usize = 256;
+        let store = Arc::downgrade(&self.store);
         let started = vigil_bus::own_thread::spawn("vigil-tile-warm", move || async move {
             let t = std::time::Instant::now();
-            match store.warm_tile_cache() {
-                Ok(tiles) => tracing::info!(
-                    tiles,
-                    secs = t.elapsed().as_secs_f64(),
-                    "node tiles read into the tile cache"
-                ),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot warm the tile cache; proofs read tiles from the store")
+            let (mut tiles, mut below) = (0, Some(u64::MAX));
+            while let Some(end) = below {
+                let Some(store) = store.upgrade() else {
+                    tracing::info!(tiles, "the ledger stopped while its tile cache was filling");
+                    return;
+                };
+                match store.warm_tile_cache_below(end, TILES_AT_A_TIME) {
+                    Ok((added, next)) => (tiles, below) = (tiles + added, next),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot fill the tile cache; proofs read tiles from the store");
+                        return;
+                    }
                 }
             }
+            tracing::info!(
+                tiles,
+                secs = t.elapsed().as_secs_f64(),
+                "node tiles read into the tile cache"
+            );
         });
         match started {
             Ok(running) => running.detach(),
