@@ -99,38 +99,14 @@ runuser -u postgres -- "$PGBOUNCER" "$work/pgbouncer.ini" >/dev/null 2>&1 &
 pids+=($!)
 
 # --- vigil (and the baseline binary, set up alike)
-HASH=$(printf 'bench\n' | "$BIN/vigil" hash-password)
-"$BIN/vigil" body-key new --id bench > "$work/body.keys"
-python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())' > "$work/masking.key"
+. tests/bench/bench-vigil.sh
 # start_vigil NAME BINARY: sets NAME's port, HTTP port, metrics port and pid
 # (PORT_vigil, HTTP_vigil, METRICS_vigil, PID_vigil for "vigil").
 start_vigil() {
   local name=$1 bin=$2 dir="$work/$1"
   local port http grpc metrics
   port=$(free_port); http=$(free_port); grpc=$(free_port); metrics=$(free_port)
-  mkdir -p "$dir"
-  cat > "$dir/vigil.toml" <<TOML
-data_dir = "$dir/data"
-# The bench logs in with a static identity (development accounts only).
-allow_static_identities = true
-[ledger]
-origin = "bench.vigil/pgbench"
-http_listen = "127.0.0.1:$http"
-grpc_listen = "127.0.0.1:$grpc"
-body_keys_file = "$work/body.keys"
-[[postgres]]
-name = "bench"
-listen = "127.0.0.1:$port"
-policy = "builtin:phi-default"
-upstream = { host = "127.0.0.1", port = 5432, user = "postgres", allow_privileged_role = true }
-[[identities]]
-name = "bench"
-password_hash = "$HASH"
-[masking]
-hash_key_file = "$work/masking.key"
-[metrics]
-listen = "127.0.0.1:$metrics"
-TOML
+  bench_vigil_config "$dir" "$port" "$http" "$grpc" "$metrics" "$bin"
   VIGIL_LOG=warn "$bin" up --config "$dir/vigil.toml" >"$dir/vigil.out" 2>"$dir/vigil.err" &
   local pid=$!
   pids+=("$pid")

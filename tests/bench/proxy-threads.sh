@@ -29,30 +29,9 @@ work=$(mktemp -d)
 chmod 755 "$work"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 PORT=$(free_port)
-"$VIGIL" body-key new --id bench > "$work/body.keys"
-python3 -c 'import base64,os; print(base64.b64encode(os.urandom(32)).decode())' > "$work/masking.key"
-cat > "$work/vigil.toml" <<TOML
-data_dir = "$work/data"
-allow_static_identities = true
-[ledger]
-origin = "bench.vigil/threads"
-http_listen = "127.0.0.1:$(free_port)"
-grpc_listen = "127.0.0.1:$(free_port)"
-body_keys_file = "$work/body.keys"
-[[postgres]]
-name = "bench"
-listen = "127.0.0.1:$PORT"
-policy = "builtin:phi-default"
-upstream = { host = "127.0.0.1", port = 5432, user = "postgres", allow_privileged_role = true }
-[[identities]]
-name = "bench"
-password_hash = "$(printf 'bench\n' | "$VIGIL" hash-password)"
-[masking]
-hash_key_file = "$work/masking.key"
-[metrics]
-listen = "127.0.0.1:$(free_port)"
-TOML
-VIGIL_LOG=warn "$VIGIL" up --config "$work/vigil.toml" >"$work/out" 2>"$work/err" &
+. tests/bench/bench-vigil.sh
+bench_vigil_config "$work/vigil" "$PORT" "$(free_port)" "$(free_port)" "$(free_port)" "$VIGIL"
+VIGIL_LOG=warn "$VIGIL" up --config "$work/vigil/vigil.toml" >"$work/out" 2>"$work/err" &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do grep -q "vigil is ready" "$work/out" 2>/dev/null && break; sleep 0.1; done

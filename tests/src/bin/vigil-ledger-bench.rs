@@ -753,21 +753,9 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
         let mut rng = StdRng::seed_from_u64(6);
         // Warm-up as for the measured pass below (not measured): the
         // first lookups after open load index blocks.
-        for _ in 0..1000 {
-            let size = rng.gen_range(1..=n);
-            store
-                .inclusion_proof(rng.gen_range(0..size), size)
-                .expect("inclusion proof");
-        }
+        time_random_inclusions(&store, &mut rng, n, 1000);
         let read_before = io_read_bytes();
-        let mut times = Vec::with_capacity(pairs);
-        for _ in 0..pairs {
-            let size = rng.gen_range(1..=n);
-            let index = rng.gen_range(0..size);
-            let t = Instant::now();
-            store.inclusion_proof(index, size).expect("inclusion proof");
-            times.push(t.elapsed().as_secs_f64() * 1e6);
-        }
+        let times = time_random_inclusions(&store, &mut rng, n, pairs);
         let read = (io_read_bytes() - read_before) as f64 / 1048576.0;
         store.set_tile_cache_limit(vigil_ledger::tile_cache::DEFAULT_LIMIT_BYTES);
         (stats(times), read)
@@ -956,6 +944,20 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
 /// the figures of a log whose node tiles are all in the page cache. (A
 /// kernel that pages out what was not touched for a while, as this VM's
 /// DAMON reclaim does, makes the first pass's tail disk reads.)
+/// Generates `count` inclusion proofs for random (index, size) pairs of a
+/// log of `n` entries; each one's time in µs.
+fn time_random_inclusions(store: &Store, rng: &mut StdRng, n: u64, count: usize) -> Vec<f64> {
+    (0..count)
+        .map(|_| {
+            let size = rng.gen_range(1..=n);
+            let index = rng.gen_range(0..size);
+            let t = Instant::now();
+            store.inclusion_proof(index, size).expect("inclusion proof");
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
+}
+
 fn generate_warm(store: &Store, n: u64, pairs: usize) -> (Stats, Stats) {
     let t = Instant::now();
     for tile in 0..n / 256 {
@@ -969,11 +971,7 @@ fn generate_warm(store: &Store, n: u64, pairs: usize) -> (Stats, Stats) {
     let mut rng = StdRng::seed_from_u64(5);
     let (mut ig, mut cg) = (Vec::new(), Vec::new());
     for _ in 0..pairs {
-        let size = rng.gen_range(1..=n);
-        let index = rng.gen_range(0..size);
-        let t = Instant::now();
-        store.inclusion_proof(index, size).expect("inclusion proof");
-        ig.push(t.elapsed().as_secs_f64() * 1e6);
+        ig.extend(time_random_inclusions(store, &mut rng, n, 1));
         let (a, b) = (rng.gen_range(1..=n), rng.gen_range(1..=n));
         let t = Instant::now();
         store
