@@ -867,6 +867,9 @@ fn metrics_count_sessions_decisions_refusals_and_the_ledger() {
         // Responses, SessionClosed, and the refused login.
         assert!(value("vigil_ledger_entries") >= 7.0);
         assert!(value("vigil_ledger_checkpoint_age_seconds") >= 0.0);
+        // Fewer than 256 entries: no complete tile to cache or read yet.
+        assert_eq!(value("vigil_ledger_tile_cache_tiles"), 0.0);
+        assert_eq!(value("vigil_ledger_tile_store_reads"), 0.0);
         assert!(page.contains("# TYPE vigil_record_seconds histogram"));
     }
 }

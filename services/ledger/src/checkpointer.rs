@@ -74,6 +74,20 @@ impl SignedMetrics {
             &[],
             move || l.upgrade().map_or(f64::NAN, |l| l.store.size() as f64),
         );
+        let l = Arc::downgrade(ledger);
+        vigil_metrics::gauge_fn(
+            "vigil_ledger_tile_cache_tiles",
+            "Complete node tiles (256 entries each) held in memory for proofs ([ledger] tile_cache_mib).",
+            &[],
+            move || l.upgrade().map_or(f64::NAN, |l| l.store.cached_tiles() as f64),
+        );
+        let l = Arc::downgrade(ledger);
+        vigil_metrics::gauge_fn(
+            "vigil_ledger_tile_store_reads",
+            "Node tiles read from the store since the ledger opened, because the tile cache did not hold them.",
+            &[],
+            move || l.upgrade().map_or(f64::NAN, |l| l.store.tile_reads() as f64),
+        );
         let s = self.clone();
         vigil_metrics::gauge_fn(
             "vigil_ledger_checkpoint_size",
