@@ -43,15 +43,22 @@ pub fn vigil_bin() -> PathBuf {
 }
 
 /// A port nobody listens on right now, and never handed out before by this
-/// process (the OS may offer a just-released port again, and one gateway
-/// asks for three at once).
+/// process (one gateway asks for three at once).
+///
+/// Drawn at random below Linux's ephemeral range (32768 and up), not from
+/// `bind(0)`: nextest runs each test in a process of its own, and a port
+/// `bind(0)` handed out and released here was sometimes taken by another
+/// test's outgoing connection (its source port) before the gateway under
+/// test could listen on it ("Address already in use").
 pub fn free_port() -> u16 {
+    use rand::Rng as _;
     static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut rng = rand::thread_rng();
     loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
+        let port = rng.gen_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
         let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
         if !given.contains(&port) {
             given.push(port);
