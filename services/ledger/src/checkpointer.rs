@@ -65,28 +65,20 @@ struct SignedMetrics {
 
 impl SignedMetrics {
     fn register(self: &Arc<Self>, ledger: &Arc<Ledger>) {
-        // Weak: the registry lives as long as the process, an open ledger
-        // not necessarily (a key rotation reopens it).
-        let l = Arc::downgrade(ledger);
-        vigil_metrics::gauge_fn(
-            "vigil_ledger_entries",
-            "Entries in the log.",
-            &[],
-            move || l.upgrade().map_or(f64::NAN, |l| l.store.size() as f64),
-        );
-        let l = Arc::downgrade(ledger);
-        vigil_metrics::gauge_fn(
+        store_gauge(ledger, "vigil_ledger_entries", "Entries in the log.", |s| {
+            s.size() as f64
+        });
+        store_gauge(
+            ledger,
             "vigil_ledger_tile_cache_tiles",
             "Complete node tiles (256 entries each) held in memory for proofs ([ledger] tile_cache_mib).",
-            &[],
-            move || l.upgrade().map_or(f64::NAN, |l| l.store.cached_tiles() as f64),
+            |s| s.cached_tiles() as f64,
         );
-        let l = Arc::downgrade(ledger);
-        vigil_metrics::gauge_fn(
+        store_gauge(
+            ledger,
             "vigil_ledger_tile_store_reads",
             "Node tiles read from the store since the ledger opened, because the tile cache did not hold them.",
-            &[],
-            move || l.upgrade().map_or(f64::NAN, |l| l.store.tile_reads() as f64),
+            |s| s.tile_reads() as f64,
         );
         let s = self.clone();
         vigil_metrics::gauge_fn(
@@ -106,6 +98,21 @@ impl SignedMetrics {
             },
         );
     }
+}
+
+/// A gauge read from the ledger's store when scraped; NaN once that ledger
+/// is closed. Weak: the registry lives as long as the process, an open
+/// ledger not necessarily (a key rotation reopens it).
+fn store_gauge(
+    ledger: &Arc<Ledger>,
+    name: &'static str,
+    help: &'static str,
+    read: fn(&vigil_ledger::Store) -> f64,
+) {
+    let l = Arc::downgrade(ledger);
+    vigil_metrics::gauge_fn(name, help, &[], move || {
+        l.upgrade().map_or(f64::NAN, |l| read(&l.store))
+    });
 }
 
 fn unix_secs_now() -> i64 {
