@@ -6,11 +6,13 @@
 //! ([`recorder`]), the hold coordinator ([`hold`]), the token deadline
 //! ([`deadline`]), TLS to clients ([`tls`]), HTTP serving with
 //! connection and time limits ([`http`]) for every port others reach, and
-//! the HTTP client to upstream servers ([`upstream`]).
+//! the HTTP client to upstream servers ([`upstream`]), and work that may
+//! block its thread run without stalling other sessions ([`blocking`]).
 //!
 //! tokio lives here, not in `proxies/core` (which stays free of async
 //! runtimes: the dependency rule in `tests/run.sh`).
 
+pub mod blocking;
 pub mod deadline;
 pub mod drain;
 pub mod hold;

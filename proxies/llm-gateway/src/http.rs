@@ -348,14 +348,19 @@ async fn handle(
             return refuse_call(&gw, &recorder, call, api, ErrorKind::TooLarge, text).await;
         }
     };
-    let decoded = request::decode(endpoint, &bytes);
-    let call = call_event(
-        seq,
-        parts.method.as_str(),
-        &path,
-        decoded.as_ref().ok(),
-        &bytes,
-    );
+    // Parsing (and below, masking) a prompt of megabytes takes
+    // milliseconds: that runs without holding up other sessions.
+    let (decoded, call) = vigil_runtime::blocking::may_block_if_large(bytes.len(), || {
+        let decoded = request::decode(endpoint, &bytes);
+        let call = call_event(
+            seq,
+            parts.method.as_str(),
+            &path,
+            decoded.as_ref().ok(),
+            &bytes,
+        );
+        (decoded, call)
+    });
     let mut llm = match decoded {
         Ok(r) => r,
         Err(e) => {
@@ -411,11 +416,14 @@ async fn handle(
         ));
     }
     let mut vault = restore.then(Vault::new);
-    let masked = match (mask_prompt, vault.as_mut()) {
-        (false, _) => Ok(None),
-        (true, Some(vault)) => llm.mask_prompt_numbered(&gw.config.masker, vault).map(Some),
-        (true, None) => llm.mask_prompt(&gw.config.masker).map(Some),
-    };
+    let prompt_bytes = if mask_prompt { bytes.len() } else { 0 };
+    let masked = vigil_runtime::blocking::may_block_if_large(prompt_bytes, || {
+        match (mask_prompt, vault.as_mut()) {
+            (false, _) => Ok(None),
+            (true, Some(vault)) => llm.mask_prompt_numbered(&gw.config.masker, vault).map(Some),
+            (true, None) => llm.mask_prompt(&gw.config.masker).map(Some),
+        }
+    });
     let prompt_found = match masked {
         Ok(found) => found,
         Err(refused) => return refuse(format!("Vigil masks the prompt, and {}", refused.0)),

@@ -186,46 +186,55 @@ pub(crate) async fn forward(
             return errors::respond(api, ErrorKind::Upstream, text);
         }
     };
-    let body = match serde_json::from_slice::<Value>(&bytes) {
-        Ok(mut value) => {
-            if masking {
-                mask_whole(&gw.config.masker, &mut value, &mut record.output_found);
-            }
-            record.read_usage(&value);
-            // The record keeps the answer as the model wrote it, masked;
-            // the caller gets its own values back.
-            let as_written = value.to_string();
-            record.output.push_str(&as_written);
-            match &vault {
-                Some(vault) => {
-                    restore_whole(vault, &mut value, &mut record.output_found);
-                    value.to_string()
+    // Parsing and masking a body of megabytes takes milliseconds: that
+    // runs without holding up the worker's other sessions.
+    let body = vigil_runtime::blocking::may_block_if_large(bytes.len(), || {
+        match serde_json::from_slice::<Value>(&bytes) {
+            Ok(mut value) => {
+                if masking {
+                    mask_whole(&gw.config.masker, &mut value, &mut record.output_found);
                 }
-                None => as_written,
+                record.read_usage(&value);
+                // The record keeps the answer as the model wrote it, masked;
+                // the caller gets its own values back.
+                let as_written = value.to_string();
+                record.output.push_str(&as_written);
+                Some(match &vault {
+                    Some(vault) => {
+                        restore_whole(vault, &mut value, &mut record.output_found);
+                        value.to_string()
+                    }
+                    None => as_written,
+                })
+            }
+            // Not JSON (a proxy's error page, a broken provider): the page
+            // is not relayed, and the record keeps it scanned.
+            Err(_) => {
+                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let scanned = match gw.config.masker.scan(text.as_bytes()) {
+                    Some(s) => String::from_utf8_lossy(&s.masked).into_owned(),
+                    None => text,
+                };
+                record.output.push_str(&scanned);
+                None
             }
         }
-        // Not JSON (a proxy's error page, a broken provider): the agent
-        // gets an error in its API's format; the page is not relayed, and
-        // the record keeps it scanned.
-        Err(_) => {
-            let text = String::from_utf8_lossy(&bytes).into_owned();
-            let scanned = match gw.config.masker.scan(text.as_bytes()) {
-                Some(s) => String::from_utf8_lossy(&s.masked).into_owned(),
-                None => text,
-            };
-            record.output.push_str(&scanned);
-            let message =
-                format!("the model provider answered {status} with a body that is not JSON");
-            abandoned.recorder = None;
-            recorder.record_in_background(Kind::Response(record.failed(502, &message, started)));
-            return errors::respond(api, ErrorKind::Upstream, &format!("Vigil: {message}"));
-        }
+    });
+    // The agent gets an error in its API's format.
+    let Some(body) = body else {
+        let message = format!("the model provider answered {status} with a body that is not JSON");
+        abandoned.recorder = None;
+        recorder.record_in_background(Kind::Response(record.failed(502, &message, started)));
+        return errors::respond(api, ErrorKind::Upstream, &format!("Vigil: {message}"));
     };
     if !status.is_success() {
         record.error = Some(format!("the provider answered {status}"));
     }
     abandoned.recorder = None;
-    recorder.record_in_background(Kind::Response(record.finish(started)));
+    // Hashes what it keeps of the answer (up to the relay's limit).
+    let finished =
+        vigil_runtime::blocking::may_block_if_large(bytes.len(), || record.finish(started));
+    recorder.record_in_background(Kind::Response(finished));
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response.headers_mut().insert(
@@ -430,6 +439,7 @@ fn stream(
         let mut relay =
             StreamRelay::new(api, endpoint, masking.then_some(&*masker), vault.as_ref());
         let mut reader = sse::Reader::new(sse::Limits::default());
+        let mut inline = vigil_runtime::blocking::InlineBudget::default();
         let stall = gw.config.upstream.stall_timeout;
         let mut ended = false;
         loop {
@@ -456,7 +466,14 @@ fn stream(
                 }
             };
             for event in events {
-                match relay.event(event, &mut record) {
+                // One event may be up to 16 MiB: parsed and masked off the
+                // workers when large.
+                let size = event.data.len();
+                let step = vigil_runtime::blocking::may_block_if_large(size, || {
+                    relay.event(event, &mut record)
+                });
+                inline.spend(size).await;
+                match step {
                     Ok(Step::Send(text)) => {
                         if record.first_token_micros.is_none() && relay.released_text {
                             record.first_token_micros = Some(started.elapsed().as_micros() as u64);
@@ -514,7 +531,9 @@ fn stream(
             Some(written) => written.to_string(),
             None => std::mem::take(&mut relay.transcript),
         };
-        recorder.record_in_background(Kind::Response(record.finish(started)));
+        let size = record.output.len();
+        let finished = vigil_runtime::blocking::may_block_if_large(size, || record.finish(started));
+        recorder.record_in_background(Kind::Response(finished));
     });
     let mut response = Response::new(Body::from_stream(
         tokio_stream::wrappers::ReceiverStream::new(rx),

@@ -30,6 +30,7 @@ use crate::http::{header, plain, rpc_error, session_not_found, Conn, McpGateway}
 use crate::post::Exchange;
 use crate::session::Session;
 use crate::{codes, record};
+use vigil_runtime::blocking::{may_block, may_block_if_large, InlineBudget};
 
 /// How often a waiting SSE stream gets a comment, so that proxies and
 /// clients do not time it out.
@@ -244,7 +245,9 @@ enum ToAgent {
     Nothing,
 }
 
-async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAgent {
+/// `size`: the message's length as it came, which says whether decoding and
+/// treating it may take long.
+async fn on_server_message(ctx: &Ctx, message: Message, size: usize, to_agent: bool) -> ToAgent {
     let gw = &ctx.gw;
     let session = &ctx.session;
     let roles = session.roles();
@@ -268,7 +271,8 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
                         .get_mut("tools")
                         .and_then(serde_json::Value::as_array_mut)
                     {
-                        let reviewed = gw.pins.review(tools);
+                        // Reads and may write and sync the pins file.
+                        let reviewed = may_block(|| gw.pins.review(tools));
                         tools.retain(|t| {
                             let name = t
                                 .get("name")
@@ -292,13 +296,16 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
                 asker: ctx.asker(&roles),
                 max_result_bytes: gw.config.max_result_bytes,
             };
-            let mut treated = treat_answer(
-                &treatment,
-                &asked.method,
-                &asked.verdict,
-                client_id,
-                message,
-            );
+            // Masking an answer of megabytes takes milliseconds.
+            let mut treated = may_block_if_large(size, || {
+                treat_answer(
+                    &treatment,
+                    &asked.method,
+                    &asked.verdict,
+                    client_id,
+                    message,
+                )
+            });
             treated.changes.hidden.extend(pinned_out);
             (
                 treated.changes.pinned,
@@ -310,12 +317,11 @@ async fn on_server_message(ctx: &Ctx, message: Message, to_agent: bool) -> ToAge
                 recorder.record_in_background(Kind::Decision(result_size_decision(gw, &asked)));
             }
             let micros = asked.started.elapsed().as_micros() as u64;
-            recorder.record_in_background(Kind::Response(record::response(
-                asked.seq,
-                &treated.message,
-                &treated.changes,
-                micros,
-            )));
+            // Serializes and hashes the answer as the agent gets it.
+            let response = may_block_if_large(size, || {
+                record::response(asked.seq, &treated.message, &treated.changes, micros)
+            });
+            recorder.record_in_background(Kind::Response(response));
             ToAgent::Answer {
                 message: treated.message,
                 upstream_id: id,
@@ -571,7 +577,7 @@ pub(crate) async fn answer(
             )
         }
     };
-    let decoded = jsonrpc::decode(&bytes, Batches::Refused);
+    let decoded = may_block_if_large(bytes.len(), || jsonrpc::decode(&bytes, Batches::Refused));
     let message = match decoded {
         Ok(Decoded::One(m)) => m,
         _ => {
@@ -603,7 +609,7 @@ pub(crate) async fn answer(
         },
         m => m,
     };
-    match on_server_message(&ctx, message, false).await {
+    match on_server_message(&ctx, message, bytes.len(), false).await {
         ToAgent::Answer { message, .. } => {
             let status = if status.is_success() {
                 StatusCode::OK
@@ -639,6 +645,7 @@ async fn pump(
         max_event: ctx.gw.config.max_result_bytes + 64 * 1024,
     };
     let mut reader = sse::Reader::new(limits);
+    let mut inline = InlineBudget::default();
     let failure = loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
@@ -668,14 +675,19 @@ async fn pump(
             }
         };
         for event in events {
-            let message = match jsonrpc::decode(event.data.as_bytes(), Batches::Refused) {
+            let size = event.data.len();
+            let decoded = may_block_if_large(size, || {
+                jsonrpc::decode(event.data.as_bytes(), Batches::Refused)
+            });
+            inline.spend(size).await;
+            let message = match decoded {
                 Ok(Decoded::One(m)) => m,
                 Ok(Decoded::Batch(_)) | Err(_) => {
                     tracing::warn!(session = %ctx.session.recorder.session().session_id(), "an SSE event of the MCP server is not one JSON-RPC message (dropped)");
                     continue;
                 }
             };
-            match on_server_message(ctx, message, out.is_some()).await {
+            match on_server_message(ctx, message, size, out.is_some()).await {
                 ToAgent::Nothing => {}
                 ToAgent::Answer {
                     message,

@@ -107,7 +107,11 @@ pub async fn login(
                         let client = scram.as_mut().ok_or(UpstreamAuthError::MalformedScram(
                             "unexpected SASL continue",
                         ))?;
-                        codec::sasl_response(&client.client_final(&data)?)
+                        // PBKDF2 at the server's iteration count: milliseconds
+                        // at PostgreSQL's 4096, more if the server asks.
+                        let answer =
+                            vigil_runtime::blocking::may_block(|| client.client_final(&data))?;
+                        codec::sasl_response(&answer)
                     }
                     AuthRequest::SaslFinal { data } => {
                         scram

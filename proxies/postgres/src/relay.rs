@@ -62,6 +62,7 @@ use crate::results;
 use crate::scrub::{self, ClientText};
 use crate::tracker::{Completed, RunAttrs, Tracker};
 use crate::upstream_tls::UpstreamStream;
+use vigil_runtime::blocking::{may_block_if_large, InlineBudget};
 use vigil_runtime::tls::ClientStream;
 
 /// Everything policy needs for one session.
@@ -358,6 +359,7 @@ async fn frontend(
     mut state: Frontend,
 ) -> EndReason {
     let mut out = BytesMut::with_capacity(8192);
+    let mut inline = InlineBudget::default();
     loop {
         loop {
             let frame = match codec::decode_client_frame(&mut buf) {
@@ -392,6 +394,7 @@ async fn frontend(
                     return EndReason::Error(refusal.message);
                 }
             }
+            inline.spend(frame.raw.len()).await;
         }
         if !out.is_empty() {
             if let Err(e) = upstream.write_all(&out).await {
@@ -478,6 +481,12 @@ impl Fatal {
             message: format!("invalid frontend message: {e}"),
         }
     }
+}
+
+/// Judges a statement's text. Classifying a statement of megabytes takes
+/// milliseconds: that runs without holding up the worker's other sessions.
+fn judge_text(gate: &mut Gate, sql: &str) -> Verdict {
+    may_block_if_large(sql.len(), || gate.judge(sql))
 }
 
 /// A Request of the SQL family with no prepared statement or parameters.
@@ -590,7 +599,7 @@ impl Frontend {
         let events: Vec<Kind> = match message {
             ClientMessage::Query { sql } => {
                 shared.remember_client_text(&sql);
-                let verdict = Arc::new(self.gate.judge(&sql));
+                let verdict = Arc::new(judge_text(&mut self.gate, &sql));
                 if verdict.outcome.forwards() {
                     self.sql_touches_protocol_names(&verdict, &sql);
                     self.note_schema_change();
@@ -614,7 +623,7 @@ impl Frontend {
             }
             ClientMessage::Parse(parse) => {
                 shared.remember_client_text(&parse.query);
-                let mut verdict = Arc::new(self.gate.judge(&parse.query));
+                let mut verdict = Arc::new(judge_text(&mut self.gate, &parse.query));
                 // A named statement cannot be replaced while it exists: the
                 // server refuses the second Parse (42P05) and keeps the
                 // first. The registry would drop the change at that error;
@@ -678,26 +687,30 @@ impl Frontend {
                 }
             }
             ClientMessage::Bind(bind) => {
+                // The values as recorded, made once here rather than at
+                // each Execute: a Bind may carry 64 MiB, and a client may
+                // pipeline thousands of Executes of its portal.
+                let params = may_block_if_large(frame.raw.len(), || {
+                    for value in bind.params.iter().filter_map(|p| p.value.as_ref()) {
+                        shared.remember_client_text(&String::from_utf8_lossy(value));
+                    }
+                    parameters(bind.params)
+                });
                 // The portal runs what the statement is *now*: later Parses
                 // of the statement's name do not change it.
                 self.tracker()
-                    .push_bind(bind.portal, bind.statement, bind.params);
+                    .push_bind(bind.portal, bind.statement, params.into());
                 out.extend_from_slice(&frame.raw);
                 Vec::new()
             }
             ClientMessage::Execute { portal, .. } => {
                 let seq = shared.session.next_statement_seq();
                 let info = self.tracker().portal(&portal).cloned();
-                if let Some(info) = &info {
-                    for value in info.params.iter().filter_map(|p| p.value.as_ref()) {
-                        shared.remember_client_text(&String::from_utf8_lossy(value));
-                    }
-                }
                 let (statement, statement_name, parameters) = match info {
                     Some(info) => (
                         info.query.to_string(),
                         info.statement_name,
-                        parameters(info.params),
+                        info.params.to_vec(),
                     ),
                     None => (String::new(), String::new(), Vec::new()),
                 };
@@ -772,13 +785,14 @@ impl Frontend {
                     Arc::new(self.unclassifiable("a function call by OID (fast-path protocol)"));
                 let seq = shared.session.next_statement_seq();
                 self.forward_or_probe(frame, &verdict, seq, out);
+                let args = may_block_if_large(frame.raw.len(), || parameters(call.args));
                 vec![shared.decided(
                     Request::new_sql(
                         seq,
                         SqlStatement {
                             text: format!("function call: oid {}", call.function_oid),
                             path: SqlProtocolPath::FunctionCall as i32,
-                            parameters: parameters(call.args),
+                            parameters: args,
                             ..Default::default()
                         },
                     ),

@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use vigil_proto::events::MaskedField;
 use vigil_sql::policy::{stricter, Outcome, Verdict};
 
-use crate::codec::{BindParam, ErrorFields};
+use crate::codec::ErrorFields;
+use vigil_proto::events::Parameter;
 
 /// A statement the server has finished with, ready to become a Response event.
 #[derive(Debug, Clone, PartialEq)]
@@ -186,7 +187,9 @@ pub enum DescriptionFor {
 pub struct PortalInfo {
     pub statement_name: String,
     pub query: Arc<str>,
-    pub params: Vec<BindParam>,
+    /// The bound values as every Execute of the portal records them,
+    /// made once at Bind (raw values of up to 64 MiB are not kept).
+    pub params: Arc<[Parameter]>,
     /// `None`: the statement is unknown to the proxy (the server refuses
     /// the Bind, or holds something the proxy never judged).
     pub verdict: Option<Arc<Verdict>>,
@@ -276,7 +279,7 @@ impl Tracker {
         &mut self,
         portal: String,
         statement: String,
-        params: Vec<BindParam>,
+        params: Arc<[Parameter]>,
     ) -> PortalInfo {
         let (query, verdict) = match self.statement(&statement) {
             Some(p) => (p.query.clone(), Some(p.verdict.clone())),
@@ -360,7 +363,7 @@ impl Tracker {
                 .or_insert_with(|| PortalInfo {
                     statement_name: String::new(),
                     query: Arc::from(text),
-                    params: Vec::new(),
+                    params: Arc::from([]),
                     verdict: Some(fresh.clone()),
                 });
         }
@@ -797,7 +800,7 @@ mod tests {
         t.push_sync();
         assert_eq!(t.statement("s").unwrap().verdict.rule, "lax");
         // A Bind sent in the next cycle, before the error came back.
-        let sent = t.push_bind("p".into(), "s".into(), vec![]);
+        let sent = t.push_bind("p".into(), "s".into(), Arc::from([]));
         assert_eq!(sent.verdict.as_ref().unwrap().rule, "lax");
         t.push_execute_with(1, execute_attrs("p", sent.verdict.clone()));
         t.push_sync();
@@ -826,7 +829,7 @@ mod tests {
         assert!(t.on_ready_for_query(false).unwrap().is_empty());
 
         // A portal bound and executed after the resync runs as judged.
-        let sent = t.push_bind("q".into(), "s".into(), vec![]);
+        let sent = t.push_bind("q".into(), "s".into(), Arc::from([]));
         t.push_execute_with(2, execute_attrs("q", sent.verdict.clone()));
         t.on_step_complete().unwrap();
         assert_eq!(
@@ -921,7 +924,7 @@ mod tests {
     fn a_portal_counts_afresh_only_when_the_server_confirms_its_bind() {
         let mut t = Tracker::new();
         t.push_parse("s".into(), "select 1".into(), verdict("v"));
-        let sent = t.push_bind("p".into(), "s".into(), vec![]);
+        let sent = t.push_bind("p".into(), "s".into(), Arc::from([]));
         t.push_execute_with(0, execute_attrs("p", sent.verdict.clone()));
         t.push_sync();
         t.on_step_complete().unwrap();
@@ -931,7 +934,7 @@ mod tests {
         t.on_ready_for_query(false).unwrap();
         // A re-Bind the server skips (an error before it) is no reset.
         t.push_execute(1);
-        let sent = t.push_bind("p".into(), "s".into(), vec![]);
+        let sent = t.push_bind("p".into(), "s".into(), Arc::from([]));
         t.push_execute_with(2, execute_attrs("p", sent.verdict.clone()));
         t.push_sync();
         t.on_error(err("22012")).unwrap();
@@ -945,7 +948,7 @@ mod tests {
     fn portals_end_with_the_transaction() {
         let mut t = Tracker::new();
         t.push_parse("s".into(), "select 1".into(), verdict("v"));
-        t.push_bind("p".into(), "s".into(), vec![]);
+        t.push_bind("p".into(), "s".into(), Arc::from([]));
         t.push_sync();
         t.on_step_complete().unwrap();
         t.on_step_complete().unwrap();
@@ -983,7 +986,7 @@ mod tests {
     fn pipelined_executes_complete_in_order() {
         let mut t = Tracker::new();
         t.push_parse("s1".into(), "select $1".into(), verdict("a"));
-        t.push_bind("".into(), "s1".into(), vec![]);
+        t.push_bind("".into(), "s1".into(), Arc::from([]));
         assert_eq!(&*t.portal("").unwrap().query, "select $1");
         t.on_step_complete().unwrap();
         t.on_step_complete().unwrap();

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{broadcast, Notify};
@@ -23,6 +23,7 @@ use vigil_approvals::{
 };
 use vigil_proxy_core::policy::ReviewSettings;
 use vigil_proxy_core::EventSink;
+use vigil_runtime::blocking::may_block;
 
 /// How many changes a slow listener may fall behind before it re-reads
 /// the book (a lagging waiter re-checks its operation; nothing is lost).
@@ -117,8 +118,7 @@ impl ApprovalService {
             &[],
             move || {
                 weak.upgrade().map_or(0.0, |s| {
-                    let book = s.book.lock().unwrap_or_else(|e| e.into_inner());
-                    book.operations(Some(State::Pending)).len() as f64
+                    s.read_book(|book| book.operations(Some(State::Pending)).len() as f64)
                 })
             },
         );
@@ -181,18 +181,27 @@ impl ApprovalService {
 
     // ---- reading ----
 
+    /// Reads the book. Every change holds its lock across a synced write,
+    /// for as long as the disk takes: a read that finds it held waits in
+    /// `may_block`, so the sessions on the same async worker go on.
+    fn read_book<T>(&self, read: impl FnOnce(&Book) -> T) -> T {
+        match self.book.try_lock() {
+            Ok(book) => read(&book),
+            Err(TryLockError::Poisoned(p)) => read(&p.into_inner()),
+            Err(TryLockError::WouldBlock) => {
+                may_block(|| read(&self.book.lock().unwrap_or_else(|e| e.into_inner())))
+            }
+        }
+    }
+
     pub fn operation(&self, id: &str) -> Option<Operation> {
-        self.book
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .operation(id)
-            .cloned()
+        self.read_book(|book| book.operation(id).cloned())
     }
 
     /// Operations in `state` (all when `None`), newest first.
     pub fn operations(&self, state: Option<State>, limit: usize) -> Vec<Operation> {
-        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        let mut ops: Vec<Operation> = book.operations(state).into_iter().cloned().collect();
+        let mut ops: Vec<Operation> =
+            self.read_book(|book| book.operations(state).into_iter().cloned().collect());
         ops.sort_by_key(|o| std::cmp::Reverse(o.hold.opened_unix_nanos));
         ops.truncate(limit);
         ops
@@ -204,14 +213,14 @@ impl ApprovalService {
     }
 
     pub fn grants(&self) -> Vec<Grant> {
-        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        book.grants().cloned().collect()
+        self.read_book(|book| book.grants().cloned().collect())
     }
 
     pub fn covering_grant(&self, who: &Principal, connection: &str, rule: &str) -> Option<String> {
-        let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-        book.covering_grant(who, connection, rule, unix_nanos_now())
-            .map(|g| g.id.clone())
+        self.read_book(|book| {
+            book.covering_grant(who, connection, rule, unix_nanos_now())
+                .map(|g| g.id.clone())
+        })
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Operation> {
@@ -369,12 +378,9 @@ impl ApprovalService {
         reason: String,
     ) -> Result<Grant, ServiceError> {
         let id = id.to_string();
-        let rule_name = {
-            let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-            book.grant(&id)
-                .map(|g| g.rule.clone())
-                .ok_or_else(|| BookError::UnknownGrant(id.clone()))?
-        };
+        let rule_name = self
+            .read_book(|book| book.grant(&id).map(|g| g.rule.clone()))
+            .ok_or_else(|| BookError::UnknownGrant(id.clone()))?;
         let rule = self
             .rules
             .get(&rule_name)
@@ -466,10 +472,7 @@ impl ApprovalService {
     /// at least once a second in case a new one expires sooner).
     async fn sweep_loop(self: Arc<Self>) {
         loop {
-            let next = {
-                let book = self.book.lock().unwrap_or_else(|e| e.into_inner());
-                book.next_expiry()
-            };
+            let next = self.read_book(|book| book.next_expiry());
             let now = unix_nanos_now();
             let wait = match next {
                 Some(at) if at <= now => Duration::ZERO,

@@ -16,6 +16,8 @@ use vigil_proto::ledger::{
     GetInclusionProofResponse,
 };
 
+use vigil_runtime::blocking::may_block;
+
 use crate::access::{bearer, BodyAccess};
 use crate::Ledger;
 
@@ -77,26 +79,22 @@ fn status(e: StoreError) -> Status {
     }
 }
 
-#[tonic::async_trait]
-impl LedgerApi for LedgerGrpc {
-    async fn get_checkpoint(
-        &self,
-        _req: Request<GetCheckpointRequest>,
-    ) -> Result<Response<GetCheckpointResponse>, Status> {
+/// The handlers' work: RocksDB reads, which may wait on the disk.
+impl LedgerGrpc {
+    fn checkpoint_now(&self) -> Result<GetCheckpointResponse, Status> {
         let (note, cp) = self.latest()?;
-        Ok(Response::new(GetCheckpointResponse {
+        Ok(GetCheckpointResponse {
             signed_note: note,
             size: cp.size,
             root: cp.root.to_vec(),
             min_index: self.ledger.store.min_index().map_err(status)?,
-        }))
+        })
     }
 
-    async fn get_inclusion_proof(
+    fn inclusion_proof_now(
         &self,
-        req: Request<GetInclusionProofRequest>,
-    ) -> Result<Response<GetInclusionProofResponse>, Status> {
-        let req = req.into_inner();
+        req: GetInclusionProofRequest,
+    ) -> Result<GetInclusionProofResponse, Status> {
         let store = &self.ledger.store;
         let index = match req.leaf {
             Some(Leaf::Index(i)) => i,
@@ -125,19 +123,18 @@ impl LedgerApi for LedgerGrpc {
             .leaf(index)
             .map_err(status)?
             .ok_or_else(|| Status::not_found("leaf missing"))?;
-        Ok(Response::new(GetInclusionProofResponse {
+        Ok(GetInclusionProofResponse {
             index,
             tree_size: size,
             proof: proof.iter().map(|h| h.to_vec()).collect(),
             leaf_data,
-        }))
+        })
     }
 
-    async fn get_consistency_proof(
+    fn consistency_proof_now(
         &self,
-        req: Request<GetConsistencyProofRequest>,
-    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
-        let req = req.into_inner();
+        req: GetConsistencyProofRequest,
+    ) -> Result<GetConsistencyProofResponse, Status> {
         if req.size1 == 0 || req.size1 > req.size2 {
             return Err(Status::invalid_argument("need 0 < size1 <= size2"));
         }
@@ -146,17 +143,16 @@ impl LedgerApi for LedgerGrpc {
             .store
             .consistency_proof(req.size1, req.size2)
             .map_err(status)?;
-        Ok(Response::new(GetConsistencyProofResponse {
+        Ok(GetConsistencyProofResponse {
             proof: proof.iter().map(|h| h.to_vec()).collect(),
-        }))
+        })
     }
 
-    async fn get_entries(
+    fn entries_now(
         &self,
-        req: Request<GetEntriesRequest>,
-    ) -> Result<Response<GetEntriesResponse>, Status> {
-        let auditor = self.is_auditor(&req);
-        let req = req.into_inner();
+        req: GetEntriesRequest,
+        auditor: bool,
+    ) -> Result<GetEntriesResponse, Status> {
         if req.include_bodies && !auditor {
             return Err(Status::permission_denied(
                 "event bodies may hold PHI: an auditor token is required",
@@ -190,20 +186,10 @@ impl LedgerApi for LedgerGrpc {
                 pruned_at_unix_nanos,
             });
         }
-        Ok(Response::new(GetEntriesResponse { entries }))
+        Ok(GetEntriesResponse { entries })
     }
 
-    async fn find_entries(
-        &self,
-        req: Request<FindEntriesRequest>,
-    ) -> Result<Response<FindEntriesResponse>, Status> {
-        // Who was active when is itself sensitive: the bodies' rule.
-        if !self.is_auditor(&req) {
-            return Err(Status::permission_denied(
-                "the indexes over event bodies say who did what: an auditor token is required",
-            ));
-        }
-        let req = req.into_inner();
+    fn find_now(&self, req: FindEntriesRequest) -> Result<FindEntriesResponse, Status> {
         let filter = match req.filter {
             Some(Filter::SessionId(s)) => EntryFilter::Session(s),
             Some(Filter::Subject(s)) => EntryFilter::Subject(s),
@@ -220,9 +206,56 @@ impl LedgerApi for LedgerGrpc {
             .store
             .find(&filter, resume, limit)
             .map_err(status)?;
-        Ok(Response::new(FindEntriesResponse {
+        Ok(FindEntriesResponse {
             indexes: found.indexes,
             next_page_token: found.next.unwrap_or_default(),
-        }))
+        })
+    }
+}
+
+/// Each handler checks who asks, then does its reads in `may_block`: the
+/// async workers carry every proxied session of the process.
+#[tonic::async_trait]
+impl LedgerApi for LedgerGrpc {
+    async fn get_checkpoint(
+        &self,
+        _req: Request<GetCheckpointRequest>,
+    ) -> Result<Response<GetCheckpointResponse>, Status> {
+        may_block(|| self.checkpoint_now()).map(Response::new)
+    }
+
+    async fn get_inclusion_proof(
+        &self,
+        req: Request<GetInclusionProofRequest>,
+    ) -> Result<Response<GetInclusionProofResponse>, Status> {
+        may_block(|| self.inclusion_proof_now(req.into_inner())).map(Response::new)
+    }
+
+    async fn get_consistency_proof(
+        &self,
+        req: Request<GetConsistencyProofRequest>,
+    ) -> Result<Response<GetConsistencyProofResponse>, Status> {
+        may_block(|| self.consistency_proof_now(req.into_inner())).map(Response::new)
+    }
+
+    async fn get_entries(
+        &self,
+        req: Request<GetEntriesRequest>,
+    ) -> Result<Response<GetEntriesResponse>, Status> {
+        let auditor = self.is_auditor(&req);
+        may_block(|| self.entries_now(req.into_inner(), auditor)).map(Response::new)
+    }
+
+    async fn find_entries(
+        &self,
+        req: Request<FindEntriesRequest>,
+    ) -> Result<Response<FindEntriesResponse>, Status> {
+        // Who was active when is itself sensitive: the bodies' rule.
+        if !self.is_auditor(&req) {
+            return Err(Status::permission_denied(
+                "the indexes over event bodies say who did what: an auditor token is required",
+            ));
+        }
+        may_block(|| self.find_now(req.into_inner())).map(Response::new)
     }
 }

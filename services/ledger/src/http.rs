@@ -12,6 +12,9 @@
 //! - `GET /vigil/v1/lookup?event_id=UUID`: the leaf index of an event (restricted too);
 //! - `GET /vigil/v1/proof/inclusion?index=I&size=S`, `/vigil/v1/proof/consistency?from=A&to=B`:
 //!   RFC 9162 proofs as JSON (public data: hashes only).
+//!
+//! Every store read runs off the async workers (`spawn_blocking`, or
+//! `may_block` for a short one): they carry the proxied sessions too.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use vigil_ledger::tile::{parse_tile_path, TilePath};
 use vigil_ledger::{BodyLookup, EntryFilter, StoreError};
+use vigil_runtime::blocking::may_block;
 
 use crate::access::{bearer, BodyAccess};
 use crate::Ledger;
@@ -103,7 +107,7 @@ fn store_error(e: StoreError) -> Response {
 }
 
 async fn checkpoint(State(s): State<AppState>) -> Response {
-    match s.ledger.store.checkpoint() {
+    match may_block(|| s.ledger.store.checkpoint()) {
         Ok(Some(note)) => text(StatusCode::OK, note),
         Ok(None) => text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -231,7 +235,7 @@ async fn bodies(
 }
 
 async fn minimum_index(State(s): State<AppState>) -> Response {
-    match s.ledger.store.min_index() {
+    match may_block(|| s.ledger.store.min_index()) {
         Ok(n) => text(StatusCode::OK, format!("{n}\n")),
         Err(e) => store_error(e),
     }
@@ -244,7 +248,7 @@ pub struct RotationsResponse {
 }
 
 async fn key_rotations(State(s): State<AppState>) -> Response {
-    match s.ledger.store.key_rotations() {
+    match may_block(|| s.ledger.store.key_rotations()) {
         Ok(rotations) => Json(RotationsResponse { rotations }).into_response(),
         Err(e) => store_error(e),
     }
@@ -353,7 +357,7 @@ async fn lookup(
     let Ok(id) = uuid::Uuid::parse_str(&q.event_id) else {
         return text(StatusCode::BAD_REQUEST, "event_id is not a UUID\n".into());
     };
-    match s.ledger.store.index_of(id.as_bytes()) {
+    match may_block(|| s.ledger.store.index_of(id.as_bytes())) {
         Ok(Some(index)) if index < s.ledger.store.size() => {
             Json(LookupResponse { index }).into_response()
         }
@@ -391,12 +395,14 @@ fn proof_response(result: Result<Vec<vigil_ledger::Hash>, StoreError>) -> Respon
 }
 
 async fn inclusion_proof(State(s): State<AppState>, Query(q): Query<InclusionQuery>) -> Response {
-    proof_response(s.ledger.store.inclusion_proof(q.index, q.size))
+    proof_response(may_block(|| {
+        s.ledger.store.inclusion_proof(q.index, q.size)
+    }))
 }
 
 async fn consistency_proof(
     State(s): State<AppState>,
     Query(q): Query<ConsistencyQuery>,
 ) -> Response {
-    proof_response(s.ledger.store.consistency_proof(q.from, q.to))
+    proof_response(may_block(|| s.ledger.store.consistency_proof(q.from, q.to)))
 }

@@ -32,6 +32,7 @@ use crate::refuse::Refusal;
 use crate::results;
 use crate::tracker::{Completed, DescriptionFor, RunAttrs};
 use crate::upstream_tls::UpstreamStream;
+use vigil_runtime::blocking::{may_block_if_large, InlineBudget};
 
 /// What the backend needs to mask and stop results.
 pub(super) struct Masking {
@@ -243,6 +244,7 @@ async fn relay_buffered(
     completed: &mut Vec<Completed>,
     disclose_after: u64,
 ) -> Option<EndReason> {
+    let mut inline = InlineBudget::default();
     loop {
         let frame = match codec::decode_frame(buf) {
             Ok(Some(frame)) => frame,
@@ -291,6 +293,7 @@ async fn relay_buffered(
         if let Some(bytes) = effects.to_client {
             out.extend_from_slice(&bytes);
         }
+        inline.spend(frame.raw.len()).await;
         // Keep memory flat on huge results: flush as we go.
         if out.len() >= 256 * 1024 {
             if let Some(reason) = wait_until_durable(state, client_wr, disclose_after).await {
@@ -479,8 +482,10 @@ impl Backend {
                     return Ok(None);
                 }
                 match &mut result.plan {
+                    // A row of megabytes takes milliseconds to scan.
                     Some(plan) => Ok(Some(
-                        plan.apply(&frame.body())?.unwrap_or(frame.raw.clone()),
+                        may_block_if_large(frame.raw.len(), || plan.apply(&frame.body()))?
+                            .unwrap_or(frame.raw.clone()),
                     )),
                     None => Ok(forward),
                 }
@@ -555,8 +560,10 @@ impl Backend {
                 }
                 match &mut result.copy {
                     Some(report) => Ok(Some(
-                        masking::mask_copy_line(&masking.masker, &frame.body(), report)
-                            .unwrap_or(frame.raw.clone()),
+                        may_block_if_large(frame.raw.len(), || {
+                            masking::mask_copy_line(&masking.masker, &frame.body(), report)
+                        })
+                        .unwrap_or(frame.raw.clone()),
                     )),
                     None => Ok(forward),
                 }
@@ -668,19 +675,19 @@ impl Backend {
                         // client gets it without values it did not send.
                         completed.extend(tracker.on_error(fields));
                         drop(tracker);
-                        Ok(Some(
-                            shared
-                                .scrub_message(frame, &masking.masker)?
-                                .unwrap_or(frame.raw.clone()),
-                        ))
+                        let scrubbed = may_block_if_large(frame.raw.len(), || {
+                            shared.scrub_message(frame, &masking.masker)
+                        })?;
+                        Ok(Some(scrubbed.unwrap_or(frame.raw.clone())))
                     }
                 }
             }
-            BackendMessage::Notice => Ok(Some(
-                shared
-                    .scrub_message(frame, &masking.masker)?
-                    .unwrap_or(frame.raw.clone()),
-            )),
+            BackendMessage::Notice => {
+                let scrubbed = may_block_if_large(frame.raw.len(), || {
+                    shared.scrub_message(frame, &masking.masker)
+                })?;
+                Ok(Some(scrubbed.unwrap_or(frame.raw.clone())))
+            }
             BackendMessage::ReadyForQuery { idle } => {
                 *result = ResultState::default();
                 if idle {
