@@ -74,7 +74,12 @@ pub enum ReviewEnd {
 
 pub struct PinStore {
     path: Option<PathBuf>,
+    /// Held while the pins file is read, written and synced.
     state: Mutex<(PinFile, Option<SystemTime>)>,
+    /// The tools whose definition changed since it was pinned, as of the
+    /// latest change of `state`: what `is_held` reads for every
+    /// `tools/call`, without waiting for a write of the file.
+    changed: Mutex<std::collections::BTreeSet<String>>,
     /// Names the latest `tools/list` gave more than once.
     duplicated: Mutex<Vec<String>>,
     /// Approvers' reviews: in flight, denied, and acceptances not yet
@@ -129,6 +134,7 @@ impl PinStore {
         Self {
             path: None,
             state: Mutex::new((PinFile::default(), None)),
+            changed: Mutex::default(),
             duplicated: Mutex::new(Vec::new()),
             reviews: Mutex::default(),
         }
@@ -139,6 +145,7 @@ impl PinStore {
         let (file, modified) = read(&path)?;
         Ok(Self {
             path: Some(path),
+            changed: Mutex::new(file.changed.keys().cloned().collect()),
             state: Mutex::new((file, modified)),
             duplicated: Mutex::new(Vec::new()),
             reviews: Mutex::default(),
@@ -213,6 +220,9 @@ impl PinStore {
             dirty |= state.0.changed.remove(name).is_some();
             state.0.definitions.remove(name);
         }
+        // Published before the write: a tool found changed is held from
+        // now on, whether or not the file takes it.
+        self.publish_changed(&state.0);
         if dirty {
             if let Some(path) = &self.path {
                 match write(path, &state.0) {
@@ -224,15 +234,14 @@ impl PinStore {
         out
     }
 
+    fn publish_changed(&self, file: &PinFile) {
+        *self.changed.lock().expect("pins lock") = file.changed.keys().cloned().collect();
+    }
+
     /// Whether calls of `tool` are held back (its definition changed, or
     /// the server listed it twice).
     pub fn is_held(&self, tool: &str) -> bool {
-        self.state
-            .lock()
-            .expect("pins lock")
-            .0
-            .changed
-            .contains_key(tool)
+        self.changed.lock().expect("pins lock").contains(tool)
             || self
                 .duplicated
                 .lock()
@@ -295,6 +304,7 @@ impl PinStore {
             None => None,
         };
         *state = (file, modified);
+        self.publish_changed(&state.0);
         reviews
             .accepted
             .push(format!("{}={}", waiting.tool, waiting.fingerprint));

@@ -224,24 +224,27 @@ async fn review(
         ))
     };
     let (outcome, response, reason) = match end {
-        Ok(HoldEnd::Released(_)) => match gw.pins.accept_reviewed(waiting) {
-            Ok(()) => {
-                tracing::info!(tool = %waiting.tool, fingerprint = %waiting.fingerprint, "approvers accepted a changed MCP tool definition");
-                (
-                    None,
-                    Kind::Response(accepted(seq, waiting)),
-                    EndReason::ClientTerminated,
-                )
+        // Reads, writes and syncs the pins file.
+        Ok(HoldEnd::Released(_)) => {
+            match vigil_runtime::blocking::may_block(|| gw.pins.accept_reviewed(waiting)) {
+                Ok(()) => {
+                    tracing::info!(tool = %waiting.tool, fingerprint = %waiting.fingerprint, "approvers accepted a changed MCP tool definition");
+                    (
+                        None,
+                        Kind::Response(accepted(seq, waiting)),
+                        EndReason::ClientTerminated,
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(tool = %waiting.tool, error = %e, "approvers accepted a definition that cannot be accepted now");
+                    (
+                        Some(ReviewEnd::Undecided),
+                        not_accepted(format!("approved, but {e}")),
+                        EndReason::ClientTerminated,
+                    )
+                }
             }
-            Err(e) => {
-                tracing::warn!(tool = %waiting.tool, error = %e, "approvers accepted a definition that cannot be accepted now");
-                (
-                    Some(ReviewEnd::Undecided),
-                    not_accepted(format!("approved, but {e}")),
-                    EndReason::ClientTerminated,
-                )
-            }
-        },
+        }
         Ok(HoldEnd::Refused(refusal)) => {
             let denied = matches!(
                 refusal,
