@@ -61,13 +61,41 @@ pub struct RoleArgs {
 pub fn run_role(args: RoleArgs, roles: Roles) -> anyhow::Result<()> {
     init_tracing();
     let config = Config::load(&args.config)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = async_runtime()?;
     let outcome = runtime.block_on(serve_roles(config, roles));
     wait_for_writers(runtime);
     outcome
+}
+
+/// The async runtime of `vigil up` and of the roles: one worker fewer
+/// than the machine has cores, unless `TOKIO_WORKER_THREADS` says
+/// otherwise. The ledger's appender and syncer are threads of their own
+/// and wake the sessions' tasks; with a worker a core, a woken task often
+/// lands on a parked worker and pays for waking it (issue 25: +18 % a
+/// client at one client with one worker on two cores, README). Work that
+/// may block its thread runs in `vigil_runtime::blocking`, which hands the
+/// worker's other tasks to another thread meanwhile.
+fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let from_env = std::env::var("TOKIO_WORKER_THREADS").ok();
+    let workers = worker_threads(cores, from_env.as_deref())?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// How many async workers: `TOKIO_WORKER_THREADS` when set, else one
+/// fewer than `cores` (at least one).
+fn worker_threads(cores: usize, from_env: Option<&str>) -> anyhow::Result<usize> {
+    match from_env {
+        Some(text) => match text.trim().parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => anyhow::bail!("TOKIO_WORKER_THREADS={text:?} is not a positive whole number"),
+        },
+        None => Ok(cores.saturating_sub(1).max(1)),
+    }
 }
 
 /// Drops the runtime (its tasks, the proxies' sessions and every handle on
@@ -107,10 +135,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     if let Some(policy) = &args.policy {
         config.override_policy(policy);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    let runtime = async_runtime()?;
     let outcome = runtime.block_on(serve(config));
     wait_for_writers(runtime);
     outcome
@@ -822,5 +847,23 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::worker_threads;
+
+    #[test]
+    fn one_worker_fewer_than_cores_unless_the_environment_says() {
+        assert_eq!(worker_threads(1, None).unwrap(), 1);
+        assert_eq!(worker_threads(2, None).unwrap(), 1);
+        assert_eq!(worker_threads(8, None).unwrap(), 7);
+        assert_eq!(worker_threads(2, Some("3")).unwrap(), 3);
+        assert_eq!(worker_threads(2, Some(" 2\n")).unwrap(), 2);
+        for bad in ["0", "-1", "two", ""] {
+            let e = worker_threads(2, Some(bad)).unwrap_err().to_string();
+            assert!(e.contains("TOKIO_WORKER_THREADS"), "{bad}: {e}");
+        }
     }
 }
