@@ -57,7 +57,9 @@ pub(crate) fn start(gw: &Arc<McpGateway>) {
         max_grant: Duration::ZERO,
         ..settings
     };
-    for waiting in gw.pins.to_review() {
+    // The pins lock may be held across a sync of the pins file.
+    let waiting_reviews = vigil_runtime::blocking::may_block(|| gw.pins.to_review());
+    for waiting in waiting_reviews {
         let gw = gw.clone();
         let (approvals, settings) = (approvals.clone(), settings.clone());
         // Shutdown waits for the review to withdraw its operation and
@@ -67,7 +69,7 @@ pub(crate) fn start(gw: &Arc<McpGateway>) {
             let _guard = guard;
             let end = review(&gw, approvals, settings, &waiting).await;
             if let Some(end) = end {
-                gw.pins.review_ended(&waiting, end);
+                vigil_runtime::blocking::may_block(|| gw.pins.review_ended(&waiting, end));
             }
         });
     }

@@ -81,10 +81,20 @@ fn async_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     let workers = worker_threads(cores, from_env.as_deref())?;
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
+        // Threads in `may_block` count against this limit, and once it is
+        // reached a worker's hand-over waits for one of them: above the
+        // sum of the listeners' connection limits (an LLM or MCP listener
+        // takes 512 at most, a PostgreSQL one 80 by default), so that
+        // sessions queued for a large-input turn cannot reach it. Threads
+        // start only when needed.
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
+
+/// The blocking pool's limit (tokio's default is 512).
+const MAX_BLOCKING_THREADS: usize = 4096;
 
 /// How many async workers: `TOKIO_WORKER_THREADS` when set, else one
 /// fewer than `cores` (at least one).
