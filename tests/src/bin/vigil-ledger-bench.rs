@@ -939,11 +939,6 @@ fn bench_proofs(args: &Args, summary: &mut Summary) {
     println!("  removed the log in {:.1} s", t.elapsed().as_secs_f64());
 }
 
-/// Reads every stored bottom tile of the log once (about a second at 10M
-/// entries), then times proof generation for `pairs` fresh random pairs:
-/// the figures of a log whose node tiles are all in the page cache. (A
-/// kernel that pages out what was not touched for a while, as this VM's
-/// DAMON reclaim does, makes the first pass's tail disk reads.)
 /// Generates `count` inclusion proofs for random (index, size) pairs of a
 /// log of `n` entries; each one's time in µs.
 fn time_random_inclusions(store: &Store, rng: &mut StdRng, n: u64, count: usize) -> Vec<f64> {
@@ -958,6 +953,11 @@ fn time_random_inclusions(store: &Store, rng: &mut StdRng, n: u64, count: usize)
         .collect()
 }
 
+/// Reads every stored bottom tile of the log once (about a second at 10M
+/// entries), then times proof generation for `pairs` fresh random pairs:
+/// the figures of a log whose node tiles are all in the page cache. (A
+/// kernel that pages out what was not touched for a while, as this VM's
+/// DAMON reclaim does, makes the first pass's tail disk reads.)
 fn generate_warm(store: &Store, n: u64, pairs: usize) -> (Stats, Stats) {
     let t = Instant::now();
     for tile in 0..n / 256 {
