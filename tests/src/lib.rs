@@ -42,28 +42,43 @@ pub fn vigil_bin() -> PathBuf {
     bin
 }
 
-/// A port nobody listens on right now, and never handed out before by this
-/// process (one gateway asks for three at once).
+/// A port nobody listens on right now, and handed out to no other test
+/// running now (one gateway asks for three at once).
 ///
 /// Drawn at random below Linux's ephemeral range (32768 and up), not from
 /// `bind(0)`: nextest runs each test in a process of its own, and a port
 /// `bind(0)` handed out and released here was sometimes taken by another
 /// test's outgoing connection (its source port) before the gateway under
-/// test could listen on it ("Address already in use").
+/// test could listen on it ("Address already in use"). Two test processes
+/// could still draw the same port between one's check and its gateway's
+/// listen (it happened), so each port is also claimed with a lock on a
+/// file of its own, held until this process exits.
 pub fn free_port() -> u16 {
     use rand::Rng as _;
-    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    static CLAIMED: std::sync::Mutex<Vec<std::fs::File>> = std::sync::Mutex::new(Vec::new());
+    let dir = std::env::temp_dir().join("vigil-test-ports");
+    std::fs::create_dir_all(&dir).expect("port claims directory");
     let mut rng = rand::thread_rng();
     loop {
         let port = rng.gen_range(20_000..32_000);
+        let claim = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(port.to_string()))
+            .expect("port claim file");
+        // A lock is per open file: this process's own claims refuse too.
+        if claim.try_lock().is_err() {
+            continue;
+        }
         if TcpListener::bind(("127.0.0.1", port)).is_err() {
             continue;
         }
-        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
-        if !given.contains(&port) {
-            given.push(port);
-            return port;
-        }
+        CLAIMED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(claim);
+        return port;
     }
 }
 
