@@ -110,13 +110,22 @@ def psycopg_checks():
         conn.execute("DEALLOCATE vigil_s1")
         if SECRET in (conn.info.parameter_status("application_name") or ""):
             fail("psycopg: application_name carries the masked value")
-        # What the client sent comes back in the error as it was.
+        # A value bound earlier cannot vouch for the same text in an error:
+        # the agent that sends its guess first learns nothing from the cast.
+        conn.execute("SELECT %s::text", (SECRET,))
+        try:
+            conn.execute(f"SELECT mrn::int FROM {TABLE} WHERE id = %s", (1,))
+            fail("psycopg: the cast after a guess succeeded")
+        except psycopg.errors.InvalidTextRepresentation as e:
+            no_secret(str(e), "psycopg cast error after the value was sent")
+        # The client's own bound value is withheld as well; the SQLSTATE
+        # and its name still say what went wrong.
         try:
             conn.execute("SELECT %s::int", ("not-a-number",))
             fail("psycopg: the literal cast succeeded")
         except psycopg.errors.InvalidTextRepresentation as e:
-            if "not-a-number" not in str(e):
-                fail(f"psycopg: the client's own value was scrubbed: {e}")
+            if "not-a-number" in str(e) or e.diag.message_primary != "invalid text representation: <redacted by Vigil>":
+                fail(f"psycopg: a bound value in an error was not withheld: {e}")
     print("OK psycopg leaks")
 
 

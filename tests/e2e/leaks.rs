@@ -2,8 +2,8 @@
 //! channel other than a masked result, against `vigil up` with the shipped
 //! PHI policy, the real PostgreSQL and psql. Each case is named by its
 //! channel and transformation, and says what the client must not see.
-//! Look-alikes (values the client sent itself) must come through as they
-//! are. Add every new variant found here.
+//! Look-alikes that are not PHI (values computed from nothing, copies of no
+//! masked column) must come through. Add every new variant found here.
 
 use std::process::Output;
 
@@ -65,6 +65,64 @@ fn phi_does_not_leave_through_errors_settings_or_notifications() {
             code: "22P02",
         },
         Leak {
+            name: "error text / the value sent first, so that the error seems to quote the client",
+            sql: format!("SELECT length('{MRN}'); SELECT mrn::int FROM {TABLE} WHERE id = 1"),
+            code: "22P02",
+        },
+        Leak {
+            name: "error text / regclass cast names the value as a relation",
+            sql: format!("SELECT mrn::regclass FROM {TABLE} WHERE id = 1"),
+            code: "42P01",
+        },
+        Leak {
+            name: "error context / regtype cast parses the value, with a position",
+            sql: format!("SELECT mrn::regtype FROM {TABLE} WHERE id = 1"),
+            code: "42601",
+        },
+        Leak {
+            name: "error text / a dotted name shaped around the value, printed unquoted",
+            sql: format!("SELECT ('\"' || mrn || '\".s.t')::regtype FROM {TABLE} WHERE id = 1"),
+            code: "0A000",
+        },
+        Leak {
+            name: "error text / too many dotted names: the value after the last parenthesis",
+            sql: format!(
+                "SELECT ('a.b.c.\"' || mrn || '\"')::regtype FROM {TABLE} WHERE id = 1"
+            ),
+            code: "42601",
+        },
+        Leak {
+            name: "error detail / libxml echoes the document it could not parse",
+            sql: format!("SELECT xmlparse(document mrn) FROM {TABLE} WHERE id = 1"),
+            code: "2200M",
+        },
+        Leak {
+            name: "error context / a JSON cast shows the text it parsed",
+            sql: format!("SELECT ('\"' || mrn || E'\\t\"')::json FROM {TABLE} WHERE id = 1"),
+            code: "22P02",
+        },
+        Leak {
+            name: "error text / invalid encoding writes the bytes out unquoted",
+            sql: format!(
+                "SELECT convert_from('\\xe2'::bytea || substr(mrn, 5, 2)::bytea, 'UTF8') FROM {TABLE} WHERE id = 1"
+            ),
+            code: "22021",
+        },
+        Leak {
+            name: "error text / a computed integer printed as an out-of-range date",
+            sql: format!(
+                "SELECT make_date(-1000000, ascii(substr(mrn, 6, 1)), ascii(substr(mrn, 7, 1))) FROM {TABLE} WHERE id = 1"
+            ),
+            code: "22008",
+        },
+        Leak {
+            name: "error position / a syntax error's offset inside a value counts characters",
+            sql: format!(
+                "SELECT (repeat(' ', ascii(substr(mrn, 6, 1))) || '-')::regtype FROM {TABLE} WHERE id = 1"
+            ),
+            code: "42601",
+        },
+        Leak {
             name: "error detail / a NOT NULL violation quotes the failing row",
             sql: format!("UPDATE {TABLE} SET email = NULL WHERE id = 1"),
             code: "23502",
@@ -124,9 +182,13 @@ fn phi_does_not_leave_through_errors_settings_or_notifications() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let leaked: Vec<&str> = [SSN, MRN, EMAIL, "00417", "45-6789"]
+        // Lower case: a regclass cast folds the name. `0x30`: the MRN's
+        // digits as bytes; `-48-52`: as character codes in a date; `48`:
+        // as a position (psql writes a caret under it, so no caret either).
+        let lower = all.to_lowercase();
+        let leaked: Vec<&str> = [SSN, MRN, EMAIL, "00417", "45-6789", "0x30", "-48-52", "^"]
             .into_iter()
-            .filter(|v| all.contains(v))
+            .filter(|v| lower.contains(&v.to_lowercase()))
             .collect();
         if !leaked.is_empty() {
             failures.push(format!("{}: leaked {leaked:?}: {all}", leak.name));
@@ -139,22 +201,61 @@ fn phi_does_not_leave_through_errors_settings_or_notifications() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
-    // Look-alikes: what the client sent itself comes back as it was.
-    let out = psql(&gw, "SELECT 'not-a-number'::int");
+    // A notification from another session (a trigger's `pg_notify` would
+    // do the same) may carry a row: the payload is withheld, the channel
+    // and the sender are kept.
+    let notifier = std::thread::spawn(|| {
+        std::thread::sleep(std::time::Duration::from_millis(700));
+        direct_psql(&format!("NOTIFY vigil_leak_chan, '{MRN}'"))
+    });
+    let out = gw.psql(
+        AGENT,
+        AGENT_PASSWORD,
+        &[
+            "-c",
+            "LISTEN vigil_leak_chan",
+            "-c",
+            "SELECT pg_sleep(2)",
+            "-c",
+            "SELECT 1",
+        ],
+    );
+    assert!(notifier.join().unwrap().status.success());
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("\"not-a-number\""),
+        all.contains("notification \"vigil_leak_chan\" with payload \"<redacted by Vigil>\"")
+            && !all.contains(MRN),
         "{}",
         show(&out)
     );
-    let out = psql(
-        &gw,
-        &format!("SELECT nosuchcolumn FROM {TABLE} WHERE id = 1"),
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("\"nosuchcolumn\""),
-        "{}",
-        show(&out)
-    );
+
+    // What the client sent itself is withheld too (keeping it would answer
+    // "is the value this one?"), but the error still says what it is: the
+    // SQLSTATE and its name, and a hint that says why the rest is gone.
+    for (sql, code, name) in [
+        (
+            "SELECT 'not-a-number'::int".to_string(),
+            "22P02",
+            "invalid text representation: <redacted by Vigil>",
+        ),
+        (
+            format!("SELECT nosuchcolumn FROM {TABLE} WHERE id = 1"),
+            "42703",
+            "undefined column: <redacted by Vigil>",
+        ),
+    ] {
+        let out = psql(&gw, &sql);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(code) && err.contains(name) && err.contains("audit ledger keeps them"),
+            "{sql}: {}",
+            show(&out)
+        );
+    }
     let out = psql(
         &gw,
         "SELECT set_config('application_name', 'report', false)",

@@ -179,8 +179,10 @@ fn a_refusal_aborts_the_transaction_like_any_postgres_error() {
         "{}",
         show(&out)
     );
+    // In this masking session the server's words are withheld; the
+    // SQLSTATE's name is what the client reads (25P02).
     assert!(
-        err.contains("current transaction is aborted"),
+        err.contains("in failed sql transaction"),
         "the statement after the refusal meets an aborted transaction: {}",
         show(&out)
     );
@@ -530,7 +532,7 @@ kinds = ["truncate"]
     // A rule for another subject does not touch this one.
     let out = psql(&gw, &format!("TRUNCATE {table}_nonexistent"));
     assert!(
-        stderr(&out).contains("does not exist"),
+        stderr(&out).contains("undefined table"),
         "reached the database: {}",
         show(&out)
     );

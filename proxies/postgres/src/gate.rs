@@ -189,7 +189,7 @@ pub fn refusal_for(verdict: &Verdict) -> Refusal {
 
 /// What the client is told when a result grew past the policy's row limit.
 /// What the client is told when a masked result is too large to mask
-/// (`why`: "a row of N bytes is larger than the 4 MiB it masks per row").
+/// (`why`: "a row is larger than the 4 MiB it masks per row").
 pub fn too_large_to_mask(rule: &str, why: &str) -> Refusal {
     Refusal {
         code: "54000",

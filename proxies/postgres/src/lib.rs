@@ -10,8 +10,8 @@
 //! - [`refuse`]: refusing a statement with a probe, so transaction state
 //!   stays exactly PostgreSQL's (pure);
 //! - [`masking`]: per-result masking plans applied to each row (pure);
-//! - [`scrub`]: values the client did not send, taken out of error and
-//!   notice text (pure);
+//! - [`scrub`]: error and notice text reduced to what no row can steer,
+//!   in sessions that mask (pure), and [`sqlstate`] the names of codes;
 //! - [`catalog`]: table OIDs to names, through a catalog connection;
 //! - [`login`]: the upstream login with the gateway's credential, and
 //!   [`upstream_tls`]: TLS to the upstream (require / verify-full);
@@ -32,6 +32,7 @@ pub mod relay;
 pub mod results;
 pub mod scrub;
 pub mod server;
+pub mod sqlstate;
 pub mod startup_params;
 pub mod tracker;
 pub mod upstream_auth;

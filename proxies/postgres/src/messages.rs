@@ -115,11 +115,14 @@ pub enum BackendMessage {
     Error(ErrorFields),
     /// `NoticeResponse` ('N'): forwarded scrubbed.
     Notice,
+    /// `NotificationResponse` ('A'): a NOTIFY's payload, from any session
+    /// or trigger; forwarded scrubbed.
+    Notification,
     /// `ParameterStatus` ('S'): a setting the client is told about.
     ParameterStatus { name: String, value: String },
     /// `ReadyForQuery` ('Z'): idle (`I`), in a transaction, or failed.
     ReadyForQuery { idle: bool },
-    /// Anything else (NotificationResponse, ParameterDescription, ...):
+    /// Anything else (ParameterDescription, NegotiateProtocolVersion, ...):
     /// forwarded as is.
     PassThrough,
 }
@@ -147,6 +150,7 @@ impl BackendMessage {
             b'I' => BackendMessage::EmptyQuery,
             b'E' => BackendMessage::Error(codec::parse_error_fields(body)?),
             b'N' => BackendMessage::Notice,
+            b'A' => BackendMessage::Notification,
             b'S' => {
                 let (name, value) = results::parse_parameter_status(body)?;
                 BackendMessage::ParameterStatus { name, value }
@@ -276,7 +280,10 @@ mod tests {
             ),
             (frame(b'2', b""), BackendMessage::StepComplete),
             (frame(b'D', b"\0\x01\0\0\0\x01x"), BackendMessage::DataRow),
-            (frame(b'A', b"\0\0\0\x01c\0\0"), BackendMessage::PassThrough),
+            (
+                frame(b'A', b"\0\0\0\x01c\0\0"),
+                BackendMessage::Notification,
+            ),
         ];
         for (frame, want) in cases {
             assert_eq!(BackendMessage::decode(&frame).unwrap(), want, "{frame:?}");

@@ -59,7 +59,7 @@ use crate::gate::{self, Gate};
 use crate::messages::ClientMessage;
 use crate::refuse::{Refusal, Refusals};
 use crate::results;
-use crate::scrub::{self, ClientText};
+use crate::scrub;
 use crate::tracker::{Completed, RunAttrs, Tracker};
 use crate::upstream_tls::UpstreamStream;
 use vigil_runtime::blocking::{may_block_if_large, InlineBudget};
@@ -213,13 +213,20 @@ async fn linger_after_fatal(client: &mut ReadHalf<ClientStream>) {
     .await;
 }
 
+/// A message of type `tag` around `body`.
+fn reframe(tag: u8, body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(body.len() + 5);
+    out.extend_from_slice(&[tag]);
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    out.freeze()
+}
+
 struct Shared {
     tracker: Mutex<Tracker>,
     refusals: Mutex<Refusals>,
     policy_name: String,
     masks_anything: bool,
-    /// What the client sent lately: error text may quote it back.
-    client_text: Mutex<ClientText>,
     /// The session's context (also `recorder.session()`).
     session: Arc<SessionContext>,
     recorder: Arc<SessionRecorder>,
@@ -245,7 +252,6 @@ impl Shared {
             refusals: Mutex::new(Refusals::new(rand::random())),
             policy_name: gate.policy().name().to_string(),
             masks_anything: gate.policy().masks_anything(),
-            client_text: Mutex::new(ClientText::default()),
             session: recorder.session().clone(),
             recorder,
             schema_changing: Default::default(),
@@ -253,35 +259,28 @@ impl Shared {
         }
     }
 
-    fn remember_client_text(&self, text: &str) {
-        if self.masks_anything {
-            self.client_text
-                .lock()
-                .expect("client text lock")
-                .remember(text);
-        }
-    }
-
     /// An ErrorResponse or NoticeResponse as the client may see it: in a
-    /// session that masks, values the client did not send are scrubbed
-    /// from its text (see [`crate::scrub`]). `None`: forward it as it is.
-    fn scrub_message(
-        &self,
-        frame: &Frame,
-        masker: &Masker,
-    ) -> Result<Option<Bytes>, codec::CodecError> {
+    /// session that masks, the server's words are withheld and the SQLSTATE
+    /// and catalog names kept (see [`crate::scrub`]). `None`: forward it as
+    /// it is.
+    fn scrub_message(&self, frame: &Frame) -> Result<Option<Bytes>, codec::CodecError> {
         if !self.masks_anything {
             return Ok(None);
         }
-        let known = self.client_text.lock().expect("client text lock");
-        let Some(body) = scrub::scrub_body(&frame.body(), &known, masker)? else {
+        let body = scrub::scrub_body(&frame.body())?;
+        Ok(body.map(|body| reframe(frame.tag, &body)))
+    }
+
+    /// A NotificationResponse as the client may see it: in a session that
+    /// masks, without its payload (a NOTIFY from any session or trigger
+    /// may carry a row, `pg_notify('c', row_to_json(NEW)::text)`), with
+    /// its channel and sender. `None`: forward it as it is.
+    fn scrub_notification(&self, frame: &Frame) -> Result<Option<Bytes>, codec::CodecError> {
+        if !self.masks_anything {
             return Ok(None);
-        };
-        let mut out = BytesMut::with_capacity(body.len() + 5);
-        out.extend_from_slice(&[frame.tag]);
-        out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-        out.extend_from_slice(&body);
-        Ok(Some(out.freeze()))
+        }
+        let body = scrub::scrub_notification(&frame.body())?;
+        Ok(body.map(|body| reframe(frame.tag, &body)))
     }
     /// Records a Response without holding up the results: if recording fails,
     /// the session is ended (fail closed) before the client can send much more.
@@ -598,7 +597,6 @@ impl Frontend {
         let shared = self.shared.clone();
         let events: Vec<Kind> = match message {
             ClientMessage::Query { sql } => {
-                shared.remember_client_text(&sql);
                 let verdict = Arc::new(judge_text(&mut self.gate, &sql));
                 if verdict.outcome.forwards() {
                     self.sql_touches_protocol_names(&verdict, &sql);
@@ -622,7 +620,6 @@ impl Frontend {
                 events
             }
             ClientMessage::Parse(parse) => {
-                shared.remember_client_text(&parse.query);
                 let mut verdict = Arc::new(judge_text(&mut self.gate, &parse.query));
                 // A named statement cannot be replaced while it exists: the
                 // server refuses the second Parse (42P05) and keeps the
@@ -690,12 +687,7 @@ impl Frontend {
                 // The values as recorded, made once here rather than at
                 // each Execute: a Bind may carry 64 MiB, and a client may
                 // pipeline thousands of Executes of its portal.
-                let params = may_block_if_large(frame.raw.len(), || {
-                    for value in bind.params.iter().filter_map(|p| p.value.as_ref()) {
-                        shared.remember_client_text(&String::from_utf8_lossy(value));
-                    }
-                    parameters(bind.params)
-                });
+                let params = may_block_if_large(frame.raw.len(), || parameters(bind.params));
                 // The portal runs what the statement is *now*: later Parses
                 // of the statement's name do not change it.
                 self.tracker()
@@ -781,8 +773,17 @@ impl Frontend {
                 // function by OID, with no SQL to classify. Policy treats it
                 // as unclassifiable (fail closed); the Request names the OID
                 // and carries the arguments; the call ends at ReadyForQuery.
-                let verdict =
-                    Arc::new(self.unclassifiable("a function call by OID (fast-path protocol)"));
+                let mut verdict =
+                    self.unclassifiable("a function call by OID (fast-path protocol)");
+                if verdict.outcome == Outcome::Mask && shared.masks_anything {
+                    // Its answer is one value of a type Vigil is not told and
+                    // a lineage it cannot see (`query_to_xml` by OID returns
+                    // a table): masking cannot apply, so it cannot pass.
+                    verdict.outcome = Outcome::Deny;
+                    verdict.reason =
+                        "a function call by OID returns a value that cannot be masked".into();
+                }
+                let verdict = Arc::new(verdict);
                 let seq = shared.session.next_statement_seq();
                 self.forward_or_probe(frame, &verdict, seq, out);
                 let args = may_block_if_large(frame.raw.len(), || parameters(call.args));

@@ -7,7 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use proptest::prelude::*;
 use vigil_proxy_postgres::messages::{BackendMessage, ClientMessage};
-use vigil_proxy_postgres::{codec, results};
+use vigil_proxy_postgres::{codec, results, scrub};
 
 /// Valid messages of every kind the proxy parses (type byte + length + body).
 fn valid_messages() -> Vec<Bytes> {
@@ -45,6 +45,14 @@ fn parse_everything(body: &[u8]) {
     let _ = results::parse_describe(b.clone());
     let _ = results::parse_parameter_status(b.clone());
     let _ = results::parse_copy_out_format(body);
+    let _ = scrub::scrub_notification(body);
+    // Error and notice scrubbing: what it writes from a body that parses
+    // is a body that parses.
+    if let Ok(Some(scrubbed)) = scrub::scrub_body(body) {
+        if codec::parse_error_fields(b.clone()).is_ok() {
+            assert!(codec::parse_error_fields(scrubbed).is_ok());
+        }
+    }
 }
 
 /// Decodes frames from `bytes` until the codec wants more or errors; every

@@ -672,20 +672,20 @@ impl Backend {
                     }
                     None => {
                         // The ledger keeps the error as the server sent it; the
-                        // client gets it without values it did not send.
+                        // client gets it without the values it quotes.
                         completed.extend(tracker.on_error(fields));
                         drop(tracker);
-                        let scrubbed = may_block_if_large(frame.raw.len(), || {
-                            shared.scrub_message(frame, &masking.masker)
-                        })?;
+                        let scrubbed = shared.scrub_message(frame)?;
                         Ok(Some(scrubbed.unwrap_or(frame.raw.clone())))
                     }
                 }
             }
             BackendMessage::Notice => {
-                let scrubbed = may_block_if_large(frame.raw.len(), || {
-                    shared.scrub_message(frame, &masking.masker)
-                })?;
+                let scrubbed = shared.scrub_message(frame)?;
+                Ok(Some(scrubbed.unwrap_or(frame.raw.clone())))
+            }
+            BackendMessage::Notification => {
+                let scrubbed = shared.scrub_notification(frame)?;
                 Ok(Some(scrubbed.unwrap_or(frame.raw.clone())))
             }
             BackendMessage::ReadyForQuery { idle } => {
@@ -792,8 +792,11 @@ fn stop_result(
 fn too_much_to_mask(result: &mut ResultState, len: usize) -> Option<String> {
     result.masked_bytes += len as u64;
     if len > MAX_MASKED_ROW_LEN {
+        // Not the row's size: in a masking session that would be a number
+        // the agent computed from a masked value (`repeat('x', 4 MiB +
+        // f(mrn))`), told back in Vigil's own, unscrubbed, words.
         Some(format!(
-            "a row of {len} bytes is larger than the {} MiB it masks per row",
+            "a row is larger than the {} MiB it masks per row",
             MAX_MASKED_ROW_LEN >> 20
         ))
     } else if result.masked_bytes > MAX_MASKED_RESULT_BYTES {

@@ -71,7 +71,11 @@ impl Approvals for Silent {
 }
 
 async fn frontend(approvals: Option<Arc<dyn Approvals>>) -> Frontend {
-    let policy = Arc::new(Policy::parse(POLICY).unwrap());
+    frontend_with(POLICY, approvals).await
+}
+
+async fn frontend_with(policy: &str, approvals: Option<Arc<dyn Approvals>>) -> Frontend {
+    let policy = Arc::new(Policy::parse(policy).unwrap());
     let identity = VerifiedIdentity {
         subject: "agent".into(),
         issuer: "test".into(),
@@ -238,6 +242,44 @@ async fn an_allowed_query_goes_upstream_as_sent_after_its_request_and_decision()
     assert_eq!(decision(&events).outcome, Outcome::Allow.to_event() as i32);
     assert_eq!(out, q.raw);
     assert_eq!(front.tracker().outstanding_runs(), 1);
+}
+
+#[tokio::test]
+async fn a_function_call_by_oid_is_refused_where_its_answer_would_have_to_be_masked() {
+    // Every rule masks: the strictest outcome for what cannot be
+    // classified is mask, and a fast-path answer cannot be masked.
+    let masking = r#"
+name = "all-masked"
+default = "mask"
+[[masking.columns]]
+table = "patients"
+columns = ["ssn"]
+format = "redact"
+"#;
+    let call = frame(codec::message(b'F', |b| {
+        b.put_i32(2925); // query_to_xml(text, bool, bool, text)
+        b.put_i16(0); // argument formats
+        b.put_i16(0); // arguments
+        b.put_i16(0); // result format
+    }));
+    let mut front = frontend_with(masking, None).await;
+    let (step, out) = plan(&mut front, &call);
+    let events = recorded(step);
+    let d = decision(&events);
+    assert_eq!(d.outcome, Outcome::Deny.to_event() as i32);
+    assert!(d.reason.contains("cannot be masked"), "{}", d.reason);
+    assert!(
+        !out.windows(call.raw.len()).any(|w| w == &call.raw[..]),
+        "the call went upstream"
+    );
+    // Where nothing is masked, the same call is the policy's to decide.
+    let mut front = frontend_with("name = \"open\"\ndefault = \"mask\"\n", None).await;
+    let (step, out) = plan(&mut front, &call);
+    assert_eq!(
+        decision(&recorded(step)).outcome,
+        Outcome::Mask.to_event() as i32
+    );
+    assert_eq!(out, call.raw);
 }
 
 #[tokio::test]
