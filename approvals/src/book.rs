@@ -14,7 +14,7 @@
 //! id and `meta/notices` the next number of its notice stream
 //! ([`NOTICE_STREAM_PREFIX`]).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rocksdb::{WriteBatch, WriteOptions, DB};
@@ -70,6 +70,10 @@ pub struct Outgoing {
 pub struct Book {
     db: DB,
     operations: BTreeMap<String, OperationRecord>,
+    /// The pending operations by when they expire (then id): what the
+    /// sweeper, the pending gauge and the approvers' queue ask for each
+    /// second, without a walk over every operation ever held.
+    pending: BTreeSet<(i64, String)>,
     grants: BTreeMap<String, GrantRecord>,
     next_out: u64,
     /// The book's notice stream, and the next number in it.
@@ -112,6 +116,7 @@ impl Book {
         let mut book = Book {
             db,
             operations: BTreeMap::new(),
+            pending: BTreeSet::new(),
             grants: BTreeMap::new(),
             next_out: 0,
             notice_stream: String::new(),
@@ -161,6 +166,12 @@ impl Book {
             }
         };
         book.notice_stream = format!("{NOTICE_STREAM_PREFIX}{book_id}");
+        book.pending = book
+            .operations
+            .iter()
+            .filter(|(_, r)| r.operation.state == State::Pending)
+            .map(|(id, r)| (r.operation.hold.expires_unix_nanos, id.clone()))
+            .collect();
         Ok(book)
     }
 
@@ -172,14 +183,25 @@ impl Book {
 
     /// Operations in `state` (all when `None`), oldest first.
     pub fn operations(&self, state: Option<State>) -> Vec<&Operation> {
-        let mut ops: Vec<&Operation> = self
-            .operations
-            .values()
-            .map(|r| &r.operation)
-            .filter(|op| state.is_none_or(|s| op.state == s))
-            .collect();
+        let mut ops: Vec<&Operation> = if state == Some(State::Pending) {
+            self.pending
+                .iter()
+                .filter_map(|(_, id)| self.operation(id))
+                .collect()
+        } else {
+            self.operations
+                .values()
+                .map(|r| &r.operation)
+                .filter(|op| state.is_none_or(|s| op.state == s))
+                .collect()
+        };
         ops.sort_by_key(|op| (op.hold.opened_unix_nanos, op.hold.operation_id.clone()));
         ops
+    }
+
+    /// How many operations are pending.
+    pub fn pending_count(&self) -> usize {
+        self.pending.len()
     }
 
     pub fn grant(&self, id: &str) -> Option<&Grant> {
@@ -250,7 +272,7 @@ impl Book {
             let mut batch = WriteBatch::default();
             put_json(&mut batch, OP, &id, &record)?;
             self.db.write_opt(batch, &synced())?;
-            self.operations.insert(id.clone(), record);
+            self.keep_operation(id.clone(), record);
         }
         Ok(&self.operations[&id].operation)
     }
@@ -310,12 +332,10 @@ impl Book {
     /// Expires every pending operation whose time to live is over.
     pub fn expire_due(&mut self, now: i64) -> Result<Vec<Outgoing>, BookError> {
         let due: Vec<String> = self
-            .operations
-            .values()
-            .filter(|r| {
-                r.operation.state == State::Pending && now >= r.operation.hold.expires_unix_nanos
-            })
-            .map(|r| r.operation.hold.operation_id.clone())
+            .pending
+            .iter()
+            .take_while(|(expires, _)| *expires <= now)
+            .map(|(_, id)| id.clone())
             .collect();
         let mut out = Vec::new();
         for id in due {
@@ -326,11 +346,7 @@ impl Book {
 
     /// When the next pending operation expires, if any is pending.
     pub fn next_expiry(&self) -> Option<i64> {
-        self.operations
-            .values()
-            .filter(|r| r.operation.state == State::Pending)
-            .map(|r| r.operation.hold.expires_unix_nanos)
-            .min()
+        self.pending.first().map(|(expires, _)| *expires)
     }
 
     fn expire(&mut self, id: &str, now: i64) -> Result<Vec<Outgoing>, BookError> {
@@ -482,8 +498,23 @@ impl Book {
         put_json(&mut batch, OP, &id, record)?;
         self.db.write_opt(batch, &synced())?;
         self.next_out = next_out;
-        self.operations.insert(id, record.clone());
+        self.keep_operation(id, record.clone());
         Ok(out)
+    }
+
+    /// The one place an operation's in-memory state changes: the pending
+    /// index follows it.
+    fn keep_operation(&mut self, id: String, record: OperationRecord) {
+        let entry = |r: &OperationRecord| (r.operation.hold.expires_unix_nanos, id.clone());
+        if let Some(old) = self.operations.get(&id) {
+            if old.operation.state == State::Pending {
+                self.pending.remove(&entry(old));
+            }
+        }
+        if record.operation.state == State::Pending {
+            self.pending.insert(entry(&record));
+        }
+        self.operations.insert(id, record);
     }
 
     fn commit_grant(

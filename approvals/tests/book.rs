@@ -179,6 +179,56 @@ fn late_votes_expire_the_operation_and_expiry_is_recorded() {
 }
 
 #[test]
+fn the_pending_queue_follows_every_change_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut book = Book::open(dir.path()).unwrap();
+        for (i, op) in ["op-a", "op-b", "op-c", "op-d"].into_iter().enumerate() {
+            let ttl = (40 - 10 * i as i64) * SEC;
+            book.hold(hold_of(&pending(op, 2, 100 * SEC, ttl)).unwrap())
+                .unwrap();
+        }
+        // op-d expires first (110 s), op-a last (140 s).
+        assert_eq!(book.pending_count(), 4);
+        assert_eq!(book.next_expiry(), Some(110 * SEC));
+        // A vote that does not close keeps it pending; one that does, not.
+        book.decide("op-d", &approver("alice"), Verdict::Approve, "", 105 * SEC)
+            .unwrap();
+        assert_eq!(book.pending_count(), 4);
+        book.decide(
+            "op-d",
+            &approver("bob"),
+            Verdict::Deny,
+            "not this one",
+            106 * SEC,
+        )
+        .unwrap();
+        assert_eq!(book.operation("op-d").unwrap().state, State::Denied);
+        assert_eq!(book.next_expiry(), Some(120 * SEC));
+        assert!(book
+            .withdraw("op-b", "client left", 107 * SEC)
+            .unwrap()
+            .is_some());
+        let pending: Vec<&str> = book
+            .operations(Some(State::Pending))
+            .iter()
+            .map(|o| o.id())
+            .collect();
+        assert_eq!(pending, ["op-a", "op-c"]);
+    }
+    let mut book = Book::open(dir.path()).unwrap();
+    assert_eq!(book.pending_count(), 2);
+    assert_eq!(book.next_expiry(), Some(120 * SEC));
+    // Due at exactly its expiry, not a nanosecond before.
+    assert!(book.expire_due(120 * SEC - 1).unwrap().is_empty());
+    assert_eq!(book.expire_due(120 * SEC).unwrap().len(), 1);
+    assert_eq!(book.operation("op-c").unwrap().state, State::Expired);
+    assert_eq!(book.pending_count(), 1);
+    assert_eq!(book.next_expiry(), Some(140 * SEC));
+    assert_eq!(book.operations(None).len(), 4);
+}
+
+#[test]
 fn grants_are_durable_and_revocable() {
     let dir = tempfile::tempdir().unwrap();
     let rule = GrantRule {

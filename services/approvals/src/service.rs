@@ -99,7 +99,7 @@ impl ApprovalService {
     ) -> anyhow::Result<Arc<Self>> {
         let dir = dir.to_path_buf();
         let book = tokio::task::spawn_blocking(move || Book::open(&dir)).await??;
-        let pending = book.operations(Some(State::Pending)).len();
+        let pending = book.pending_count();
         let (changes, _) = broadcast::channel(CHANGE_FEED);
         let service = Arc::new(Self {
             book: Mutex::new(book),
@@ -117,9 +117,8 @@ impl ApprovalService {
             "Operations held for approval and not yet decided.",
             &[],
             move || {
-                weak.upgrade().map_or(0.0, |s| {
-                    s.read_book(|book| book.operations(Some(State::Pending)).len() as f64)
-                })
+                weak.upgrade()
+                    .map_or(0.0, |s| s.read_book(|book| book.pending_count() as f64))
             },
         );
         if pending > 0 && in_process {
