@@ -15,12 +15,19 @@
 //!
 //! Every store read runs off the async workers (`spawn_blocking`, or
 //! `may_block` for a short one): they carry the proxied sessions too.
+//! And every request but `/metrics` waits for one of a few turns (one
+//! fewer than the machine has cores, at least one) before it reads: the
+//! public routes answer anyone, and 512 connections of proof and tile
+//! requests running at once would leave the appender's thread, which every
+//! proxied statement waits on, one share of CPU in hundreds. Waiting costs
+//! a queued future, not a thread; the connection limits bound the queue.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -41,12 +48,33 @@ pub const MAX_BODIES_PER_REQUEST: u64 = 1024;
 struct AppState {
     ledger: Arc<Ledger>,
     access: BodyAccess,
+    /// Requests that may read the store at once.
+    turns: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many requests read the store at once by default.
+fn default_turns() -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    cores.saturating_sub(1).max(1)
 }
 
 pub fn router(ledger: Arc<Ledger>, access: BodyAccess) -> Router {
+    let turns = Arc::new(tokio::sync::Semaphore::new(default_turns()));
+    router_with_turns(ledger, access, turns)
+}
+
+fn router_with_turns(
+    ledger: Arc<Ledger>,
+    access: BodyAccess,
+    turns: Arc<tokio::sync::Semaphore>,
+) -> Router {
+    let state = AppState {
+        ledger,
+        access,
+        turns,
+    };
     Router::new()
         .route("/checkpoint", get(checkpoint))
-        .route("/metrics", get(metrics))
         .route("/tile/*path", get(tile))
         .route("/vigil/v1/bodies", get(bodies))
         .route("/vigil/v1/minimum-index", get(minimum_index))
@@ -55,7 +83,19 @@ pub fn router(ledger: Arc<Ledger>, access: BodyAccess) -> Router {
         .route("/vigil/v1/lookup", get(lookup))
         .route("/vigil/v1/proof/inclusion", get(inclusion_proof))
         .route("/vigil/v1/proof/consistency", get(consistency_proof))
-        .with_state(AppState { ledger, access })
+        .route_layer(from_fn_with_state(state.clone(), one_turn))
+        // Not in turn: a scrape must not wait behind a flood it would show.
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Runs the request once one of the store's turns is free.
+async fn one_turn(State(s): State<AppState>, request: Request, next: Next) -> Response {
+    match s.turns.acquire().await {
+        Ok(_turn) => next.run(request).await,
+        // Never closed; if it were, refusing is the safe answer.
+        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "ledger closing\n".into()),
+    }
 }
 
 /// The process's metrics (Prometheus text format): the ledger's, and those
@@ -405,4 +445,63 @@ async fn consistency_proof(
     Query(q): Query<ConsistencyQuery>,
 ) -> Response {
     proof_response(may_block(|| s.ledger.store.consistency_proof(q.from, q.to)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::Semaphore;
+    use vigil_ledger::Keyring;
+
+    use super::*;
+
+    /// Serves the ledger's routes with `turns` on a loopback port.
+    async fn serve_with(turns: Arc<Semaphore>) -> (SocketAddr, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let ledger =
+            Arc::new(Ledger::open(dir.path(), "vigil.test/log", Keyring::random("k1")).unwrap());
+        let app = router_with_turns(ledger, BodyAccess::new(&[]).unwrap(), turns);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(vigil_runtime::http::serve(
+            listener,
+            app,
+            vigil_runtime::http::ServeLimits::LEDGER_API,
+        ));
+        (addr, dir)
+    }
+
+    /// One GET on a connection of its own; the status line.
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: ledger\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response.lines().next().unwrap_or_default().to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_read_waits_for_a_turn_and_metrics_do_not() {
+        let turns = Arc::new(Semaphore::new(1));
+        let (addr, _dir) = serve_with(turns.clone()).await;
+        assert_eq!(
+            get(addr, "/vigil/v1/minimum-index").await,
+            "HTTP/1.1 200 OK"
+        );
+        // Every turn taken (as by a flood of readers): a read waits ...
+        let held = turns.clone().acquire_owned().await.unwrap();
+        let waiting = tokio::spawn(get(addr, "/vigil/v1/minimum-index"));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!waiting.is_finished(), "a read ran without a turn");
+        // ... a metrics scrape does not ...
+        let metrics = tokio::time::timeout(Duration::from_secs(5), get(addr, "/metrics"));
+        assert_eq!(metrics.await.unwrap(), "HTTP/1.1 200 OK");
+        // ... and the read runs once a turn is free.
+        drop(held);
+        let status = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert_eq!(status.unwrap().unwrap(), "HTTP/1.1 200 OK");
+    }
 }
