@@ -89,13 +89,25 @@ fn router_with_turns(
         .with_state(state)
 }
 
-/// Runs the request once one of the store's turns is free.
+/// Runs the request once one of the store's turns is free, and keeps the
+/// turn until the handler is done even if the client goes away: hyper drops
+/// an abandoned request's future, but a read already handed to
+/// `spawn_blocking` runs on, and a client that opened and closed
+/// connections would otherwise run reads without turns.
 async fn one_turn(State(s): State<AppState>, request: Request, next: Next) -> Response {
-    match s.turns.acquire().await {
-        Ok(_turn) => next.run(request).await,
+    let Ok(turn) = s.turns.clone().acquire_owned().await else {
         // Never closed; if it were, refusing is the safe answer.
-        Err(_) => text(StatusCode::SERVICE_UNAVAILABLE, "ledger closing\n".into()),
-    }
+        return text(StatusCode::SERVICE_UNAVAILABLE, "ledger closing\n".into());
+    };
+    let handled = tokio::spawn(async move {
+        let response = next.run(request).await;
+        drop(turn);
+        response
+    });
+    handled.await.unwrap_or_else(|_| {
+        tracing::error!("a ledger HTTP handler panicked");
+        text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n".into())
+    })
 }
 
 /// The process's metrics (Prometheus text format): the ledger's, and those
@@ -503,5 +515,52 @@ mod tests {
         drop(held);
         let status = tokio::time::timeout(Duration::from_secs(5), waiting).await;
         assert_eq!(status.unwrap().unwrap(), "HTTP/1.1 200 OK");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_that_goes_away_does_not_take_its_turn_back_early() {
+        /// A read that takes a while on the blocking pool, as a cold
+        /// tile or a long `find` does.
+        async fn slow() -> &'static str {
+            let read = || std::thread::sleep(Duration::from_millis(1500));
+            tokio::task::spawn_blocking(read).await.unwrap();
+            "done"
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let ledger =
+            Arc::new(Ledger::open(dir.path(), "vigil.test/log", Keyring::random("k1")).unwrap());
+        let turns = Arc::new(Semaphore::new(1));
+        let state = AppState {
+            ledger,
+            access: BodyAccess::new(&[]).unwrap(),
+            turns: turns.clone(),
+        };
+        let app = Router::new()
+            .route("/slow", axum::routing::get(slow))
+            .route_layer(from_fn_with_state(state.clone(), one_turn))
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(vigil_runtime::http::serve(
+            listener,
+            app,
+            vigil_runtime::http::ServeLimits::LEDGER_API,
+        ));
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /slow HTTP/1.1\r\nHost: ledger\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The client leaves while its read runs: the turn stays taken.
+        drop(stream);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            turns.try_acquire().is_err(),
+            "the turn came back while the read still ran"
+        );
+        // It comes back when the read is done.
+        let turn = tokio::time::timeout(Duration::from_secs(5), turns.acquire()).await;
+        assert!(turn.is_ok(), "the turn never came back");
     }
 }
