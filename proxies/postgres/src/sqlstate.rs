@@ -320,35 +320,33 @@ const CLASSES: &[(&str, &str)] = &[
     ("XX", "internal error"),
 ];
 
+/// The entry for `key` in a sorted table.
+fn entry(
+    table: &'static [(&'static str, &'static str)],
+    key: &str,
+) -> Option<&'static (&'static str, &'static str)> {
+    table
+        .binary_search_by(|(k, _)| (*k).cmp(key))
+        .ok()
+        .map(|i| &table[i])
+}
+
 /// What `code` is called: its condition name, else its class's name, else
 /// nothing (a code no PostgreSQL 15 knows).
 pub fn describe(code: &str) -> Option<&'static str> {
-    let find = |table: &'static [(&str, &str)], key: &str| {
-        table
-            .binary_search_by(|(k, _)| (*k).cmp(key))
-            .ok()
-            .map(|i| table[i].1)
-    };
-    find(CONDITIONS, code).or_else(|| find(CLASSES, code.get(..2)?))
+    entry(CONDITIONS, code)
+        .or_else(|| entry(CLASSES, code.get(..2)?))
+        .map(|(_, name)| *name)
 }
 
 /// The code a client may be told: `code` when PostgreSQL 15 names it,
 /// else its class's general code (`22000`), else `XX000`. Server-side code
 /// can raise any five characters (`RAISE ... USING ERRCODE = ...` with a
 /// value from a row); a code the server itself does not use is not passed.
-pub fn known(code: &str) -> &str {
-    let find = |key: &str| {
-        CONDITIONS
-            .binary_search_by(|(k, _)| (*k).cmp(key))
-            .ok()
-            .map(|i| CONDITIONS[i].0)
-    };
-    if let Some(known) = find(code) {
-        return known;
-    }
-    code.get(..2)
-        .and_then(|class| find(&format!("{class}000")))
-        .unwrap_or("XX000")
+pub fn known(code: &str) -> &'static str {
+    entry(CONDITIONS, code)
+        .or_else(|| entry(CONDITIONS, &format!("{}000", code.get(..2)?)))
+        .map_or("XX000", |(known, _)| *known)
 }
 
 #[cfg(test)]

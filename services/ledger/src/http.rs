@@ -60,19 +60,14 @@ fn default_turns() -> usize {
 
 pub fn router(ledger: Arc<Ledger>, access: BodyAccess) -> Router {
     let turns = Arc::new(tokio::sync::Semaphore::new(default_turns()));
-    router_with_turns(ledger, access, turns)
-}
-
-fn router_with_turns(
-    ledger: Arc<Ledger>,
-    access: BodyAccess,
-    turns: Arc<tokio::sync::Semaphore>,
-) -> Router {
-    let state = AppState {
+    router_with_state(AppState {
         ledger,
         access,
         turns,
-    };
+    })
+}
+
+fn router_with_state(state: AppState) -> Router {
     Router::new()
         .route("/checkpoint", get(checkpoint))
         .route("/tile/*path", get(tile))
@@ -469,12 +464,24 @@ mod tests {
 
     use super::*;
 
-    /// Serves the ledger's routes with `turns` on a loopback port.
-    async fn serve_with(turns: Arc<Semaphore>) -> (SocketAddr, tempfile::TempDir) {
+    /// A ledger in a fresh directory, with `turns`.
+    fn state(turns: Arc<Semaphore>) -> (AppState, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let ledger =
             Arc::new(Ledger::open(dir.path(), "vigil.test/log", Keyring::random("k1")).unwrap());
-        let app = router_with_turns(ledger, BodyAccess::new(&[]).unwrap(), turns);
+        let access = BodyAccess::new(&[]).unwrap();
+        (
+            AppState {
+                ledger,
+                access,
+                turns,
+            },
+            dir,
+        )
+    }
+
+    /// Serves `app` on a loopback port.
+    async fn serve(app: Router) -> SocketAddr {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(vigil_runtime::http::serve(
@@ -482,7 +489,7 @@ mod tests {
             app,
             vigil_runtime::http::ServeLimits::LEDGER_API,
         ));
-        (addr, dir)
+        addr
     }
 
     /// One GET on a connection of its own; the status line.
@@ -498,7 +505,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_read_waits_for_a_turn_and_metrics_do_not() {
         let turns = Arc::new(Semaphore::new(1));
-        let (addr, _dir) = serve_with(turns.clone()).await;
+        let (state, _dir) = state(turns.clone());
+        let addr = serve(router_with_state(state)).await;
         assert_eq!(
             get(addr, "/vigil/v1/minimum-index").await,
             "HTTP/1.1 200 OK"
@@ -526,26 +534,13 @@ mod tests {
             tokio::task::spawn_blocking(read).await.unwrap();
             "done"
         }
-        let dir = tempfile::tempdir().unwrap();
-        let ledger =
-            Arc::new(Ledger::open(dir.path(), "vigil.test/log", Keyring::random("k1")).unwrap());
         let turns = Arc::new(Semaphore::new(1));
-        let state = AppState {
-            ledger,
-            access: BodyAccess::new(&[]).unwrap(),
-            turns: turns.clone(),
-        };
+        let (state, _dir) = state(turns.clone());
         let app = Router::new()
             .route("/slow", axum::routing::get(slow))
             .route_layer(from_fn_with_state(state.clone(), one_turn))
             .with_state(state);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(vigil_runtime::http::serve(
-            listener,
-            app,
-            vigil_runtime::http::ServeLimits::LEDGER_API,
-        ));
+        let addr = serve(app).await;
         let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
         stream
             .write_all(b"GET /slow HTTP/1.1\r\nHost: ledger\r\n\r\n")
